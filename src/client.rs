@@ -1,0 +1,344 @@
+//! [`Client`]: the Rust API of the library. Recording validates, then commits one outbox
+//! row; reading and sync control go to the store and the worker.
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::model::fields::{canonical_json, parse_object};
+use crate::model::{Cancellation, Defaults, JobKind, Return, Sale};
+use crate::omnium::OmniumApi;
+use crate::store::{NewJob, Store};
+use crate::sync::policy::RetryPolicy;
+use crate::sync::push::PushContext;
+use crate::sync::{now_ms, rfc3339, Sync};
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// `close` waits this long for the worker to finish its current request; after that the
+/// worker finishes on its own (its results still commit) and `close` returns.
+const CLOSE_WAIT: Duration = Duration::from_secs(8);
+
+pub struct Client {
+    config: Config,
+    defaults: Defaults,
+    store: Arc<Store>,
+    sync: Arc<Sync>,
+    worker: Mutex<Option<JoinHandle<()>>>,
+    closed: AtomicBool,
+}
+
+impl Client {
+    /// Parses the config, opens (and migrates) the database and, unless
+    /// `sync.autostart` is false, starts the worker.
+    pub fn open(config_json: &str) -> Result<Client> {
+        let config = Config::from_json(config_json)?;
+        let store = Arc::new(Store::open(&config.database_path)?);
+        let api = OmniumApi::new(&config.omnium);
+        let sync = Arc::new(Sync::new(
+            store.clone(),
+            api,
+            PushContext {
+                market_id: config.market_id.clone(),
+                store_id: config.store_id.clone(),
+                currency: config.currency.clone(),
+                terminal_id: config.terminal_id.clone(),
+            },
+            RetryPolicy {
+                initial_ms: config.sync.retry_initial_ms,
+                max_ms: config.sync.retry_max_ms,
+                max_attempts: config.sync.max_attempts,
+            },
+            config.omnium.max_concurrency,
+            config.sync.pull_interval_ms,
+            config.sync.delivered_retention_ms,
+        ));
+        let client = Client {
+            defaults: Defaults {
+                store_id: config.store_id.clone(),
+                currency: config.currency.clone(),
+            },
+            config,
+            store,
+            sync,
+            worker: Mutex::new(None),
+            closed: AtomicBool::new(false),
+        };
+        if client.config.sync.autostart {
+            client.start_worker()?;
+        }
+        log::info!(
+            "flow-omnium {} opened {} for store {:?}",
+            env!("CARGO_PKG_VERSION"),
+            client.config.database_path.display(),
+            client.config.store_id
+        );
+        Ok(client)
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            Err(Error::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn start_worker(&self) -> Result<()> {
+        let mut slot = self.worker.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            let sync = self.sync.clone();
+            let handle = std::thread::Builder::new()
+                .name("flow-omnium-sync".into())
+                .spawn(move || sync.run())
+                .map_err(|e| Error::Internal(format!("cannot start the sync thread: {e}")))?;
+            *slot = Some(handle);
+        }
+        Ok(())
+    }
+
+    fn record(
+        &self,
+        kind: JobKind,
+        event_id: &str,
+        entity_id: &str,
+        content: &Value,
+    ) -> Result<()> {
+        self.record_checked(kind, event_id, entity_id, content, |_| Ok(()))
+    }
+
+    fn record_checked<F>(
+        &self,
+        kind: JobKind,
+        event_id: &str,
+        entity_id: &str,
+        content: &Value,
+        check: F,
+    ) -> Result<()>
+    where
+        F: FnOnce(&crate::store::Lookup) -> Result<()>,
+    {
+        let canonical = canonical_json(content);
+        let job = NewJob {
+            kind: kind.as_str(),
+            event_id,
+            entity_id,
+            content: &canonical,
+        };
+        let outcome = self.store.record(&job, now_ms(), check)?;
+        if let crate::store::Recorded::New(_) = outcome {
+            self.sync.nudge();
+        }
+        Ok(())
+    }
+
+    /// Records a sale (CONTRACT §4). Returns once it is durably stored.
+    pub fn record_sale(&self, sale_json: &str) -> Result<()> {
+        self.check_open()?;
+        let mut value = parse_object(sale_json, "sale")?;
+        Sale::normalize(&mut value, &self.defaults);
+        let sale = Sale::parse(&value)?;
+        self.record(JobKind::Sale, &sale.id, &sale.id, &value)
+    }
+
+    /// Records a return. When the sale was recorded here, its lines and the quantities
+    /// already returned are checked.
+    pub fn record_return(&self, return_json: &str) -> Result<()> {
+        self.check_open()?;
+        let value = parse_object(return_json, "return")?;
+        let ret = Return::parse(&value)?;
+        self.record_checked(JobKind::Return, &ret.id, &ret.sale_id, &value, |lookup| {
+            let Some(sale) = lookup.content(JobKind::Sale.as_str(), &ret.sale_id)? else {
+                return Ok(());
+            };
+            let sale = Sale::parse(
+                &serde_json::from_str(&sale).map_err(|e| Error::Internal(e.to_string()))?,
+            )?;
+            let earlier = lookup
+                .contents_for_entity(JobKind::Return.as_str(), &ret.sale_id)?
+                .iter()
+                .filter_map(|c| serde_json::from_str(c).ok())
+                .filter_map(|v: Value| Return::parse(&v).ok())
+                .collect::<Vec<_>>();
+            ret.check_against(&sale, &earlier)
+        })
+    }
+
+    /// Records the cancellation of a whole order or of some of its lines.
+    pub fn record_cancellation(&self, cancellation_json: &str) -> Result<()> {
+        self.check_open()?;
+        let value = parse_object(cancellation_json, "cancellation")?;
+        let c = Cancellation::parse(&value)?;
+        self.record_checked(
+            JobKind::Cancellation,
+            &c.id,
+            &c.order_id,
+            &value,
+            |lookup| match lookup.content(JobKind::Sale.as_str(), &c.order_id)? {
+                Some(sale) => {
+                    let v: Value =
+                        serde_json::from_str(&sale).map_err(|e| Error::Internal(e.to_string()))?;
+                    c.check_against(&Sale::parse(&v)?)
+                }
+                None => Ok(()),
+            },
+        )
+    }
+
+    /// Wakes the worker to push now (starting it if `autostart` was false).
+    pub fn sync_now(&self) -> Result<()> {
+        self.check_open()?;
+        self.start_worker()?;
+        self.sync.sync_now();
+        Ok(())
+    }
+
+    /// Returns once nothing is pending (dead and blocked jobs do not count), or
+    /// `Error::Timeout`.
+    pub fn flush(&self, timeout: Duration) -> Result<()> {
+        self.check_open()?;
+        self.start_worker()?;
+        let deadline = Instant::now() + timeout;
+        self.sync.nudge();
+        loop {
+            let pending = self.store.counts()?.pending;
+            if pending == 0 {
+                return Ok(());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Error::Timeout(format!(
+                    "{pending} job(s) still pending after {} ms",
+                    timeout.as_millis()
+                )));
+            }
+            self.check_open()?;
+            self.sync.wait_progress(left.min(Duration::from_millis(50)));
+        }
+    }
+
+    /// The sync status JSON (CONTRACT §6).
+    pub fn status_json(&self) -> Result<String> {
+        self.check_open()?;
+        let counts = self.store.counts()?;
+        let link = self.sync.link();
+        let time = |ms: Option<i64>| ms.map(rfc3339).map(Value::from).unwrap_or(Value::Null);
+        let stored_time = |key: &str| -> Result<Value> {
+            Ok(time(
+                self.store.get_state(key)?.and_then(|v| v.parse().ok()),
+            ))
+        };
+        let next_attempt = if counts.pending == 0 {
+            None
+        } else {
+            let due = self.store.next_due_at()?;
+            match (due, link.hold_until) {
+                (Some(d), Some(h)) => Some(d.max(h)),
+                (d, h) => d.or(h),
+            }
+        };
+        Ok(json!({
+            "online": link.online,
+            "outbox": {
+                "pending": counts.pending,
+                "blocked": counts.blocked,
+                "dead": counts.dead,
+                "oldest_pending_at": time(counts.oldest_pending_at),
+            },
+            "next_attempt_at": time(next_attempt),
+            "last_push_at": stored_time("last_push_at")?,
+            "last_pull_at": stored_time("last_pull_at")?,
+        })
+        .to_string())
+    }
+
+    /// The next event, waiting up to `timeout`; `Error::Timeout` if none came.
+    pub fn next_event(&self, timeout: Duration) -> Result<String> {
+        self.check_open()?;
+        self.sync
+            .events
+            .next(timeout)
+            .ok_or_else(|| Error::Timeout(format!("no event within {} ms", timeout.as_millis())))
+    }
+
+    /// Jobs given up on (CONTRACT §6).
+    pub fn dead_jobs_json(&self) -> Result<String> {
+        self.check_open()?;
+        let items: Vec<Value> = self
+            .store
+            .dead_jobs()?
+            .into_iter()
+            .map(|j| {
+                json!({
+                    "id": j.id.to_string(), "kind": j.kind, "entity_id": j.entity_id,
+                    "attempts": j.attempts, "last_error": j.last_error,
+                    "dead_at": j.dead_at.map(rfc3339),
+                })
+            })
+            .collect();
+        Ok(json!({ "items": items }).to_string())
+    }
+
+    /// Gives a dead job (or every dead job, with `None`) a new set of attempts.
+    pub fn retry_job(&self, job_id: Option<&str>) -> Result<()> {
+        self.check_open()?;
+        let id = match job_id {
+            None => None,
+            Some(s) => Some(s.trim().parse::<i64>().map_err(|_| {
+                Error::invalid(
+                    "job_id",
+                    format!("{s:?} is not a job id (ids come from fo_dead_jobs)"),
+                )
+            })?),
+        };
+        let revived = self.store.retry_dead(id, now_ms())?;
+        if let (Some(id), 0) = (id, revived) {
+            return Err(Error::NotFound(format!("no dead job with id {id}")));
+        }
+        if revived > 0 {
+            log::info!("{revived} dead job(s) queued again");
+            self.sync.sync_now();
+        }
+        Ok(())
+    }
+
+    /// Stops the worker and refuses further calls. Returns within about 8 s even when a
+    /// request is in flight (the worker then finishes that request on its own).
+    pub fn close(&self) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.sync.shutdown();
+        let handle = self.worker.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(handle) = handle {
+            let deadline = Instant::now() + CLOSE_WAIT;
+            while !handle.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if handle.is_finished() {
+                let _ = handle.join();
+            } else {
+                log::warn!(
+                    "the sync worker is still inside a request; leaving it to finish on its own"
+                );
+            }
+        }
+        log::info!("flow-omnium closed");
+    }
+
+    /// The store, for tests and tools in this crate's family.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.close();
+    }
+}

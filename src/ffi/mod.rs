@@ -1,0 +1,302 @@
+//! The C ABI (CONTRACT §2–§6). Only argument handling lives here: every export checks its
+//! pointers, runs its body inside the panic boundary and calls the Rust [`Client`].
+//!
+//! Conventions for every function below:
+//! - A `const char *` argument is a NUL-terminated UTF-8 string owned by the caller and only
+//!   read during the call.
+//! - An out-pointer is written only when the call returns `FO_OK`. Strings returned through
+//!   it are owned by the caller and must be released with `fo_string_free`.
+//! - On any result other than `FO_OK`, `fo_last_error_message()` on the same thread says why.
+
+#![allow(non_camel_case_types)]
+
+mod boundary;
+mod log;
+
+use crate::client::Client;
+use crate::error::{fo_result, Error};
+use boundary::{arg_str, guard, guard_void, out_ptr, out_string};
+use std::ffi::{c_char, c_int, c_void, CString};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// An open client: a database, a configuration and a sync worker. Opaque; safe to use from
+/// many threads at once. Made by `fo_client_open`, released by `fo_client_close`.
+pub struct fo_client {
+    inner: Arc<Client>,
+}
+
+/// Receives the library's log lines: `level` is 1 (error) … 5 (trace); `message` is valid
+/// only during the call. Called from the library's threads, so it must be thread-safe.
+pub type fo_log_fn =
+    Option<unsafe extern "C" fn(user_data: *mut c_void, level: c_int, message: *const c_char)>;
+
+/// # Safety
+/// `c` is NULL or a pointer returned by `fo_client_open` and not yet closed.
+unsafe fn client<'a>(c: *const fo_client) -> Result<&'a Client, Error> {
+    if c.is_null() {
+        return Err(Error::NullArgument("client".into()));
+    }
+    // SAFETY: per this function's contract the pointer is a live fo_client.
+    Ok(unsafe { &(*c).inner })
+}
+
+/// This thread's last failure message; `""` after a success. Never NULL. The pointer stays
+/// valid until the next `fo_` call on the same thread.
+#[no_mangle]
+pub extern "C" fn fo_last_error_message() -> *const c_char {
+    boundary::last_error_ptr()
+}
+
+/// The name of a result code, e.g. `"FO_OK"`. A static string; never NULL.
+#[no_mangle]
+pub extern "C" fn fo_result_name(r: fo_result) -> *const c_char {
+    static NAMES: std::sync::OnceLock<Vec<(fo_result, CString)>> = std::sync::OnceLock::new();
+    let names = NAMES.get_or_init(|| {
+        use fo_result::*;
+        [
+            FO_OK,
+            FO_NULL_ARGUMENT,
+            FO_INVALID_JSON,
+            FO_INVALID_INPUT,
+            FO_CONFLICT,
+            FO_NOT_FOUND,
+            FO_TIMEOUT,
+            FO_STORAGE_FULL,
+            FO_STORAGE,
+            FO_CLOSED,
+            FO_CONFIG,
+            FO_PANIC,
+            FO_INTERNAL,
+        ]
+        .into_iter()
+        .map(|r| (r, CString::new(r.name()).unwrap_or_default()))
+        .collect()
+    });
+    names
+        .iter()
+        .find(|(code, _)| *code == r)
+        .map(|(_, name)| name.as_ptr())
+        .unwrap_or(c"FO_UNKNOWN".as_ptr())
+}
+
+/// The library version (equals the crate version). A static string.
+#[no_mangle]
+pub extern "C" fn fo_version() -> *const c_char {
+    static VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
+    VERSION.as_ptr().cast()
+}
+
+/// Frees a string the library returned. NULL is a no-op.
+///
+/// # Safety
+/// `s` is NULL or a string returned by this library and not yet freed.
+#[no_mangle]
+pub unsafe extern "C" fn fo_string_free(s: *mut c_char) {
+    guard_void(|| {
+        if !s.is_null() {
+            // SAFETY: it came from CString::into_raw in out_string, per the contract.
+            drop(unsafe { CString::from_raw(s) });
+        }
+    })
+}
+
+/// Opens a client from its JSON configuration (CONTRACT §3): opens or creates the database
+/// and starts the sync thread unless `sync.autostart` is false. On `FO_OK`, `*out` holds the
+/// client; release it with `fo_client_close`. Errors: `FO_CONFIG` (bad configuration, the
+/// message names the key), `FO_STORAGE` (the database cannot be opened, or was damaged and
+/// has been moved aside), `FO_STORAGE_FULL`.
+///
+/// # Safety
+/// `config_json` is NULL or a NUL-terminated string; `out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn fo_client_open(
+    config_json: *const c_char,
+    out: *mut *mut fo_client,
+) -> fo_result {
+    guard(|| {
+        // SAFETY: caller contract above.
+        let text = unsafe { arg_str(config_json, "config_json", true) }?;
+        out_ptr(out, "out")?;
+        let client = Client::open(text).map_err(|e| match e {
+            Error::InvalidJson(m) | Error::InvalidInput(m) => Error::Config(m),
+            other => other,
+        })?;
+        let handle = Box::new(fo_client {
+            inner: Arc::new(client),
+        });
+        // SAFETY: checked non-NULL above.
+        unsafe { *out = Box::into_raw(handle) };
+        Ok(())
+    })
+}
+
+/// Stops the sync thread and releases the client. NULL is a no-op. Returns within 10 s even
+/// when Omnium does not answer. No call on this client may start after it returns; a call
+/// racing with it returns `FO_CLOSED`.
+///
+/// # Safety
+/// `c` is NULL or a pointer returned by `fo_client_open`, closed at most once.
+#[no_mangle]
+pub unsafe extern "C" fn fo_client_close(c: *mut fo_client) {
+    guard_void(|| {
+        if c.is_null() {
+            return;
+        }
+        // SAFETY: per the contract this is a live handle, released exactly once here.
+        let handle = unsafe { Box::from_raw(c) };
+        handle.inner.close();
+    })
+}
+
+macro_rules! record_fn {
+    ($(#[$doc:meta])* $name:ident, $arg:literal, $method:ident) => {
+        $(#[$doc])*
+        ///
+        /// # Safety
+        /// `c` is NULL or a live client; `json` is NULL or a NUL-terminated string.
+        #[no_mangle]
+        pub unsafe extern "C" fn $name(c: *mut fo_client, json: *const c_char) -> fo_result {
+            guard(|| {
+                // SAFETY: caller contract above.
+                let client = unsafe { client(c) }?;
+                let text = unsafe { arg_str(json, $arg, true) }?;
+                client.$method(text)
+            })
+        }
+    };
+}
+
+record_fn!(
+    /// Records a sale (CONTRACT §4) durably in the outbox; never waits on the network.
+    /// The same `id` with the same content again is `FO_OK` and stores nothing; with other
+    /// content it is `FO_CONFLICT`. A rule broken (balance, required field, duplicate line
+    /// id) is `FO_INVALID_INPUT` with the field named in the message.
+    fo_record_sale, "sale_json", record_sale
+);
+record_fn!(
+    /// Records a return of a recorded sale or of an Omnium order. It reaches Omnium only
+    /// after its sale. For a sale recorded here, lines and returnable quantities are checked.
+    fo_record_return, "return_json", record_return
+);
+record_fn!(
+    /// Records a cancellation of a whole order (no `lines`) or of whole lines. It reaches
+    /// Omnium only after the order's earlier jobs.
+    fo_record_cancellation, "cancellation_json", record_cancellation
+);
+
+/// Wakes the sync thread to push now (starting it if `sync.autostart` was false), even
+/// when it is backing off after an outage. A 429's Retry-After is still honoured.
+///
+/// # Safety
+/// `c` is NULL or a live client.
+#[no_mangle]
+pub unsafe extern "C" fn fo_sync_now(c: *mut fo_client) -> fo_result {
+    // SAFETY: caller contract above.
+    guard(|| unsafe { client(c) }?.sync_now())
+}
+
+/// Waits until nothing is pending (dead jobs and jobs blocked behind them do not count):
+/// `FO_OK`, or `FO_TIMEOUT` after `timeout_ms`.
+///
+/// # Safety
+/// `c` is NULL or a live client.
+#[no_mangle]
+pub unsafe extern "C" fn fo_flush(c: *mut fo_client, timeout_ms: u32) -> fo_result {
+    // SAFETY: caller contract above.
+    guard(|| unsafe { client(c) }?.flush(Duration::from_millis(timeout_ms.into())))
+}
+
+/// The sync status as JSON: `{"online", "outbox": {"pending", "blocked", "dead",
+/// "oldest_pending_at"}, "next_attempt_at", "last_push_at", "last_pull_at"}`.
+/// Free `*out_json` with `fo_string_free`.
+///
+/// # Safety
+/// `c` is NULL or a live client; `out_json` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn fo_status(c: *mut fo_client, out_json: *mut *mut c_char) -> fo_result {
+    guard(|| {
+        // SAFETY: caller contract above.
+        let client = unsafe { client(c) }?;
+        out_ptr(out_json, "out_json")?;
+        let json = client.status_json()?;
+        // SAFETY: checked non-NULL above.
+        unsafe { *out_json = out_string(json) };
+        Ok(())
+    })
+}
+
+/// The next event as JSON (`{"type": ..., ...}`: `job.dead`, `sync.online`,
+/// `sync.offline`, `sync.auth_failed`), waiting up to `timeout_ms`; `FO_TIMEOUT` if none.
+/// Free `*out_json` with `fo_string_free`.
+///
+/// # Safety
+/// `c` is NULL or a live client; `out_json` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn fo_next_event(
+    c: *mut fo_client,
+    timeout_ms: u32,
+    out_json: *mut *mut c_char,
+) -> fo_result {
+    guard(|| {
+        // SAFETY: caller contract above.
+        let client = unsafe { client(c) }?;
+        out_ptr(out_json, "out_json")?;
+        let json = client.next_event(Duration::from_millis(timeout_ms.into()))?;
+        // SAFETY: checked non-NULL above.
+        unsafe { *out_json = out_string(json) };
+        Ok(())
+    })
+}
+
+/// Jobs given up on: `{"items": [{"id", "kind", "entity_id", "attempts", "last_error",
+/// "dead_at"}]}`. Free `*out_json` with `fo_string_free`.
+///
+/// # Safety
+/// `c` is NULL or a live client; `out_json` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn fo_dead_jobs(c: *mut fo_client, out_json: *mut *mut c_char) -> fo_result {
+    guard(|| {
+        // SAFETY: caller contract above.
+        let client = unsafe { client(c) }?;
+        out_ptr(out_json, "out_json")?;
+        let json = client.dead_jobs_json()?;
+        // SAFETY: checked non-NULL above.
+        unsafe { *out_json = out_string(json) };
+        Ok(())
+    })
+}
+
+/// Gives the dead job `job_id` (an `id` from `fo_dead_jobs`) a new set of attempts; NULL
+/// retries every dead job. `FO_NOT_FOUND` if there is no such dead job.
+///
+/// # Safety
+/// `c` is NULL or a live client; `job_id` is NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn fo_job_retry(c: *mut fo_client, job_id: *const c_char) -> fo_result {
+    guard(|| {
+        // SAFETY: caller contract above.
+        let client = unsafe { client(c) }?;
+        let id = if job_id.is_null() {
+            None
+        } else {
+            // SAFETY: non-NULL, NUL-terminated per the contract.
+            Some(unsafe { arg_str(job_id, "job_id", false) }?)
+        };
+        client.retry_job(id)
+    })
+}
+
+/// Sends the library's log lines up to `max_level` (1 error … 5 trace) to `cb`; NULL `cb`
+/// (or `max_level` 0) turns logging off. Process-wide. Lines never contain secrets.
+///
+/// # Safety
+/// `cb` is NULL or a thread-safe function that stays valid while it is registered.
+#[no_mangle]
+pub unsafe extern "C" fn fo_set_log_callback(
+    cb: fo_log_fn,
+    user_data: *mut c_void,
+    max_level: c_int,
+) {
+    guard_void(|| log::set_callback(cb, user_data, max_level))
+}

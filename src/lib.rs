@@ -1,0 +1,22 @@
+//! flow-omnium keeps a Flow Retail POS terminal in step with the Omnium OMS.
+//!
+//! Data flows one way through each stage (see README "Architecture"):
+//! `ffi/` (C ABI) → `model/` (parse + validate) → `store/` (one durable SQLite
+//! transaction) → `sync/` (the worker) → `omnium/` (HTTP) → Omnium.
+//! [`Client`] is the Rust API that `ffi/` wraps.
+
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod ffi;
+pub mod model;
+pub mod omnium;
+pub mod redact;
+#[cfg(feature = "sim")]
+pub mod sim;
+pub mod store;
+pub mod sync;
+
+pub use client::Client;
+pub use config::Config;
+pub use error::{fo_result, Error, Result};

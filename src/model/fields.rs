@@ -1,0 +1,348 @@
+//! Reading a JSON object field by field, with errors that name the path of the bad field
+//! (`sale.lines[1].quantity: ...`) and with unknown keys rejected so typos are caught.
+
+use crate::error::{Error, Result};
+use chrono::{DateTime, FixedOffset};
+use serde_json::{Map, Value};
+
+/// The longest id the contract allows, in bytes.
+pub const MAX_ID_BYTES: usize = 128;
+
+/// Parses `text` as a JSON object; anything else is `InvalidJson`.
+pub fn parse_object(text: &str, what: &str) -> Result<Value> {
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| Error::InvalidJson(format!("{what}: not valid JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(Error::InvalidJson(format!(
+            "{what}: expected a JSON object, got {}",
+            type_name(&value)
+        )));
+    }
+    Ok(value)
+}
+
+pub fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// A JSON object being read, with the path used in error messages.
+pub struct Fields<'a> {
+    obj: &'a Map<String, Value>,
+    path: String,
+}
+
+impl<'a> Fields<'a> {
+    /// `value` must be an object (use [`parse_object`] first for text).
+    pub fn new(value: &'a Value, path: &str) -> Result<Fields<'a>> {
+        match value {
+            Value::Object(obj) => Ok(Fields {
+                obj,
+                path: path.to_string(),
+            }),
+            other => Err(Error::InvalidJson(format!(
+                "{path}: expected a JSON object, got {}",
+                type_name(other)
+            ))),
+        }
+    }
+
+    pub fn path(&self, key: &str) -> String {
+        format!("{}.{key}", self.path)
+    }
+
+    fn get(&self, key: &str) -> Option<&'a Value> {
+        match self.obj.get(key) {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(v),
+        }
+    }
+
+    fn wrong(&self, key: &str, expected: &str, got: &Value) -> Error {
+        Error::invalid(
+            self.path(key),
+            format!("expected {expected}, got {}", type_name(got)),
+        )
+    }
+
+    fn missing(&self, key: &str) -> Error {
+        Error::invalid(self.path(key), "is required")
+    }
+
+    /// Rejects keys not in `allowed`, naming the first unknown one.
+    pub fn deny_unknown(&self, allowed: &[&str]) -> Result<()> {
+        match self.obj.keys().find(|k| !allowed.contains(&k.as_str())) {
+            None => Ok(()),
+            Some(k) => Err(Error::invalid(
+                self.path(k),
+                format!("unknown field (expected one of: {})", allowed.join(", ")),
+            )),
+        }
+    }
+
+    pub fn str_opt(&self, key: &str) -> Result<Option<&'a str>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.as_str())),
+            Some(other) => Err(self.wrong(key, "a string", other)),
+        }
+    }
+
+    /// A non-empty string.
+    pub fn text(&self, key: &str) -> Result<&'a str> {
+        self.text_opt(key)?.ok_or_else(|| self.missing(key))
+    }
+
+    pub fn text_opt(&self, key: &str) -> Result<Option<&'a str>> {
+        match self.str_opt(key)? {
+            Some(s) if s.trim().is_empty() => {
+                Err(Error::invalid(self.path(key), "must not be empty"))
+            }
+            other => Ok(other),
+        }
+    }
+
+    /// A non-empty string of at most [`MAX_ID_BYTES`] bytes.
+    pub fn id(&self, key: &str) -> Result<&'a str> {
+        self.id_opt(key)?.ok_or_else(|| self.missing(key))
+    }
+
+    pub fn id_opt(&self, key: &str) -> Result<Option<&'a str>> {
+        let Some(s) = self.text_opt(key)? else {
+            return Ok(None);
+        };
+        if s.len() > MAX_ID_BYTES {
+            return Err(Error::invalid(
+                self.path(key),
+                format!("ids are at most {MAX_ID_BYTES} bytes, got {}", s.len()),
+            ));
+        }
+        if s.chars().any(char::is_control) {
+            return Err(Error::invalid(
+                self.path(key),
+                "must not contain control characters",
+            ));
+        }
+        Ok(Some(s))
+    }
+
+    /// An integer amount of money in minor units.
+    pub fn money(&self, key: &str) -> Result<i64> {
+        self.money_opt(key)?.ok_or_else(|| self.missing(key))
+    }
+
+    pub fn money_opt(&self, key: &str) -> Result<Option<i64>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Number(n)) => match n.as_i64() {
+                Some(v) if v.unsigned_abs() <= MAX_MONEY => Ok(Some(v)),
+                Some(_) => Err(Error::invalid(self.path(key), "amount is out of range")),
+                None => Err(Error::invalid(
+                    self.path(key),
+                    format!("must be an integer in minor units (øre, cents), got {n}"),
+                )),
+            },
+            Some(other) => Err(self.wrong(key, "an integer amount in minor units", other)),
+        }
+    }
+
+    /// A finite number.
+    pub fn number(&self, key: &str) -> Result<f64> {
+        self.number_opt(key)?.ok_or_else(|| self.missing(key))
+    }
+
+    pub fn number_opt(&self, key: &str) -> Result<Option<f64>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Number(n)) => match n.as_f64() {
+                Some(v) if v.is_finite() => Ok(Some(v)),
+                _ => Err(Error::invalid(self.path(key), "must be a finite number")),
+            },
+            Some(other) => Err(self.wrong(key, "a number", other)),
+        }
+    }
+
+    pub fn bool_opt(&self, key: &str) -> Result<Option<bool>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(other) => Err(self.wrong(key, "true or false", other)),
+        }
+    }
+
+    pub fn u64_opt(&self, key: &str) -> Result<Option<u64>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Number(n)) => n.as_u64().map(Some).ok_or_else(|| {
+                Error::invalid(
+                    self.path(key),
+                    format!("must be a whole number >= 0, got {n}"),
+                )
+            }),
+            Some(other) => Err(self.wrong(key, "a whole number", other)),
+        }
+    }
+
+    /// An RFC 3339 time with an offset.
+    pub fn time(&self, key: &str) -> Result<DateTime<FixedOffset>> {
+        self.time_opt(key)?.ok_or_else(|| self.missing(key))
+    }
+
+    pub fn time_opt(&self, key: &str) -> Result<Option<DateTime<FixedOffset>>> {
+        let Some(s) = self.str_opt(key)? else {
+            return Ok(None);
+        };
+        DateTime::parse_from_rfc3339(s).map(Some).map_err(|e| {
+            Error::invalid(
+                self.path(key),
+                format!("expected an RFC 3339 time with an offset, like 2026-11-28T10:15:00+01:00 ({e})"),
+            )
+        })
+    }
+
+    pub fn object_opt(&self, key: &str) -> Result<Option<Fields<'a>>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v @ Value::Object(_)) => Fields::new(v, &self.path(key)).map(Some),
+            Some(other) => Err(self.wrong(key, "an object", other)),
+        }
+    }
+
+    /// An array of objects; `None` when absent or null.
+    pub fn objects_opt(&self, key: &str) -> Result<Option<Vec<Fields<'a>>>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Array(items)) => items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| Fields::new(v, &format!("{}[{i}]", self.path(key))))
+                .map(|r| r.map_err(|e| Error::InvalidInput(e.to_string())))
+                .collect::<Result<Vec<_>>>()
+                .map(Some),
+            Some(other) => Err(self.wrong(key, "an array", other)),
+        }
+    }
+
+    /// A non-empty array of objects.
+    pub fn objects(&self, key: &str) -> Result<Vec<Fields<'a>>> {
+        let items = self.objects_opt(key)?.ok_or_else(|| self.missing(key))?;
+        if items.is_empty() {
+            return Err(Error::invalid(
+                self.path(key),
+                "must hold at least one item",
+            ));
+        }
+        Ok(items)
+    }
+
+    pub fn strings_opt(&self, key: &str) -> Result<Option<Vec<&'a str>>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Array(items)) => items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| match v {
+                    Value::String(s) if !s.trim().is_empty() => Ok(s.as_str()),
+                    other => Err(Error::invalid(
+                        format!("{}[{i}]", self.path(key)),
+                        format!("expected a non-empty string, got {}", type_name(other)),
+                    )),
+                })
+                .collect::<Result<Vec<_>>>()
+                .map(Some),
+            Some(other) => Err(self.wrong(key, "an array of strings", other)),
+        }
+    }
+}
+
+/// Amounts beyond this (±90 trillion in major units) are refused, so sums of a few
+/// thousand lines cannot overflow an i64 and every amount converts exactly.
+pub const MAX_MONEY: u64 = 9_000_000_000_000_000;
+
+/// JSON text with object keys sorted at every level, so that two documents that differ
+/// only in key order or spacing compare equal.
+pub fn canonical_json(value: &Value) -> String {
+    fn write(v: &Value, out: &mut String) {
+        match v {
+            Value::Object(map) => {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                out.push('{');
+                for (i, k) in keys.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&Value::String(k.clone()).to_string());
+                    out.push(':');
+                    write(&map[k], out);
+                }
+                out.push('}');
+            }
+            Value::Array(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write(item, out);
+                }
+                out.push(']');
+            }
+            scalar => out.push_str(&scalar.to_string()),
+        }
+    }
+    let mut out = String::new();
+    write(value, &mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_json_ignores_key_order_and_spacing() {
+        let a: Value = serde_json::from_str(r#"{"b": [1, {"y":1,"x":2}], "a": "s"}"#).unwrap();
+        let b: Value = serde_json::from_str(r#"{"a":"s","b":[1,{"x":2,"y":1}]}"#).unwrap();
+        assert_eq!(canonical_json(&a), canonical_json(&b));
+        assert_eq!(canonical_json(&a), r#"{"a":"s","b":[1,{"x":2,"y":1}]}"#);
+    }
+
+    #[test]
+    fn errors_name_the_nested_field() {
+        let v: Value = serde_json::from_str(r#"{"lines":[{"q":1},{"q":"x"}]}"#).unwrap();
+        let f = Fields::new(&v, "sale").unwrap();
+        let lines = f.objects("lines").unwrap();
+        let err = lines[1].number("q").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "sale.lines[1].q: expected a number, got a string"
+        );
+    }
+
+    #[test]
+    fn money_must_be_an_integer() {
+        let v: Value = serde_json::from_str(r#"{"a": 199.5, "b": 19950}"#).unwrap();
+        let f = Fields::new(&v, "x").unwrap();
+        assert!(f
+            .money("a")
+            .unwrap_err()
+            .to_string()
+            .contains("minor units"));
+        assert_eq!(f.money("b").unwrap(), 19950);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let v: Value = serde_json::from_str(r#"{"id": "1", "discont": 5}"#).unwrap();
+        let f = Fields::new(&v, "sale").unwrap();
+        let err = f.deny_unknown(&["id", "discount"]).unwrap_err();
+        assert!(err.to_string().starts_with("sale.discont: unknown field"));
+    }
+}

@@ -1,0 +1,539 @@
+//! Sales, returns and cancellations: the immutable events the till records.
+
+use super::fields::{Fields, MAX_MONEY};
+use super::Defaults;
+use crate::error::{Error, Result};
+use chrono::{DateTime, FixedOffset};
+use serde_json::Value;
+use std::collections::HashSet;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sale {
+    pub id: String,
+    pub created_at: DateTime<FixedOffset>,
+    pub store_id: String,
+    pub currency: String,
+    pub customer_id: Option<String>,
+    pub salesperson_id: Option<String>,
+    pub rounding: i64,
+    pub lines: Vec<SaleLine>,
+    pub payments: Vec<Payment>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SaleLine {
+    pub line_id: String,
+    pub sku: String,
+    pub name: Option<String>,
+    pub quantity: f64,
+    /// Unit price including VAT, minor units.
+    pub unit_price: i64,
+    /// The line's total discount, minor units.
+    pub discount: i64,
+    pub tax_rate: Option<f64>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Payment {
+    pub id: String,
+    pub method: String,
+    pub amount: i64,
+    pub transaction_id: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Return {
+    pub id: String,
+    pub sale_id: String,
+    pub created_at: DateTime<FixedOffset>,
+    pub lines: Vec<ReturnLine>,
+    pub refunds: Vec<Payment>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReturnLine {
+    pub line_id: String,
+    pub quantity: f64,
+    /// The credited amount for this line, minor units.
+    pub amount: i64,
+    pub restock: bool,
+    pub reason: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Cancellation {
+    pub id: String,
+    pub order_id: String,
+    pub created_at: DateTime<FixedOffset>,
+    pub reason: Option<String>,
+    /// `None` cancels the whole order.
+    pub lines: Option<Vec<CancelLine>>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct CancelLine {
+    pub line_id: String,
+    pub quantity: Option<f64>,
+}
+
+const SALE_KEYS: &[&str] = &[
+    "id",
+    "created_at",
+    "store_id",
+    "currency",
+    "customer_id",
+    "salesperson_id",
+    "rounding",
+    "lines",
+    "payments",
+];
+const SALE_LINE_KEYS: &[&str] = &[
+    "line_id",
+    "sku",
+    "name",
+    "quantity",
+    "unit_price",
+    "discount",
+    "tax_rate",
+];
+const PAYMENT_KEYS: &[&str] = &["id", "method", "amount", "transaction_id"];
+const RETURN_KEYS: &[&str] = &["id", "sale_id", "created_at", "lines", "refunds"];
+const RETURN_LINE_KEYS: &[&str] = &["line_id", "quantity", "amount", "restock", "reason"];
+const CANCEL_KEYS: &[&str] = &["id", "order_id", "created_at", "reason", "lines"];
+const CANCEL_LINE_KEYS: &[&str] = &["line_id", "quantity"];
+
+fn positive_quantity(f: &Fields, key: &str) -> Result<f64> {
+    let q = f.number(key)?;
+    if q <= 0.0 {
+        return Err(Error::invalid(
+            f.path(key),
+            format!("must be greater than 0, got {q}"),
+        ));
+    }
+    Ok(q)
+}
+
+fn non_negative_money(f: &Fields, key: &str, value: i64) -> Result<i64> {
+    if value < 0 {
+        return Err(Error::invalid(
+            f.path(key),
+            format!("must not be negative, got {value}"),
+        ));
+    }
+    Ok(value)
+}
+
+fn unique<'a>(seen: &mut HashSet<&'a str>, f: &Fields, key: &str, id: &'a str) -> Result<()> {
+    if !seen.insert(id) {
+        return Err(Error::invalid(f.path(key), format!("{id:?} is used twice")));
+    }
+    Ok(())
+}
+
+/// `round(quantity × unit_price)`, half away from zero, as the balance rule states.
+pub fn line_gross(quantity: f64, unit_price: i64) -> Result<i64> {
+    let gross = (quantity * unit_price as f64).round();
+    if gross.abs() > MAX_MONEY as f64 {
+        return Err(Error::InvalidInput("line total is out of range".into()));
+    }
+    Ok(gross as i64)
+}
+
+fn parse_payments(items: Vec<Fields>, owner_id: &str, key: &str) -> Result<Vec<Payment>> {
+    let mut ids = HashSet::new();
+    let mut payments = Vec::with_capacity(items.len());
+    for (i, p) in items.iter().enumerate() {
+        p.deny_unknown(PAYMENT_KEYS)?;
+        let id = match p.id_opt("id")? {
+            Some(id) => id.to_string(),
+            None => format!("{owner_id}-{key}-{}", i + 1),
+        };
+        if !ids.insert(id.clone()) {
+            return Err(Error::invalid(
+                p.path("id"),
+                format!("{id:?} is used twice"),
+            ));
+        }
+        payments.push(Payment {
+            id,
+            method: p.text("method")?.to_string(),
+            amount: p.money("amount")?,
+            transaction_id: p.id_opt("transaction_id")?.map(str::to_string),
+        });
+    }
+    Ok(payments)
+}
+
+impl Sale {
+    /// Fills the defaults the contract names into the raw JSON, so that the stored
+    /// content (and the comparison of a repeated id) sees the sale as it will be sent.
+    pub fn normalize(value: &mut Value, defaults: &Defaults) {
+        if let Value::Object(map) = value {
+            for (key, default) in [
+                ("store_id", Value::from(defaults.store_id.as_str())),
+                ("currency", Value::from(defaults.currency.as_str())),
+                ("rounding", Value::from(0)),
+            ] {
+                if map.get(key).is_none_or(Value::is_null) {
+                    map.insert(key.to_string(), default);
+                }
+            }
+        }
+    }
+
+    pub fn parse(value: &Value) -> Result<Sale> {
+        let f = Fields::new(value, "sale")?;
+        f.deny_unknown(SALE_KEYS)?;
+        let id = f.id("id")?.to_string();
+        let currency = f.text("currency")?;
+        if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(Error::invalid(
+                f.path("currency"),
+                "must be an ISO 4217 code like \"NOK\"",
+            ));
+        }
+        let mut line_ids = HashSet::new();
+        let mut lines = Vec::new();
+        let mut total: i128 = 0;
+        for l in f.objects("lines")? {
+            l.deny_unknown(SALE_LINE_KEYS)?;
+            let line_id = l.id("line_id")?;
+            unique(&mut line_ids, &l, "line_id", line_id)?;
+            let quantity = positive_quantity(&l, "quantity")?;
+            let unit_price = non_negative_money(&l, "unit_price", l.money("unit_price")?)?;
+            let discount =
+                non_negative_money(&l, "discount", l.money_opt("discount")?.unwrap_or(0))?;
+            let gross = line_gross(quantity, unit_price)?;
+            if discount > gross {
+                return Err(Error::invalid(
+                    l.path("discount"),
+                    format!("{discount} is more than the line's total {gross}"),
+                ));
+            }
+            let tax_rate = l.number_opt("tax_rate")?;
+            if let Some(rate) = tax_rate {
+                if !(0.0..=100.0).contains(&rate) {
+                    return Err(Error::invalid(
+                        l.path("tax_rate"),
+                        "must be a percentage from 0 to 100",
+                    ));
+                }
+            }
+            total += i128::from(gross) - i128::from(discount);
+            lines.push(SaleLine {
+                line_id: line_id.to_string(),
+                sku: l.id("sku")?.to_string(),
+                name: l.text_opt("name")?.map(str::to_string),
+                quantity,
+                unit_price,
+                discount,
+                tax_rate,
+            });
+        }
+        let rounding = f.money_opt("rounding")?.unwrap_or(0);
+        let payments = parse_payments(f.objects("payments")?, &id, "P")?;
+        let paid: i128 = payments.iter().map(|p| i128::from(p.amount)).sum();
+        let due = total + i128::from(rounding);
+        if due != paid {
+            return Err(Error::invalid(
+                "sale.payments",
+                format!(
+                    "amounts add up to {paid} but the lines minus discounts plus rounding come to {due}"
+                ),
+            ));
+        }
+        Ok(Sale {
+            id,
+            created_at: f.time("created_at")?,
+            store_id: f.id("store_id")?.to_string(),
+            currency: currency.to_string(),
+            customer_id: f.id_opt("customer_id")?.map(str::to_string),
+            salesperson_id: f.id_opt("salesperson_id")?.map(str::to_string),
+            rounding,
+            lines,
+            payments,
+        })
+    }
+
+    pub fn line(&self, line_id: &str) -> Option<&SaleLine> {
+        self.lines.iter().find(|l| l.line_id == line_id)
+    }
+}
+
+impl Return {
+    pub fn parse(value: &Value) -> Result<Return> {
+        let f = Fields::new(value, "return")?;
+        f.deny_unknown(RETURN_KEYS)?;
+        let id = f.id("id")?.to_string();
+        let mut line_ids = HashSet::new();
+        let mut lines = Vec::new();
+        for l in f.objects("lines")? {
+            l.deny_unknown(RETURN_LINE_KEYS)?;
+            let line_id = l.id("line_id")?;
+            unique(&mut line_ids, &l, "line_id", line_id)?;
+            lines.push(ReturnLine {
+                line_id: line_id.to_string(),
+                quantity: positive_quantity(&l, "quantity")?,
+                amount: non_negative_money(&l, "amount", l.money("amount")?)?,
+                restock: l.bool_opt("restock")?.unwrap_or(true),
+                reason: l.text_opt("reason")?.map(str::to_string),
+            });
+        }
+        let refunds = match f.objects_opt("refunds")? {
+            Some(items) => parse_payments(items, &id, "refund")?,
+            None => Vec::new(),
+        };
+        Ok(Return {
+            sale_id: f.id("sale_id")?.to_string(),
+            created_at: f.time("created_at")?,
+            id,
+            lines,
+            refunds,
+        })
+    }
+
+    /// Checks the lines against the sale when the sale was recorded on this terminal:
+    /// every line must exist, and no more may be returned than was sold, counting the
+    /// returns already recorded.
+    pub fn check_against(&self, sale: &Sale, earlier: &[Return]) -> Result<()> {
+        for (i, line) in self.lines.iter().enumerate() {
+            let path = format!("return.lines[{i}]");
+            let sold = sale.line(&line.line_id).ok_or_else(|| {
+                Error::invalid(
+                    format!("{path}.line_id"),
+                    format!("sale {:?} has no line {:?}", sale.id, line.line_id),
+                )
+            })?;
+            let returned: f64 = earlier
+                .iter()
+                .flat_map(|r| r.lines.iter())
+                .filter(|l| l.line_id == line.line_id)
+                .map(|l| l.quantity)
+                .sum();
+            if line.quantity + returned > sold.quantity + 1e-9 {
+                return Err(Error::invalid(
+                    format!("{path}.quantity"),
+                    format!(
+                        "{} would bring the returned quantity of line {:?} to {} but {} was sold",
+                        line.quantity,
+                        line.line_id,
+                        line.quantity + returned,
+                        sold.quantity
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Cancellation {
+    pub fn parse(value: &Value) -> Result<Cancellation> {
+        let f = Fields::new(value, "cancellation")?;
+        f.deny_unknown(CANCEL_KEYS)?;
+        let lines = match f.objects_opt("lines")? {
+            None => None,
+            Some(items) if items.is_empty() => {
+                return Err(Error::invalid(
+                    f.path("lines"),
+                    "must hold at least one line (leave it out to cancel the whole order)",
+                ))
+            }
+            Some(items) => {
+                let mut ids = HashSet::new();
+                let mut lines = Vec::new();
+                for l in items {
+                    l.deny_unknown(CANCEL_LINE_KEYS)?;
+                    let line_id = l.id("line_id")?;
+                    unique(&mut ids, &l, "line_id", line_id)?;
+                    let quantity = match l.number_opt("quantity")? {
+                        Some(_) => Some(positive_quantity(&l, "quantity")?),
+                        None => None,
+                    };
+                    lines.push(CancelLine {
+                        line_id: line_id.to_string(),
+                        quantity,
+                    });
+                }
+                Some(lines)
+            }
+        };
+        Ok(Cancellation {
+            id: f.id("id")?.to_string(),
+            order_id: f.id("order_id")?.to_string(),
+            created_at: f.time("created_at")?,
+            reason: f.text_opt("reason")?.map(str::to_string),
+            lines,
+        })
+    }
+
+    /// Omnium cancels whole lines, so a line quantity, when given, must be the sale line's.
+    pub fn check_against(&self, sale: &Sale) -> Result<()> {
+        for (i, line) in self.lines.iter().flatten().enumerate() {
+            let path = format!("cancellation.lines[{i}]");
+            let sold = sale.line(&line.line_id).ok_or_else(|| {
+                Error::invalid(
+                    format!("{path}.line_id"),
+                    format!("order {:?} has no line {:?}", sale.id, line.line_id),
+                )
+            })?;
+            if let Some(q) = line.quantity {
+                if (q - sold.quantity).abs() > 1e-9 {
+                    return Err(Error::invalid(
+                        format!("{path}.quantity"),
+                        format!(
+                            "Omnium cancels whole lines: line {:?} has quantity {}, got {q}",
+                            line.line_id, sold.quantity
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn defaults() -> Defaults {
+        Defaults {
+            store_id: "oslo-1".into(),
+            currency: "NOK".into(),
+        }
+    }
+
+    fn sale_json() -> Value {
+        json!({"id": "S-1001", "created_at": "2026-11-28T10:15:00+01:00", "customer_id": "C-77",
+               "lines": [{"line_id": "1", "sku": "SKU-1", "name": "T-shirt", "quantity": 2,
+                          "unit_price": 19950, "discount": 0, "tax_rate": 25}],
+               "payments": [{"id": "P1", "method": "Card", "amount": 39900, "transaction_id": "tx-1"}]})
+    }
+
+    fn parse(mut v: Value) -> Result<Sale> {
+        Sale::normalize(&mut v, &defaults());
+        Sale::parse(&v)
+    }
+
+    #[test]
+    fn the_contract_example_is_a_valid_sale_with_defaults() {
+        let s = parse(sale_json()).unwrap();
+        assert_eq!(
+            (s.store_id.as_str(), s.currency.as_str(), s.rounding),
+            ("oslo-1", "NOK", 0)
+        );
+        assert_eq!(s.lines[0].unit_price, 19950);
+    }
+
+    #[test]
+    fn the_balance_rule_counts_discounts_rounding_and_fractional_quantities() {
+        let mut v = sale_json();
+        v["lines"][0]["quantity"] = json!(0.333);
+        v["lines"][0]["discount"] = json!(100);
+        v["rounding"] = json!(-43);
+        // round(0.333 × 19950) = 6643; 6643 − 100 − 43 = 6500
+        v["payments"][0]["amount"] = json!(6500);
+        assert!(parse(v.clone()).is_ok());
+        v["payments"][0]["amount"] = json!(6501);
+        let err = parse(v).unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidInput(m) if m.starts_with("sale.payments:")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn rule_breaks_name_the_field() {
+        let cases: Vec<(fn(&mut Value), &str)> = vec![
+            (|v| v["lines"] = json!([]), "sale.lines"),
+            (|v| v["payments"] = json!([]), "sale.payments"),
+            (
+                |v| {
+                    v.as_object_mut().unwrap().remove("id");
+                },
+                "sale.id",
+            ),
+            (|v| v["id"] = json!("x".repeat(129)), "sale.id"),
+            (
+                |v| v["created_at"] = json!("2026-11-28 10:15"),
+                "sale.created_at",
+            ),
+            (
+                |v| v["lines"][0]["quantity"] = json!(0),
+                "sale.lines[0].quantity",
+            ),
+            (
+                |v| v["lines"][0]["unit_price"] = json!(199.5),
+                "sale.lines[0].unit_price",
+            ),
+            (|v| v["lines"][0]["sku"] = json!(""), "sale.lines[0].sku"),
+            (
+                |v| v["lines"][0]["colour"] = json!("red"),
+                "sale.lines[0].colour",
+            ),
+            (
+                |v| {
+                    let line = v["lines"][0].clone();
+                    v["lines"].as_array_mut().unwrap().push(line);
+                },
+                "sale.lines[1].line_id",
+            ),
+            (|v| v["currency"] = json!("kr"), "sale.currency"),
+        ];
+        for (mutate, field) in cases {
+            let mut v = sale_json();
+            mutate(&mut v);
+            let err = parse(v).unwrap_err();
+            assert!(
+                matches!(&err, Error::InvalidInput(m) if m.starts_with(field)),
+                "{field}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_return_cannot_exceed_what_was_sold() {
+        let sale = parse(sale_json()).unwrap();
+        let r = |q: f64| {
+            Return::parse(
+                &json!({"id": "R-1", "sale_id": "S-1001", "created_at": "2026-11-28T11:00:00Z",
+                "lines": [{"line_id": "1", "quantity": q, "amount": 19950}]}),
+            )
+            .unwrap()
+        };
+        let first = r(1.0);
+        first.check_against(&sale, &[]).unwrap();
+        r(1.0)
+            .check_against(&sale, std::slice::from_ref(&first))
+            .unwrap();
+        let err = r(2.0).check_against(&sale, &[first]).unwrap_err();
+        assert!(
+            err.to_string().starts_with("return.lines[0].quantity"),
+            "{err}"
+        );
+        let bad_line = Return::parse(
+            &json!({"id": "R-2", "sale_id": "S-1001", "created_at": "2026-11-28T11:00:00Z",
+            "lines": [{"line_id": "9", "quantity": 1, "amount": 1}]}),
+        )
+        .unwrap();
+        assert!(bad_line
+            .check_against(&sale, &[])
+            .unwrap_err()
+            .to_string()
+            .contains("no line \"9\""));
+    }
+
+    #[test]
+    fn a_cancellation_without_lines_is_the_whole_order() {
+        let c = Cancellation::parse(&json!({"id": "X-1", "order_id": "S-1001",
+            "created_at": "2026-11-28T11:00:00Z", "reason": "Customer changed mind"}))
+        .unwrap();
+        assert!(c.lines.is_none());
+        let err = Cancellation::parse(&json!({"id": "X-1", "order_id": "S-1001",
+            "created_at": "2026-11-28T11:00:00Z", "lines": []}))
+        .unwrap_err();
+        assert!(err.to_string().starts_with("cancellation.lines"));
+    }
+}

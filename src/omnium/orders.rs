@@ -1,0 +1,318 @@
+//! Omnium's order JSON: what a POS sale, return and cancellation become, and how to tell
+//! from a read-back order whether one of them already landed.
+
+use crate::model::money::Decimal;
+use crate::model::{Return, Sale};
+use serde::Serialize;
+use serde_json::Value;
+
+/// What the mapping needs from the configuration.
+pub struct OrderContext<'a> {
+    pub market_id: &'a str,
+    pub terminal_id: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Property<'a> {
+    key: &'a str,
+    value: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PosOrder<'a> {
+    id: &'a str,
+    order_number: &'a str,
+    market_id: &'a str,
+    store_id: &'a str,
+    order_type: &'static str,
+    billing_currency: &'a str,
+    created: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    customer_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sales_person_id: Option<&'a str>,
+    order_origin: &'static str,
+    properties: Vec<Property<'a>>,
+    order_form: OrderForm<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OrderForm<'a> {
+    line_items: Vec<OrderLine<'a>>,
+    payments: Vec<OrderPayment<'a>>,
+    gross_roundoff: Decimal,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OrderLine<'a> {
+    line_item_id: &'a str,
+    code: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    display_name: Option<&'a str>,
+    quantity: f64,
+    placed_price: Decimal,
+    discounted: Decimal,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tax_rate: Option<f64>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OrderPayment<'a> {
+    id: &'a str,
+    payment_method_name: &'a str,
+    payment_type: &'a str,
+    transaction_id: &'a str,
+    /// A POS payment is captured at the till.
+    transaction_type: &'static str,
+    status: &'static str,
+    amount: Decimal,
+    paid_date: String,
+}
+
+/// The body of `PUT /api/Orders/PosOrders` for a sale: `id` and `orderNumber` are the sale id.
+pub fn pos_order_json(sale: &Sale, ctx: &OrderContext) -> Vec<u8> {
+    let money = |minor: i64| Decimal::new(minor, &sale.currency);
+    let created = sale.created_at.to_rfc3339();
+    let mut properties = vec![Property {
+        key: "flowOrigin",
+        value: "flow-omnium",
+    }];
+    if let Some(t) = ctx.terminal_id {
+        properties.push(Property {
+            key: "flowTerminalId",
+            value: t,
+        });
+    }
+    let order = PosOrder {
+        id: &sale.id,
+        order_number: &sale.id,
+        market_id: ctx.market_id,
+        store_id: &sale.store_id,
+        order_type: "Pos",
+        billing_currency: &sale.currency,
+        created: created.clone(),
+        customer_id: sale.customer_id.as_deref(),
+        sales_person_id: sale.salesperson_id.as_deref(),
+        order_origin: "POS",
+        properties,
+        order_form: OrderForm {
+            line_items: sale
+                .lines
+                .iter()
+                .map(|l| OrderLine {
+                    line_item_id: &l.line_id,
+                    code: &l.sku,
+                    display_name: l.name.as_deref(),
+                    quantity: l.quantity,
+                    placed_price: money(l.unit_price),
+                    discounted: money(l.discount),
+                    tax_rate: l.tax_rate,
+                })
+                .collect(),
+            payments: sale
+                .payments
+                .iter()
+                .map(|p| OrderPayment {
+                    id: &p.id,
+                    payment_method_name: &p.method,
+                    payment_type: &p.method,
+                    transaction_id: p.transaction_id.as_deref().unwrap_or(&p.id),
+                    transaction_type: "Sale",
+                    status: "Processed",
+                    amount: money(p.amount),
+                    paid_date: created.clone(),
+                })
+                .collect(),
+            gross_roundoff: money(sale.rounding),
+        },
+    };
+    // Serializing plain structs of strings and numbers cannot fail.
+    serde_json::to_vec(&order).unwrap_or_default()
+}
+
+/// Whether an order read back from Omnium is this sale (same store and lines), so an
+/// "already exists" answer can be trusted. `Err` describes the difference.
+pub fn matches_sale(order: &Value, sale: &Sale) -> Result<(), String> {
+    let store = order["storeId"].as_str().unwrap_or("");
+    if store != sale.store_id {
+        return Err(format!(
+            "Omnium already holds an order {:?} for store {store:?}, not this sale of store {:?}",
+            sale.id, sale.store_id
+        ));
+    }
+    let mut theirs: Vec<(&str, &str)> = order["orderForm"]["lineItems"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|l| {
+            (
+                l["lineItemId"].as_str().unwrap_or(""),
+                l["code"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    let mut ours: Vec<(&str, &str)> = sale
+        .lines
+        .iter()
+        .map(|l| (l.line_id.as_str(), l.sku.as_str()))
+        .collect();
+    theirs.sort_unstable();
+    ours.sort_unstable();
+    if theirs != ours {
+        return Err(format!(
+            "Omnium already holds an order {:?} with other lines than this sale",
+            sale.id
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReturnRequest<'a> {
+    rma_number: &'a str,
+    store_id: &'a str,
+    /// The till already refunded the customer; Omnium must not credit the payment again.
+    credit_payment: bool,
+    returns: Vec<LineReturn<'a>>,
+    properties: Vec<Property<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LineReturn<'a> {
+    line_item_id: &'a str,
+    return_quantity: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    return_reason: Option<&'a str>,
+    is_stock_updated: bool,
+    credit_amount: Decimal,
+}
+
+/// The body of `POST /api/Returns/{orderId}/Return`: `rmaNumber` is the return id.
+pub fn return_json(ret: &Return, store_id: &str, currency: &str) -> Vec<u8> {
+    let refunds: Vec<String> = ret
+        .refunds
+        .iter()
+        .map(|p| {
+            format!(
+                "{} {} {} {}",
+                p.id,
+                p.method,
+                Decimal::new(p.amount, currency),
+                p.transaction_id.as_deref().unwrap_or("")
+            )
+        })
+        .collect();
+    let mut properties = Vec::new();
+    let joined = refunds.join("; ");
+    if !refunds.is_empty() {
+        properties.push(Property {
+            key: "flowRefunds",
+            value: &joined,
+        });
+    }
+    let body = ReturnRequest {
+        rma_number: &ret.id,
+        store_id,
+        credit_payment: false,
+        returns: ret
+            .lines
+            .iter()
+            .map(|l| LineReturn {
+                line_item_id: &l.line_id,
+                return_quantity: l.quantity,
+                return_reason: l.reason.as_deref(),
+                is_stock_updated: l.restock,
+                credit_amount: Decimal::new(l.amount, currency),
+            })
+            .collect(),
+        properties,
+    };
+    serde_json::to_vec(&body).unwrap_or_default()
+}
+
+/// Whether the order holds a return form with this RMA number.
+pub fn has_return(order: &Value, rma_number: &str) -> bool {
+    order["returnOrderForms"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|f| f["rmaNumber"].as_str() == Some(rma_number))
+}
+
+/// The status a whole-order cancellation sets.
+pub const CANCELED_STATUS: &str = "OrderCanceled";
+
+pub fn is_canceled(order: &Value) -> bool {
+    order["status"]
+        .as_str()
+        .is_some_and(|s| s.starts_with("OrderCanceled") || s == "Canceled" || s == "Cancelled")
+}
+
+/// Whether the order's line is cancelled in full.
+pub fn line_is_canceled(order: &Value, line_item_id: &str) -> bool {
+    order["orderForm"]["lineItems"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|l| l["lineItemId"].as_str() == Some(line_item_id))
+        .is_some_and(|l| {
+            let q = l["quantity"].as_f64().unwrap_or(0.0);
+            let c = l["canceledQuantity"].as_f64().unwrap_or(0.0);
+            q > 0.0 && c >= q
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Defaults, Sale};
+
+    fn sale() -> Sale {
+        let mut v = serde_json::json!({"id": "S-1", "created_at": "2026-11-28T10:15:00+01:00",
+            "lines": [{"line_id": "1", "sku": "SKU-1", "quantity": 3, "unit_price": 19990, "discount": 70}],
+            "payments": [{"method": "Card", "amount": 59900}]});
+        Sale::normalize(
+            &mut v,
+            &Defaults {
+                store_id: "oslo-1".into(),
+                currency: "NOK".into(),
+            },
+        );
+        Sale::parse(&v).unwrap()
+    }
+
+    #[test]
+    fn a_sale_becomes_a_pos_order_with_exact_decimals() {
+        let json = pos_order_json(
+            &sale(),
+            &OrderContext {
+                market_id: "NOR",
+                terminal_id: Some("t01"),
+            },
+        );
+        let text = String::from_utf8(json).unwrap();
+        assert!(text.contains(r#""placedPrice":199.90"#), "{text}");
+        assert!(text.contains(r#""discounted":0.70"#), "{text}");
+        assert!(text.contains(r#""amount":599.00"#), "{text}");
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["id"], "S-1");
+        assert_eq!(v["orderNumber"], "S-1");
+        assert_eq!(v["marketId"], "NOR");
+        assert_eq!(v["storeId"], "oslo-1");
+        assert_eq!(v["orderForm"]["lineItems"][0]["lineItemId"], "1");
+        assert_eq!(v["orderForm"]["lineItems"][0]["code"], "SKU-1");
+        assert_eq!(v["orderForm"]["payments"][0]["transactionType"], "Sale");
+        assert_eq!(v["orderForm"]["payments"][0]["transactionId"], "S-1-P-1");
+        assert!(matches_sale(&v, &sale()).is_ok());
+        let mut other = v.clone();
+        other["storeId"] = "bergen-1".into();
+        assert!(matches_sale(&other, &sale()).is_err());
+    }
+}

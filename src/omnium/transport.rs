@@ -1,0 +1,141 @@
+//! The network seam: one request in, one response or a classified network error out.
+//! `UreqTransport` is the real one; tests may put their own behind the trait.
+
+use std::time::Duration;
+
+pub struct HttpRequest<'a> {
+    pub method: &'static str,
+    pub url: &'a str,
+    pub bearer: Option<&'a str>,
+    /// Body and its content type.
+    pub body: Option<(&'static str, &'a [u8])>,
+}
+
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub retry_after: Option<String>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum NetError {
+    /// The request never left: refused, unresolvable, connect timeout, TLS handshake.
+    NotSent(String),
+    /// It may have been received and applied: timeout or reset after sending.
+    Unknown(String),
+}
+
+pub trait Transport: Send + Sync {
+    fn send(&self, req: &HttpRequest) -> Result<HttpResponse, NetError>;
+}
+
+/// Responses larger than this are refused (a whole Omnium order is far smaller).
+const MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
+
+pub struct UreqTransport {
+    agent: ureq::Agent,
+}
+
+impl UreqTransport {
+    /// Every phase has a limit: ureq sets none by default, and a hung request would stall
+    /// the worker forever.
+    pub fn new(timeout: Duration, max_connections: usize) -> UreqTransport {
+        let connect = timeout.min(Duration::from_secs(10));
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_resolve(Some(connect))
+            .timeout_connect(Some(connect))
+            .timeout_send_request(Some(timeout))
+            .timeout_send_body(Some(timeout))
+            .timeout_recv_response(Some(timeout))
+            .timeout_recv_body(Some(timeout))
+            .timeout_global(Some(timeout + connect))
+            .max_idle_connections_per_host(max_connections + 1)
+            .user_agent(concat!("flow-omnium/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .into();
+        UreqTransport { agent }
+    }
+}
+
+impl Transport for UreqTransport {
+    fn send(&self, req: &HttpRequest) -> Result<HttpResponse, NetError> {
+        let auth = req.bearer.map(|t| format!("Bearer {t}"));
+        let result = match (req.method, req.body) {
+            ("GET", _) => {
+                let mut b = self.agent.get(req.url).header("Accept", "application/json");
+                if let Some(a) = &auth {
+                    b = b.header("Authorization", a);
+                }
+                b.call()
+            }
+            (method, body) => {
+                let mut b = match method {
+                    "PUT" => self.agent.put(req.url),
+                    "PATCH" => self.agent.patch(req.url),
+                    _ => self.agent.post(req.url),
+                }
+                .header("Accept", "application/json");
+                if let Some(a) = &auth {
+                    b = b.header("Authorization", a);
+                }
+                match body {
+                    Some((content_type, bytes)) => {
+                        b.header("Content-Type", content_type).send(bytes)
+                    }
+                    None => b.send_empty(),
+                }
+            }
+        };
+        let mut resp = result.map_err(classify_error)?;
+        let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(MAX_RESPONSE_BYTES)
+            .read_to_vec()
+            .map_err(classify_error)?;
+        Ok(HttpResponse {
+            status,
+            retry_after,
+            body,
+        })
+    }
+}
+
+fn classify_error(e: ureq::Error) -> NetError {
+    use std::io::ErrorKind;
+    let text = crate::redact::redact(&e.to_string());
+    match &e {
+        ureq::Error::Io(io) => match io.kind() {
+            ErrorKind::ConnectionRefused
+            | ErrorKind::AddrNotAvailable
+            | ErrorKind::NetworkUnreachable
+            | ErrorKind::HostUnreachable
+            | ErrorKind::NotFound => NetError::NotSent(text),
+            _ => NetError::Unknown(text),
+        },
+        ureq::Error::Timeout(t) => match t {
+            ureq::Timeout::Resolve | ureq::Timeout::Connect => NetError::NotSent(text),
+            _ => NetError::Unknown(text),
+        },
+        ureq::Error::HostNotFound
+        | ureq::Error::ConnectionFailed
+        | ureq::Error::BadUri(_)
+        | ureq::Error::Tls(_)
+        | ureq::Error::Rustls(_) => NetError::NotSent(text),
+        _ => NetError::Unknown(text),
+    }
+}

@@ -1,0 +1,419 @@
+//! An Omnium OMS simulator: a loopback HTTP server speaking the subset of Omnium's REST API a POS
+//! integration uses (token, PosOrders, order reads, returns, status updates, line cancels), with fault
+//! injection (errors, 429s, timeouts, resets, "committed but the answer got lost"), a "down" mode and
+//! counters so tests, the demo and benchmarks can check what a client really did.
+//!
+//! Control endpoints outside `/api` (no auth): `GET /__sim/stats`, `POST /__sim/faults`,
+//! `POST /__sim/down` and `GET /__sim/orders/{id}`.
+
+mod http;
+mod state;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use http::{lock, Handler, Outcome, Request, Response, Server, ServerCtl};
+use state::{Route, State};
+
+/// How the simulated tenant is set up.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    pub client_id: String,
+    pub client_secret: String,
+    /// Token lifetime in seconds, sent as `expiresIn`.
+    pub token_ttl_secs: i64,
+    /// Markets a PosOrder's `marketId` may name.
+    pub markets: Vec<String>,
+    /// Stores a PosOrder's `storeId` may name.
+    pub stores: Vec<String>,
+    /// Added to every /api request.
+    pub latency_ms: u64,
+    /// A new order stays "Queued" (and refuses updates with 409) for this long.
+    pub queued_ms: u64,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            client_id: "sim-client".into(),
+            client_secret: "sim-secret".into(),
+            token_ttl_secs: 864_000,
+            markets: vec!["NOR".into()],
+            stores: vec!["oslo-1".into(), "bergen-1".into()],
+            latency_ms: 0,
+            queued_ms: 0,
+        }
+    }
+}
+
+/// Counters of what the simulator saw and did.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct SimStats {
+    /// Every HTTP request received (token, faulted and control requests included).
+    pub requests: u64,
+    /// Requests per route, e.g. "PUT /api/Orders/PosOrders" or "GET /api/Orders/{id}".
+    pub by_route: BTreeMap<String, u64>,
+    pub tokens_issued: u64,
+    /// 401s answered.
+    pub unauthorized: u64,
+    pub orders_created: u64,
+    /// PUT PosOrders for an id that already exists.
+    pub duplicate_orders_rejected: u64,
+    pub returns_created: u64,
+    pub duplicate_returns_rejected: u64,
+    /// Status changes to an "OrderCanceled*" status plus line cancels that changed something.
+    pub cancellations: u64,
+    pub faults_injected: u64,
+    /// Non-control requests that arrived while the last 429's Retry-After window was still open.
+    pub requests_while_paused: u64,
+    /// Most /api requests handled at the same time.
+    pub max_in_flight: u64,
+}
+
+/// A fault to inject into matching requests.
+#[derive(Clone, Debug)]
+pub struct Fault {
+    /// Only requests whose path contains this (case-insensitive).
+    pub path_contains: Option<String>,
+    /// Only requests with this method.
+    pub method: Option<String>,
+    pub kind: FaultKind,
+    /// How many matching requests it affects.
+    pub count: u32,
+}
+
+#[derive(Clone, Debug)]
+pub enum FaultKind {
+    /// Answer with this status and body "injected fault"; nothing applied.
+    Status(u16),
+    /// 429 with `Retry-After`; nothing applied.
+    TooManyRequests { retry_after_secs: u64 },
+    /// Read the request, apply nothing, stay silent for `hold_ms`, then close.
+    Timeout { hold_ms: u64 },
+    /// Read the request, apply nothing, send a TCP RST.
+    Reset,
+    /// Apply the request fully, then answer this status instead of the real answer.
+    CommitThenStatus(u16),
+    /// Apply the request, then send a TCP RST.
+    CommitThenReset,
+    /// Apply the request, then stay silent for `hold_ms` and close.
+    CommitThenTimeout { hold_ms: u64 },
+}
+
+impl Fault {
+    pub fn new(kind: FaultKind, count: u32) -> Fault {
+        Fault {
+            path_contains: None,
+            method: None,
+            kind,
+            count,
+        }
+    }
+
+    pub fn on_path(mut self, s: &str) -> Fault {
+        self.path_contains = Some(s.to_string());
+        self
+    }
+
+    pub fn on_method(mut self, m: &str) -> Fault {
+        self.method = Some(m.to_string());
+        self
+    }
+}
+
+struct Shared {
+    state: Mutex<State>,
+    in_flight: AtomicU64,
+    max_in_flight: AtomicU64,
+}
+
+/// Counts a request as in flight for as long as it lives.
+struct InFlight<'a>(&'a Shared);
+
+impl<'a> InFlight<'a> {
+    fn enter(shared: &'a Shared) -> InFlight<'a> {
+        let now = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        shared.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        InFlight(shared)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A running simulator; dropping it shuts it down.
+pub struct Simulator {
+    shared: Arc<Shared>,
+    server: Server,
+}
+
+impl Simulator {
+    /// Starts on 127.0.0.1 with an OS-chosen port.
+    pub fn start(cfg: SimConfig) -> std::io::Result<Simulator> {
+        Simulator::start_on(0, cfg)
+    }
+
+    /// Starts on 127.0.0.1:`port` (0 = any).
+    pub fn start_on(port: u16, cfg: SimConfig) -> std::io::Result<Simulator> {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::new(cfg)),
+            in_flight: AtomicU64::new(0),
+            max_in_flight: AtomicU64::new(0),
+        });
+        let s = shared.clone();
+        let handler: Handler = Arc::new(move |req, ctl| handle(&s, req, ctl));
+        let server = Server::start(port, handler)?;
+        Ok(Simulator { shared, server })
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port())
+    }
+
+    pub fn port(&self) -> u16 {
+        self.server.port()
+    }
+
+    /// Down: connections are refused and open ones are cut. Up: listens on the same port again.
+    pub fn set_down(&self, down: bool) {
+        self.server.set_down(down);
+    }
+
+    pub fn set_latency_ms(&self, ms: u64) {
+        lock(&self.shared.state).cfg.latency_ms = ms;
+    }
+
+    /// Queues a fault; faults are matched first-in first-out, one unit of `count` per request.
+    pub fn inject(&self, fault: Fault) {
+        if fault.count > 0 {
+            lock(&self.shared.state).faults.push_back(fault);
+        }
+    }
+
+    pub fn clear_faults(&self) {
+        lock(&self.shared.state).faults.clear();
+    }
+
+    /// Every PUT PosOrders for this order id answers `status` with `message` (a poison order).
+    pub fn reject_order(&self, order_id: &str, status: u16, message: &str) {
+        lock(&self.shared.state)
+            .rejects
+            .insert(order_id.to_string(), (status, message.to_string()));
+    }
+
+    /// Invalidates every token issued so far.
+    pub fn revoke_tokens(&self) {
+        lock(&self.shared.state).tokens.clear();
+    }
+
+    /// The order as a client would read it now.
+    pub fn order(&self, id: &str) -> Option<Value> {
+        let st = lock(&self.shared.state);
+        st.orders.get(id).map(|o| o.view(Instant::now()))
+    }
+
+    /// All orders in creation order.
+    pub fn orders(&self) -> Vec<Value> {
+        let st = lock(&self.shared.state);
+        let now = Instant::now();
+        st.order_ids
+            .iter()
+            .filter_map(|id| st.orders.get(id))
+            .map(|o| o.view(now))
+            .collect()
+    }
+
+    pub fn stats(&self) -> SimStats {
+        stats_of(&self.shared)
+    }
+
+    pub fn reset_stats(&self) {
+        lock(&self.shared.state).stats = SimStats::default();
+        self.shared.max_in_flight.store(0, Ordering::SeqCst);
+    }
+
+    pub fn shutdown(self) {
+        drop(self);
+    }
+}
+
+fn stats_of(shared: &Shared) -> SimStats {
+    let mut s = lock(&shared.state).stats.clone();
+    s.max_in_flight = shared.max_in_flight.load(Ordering::SeqCst);
+    s
+}
+
+/// Entry point for every request: counting, latency, faults, then the real work.
+fn handle(shared: &Shared, req: &Request, ctl: &Arc<ServerCtl>) -> Outcome {
+    let route = Route::classify(req);
+    let control = route.is_control();
+    // Control traffic is the test harness, not the client under test: keep it out of the client's numbers.
+    let _in_flight = (!control).then(|| InFlight::enter(shared));
+    let latency = {
+        let mut st = lock(&shared.state);
+        st.stats.requests += 1;
+        let key = route.key(&req.method);
+        // get_mut first: the common case then needs no allocation.
+        match st.stats.by_route.get_mut(key.as_ref()) {
+            Some(n) => *n += 1,
+            None => {
+                st.stats.by_route.insert(key.into_owned(), 1);
+            }
+        }
+        if !control && st.paused_until.is_some_and(|t| Instant::now() < t) {
+            st.stats.requests_while_paused += 1;
+        }
+        st.cfg.latency_ms
+    };
+    if control {
+        return Outcome::Respond(control_request(shared, &route, req, ctl));
+    }
+    if latency > 0 && req.path.to_ascii_lowercase().starts_with("/api") {
+        thread::sleep(Duration::from_millis(latency));
+    }
+    let mut st = lock(&shared.state);
+    let Some(fault) = st.take_fault(req, &route) else {
+        return Outcome::Respond(st.apply(&route, req));
+    };
+    log::debug!(
+        "omnium-sim: injecting {:?} into {} {}",
+        fault.kind,
+        req.method,
+        req.path
+    );
+    match fault.kind {
+        FaultKind::Status(s) => Outcome::Respond(Response::text(s, "injected fault")),
+        FaultKind::TooManyRequests { retry_after_secs } => {
+            st.paused_until = Some(Instant::now() + Duration::from_secs(retry_after_secs));
+            Outcome::Respond(
+                Response::text(429, "Too many requests")
+                    .with_header("Retry-After", &retry_after_secs.to_string()),
+            )
+        }
+        FaultKind::Timeout { hold_ms } => Outcome::Hold(Duration::from_millis(hold_ms)),
+        FaultKind::Reset => Outcome::Reset,
+        FaultKind::CommitThenStatus(s) => {
+            let _ = st.apply(&route, req);
+            Outcome::Respond(Response::text(s, "injected fault"))
+        }
+        FaultKind::CommitThenReset => {
+            let _ = st.apply(&route, req);
+            Outcome::Reset
+        }
+        FaultKind::CommitThenTimeout { hold_ms } => {
+            let _ = st.apply(&route, req);
+            Outcome::Hold(Duration::from_millis(hold_ms))
+        }
+    }
+}
+
+fn control_request(
+    shared: &Shared,
+    route: &Route,
+    req: &Request,
+    ctl: &Arc<ServerCtl>,
+) -> Response {
+    match route {
+        Route::SimStats => match serde_json::to_value(stats_of(shared)) {
+            Ok(v) => Response::json(200, &v),
+            Err(e) => Response::text(500, &e.to_string()),
+        },
+        Route::SimOrder(id) => match lock(&shared.state).orders.get(id) {
+            Some(o) => Response::json(200, &o.view(Instant::now())),
+            None => Response::text(404, "Order not found"),
+        },
+        Route::SimFaults => match fault_from_json(&req.body) {
+            Ok(f) => {
+                let mut st = lock(&shared.state);
+                if f.count > 0 {
+                    st.faults.push_back(f);
+                }
+                Response::json(200, &json!({"queuedFaults": st.faults.len()}))
+            }
+            Err(msg) => Response::text(400, &msg),
+        },
+        Route::SimDown => {
+            let ms = serde_json::from_slice::<Value>(&req.body)
+                .ok()
+                .and_then(|v| v.get("ms").and_then(Value::as_u64));
+            let Some(ms) = ms else {
+                return Response::text(400, "body must be {\"ms\": <milliseconds>}");
+            };
+            // Go down now, sparing only this connection so the caller still gets its answer.
+            ctl.set_down(true, Some(req.conn_id));
+            let c = ctl.clone();
+            let spawned = thread::Builder::new()
+                .name("omnium-sim-down".into())
+                .spawn(move || {
+                    thread::sleep(Duration::from_millis(ms));
+                    c.set_down(false, None);
+                });
+            if spawned.is_err() {
+                ctl.set_down(false, None);
+                return Response::text(500, "cannot start the timer thread");
+            }
+            let mut r = Response::json(200, &json!({"downForMs": ms}));
+            r.close = true;
+            r
+        }
+        _ => Response::text(404, "No route"),
+    }
+}
+
+/// Parses the `POST /__sim/faults` body.
+fn fault_from_json(body: &[u8]) -> Result<Fault, String> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| format!("invalid JSON: {e}"))?;
+    let kind_name = v
+        .get("kind")
+        .and_then(Value::as_str)
+        .ok_or("kind is required")?;
+    let status = || -> Result<u16, String> {
+        v.get("status")
+            .and_then(Value::as_u64)
+            .and_then(|s| u16::try_from(s).ok())
+            .filter(|s| (100..=599).contains(s))
+            .ok_or_else(|| format!("kind '{kind_name}' needs a numeric status"))
+    };
+    let hold_ms = v.get("hold_ms").and_then(Value::as_u64).unwrap_or(3000);
+    let kind = match kind_name {
+        "status" => FaultKind::Status(status()?),
+        "too_many_requests" => FaultKind::TooManyRequests {
+            retry_after_secs: v
+                .get("retry_after_secs")
+                .and_then(Value::as_u64)
+                .unwrap_or(1),
+        },
+        "timeout" => FaultKind::Timeout { hold_ms },
+        "reset" => FaultKind::Reset,
+        "commit_then_status" => FaultKind::CommitThenStatus(status()?),
+        "commit_then_reset" => FaultKind::CommitThenReset,
+        "commit_then_timeout" => FaultKind::CommitThenTimeout { hold_ms },
+        other => return Err(format!("unknown fault kind '{other}'")),
+    };
+    let count = match v.get("count") {
+        None | Some(Value::Null) => 1,
+        Some(c) => c
+            .as_u64()
+            .and_then(|c| u32::try_from(c).ok())
+            .ok_or("count must be a non-negative integer")?,
+    };
+    Ok(Fault {
+        path_contains: v
+            .get("path_contains")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        method: v.get("method").and_then(Value::as_str).map(str::to_string),
+        kind,
+        count,
+    })
+}

@@ -1,0 +1,631 @@
+//! The simulated Omnium tenant: tokens, orders, returns, cancellations, plus the simulator's own
+//! bookkeeping (faults, stats). Everything lives in one `State` behind one mutex.
+
+use std::borrow::Cow;
+use std::collections::hash_map::RandomState;
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Map, Value};
+
+use super::http::{parse_query, Request, Response};
+use super::{Fault, SimConfig, SimStats};
+
+/// Payments may differ from the order total by rounding only.
+const BALANCE_TOLERANCE: f64 = 0.005 + 1e-9;
+/// Quantities are decimals; compare with a little slack for float sums.
+const QTY_EPS: f64 = 1e-9;
+
+/// Which endpoint a request addresses; decided before any fault or auth check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Route {
+    Token,
+    PutPosOrder,
+    GetOrder(String),
+    Return(String),
+    UpdateStatus(String),
+    CancelLine(String, String),
+    SimStats,
+    SimFaults,
+    SimDown,
+    SimOrder(String),
+    Unmatched,
+}
+
+impl Route {
+    pub fn classify(req: &Request) -> Route {
+        let m = req.method.to_ascii_uppercase();
+        let s: Vec<&str> = req.segments.iter().map(String::as_str).collect();
+        // ASP.NET routing is case-insensitive, so fixed segments are compared that way too.
+        let is = |i: usize, lit: &str| s.get(i).is_some_and(|x| x.eq_ignore_ascii_case(lit));
+        let api = is(0, "api");
+        match (m.as_str(), s.len()) {
+            ("POST", 2) if api && is(1, "token") => Route::Token,
+            ("PUT", 3) if api && is(1, "Orders") && is(2, "PosOrders") => Route::PutPosOrder,
+            ("GET", 3) if api && is(1, "Orders") => Route::GetOrder(s[2].to_string()),
+            ("POST", 4) if api && is(1, "Returns") && is(3, "Return") => {
+                Route::Return(s[2].to_string())
+            }
+            ("POST", 4) if api && is(1, "Orders") && is(3, "UpdateStatus") => {
+                Route::UpdateStatus(s[2].to_string())
+            }
+            ("POST", 6) if api && is(1, "Orders") && is(3, "OrderLines") && is(5, "Cancel") => {
+                Route::CancelLine(s[2].to_string(), s[4].to_string())
+            }
+            ("GET", 2) if is(0, "__sim") && is(1, "stats") => Route::SimStats,
+            ("POST", 2) if is(0, "__sim") && is(1, "faults") => Route::SimFaults,
+            ("POST", 2) if is(0, "__sim") && is(1, "down") => Route::SimDown,
+            ("GET", 3) if is(0, "__sim") && is(1, "orders") => Route::SimOrder(s[2].to_string()),
+            _ => Route::Unmatched,
+        }
+    }
+
+    /// The `SimStats::by_route` key.
+    pub fn key(&self, method: &str) -> Cow<'static, str> {
+        Cow::Borrowed(match self {
+            Route::Token => "POST /api/token",
+            Route::PutPosOrder => "PUT /api/Orders/PosOrders",
+            Route::GetOrder(_) => "GET /api/Orders/{id}",
+            Route::Return(_) => "POST /api/Returns/{orderId}/Return",
+            Route::UpdateStatus(_) => "POST /api/Orders/{id}/UpdateStatus",
+            Route::CancelLine(..) => "POST /api/Orders/{id}/OrderLines/{lineItemId}/Cancel",
+            Route::SimStats => "GET /__sim/stats",
+            Route::SimFaults => "POST /__sim/faults",
+            Route::SimDown => "POST /__sim/down",
+            Route::SimOrder(_) => "GET /__sim/orders/{id}",
+            // One bucket per method, so junk paths cannot grow the map without bound.
+            Route::Unmatched => {
+                return Cow::Owned(format!("{} (no route)", method.to_ascii_uppercase()))
+            }
+        })
+    }
+
+    pub fn is_control(&self) -> bool {
+        matches!(
+            self,
+            Route::SimStats | Route::SimFaults | Route::SimDown | Route::SimOrder(_)
+        )
+    }
+}
+
+pub(crate) struct StoredOrder {
+    pub order: Value,
+    /// Until then the order reads back as "Queued" and refuses updates (409), like Omnium's queue.
+    pub queued_until: Option<Instant>,
+}
+
+impl StoredOrder {
+    fn queued(&self, now: Instant) -> bool {
+        self.queued_until.is_some_and(|t| now < t)
+    }
+
+    /// The order as a client sees it right now.
+    pub fn view(&self, now: Instant) -> Value {
+        let mut v = self.order.clone();
+        if self.queued(now) {
+            v["status"] = json!("Queued");
+        }
+        v
+    }
+}
+
+pub(crate) struct State {
+    pub cfg: SimConfig,
+    pub tokens: HashMap<String, Instant>,
+    pub orders: HashMap<String, StoredOrder>,
+    /// Order ids in creation order, for `Simulator::orders()`.
+    pub order_ids: Vec<String>,
+    pub rejects: HashMap<String, (u16, String)>,
+    pub faults: VecDeque<Fault>,
+    pub stats: SimStats,
+    pub paused_until: Option<Instant>,
+}
+
+impl State {
+    pub fn new(cfg: SimConfig) -> State {
+        State {
+            cfg,
+            tokens: HashMap::new(),
+            orders: HashMap::new(),
+            order_ids: Vec::new(),
+            rejects: HashMap::new(),
+            faults: VecDeque::new(),
+            stats: SimStats::default(),
+            paused_until: None,
+        }
+    }
+
+    /// Takes one unit of the first queued fault matching this request.
+    pub fn take_fault(&mut self, req: &Request, route: &Route) -> Option<Fault> {
+        if self.faults.is_empty() {
+            return None;
+        }
+        let path = req.path.to_ascii_lowercase();
+        let idx = self.faults.iter().position(|f| {
+            let pc = f.path_contains.as_ref().map(|p| p.to_ascii_lowercase());
+            // Token requests are only faulted when the fault targets the token endpoint explicitly.
+            if *route == Route::Token && !pc.as_ref().is_some_and(|p| p.contains("/api/token")) {
+                return false;
+            }
+            pc.as_ref().is_none_or(|p| path.contains(p.as_str()))
+                && f.method
+                    .as_ref()
+                    .is_none_or(|m| m.eq_ignore_ascii_case(&req.method))
+        })?;
+        let fault = self.faults.get_mut(idx)?;
+        fault.count = fault.count.saturating_sub(1);
+        let taken = fault.clone();
+        if fault.count == 0 {
+            self.faults.remove(idx);
+        }
+        self.stats.faults_injected += 1;
+        Some(taken)
+    }
+
+    /// Runs an /api request against the tenant.
+    pub fn apply(&mut self, route: &Route, req: &Request) -> Response {
+        if *route == Route::Token {
+            return self.token(req);
+        }
+        if *route == Route::Unmatched {
+            return Response::text(404, "No route");
+        }
+        if !self.authorized(req) {
+            self.stats.unauthorized += 1;
+            return Response::text(401, "Unauthorized");
+        }
+        let now = Instant::now();
+        match route {
+            Route::PutPosOrder => self.put_pos_order(req, now),
+            Route::GetOrder(id) => match self.orders.get(id) {
+                Some(o) => Response::json(200, &o.view(now)),
+                None => Response::text(404, "Order not found"),
+            },
+            Route::Return(id) => self.create_return(id, req, now),
+            Route::UpdateStatus(id) => self.update_status(id, req, now),
+            Route::CancelLine(id, line) => self.cancel_line(id, line, now),
+            _ => Response::text(404, "No route"),
+        }
+    }
+
+    fn token(&mut self, req: &Request) -> Response {
+        // Omnium documents query parameters; older docs post a form body, so accept that too.
+        let form = parse_query(&String::from_utf8_lossy(&req.body));
+        let param = |name: &str| {
+            req.query(name).map(str::to_string).or_else(|| {
+                form.iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v.clone())
+            })
+        };
+        let ok = param("clientId").as_deref() == Some(self.cfg.client_id.as_str())
+            && param("clientSecret").as_deref() == Some(self.cfg.client_secret.as_str());
+        if !ok {
+            self.stats.unauthorized += 1;
+            return Response::text(401, "Invalid client credentials");
+        }
+        let token = format!("sim.{}{}", random_hex(), random_hex());
+        let ttl = Duration::from_secs(self.cfg.token_ttl_secs.max(0) as u64);
+        self.tokens.insert(token.clone(), Instant::now() + ttl);
+        self.stats.tokens_issued += 1;
+        let as_json = param("returnAsJson").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        if as_json {
+            Response::json(
+                200,
+                &json!({
+                    "accessToken": token,
+                    "tokenType": "Bearer",
+                    "expiresIn": self.cfg.token_ttl_secs,
+                }),
+            )
+        } else {
+            // Omnium's default answer is the bare token.
+            Response::text(200, &token)
+        }
+    }
+
+    fn authorized(&self, req: &Request) -> bool {
+        let Some(h) = req.header("authorization") else {
+            return false;
+        };
+        let Some((scheme, token)) = h.trim().split_once(' ') else {
+            return false;
+        };
+        scheme.eq_ignore_ascii_case("bearer")
+            && self
+                .tokens
+                .get(token.trim())
+                .is_some_and(|exp| Instant::now() < *exp)
+    }
+
+    fn put_pos_order(&mut self, req: &Request, now: Instant) -> Response {
+        let mut order = match parse_object(&req.body) {
+            Ok(o) => o,
+            Err(r) => return r,
+        };
+        // A poison order answers its configured status before anything else is looked at.
+        if let Some(id) = order.get("id").and_then(Value::as_str) {
+            if let Some((status, msg)) = self.rejects.get(id) {
+                return Response::text(*status, msg);
+            }
+        }
+        if let Err(msg) = validate_pos_order(&order, &self.cfg) {
+            return Response::text(400, &msg);
+        }
+        let id = order
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        if self.orders.contains_key(&id) {
+            self.stats.duplicate_orders_rejected += 1;
+            return Response::text(400, &format!("Order with id '{id}' already exists"));
+        }
+        let stamp = now_rfc3339();
+        order.insert("orderType".into(), json!("Pos"));
+        order.insert("status".into(), json!("Completed"));
+        if order.get("created").is_none_or(Value::is_null) {
+            order.insert("created".into(), json!(stamp));
+        }
+        order.insert("modified".into(), json!(stamp));
+        order.insert("returnOrderForms".into(), json!([]));
+        if let Some(lines) = order
+            .get_mut("orderForm")
+            .and_then(|f| f.get_mut("lineItems"))
+            .and_then(Value::as_array_mut)
+        {
+            for line in lines.iter_mut().filter_map(Value::as_object_mut) {
+                for k in ["canceledQuantity", "returnQuantity"] {
+                    if line.get(k).is_none_or(Value::is_null) {
+                        line.insert(k.into(), json!(0));
+                    }
+                }
+            }
+        }
+        let stored = StoredOrder {
+            order: Value::Object(order),
+            queued_until: (self.cfg.queued_ms > 0)
+                .then(|| now + Duration::from_millis(self.cfg.queued_ms)),
+        };
+        let view = stored.view(now);
+        self.orders.insert(id.clone(), stored);
+        self.order_ids.push(id);
+        self.stats.orders_created += 1;
+        Response::json(201, &view)
+    }
+
+    fn create_return(&mut self, id: &str, req: &Request, now: Instant) -> Response {
+        let o = match order_for_update(&mut self.orders, id, now) {
+            Ok(o) => o,
+            Err(r) => return r,
+        };
+        let body = match parse_object(&req.body) {
+            Ok(b) => b,
+            Err(r) => return r,
+        };
+        let rma = match body.get("rmaNumber") {
+            None | Some(Value::Null) => format!("RMA-{}", &random_hex()[..8]),
+            Some(Value::String(s)) if !s.is_empty() => s.clone(),
+            Some(_) => return Response::text(400, "rmaNumber must be a non-empty string"),
+        };
+        let exists = o.order["returnOrderForms"]
+            .as_array()
+            .is_some_and(|forms| forms.iter().any(|f| f["rmaNumber"] == json!(rma)));
+        if exists {
+            self.stats.duplicate_returns_rejected += 1;
+            return Response::text(
+                400,
+                &format!("Return with rmaNumber '{rma}' already exists on order '{id}'"),
+            );
+        }
+        let Some(returns) = body.get("returns").and_then(Value::as_array) else {
+            return Response::text(400, "returns is required");
+        };
+        if returns.is_empty() {
+            return Response::text(400, "returns must not be empty");
+        }
+        // Check every line first so a bad return changes nothing.
+        let mut wanted: HashMap<String, f64> = HashMap::new();
+        let mut form_lines = Vec::new();
+        for (i, r) in returns.iter().enumerate() {
+            let Some(line_id) = r.get("lineItemId").and_then(Value::as_str) else {
+                return Response::text(400, &format!("returns[{i}].lineItemId is required"));
+            };
+            let Some(line) = find_line(&o.order, line_id) else {
+                return Response::text(
+                    400,
+                    &format!("returns[{i}].lineItemId '{line_id}' is not a line of the order"),
+                );
+            };
+            let qty = match r.get("returnQuantity") {
+                Some(Value::Number(n)) => n.as_f64().unwrap_or(0.0),
+                _ => {
+                    return Response::text(
+                        400,
+                        &format!("returns[{i}].returnQuantity must be a number"),
+                    )
+                }
+            };
+            if qty <= 0.0 {
+                return Response::text(
+                    400,
+                    &format!("returns[{i}].returnQuantity must be greater than 0"),
+                );
+            }
+            let total = wanted.entry(line_id.to_string()).or_insert(0.0);
+            *total += qty;
+            let available = num_or_zero(line, "quantity")
+                - num_or_zero(line, "returnQuantity")
+                - num_or_zero(line, "canceledQuantity");
+            if *total > available + QTY_EPS {
+                return Response::text(
+                    400,
+                    &format!(
+                        "returns[{i}].returnQuantity exceeds the returnable quantity {available} of line '{line_id}'"
+                    ),
+                );
+            }
+            form_lines.push(json!({
+                "lineItemId": line_id,
+                "code": line.get("code").cloned().unwrap_or(Value::Null),
+                "returnQuantity": r["returnQuantity"],
+                "creditAmount": r.get("creditAmount").cloned().unwrap_or(Value::Null),
+                "returnReason": r.get("returnReason").cloned().unwrap_or(Value::Null),
+                "isStockUpdated": r.get("isStockUpdated").cloned().unwrap_or(json!(false)),
+            }));
+        }
+        let stamp = now_rfc3339();
+        let form = json!({
+            "returnId": random_hex(),
+            "rmaNumber": rma,
+            "status": "New",
+            "created": stamp,
+            "lineItems": form_lines,
+            "storeId": body.get("storeId").cloned().unwrap_or(Value::Null),
+        });
+        for (line_id, qty) in &wanted {
+            if let Some(line) = find_line_mut(&mut o.order, line_id) {
+                let q = num_or_zero(line, "returnQuantity") + qty;
+                line.insert("returnQuantity".into(), json!(q));
+            }
+        }
+        if let Some(forms) = o.order["returnOrderForms"].as_array_mut() {
+            forms.push(form.clone());
+        } else {
+            o.order["returnOrderForms"] = json!([form.clone()]);
+        }
+        o.order["modified"] = json!(stamp);
+        self.stats.returns_created += 1;
+        Response::json(200, &form)
+    }
+
+    fn update_status(&mut self, id: &str, req: &Request, now: Instant) -> Response {
+        let o = match order_for_update(&mut self.orders, id, now) {
+            Ok(o) => o,
+            Err(r) => return r,
+        };
+        let body = match parse_object(&req.body) {
+            Ok(b) => b,
+            Err(r) => return r,
+        };
+        let Some(status) = body
+            .get("status")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+        else {
+            return Response::text(400, "status is required");
+        };
+        let changed = o.order["status"].as_str() != Some(status);
+        o.order["status"] = json!(status);
+        o.order["modified"] = json!(now_rfc3339());
+        let order = o.view(now);
+        if changed && status.starts_with("OrderCanceled") {
+            self.stats.cancellations += 1;
+        }
+        Response::json(
+            200,
+            &json!({"isAborted": false, "order": order, "orderActionExecutionResults": []}),
+        )
+    }
+
+    fn cancel_line(&mut self, id: &str, line_id: &str, now: Instant) -> Response {
+        let o = match order_for_update(&mut self.orders, id, now) {
+            Ok(o) => o,
+            Err(r) => return r,
+        };
+        let Some(line) = find_line_mut(&mut o.order, line_id) else {
+            return Response::text(404, "Order line not found");
+        };
+        let qty = num_or_zero(line, "quantity");
+        let changed = (num_or_zero(line, "canceledQuantity") - qty).abs() > QTY_EPS;
+        if changed {
+            line.insert("canceledQuantity".into(), line["quantity"].clone());
+            o.order["modified"] = json!(now_rfc3339());
+        }
+        let order = o.view(now);
+        if changed {
+            self.stats.cancellations += 1;
+        }
+        Response::json(200, &order)
+    }
+}
+
+/// Looks an order up for an update: 404 if unknown, 409 while still queued.
+fn order_for_update<'a>(
+    orders: &'a mut HashMap<String, StoredOrder>,
+    id: &str,
+    now: Instant,
+) -> Result<&'a mut StoredOrder, Response> {
+    let key = if orders.contains_key(id) {
+        id.to_string()
+    } else {
+        // Returns accept the order number as well as the id.
+        orders
+            .iter()
+            .find(|(_, o)| o.order.get("orderNumber").and_then(Value::as_str) == Some(id))
+            .map(|(k, _)| k.clone())
+            .ok_or_else(|| Response::text(404, "Order not found"))?
+    };
+    let o = orders
+        .get_mut(&key)
+        .ok_or_else(|| Response::text(404, "Order not found"))?;
+    if o.queued(now) {
+        return Err(Response::text(
+            409,
+            "Order is queued for processing; try again later",
+        ));
+    }
+    Ok(o)
+}
+
+fn parse_object(body: &[u8]) -> Result<Map<String, Value>, Response> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(Response::text(400, "Request body must be a JSON object")),
+        Err(e) => Err(Response::text(400, &format!("Invalid JSON body: {e}"))),
+    }
+}
+
+fn find_line<'a>(order: &'a Value, line_id: &str) -> Option<&'a Map<String, Value>> {
+    order["orderForm"]["lineItems"]
+        .as_array()?
+        .iter()
+        .filter_map(Value::as_object)
+        .find(|l| l.get("lineItemId").and_then(Value::as_str) == Some(line_id))
+}
+
+fn find_line_mut<'a>(order: &'a mut Value, line_id: &str) -> Option<&'a mut Map<String, Value>> {
+    order
+        .get_mut("orderForm")?
+        .get_mut("lineItems")?
+        .as_array_mut()?
+        .iter_mut()
+        .filter_map(Value::as_object_mut)
+        .find(|l| l.get("lineItemId").and_then(Value::as_str) == Some(line_id))
+}
+
+fn num_or_zero(m: &Map<String, Value>, key: &str) -> f64 {
+    m.get(key).and_then(Value::as_f64).unwrap_or(0.0)
+}
+
+fn non_empty_str(m: &Map<String, Value>, key: &str, path: &str) -> Result<String, String> {
+    match m.get(key) {
+        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.clone()),
+        _ => Err(format!("{path}{key} is required (non-empty string)")),
+    }
+}
+
+/// A JSON number (strings are refused, as Omnium's model binding does for decimals).
+fn number(m: &Map<String, Value>, key: &str, path: &str) -> Result<f64, String> {
+    match m.get(key) {
+        Some(Value::Number(n)) => n
+            .as_f64()
+            .ok_or_else(|| format!("{path}{key} must be a number")),
+        _ => Err(format!("{path}{key} must be a number")),
+    }
+}
+
+/// Optional number: absent or null is `None`, anything but a number is an error.
+fn opt_number(m: &Map<String, Value>, key: &str, path: &str) -> Result<Option<f64>, String> {
+    match m.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(_) => number(m, key, path).map(Some),
+    }
+}
+
+/// Validates a PosOrder the way Omnium would; the error names the offending field.
+fn validate_pos_order(o: &Map<String, Value>, cfg: &SimConfig) -> Result<(), String> {
+    non_empty_str(o, "id", "")?;
+    non_empty_str(o, "orderNumber", "")?;
+    let market = non_empty_str(o, "marketId", "")?;
+    if !cfg.markets.contains(&market) {
+        return Err(format!("marketId '{market}' is not a configured market"));
+    }
+    let store = non_empty_str(o, "storeId", "")?;
+    if !cfg.stores.contains(&store) {
+        return Err(format!("storeId '{store}' is not a known store"));
+    }
+    non_empty_str(o, "billingCurrency", "")?;
+    let Some(form) = o.get("orderForm").and_then(Value::as_object) else {
+        return Err("orderForm is required".into());
+    };
+    let lines = match form.get("lineItems").and_then(Value::as_array) {
+        Some(l) if !l.is_empty() => l,
+        _ => return Err("orderForm.lineItems must be a non-empty array".into()),
+    };
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0.0;
+    for (i, line) in lines.iter().enumerate() {
+        let p = format!("orderForm.lineItems[{i}].");
+        let Some(line) = line.as_object() else {
+            return Err(format!("orderForm.lineItems[{i}] must be an object"));
+        };
+        let id = non_empty_str(line, "lineItemId", &p)?;
+        if !seen.insert(id.clone()) {
+            return Err(format!("{p}lineItemId '{id}' is not unique"));
+        }
+        non_empty_str(line, "code", &p)?;
+        let qty = number(line, "quantity", &p)?;
+        if qty <= 0.0 {
+            return Err(format!("{p}quantity must be greater than 0"));
+        }
+        let price = number(line, "placedPrice", &p)?;
+        if price < 0.0 {
+            return Err(format!("{p}placedPrice must not be negative"));
+        }
+        let discounted = opt_number(line, "discounted", &p)?.unwrap_or(0.0);
+        if discounted < 0.0 {
+            return Err(format!("{p}discounted must not be negative"));
+        }
+        opt_number(line, "taxRate", &p)?;
+        total += qty * price - discounted;
+    }
+    total += opt_number(form, "grossRoundoff", "orderForm.")?.unwrap_or(0.0);
+    let payments = match form.get("payments").and_then(Value::as_array) {
+        Some(p) if !p.is_empty() => p,
+        _ => return Err("orderForm.payments must be a non-empty array".into()),
+    };
+    let mut paid = 0.0;
+    for (i, pay) in payments.iter().enumerate() {
+        let p = format!("orderForm.payments[{i}].");
+        let Some(pay) = pay.as_object() else {
+            return Err(format!("orderForm.payments[{i}] must be an object"));
+        };
+        for k in [
+            "paymentMethodName",
+            "transactionId",
+            "transactionType",
+            "status",
+        ] {
+            non_empty_str(pay, k, &p)?;
+        }
+        paid += number(pay, "amount", &p)?;
+    }
+    if (total - paid).abs() > BALANCE_TOLERANCE {
+        return Err(format!(
+            "payments do not balance: order total {total:.2}, payments {paid:.2}"
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// 16 hex digits that are unpredictable enough for opaque tokens and ids (no RNG crate available:
+/// RandomState is randomly keyed SipHash, fed a counter and the clock).
+pub(crate) fn random_hex() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.write_u128(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    format!("{:016x}", h.finish())
+}

@@ -1,0 +1,431 @@
+//! The worker: one background thread that drains the outbox to Omnium. It is the only
+//! place that joins store/ and omnium/; its decisions live in [`policy`] as plain functions.
+
+pub mod events;
+pub mod policy;
+pub mod push;
+
+use crate::omnium::{Failure, OmniumApi};
+use crate::store::{JobUpdate, OutboxJob, Store};
+use events::EventQueue;
+use policy::{Jitter, RetryPolicy, Signal};
+use push::PushContext;
+use serde_json::json;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+/// Jobs claimed per round trip to the database (two commits per batch, not per job).
+const BATCH: usize = 64;
+/// After a storage error the worker waits this long before trying again.
+const STORAGE_RETRY_MS: u64 = 1_000;
+
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+pub fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[derive(Default)]
+struct Control {
+    wake: bool,
+    sync_now: bool,
+    shutdown: bool,
+}
+
+/// Why the worker is holding back every request.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Gate {
+    Open,
+    Offline,
+    Throttled,
+    AuthFailed,
+}
+
+/// What `fo_status` reports about the link to Omnium.
+#[derive(Clone, Debug, Default)]
+pub struct LinkState {
+    pub online: bool,
+    /// No request before this time (offline back-off or Retry-After), unix ms.
+    pub hold_until: Option<i64>,
+}
+
+pub struct Sync {
+    pub store: Arc<Store>,
+    pub api: OmniumApi,
+    pub events: EventQueue,
+    pub ctx: PushContext,
+    pub policy: RetryPolicy,
+    pub concurrency: usize,
+    pub pull_interval_ms: u64,
+    pub retention_ms: u64,
+    control: Mutex<Control>,
+    signal: Condvar,
+    link: Mutex<LinkState>,
+    /// Batches finished; flush waiters watch it.
+    progress: Mutex<u64>,
+    progressed: Condvar,
+}
+
+impl Sync {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        store: Arc<Store>,
+        api: OmniumApi,
+        ctx: PushContext,
+        policy: RetryPolicy,
+        concurrency: usize,
+        pull_interval_ms: u64,
+        retention_ms: u64,
+    ) -> Sync {
+        Sync {
+            store,
+            api,
+            events: EventQueue::default(),
+            ctx,
+            policy,
+            concurrency,
+            pull_interval_ms,
+            retention_ms,
+            control: Mutex::default(),
+            signal: Condvar::new(),
+            link: Mutex::default(),
+            progress: Mutex::new(0),
+            progressed: Condvar::new(),
+        }
+    }
+
+    fn control(&self) -> std::sync::MutexGuard<'_, Control> {
+        self.control.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Something was recorded: look at the outbox now.
+    pub fn nudge(&self) {
+        self.control().wake = true;
+        self.signal.notify_all();
+    }
+
+    /// Push now, even if the worker is backing off after an outage (not past a Retry-After).
+    pub fn sync_now(&self) {
+        let mut c = self.control();
+        c.wake = true;
+        c.sync_now = true;
+        drop(c);
+        self.signal.notify_all();
+    }
+
+    pub fn shutdown(&self) {
+        self.control().shutdown = true;
+        self.signal.notify_all();
+        self.progressed.notify_all();
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.control().shutdown
+    }
+
+    pub fn link(&self) -> LinkState {
+        self.link.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Waits until the worker finishes another batch, or `timeout`.
+    pub fn wait_progress(&self, timeout: Duration) {
+        let guard = self.progress.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = self.progressed.wait_timeout(guard, timeout);
+    }
+
+    fn set_link(&self, online: bool, hold_until: Option<i64>, reason: &str) {
+        let mut link = self.link.lock().unwrap_or_else(|p| p.into_inner());
+        let was = link.online;
+        link.online = online;
+        link.hold_until = hold_until;
+        drop(link);
+        if was != online {
+            let kind = if online {
+                "sync.online"
+            } else {
+                "sync.offline"
+            };
+            if online {
+                log::info!("Omnium is reachable again");
+            } else {
+                log::warn!("Omnium is unreachable: {reason}");
+            }
+            let mut event = json!({"type": kind, "at": rfc3339(now_ms())});
+            if !online {
+                event["reason"] = reason.into();
+            }
+            self.events.push(event);
+        }
+    }
+
+    /// Sleeps until `until_ms` (or a nudge), returning early on shutdown.
+    fn sleep_until(&self, until_ms: i64) {
+        let mut c = self.control();
+        while !c.wake && !c.shutdown {
+            let left = until_ms - now_ms();
+            if left <= 0 {
+                break;
+            }
+            c = self
+                .signal
+                .wait_timeout(c, Duration::from_millis(left as u64))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    /// The worker thread's body.
+    pub fn run(self: Arc<Self>) {
+        let mut worker = Worker {
+            sync: &self,
+            jitter: Jitter::seeded(),
+            gate: Gate::Open,
+            hold_until: 0,
+            offline_tries: 0,
+            last_purge: 0,
+        };
+        log::info!("sync worker started");
+        worker.probe();
+        loop {
+            let sync_now = {
+                let mut c = self.control();
+                if c.shutdown {
+                    break;
+                }
+                c.wake = false;
+                std::mem::take(&mut c.sync_now)
+            };
+            if let Err(e) = worker.round(sync_now) {
+                log::error!("sync round failed: {e}");
+                self.sleep_until(now_ms() + STORAGE_RETRY_MS as i64);
+            }
+        }
+        log::info!("sync worker stopped");
+    }
+}
+
+struct Worker<'a> {
+    sync: &'a Sync,
+    jitter: Jitter,
+    gate: Gate,
+    hold_until: i64,
+    offline_tries: u32,
+    last_purge: i64,
+}
+
+impl Worker<'_> {
+    /// Learns whether Omnium is reachable at start-up by fetching a token (not rate-limited).
+    fn probe(&mut self) {
+        match self.sync.api.probe() {
+            Ok(()) => self.open_gate(),
+            Err(f) => self.signal(signal_of(&f), &f.to_string()),
+        }
+    }
+
+    fn round(&mut self, sync_now: bool) -> crate::error::Result<()> {
+        let sync = self.sync;
+        let now = now_ms();
+        if sync_now {
+            if self.gate != Gate::Throttled {
+                self.hold_until = 0;
+            }
+            sync.store.make_all_due(now)?;
+        }
+        if now < self.hold_until {
+            sync.sleep_until(self.hold_until);
+            return Ok(());
+        }
+        // While Omnium is down, one job at a time probes it; the rest wait untouched.
+        let limit = if self.gate == Gate::Open { BATCH } else { 1 };
+        let jobs = sync.store.claim_due(now, limit)?;
+        if jobs.is_empty() {
+            if self.gate != Gate::Open {
+                self.probe();
+                if self.gate != Gate::Open {
+                    return Ok(());
+                }
+            }
+            self.purge(now)?;
+            let next = sync.store.next_due_at()?.unwrap_or(i64::MAX);
+            sync.sleep_until(next.min(now + sync.pull_interval_ms as i64));
+            return Ok(());
+        }
+        let results = self.send_batch(&jobs);
+        let healthy = sync.api.last_healthy_at();
+        let finished = now_ms();
+        let mut updates = Vec::with_capacity(jobs.len());
+        let mut dead = Vec::new();
+        let mut strongest = (Signal::None, String::new());
+        let mut answered = false;
+        for (job, result) in jobs.iter().zip(results) {
+            let Some(result) = result else {
+                updates.push(JobUpdate {
+                    job_id: job.id,
+                    fate: crate::store::JobFate::Released,
+                });
+                continue;
+            };
+            answered |= !matches!(
+                &result,
+                Err(Failure::Unreachable(_) | Failure::Uncertain(_))
+            );
+            let (fate, signal) = policy::decide(
+                job,
+                &result,
+                finished,
+                healthy,
+                &sync.policy,
+                self.jitter.next(),
+            );
+            if let Err(f) = &result {
+                log::debug!("job {} ({} {:?}): {f}", job.id, job.kind, job.event_id);
+                if signal != Signal::None && strongest.0 == Signal::None {
+                    strongest = (signal, f.to_string());
+                }
+            }
+            if let crate::store::JobFate::Dead { error } = &fate {
+                dead.push((job.clone(), error.clone()));
+            }
+            updates.push(JobUpdate {
+                job_id: job.id,
+                fate,
+            });
+        }
+        sync.store.finish(&updates, finished)?;
+        for (job, error) in dead {
+            log::error!(
+                "job {} ({} {:?}) is dead: {error}",
+                job.id,
+                job.kind,
+                job.event_id
+            );
+            sync.events.push(json!({
+                "type": "job.dead", "job_id": job.id.to_string(), "kind": job.kind,
+                "entity_id": job.entity_id, "event_id": job.event_id, "error": error,
+                "at": rfc3339(finished),
+            }));
+        }
+        match strongest.0 {
+            Signal::None if answered || healthy >= now => self.open_gate(),
+            // Every answer was a 5xx or a reset: treat Omnium as down, not each job as bad.
+            Signal::None => self.signal(
+                Signal::Unreachable,
+                "every request failed with 5xx or a reset",
+            ),
+            s => self.signal(s, &strongest.1),
+        }
+        *sync.progress.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        sync.progressed.notify_all();
+        Ok(())
+    }
+
+    fn open_gate(&mut self) {
+        self.gate = Gate::Open;
+        self.hold_until = 0;
+        self.offline_tries = 0;
+        self.sync.set_link(true, None, "");
+    }
+
+    fn signal(&mut self, signal: Signal, reason: &str) {
+        let now = now_ms();
+        match signal {
+            Signal::None => {}
+            Signal::PauseUntil(until) => {
+                log::warn!(
+                    "Omnium asked to slow down; every request waits until {}",
+                    rfc3339(until)
+                );
+                self.gate = Gate::Throttled;
+                self.hold_until = self.hold_until.max(until);
+                self.sync.set_link(true, Some(self.hold_until), reason);
+            }
+            Signal::Unreachable | Signal::AuthFailed => {
+                self.offline_tries += 1;
+                let delay =
+                    policy::backoff_ms(&self.sync.policy, self.offline_tries, self.jitter.next());
+                self.hold_until = now + delay as i64;
+                if signal == Signal::AuthFailed && self.gate != Gate::AuthFailed {
+                    log::error!("Omnium refuses the API user: {reason}");
+                    self.sync.events.push(
+                        json!({"type": "sync.auth_failed", "reason": reason, "at": rfc3339(now)}),
+                    );
+                }
+                self.gate = if signal == Signal::AuthFailed {
+                    Gate::AuthFailed
+                } else {
+                    Gate::Offline
+                };
+                self.sync.set_link(false, Some(self.hold_until), reason);
+            }
+        }
+    }
+
+    /// Sends the batch on up to `concurrency` threads. A job is left untried (`None`) when
+    /// an earlier answer in the batch said to stop: unreachable, 429 or refused credentials.
+    fn send_batch(&self, jobs: &[OutboxJob]) -> Vec<Option<Result<(), Failure>>> {
+        let sync = self.sync;
+        let next = AtomicUsize::new(0);
+        let stop = AtomicBool::new(false);
+        let slots: Vec<Mutex<Option<Result<(), Failure>>>> =
+            jobs.iter().map(|_| Mutex::new(None)).collect();
+        let work = || loop {
+            if stop.load(Ordering::Relaxed) || sync.is_shutting_down() {
+                break;
+            }
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(job) = jobs.get(i) else { break };
+            let result = push::deliver(job, &sync.api, &sync.ctx);
+            if matches!(
+                result,
+                Err(Failure::Unreachable(_) | Failure::Throttled { .. } | Failure::Unauthorized(_))
+            ) {
+                stop.store(true, Ordering::Relaxed);
+            }
+            *slots[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(result);
+        };
+        let threads = sync.concurrency.min(jobs.len());
+        if threads <= 1 {
+            work();
+        } else {
+            std::thread::scope(|s| {
+                for _ in 0..threads {
+                    s.spawn(work);
+                }
+            });
+        }
+        slots
+            .into_iter()
+            .map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()))
+            .collect()
+    }
+
+    fn purge(&mut self, now: i64) -> crate::error::Result<()> {
+        if now - self.last_purge < 3_600_000 {
+            return Ok(());
+        }
+        self.last_purge = now;
+        let n = self
+            .sync
+            .store
+            .purge_delivered(now - self.sync.retention_ms as i64)?;
+        if n > 0 {
+            log::info!("purged {n} delivered job(s) past their retention");
+        }
+        Ok(())
+    }
+}
+
+fn signal_of(f: &Failure) -> Signal {
+    match f {
+        Failure::Unauthorized(_) => Signal::AuthFailed,
+        Failure::Throttled { retry_after_ms } => {
+            Signal::PauseUntil(now_ms() + *retry_after_ms as i64)
+        }
+        _ => Signal::Unreachable,
+    }
+}
