@@ -38,20 +38,25 @@ pub enum fo_result {
 impl fo_result {
     /// The code's name as written in the header, e.g. `"FO_OK"`.
     pub fn name(self) -> &'static str {
+        self.c_name().to_str().unwrap_or("FO_UNKNOWN")
+    }
+
+    /// [`fo_result::name`] as a static C string.
+    pub fn c_name(self) -> &'static std::ffi::CStr {
         match self {
-            fo_result::FO_OK => "FO_OK",
-            fo_result::FO_NULL_ARGUMENT => "FO_NULL_ARGUMENT",
-            fo_result::FO_INVALID_JSON => "FO_INVALID_JSON",
-            fo_result::FO_INVALID_INPUT => "FO_INVALID_INPUT",
-            fo_result::FO_CONFLICT => "FO_CONFLICT",
-            fo_result::FO_NOT_FOUND => "FO_NOT_FOUND",
-            fo_result::FO_TIMEOUT => "FO_TIMEOUT",
-            fo_result::FO_STORAGE_FULL => "FO_STORAGE_FULL",
-            fo_result::FO_STORAGE => "FO_STORAGE",
-            fo_result::FO_CLOSED => "FO_CLOSED",
-            fo_result::FO_CONFIG => "FO_CONFIG",
-            fo_result::FO_PANIC => "FO_PANIC",
-            fo_result::FO_INTERNAL => "FO_INTERNAL",
+            fo_result::FO_OK => c"FO_OK",
+            fo_result::FO_NULL_ARGUMENT => c"FO_NULL_ARGUMENT",
+            fo_result::FO_INVALID_JSON => c"FO_INVALID_JSON",
+            fo_result::FO_INVALID_INPUT => c"FO_INVALID_INPUT",
+            fo_result::FO_CONFLICT => c"FO_CONFLICT",
+            fo_result::FO_NOT_FOUND => c"FO_NOT_FOUND",
+            fo_result::FO_TIMEOUT => c"FO_TIMEOUT",
+            fo_result::FO_STORAGE_FULL => c"FO_STORAGE_FULL",
+            fo_result::FO_STORAGE => c"FO_STORAGE",
+            fo_result::FO_CLOSED => c"FO_CLOSED",
+            fo_result::FO_CONFIG => c"FO_CONFIG",
+            fo_result::FO_PANIC => c"FO_PANIC",
+            fo_result::FO_INTERNAL => c"FO_INTERNAL",
         }
     }
 }

@@ -51,33 +51,7 @@ pub extern "C" fn fo_last_error_message() -> *const c_char {
 /// The name of a result code, e.g. `"FO_OK"`. A static string; never NULL.
 #[no_mangle]
 pub extern "C" fn fo_result_name(r: fo_result) -> *const c_char {
-    static NAMES: std::sync::OnceLock<Vec<(fo_result, CString)>> = std::sync::OnceLock::new();
-    let names = NAMES.get_or_init(|| {
-        use fo_result::*;
-        [
-            FO_OK,
-            FO_NULL_ARGUMENT,
-            FO_INVALID_JSON,
-            FO_INVALID_INPUT,
-            FO_CONFLICT,
-            FO_NOT_FOUND,
-            FO_TIMEOUT,
-            FO_STORAGE_FULL,
-            FO_STORAGE,
-            FO_CLOSED,
-            FO_CONFIG,
-            FO_PANIC,
-            FO_INTERNAL,
-        ]
-        .into_iter()
-        .map(|r| (r, CString::new(r.name()).unwrap_or_default()))
-        .collect()
-    });
-    names
-        .iter()
-        .find(|(code, _)| *code == r)
-        .map(|(_, name)| name.as_ptr())
-        .unwrap_or(c"FO_UNKNOWN".as_ptr())
+    r.c_name().as_ptr()
 }
 
 /// The library version (equals the crate version). A static string.
@@ -149,41 +123,71 @@ pub unsafe extern "C" fn fo_client_close(c: *mut fo_client) {
     })
 }
 
-macro_rules! record_fn {
-    ($(#[$doc:meta])* $name:ident, $arg:literal, $method:ident) => {
-        $(#[$doc])*
-        ///
-        /// # Safety
-        /// `c` is NULL or a live client; `json` is NULL or a NUL-terminated string.
-        #[no_mangle]
-        pub unsafe extern "C" fn $name(c: *mut fo_client, json: *const c_char) -> fo_result {
-            guard(|| {
-                // SAFETY: caller contract above.
-                let client = unsafe { client(c) }?;
-                let text = unsafe { arg_str(json, $arg, true) }?;
-                client.$method(text)
-            })
-        }
-    };
+/// The body shared by the recording calls.
+///
+/// # Safety
+/// `c` is NULL or a live client; `json` is NULL or a NUL-terminated string.
+unsafe fn record(
+    c: *mut fo_client,
+    json: *const c_char,
+    arg: &str,
+    method: fn(&Client, &str) -> Result<(), Error>,
+) -> fo_result {
+    guard(|| {
+        // SAFETY: caller contract above.
+        let client = unsafe { client(c) }?;
+        let text = unsafe { arg_str(json, arg, true) }?;
+        method(client, text)
+    })
 }
 
-record_fn!(
-    /// Records a sale (CONTRACT §4) durably in the outbox; never waits on the network.
-    /// The same `id` with the same content again is `FO_OK` and stores nothing; with other
-    /// content it is `FO_CONFLICT`. A rule broken (balance, required field, duplicate line
-    /// id) is `FO_INVALID_INPUT` with the field named in the message.
-    fo_record_sale, "sale_json", record_sale
-);
-record_fn!(
-    /// Records a return of a recorded sale or of an Omnium order. It reaches Omnium only
-    /// after its sale. For a sale recorded here, lines and returnable quantities are checked.
-    fo_record_return, "return_json", record_return
-);
-record_fn!(
-    /// Records a cancellation of a whole order (no `lines`) or of whole lines. It reaches
-    /// Omnium only after the order's earlier jobs.
-    fo_record_cancellation, "cancellation_json", record_cancellation
-);
+/// Records a sale (CONTRACT §4) durably in the outbox; never waits on the network.
+/// The same `id` with the same content again is `FO_OK` and stores nothing; with other
+/// content it is `FO_CONFLICT`. A broken rule (balance, required field, duplicate line id,
+/// unknown field) is `FO_INVALID_INPUT` with the field named in the message.
+///
+/// # Safety
+/// `c` is NULL or a live client; `sale_json` is NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn fo_record_sale(c: *mut fo_client, sale_json: *const c_char) -> fo_result {
+    // SAFETY: caller contract above.
+    unsafe { record(c, sale_json, "sale_json", Client::record_sale) }
+}
+
+/// Records a return of a recorded sale or of an Omnium order. It reaches Omnium only after
+/// its sale. For a sale recorded here, lines and returnable quantities are checked.
+///
+/// # Safety
+/// `c` is NULL or a live client; `return_json` is NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn fo_record_return(
+    c: *mut fo_client,
+    return_json: *const c_char,
+) -> fo_result {
+    // SAFETY: caller contract above.
+    unsafe { record(c, return_json, "return_json", Client::record_return) }
+}
+
+/// Records a cancellation of a whole order (no `lines`) or of whole lines. It reaches
+/// Omnium only after the order's earlier jobs.
+///
+/// # Safety
+/// `c` is NULL or a live client; `cancellation_json` is NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn fo_record_cancellation(
+    c: *mut fo_client,
+    cancellation_json: *const c_char,
+) -> fo_result {
+    // SAFETY: caller contract above.
+    unsafe {
+        record(
+            c,
+            cancellation_json,
+            "cancellation_json",
+            Client::record_cancellation,
+        )
+    }
+}
 
 /// Wakes the sync thread to push now (starting it if `sync.autostart` was false), even
 /// when it is backing off after an outage. A 429's Retry-After is still honoured.
