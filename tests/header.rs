@@ -56,7 +56,7 @@ fn every_export_has_a_panic_boundary() {
                 boundary_free.contains(&name.as_str())
                     || body.contains("guard(")
                     || body.contains("guard_void(")
-                    || body.contains("unsafe { record("),
+                    || body.contains("record("),
                 "{name} has no panic boundary"
             );
         }
