@@ -50,6 +50,8 @@ enum Gate {
 #[derive(Clone, Debug, Default)]
 pub struct LinkState {
     pub online: bool,
+    /// False until the first answer (or failure) at start-up: its outcome is always an event.
+    pub known: bool,
     /// No request before this time (offline back-off or Retry-After), unix ms.
     pub hold_until: Option<i64>,
 }
@@ -140,11 +142,12 @@ impl Sync {
 
     fn set_link(&self, online: bool, hold_until: Option<i64>, reason: &str) {
         let mut link = self.link.lock().unwrap_or_else(|p| p.into_inner());
-        let was = link.online;
+        let changed = !link.known || link.online != online;
+        link.known = true;
         link.online = online;
         link.hold_until = hold_until;
         drop(link);
-        if was != online {
+        if changed {
             let kind = if online {
                 "sync.online"
             } else {

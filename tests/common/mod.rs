@@ -1,0 +1,131 @@
+//! Helpers shared by the integration tests: configs, sales, waiting, compiling C.
+#![allow(dead_code)]
+
+use flow_omnium::sim::{SimConfig, Simulator};
+use flow_omnium::Client;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub const CLIENT_ID: &str = "sim-client";
+pub const CLIENT_SECRET: &str = "sim-secret";
+
+pub fn sim() -> Simulator {
+    Simulator::start(SimConfig::default()).expect("simulator starts")
+}
+
+/// A config with fast retries for tests; `overrides` is merged in (objects merge deeply).
+pub fn config(db: &Path, base_url: &str, overrides: Value) -> String {
+    let mut cfg = json!({
+        "database_path": db.to_str().unwrap(),
+        "store_id": "oslo-1",
+        "market_id": "NOR",
+        "currency": "NOK",
+        "terminal_id": "t01",
+        "omnium": {"base_url": base_url, "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
+                   "timeout_ms": 2000, "max_concurrency": 4},
+        "sync": {"retry_initial_ms": 50, "retry_max_ms": 400, "pull_interval_ms": 60000},
+    });
+    merge(&mut cfg, overrides);
+    cfg.to_string()
+}
+
+fn merge(base: &mut Value, over: Value) {
+    match (base, over) {
+        (Value::Object(b), Value::Object(o)) => {
+            for (k, v) in o {
+                merge(b.entry(k).or_insert(Value::Null), v);
+            }
+        }
+        (b, o) => *b = o,
+    }
+}
+
+pub fn open(db: &Path, sim: &Simulator, overrides: Value) -> Client {
+    Client::open(&config(db, &sim.base_url(), overrides)).expect("client opens")
+}
+
+/// A balanced sale: `lines` × (quantity 1, 10000 + 100·i øre), one card payment.
+pub fn sale(id: &str, lines: usize) -> String {
+    let items: Vec<Value> = (0..lines)
+        .map(|i| {
+            json!({"line_id": (i + 1).to_string(), "sku": format!("SKU-{i}"), "name": "Item",
+                        "quantity": 1, "unit_price": 10_000 + 100 * i as i64, "tax_rate": 25})
+        })
+        .collect();
+    let total: i64 = (0..lines).map(|i| 10_000 + 100 * i as i64).sum();
+    json!({"id": id, "created_at": "2026-11-28T10:15:00+01:00", "lines": items,
+           "payments": [{"id": "P1", "method": "Card", "amount": total, "transaction_id": format!("tx-{id}")}]})
+    .to_string()
+}
+
+pub fn return_of(id: &str, sale_id: &str, line_id: &str) -> String {
+    json!({"id": id, "sale_id": sale_id, "created_at": "2026-11-28T11:00:00+01:00",
+           "lines": [{"line_id": line_id, "quantity": 1, "amount": 10_000, "restock": true, "reason": "Defect"}],
+           "refunds": [{"id": "RF1", "method": "Card", "amount": 10_000}]})
+    .to_string()
+}
+
+pub fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    done()
+}
+
+pub fn status(client: &Client) -> Value {
+    serde_json::from_str(&client.status_json().unwrap()).unwrap()
+}
+
+/// Every event currently queued.
+pub fn drain_events(client: &Client) -> Vec<Value> {
+    let mut out = Vec::new();
+    while let Ok(e) = client.next_event(Duration::ZERO) {
+        out.push(serde_json::from_str(&e).unwrap());
+    }
+    out
+}
+
+/// Where cargo put libflow_omnium.so for this test run (target/<profile>).
+pub fn lib_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().to_path_buf()
+}
+
+/// Compiles C sources against the header and the cdylib with warnings as errors.
+pub fn compile_c(sources: &[&str], out_name: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let lib = lib_dir();
+    assert!(
+        lib.join("libflow_omnium.so").exists(),
+        "{} has no libflow_omnium.so; build with cargo build --features sim",
+        lib.display()
+    );
+    let out = lib.join(out_name);
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let mut cmd = std::process::Command::new(&cc);
+    cmd.args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-g"])
+        .arg(format!("-I{}", root.join("include").display()));
+    for s in sources {
+        cmd.arg(root.join(s));
+    }
+    cmd.arg("-o")
+        .arg(&out)
+        .arg(format!("-L{}", lib.display()))
+        .arg(format!("-Wl,-rpath,{}", lib.display()))
+        .arg("-lflow_omnium")
+        .arg("-lpthread");
+    let output = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run the C compiler {cc:?}: {e}"));
+    assert!(
+        output.status.success(),
+        "C compile failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    out
+}
