@@ -1,0 +1,201 @@
+/*
+ * The C API exercised from C, as a POS would call it: every export, NULL and hostile
+ * arguments, ownership of returned strings, and a sale reaching the simulator.
+ * Usage: api_test <base_url> <db_path>   (the Rust harness starts the simulator, with
+ * order "S-POISON" rejected by it.)
+ */
+#include "flow_omnium.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int passed = 0, failed = 0;
+
+#define CHECK(cond, ...)                                                          \
+  do {                                                                            \
+    if (cond) {                                                                   \
+      passed++;                                                                   \
+    } else {                                                                      \
+      failed++;                                                                   \
+      fprintf(stderr, "FAIL %s:%d: %s -- ", __FILE__, __LINE__, #cond);           \
+      fprintf(stderr, __VA_ARGS__);                                               \
+      fprintf(stderr, " (last error: %s)\n", fo_last_error_message());            \
+    }                                                                             \
+  } while (0)
+
+#define EXPECT(call, code) CHECK((call) == (code), "%s returned %s", #call, fo_result_name(call))
+
+static const char *SALE =
+    "{\"id\": \"S-1001\", \"created_at\": \"2026-11-28T10:15:00+01:00\", \"store_id\": \"oslo-1\","
+    " \"currency\": \"NOK\", \"customer_id\": \"C-77\", \"salesperson_id\": \"emp-3\", \"rounding\": 0,"
+    " \"lines\": [{\"line_id\": \"1\", \"sku\": \"SKU-1\", \"name\": \"T-shirt\", \"quantity\": 2,"
+    " \"unit_price\": 19950, \"discount\": 0, \"tax_rate\": 25}],"
+    " \"payments\": [{\"id\": \"P1\", \"method\": \"Card\", \"amount\": 39900, \"transaction_id\": \"tx-1\"}]}";
+
+/* The same sale with keys in another order and other spacing. */
+static const char *SALE_REORDERED =
+    "{\"payments\":[{\"transaction_id\":\"tx-1\",\"amount\":39900,\"method\":\"Card\",\"id\":\"P1\"}],"
+    "\"lines\":[{\"tax_rate\":25,\"discount\":0,\"unit_price\":19950,\"quantity\":2,\"name\":\"T-shirt\","
+    "\"sku\":\"SKU-1\",\"line_id\":\"1\"}],\"rounding\":0,\"salesperson_id\":\"emp-3\",\"customer_id\":\"C-77\","
+    "\"currency\":\"NOK\",\"store_id\":\"oslo-1\",\"created_at\":\"2026-11-28T10:15:00+01:00\",\"id\":\"S-1001\"}";
+
+static const char *POISON =
+    "{\"id\": \"S-POISON\", \"created_at\": \"2026-11-28T10:15:00+01:00\","
+    " \"lines\": [{\"line_id\": \"1\", \"sku\": \"SKU-1\", \"quantity\": 1, \"unit_price\": 100}],"
+    " \"payments\": [{\"method\": \"Cash\", \"amount\": 100}]}";
+
+static int log_lines = 0;
+static int secret_logged = 0;
+static void on_log(void *user_data, int level, const char *message) {
+  (void)level;
+  int *count = (int *)user_data;
+  (*count)++;
+  if (strstr(message, "sim-secret") != NULL) secret_logged = 1;
+}
+
+static int contains(const char *haystack, const char *needle) {
+  return haystack != NULL && strstr(haystack, needle) != NULL;
+}
+
+int main(int argc, char **argv) {
+  if (argc != 3) {
+    fprintf(stderr, "usage: %s <base_url> <db_path>\n", argv[0]);
+    return 2;
+  }
+  char config[1024];
+  snprintf(config, sizeof config,
+           "{\"database_path\": \"%s\", \"store_id\": \"oslo-1\", \"market_id\": \"NOR\","
+           " \"currency\": \"NOK\", \"terminal_id\": \"t01\","
+           " \"omnium\": {\"base_url\": \"%s\", \"client_id\": \"sim-client\", \"client_secret\": \"sim-secret\","
+           " \"timeout_ms\": 2000},"
+           " \"sync\": {\"retry_initial_ms\": 50, \"retry_max_ms\": 200}}",
+           argv[2], argv[1]);
+
+  fo_set_log_callback(on_log, &log_lines, 5);
+
+  /* Static strings. */
+  CHECK(strcmp(fo_result_name(FO_OK), "FO_OK") == 0, "name of FO_OK");
+  CHECK(strcmp(fo_result_name(FO_STORAGE_FULL), "FO_STORAGE_FULL") == 0, "name of FO_STORAGE_FULL");
+  CHECK(strcmp(fo_result_name(FO_PANIC), "FO_PANIC") == 0, "name of FO_PANIC");
+  CHECK(fo_version() != NULL && strlen(fo_version()) > 0, "version");
+  CHECK(fo_last_error_message() != NULL, "last error is never NULL");
+  fo_string_free(NULL);
+  fo_client_close(NULL);
+
+  /* Opening: NULLs and bad configs. */
+  fo_client *c = NULL;
+  EXPECT(fo_client_open(NULL, &c), FO_NULL_ARGUMENT);
+  EXPECT(fo_client_open(config, NULL), FO_NULL_ARGUMENT);
+  EXPECT(fo_client_open("not json", &c), FO_CONFIG);
+  EXPECT(fo_client_open("{\"store_id\": \"x\"}", &c), FO_CONFIG);
+  CHECK(c == NULL, "out pointer untouched on failure");
+  EXPECT(fo_client_open("{\"database_path\": \"/tmp/x.db\", \"store_id\": \"s\", \"market_id\": \"m\","
+                        " \"currency\": \"NOK\", \"omnium\": {\"base_url\": \"http://api.omnium.no\","
+                        " \"client_id\": \"i\", \"client_secret\": \"sim-secret\"}}", &c),
+         FO_CONFIG);
+  CHECK(contains(fo_last_error_message(), "https"), "message says why: %s", fo_last_error_message());
+  CHECK(!contains(fo_last_error_message(), "sim-secret"), "secret not in the message");
+
+  EXPECT(fo_client_open(config, &c), FO_OK);
+  CHECK(c != NULL, "client opened");
+  CHECK(strcmp(fo_last_error_message(), "") == 0, "last error is empty after success");
+
+  /* Recording: NULLs, hostile input, rules, idempotency, conflicts. */
+  EXPECT(fo_record_sale(NULL, SALE), FO_NULL_ARGUMENT);
+  EXPECT(fo_record_sale(c, NULL), FO_NULL_ARGUMENT);
+  EXPECT(fo_record_sale(c, ""), FO_INVALID_JSON);
+  EXPECT(fo_record_sale(c, "[1, 2]"), FO_INVALID_JSON);
+  EXPECT(fo_record_sale(c, "{\"id\": \"S-\xff\xfe\"}"), FO_INVALID_JSON);
+  EXPECT(fo_record_sale(c, "{\"id\": \"S-2\", \"created_at\": \"2026-11-28T10:15:00+01:00\","
+                           " \"lines\": [{\"line_id\": \"1\", \"sku\": \"A\", \"quantity\": 1, \"unit_price\": 100}],"
+                           " \"payments\": [{\"method\": \"Card\", \"amount\": 99}]}"),
+         FO_INVALID_INPUT);
+  CHECK(contains(fo_last_error_message(), "sale.payments"), "names the field: %s", fo_last_error_message());
+  EXPECT(fo_record_sale(c, "{\"id\": \"S-3\", \"created_at\": \"2026-11-28T10:15:00+01:00\","
+                           " \"lines\": [{\"line_id\": \"1\", \"sku\": \"A\", \"quantity\": 1e999, \"unit_price\": 100}],"
+                           " \"payments\": [{\"method\": \"Card\", \"amount\": 100}]}"),
+         FO_INVALID_JSON);
+  {
+    /* A deeply nested document must not crash the parser or the process. */
+    size_t depth = 100000;
+    char *deep = malloc(depth * 2 + 1);
+    memset(deep, '[', depth);
+    memset(deep + depth, ']', depth);
+    deep[depth * 2] = '\0';
+    fo_result r = fo_record_sale(c, deep);
+    CHECK(r == FO_INVALID_JSON, "deep nesting gives %s", fo_result_name(r));
+    free(deep);
+  }
+  EXPECT(fo_record_sale(c, SALE), FO_OK);
+  EXPECT(fo_record_sale(c, SALE), FO_OK);
+  EXPECT(fo_record_sale(c, SALE_REORDERED), FO_OK);
+  char conflicting[2048];
+  snprintf(conflicting, sizeof conflicting, "%s", SALE);
+  char *tx = strstr(conflicting, "tx-1");
+  tx[3] = '9';
+  EXPECT(fo_record_sale(c, conflicting), FO_CONFLICT);
+  CHECK(contains(fo_last_error_message(), "S-1001"), "conflict names the id: %s", fo_last_error_message());
+
+  EXPECT(fo_record_return(c, "{\"id\": \"R-2001\", \"sale_id\": \"S-1001\", \"created_at\": \"2026-11-28T11:00:00+01:00\","
+                             " \"lines\": [{\"line_id\": \"1\", \"quantity\": 3, \"amount\": 59850}]}"),
+         FO_INVALID_INPUT);
+  CHECK(contains(fo_last_error_message(), "return.lines[0].quantity"), "%s", fo_last_error_message());
+  EXPECT(fo_record_return(c, "{\"id\": \"R-2001\", \"sale_id\": \"S-1001\", \"created_at\": \"2026-11-28T11:00:00+01:00\","
+                             " \"lines\": [{\"line_id\": \"1\", \"quantity\": 1, \"amount\": 19950, \"restock\": true,"
+                             " \"reason\": \"Defect\"}],"
+                             " \"refunds\": [{\"id\": \"P2\", \"method\": \"Card\", \"amount\": 19950, \"transaction_id\": \"tx-2\"}]}"),
+         FO_OK);
+  EXPECT(fo_record_return(NULL, "{}"), FO_NULL_ARGUMENT);
+  EXPECT(fo_record_cancellation(c, NULL), FO_NULL_ARGUMENT);
+  EXPECT(fo_record_cancellation(c, "{\"id\": \"X-1\"}"), FO_INVALID_INPUT);
+  EXPECT(fo_record_sale(c, POISON), FO_OK);
+
+  /* Sync control and reading. */
+  EXPECT(fo_sync_now(NULL), FO_NULL_ARGUMENT);
+  EXPECT(fo_sync_now(c), FO_OK);
+  EXPECT(fo_flush(c, 20000), FO_OK);
+
+  char *json = NULL;
+  EXPECT(fo_status(c, NULL), FO_NULL_ARGUMENT);
+  EXPECT(fo_status(NULL, &json), FO_NULL_ARGUMENT);
+  EXPECT(fo_status(c, &json), FO_OK);
+  CHECK(contains(json, "\"pending\":0") && contains(json, "\"dead\":1") && contains(json, "\"online\":true"),
+        "status: %s", json);
+  fo_string_free(json);
+
+  json = NULL;
+  EXPECT(fo_dead_jobs(c, &json), FO_OK);
+  CHECK(contains(json, "S-POISON") && contains(json, "\"kind\":\"sale\""), "dead jobs: %s", json);
+  /* Pull the job id out of {"items":[{..."id":"N"...}]} to retry it. */
+  char job_id[32] = "";
+  const char *idp = strstr(json, "\"id\":\"");
+  if (idp != NULL) sscanf(idp + 6, "%31[^\"]", job_id);
+  fo_string_free(json);
+  CHECK(strlen(job_id) > 0, "dead job has an id");
+  EXPECT(fo_job_retry(c, "424242"), FO_NOT_FOUND);
+  EXPECT(fo_job_retry(c, job_id), FO_OK);
+
+  int saw_dead = 0, saw_online = 0;
+  for (int i = 0; i < 50 && !(saw_dead && saw_online); i++) {
+    json = NULL;
+    fo_result r = fo_next_event(c, 200, &json);
+    if (r == FO_OK) {
+      if (contains(json, "\"type\":\"job.dead\"")) saw_dead = 1;
+      if (contains(json, "\"type\":\"sync.online\"")) saw_online = 1;
+      fo_string_free(json);
+    } else {
+      CHECK(r == FO_TIMEOUT && json == NULL, "no event: %s", fo_result_name(r));
+    }
+  }
+  CHECK(saw_dead && saw_online, "events job.dead (%d) and sync.online (%d)", saw_dead, saw_online);
+  EXPECT(fo_next_event(c, 0, NULL), FO_NULL_ARGUMENT);
+
+  fo_client_close(c);
+  CHECK(log_lines > 0, "the log callback was called");
+  CHECK(!secret_logged, "the client secret never reached the log");
+  fo_set_log_callback(NULL, NULL, 0);
+
+  printf("%d passed, %d failed\n", passed, failed);
+  return failed == 0 ? 0 : 1;
+}
