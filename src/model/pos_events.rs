@@ -446,7 +446,8 @@ mod tests {
 
     #[test]
     fn rule_breaks_name_the_field() {
-        let cases: Vec<(fn(&mut Value), &str)> = vec![
+        type Mutation = fn(&mut Value);
+        let cases: Vec<(Mutation, &str)> = vec![
             (|v| v["lines"] = json!([]), "sale.lines"),
             (|v| v["payments"] = json!([]), "sale.payments"),
             (

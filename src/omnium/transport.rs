@@ -127,10 +127,9 @@ fn classify_error(e: ureq::Error) -> NetError {
             | ErrorKind::NotFound => NetError::NotSent(text),
             _ => NetError::Unknown(text),
         },
-        ureq::Error::Timeout(t) => match t {
-            ureq::Timeout::Resolve | ureq::Timeout::Connect => NetError::NotSent(text),
-            _ => NetError::Unknown(text),
-        },
+        ureq::Error::Timeout(ureq::Timeout::Resolve | ureq::Timeout::Connect) => {
+            NetError::NotSent(text)
+        }
         ureq::Error::HostNotFound
         | ureq::Error::ConnectionFailed
         | ureq::Error::BadUri(_)

@@ -283,7 +283,7 @@ impl Worker<'_> {
                 finished,
                 healthy,
                 &sync.policy,
-                self.jitter.next(),
+                self.jitter.next_unit(),
             );
             if let Err(f) = &result {
                 log::debug!("job {} ({} {:?}): {f}", job.id, job.kind, job.event_id);
@@ -349,8 +349,11 @@ impl Worker<'_> {
             }
             Signal::Unreachable | Signal::AuthFailed => {
                 self.offline_tries += 1;
-                let delay =
-                    policy::backoff_ms(&self.sync.policy, self.offline_tries, self.jitter.next());
+                let delay = policy::backoff_ms(
+                    &self.sync.policy,
+                    self.offline_tries,
+                    self.jitter.next_unit(),
+                );
                 self.hold_until = now + delay as i64;
                 if signal == Signal::AuthFailed && self.gate != Gate::AuthFailed {
                     log::error!("Omnium refuses the API user: {reason}");

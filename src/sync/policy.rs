@@ -100,7 +100,7 @@ impl Jitter {
     }
 
     /// A number in [0, 1).
-    pub fn next(&mut self) -> f64 {
+    pub fn next_unit(&mut self) -> f64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -223,7 +223,7 @@ mod tests {
     fn jitter_stays_in_range() {
         let mut j = Jitter(42);
         for _ in 0..10_000 {
-            let x = j.next();
+            let x = j.next_unit();
             assert!((0.0..1.0).contains(&x));
         }
     }
