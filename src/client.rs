@@ -6,10 +6,11 @@ use crate::error::{Error, Result};
 use crate::model::fields::{canonical_json, parse_object};
 use crate::model::{Cancellation, Defaults, JobKind, Return, Sale};
 use crate::omnium::OmniumApi;
-use crate::store::{NewJob, Store};
+use crate::store::{NewJob, StockEffect, Store};
 use crate::sync::policy::RetryPolicy;
 use crate::sync::push::PushContext;
 use crate::sync::{now_ms, rfc3339, Sync};
+use crate::views;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -44,6 +45,8 @@ impl Client {
                 store_id: config.store_id.clone(),
                 currency: config.currency.clone(),
                 terminal_id: config.terminal_id.clone(),
+                warehouse_ids: config.warehouse_ids.clone(),
+                pull_stock: config.stock_master == crate::config::StockMaster::Omnium,
             },
             RetryPolicy {
                 initial_ms: config.sync.retry_initial_ms,
@@ -102,16 +105,6 @@ impl Client {
         Ok(())
     }
 
-    fn record(
-        &self,
-        kind: JobKind,
-        event_id: &str,
-        entity_id: &str,
-        content: &Value,
-    ) -> Result<()> {
-        self.record_checked(kind, event_id, entity_id, content, |_| Ok(()))
-    }
-
     fn record_checked<F>(
         &self,
         kind: JobKind,
@@ -121,7 +114,7 @@ impl Client {
         check: F,
     ) -> Result<()>
     where
-        F: FnOnce(&crate::store::Lookup) -> Result<()>,
+        F: FnOnce(&crate::store::Lookup) -> Result<Vec<StockEffect>>,
     {
         let canonical = canonical_json(content);
         let job = NewJob {
@@ -143,7 +136,17 @@ impl Client {
         let mut value = parse_object(sale_json, "sale")?;
         Sale::normalize(&mut value, &self.defaults);
         let sale = Sale::parse(&value)?;
-        self.record(JobKind::Sale, &sale.id, &sale.id, &value)
+        // The goods leave this store's (first) warehouse now; see fo_stock_get's pending.
+        let effects: Vec<StockEffect> = sale
+            .lines
+            .iter()
+            .map(|l| StockEffect {
+                sku: l.sku.clone(),
+                warehouse_id: self.config.warehouse_ids[0].clone(),
+                quantity: -l.quantity,
+            })
+            .collect();
+        self.record_checked(JobKind::Sale, &sale.id, &sale.id, &value, |_| Ok(effects))
     }
 
     /// Records a return. When the sale was recorded here, its lines and the quantities
@@ -152,9 +155,11 @@ impl Client {
         self.check_open()?;
         let value = parse_object(return_json, "return")?;
         let ret = Return::parse(&value)?;
+        let warehouse = self.config.warehouse_ids[0].clone();
         self.record_checked(JobKind::Return, &ret.id, &ret.sale_id, &value, |lookup| {
+            // A return of an order not sold here: nothing to check, and no SKU to restock.
             let Some(sale) = lookup.content(JobKind::Sale.as_str(), &ret.sale_id)? else {
-                return Ok(());
+                return Ok(Vec::new());
             };
             let sale = Sale::parse(
                 &serde_json::from_str(&sale).map_err(|e| Error::Internal(e.to_string()))?,
@@ -165,7 +170,17 @@ impl Client {
                 .filter_map(|c| serde_json::from_str(c).ok())
                 .filter_map(|v: Value| Return::parse(&v).ok())
                 .collect::<Vec<_>>();
-            ret.check_against(&sale, &earlier)
+            ret.check_against(&sale, &earlier)?;
+            let restocked = ret.lines.iter().filter(|l| l.restock);
+            Ok(restocked
+                .filter_map(|l| {
+                    sale.line(&l.line_id).map(|sold| StockEffect {
+                        sku: sold.sku.clone(),
+                        warehouse_id: warehouse.clone(),
+                        quantity: l.quantity,
+                    })
+                })
+                .collect())
         })
     }
 
@@ -183,9 +198,10 @@ impl Client {
                 Some(sale) => {
                     let v: Value =
                         serde_json::from_str(&sale).map_err(|e| Error::Internal(e.to_string()))?;
-                    c.check_against(&Sale::parse(&v)?)
+                    c.check_against(&Sale::parse(&v)?)?;
+                    Ok(Vec::new())
                 }
-                None => Ok(()),
+                None => Ok(Vec::new()),
             },
         )
     }
@@ -206,12 +222,12 @@ impl Client {
         let deadline = Instant::now() + timeout;
         self.sync.nudge();
         loop {
-            let pending = self.store.counts()?.pending;
-            if pending == 0 {
+            if !self.store.has_pending()? {
                 return Ok(());
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
+                let pending = self.store.counts()?.pending;
                 return Err(Error::Timeout(format!(
                     "{pending} job(s) still pending after {} ms",
                     timeout.as_millis()
@@ -329,6 +345,61 @@ impl Client {
             }
         }
         log::info!("flow-omnium closed");
+    }
+
+    /// A product by SKU with the price valid now (CONTRACT §5).
+    pub fn product_json(&self, sku: &str) -> Result<String> {
+        self.check_open()?;
+        let p = self.store.product(sku, now_ms())?.ok_or_else(|| {
+            Error::NotFound(format!("no product with SKU {sku:?} in the local catalog"))
+        })?;
+        Ok(views::product(&p).to_string())
+    }
+
+    /// Searches sellable products: `{"text", "category_id", "brand", "limit", "offset"}`.
+    pub fn search_json(&self, query_json: &str) -> Result<String> {
+        self.check_open()?;
+        let q = views::search_query(query_json)?;
+        let (items, total) = self.store.search_products(&q, now_ms())?;
+        let items: Vec<Value> = items.iter().map(views::product).collect();
+        Ok(json!({ "items": items, "total": total }).to_string())
+    }
+
+    /// Omnium's last known levels in this store's warehouses, with what it has not counted.
+    pub fn stock_json(&self, sku: &str) -> Result<String> {
+        self.check_open()?;
+        let stock = self
+            .store
+            .stock(sku, &self.config.warehouse_ids)?
+            .ok_or_else(|| Error::NotFound(format!("no stock known for SKU {sku:?}")))?;
+        Ok(views::stock(&stock).to_string())
+    }
+
+    /// A store as Omnium describes it, plus `opening_hours`, `special_days` and `warehouses`.
+    pub fn store_json(&self, store_id: &str) -> Result<String> {
+        self.check_open()?;
+        let raw = self.store.store_json(store_id)?.ok_or_else(|| {
+            Error::NotFound(format!("store {store_id:?} is not known locally (yet)"))
+        })?;
+        let raw: Value = serde_json::from_str(&raw).map_err(|e| Error::Storage(e.to_string()))?;
+        Ok(views::store(raw).to_string())
+    }
+
+    pub fn categories_json(&self) -> Result<String> {
+        self.check_open()?;
+        let items: Vec<Value> = self
+            .store
+            .categories()?
+            .into_iter()
+            .map(|c| json!({"id": c.id, "name": c.name, "parent_id": c.parent_id, "sort_index": c.sort_index}))
+            .collect();
+        Ok(json!({ "items": items }).to_string())
+    }
+
+    /// Brands of sellable products (Omnium has no brand entity).
+    pub fn brands_json(&self) -> Result<String> {
+        self.check_open()?;
+        Ok(json!({ "items": self.store.brands()? }).to_string())
     }
 
     /// The store, for tests and tools in this crate's family.

@@ -16,6 +16,7 @@ pub mod redact;
 pub mod sim;
 pub mod store;
 pub mod sync;
+pub mod views;
 
 pub use client::Client;
 pub use config::Config;

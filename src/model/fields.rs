@@ -268,6 +268,20 @@ pub const MAX_MONEY: u64 = 9_000_000_000_000_000;
 /// JSON text with object keys sorted at every level, so that two documents that differ
 /// only in key order or spacing compare equal.
 pub fn canonical_json(value: &Value) -> String {
+    // serde_json's map is sorted unless some crate in the build turned on `preserve_order`;
+    // then (and only then) the slower explicit sort below is needed.
+    static MAP_IS_SORTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let sorted = *MAP_IS_SORTED.get_or_init(|| {
+        serde_json::from_str::<Value>(r#"{"b":1,"a":2}"#)
+            .is_ok_and(|v| v.to_string() == r#"{"a":2,"b":1}"#)
+    });
+    if sorted {
+        return value.to_string();
+    }
+    sorted_json(value)
+}
+
+fn sorted_json(value: &Value) -> String {
     fn write(v: &Value, out: &mut String) {
         match v {
             Value::Object(map) => {
@@ -305,6 +319,13 @@ pub fn canonical_json(value: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_fast_and_the_explicit_canonical_forms_agree() {
+        let v: Value =
+            serde_json::from_str(r#"{"z": {"b": 1, "a": [{"d": 1, "c": 2}]}, "m": null}"#).unwrap();
+        assert_eq!(canonical_json(&v), sorted_json(&v));
+    }
 
     #[test]
     fn canonical_json_ignores_key_order_and_spacing() {

@@ -3,6 +3,7 @@
 //! Each record is parsed twice in its life: once on the recording call (to validate it and
 //! to store its canonical JSON) and once by the worker when it is sent, from that JSON.
 
+pub mod catalog;
 pub mod fields;
 pub mod money;
 mod pos_events;

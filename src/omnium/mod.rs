@@ -1,6 +1,7 @@
 //! The Omnium HTTP client: token, endpoints, Omnium's JSON, and the classification of every
 //! answer into success or one kind of [`Failure`]. Knows nothing about SQLite.
 
+pub mod catalog;
 pub mod orders;
 pub mod transport;
 
@@ -56,7 +57,8 @@ struct Token {
 /// Result of a create call.
 #[derive(Debug, PartialEq)]
 pub enum Created {
-    New,
+    /// Created; Omnium's answer (`Value::Null` when it sent no JSON).
+    New(Value),
     /// Omnium says the id exists: the caller reads it back to verify.
     AlreadyExists(String),
 }
@@ -216,7 +218,9 @@ impl OmniumApi {
         let what = "PUT /api/Orders/PosOrders";
         let resp = self.send_json("PUT", "/api/Orders/PosOrders", order_json)?;
         match classify(&resp, what) {
-            Ok(()) => Ok(Created::New),
+            Ok(()) => Ok(Created::New(
+                serde_json::from_slice(&resp.body).unwrap_or(Value::Null),
+            )),
             Err(Failure::Rejected {
                 status: 400 | 409,
                 message,
@@ -246,13 +250,39 @@ impl OmniumApi {
         let path = format!("/api/Returns/{}/Return", encode_component(order_id));
         let resp = self.send_json("POST", &path, body)?;
         match classify(&resp, &format!("POST {path}")) {
-            Ok(()) => Ok(Created::New),
+            Ok(()) => Ok(Created::New(
+                serde_json::from_slice(&resp.body).unwrap_or(Value::Null),
+            )),
             Err(Failure::Rejected {
                 status: 400 | 409,
                 message,
             }) if says_already_exists(&message) => Ok(Created::AlreadyExists(message)),
             Err(f) => Err(f),
         }
+    }
+
+    /// A JSON answer to `GET path`; `None` on 404.
+    pub fn get_json(&self, path: &str) -> Result<Option<Value>, Failure> {
+        let resp = self.send("GET", path, None)?;
+        if resp.status == 404 {
+            return Ok(None);
+        }
+        classify(&resp, &format!("GET {path}"))?;
+        parse_body(&resp, path).map(Some)
+    }
+
+    /// A JSON answer to `POST path` with a JSON body; `None` on 404.
+    pub fn post_json(&self, path: &str, body: &Value) -> Result<Option<Value>, Failure> {
+        let bytes = serde_json::to_vec(body).map_err(|e| Failure::Rejected {
+            status: 0,
+            message: e.to_string(),
+        })?;
+        let resp = self.send_json("POST", path, &bytes)?;
+        if resp.status == 404 {
+            return Ok(None);
+        }
+        classify(&resp, &format!("POST {path}"))?;
+        parse_body(&resp, path).map(Some)
     }
 
     /// `POST /api/Orders/{id}/UpdateStatus`.
@@ -279,6 +309,14 @@ impl OmniumApi {
         let resp = self.send("POST", &path, None)?;
         classify(&resp, &format!("POST {path}"))
     }
+}
+
+fn parse_body(resp: &HttpResponse, path: &str) -> Result<Value, Failure> {
+    if resp.body.is_empty() {
+        return Ok(Value::Null);
+    }
+    serde_json::from_slice(&resp.body)
+        .map_err(|e| Failure::Uncertain(format!("{path}: response is not JSON: {e}")))
 }
 
 /// A workflow that Omnium aborted answers 200 with `isAborted`; that is a rejection.

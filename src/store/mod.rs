@@ -2,8 +2,13 @@
 //! one transaction, moved aside (never deleted) when damaged. One connection is the single
 //! writer; every method takes it for one short transaction.
 
+mod catalog;
 mod outbox;
 mod schema;
+
+pub use catalog::{
+    CursorAdvance, PriceView, ProductView, SearchQuery, StockEffect, StockView, WarehouseStock,
+};
 
 pub use outbox::{DeadJob, JobFate, JobUpdate, Lookup, NewJob, OutboxCounts, OutboxJob, Recorded};
 
@@ -18,8 +23,14 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct Store {
     conn: Mutex<Connection>,
+    /// Read-only connections for the till's reads, so a sync page being applied never
+    /// makes a product lookup wait (WAL lets readers run beside the writer).
+    readers: Mutex<Vec<Connection>>,
     path: PathBuf,
 }
+
+/// Idle read connections kept open; more are opened under load and closed after.
+const MAX_IDLE_READERS: usize = 4;
 
 impl Store {
     /// Opens (creating if needed) and migrates the database. A file that is not a database
@@ -29,6 +40,7 @@ impl Store {
             Ok(conn) => {
                 let store = Store {
                     conn: Mutex::new(conn),
+                    readers: Mutex::new(Vec::new()),
                     path: path.to_path_buf(),
                 };
                 store.recover_in_flight()?;
@@ -59,6 +71,27 @@ impl Store {
         // A panic while holding the lock leaves SQLite consistent (transactions roll back
         // on drop), so a poisoned lock is safe to reuse.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` on a read-only connection from the pool.
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let pooled = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => {
+                let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+                let c = Connection::open_with_flags(&self.path, flags)?;
+                c.busy_timeout(BUSY_TIMEOUT)?;
+                c.execute_batch("PRAGMA query_only = ON")?;
+                c
+            }
+        };
+        let result = f(&conn);
+        let mut idle = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < MAX_IDLE_READERS {
+            idle.push(conn);
+        }
+        result
     }
 
     /// Jobs that were being sent when the process died may have landed: send them again

@@ -5,7 +5,7 @@
 //! A job is due only when every earlier job of the same entity (the order it concerns) is
 //! delivered, which keeps per-order order without holding up other orders.
 
-use super::Store;
+use super::{StockEffect, Store};
 use crate::error::{Error, Result};
 use rusqlite::{params, OptionalExtension, Row, Transaction, TransactionBehavior};
 
@@ -82,7 +82,10 @@ impl OutboxJob {
 /// What becomes of a claimed job after the worker's try.
 #[derive(Clone, Debug, PartialEq)]
 pub enum JobFate {
-    Delivered,
+    /// Landed; `accepted_ms` is when Omnium accepted it, by Omnium's clock, if it said.
+    Delivered {
+        accepted_ms: Option<i64>,
+    },
     /// Not tried after all (the batch stopped early): back to pending as it was.
     Released,
     Retry {
@@ -130,10 +133,11 @@ const HELD_BEHIND_EARLIER: &str = "EXISTS (SELECT 1 FROM outbox_job e
 impl Store {
     /// Records an event in one durable transaction. The same id with the same content is
     /// `AlreadyRecorded`; with other content it is `Error::Conflict`. `check` runs inside
-    /// the transaction for rules that depend on what is already recorded.
+    /// the transaction for rules that depend on what is already recorded, and returns the
+    /// event's effect on local stock, stored with it.
     pub fn record<F>(&self, job: &NewJob, now_ms: i64, check: F) -> Result<Recorded>
     where
-        F: FnOnce(&Lookup) -> Result<()>,
+        F: FnOnce(&Lookup) -> Result<Vec<StockEffect>>,
     {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -151,13 +155,14 @@ impl Store {
                 )))
             };
         }
-        check(&Lookup { tx: &tx })?;
+        let effects = check(&Lookup { tx: &tx })?;
         tx.prepare_cached(
             "INSERT INTO outbox_job (kind, event_id, entity_id, content, next_attempt_at, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
         )?
         .execute(params![job.kind, job.event_id, job.entity_id, job.content, now_ms])?;
         let id = tx.last_insert_rowid();
+        Store::insert_movements(&tx, id, &effects)?;
         tx.commit()?;
         Ok(Recorded::New(id))
     }
@@ -194,8 +199,9 @@ impl Store {
         let mut delivered_any = false;
         for u in updates {
             match &u.fate {
-                JobFate::Delivered => {
+                JobFate::Delivered { accepted_ms } => {
                     delivered_any = true;
+                    Store::mark_movements_delivered(&tx, u.job_id, accepted_ms.unwrap_or(now_ms))?;
                     tx.prepare_cached(
                         "UPDATE outbox_job SET state = 'delivered', uncertain = 0, delivered_at = ?2,
                          last_attempt_at = ?2 WHERE id = ?1",
@@ -314,12 +320,34 @@ impl Store {
         Ok(self.conn().execute(sql, params![now_ms, job_id])?)
     }
 
-    /// Deletes delivered jobs older than the retention. Returns how many went.
+    /// Deletes delivered jobs older than the retention, with their stock movements.
+    /// Returns how many went.
     pub fn purge_delivered(&self, older_than_ms: i64) -> Result<usize> {
-        Ok(self.conn().execute(
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "DELETE FROM stock_movement WHERE job_id IN
+               (SELECT id FROM outbox_job WHERE state = 'delivered' AND delivered_at < ?1)",
+            [older_than_ms],
+        )?;
+        let n = tx.execute(
             "DELETE FROM outbox_job WHERE state = 'delivered' AND delivered_at < ?1",
             [older_than_ms],
-        )?)
+        )?;
+        tx.commit()?;
+        Ok(n)
+    }
+
+    /// Whether any job is pending (not delivered, not dead, not held behind a dead job).
+    pub fn has_pending(&self) -> Result<bool> {
+        Ok(self
+            .conn()
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM outbox_job j WHERE state IN ('pending', 'in_flight')
+                   AND NOT EXISTS (SELECT 1 FROM outbox_job d
+                     WHERE d.entity_id = j.entity_id AND d.id < j.id AND d.state = 'dead'))",
+            )?
+            .query_row([], |r| r.get(0))?)
     }
 
     /// The recorded content of a job, by kind and POS id.
@@ -354,12 +382,16 @@ mod tests {
     #[test]
     fn same_id_same_content_is_stored_once_other_content_conflicts() {
         let (_d, s) = store();
-        let first = s.record(&job("S-1", "S-1", "{}"), 0, |_| Ok(())).unwrap();
+        let first = s
+            .record(&job("S-1", "S-1", "{}"), 0, |_| Ok(vec![]))
+            .unwrap();
         assert!(matches!(first, Recorded::New(_)));
-        let again = s.record(&job("S-1", "S-1", "{}"), 1, |_| Ok(())).unwrap();
+        let again = s
+            .record(&job("S-1", "S-1", "{}"), 1, |_| Ok(vec![]))
+            .unwrap();
         assert!(matches!(again, Recorded::AlreadyRecorded(_)));
         let err = s
-            .record(&job("S-1", "S-1", r#"{"a":1}"#), 2, |_| Ok(()))
+            .record(&job("S-1", "S-1", r#"{"a":1}"#), 2, |_| Ok(vec![]))
             .unwrap_err();
         assert!(matches!(err, Error::Conflict(_)));
         assert_eq!(s.counts().unwrap().pending, 1);
@@ -368,17 +400,19 @@ mod tests {
     #[test]
     fn only_the_first_undelivered_job_of_an_entity_is_due() {
         let (_d, s) = store();
-        s.record(&job("S-1", "S-1", "{}"), 0, |_| Ok(())).unwrap();
+        s.record(&job("S-1", "S-1", "{}"), 0, |_| Ok(vec![]))
+            .unwrap();
         s.record(
             &NewJob {
                 kind: "return",
                 ..job("R-1", "S-1", "{}")
             },
             0,
-            |_| Ok(()),
+            |_| Ok(vec![]),
         )
         .unwrap();
-        s.record(&job("S-2", "S-2", "{}"), 0, |_| Ok(())).unwrap();
+        s.record(&job("S-2", "S-2", "{}"), 0, |_| Ok(vec![]))
+            .unwrap();
         let claimed = s.claim_due(10, 10).unwrap();
         let ids: Vec<_> = claimed.iter().map(|j| j.event_id.as_str()).collect();
         assert_eq!(ids, ["S-1", "S-2"]);
@@ -392,7 +426,7 @@ mod tests {
                 },
                 JobUpdate {
                     job_id: claimed[1].id,
-                    fate: JobFate::Delivered,
+                    fate: JobFate::Delivered { accepted_ms: None },
                 },
             ],
             11,
@@ -414,7 +448,8 @@ mod tests {
         let path = dir.path().join("o.db");
         {
             let s = Store::open(&path).unwrap();
-            s.record(&job("S-1", "S-1", "{}"), 0, |_| Ok(())).unwrap();
+            s.record(&job("S-1", "S-1", "{}"), 0, |_| Ok(vec![]))
+                .unwrap();
             assert_eq!(s.claim_due(1, 10).unwrap().len(), 1);
         }
         let s = Store::open(&path).unwrap();

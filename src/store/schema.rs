@@ -28,6 +28,92 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX outbox_job_due ON outbox_job (state, next_attempt_at);
     CREATE INDEX outbox_job_entity ON outbox_job (entity_id, id);
     CREATE TABLE sync_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+    // 2: the catalog, prices, stores and stock the till reads offline; pull cursors.
+    "CREATE TABLE product (
+        sku TEXT PRIMARY KEY,
+        product_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        brand TEXT,
+        ean TEXT,
+        gtins TEXT NOT NULL,
+        category_ids TEXT NOT NULL,
+        image_urls TEXT NOT NULL,
+        active INTEGER NOT NULL,
+        language TEXT,
+        cost_price INTEGER
+    );
+    CREATE INDEX product_by_product_id ON product (product_id);
+    CREATE INDEX product_by_ean ON product (ean);
+    CREATE INDEX product_by_brand ON product (brand);
+    CREATE VIRTUAL TABLE product_fts USING fts5 (
+        sku, name, ean, brand, gtins,
+        content = 'product', content_rowid = 'rowid',
+        tokenize = 'unicode61 remove_diacritics 2', prefix = '1 2 3'
+    );
+    CREATE TRIGGER product_fts_insert AFTER INSERT ON product BEGIN
+        INSERT INTO product_fts (rowid, sku, name, ean, brand, gtins)
+        VALUES (new.rowid, new.sku, new.name, new.ean, new.brand, new.gtins);
+    END;
+    CREATE TRIGGER product_fts_delete AFTER DELETE ON product BEGIN
+        INSERT INTO product_fts (product_fts, rowid, sku, name, ean, brand, gtins)
+        VALUES ('delete', old.rowid, old.sku, old.name, old.ean, old.brand, old.gtins);
+    END;
+    CREATE TRIGGER product_fts_update AFTER UPDATE ON product BEGIN
+        INSERT INTO product_fts (product_fts, rowid, sku, name, ean, brand, gtins)
+        VALUES ('delete', old.rowid, old.sku, old.name, old.ean, old.brand, old.gtins);
+        INSERT INTO product_fts (rowid, sku, name, ean, brand, gtins)
+        VALUES (new.rowid, new.sku, new.name, new.ean, new.brand, new.gtins);
+    END;
+    CREATE TABLE product_category (
+        product_sku TEXT NOT NULL REFERENCES product (sku) ON DELETE CASCADE,
+        category_id TEXT NOT NULL,
+        PRIMARY KEY (category_id, product_sku)
+    ) WITHOUT ROWID;
+    CREATE TABLE price (
+        sku TEXT NOT NULL REFERENCES product (sku) ON DELETE CASCADE,
+        unit_price INTEGER NOT NULL,
+        currency TEXT NOT NULL,
+        store_specific INTEGER NOT NULL,
+        variant_specific INTEGER NOT NULL,
+        valid_from INTEGER,
+        valid_until INTEGER
+    );
+    CREATE INDEX price_by_sku ON price (sku);
+    CREATE TABLE category (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        parent_id TEXT,
+        sort_index INTEGER NOT NULL
+    );
+    CREATE TABLE store (
+        id TEXT PRIMARY KEY,
+        json TEXT NOT NULL
+    );
+    CREATE TABLE stock_level (
+        sku TEXT NOT NULL,
+        warehouse_id TEXT NOT NULL,
+        quantity REAL NOT NULL,
+        reserved REAL NOT NULL,
+        modified_ms INTEGER NOT NULL,
+        PRIMARY KEY (sku, warehouse_id)
+    ) WITHOUT ROWID;
+    -- A local change to stock (sale −, restocked return +) until Omnium's level counts it.
+    -- Keyed by job so recording a sale writes one b-tree row per line plus one index entry.
+    CREATE TABLE stock_movement (
+        job_id INTEGER NOT NULL,
+        line INTEGER NOT NULL,
+        sku TEXT NOT NULL,
+        warehouse_id TEXT NOT NULL,
+        quantity REAL NOT NULL,
+        counted_after_ms INTEGER,
+        PRIMARY KEY (job_id, line)
+    ) WITHOUT ROWID;
+    CREATE INDEX stock_movement_by_item ON stock_movement (sku, warehouse_id);
+    CREATE TABLE pull_cursor (
+        dataset TEXT PRIMARY KEY,
+        high_water_ms INTEGER,
+        last_pull_at INTEGER
+    );",
 ];
 
 pub const LATEST: i64 = MIGRATIONS.len() as i64;

@@ -3,6 +3,7 @@
 
 pub mod events;
 pub mod policy;
+pub mod pull;
 pub mod push;
 
 use crate::omnium::{Failure, OmniumApi};
@@ -16,7 +17,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 /// Jobs claimed per round trip to the database (two commits per batch, not per job).
-const BATCH: usize = 64;
+const BATCH: usize = 128;
 /// After a storage error the worker waits this long before trying again.
 const STORAGE_RETRY_MS: u64 = 1_000;
 
@@ -191,6 +192,7 @@ impl Sync {
             hold_until: 0,
             offline_tries: 0,
             last_purge: 0,
+            puller: pull::Puller::default(),
         };
         log::info!("sync worker started");
         worker.probe();
@@ -219,6 +221,7 @@ struct Worker<'a> {
     hold_until: i64,
     offline_tries: u32,
     last_purge: i64,
+    puller: pull::Puller,
 }
 
 impl Worker<'_> {
@@ -243,6 +246,7 @@ impl Worker<'_> {
             sync.sleep_until(self.hold_until);
             return Ok(());
         }
+        self.puller.maybe_start(now, sync_now, &sync.ctx);
         // While Omnium is down, one job at a time probes it; the rest wait untouched.
         let limit = if self.gate == Gate::Open { BATCH } else { 1 };
         let jobs = sync.store.claim_due(now, limit)?;
@@ -253,9 +257,13 @@ impl Worker<'_> {
                     return Ok(());
                 }
             }
+            if self.puller.is_running() {
+                self.pull_step();
+                return Ok(());
+            }
             self.purge(now)?;
             let next = sync.store.next_due_at()?.unwrap_or(i64::MAX);
-            sync.sleep_until(next.min(now + sync.pull_interval_ms as i64));
+            sync.sleep_until(next.min(self.puller.next_run_at()));
             return Ok(());
         }
         let results = self.send_batch(&jobs);
@@ -277,7 +285,9 @@ impl Worker<'_> {
                 &result,
                 Err(Failure::Unreachable(_) | Failure::Uncertain(_))
             );
-            let (fate, signal) = policy::decide(
+            let accepted_ms = result.as_ref().ok().copied().flatten();
+            let result = result.map(|_| ());
+            let (mut fate, signal) = policy::decide(
                 job,
                 &result,
                 finished,
@@ -290,6 +300,9 @@ impl Worker<'_> {
                 if signal != Signal::None && strongest.0 == Signal::None {
                     strongest = (signal, f.to_string());
                 }
+            }
+            if let crate::store::JobFate::Delivered { accepted_ms: at } = &mut fate {
+                *at = accepted_ms;
             }
             if let crate::store::JobFate::Dead { error } = &fate {
                 dead.push((job.clone(), error.clone()));
@@ -322,9 +335,34 @@ impl Worker<'_> {
             ),
             s => self.signal(s, &strongest.1),
         }
+        // One pull page between push batches: neither starves the other.
+        if self.gate == Gate::Open && self.puller.is_running() {
+            self.pull_step();
+        }
         *sync.progress.lock().unwrap_or_else(|p| p.into_inner()) += 1;
         sync.progressed.notify_all();
         Ok(())
+    }
+
+    fn pull_step(&mut self) {
+        match self.puller.step(self.sync) {
+            Ok(_) => {}
+            Err(f) => {
+                log::warn!("pull stopped: {f}");
+                let retry = policy::backoff_ms(&self.sync.policy, 1, self.jitter.next_unit());
+                self.puller.abort(now_ms() + retry as i64);
+                match f {
+                    Failure::Rejected { .. } | Failure::Busy(_) => {}
+                    Failure::Uncertain(_) => {}
+                    other => {
+                        let reason = other.to_string();
+                        self.signal(signal_of(&other), &reason);
+                    }
+                }
+            }
+        }
+        *self.sync.progress.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        self.sync.progressed.notify_all();
     }
 
     fn open_gate(&mut self) {
@@ -373,11 +411,11 @@ impl Worker<'_> {
 
     /// Sends the batch on up to `concurrency` threads. A job is left untried (`None`) when
     /// an earlier answer in the batch said to stop: unreachable, 429 or refused credentials.
-    fn send_batch(&self, jobs: &[OutboxJob]) -> Vec<Option<Result<(), Failure>>> {
+    fn send_batch(&self, jobs: &[OutboxJob]) -> Vec<Option<Result<Option<i64>, Failure>>> {
         let sync = self.sync;
         let next = AtomicUsize::new(0);
         let stop = AtomicBool::new(false);
-        let slots: Vec<Mutex<Option<Result<(), Failure>>>> =
+        let slots: Vec<Mutex<Option<Result<Option<i64>, Failure>>>> =
             jobs.iter().map(|_| Mutex::new(None)).collect();
         let work = || loop {
             if stop.load(Ordering::Relaxed) || sync.is_shutting_down() {

@@ -50,7 +50,7 @@ pub fn decide(
     jitter: f64,
 ) -> (JobFate, Signal) {
     let failure = match result {
-        Ok(()) => return (JobFate::Delivered, Signal::None),
+        Ok(()) => return (JobFate::Delivered { accepted_ms: None }, Signal::None),
         Err(f) => f,
     };
     let since = job.last_attempt_at.unwrap_or(job.created_at);

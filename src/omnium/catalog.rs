@@ -1,0 +1,494 @@
+//! Omnium's catalog JSON (products with variants and prices, categories, stores, inventory)
+//! turned into the local rows the till reads, and the paged/scrolled reads that fetch it.
+
+use super::{encode_component, Failure, OmniumApi};
+use crate::model::catalog::{CatalogProduct, Category, PriceRow, SkuRow, StockLevel};
+use crate::model::money::{minor_digits, Decimal};
+use serde_json::{json, Value};
+
+/// Which prices and texts apply to this terminal.
+pub struct CatalogScope<'a> {
+    pub market_id: &'a str,
+    pub store_id: &'a str,
+    pub currency: &'a str,
+    /// The market's product content language; `None` accepts every language.
+    pub language: Option<&'a str>,
+}
+
+/// One page of a search or scroll: `{"result": [...], "totalHits": N, "scrollId": "..."}`
+/// (a bare array is accepted too).
+#[derive(Debug, Default)]
+pub struct Page {
+    pub items: Vec<Value>,
+    pub total_hits: Option<u64>,
+    pub scroll_id: Option<String>,
+}
+
+impl Page {
+    pub fn from_json(v: Value) -> Page {
+        match v {
+            Value::Array(items) => Page {
+                items,
+                ..Page::default()
+            },
+            Value::Object(mut map) => Page {
+                items: match map.remove("result") {
+                    Some(Value::Array(items)) => items,
+                    _ => Vec::new(),
+                },
+                total_hits: map.get("totalHits").and_then(Value::as_u64),
+                scroll_id: map
+                    .get("scrollId")
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string),
+            },
+            _ => Page::default(),
+        }
+    }
+}
+
+/// Omnium times are RFC 3339; one without an offset is taken as UTC (swagger says UTC).
+pub fn time_ms(v: &Value) -> Option<i64> {
+    let s = v.as_str()?;
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.timestamp_millis())
+        .or_else(|_| {
+            chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
+                .map(|t| t.and_utc().timestamp_millis())
+        })
+        .ok()
+}
+
+pub fn time_text(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// An Omnium decimal in minor units, only if exact: 199.50 → 19950, 199.505 → `None`.
+fn money(v: &Value, currency: &str) -> Option<i64> {
+    Decimal::minor_from_json(v, minor_digits(currency))
+}
+
+fn text(v: &Value) -> Option<String> {
+    v.as_str()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+fn is_blank(v: &Value) -> bool {
+    v.is_null() || v.as_str().is_some_and(|s| s.trim().is_empty())
+}
+
+fn is_live(v: &Value) -> bool {
+    v["isActive"].as_bool() != Some(false)
+        && v["isDeleted"].as_bool() != Some(true)
+        && v["status"].as_str() != Some("Deleted")
+}
+
+/// Image URLs of a product or variant, main image first, no duplicates.
+fn images(v: &Value, out: &mut Vec<String>) {
+    let mut assets: Vec<&Value> = v["assets"].as_array().into_iter().flatten().collect();
+    assets.sort_by_key(|a| {
+        (
+            a["isMainImage"].as_bool() != Some(true),
+            a["sortOrder"].as_i64().unwrap_or(i64::MAX),
+        )
+    });
+    let urls = text(&v["mainImageUrl"]).into_iter().chain(
+        assets
+            .into_iter()
+            .filter_map(|a| text(&a["url"]).or_else(|| text(&a["externalUrl"]))),
+    );
+    for url in urls {
+        if !out.contains(&url) {
+            out.push(url);
+        }
+    }
+}
+
+/// The local rows of one Omnium product, or `None` when it is in another language.
+pub fn product_rows(p: &Value, scope: &CatalogScope) -> Option<CatalogProduct> {
+    if let (Some(want), Some(lang)) = (scope.language, p["language"].as_str()) {
+        if !lang.eq_ignore_ascii_case(want) {
+            return None;
+        }
+    }
+    let product_id = text(&p["productId"]).or_else(|| text(&p["id"]))?;
+    let in_market = p["marketIds"]
+        .as_array()
+        .is_none_or(|m| m.is_empty() || m.iter().any(|x| x.as_str() == Some(scope.market_id)));
+    let product_live = is_live(p) && in_market;
+    let mut categories: Vec<&Value> = p["categories"].as_array().into_iter().flatten().collect();
+    categories.sort_by_key(|c| c["isMainCategory"].as_bool() != Some(true));
+    let mut category_ids: Vec<String> = categories
+        .iter()
+        .filter_map(|c| text(&c["categoryId"]))
+        .collect();
+    for id in p["categoryIds"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(text)
+    {
+        if !category_ids.contains(&id) {
+            category_ids.push(id);
+        }
+    }
+    let cost = |v: &Value| -> Option<i64> {
+        let c = &v["cost"];
+        if c.is_null() {
+            return None;
+        }
+        let currency = v["costCurrency"].as_str().unwrap_or(scope.currency);
+        if currency != scope.currency {
+            return None;
+        }
+        let minor = money(c, currency);
+        if minor.is_none() {
+            log::error!(
+                "product {product_id:?}: cost {c} is not an exact amount in {currency}; ignored"
+            );
+        }
+        minor
+    };
+    let mut product_images = Vec::new();
+    images(p, &mut product_images);
+    let variants: Vec<&Value> = p["variants"].as_array().into_iter().flatten().collect();
+    let sku_sources: Vec<&Value> = if variants.is_empty() {
+        vec![p]
+    } else {
+        variants
+    };
+    let mut skus = Vec::new();
+    for v in sku_sources {
+        let is_product = std::ptr::eq(v, p);
+        let Some(sku) = text(&v["skuId"]).or_else(|| is_product.then(|| product_id.clone())) else {
+            continue;
+        };
+        let mut image_urls = Vec::new();
+        if !is_product {
+            images(v, &mut image_urls);
+        }
+        for url in &product_images {
+            if !image_urls.contains(url) {
+                image_urls.push(url.clone());
+            }
+        }
+        skus.push(SkuRow {
+            sku,
+            product_id: product_id.clone(),
+            name: text(&v["name"])
+                .or_else(|| text(&p["name"]))
+                .unwrap_or_else(|| product_id.clone()),
+            brand: text(&v["brand"]).or_else(|| text(&p["brand"])),
+            ean: text(&v["ean"]),
+            gtins: v["gtins"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(text)
+                .collect(),
+            category_ids: category_ids.clone(),
+            image_urls,
+            active: product_live && (is_product || is_live(v)),
+            language: text(&p["language"]),
+            cost_price: cost(v).or_else(|| if is_product { None } else { cost(p) }),
+        });
+    }
+    let mut prices = Vec::new();
+    let all_prices = p["prices"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|pr| (pr, None))
+        .chain(skus.iter().flat_map(|s| {
+            // Prices kept on a variant are that variant's.
+            let variant = p["variants"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|v| v["skuId"].as_str() == Some(s.sku.as_str()));
+            variant
+                .and_then(|v| v["prices"].as_array())
+                .into_iter()
+                .flatten()
+                .map(move |pr| (pr, Some(s.sku.clone())))
+        }))
+        .collect::<Vec<_>>();
+    for (pr, owner) in all_prices {
+        let applies = pr["currencyCode"].as_str() == Some(scope.currency)
+            && (is_blank(&pr["marketId"]) || pr["marketId"].as_str() == Some(scope.market_id))
+            && (is_blank(&pr["storeId"]) || pr["storeId"].as_str() == Some(scope.store_id))
+            && is_blank(&pr["customerId"])
+            && is_blank(&pr["customerGroup"])
+            && pr["minQuantity"].as_f64().unwrap_or(0.0) <= 1.0
+            && pr["priceType"].as_str() != Some("B");
+        if !applies {
+            continue;
+        }
+        let Some(unit_price) = money(&pr["unitPrice"], scope.currency) else {
+            log::error!(
+                "product {product_id:?}: price {} is not an exact amount in {}; ignored, never rounded",
+                pr["unitPrice"],
+                scope.currency
+            );
+            continue;
+        };
+        let code = owner
+            .or_else(|| text(&pr["code"]))
+            .or_else(|| text(&pr["skuId"]));
+        let targets: Vec<(&str, bool)> = match code.as_deref() {
+            Some(c) if c != product_id => match skus.iter().find(|s| s.sku == c) {
+                Some(s) => vec![(s.sku.as_str(), true)],
+                None => continue,
+            },
+            _ => skus.iter().map(|s| (s.sku.as_str(), false)).collect(),
+        };
+        for (sku, variant_specific) in targets {
+            prices.push(PriceRow {
+                sku: sku.to_string(),
+                unit_price,
+                currency: scope.currency.to_string(),
+                store_specific: !is_blank(&pr["storeId"]),
+                variant_specific,
+                valid_from: time_ms(&pr["validFrom"]),
+                valid_until: time_ms(&pr["validUntil"]),
+            });
+        }
+    }
+    Some(CatalogProduct {
+        product_id,
+        skus,
+        prices,
+        modified_ms: time_ms(&p["modified"]),
+    })
+}
+
+/// Categories in the scope's language (or all, without one).
+pub fn category(c: &Value, scope: &CatalogScope) -> Option<Category> {
+    if let (Some(want), Some(lang)) = (scope.language, c["language"].as_str()) {
+        if !lang.eq_ignore_ascii_case(want) {
+            return None;
+        }
+    }
+    Some(Category {
+        id: text(&c["categoryId"]).or_else(|| text(&c["id"]))?,
+        name: text(&c["name"]).unwrap_or_default(),
+        parent_id: text(&c["parentId"]),
+        sort_index: c["sortIndex"].as_i64().unwrap_or(0),
+    })
+}
+
+pub fn stock_level(item: &Value) -> Option<StockLevel> {
+    Some(StockLevel {
+        sku: text(&item["sku"])?,
+        warehouse_id: text(&item["warehouseCode"])?,
+        quantity: item["inventory"].as_f64().unwrap_or(0.0),
+        reserved: item["reservedInventory"].as_f64().unwrap_or(0.0),
+        modified_ms: time_ms(&item["modified"]).unwrap_or(0),
+    })
+}
+
+impl OmniumApi {
+    /// `POST /api/Products/Scroll`: starts a scroll of products modified since `from_ms`
+    /// (all products when `None`), sorted by `modified` so progress can be kept per page.
+    pub fn products_scroll_start(
+        &self,
+        from_ms: Option<i64>,
+        scope: &CatalogScope,
+        take: usize,
+    ) -> Result<Page, Failure> {
+        let mut body = json!({
+            "marketId": scope.market_id, "storeId": scope.store_id,
+            "isUnionDeltaQuery": true, "isFacetsDisabled": true,
+            "sortOrder": "ModifiedAscending", "take": take,
+        });
+        if let Some(ms) = from_ms {
+            body["modifiedFrom"] = time_text(ms).into();
+        }
+        if let Some(lang) = scope.language {
+            body["productLanguage"] = lang.into();
+        }
+        let v = self
+            .post_json("/api/Products/Scroll", &body)?
+            .ok_or_else(|| Failure::Rejected {
+                status: 404,
+                message: "POST /api/Products/Scroll: not found".into(),
+            })?;
+        Ok(Page::from_json(v))
+    }
+
+    /// The next page of a scroll; `None` when the scroll expired (404).
+    pub fn scroll_next(&self, resource: &str, scroll_id: &str) -> Result<Option<Page>, Failure> {
+        let path = format!("/api/{resource}/Scroll/{}", encode_component(scroll_id));
+        Ok(self.get_json(&path)?.map(Page::from_json))
+    }
+
+    /// `GET /api/ProductCategories` (no delta filter exists: always the full list).
+    pub fn categories_page(&self, page: u32) -> Result<Page, Failure> {
+        let path = format!("/api/ProductCategories?page={page}&pageSize=1000");
+        Ok(self
+            .get_json(&path)?
+            .map(Page::from_json)
+            .unwrap_or_default())
+    }
+
+    /// `POST /api/Stores/SearchStores` for the given stores.
+    pub fn search_stores(
+        &self,
+        store_ids: &[String],
+        from_ms: Option<i64>,
+    ) -> Result<Page, Failure> {
+        let mut body =
+            json!({"storeIds": store_ids, "take": 100, "page": 0, "includeInactive": true});
+        if let Some(ms) = from_ms {
+            body["modifiedFrom"] = time_text(ms).into();
+        }
+        Ok(self
+            .post_json("/api/Stores/SearchStores", &body)?
+            .map(Page::from_json)
+            .unwrap_or_default())
+    }
+
+    /// `POST /api/Inventory/Search` for the warehouses, modified since `from_ms`.
+    pub fn inventory_search(
+        &self,
+        warehouses: &[String],
+        from_ms: Option<i64>,
+    ) -> Result<Page, Failure> {
+        let mut body = json!({"warehouseCodes": warehouses, "isBatchesExcluded": true});
+        if let Some(ms) = from_ms {
+            body["lastModified"] = time_text(ms).into();
+        }
+        Ok(self
+            .post_json("/api/Inventory/Search", &body)?
+            .map(Page::from_json)
+            .unwrap_or_default())
+    }
+
+    /// The market's product content language, from `GET /api/Markets`.
+    pub fn market_language(&self, market_id: &str) -> Result<Option<String>, Failure> {
+        let markets = self.get_json("/api/Markets")?.unwrap_or(Value::Null);
+        let list = Page::from_json(markets).items;
+        Ok(list
+            .iter()
+            .find(|m| m["marketId"].as_str() == Some(market_id))
+            .and_then(|m| text(&m["productContentLanguage"])))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SCOPE: CatalogScope = CatalogScope {
+        market_id: "NOR",
+        store_id: "oslo-1",
+        currency: "NOK",
+        language: Some("no"),
+    };
+
+    fn product() -> Value {
+        json!({
+            "id": "P1_no", "productId": "P1", "language": "no", "name": "Ullgenser", "brand": "Devold",
+            "isActive": true, "marketIds": ["NOR"], "modified": "2026-11-01T10:00:00.000Z",
+            "categories": [{"categoryId": "c2"}, {"categoryId": "c1", "isMainCategory": true}],
+            "assets": [{"url": "https://i/2.jpg", "sortOrder": 2}, {"url": "https://i/1.jpg", "isMainImage": true}],
+            "cost": 400.00, "costCurrency": "NOK",
+            "variants": [
+                {"skuId": "P1-M", "ean": "7000000000011", "name": "Ullgenser M"},
+                {"skuId": "P1-L", "ean": "7000000000028", "isActive": false}
+            ],
+            "prices": [
+                {"unitPrice": 999.00, "currencyCode": "NOK", "marketId": "NOR", "validFrom": "2026-01-01T00:00:00Z"},
+                {"unitPrice": 899.50, "currencyCode": "NOK", "marketId": "NOR", "storeId": "oslo-1"},
+                {"unitPrice": 949.00, "currencyCode": "NOK", "marketId": "NOR", "skuId": "P1-L", "code": "P1-L"},
+                {"unitPrice": 10.00, "currencyCode": "SEK", "marketId": "SWE"},
+                {"unitPrice": 1.00, "currencyCode": "NOK", "marketId": "NOR", "customerId": "C-1"},
+                {"unitPrice": 5.00, "currencyCode": "NOK", "marketId": "NOR", "storeId": "bergen-1"},
+                {"unitPrice": 99.999, "currencyCode": "NOK", "marketId": "NOR"}
+            ]
+        })
+    }
+
+    #[test]
+    fn variants_become_skus_with_the_products_shared_fields() {
+        let rows = product_rows(&product(), &SCOPE).unwrap();
+        assert_eq!(rows.product_id, "P1");
+        let m = &rows.skus[0];
+        assert_eq!(
+            (m.sku.as_str(), m.name.as_str(), m.brand.as_deref()),
+            ("P1-M", "Ullgenser M", Some("Devold"))
+        );
+        assert_eq!(m.category_ids, ["c1", "c2"], "main category first");
+        assert_eq!(
+            m.image_urls,
+            ["https://i/1.jpg", "https://i/2.jpg"],
+            "main image first"
+        );
+        assert_eq!(m.cost_price, Some(40000));
+        assert!(m.active);
+        assert_eq!(
+            rows.skus[1].name, "Ullgenser",
+            "a variant without a name takes the product's"
+        );
+        assert!(
+            !rows.skus[1].active,
+            "a deactivated variant is not sellable"
+        );
+        assert_eq!(rows.modified_ms, Some(1_761_991_200_000));
+    }
+
+    #[test]
+    fn only_this_market_store_and_currency_general_prices_apply_exactly() {
+        let rows = product_rows(&product(), &SCOPE).unwrap();
+        let mut got: Vec<(String, i64, bool, bool)> = rows
+            .prices
+            .iter()
+            .map(|p| {
+                (
+                    p.sku.clone(),
+                    p.unit_price,
+                    p.store_specific,
+                    p.variant_specific,
+                )
+            })
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                ("P1-L".to_string(), 89950, true, false),
+                ("P1-L".to_string(), 94900, false, true),
+                ("P1-L".to_string(), 99900, false, false),
+                ("P1-M".to_string(), 89950, true, false),
+                ("P1-M".to_string(), 99900, false, false),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_single_sku_product_is_its_own_sku_and_other_languages_are_skipped() {
+        let single = json!({"productId": "P2", "skuId": "P2", "name": "Lue", "language": "no", "ean": "7000000000035"});
+        let rows = product_rows(&single, &SCOPE).unwrap();
+        assert_eq!(rows.skus.len(), 1);
+        assert_eq!(rows.skus[0].ean.as_deref(), Some("7000000000035"));
+        let english = json!({"productId": "P2", "skuId": "P2", "name": "Hat", "language": "en"});
+        assert!(product_rows(&english, &SCOPE).is_none());
+        let deleted = json!({"productId": "P3", "skuId": "P3", "name": "X", "status": "Deleted"});
+        assert!(!product_rows(&deleted, &SCOPE).unwrap().skus[0].active);
+    }
+
+    #[test]
+    fn pages_are_read_from_wrappers_or_arrays() {
+        let p = Page::from_json(json!({"result": [1, 2], "totalHits": 5, "scrollId": "abc"}));
+        assert_eq!(
+            (p.items.len(), p.total_hits, p.scroll_id.as_deref()),
+            (2, Some(5), Some("abc"))
+        );
+        assert_eq!(Page::from_json(json!([1])).items.len(), 1);
+    }
+}

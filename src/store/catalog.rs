@@ -1,0 +1,609 @@
+//! The catalog, prices, stores and stock the till reads offline, applied page by page with
+//! the pull cursor advanced in the same transaction, and read from the reader pool.
+
+use super::Store;
+use crate::error::Result;
+use crate::model::catalog::{CatalogProduct, Category, StockLevel};
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+
+/// Moves a data set's high-water mark in the transaction that applies the page it covers.
+#[derive(Clone, Debug)]
+pub struct CursorAdvance<'a> {
+    pub dataset: &'a str,
+    pub high_water_ms: Option<i64>,
+    pub now_ms: i64,
+}
+
+/// A SKU as the till shows it, with the price valid at the moment of reading.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProductView {
+    pub sku: String,
+    pub product_id: String,
+    pub name: String,
+    pub brand: Option<String>,
+    pub ean: Option<String>,
+    pub category_ids: Vec<String>,
+    pub image_urls: Vec<String>,
+    pub active: bool,
+    pub cost_price: Option<i64>,
+    pub price: Option<PriceView>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PriceView {
+    pub unit_price: i64,
+    pub currency: String,
+    pub valid_from: Option<i64>,
+    pub valid_until: Option<i64>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct SearchQuery {
+    pub text: Option<String>,
+    pub category_id: Option<String>,
+    pub brand: Option<String>,
+    pub limit: u32,
+    pub offset: u32,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct WarehouseStock {
+    pub warehouse_id: String,
+    pub quantity: f64,
+    pub reserved: f64,
+    pub pending: f64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct StockView {
+    pub sku: String,
+    pub warehouses: Vec<WarehouseStock>,
+}
+
+/// A local change to stock recorded with its sale or return.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StockEffect {
+    pub sku: String,
+    pub warehouse_id: String,
+    pub quantity: f64,
+}
+
+fn advance(tx: &Transaction, cursor: Option<&CursorAdvance>) -> Result<()> {
+    if let Some(c) = cursor {
+        tx.prepare_cached(
+            "INSERT INTO pull_cursor (dataset, high_water_ms, last_pull_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (dataset) DO UPDATE SET
+               high_water_ms = COALESCE(MAX(excluded.high_water_ms, pull_cursor.high_water_ms),
+                                        excluded.high_water_ms, pull_cursor.high_water_ms),
+               last_pull_at = excluded.last_pull_at",
+        )?
+        .execute(params![c.dataset, c.high_water_ms, c.now_ms])?;
+        tx.prepare_cached(
+            "INSERT INTO sync_state (key, value) VALUES ('last_pull_at', ?1)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )?
+        .execute([c.now_ms.to_string()])?;
+    }
+    Ok(())
+}
+
+fn json_list(items: &[String]) -> String {
+    serde_json::to_string(items).unwrap_or_else(|_| "[]".into())
+}
+
+impl Store {
+    /// A data set's high-water mark (Omnium's `modified`, unix ms), if it was ever pulled.
+    pub fn cursor(&self, dataset: &str) -> Result<(Option<i64>, Option<i64>)> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT high_water_ms, last_pull_at FROM pull_cursor WHERE dataset = ?1",
+                [dataset],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?
+            .unwrap_or((None, None)))
+    }
+
+    /// Records that a data set was pulled (and, optionally, its new high-water mark).
+    pub fn advance_cursor(&self, cursor: &CursorAdvance) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        advance(&tx, Some(cursor))?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Upserts products: their SKUs (a SKU that left the product becomes inactive), their
+    /// category links and their price candidates, in one transaction with the cursor.
+    pub fn apply_products(
+        &self,
+        products: &[CatalogProduct],
+        cursor: Option<&CursorAdvance>,
+    ) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for p in products {
+            tx.prepare_cached(
+                "UPDATE product SET active = 0 WHERE product_id = ?1 AND active = 1",
+            )?
+            .execute([&p.product_id])?;
+            for s in &p.skus {
+                tx.prepare_cached(
+                    "INSERT INTO product (sku, product_id, name, brand, ean, gtins, category_ids, image_urls,
+                                          active, language, cost_price)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                     ON CONFLICT (sku) DO UPDATE SET product_id = excluded.product_id, name = excluded.name,
+                       brand = excluded.brand, ean = excluded.ean, gtins = excluded.gtins,
+                       category_ids = excluded.category_ids, image_urls = excluded.image_urls,
+                       active = excluded.active, language = excluded.language, cost_price = excluded.cost_price",
+                )?
+                .execute(params![
+                    s.sku,
+                    s.product_id,
+                    s.name,
+                    s.brand,
+                    s.ean,
+                    s.gtins.join(" "),
+                    json_list(&s.category_ids),
+                    json_list(&s.image_urls),
+                    s.active,
+                    s.language,
+                    s.cost_price
+                ])?;
+                tx.prepare_cached("DELETE FROM product_category WHERE product_sku = ?1")?
+                    .execute([&s.sku])?;
+                for c in &s.category_ids {
+                    tx.prepare_cached(
+                        "INSERT OR IGNORE INTO product_category (product_sku, category_id) VALUES (?1, ?2)",
+                    )?
+                    .execute([&s.sku, c])?;
+                }
+                tx.prepare_cached("DELETE FROM price WHERE sku = ?1")?
+                    .execute([&s.sku])?;
+            }
+            for pr in &p.prices {
+                tx.prepare_cached(
+                    "INSERT INTO price (sku, unit_price, currency, store_specific, variant_specific, valid_from, valid_until)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )?
+                .execute(params![
+                    pr.sku,
+                    pr.unit_price,
+                    pr.currency,
+                    pr.store_specific,
+                    pr.variant_specific,
+                    pr.valid_from,
+                    pr.valid_until
+                ])?;
+            }
+        }
+        advance(&tx, cursor)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Replaces every category (Omnium offers no delta for them).
+    pub fn replace_categories(
+        &self,
+        categories: &[Category],
+        cursor: Option<&CursorAdvance>,
+    ) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute("DELETE FROM category", [])?;
+        for c in categories {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO category (id, name, parent_id, sort_index) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![c.id, c.name, c.parent_id, c.sort_index])?;
+        }
+        advance(&tx, cursor)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Upserts stores as Omnium's JSON, keyed by id.
+    pub fn upsert_stores(
+        &self,
+        stores: &[(String, String)],
+        cursor: Option<&CursorAdvance>,
+    ) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for (id, json) in stores {
+            tx.prepare_cached(
+                "INSERT INTO store (id, json) VALUES (?1, ?2) ON CONFLICT (id) DO UPDATE SET json = excluded.json",
+            )?
+            .execute([id, json])?;
+        }
+        advance(&tx, cursor)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Applies Omnium's levels. A level never goes back in time (an older page re-read
+    /// through the overlap changes nothing), and local movements the new level has counted
+    /// are dropped in the same transaction, so a sale is never counted twice.
+    pub fn apply_stock(
+        &self,
+        levels: &[StockLevel],
+        cursor: Option<&CursorAdvance>,
+    ) -> Result<usize> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut changed = 0;
+        for l in levels {
+            changed += tx
+                .prepare_cached(
+                    "INSERT INTO stock_level (sku, warehouse_id, quantity, reserved, modified_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (sku, warehouse_id) DO UPDATE SET quantity = excluded.quantity,
+                       reserved = excluded.reserved, modified_ms = excluded.modified_ms
+                     WHERE excluded.modified_ms >= stock_level.modified_ms
+                       AND (excluded.quantity, excluded.reserved, excluded.modified_ms)
+                           IS NOT (stock_level.quantity, stock_level.reserved, stock_level.modified_ms)",
+                )?
+                .execute(params![l.sku, l.warehouse_id, l.quantity, l.reserved, l.modified_ms])?;
+            tx.prepare_cached(
+                "DELETE FROM stock_movement WHERE sku = ?1 AND warehouse_id = ?2
+                 AND counted_after_ms IS NOT NULL
+                 AND counted_after_ms <= (SELECT modified_ms FROM stock_level WHERE sku = ?1 AND warehouse_id = ?2)",
+            )?
+            .execute(params![l.sku, l.warehouse_id])?;
+        }
+        advance(&tx, cursor)?;
+        tx.commit()?;
+        Ok(changed)
+    }
+
+    pub fn product(&self, sku: &str, now_ms: i64) -> Result<Option<ProductView>> {
+        self.read(|c| product_view(c, sku, now_ms))
+    }
+
+    /// Full-text search over SKU, name, EAN, GTINs and brand (prefix matching, ranked; an
+    /// exact SKU or EAN first), among sellable products. Returns one page and the total.
+    pub fn search_products(&self, q: &SearchQuery, now_ms: i64) -> Result<(Vec<ProductView>, u64)> {
+        self.read(|c| {
+            let fts = q.text.as_deref().map(fts_query).filter(|s| !s.is_empty());
+            let mut filter = String::from("p.active = 1");
+            if fts.is_some() {
+                filter.push_str(" AND f.product_fts MATCH :fts");
+            }
+            if q.brand.is_some() {
+                filter.push_str(" AND p.brand = :brand");
+            }
+            if q.category_id.is_some() {
+                filter.push_str(
+                    " AND EXISTS (SELECT 1 FROM product_category pc WHERE pc.category_id = :cat AND pc.product_sku = p.sku)",
+                );
+            }
+            let from = if fts.is_some() {
+                "product_fts f JOIN product p ON p.rowid = f.rowid"
+            } else {
+                "product p"
+            };
+            let order = if fts.is_some() {
+                "(p.sku = :exact OR p.ean = :exact) DESC, bm25(product_fts, 10.0, 4.0, 10.0, 2.0, 6.0), p.name"
+            } else {
+                "p.name, p.sku"
+            };
+            let exact = q.text.as_deref().map(str::trim).unwrap_or("");
+            let mut named: Vec<(&str, &dyn rusqlite::ToSql)> = Vec::new();
+            if let Some(f) = &fts {
+                named.push((":fts", f));
+            }
+            if let Some(b) = &q.brand {
+                named.push((":brand", b));
+            }
+            if let Some(cat) = &q.category_id {
+                named.push((":cat", cat));
+            }
+            let total: i64 = c
+                .prepare_cached(&format!("SELECT COUNT(*) FROM {from} WHERE {filter}"))?
+                .query_row(&named[..], |r| r.get(0))?;
+            let limit = i64::from(q.limit);
+            let offset = i64::from(q.offset);
+            let mut page_params = named.clone();
+            if fts.is_some() {
+                page_params.push((":exact", &exact));
+            }
+            page_params.push((":limit", &limit));
+            page_params.push((":offset", &offset));
+            let skus: Vec<String> = c
+                .prepare_cached(&format!(
+                    "SELECT p.sku FROM {from} WHERE {filter} ORDER BY {order} LIMIT :limit OFFSET :offset"
+                ))?
+                .query_map(&page_params[..], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut items = Vec::with_capacity(skus.len());
+            for sku in skus {
+                if let Some(p) = product_view(c, &sku, now_ms)? {
+                    items.push(p);
+                }
+            }
+            Ok((items, total.max(0) as u64))
+        })
+    }
+
+    pub fn categories(&self) -> Result<Vec<Category>> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached("SELECT id, name, parent_id, sort_index FROM category ORDER BY sort_index, name, id")?;
+            let rows = stmt.query_map([], |r| {
+                Ok(Category {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    parent_id: r.get(2)?,
+                    sort_index: r.get(3)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+    }
+
+    /// The brands of sellable products (Omnium has no brand entity).
+    pub fn brands(&self) -> Result<Vec<String>> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT DISTINCT brand FROM product WHERE active = 1 AND brand IS NOT NULL ORDER BY brand",
+            )?;
+            let rows = stmt.query_map([], |r| r.get(0))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
+        })
+    }
+
+    pub fn store_json(&self, id: &str) -> Result<Option<String>> {
+        self.read(|c| {
+            Ok(c.prepare_cached("SELECT json FROM store WHERE id = ?1")?
+                .query_row([id], |r| r.get(0))
+                .optional()?)
+        })
+    }
+
+    /// Omnium's levels in the given warehouses with the local movements it has not counted.
+    /// `None` when the SKU is neither in the catalog nor in any level or movement.
+    pub fn stock(&self, sku: &str, warehouses: &[String]) -> Result<Option<StockView>> {
+        self.read(|c| {
+            let known: bool = c
+                .prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM product WHERE sku = ?1)
+                         OR EXISTS (SELECT 1 FROM stock_level WHERE sku = ?1)
+                         OR EXISTS (SELECT 1 FROM stock_movement WHERE sku = ?1)",
+                )?
+                .query_row([sku], |r| r.get(0))?;
+            if !known {
+                return Ok(None);
+            }
+            let mut out = Vec::with_capacity(warehouses.len());
+            for wh in warehouses {
+                let (quantity, reserved, modified): (f64, f64, Option<i64>) = c
+                    .prepare_cached(
+                        "SELECT quantity, reserved, modified_ms FROM stock_level WHERE sku = ?1 AND warehouse_id = ?2",
+                    )?
+                    .query_row([sku, wh], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .optional()?
+                    .unwrap_or((0.0, 0.0, None));
+                // Counted = delivered, and Omnium's level was stamped at or after Omnium
+                // accepted the sale (see sync::push for why that is the test).
+                let pending: f64 = c
+                    .prepare_cached(
+                        "SELECT COALESCE(SUM(quantity), 0) FROM stock_movement WHERE sku = ?1 AND warehouse_id = ?2
+                         AND NOT (counted_after_ms IS NOT NULL AND ?3 IS NOT NULL AND counted_after_ms <= ?3)",
+                    )?
+                    .query_row(params![sku, wh, modified], |r| r.get(0))?;
+                out.push(WarehouseStock {
+                    warehouse_id: wh.clone(),
+                    quantity,
+                    reserved,
+                    pending,
+                });
+            }
+            Ok(Some(StockView {
+                sku: sku.to_string(),
+                warehouses: out,
+            }))
+        })
+    }
+
+    /// How many SKUs the catalog holds.
+    pub fn sku_count(&self) -> Result<u64> {
+        self.read(|c| {
+            Ok(c.query_row("SELECT COUNT(*) FROM product", [], |r| r.get::<_, i64>(0))? as u64)
+        })
+    }
+}
+
+/// Quotes each word as an FTS5 prefix term; all must match.
+fn fts_query(text: &str) -> String {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(|w| format!("\"{w}\"*"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn product_view(c: &Connection, sku: &str, now_ms: i64) -> Result<Option<ProductView>> {
+    let row = c
+        .prepare_cached(
+            "SELECT sku, product_id, name, brand, ean, category_ids, image_urls, active, cost_price
+             FROM product WHERE sku = ?1",
+        )?
+        .query_row([sku], |r| {
+            Ok((
+                ProductView {
+                    sku: r.get(0)?,
+                    product_id: r.get(1)?,
+                    name: r.get(2)?,
+                    brand: r.get(3)?,
+                    ean: r.get(4)?,
+                    category_ids: Vec::new(),
+                    image_urls: Vec::new(),
+                    active: r.get(7)?,
+                    cost_price: r.get(8)?,
+                    price: None,
+                },
+                r.get::<_, String>(5)?,
+                r.get::<_, String>(6)?,
+            ))
+        })
+        .optional()?;
+    let Some((mut view, categories, images)) = row else {
+        return Ok(None);
+    };
+    view.category_ids = serde_json::from_str(&categories).unwrap_or_default();
+    view.image_urls = serde_json::from_str(&images).unwrap_or_default();
+    // Store-specific beats market-wide, variant-specific beats product-level; among equals
+    // the lowest (a campaign) wins. Windows are checked now, not at sync time.
+    view.price = c
+        .prepare_cached(
+            "SELECT unit_price, currency, valid_from, valid_until FROM price
+             WHERE sku = ?1 AND (valid_from IS NULL OR valid_from <= ?2)
+               AND (valid_until IS NULL OR valid_until > ?2)
+             ORDER BY store_specific DESC, variant_specific DESC, unit_price ASC LIMIT 1",
+        )?
+        .query_row(params![sku, now_ms], |r| {
+            Ok(PriceView {
+                unit_price: r.get(0)?,
+                currency: r.get(1)?,
+                valid_from: r.get(2)?,
+                valid_until: r.get(3)?,
+            })
+        })
+        .optional()?;
+    Ok(Some(view))
+}
+
+impl Store {
+    /// Stamps a delivered job's stock movements with the instant Omnium accepted it.
+    pub(crate) fn mark_movements_delivered(
+        tx: &Transaction,
+        job_id: i64,
+        accepted_ms: i64,
+    ) -> Result<()> {
+        tx.prepare_cached("UPDATE stock_movement SET counted_after_ms = ?2 WHERE job_id = ?1")?
+            .execute(params![job_id, accepted_ms])?;
+        Ok(())
+    }
+
+    pub(crate) fn insert_movements(
+        tx: &Transaction,
+        job_id: i64,
+        effects: &[StockEffect],
+    ) -> Result<()> {
+        for (line, e) in effects.iter().enumerate() {
+            tx.prepare_cached(
+                "INSERT INTO stock_movement (job_id, line, sku, warehouse_id, quantity) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![job_id, line as i64, e.sku, e.warehouse_id, e.quantity])?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{JobFate, JobUpdate, NewJob};
+
+    fn level(modified_ms: i64, quantity: f64) -> StockLevel {
+        StockLevel {
+            sku: "SKU-1".into(),
+            warehouse_id: "oslo-1".into(),
+            quantity,
+            reserved: 0.0,
+            modified_ms,
+        }
+    }
+
+    /// (quantity, pending) for SKU-1 in oslo-1.
+    fn read(s: &Store) -> (f64, f64) {
+        let v = s.stock("SKU-1", &["oslo-1".to_string()]).unwrap().unwrap();
+        (v.warehouses[0].quantity, v.warehouses[0].pending)
+    }
+
+    fn sell(s: &Store, id: &str) -> i64 {
+        let job = NewJob {
+            kind: "sale",
+            event_id: id,
+            entity_id: id,
+            content: "{}",
+        };
+        let effect = StockEffect {
+            sku: "SKU-1".into(),
+            warehouse_id: "oslo-1".into(),
+            quantity: -2.0,
+        };
+        s.record(&job, 0, |_| Ok(vec![effect])).unwrap();
+        s.claim_due(1, 10).unwrap()[0].id
+    }
+
+    fn deliver(s: &Store, job_id: i64, accepted_ms: i64) {
+        let fate = JobFate::Delivered {
+            accepted_ms: Some(accepted_ms),
+        };
+        s.finish(&[JobUpdate { job_id, fate }], 5).unwrap();
+    }
+
+    /// Omnium stamps the order at 1000 when it accepts the sale; a level stamped at or
+    /// after 1000 includes it, one stamped before does not. Every order of events.
+    #[test]
+    fn a_sale_is_counted_exactly_once_whatever_order_delivery_and_levels_arrive_in() {
+        let dir = tempfile::tempdir().unwrap();
+        // Old level, sale, delivery, the old level again (overlap), then the new level.
+        let s = Store::open(&dir.path().join("a.db")).unwrap();
+        s.apply_stock(&[level(900, 10.0)], None).unwrap();
+        let job = sell(&s, "S-1");
+        assert_eq!(read(&s), (10.0, -2.0), "pending while it travels");
+        deliver(&s, job, 1000);
+        assert_eq!(
+            read(&s),
+            (10.0, -2.0),
+            "delivered, but no level counts it yet"
+        );
+        s.apply_stock(&[level(900, 10.0)], None).unwrap();
+        assert_eq!(
+            read(&s),
+            (10.0, -2.0),
+            "a re-read of the old level changes nothing"
+        );
+        s.apply_stock(&[level(1000, 8.0)], None).unwrap();
+        assert_eq!(read(&s), (8.0, 0.0), "counted once, in the level");
+        s.apply_stock(&[level(900, 10.0)], None).unwrap();
+        assert_eq!(read(&s), (8.0, 0.0), "a level never goes back in time");
+
+        // Sale, then a level pulled before the delivery is known, then the delivery.
+        let s = Store::open(&dir.path().join("b.db")).unwrap();
+        let job = sell(&s, "S-2");
+        s.apply_stock(&[level(800, 10.0)], None).unwrap();
+        assert_eq!(read(&s), (10.0, -2.0));
+        deliver(&s, job, 1000);
+        assert_eq!(read(&s), (10.0, -2.0));
+        s.apply_stock(&[level(1200, 8.0)], None).unwrap();
+        assert_eq!(read(&s), (8.0, 0.0));
+
+        // No level at all until after delivery.
+        let s = Store::open(&dir.path().join("c.db")).unwrap();
+        let job = sell(&s, "S-3");
+        assert_eq!(read(&s), (0.0, -2.0));
+        deliver(&s, job, 1000);
+        s.apply_stock(&[level(1001, -2.0)], None).unwrap();
+        assert_eq!(read(&s), (-2.0, 0.0));
+
+        // A level newer than the acceptance arrives before the worker records the
+        // delivery (it crashed in between): the sale stays pending until the delivery is
+        // confirmed, then counts once.
+        let s = Store::open(&dir.path().join("d.db")).unwrap();
+        let job = sell(&s, "S-4");
+        s.apply_stock(&[level(1500, 8.0)], None).unwrap();
+        assert_eq!(read(&s), (8.0, -2.0), "not yet known to be in the level");
+        deliver(&s, job, 1000);
+        assert_eq!(read(&s), (8.0, 0.0));
+    }
+
+    #[test]
+    fn fts_queries_are_quoted_prefix_terms() {
+        assert_eq!(fts_query("ull gen"), "\"ull\"* \"gen\"*");
+        assert_eq!(fts_query("SKU-1 \"x"), "\"SKU\"* \"1\"* \"x\"*");
+        assert_eq!(fts_query("  --  "), "");
+    }
+}

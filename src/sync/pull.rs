@@ -1,0 +1,405 @@
+//! The pull engine: brings Omnium's stores, categories, products (with prices) and stock
+//! into the local tables, one page per step so the worker can push between pages.
+//!
+//! Each data set has a cursor: the high-water mark of Omnium's `modified` seen, re-read with
+//! a small overlap and applied idempotently. A page and the cursor it earns commit together.
+//! Product scrolls are asked for in `modified` order; while pages really come in that order
+//! the cursor advances page by page, so a kill -9 mid-scroll re-fetches at most about one
+//! page. Pages out of order (an Omnium that ignores the sort) only move the cursor when the
+//! scroll ends, which is still safe, just slower to resume.
+
+use super::{now_ms, PushContext, Sync};
+use crate::model::catalog::CatalogProduct;
+use crate::omnium::catalog::{self, CatalogScope, Page};
+use crate::omnium::Failure;
+use crate::store::CursorAdvance;
+use serde_json::json;
+use std::collections::VecDeque;
+
+/// Re-read this much before the cursor: Omnium's search index lags writes a little.
+pub const OVERLAP_MS: i64 = 60_000;
+/// Stores and categories change rarely; they are pulled at most this often unless asked.
+const SLOW_DATASET_INTERVAL_MS: i64 = 3_600_000;
+/// Products are applied in transactions of this many, so the writer lock is never held long.
+const APPLY_CHUNK: usize = 200;
+/// Page size asked of Omnium's scrolls.
+const SCROLL_TAKE: usize = 1000;
+/// An expired scroll is restarted from the cursor at most this many times per run.
+const MAX_SCROLL_RESTARTS: u32 = 3;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dataset {
+    Stores,
+    Categories,
+    Products,
+    Stock,
+}
+
+impl Dataset {
+    fn name(self) -> &'static str {
+        match self {
+            Dataset::Stores => "stores",
+            Dataset::Categories => "categories",
+            Dataset::Products => "products",
+            Dataset::Stock => "stock",
+        }
+    }
+}
+
+/// A scroll being read.
+struct Scroll {
+    dataset: Dataset,
+    id: Option<String>,
+    /// The cursor when the scroll started: items at or below it are not news.
+    base: Option<i64>,
+    max_seen: Option<i64>,
+    last_page_max: Option<i64>,
+    in_order: bool,
+    fetched: u64,
+    restarts: u32,
+}
+
+#[derive(Default)]
+pub struct Puller {
+    queue: VecDeque<Dataset>,
+    scroll: Option<Scroll>,
+    next_run_at: i64,
+    last_slow_run: i64,
+    /// The market's product language, once known (`Some(None)` = accept all).
+    language: Option<Option<String>>,
+}
+
+pub enum Step {
+    /// More pages or data sets are left in this run.
+    More,
+    Idle,
+}
+
+impl Puller {
+    pub fn is_running(&self) -> bool {
+        !self.queue.is_empty()
+    }
+
+    pub fn next_run_at(&self) -> i64 {
+        self.next_run_at
+    }
+
+    /// Starts a run now if one is due (or `force`, from `fo_sync_now`).
+    pub fn maybe_start(&mut self, now: i64, force: bool, ctx: &PushContext) {
+        if self.is_running() || (!force && now < self.next_run_at) {
+            return;
+        }
+        if force || now - self.last_slow_run >= SLOW_DATASET_INTERVAL_MS {
+            self.queue.push_back(Dataset::Stores);
+            self.queue.push_back(Dataset::Categories);
+            self.last_slow_run = now;
+        }
+        self.queue.push_back(Dataset::Products);
+        if ctx.pull_stock {
+            self.queue.push_back(Dataset::Stock);
+        }
+    }
+
+    /// Ends the run early (a failure): the next run resumes from the committed cursors.
+    pub fn abort(&mut self, retry_at: i64) {
+        self.queue.clear();
+        self.scroll = None;
+        self.next_run_at = retry_at;
+    }
+
+    /// Does one request's worth of pulling.
+    pub fn step(&mut self, sync: &Sync) -> Result<Step, Failure> {
+        let Some(&dataset) = self.queue.front() else {
+            return Ok(Step::Idle);
+        };
+        let finished = match dataset {
+            Dataset::Stores => self.pull_stores(sync)?,
+            Dataset::Categories => self.pull_categories(sync)?,
+            Dataset::Products | Dataset::Stock => self.pull_scroll(sync, dataset)?,
+        };
+        if finished {
+            self.queue.pop_front();
+            if self.queue.is_empty() {
+                self.next_run_at = now_ms() + sync.pull_interval_ms as i64;
+            }
+        }
+        Ok(if self.queue.is_empty() {
+            Step::Idle
+        } else {
+            Step::More
+        })
+    }
+
+    fn language(&mut self, sync: &Sync) -> Result<Option<String>, Failure> {
+        if let Some(lang) = &self.language {
+            return Ok(lang.clone());
+        }
+        let stored = sync.store.get_state("market_language").map_err(storage)?;
+        let lang = match stored {
+            Some(l) => Some(l).filter(|l| !l.is_empty()),
+            None => {
+                let lang = match sync.api.market_language(&sync.ctx.market_id) {
+                    Ok(l) => l,
+                    Err(Failure::Rejected { .. }) => None,
+                    Err(f) => return Err(f),
+                };
+                sync.store
+                    .set_state("market_language", lang.as_deref().unwrap_or(""))
+                    .map_err(storage)?;
+                lang
+            }
+        };
+        log::info!("catalog language: {}", lang.as_deref().unwrap_or("(any)"));
+        self.language = Some(lang.clone());
+        Ok(lang)
+    }
+
+    fn pull_stores(&mut self, sync: &Sync) -> Result<bool, Failure> {
+        let (cursor, _) = sync.store.cursor("stores").map_err(storage)?;
+        let mut ids = vec![sync.ctx.store_id.clone()];
+        for w in &sync.ctx.warehouse_ids {
+            if !ids.contains(w) {
+                ids.push(w.clone());
+            }
+        }
+        let page = sync
+            .api
+            .search_stores(&ids, cursor.map(|c| c - OVERLAP_MS))?;
+        let stores: Vec<(String, String)> = page
+            .items
+            .iter()
+            .filter_map(|s| Some((s["id"].as_str()?.to_string(), s.to_string())))
+            .collect();
+        let max = page
+            .items
+            .iter()
+            .filter_map(|s| catalog::time_ms(&s["modified"]))
+            .max();
+        let news = page
+            .items
+            .iter()
+            .filter(|s| catalog::time_ms(&s["modified"]) > cursor || cursor.is_none())
+            .count();
+        sync.store
+            .upsert_stores(&stores, Some(&advance("stores", max)))
+            .map_err(storage)?;
+        if news > 0 {
+            sync.events
+                .push(json!({"type": "catalog.changed", "dataset": "stores", "count": news}));
+        }
+        Ok(true)
+    }
+
+    fn pull_categories(&mut self, sync: &Sync) -> Result<bool, Failure> {
+        let language = self.language(sync)?;
+        let scope = scope(&sync.ctx, language.as_deref());
+        let mut all = Vec::new();
+        for page_no in 1..=100 {
+            let page = sync.api.categories_page(page_no)?;
+            let n = page.items.len();
+            all.extend(
+                page.items
+                    .iter()
+                    .filter_map(|c| catalog::category(c, &scope)),
+            );
+            if n < 1000 {
+                break;
+            }
+        }
+        let before = sync.store.categories().map_err(storage)?;
+        sync.store
+            .replace_categories(&all, Some(&advance("categories", None)))
+            .map_err(storage)?;
+        if before != sync.store.categories().map_err(storage)? {
+            sync.events.push(
+                json!({"type": "catalog.changed", "dataset": "categories", "count": all.len()}),
+            );
+        }
+        Ok(true)
+    }
+
+    /// One page of the products or stock scroll. `Ok(true)` when the scroll is done.
+    fn pull_scroll(&mut self, sync: &Sync, dataset: Dataset) -> Result<bool, Failure> {
+        let language = if dataset == Dataset::Products {
+            self.language(sync)?
+        } else {
+            None
+        };
+        let scope = scope(&sync.ctx, language.as_deref());
+        let resource = if dataset == Dataset::Products {
+            "Products"
+        } else {
+            "Inventory"
+        };
+        let page = match self
+            .scroll
+            .as_mut()
+            .filter(|s| s.dataset == dataset && s.id.is_some())
+        {
+            Some(s) => match sync
+                .api
+                .scroll_next(resource, s.id.as_deref().unwrap_or_default())?
+            {
+                Some(page) => page,
+                None => {
+                    // Expired: start again from the committed cursor.
+                    log::warn!(
+                        "the {} scroll expired; restarting it from the cursor",
+                        dataset.name()
+                    );
+                    s.restarts += 1;
+                    if s.restarts > MAX_SCROLL_RESTARTS {
+                        return Err(Failure::Uncertain(format!(
+                            "the {} scroll keeps expiring",
+                            dataset.name()
+                        )));
+                    }
+                    s.id = None;
+                    return Ok(false);
+                }
+            },
+            None => {
+                let restarts = self.scroll.as_ref().map_or(0, |s| s.restarts);
+                let (base, _) = sync.store.cursor(dataset.name()).map_err(storage)?;
+                let from = base.map(|c| c - OVERLAP_MS);
+                let page = if dataset == Dataset::Products {
+                    sync.api.products_scroll_start(from, &scope, SCROLL_TAKE)?
+                } else {
+                    sync.api.inventory_search(&sync.ctx.warehouse_ids, from)?
+                };
+                self.scroll = Some(Scroll {
+                    dataset,
+                    id: None,
+                    base,
+                    max_seen: None,
+                    last_page_max: None,
+                    in_order: true,
+                    fetched: 0,
+                    restarts,
+                });
+                page
+            }
+        };
+        let Some(scroll) = self.scroll.as_mut() else {
+            return Ok(true);
+        };
+        if page.scroll_id.is_some() {
+            scroll.id = page.scroll_id.clone();
+        }
+        scroll.fetched += page.items.len() as u64;
+        let done = page.items.is_empty()
+            || page.scroll_id.is_none()
+            || page.total_hits.is_some_and(|t| scroll.fetched >= t);
+        let news = if dataset == Dataset::Products {
+            apply_products_page(sync, scroll, &page, &scope, done)?
+        } else {
+            apply_stock_page(sync, scroll, &page, done)?
+        };
+        if news > 0 {
+            let kind = if dataset == Dataset::Products {
+                "catalog.changed"
+            } else {
+                "stock.changed"
+            };
+            sync.events
+                .push(json!({"type": kind, "dataset": dataset.name(), "count": news}));
+        }
+        if done {
+            self.scroll = None;
+        }
+        Ok(done)
+    }
+}
+
+fn scope<'a>(ctx: &'a PushContext, language: Option<&'a str>) -> CatalogScope<'a> {
+    CatalogScope {
+        market_id: &ctx.market_id,
+        store_id: &ctx.store_id,
+        currency: &ctx.currency,
+        language,
+    }
+}
+
+fn advance(dataset: &str, high_water_ms: Option<i64>) -> CursorAdvance<'_> {
+    CursorAdvance {
+        dataset,
+        high_water_ms,
+        now_ms: now_ms(),
+    }
+}
+
+fn storage(e: crate::error::Error) -> Failure {
+    Failure::Uncertain(format!("local database: {e}"))
+}
+
+/// The cursor a page may commit: its own newest `modified` while pages arrive in order,
+/// else nothing until the scroll ends, when it is the newest seen.
+fn page_cursor(
+    scroll: &mut Scroll,
+    modified: impl Iterator<Item = Option<i64>> + Clone,
+    done: bool,
+) -> Option<i64> {
+    let page_min = modified.clone().flatten().min();
+    let page_max = modified.flatten().max();
+    if let (Some(min), Some(last)) = (page_min, scroll.last_page_max) {
+        if min < last {
+            scroll.in_order = false;
+        }
+    }
+    scroll.last_page_max = page_max.or(scroll.last_page_max);
+    scroll.max_seen = scroll.max_seen.max(page_max);
+    if done {
+        scroll.max_seen
+    } else if scroll.in_order {
+        page_max
+    } else {
+        None
+    }
+}
+
+fn apply_products_page(
+    sync: &Sync,
+    scroll: &mut Scroll,
+    page: &Page,
+    scope: &CatalogScope,
+    done: bool,
+) -> Result<usize, Failure> {
+    let rows: Vec<CatalogProduct> = page
+        .items
+        .iter()
+        .filter_map(|p| catalog::product_rows(p, scope))
+        .collect();
+    let modified = page.items.iter().map(|p| catalog::time_ms(&p["modified"]));
+    let cursor = page_cursor(scroll, modified.clone(), done);
+    let news = modified
+        .filter(|m| scroll.base.is_none() || *m > scroll.base)
+        .count();
+    let chunks: Vec<&[CatalogProduct]> = rows.chunks(APPLY_CHUNK).collect();
+    if chunks.is_empty() {
+        let adv = advance("products", cursor);
+        sync.store.advance_cursor(&adv).map_err(storage)?;
+    }
+    for (i, chunk) in chunks.iter().enumerate() {
+        let last = i + 1 == chunks.len();
+        let adv = advance("products", cursor);
+        sync.store
+            .apply_products(chunk, last.then_some(&adv))
+            .map_err(storage)?;
+    }
+    Ok(news)
+}
+
+fn apply_stock_page(
+    sync: &Sync,
+    scroll: &mut Scroll,
+    page: &Page,
+    done: bool,
+) -> Result<usize, Failure> {
+    let levels: Vec<_> = page.items.iter().filter_map(catalog::stock_level).collect();
+    let cursor = page_cursor(scroll, levels.iter().map(|l| Some(l.modified_ms)), done);
+    let changed = sync
+        .store
+        .apply_stock(&levels, Some(&advance("stock", cursor)))
+        .map_err(storage)?;
+    Ok(changed)
+}
