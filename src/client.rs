@@ -8,7 +8,7 @@ use crate::model::{Cancellation, Defaults, JobKind, Return, Sale};
 use crate::omnium::OmniumApi;
 use crate::store::{NewJob, StockEffect, Store};
 use crate::sync::policy::RetryPolicy;
-use crate::sync::push::PushContext;
+use crate::sync::push::SyncContext;
 use crate::sync::{now_ms, rfc3339, Sync};
 use crate::views;
 use serde_json::{json, Value};
@@ -40,13 +40,14 @@ impl Client {
         let sync = Arc::new(Sync::new(
             store.clone(),
             api,
-            PushContext {
+            SyncContext {
                 market_id: config.market_id.clone(),
                 store_id: config.store_id.clone(),
                 currency: config.currency.clone(),
                 terminal_id: config.terminal_id.clone(),
                 warehouse_ids: config.warehouse_ids.clone(),
                 pull_stock: config.stock_master == crate::config::StockMaster::Omnium,
+                pull_overlap_ms: config.sync.pull_overlap_ms as i64,
             },
             RetryPolicy {
                 initial_ms: config.sync.retry_initial_ms,
@@ -269,6 +270,7 @@ impl Client {
             "next_attempt_at": time(next_attempt),
             "last_push_at": stored_time("last_push_at")?,
             "last_pull_at": stored_time("last_pull_at")?,
+            "pulling": link.pulling,
         })
         .to_string())
     }

@@ -51,6 +51,8 @@ pub struct SyncConfig {
     pub max_attempts: u32,
     /// How long delivered jobs are kept before they are purged.
     pub delivered_retention_ms: u64,
+    /// How far before its cursor each delta pull re-reads (Omnium's index lags writes).
+    pub pull_overlap_ms: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -93,6 +95,7 @@ const SYNC_KEYS: &[&str] = &[
     "pull_interval_ms",
     "max_attempts",
     "delivered_retention_ms",
+    "pull_overlap_ms",
 ];
 
 /// Omnium allows 20 concurrent requests per API user; more would only earn 429s.
@@ -219,6 +222,7 @@ impl Config {
                 delivered_retention_ms: sync
                     .u64_opt("delivered_retention_ms")?
                     .unwrap_or(30 * 24 * 3_600_000),
+                pull_overlap_ms: sync.u64_opt("pull_overlap_ms")?.unwrap_or(60_000),
             },
         })
     }

@@ -56,7 +56,8 @@ fn every_export_has_a_panic_boundary() {
                 boundary_free.contains(&name.as_str())
                     || body.contains("guard(")
                     || body.contains("guard_void(")
-                    || body.contains("record("),
+                    || body.contains("record(")
+                    || body.contains("read_json("),
                 "{name} has no panic boundary"
             );
         }
@@ -66,5 +67,16 @@ fn every_export_has_a_panic_boundary() {
         src.contains("unsafe fn record(")
             && src[src.find("unsafe fn record(").unwrap()..].contains("guard(|| {")
     );
-    assert!(exports >= 15, "found only {exports} exports");
+    for helper in ["unsafe fn record(", "unsafe fn read_json("] {
+        let at = src.find(helper).unwrap();
+        assert!(
+            src[at..]
+                .split("\n}\n")
+                .next()
+                .unwrap()
+                .contains("guard(|| {"),
+            "{helper} has no boundary"
+        );
+    }
+    assert!(exports >= 21, "found only {exports} exports");
 }

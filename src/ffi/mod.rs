@@ -189,6 +189,155 @@ pub unsafe extern "C" fn fo_record_cancellation(
     }
 }
 
+/// The body shared by the reading calls: one argument (NULL allowed only when
+/// `arg_name` is empty), one JSON string out.
+///
+/// # Safety
+/// `c` is NULL or a live client; `arg` is NULL or a NUL-terminated string; `out_json` is
+/// NULL or writable.
+unsafe fn read_json(
+    c: *mut fo_client,
+    arg: *const c_char,
+    arg_name: &str,
+    is_json: bool,
+    out_json: *mut *mut c_char,
+    read: impl FnOnce(&Client, &str) -> Result<String, Error>,
+) -> fo_result {
+    guard(|| {
+        // SAFETY: caller contract above.
+        let client = unsafe { client(c) }?;
+        let text = if arg_name.is_empty() {
+            ""
+        } else {
+            unsafe { arg_str(arg, arg_name, is_json) }?
+        };
+        out_ptr(out_json, "out_json")?;
+        let json = read(client, text)?;
+        // SAFETY: checked non-NULL above.
+        unsafe { *out_json = out_string(json) };
+        Ok(())
+    })
+}
+
+/// A product by SKU from the local catalog (works offline): `{"sku", "product_id", "name",
+/// "brand", "ean", "category_ids", "image_urls", "active", "price": {"unit_price",
+/// "currency", "valid_from", "valid_until"} or null, "cost_price"}`. The price is the one
+/// valid now for this store and market. `FO_NOT_FOUND` if the SKU is not known locally.
+/// Free `*out_json` with `fo_string_free`.
+///
+/// # Safety
+/// `c` is NULL or a live client; `sku` is NULL or a NUL-terminated string; `out_json` is
+/// NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn fo_product_get(
+    c: *mut fo_client,
+    sku: *const c_char,
+    out_json: *mut *mut c_char,
+) -> fo_result {
+    // SAFETY: caller contract above.
+    unsafe { read_json(c, sku, "sku", false, out_json, Client::product_json) }
+}
+
+/// Searches sellable products offline. Query: `{"text", "category_id", "brand", "limit"
+/// (1..500, default 50), "offset"}`; `text` matches the start of words in the name, SKU, EAN
+/// and brand, ranked, an exact SKU or EAN first. Result: `{"items": [product…], "total": N}`.
+/// Free `*out_json` with `fo_string_free`.
+///
+/// # Safety
+/// `c` is NULL or a live client; `query_json` is NULL or a NUL-terminated string;
+/// `out_json` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn fo_product_search(
+    c: *mut fo_client,
+    query_json: *const c_char,
+    out_json: *mut *mut c_char,
+) -> fo_result {
+    // SAFETY: caller contract above.
+    unsafe {
+        read_json(
+            c,
+            query_json,
+            "query_json",
+            true,
+            out_json,
+            Client::search_json,
+        )
+    }
+}
+
+/// Stock of a SKU in this store's warehouses: `{"sku", "warehouses": [{"warehouse_id",
+/// "quantity", "reserved", "pending", "available"}]}`. `quantity` and `reserved` are
+/// Omnium's last known levels; `pending` is the local change Omnium has not counted yet
+/// (sales −, restocked returns +); `available = quantity − reserved + pending`.
+/// `FO_NOT_FOUND` if nothing is known of the SKU. Free `*out_json` with `fo_string_free`.
+///
+/// # Safety
+/// `c` is NULL or a live client; `sku` is NULL or a NUL-terminated string; `out_json` is
+/// NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn fo_stock_get(
+    c: *mut fo_client,
+    sku: *const c_char,
+    out_json: *mut *mut c_char,
+) -> fo_result {
+    // SAFETY: caller contract above.
+    unsafe { read_json(c, sku, "sku", false, out_json, Client::stock_json) }
+}
+
+/// A store (this one or another that was pulled) as Omnium's JSON plus `opening_hours`
+/// (`{"monday": {"open", "from", "to"}, …}`), `special_days` and `warehouses`.
+/// `FO_NOT_FOUND` if not known locally. Free `*out_json` with `fo_string_free`.
+///
+/// # Safety
+/// `c` is NULL or a live client; `store_id` is NULL or a NUL-terminated string; `out_json`
+/// is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn fo_store_get(
+    c: *mut fo_client,
+    store_id: *const c_char,
+    out_json: *mut *mut c_char,
+) -> fo_result {
+    // SAFETY: caller contract above.
+    unsafe { read_json(c, store_id, "store_id", false, out_json, Client::store_json) }
+}
+
+/// Product categories in the store's language: `{"items": [{"id", "name", "parent_id",
+/// "sort_index"}]}`. Free `*out_json` with `fo_string_free`.
+///
+/// # Safety
+/// `c` is NULL or a live client; `out_json` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn fo_categories_list(
+    c: *mut fo_client,
+    out_json: *mut *mut c_char,
+) -> fo_result {
+    // SAFETY: caller contract above.
+    unsafe {
+        read_json(c, std::ptr::null(), "", false, out_json, |c, _| {
+            c.categories_json()
+        })
+    }
+}
+
+/// Addition to the contract: the brands of sellable products, `{"items": ["Devold", …]}`
+/// (Omnium has no brand entity; the list is derived from the catalog).
+/// Free `*out_json` with `fo_string_free`.
+///
+/// # Safety
+/// `c` is NULL or a live client; `out_json` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn fo_brands_list(
+    c: *mut fo_client,
+    out_json: *mut *mut c_char,
+) -> fo_result {
+    // SAFETY: caller contract above.
+    unsafe {
+        read_json(c, std::ptr::null(), "", false, out_json, |c, _| {
+            c.brands_json()
+        })
+    }
+}
+
 /// Wakes the sync thread to push now (starting it if `sync.autostart` was false), even
 /// when it is backing off after an outage. A 429's Retry-After is still honoured.
 ///
@@ -212,7 +361,8 @@ pub unsafe extern "C" fn fo_flush(c: *mut fo_client, timeout_ms: u32) -> fo_resu
 }
 
 /// The sync status as JSON: `{"online", "outbox": {"pending", "blocked", "dead",
-/// "oldest_pending_at"}, "next_attempt_at", "last_push_at", "last_pull_at"}`.
+/// "oldest_pending_at"}, "next_attempt_at", "last_push_at", "last_pull_at", "pulling"}`
+/// (`pulling`, an addition, is true while a pull run is in progress).
 /// Free `*out_json` with `fo_string_free`.
 ///
 /// # Safety

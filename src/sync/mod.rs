@@ -10,7 +10,7 @@ use crate::omnium::{Failure, OmniumApi};
 use crate::store::{JobUpdate, OutboxJob, Store};
 use events::EventQueue;
 use policy::{Jitter, RetryPolicy, Signal};
-use push::PushContext;
+use push::SyncContext;
 use serde_json::json;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -55,13 +55,15 @@ pub struct LinkState {
     pub known: bool,
     /// No request before this time (offline back-off or Retry-After), unix ms.
     pub hold_until: Option<i64>,
+    /// A pull run is in progress.
+    pub pulling: bool,
 }
 
 pub struct Sync {
     pub store: Arc<Store>,
     pub api: OmniumApi,
     pub events: EventQueue,
-    pub ctx: PushContext,
+    pub ctx: SyncContext,
     pub policy: RetryPolicy,
     pub concurrency: usize,
     pub pull_interval_ms: u64,
@@ -79,7 +81,7 @@ impl Sync {
     pub fn new(
         store: Arc<Store>,
         api: OmniumApi,
-        ctx: PushContext,
+        ctx: SyncContext,
         policy: RetryPolicy,
         concurrency: usize,
         pull_interval_ms: u64,
@@ -247,6 +249,7 @@ impl Worker<'_> {
             return Ok(());
         }
         self.puller.maybe_start(now, sync_now, &sync.ctx);
+        sync.link.lock().unwrap_or_else(|p| p.into_inner()).pulling = self.puller.is_running();
         // While Omnium is down, one job at a time probes it; the rest wait untouched.
         let limit = if self.gate == Gate::Open { BATCH } else { 1 };
         let jobs = sync.store.claim_due(now, limit)?;
@@ -345,7 +348,13 @@ impl Worker<'_> {
     }
 
     fn pull_step(&mut self) {
-        match self.puller.step(self.sync) {
+        let result = self.puller.step(self.sync);
+        self.sync
+            .link
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pulling = self.puller.is_running();
+        match result {
             Ok(_) => {}
             Err(f) => {
                 log::warn!("pull stopped: {f}");

@@ -8,7 +8,7 @@
 //! page. Pages out of order (an Omnium that ignores the sort) only move the cursor when the
 //! scroll ends, which is still safe, just slower to resume.
 
-use super::{now_ms, PushContext, Sync};
+use super::{now_ms, Sync, SyncContext};
 use crate::model::catalog::CatalogProduct;
 use crate::omnium::catalog::{self, CatalogScope, Page};
 use crate::omnium::Failure;
@@ -16,8 +16,6 @@ use crate::store::CursorAdvance;
 use serde_json::json;
 use std::collections::VecDeque;
 
-/// Re-read this much before the cursor: Omnium's search index lags writes a little.
-pub const OVERLAP_MS: i64 = 60_000;
 /// Stores and categories change rarely; they are pulled at most this often unless asked.
 const SLOW_DATASET_INTERVAL_MS: i64 = 3_600_000;
 /// Products are applied in transactions of this many, so the writer lock is never held long.
@@ -85,7 +83,7 @@ impl Puller {
     }
 
     /// Starts a run now if one is due (or `force`, from `fo_sync_now`).
-    pub fn maybe_start(&mut self, now: i64, force: bool, ctx: &PushContext) {
+    pub fn maybe_start(&mut self, now: i64, force: bool, ctx: &SyncContext) {
         if self.is_running() || (!force && now < self.next_run_at) {
             return;
         }
@@ -164,7 +162,7 @@ impl Puller {
         }
         let page = sync
             .api
-            .search_stores(&ids, cursor.map(|c| c - OVERLAP_MS))?;
+            .search_stores(&ids, cursor.map(|c| c - sync.ctx.pull_overlap_ms))?;
         let stores: Vec<(String, String)> = page
             .items
             .iter()
@@ -261,7 +259,7 @@ impl Puller {
             None => {
                 let restarts = self.scroll.as_ref().map_or(0, |s| s.restarts);
                 let (base, _) = sync.store.cursor(dataset.name()).map_err(storage)?;
-                let from = base.map(|c| c - OVERLAP_MS);
+                let from = base.map(|c| c - sync.ctx.pull_overlap_ms);
                 let page = if dataset == Dataset::Products {
                     sync.api.products_scroll_start(from, &scope, SCROLL_TAKE)?
                 } else {
@@ -287,9 +285,9 @@ impl Puller {
             scroll.id = page.scroll_id.clone();
         }
         scroll.fetched += page.items.len() as u64;
-        let done = page.items.is_empty()
-            || page.scroll_id.is_none()
-            || page.total_hits.is_some_and(|t| scroll.fetched >= t);
+        // Read to the empty page even when totalHits says everything came: Omnium asks
+        // integrations to finish their scrolls rather than leave them to expire.
+        let done = page.items.is_empty() || page.scroll_id.is_none();
         let news = if dataset == Dataset::Products {
             apply_products_page(sync, scroll, &page, &scope, done)?
         } else {
@@ -311,7 +309,7 @@ impl Puller {
     }
 }
 
-fn scope<'a>(ctx: &'a PushContext, language: Option<&'a str>) -> CatalogScope<'a> {
+fn scope<'a>(ctx: &'a SyncContext, language: Option<&'a str>) -> CatalogScope<'a> {
     CatalogScope {
         market_id: &ctx.market_id,
         store_id: &ctx.store_id,

@@ -9,7 +9,7 @@ use crate::store::OutboxJob;
 use serde_json::Value;
 
 /// What the worker needs from the configuration.
-pub struct PushContext {
+pub struct SyncContext {
     pub market_id: String,
     pub store_id: String,
     pub currency: String,
@@ -17,6 +17,8 @@ pub struct PushContext {
     pub warehouse_ids: Vec<String>,
     /// Omnium is the stock master: pull its levels.
     pub pull_stock: bool,
+    /// How far before a cursor each delta re-reads.
+    pub pull_overlap_ms: i64,
 }
 
 /// Delivers a job. `Ok` carries the instant Omnium accepted it, by Omnium's clock, when
@@ -31,7 +33,7 @@ pub struct PushContext {
 pub fn deliver(
     job: &OutboxJob,
     api: &OmniumApi,
-    ctx: &PushContext,
+    ctx: &SyncContext,
 ) -> Result<Option<i64>, Failure> {
     let unreadable = |e: String| Failure::Rejected {
         status: 0,
@@ -76,7 +78,7 @@ fn deliver_sale(
     sale: &Sale,
     uncertain: bool,
     api: &OmniumApi,
-    ctx: &PushContext,
+    ctx: &SyncContext,
 ) -> Result<Option<i64>, Failure> {
     if uncertain {
         if let Some(order) = api.get_order(&sale.id)? {
@@ -110,7 +112,7 @@ fn deliver_return(
     ret: &Return,
     uncertain: bool,
     api: &OmniumApi,
-    ctx: &PushContext,
+    ctx: &SyncContext,
 ) -> Result<Option<i64>, Failure> {
     if uncertain {
         if let Some(order) = api.get_order(&ret.sale_id)? {
