@@ -2,10 +2,15 @@
 //! with the worker stopped (`sync.autostart: false`), then the time is taken from `fo_sync_now`
 //! until `fo_flush` returns `FO_OK`. The floor is a plain sequential loop with one keep-alive
 //! `ureq::Agent` that fetches a token and PUTs the same Omnium PosOrder bodies (built with
-//! `pos_order_json`) to a second fresh simulator. Printed: sales/s of each and the ratio
-//! ours/floor (target ≥ 0.8) with `omnium.max_concurrency` 1 and 4 (the floor is the same
-//! sequential loop, run again next to each), the HTTP requests the library sent per sale, and a
-//! check that each simulator holds exactly N orders with no duplicate rejected.
+//! `pos_order_json`, before its clock starts) to a second fresh simulator.
+//!
+//! Each round runs the floor, the library with `omnium.max_concurrency` 1 and 4, and (for
+//! information only) the floor again with the per-phase timeouts the library's agent sets, all
+//! against fresh simulators. Printed: sales/s per run, then the median over the rounds and the
+//! ratio median(ours)/median(floor) (target ≥ 0.8; best/best too, as other load on the machine
+//! only ever slows a run down), the HTTP requests the library sent per sale
+//! (from the simulator's counters), and a check that every simulator holds exactly the N
+//! expected orders with no duplicate rejected.
 //!
 //! Run: `cargo bench --features sim --bench drain`
 
@@ -25,6 +30,8 @@ use std::time::{Duration, Instant};
 const N: usize = 2000;
 const FLUSH_TIMEOUT_MS: u32 = 120_000;
 const TARGET_RATIO: f64 = 0.8;
+/// Each measurement is repeated this many times (fresh simulators every time).
+const ROUNDS: usize = 7;
 
 /// A balanced 3-line, 2-payment sale (Σ round(q × price) − Σ discount + rounding = Σ payments).
 fn sale_json(id: &str) -> String {
@@ -143,10 +150,8 @@ fn ours(concurrency: usize) -> Run {
     finish(&sim, &expected, took)
 }
 
-/// The floor: one keep-alive agent, a token, then sequential PUTs of the same bodies.
-fn floor() -> Run {
-    let sim = Simulator::start(SimConfig::default()).expect("start the simulator");
-    let base = sim.base_url();
+/// The PosOrder bodies the library would send for these sales.
+fn bodies(sale_jsons: &[String]) -> Vec<Vec<u8>> {
     let defaults = Defaults {
         store_id: "oslo-1".into(),
         currency: "NOK".into(),
@@ -155,19 +160,64 @@ fn floor() -> Run {
         market_id: "NOR",
         terminal_id: None,
     };
-    let expected = ids("F");
-    let bodies: Vec<Vec<u8>> = expected
+    sale_jsons
         .iter()
-        .map(|id| {
-            let mut value: Value = serde_json::from_str(&sale_json(id)).unwrap();
+        .map(|json| {
+            let mut value: Value = serde_json::from_str(json).expect("JSON");
             Sale::normalize(&mut value, &defaults);
             pos_order_json(&Sale::parse(&value).expect("a valid sale"), &ctx)
         })
+        .collect()
+}
+
+/// How long building N bodies takes (median of 5).
+fn body_build_time() -> Duration {
+    let jsons: Vec<String> = ids("B").iter().map(|id| sale_json(id)).collect();
+    let mut times: Vec<Duration> = (0..5)
+        .map(|_| {
+            let start = Instant::now();
+            std::hint::black_box(bodies(&jsons));
+            start.elapsed()
+        })
         .collect();
-    let agent: ureq::Agent = ureq::Agent::config_builder()
+    times.sort_unstable();
+    times[2]
+}
+
+/// The floor's agent: keep-alive, statuses as answers, nothing else.
+fn plain_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
-        .into();
+        .into()
+}
+
+/// An agent set up like the library's (src/omnium/transport.rs with the default
+/// `timeout_ms` 30 000 and `max_concurrency` 1): every phase has a timeout.
+fn library_like_agent() -> ureq::Agent {
+    let timeout = Duration::from_secs(30);
+    let connect = Duration::from_secs(10);
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_resolve(Some(connect))
+        .timeout_connect(Some(connect))
+        .timeout_send_request(Some(timeout))
+        .timeout_send_body(Some(timeout))
+        .timeout_recv_response(Some(timeout))
+        .timeout_recv_body(Some(timeout))
+        .timeout_global(Some(timeout + connect))
+        .max_idle_connections_per_host(2)
+        .build()
+        .into()
+}
+
+/// The floor: one keep-alive agent, a token, then sequential PUTs of the same bodies.
+fn floor(agent: ureq::Agent) -> Run {
+    let sim = Simulator::start(SimConfig::default()).expect("start the simulator");
+    let base = sim.base_url();
+    let expected = ids("F");
+    let jsons: Vec<String> = expected.iter().map(|id| sale_json(id)).collect();
+    let bodies = bodies(&jsons);
     let orders_url = format!("{base}/api/Orders/PosOrders");
 
     let start = Instant::now();
@@ -204,44 +254,103 @@ fn floor() -> Run {
     finish(&sim, &expected, took)
 }
 
+/// Median, min and max of the runs' rates (sales/s).
+fn rates(runs: &[Run]) -> (f64, f64, f64) {
+    let mut r: Vec<f64> = runs.iter().map(Run::rate).collect();
+    r.sort_by(f64::total_cmp);
+    (r[r.len() / 2], r[0], r[r.len() - 1])
+}
+
 fn main() {
     println!(
         "Drain of {N} recorded 3-line sales to the Omnium simulator on loopback \
-         (timed: fo_sync_now → fo_flush = FO_OK)"
+         (timed: fo_sync_now → fo_flush = FO_OK); {ROUNDS} rounds, each with fresh simulators, \
+         the floor run next to the library's"
     );
-    let mut all_verified = true;
-    for concurrency in [1, 4] {
-        let base = floor();
-        let lib = ours(concurrency);
-        let ratio = lib.rate() / base.rate();
-        println!("\nomnium.max_concurrency = {concurrency}");
-        lib.describe("flow-omnium (C ABI)");
+    let mut floors = Vec::new();
+    let mut timed_floors = Vec::new();
+    let mut libs: [Vec<Run>; 2] = [Vec::new(), Vec::new()];
+    for round in 1..=ROUNDS {
+        println!("\nround {round}");
+        let base = floor(plain_agent());
         base.describe("floor: sequential ureq PUTs");
+        for (slot, concurrency) in [(0, 1), (1, 4)] {
+            let lib = ours(concurrency);
+            lib.describe(&format!("flow-omnium, concurrency {concurrency}"));
+            println!(
+                "      ratio to this round's floor: {:.2}",
+                lib.rate() / base.rate()
+            );
+            libs[slot].push(lib);
+        }
+        let timed = floor(library_like_agent());
+        timed.describe("floor with library timeouts");
+        floors.push(base);
+        timed_floors.push(timed);
+    }
+
+    let (floor_rate, floor_min, floor_max) = rates(&floors);
+    println!("\nsummary (median of {ROUNDS} runs, [min – max])");
+    println!(
+        "  {:<34} {floor_rate:>7.0} sales/s  [{floor_min:.0} – {floor_max:.0}]",
+        "floor: sequential ureq PUTs"
+    );
+    let (timed_rate, timed_min, timed_max) = rates(&timed_floors);
+    println!(
+        "  {:<34} {timed_rate:>7.0} sales/s  [{timed_min:.0} – {timed_max:.0}]  (informational: \
+         the same loop with the per-phase timeouts the library's agent sets)",
+        "floor with library timeouts"
+    );
+    for (runs, concurrency) in libs.iter().zip([1, 4]) {
+        let (rate, min, max) = rates(runs);
+        let ratio = rate / floor_rate;
         println!(
-            "  ratio ours/floor: {ratio:.2}  (target ≥ {TARGET_RATIO}: {})",
+            "  {:<34} {rate:>7.0} sales/s  [{min:.0} – {max:.0}]  ratio ours/floor {ratio:.2} \
+             (target ≥ {TARGET_RATIO}: {}; best/best {:.2})",
+            format!("flow-omnium, max_concurrency {concurrency}"),
             if ratio >= TARGET_RATIO {
                 "PASS"
             } else {
                 "MISS"
-            }
+            },
+            max / floor_max
         );
-        let routes: Vec<String> = lib
-            .stats
-            .by_route
+        let requests: u64 = runs.iter().map(|r| r.stats.requests).sum();
+        let mut routes = std::collections::BTreeMap::new();
+        for r in runs {
+            for (route, n) in &r.stats.by_route {
+                *routes.entry(route.as_str()).or_insert(0) += n;
+            }
+        }
+        let routes: Vec<String> = routes
             .iter()
             .map(|(route, n)| format!("{route} × {n}"))
             .collect();
         println!(
-            "  library HTTP requests: {} = {:.3} per sale ({}); most in flight at once: {}",
-            lib.stats.requests,
-            lib.stats.requests as f64 / N as f64,
+            "      HTTP requests sent: {:.4} per sale ({requests} for {} sales: {}); most in flight: {}",
+            requests as f64 / (N * runs.len()) as f64,
+            N * runs.len(),
             routes.join(", "),
-            lib.stats.max_in_flight
+            runs.iter().map(|r| r.stats.max_in_flight).max().unwrap_or(0)
         );
-        all_verified &= lib.verified() && base.verified();
     }
+    let build = body_build_time();
     println!(
-        "\nverification (exactly {N} orders, the expected ids, 0 duplicates rejected, every run): {}",
+        "  building the {N} PosOrder bodies (parse + Sale::parse + pos_order_json), which the \
+         library does while draining and the floor did before its clock started: {:.1} ms \
+         ({:.1} µs per sale)",
+        build.as_secs_f64() * 1e3,
+        build.as_secs_f64() * 1e6 / N as f64
+    );
+    let all_verified = floors
+        .iter()
+        .chain(&timed_floors)
+        .chain(libs.iter().flatten())
+        .all(Run::verified);
+    println!(
+        "\nverification (each simulator holds exactly {N} orders, the expected ids, \
+         0 duplicates rejected; all {} runs): {}",
+        floors.len() + timed_floors.len() + libs.iter().map(Vec::len).sum::<usize>(),
         if all_verified { "OK" } else { "FAILED" }
     );
     assert!(

@@ -26,10 +26,10 @@ const OUTAGE: std::ops::RangeInclusive<usize> = 100..=200;
 const RETURN_EVERY: usize = 20;
 const CANCEL_EVERY: usize = 60;
 /// Wall time per sale: slow enough to watch the outbox move, fast enough for a demo.
-const SALE_PACE: Duration = Duration::from_millis(15);
+const SALE_PACE: Duration = Duration::from_millis(20);
 /// How often the display reads `status_json()` and drains events.
 const POLL_EVERY: Duration = Duration::from_millis(100);
-const SEED: u64 = 0x5EED_0F_0510;
+const SEED: u64 = 20_261_128;
 
 // ---------------------------------------------------------------------------------------------
 // The shop: a small fixed catalogue. Prices are in øre and include VAT (15 % on food, 25 % else).
@@ -44,11 +44,23 @@ struct Item {
 }
 
 const fn item(sku: &'static str, name: &'static str, price: i64, vat: u32) -> Item {
-    Item { sku, name, price, vat, weighed: false }
+    Item {
+        sku,
+        name,
+        price,
+        vat,
+        weighed: false,
+    }
 }
 
 const fn by_kg(sku: &'static str, name: &'static str, price: i64) -> Item {
-    Item { sku, name, price, vat: 15, weighed: true }
+    Item {
+        sku,
+        name,
+        price,
+        vat: 15,
+        weighed: true,
+    }
 }
 
 const CATALOG: [Item; 20] = [
@@ -129,17 +141,13 @@ enum Cancelled {
     Line(String, String),
 }
 
-#[derive(Default)]
-struct Takings {
-    by_method: BTreeMap<&'static str, i64>,
-}
-
 struct Till {
     rng: XorShift,
     sales: Vec<SaleRecord>,
     returns: Vec<(String, String)>,
     cancellations: Vec<Cancelled>,
-    takings: Takings,
+    /// Money taken, per payment method.
+    takings: BTreeMap<&'static str, i64>,
 }
 
 /// `HH:MM` for sale `n` of the day: the shop is open 09:00–21:00.
@@ -166,11 +174,13 @@ impl Till {
             sales: Vec::new(),
             returns: Vec::new(),
             cancellations: Vec::new(),
-            takings: Takings::default(),
+            takings: BTreeMap::new(),
         }
     }
 
-    /// Rings up sale number `n`: 1–4 distinct items, at most one weighed (see the report).
+    /// Rings up sale number `n`: 1–4 distinct items, at most one of them weighed. (Omnium
+    /// checks the balance on unrounded decimals, within half an øre: the roundings of two
+    /// weighed lines can add up past that, and such a sale would be refused.)
     fn ring_up(&mut self, n: usize) -> Value {
         let id = format!("S-20261128-{n:04}");
         let rng = &mut self.rng;
@@ -178,8 +188,9 @@ impl Till {
         let mut picked: Vec<&Item> = Vec::new();
         while picked.len() < wanted {
             let it = rng.pick(&CATALOG);
-            let has_weighed = picked.iter().any(|p| p.weighed);
-            if !picked.iter().any(|p| p.sku == it.sku) && !(it.weighed && has_weighed) {
+            let duplicate = picked.iter().any(|p| p.sku == it.sku);
+            let second_weighed = it.weighed && picked.iter().any(|p| p.weighed);
+            if !duplicate && !second_weighed {
                 picked.push(it);
             }
         }
@@ -216,13 +227,18 @@ impl Till {
                 weighed: it.weighed,
             });
         }
-        let (payments, rounding, method) = pay(rng, &id, total);
-        for p in &payments {
-            let amount = p["amount"].as_i64().unwrap_or(0);
-            let method = p["method"].as_str().unwrap_or("?");
-            let key = CATALOG_METHODS.iter().find(|m| **m == method).copied().unwrap_or("Other");
-            *self.takings.by_method.entry(key).or_default() += amount;
+        let (paid, rounding) = pay(rng, total);
+        let mut payments = Vec::new();
+        for (k, &(method, amount)) in paid.iter().enumerate() {
+            let mut p = json!({"id": format!("P{}", k + 1), "method": method, "amount": amount});
+            if method != "Cash" {
+                p["transaction_id"] = json!(format!("tx-{id}-{}", k + 1));
+            }
+            payments.push(p);
+            *self.takings.entry(method).or_default() += amount;
         }
+        // Refunds go back to the card when a gift card was topped up by card.
+        let method = paid.last().map_or("Card", |p| p.0);
         let mut sale = json!({
             "id": id, "created_at": timestamp(n, rng.below(100)),
             "salesperson_id": format!("emp-{}", 1 + rng.below(4)),
@@ -250,6 +266,9 @@ impl Till {
                 !s.cancelled && s.lines.iter().any(|l| returnable(l) > 0.0)
             })
             .collect();
+        if candidates.is_empty() {
+            return None;
+        }
         let sale = &mut self.sales[*rng.pick(&candidates)];
         let mut lines = Vec::new();
         let mut credited = 0;
@@ -259,7 +278,11 @@ impl Till {
             }
             let left = returnable(line);
             // Partial when there is more than one: "I only needed two of them".
-            let quantity = if left > 1.0 { (1 + rng.below(left as u64 - 1)) as f64 } else { left };
+            let quantity = if !line.weighed && left > 1.0 {
+                (1 + rng.below(left as u64 - 1)) as f64
+            } else {
+                left
+            };
             let amount = (line.net as f64 * quantity / line.quantity).round() as i64;
             line.returned += quantity;
             credited += amount;
@@ -277,7 +300,9 @@ impl Till {
         let id = format!("R-20261128-{:02}", self.returns.len() + 1);
         let refund = match sale.method {
             // Cash goes back in whole kroner, like the sale was paid.
-            "Cash" => json!({"id": "P1", "method": "Cash", "amount": credited + cash_rounding(credited)}),
+            "Cash" => {
+                json!({"id": "P1", "method": "Cash", "amount": credited + cash_rounding(credited)})
+            }
             m => json!({"id": "P1", "method": m, "amount": credited,
                         "transaction_id": format!("tx-{id}")}),
         };
@@ -288,29 +313,36 @@ impl Till {
         }))
     }
 
-    /// The last customer changes their mind: alternately the whole order, or one whole line
-    /// (Omnium cancels whole lines only, so no `quantity`).
-    fn cancel_last(&mut self, n: usize) -> Value {
+    /// A customer at the till changes their mind about a purchase just rung up: alternately
+    /// the whole order, or one whole line (Omnium cancels whole lines only, so no `quantity`).
+    fn cancel_recent(&mut self, n: usize) -> Value {
         let id = format!("X-20261128-{:02}", self.cancellations.len() + 1);
-        let sale = self.sales.last_mut().expect("a sale was just rung up");
+        let want_line = self.cancellations.len() % 2 == 1;
+        // The newest of the last few sales that fits; returns never pick these (see take_back).
+        let recent = self.sales.len().saturating_sub(5)..self.sales.len();
+        let fits = |s: &SaleRecord| !s.cancelled && (!want_line || s.lines.len() > 1);
+        let idx = recent
+            .clone()
+            .rev()
+            .find(|&i| fits(&self.sales[i]))
+            .unwrap_or(recent.end - 1);
+        let sale = &mut self.sales[idx];
         sale.cancelled = true;
-        let whole = self.cancellations.len() % 2 == 0 || sale.lines.len() < 2;
         let mut c = json!({
             "id": id, "order_id": sale.id, "created_at": timestamp(n, 120),
             "reason": "Kunden ombestemte seg",
         });
-        if whole {
-            self.cancellations.push(Cancelled::Order(sale.id.clone()));
-        } else {
-            let line = &sale.lines[sale.lines.len() - 1].line_id;
+        if want_line && sale.lines.len() > 1 {
+            let line = sale.lines[sale.lines.len() - 1].line_id.clone();
             c["lines"] = json!([{"line_id": line}]);
-            self.cancellations.push(Cancelled::Line(sale.id.clone(), line.clone()));
+            self.cancellations
+                .push(Cancelled::Line(sale.id.clone(), line));
+        } else {
+            self.cancellations.push(Cancelled::Order(sale.id.clone()));
         }
         c
     }
 }
-
-const CATALOG_METHODS: [&str; 4] = ["Card", "Vipps", "Cash", "GiftCard"];
 
 /// How much of a line can still come back. Weighed lines come back whole or not at all.
 fn returnable(l: &SoldLine) -> f64 {
@@ -334,24 +366,17 @@ fn json_quantity(q: f64) -> Value {
 }
 
 /// The customer pays: card, Vipps, cash (rounded to whole kroner), or a gift card topped up
-/// by card. Returns the payments, the sale's `rounding` and the method refunds go back to.
-fn pay(rng: &mut XorShift, sale_id: &str, total: i64) -> (Vec<Value>, i64, &'static str) {
-    let tx = |k: usize| format!("tx-{sale_id}-{k}");
+/// by card. Returns (method, amount) pairs and the sale's `rounding`.
+fn pay(rng: &mut XorShift, total: i64) -> (Vec<(&'static str, i64)>, i64) {
     match rng.below(100) {
-        0..=54 => (vec![json!({"id": "P1", "method": "Card", "amount": total, "transaction_id": tx(1)})], 0, "Card"),
-        55..=79 => (vec![json!({"id": "P1", "method": "Vipps", "amount": total, "transaction_id": tx(1)})], 0, "Vipps"),
+        0..=54 => (vec![("Card", total)], 0),
+        55..=79 => (vec![("Vipps", total)], 0),
         80..=94 => {
             let rounding = cash_rounding(total);
-            (vec![json!({"id": "P1", "method": "Cash", "amount": total + rounding})], rounding, "Cash")
+            (vec![("Cash", total + rounding)], rounding)
         }
-        _ => {
-            let gift = total.min(20_000);
-            let mut payments = vec![json!({"id": "P1", "method": "GiftCard", "amount": gift, "transaction_id": tx(1)})];
-            if total > gift {
-                payments.push(json!({"id": "P2", "method": "Card", "amount": total - gift, "transaction_id": tx(2)}));
-            }
-            (payments, 0, "Card")
-        }
+        _ if total > 20_000 => (vec![("GiftCard", 20_000), ("Card", total - 20_000)], 0),
+        _ => (vec![("GiftCard", total)], 0),
     }
 }
 
@@ -436,15 +461,19 @@ fn link(s: &Status) -> &'static str {
 }
 
 /// Prints the events a store manager would care about; the rest are drained silently.
-fn drain_events(client: &Client, screen: &mut Screen) {
+/// Returns whether the link came back online.
+fn drain_events(client: &Client, screen: &mut Screen) -> bool {
+    let mut came_online = false;
     while let Ok(text) = client.next_event(Duration::ZERO) {
         let e: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-        let line = match e["type"].as_str().unwrap_or("") {
+        let kind = e["type"].as_str().unwrap_or("");
+        came_online |= kind == "sync.online";
+        let line = match kind {
             "sync.offline" => format!(
                 "  event  sync.offline   {}",
                 e["reason"].as_str().unwrap_or("Omnium unreachable")
             ),
-            "sync.online" => "  event  sync.online    Omnium answers again".to_string(),
+            "sync.online" => "  event  sync.online    Omnium is reachable".to_string(),
             "sync.auth_failed" => format!("  event  sync.auth_failed  {}", e["reason"]),
             "job.dead" => format!(
                 "  event  job.dead       {} {}: {}",
@@ -456,6 +485,7 @@ fn drain_events(client: &Client, screen: &mut Screen) {
         };
         screen.say(&line);
     }
+    came_online
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -466,7 +496,12 @@ fn drain_events(client: &Client, screen: &mut Screen) {
 /// send it twice.
 fn inject_faults(sim: &Simulator) {
     sim.inject(Fault::new(FaultKind::Status(500), 3));
-    sim.inject(Fault::new(FaultKind::TooManyRequests { retry_after_secs: 1 }, 1));
+    sim.inject(Fault::new(
+        FaultKind::TooManyRequests {
+            retry_after_secs: 1,
+        },
+        1,
+    ));
     sim.inject(
         Fault::new(FaultKind::CommitThenReset, 1)
             .on_path("/api/Orders/PosOrders")
@@ -481,7 +516,8 @@ struct Day<'a> {
     screen: Screen,
     /// Outbox jobs recorded (sales + returns + cancellations).
     jobs: u64,
-    /// Set when Omnium comes back; faults go in once the client has noticed.
+    /// Set when Omnium comes back; the faults go in once the client has noticed (sync.online),
+    /// so they hit the catch-up rather than the first probe.
     faults_due: bool,
 }
 
@@ -492,29 +528,40 @@ impl Day<'_> {
         Ok(())
     }
 
-    /// Every `POLL_EVERY`: drain events, inject the faults when due, return a fresh status.
+    /// Every `POLL_EVERY`: drain events, inject the faults once the client is back online,
+    /// return a fresh status.
     fn poll(&mut self) -> Option<Status> {
         if self.screen.last_poll.elapsed() < POLL_EVERY {
             return None;
         }
         self.screen.last_poll = Instant::now();
-        drain_events(self.client, &mut self.screen);
-        let s = status(self.client);
-        if self.faults_due && s.online {
+        let came_online = drain_events(self.client, &mut self.screen);
+        if self.faults_due && came_online {
             self.faults_due = false;
             inject_faults(self.sim);
             self.screen.say(
                 "  chaos  Omnium is flaky: 3 × HTTP 500, a 429 (Retry-After 1 s), a sale committed but its answer lost",
             );
         }
-        Some(s)
+        Some(status(self.client))
+    }
+
+    /// The terminal boots before the doors open: give the client a moment to reach Omnium
+    /// (until its first answer, status says offline).
+    fn open_doors(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while !status(self.client).online && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        drain_events(self.client, &mut self.screen);
+        self.screen.say(&format!("{}  doors open", clock(0)));
     }
 
     fn run_sales(&mut self) -> Result<(), String> {
-        self.screen.say(&format!("{}  doors open", clock(0)));
+        self.open_doors();
         for n in 1..=SALES {
             if n == *OUTAGE.start() {
-                self.screen.end_live();
+                self.end_phase(n - 1);
                 self.sim.set_down(true);
                 self.screen.say(&format!(
                     "{}  the shop's internet goes down: Omnium unreachable, the till keeps selling",
@@ -522,42 +569,59 @@ impl Day<'_> {
                 ));
             }
             if n == OUTAGE.end() + 1 {
-                self.screen.end_live();
+                self.end_phase(n - 1);
                 self.sim.set_down(false);
                 self.faults_due = true;
                 self.screen.say(&format!("{}  internet is back", clock(n)));
             }
-            let sale = self.till.ring_up(n);
-            self.record("a sale", self.client.record_sale(&sale.to_string()))?;
-            if n % RETURN_EVERY == 0 {
-                if let Some(ret) = self.till.take_back(n) {
-                    self.record("a return", self.client.record_return(&ret.to_string()))?;
-                }
-            }
-            if n % CANCEL_EVERY == 0 {
-                let c = self.till.cancel_last(n);
-                self.record("a cancellation", self.client.record_cancellation(&c.to_string()))?;
-            }
+            self.serve_customer(n)?;
             if let Some(s) = self.poll() {
-                let line = format!(
-                    "{}  sale {n:>3}/{SALES} · returns {:>2} · cancellations {} · pending {:>3} · {}",
-                    clock(n),
-                    self.till.returns.len(),
-                    self.till.cancellations.len(),
-                    s.pending,
-                    link(&s)
-                );
-                self.screen.live(line);
+                self.show_till(n, &s);
             }
             std::thread::sleep(SALE_PACE);
         }
-        self.screen.end_live();
+        self.end_phase(SALES);
         self.screen.say(&format!("{}  doors close", clock(SALES)));
         Ok(())
     }
 
+    /// Sale `n`, and now and then a return or a cancellation after it.
+    fn serve_customer(&mut self, n: usize) -> Result<(), String> {
+        let sale = self.till.ring_up(n);
+        self.record("a sale", self.client.record_sale(&sale.to_string()))?;
+        if n % RETURN_EVERY == 0 {
+            if let Some(ret) = self.till.take_back(n) {
+                self.record("a return", self.client.record_return(&ret.to_string()))?;
+            }
+        }
+        if n % CANCEL_EVERY == 0 {
+            let c = self.till.cancel_recent(n);
+            let result = self.client.record_cancellation(&c.to_string());
+            self.record("a cancellation", result)?;
+        }
+        Ok(())
+    }
+
+    fn show_till(&mut self, n: usize, s: &Status) {
+        self.screen.live(format!(
+            "{}  sale {n:>3}/{SALES} · returns {:>2} · cancellations {} · pending {:>3} · {}",
+            clock(n),
+            self.till.returns.len(),
+            self.till.cancellations.len(),
+            s.pending,
+            link(s)
+        ));
+    }
+
+    /// Leaves the till's line on screen, up to date, as a phase ends.
+    fn end_phase(&mut self, n: usize) {
+        let s = status(self.client);
+        self.show_till(n, &s);
+        self.screen.end_live();
+    }
+
     /// Waits for the outbox to drain, showing progress on one line.
-    fn catch_up(&mut self, limit: Duration) -> Status {
+    fn catch_up(&mut self, limit: Duration) {
         let start = Instant::now();
         loop {
             let Some(s) = self.poll() else {
@@ -573,7 +637,7 @@ impl Day<'_> {
             ));
             if (s.pending == 0 && !self.faults_due) || start.elapsed() > limit {
                 self.screen.end_live();
-                return s;
+                return;
             }
         }
     }
@@ -599,12 +663,22 @@ fn verify(sim: &Simulator, till: &Till) -> Vec<String> {
     let mut problems = Vec::new();
     let mut seen: HashMap<String, usize> = HashMap::new();
     for order in sim.orders() {
-        *seen.entry(order["id"].as_str().unwrap_or("").to_string()).or_default() += 1;
+        *seen
+            .entry(order["id"].as_str().unwrap_or("").to_string())
+            .or_default() += 1;
     }
-    let missing: Vec<&str> =
-        till.sales.iter().map(|s| s.id.as_str()).filter(|id| !seen.contains_key(*id)).collect();
+    let missing: Vec<&str> = till
+        .sales
+        .iter()
+        .map(|s| s.id.as_str())
+        .filter(|id| !seen.contains_key(*id))
+        .collect();
     if !missing.is_empty() {
-        problems.push(format!("{} sale(s) missing in Omnium: {:?}", missing.len(), missing));
+        problems.push(format!(
+            "{} sale(s) missing in Omnium: {:?}",
+            missing.len(),
+            missing
+        ));
     }
     let ours: std::collections::HashSet<&str> = till.sales.iter().map(|s| s.id.as_str()).collect();
     for (id, count) in &seen {
@@ -612,12 +686,19 @@ fn verify(sim: &Simulator, till: &Till) -> Vec<String> {
             problems.push(format!("order {id} is in Omnium {count} times"));
         }
         if !ours.contains(id.as_str()) {
-            problems.push(format!("Omnium holds an order {id} the till never recorded"));
+            problems.push(format!(
+                "Omnium holds an order {id} the till never recorded"
+            ));
         }
     }
     for (sale_id, rma) in &till.returns {
-        let forms = sim.order(sale_id).map(|o| o["returnOrderForms"].clone()).unwrap_or_default();
-        let n = forms.as_array().map_or(0, |f| f.iter().filter(|f| f["rmaNumber"] == *rma).count());
+        let forms = sim
+            .order(sale_id)
+            .map(|o| o["returnOrderForms"].clone())
+            .unwrap_or_default();
+        let n = forms
+            .as_array()
+            .map_or(0, |f| f.iter().filter(|f| f["rmaNumber"] == *rma).count());
         if n != 1 {
             problems.push(format!("return {rma} of {sale_id} is in Omnium {n} times"));
         }
@@ -629,9 +710,14 @@ fn verify(sim: &Simulator, till: &Till) -> Vec<String> {
                 .and_then(|o| o["status"].as_str().map(|s| s.starts_with("OrderCanceled")))
                 .unwrap_or(false),
             Cancelled::Line(id, line) => sim.order(id).is_some_and(|o| {
-                o["orderForm"]["lineItems"].as_array().into_iter().flatten().any(|l| {
-                    l["lineItemId"] == *line.as_str() && l["canceledQuantity"] == l["quantity"]
-                })
+                o["orderForm"]["lineItems"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|l| {
+                        l["lineItemId"].as_str() == Some(line.as_str())
+                            && l["canceledQuantity"] == l["quantity"]
+                    })
             }),
         };
         if !ok {
@@ -648,10 +734,17 @@ fn verify(sim: &Simulator, till: &Till) -> Vec<String> {
 fn report(sim: &Simulator, day: &Day, final_status: &Status, elapsed: Duration) -> bool {
     let till = &day.till;
     let stats = sim.stats();
-    let whole = till.cancellations.iter().filter(|c| matches!(c, Cancelled::Order(_))).count();
-    let total: i64 = till.takings.by_method.values().sum();
-    let split: Vec<String> =
-        till.takings.by_method.iter().map(|(m, a)| format!("{m} {}", kroner(*a))).collect();
+    let whole = till
+        .cancellations
+        .iter()
+        .filter(|c| matches!(c, Cancelled::Order(_)))
+        .count();
+    let total: i64 = till.takings.values().sum();
+    let split: Vec<String> = till
+        .takings
+        .iter()
+        .map(|(m, a)| format!("{m} {}", kroner(*a)))
+        .collect();
     println!();
     println!("the till recorded");
     println!(
@@ -666,25 +759,46 @@ fn report(sim: &Simulator, day: &Day, final_status: &Status, elapsed: Duration) 
     println!("Omnium received (read from the simulator)");
     println!("  orders received        {:>5}", stats.orders_created);
     println!("  returns received       {:>5}", stats.returns_created);
-    println!("  cancellations          {:>5}   (orders and lines)", stats.cancellations);
+    println!(
+        "  cancellations          {:>5}   (orders and lines)",
+        stats.cancellations
+    );
     println!(
         "  duplicates rejected    {:>5}   (orders {}, returns {})",
         stats.duplicate_orders_rejected + stats.duplicate_returns_rejected,
         stats.duplicate_orders_rejected,
         stats.duplicate_returns_rejected
     );
-    println!("  requests sent          {:>5}   (with token, retries and read-backs)", stats.requests);
+    println!(
+        "  requests sent          {:>5}   (every route: token, pushes, retries, read-backs, pulls)",
+        stats.requests
+    );
     println!("  faults injected        {:>5}", stats.faults_injected);
+    // After an unknown outcome the library reads the order back instead of sending again.
+    let read_backs = stats
+        .by_route
+        .get("GET /api/Orders/{id}")
+        .copied()
+        .unwrap_or(0);
+    println!("  read-backs             {read_backs:>5}   (GET /api/Orders/{{id}} after an unknown outcome)");
 
     let mut problems = verify(sim, till);
     if stats.duplicate_orders_rejected + stats.duplicate_returns_rejected > 0 {
         problems.push("Omnium rejected duplicates: something was sent twice".into());
     }
     if stats.orders_created != till.sales.len() as u64 {
-        problems.push(format!("{} orders created for {} sales", stats.orders_created, till.sales.len()));
+        problems.push(format!(
+            "{} orders created for {} sales",
+            stats.orders_created,
+            till.sales.len()
+        ));
     }
     if stats.returns_created != till.returns.len() as u64 {
-        problems.push(format!("{} returns created for {} returns", stats.returns_created, till.returns.len()));
+        problems.push(format!(
+            "{} returns created for {} returns",
+            stats.returns_created,
+            till.returns.len()
+        ));
     }
     if final_status.pending + final_status.blocked + final_status.dead > 0 {
         problems.push(format!(
@@ -720,8 +834,10 @@ impl TempDir {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
-        let dir = std::env::temp_dir()
-            .join(format!("flow-omnium-store-day-{}-{nanos}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!(
+            "flow-omnium-store-day-{}-{nanos}",
+            std::process::id()
+        ));
         std::fs::create_dir_all(&dir)?;
         Ok(TempDir(dir))
     }
@@ -749,11 +865,19 @@ fn config(base_url: &str, db: &std::path::Path) -> String {
 
 fn run() -> Result<bool, String> {
     let started = Instant::now();
-    let sim = Simulator::start(SimConfig::default()).map_err(|e| format!("cannot start the simulator: {e}"))?;
+    let sim = Simulator::start(SimConfig::default())
+        .map_err(|e| format!("cannot start the simulator: {e}"))?;
+    // A real Omnium answers in tens of milliseconds; with an instant one the catch-up would
+    // be over before the display could show it.
+    sim.set_latency_ms(20);
     let dir = TempDir::new().map_err(|e| format!("cannot create a temp dir: {e}"))?;
     let db = dir.0.join("omnium.db");
-    let client = Client::open(&config(&sim.base_url(), &db)).map_err(|e| format!("cannot open the client: {e}"))?;
-    println!("flow-omnium {} · a day at the till of oslo-1, terminal t01", env!("CARGO_PKG_VERSION"));
+    let client = Client::open(&config(&sim.base_url(), &db))
+        .map_err(|e| format!("cannot open the client: {e}"))?;
+    println!(
+        "flow-omnium {} · a day at the till of oslo-1, terminal t01",
+        env!("CARGO_PKG_VERSION")
+    );
     println!("  Omnium (simulated)  {}", sim.base_url());
     println!("  outbox database     {}", db.display());
     println!();
@@ -767,13 +891,16 @@ fn run() -> Result<bool, String> {
         faults_due: false,
     };
     day.run_sales()?;
-    let s = day.catch_up(Duration::from_secs(90));
+    day.catch_up(Duration::from_secs(90));
     // catch_up watched the outbox drain; flush is how a POS waits for it at closing time.
-    client
-        .flush(Duration::from_secs(120))
-        .map_err(|e| format!("flush: {e} (status {})", client.status_json().unwrap_or_default()))?;
+    client.flush(Duration::from_secs(120)).map_err(|e| {
+        format!(
+            "flush: {e} (status {})",
+            client.status_json().unwrap_or_default()
+        )
+    })?;
     drain_events(&client, &mut day.screen);
-    let ok = report(&sim, &day, &s, started.elapsed());
+    let ok = report(&sim, &day, &status(&client), started.elapsed());
     drop(day);
     drop(client);
     Ok(ok)

@@ -111,6 +111,62 @@ enum fo_result fo_record_return(struct fo_client *c, const char *return_json);
 // `c` is NULL or a live client; `cancellation_json` is NULL or a NUL-terminated string.
 enum fo_result fo_record_cancellation(struct fo_client *c, const char *cancellation_json);
 
+// A product by SKU from the local catalog (works offline): `{"sku", "product_id", "name",
+// "brand", "ean", "category_ids", "image_urls", "active", "price": {"unit_price",
+// "currency", "valid_from", "valid_until"} or null, "cost_price"}`. The price is the one
+// valid now for this store and market. `FO_NOT_FOUND` if the SKU is not known locally.
+// Free `*out_json` with `fo_string_free`.
+//
+// # Safety
+// `c` is NULL or a live client; `sku` is NULL or a NUL-terminated string; `out_json` is
+// NULL or writable.
+enum fo_result fo_product_get(struct fo_client *c, const char *sku, char **out_json);
+
+// Searches sellable products offline. Query: `{"text", "category_id", "brand", "limit"
+// (1..500, default 50), "offset"}`; `text` matches the start of words in the name, SKU, EAN
+// and brand, ranked, an exact SKU or EAN first. Result: `{"items": [product…], "total": N}`.
+// Free `*out_json` with `fo_string_free`.
+//
+// # Safety
+// `c` is NULL or a live client; `query_json` is NULL or a NUL-terminated string;
+// `out_json` is NULL or writable.
+enum fo_result fo_product_search(struct fo_client *c, const char *query_json, char **out_json);
+
+// Stock of a SKU in this store's warehouses: `{"sku", "warehouses": [{"warehouse_id",
+// "quantity", "reserved", "pending", "available"}]}`. `quantity` and `reserved` are
+// Omnium's last known levels; `pending` is the local change Omnium has not counted yet
+// (sales −, restocked returns +); `available = quantity − reserved + pending`.
+// `FO_NOT_FOUND` if nothing is known of the SKU. Free `*out_json` with `fo_string_free`.
+//
+// # Safety
+// `c` is NULL or a live client; `sku` is NULL or a NUL-terminated string; `out_json` is
+// NULL or writable.
+enum fo_result fo_stock_get(struct fo_client *c, const char *sku, char **out_json);
+
+// A store (this one or another that was pulled) as Omnium's JSON plus `opening_hours`
+// (`{"monday": {"open", "from", "to"}, …}`), `special_days` and `warehouses`.
+// `FO_NOT_FOUND` if not known locally. Free `*out_json` with `fo_string_free`.
+//
+// # Safety
+// `c` is NULL or a live client; `store_id` is NULL or a NUL-terminated string; `out_json`
+// is NULL or writable.
+enum fo_result fo_store_get(struct fo_client *c, const char *store_id, char **out_json);
+
+// Product categories in the store's language: `{"items": [{"id", "name", "parent_id",
+// "sort_index"}]}`. Free `*out_json` with `fo_string_free`.
+//
+// # Safety
+// `c` is NULL or a live client; `out_json` is NULL or writable.
+enum fo_result fo_categories_list(struct fo_client *c, char **out_json);
+
+// Addition to the contract: the brands of sellable products, `{"items": ["Devold", …]}`
+// (Omnium has no brand entity; the list is derived from the catalog).
+// Free `*out_json` with `fo_string_free`.
+//
+// # Safety
+// `c` is NULL or a live client; `out_json` is NULL or writable.
+enum fo_result fo_brands_list(struct fo_client *c, char **out_json);
+
 // Wakes the sync thread to push now (starting it if `sync.autostart` was false), even
 // when it is backing off after an outage. A 429's Retry-After is still honoured.
 //
@@ -126,7 +182,8 @@ enum fo_result fo_sync_now(struct fo_client *c);
 enum fo_result fo_flush(struct fo_client *c, uint32_t timeout_ms);
 
 // The sync status as JSON: `{"online", "outbox": {"pending", "blocked", "dead",
-// "oldest_pending_at"}, "next_attempt_at", "last_push_at", "last_pull_at"}`.
+// "oldest_pending_at"}, "next_attempt_at", "last_push_at", "last_pull_at", "pulling"}`
+// (`pulling`, an addition, is true while a pull run is in progress).
 // Free `*out_json` with `fo_string_free`.
 //
 // # Safety

@@ -12,11 +12,17 @@ fn the_c_api_test_program_passes_against_the_simulator() {
     let exe = compile_c(&["tests/c/api_test.c"], "fo_api_test");
     let sim = sim();
     sim.reject_order("S-POISON", 400, "Invalid value for marketId");
+    sim.load_catalog(&flow_omnium::sim::CatalogSpec {
+        products: 30,
+        ..Default::default()
+    });
+    let sku = sim.sku_ids()[0].clone();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("c.db");
     let out = Command::new(&exe)
         .arg(sim.base_url())
         .arg(&db)
+        .arg(&sku)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -154,3 +154,53 @@ fn a_full_disk_is_fo_storage_full_with_nothing_half_written_or_lost() {
     assert_eq!(sim.orders().len(), acked.len() + 1);
     client.close();
 }
+
+#[test]
+fn kill_9_in_the_middle_of_a_large_scroll_loses_nothing_and_refetches_about_one_page() {
+    let exe = compile_c(&["tests/c/pull_wait.c"], "fo_pull_wait");
+    let sim = sim();
+    let page = 100;
+    sim.set_scroll_page_size(page);
+    sim.set_latency_ms(10);
+    let loaded = sim.load_catalog(&flow_omnium::sim::CatalogSpec {
+        products: 3000,
+        max_variants: 1,
+        ..Default::default()
+    });
+    sim.touch_products(3000);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("pos.db");
+    let mut child = Command::new(&exe)
+        .arg(sim.base_url())
+        .arg(&db)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(60), || sim
+        .stats()
+        .products_served
+        >= 1200));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let served_before = sim.stats().products_served;
+    assert!(
+        served_before < 3000,
+        "killed mid-scroll, not after it ({served_before} served)"
+    );
+    sim.set_latency_ms(0);
+
+    let client = open(&db, &sim, json!({"sync": {"pull_overlap_ms": 0}}));
+    assert!(wait_until(Duration::from_secs(60), || {
+        client.store().sku_count().unwrap() as usize == loaded.skus
+            && status(&client)["pulling"] == false
+    }));
+    for sku in sim.sku_ids().iter().step_by(97) {
+        assert!(client.product_json(sku).is_ok(), "{sku} lost");
+    }
+    let served = sim.stats().products_served;
+    let refetched = served as i64 - 3000;
+    assert!(
+        refetched <= page as i64 + 2,
+        "after the kill at {served_before} products served, {refetched} were fetched twice"
+    );
+}

@@ -522,13 +522,31 @@ fn _assert_client_is_sync(c: &Client) -> &(dyn Sync + Send) {
 #[test]
 fn a_return_answered_409_while_its_order_is_queued_is_retried_not_killed() {
     let dir = tempfile::tempdir().unwrap();
-    let sim = Simulator::start(SimConfig { queued_ms: 400, ..SimConfig::default() }).unwrap();
-    let client = open(&dir.path().join("pos.db"), &sim, json!({"sync": {"max_attempts": 20}}));
+    let sim = Simulator::start(SimConfig {
+        queued_ms: 400,
+        ..SimConfig::default()
+    })
+    .unwrap();
+    let client = open(
+        &dir.path().join("pos.db"),
+        &sim,
+        json!({"sync": {"max_attempts": 20}}),
+    );
     client.record_sale(&sale("S-Q", 1)).unwrap();
     client.record_return(&return_of("R-Q", "S-Q", "1")).unwrap();
     client.flush(Duration::from_secs(20)).unwrap();
     assert_eq!(status(&client)["outbox"]["dead"], 0);
-    let tries = sim.stats().by_route.get("POST /api/Returns/{orderId}/Return").copied();
-    assert!(tries >= Some(2), "the first try met the queued order: {tries:?}");
-    assert_eq!(sim.order("S-Q").unwrap()["returnOrderForms"][0]["rmaNumber"], "R-Q");
+    let tries = sim
+        .stats()
+        .by_route
+        .get("POST /api/Returns/{orderId}/Return")
+        .copied();
+    assert!(
+        tries >= Some(2),
+        "the first try met the queued order: {tries:?}"
+    );
+    assert_eq!(
+        sim.order("S-Q").unwrap()["returnOrderForms"][0]["rmaNumber"],
+        "R-Q"
+    );
 }

@@ -273,7 +273,8 @@ pub fn canonical_json(value: &Value) -> String {
     static MAP_IS_SORTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     let sorted = *MAP_IS_SORTED.get_or_init(|| {
         serde_json::from_str::<Value>(r#"{"b":1,"a":2}"#)
-            .is_ok_and(|v| v.to_string() == r#"{"a":2,"b":1}"#)
+            .map(|v| v.to_string())
+            .is_ok_and(|text| text == r#"{"a":2,"b":1}"#)
     });
     if sorted {
         return value.to_string();

@@ -439,7 +439,7 @@ mod tests {
             !rows.skus[1].active,
             "a deactivated variant is not sellable"
         );
-        assert_eq!(rows.modified_ms, Some(1_761_991_200_000));
+        assert_eq!(rows.modified_ms, Some(1_793_527_200_000));
     }
 
     #[test]

@@ -3,9 +3,18 @@
 //! injection (errors, 429s, timeouts, resets, "committed but the answer got lost"), a "down" mode and
 //! counters so tests, the demo and benchmarks can check what a client really did.
 //!
+//! The read side a POS pulls is there too: product scroll with deltas (`POST /api/Products/Scroll`,
+//! `GET /api/Products/Scroll/{id}`), `GET /api/ProductCategories`, `POST /api/Stores/SearchStores`,
+//! `GET /api/Markets`, `POST /api/Inventory/Search` and `GET /api/Inventory/Scroll/{id}`, over a
+//! generated, deterministic Norwegian retail catalog ([`Simulator::load_catalog`]). Every `modified`
+//! comes from a strictly increasing clock, so high-water marks can be tested exactly.
+//!
 //! Control endpoints outside `/api` (no auth): `GET /__sim/stats`, `POST /__sim/faults`,
 //! `POST /__sim/down` and `GET /__sim/orders/{id}`.
 
+mod catalog;
+#[cfg(test)]
+mod catalog_tests;
 mod http;
 mod state;
 #[cfg(test)]
@@ -37,6 +46,8 @@ pub struct SimConfig {
     pub latency_ms: u64,
     /// A new order stays "Queued" (and refuses updates with 409) for this long.
     pub queued_ms: u64,
+    /// A product or inventory scroll expires after this long without a GET.
+    pub scroll_ttl_ms: u64,
 }
 
 impl Default for SimConfig {
@@ -49,6 +60,7 @@ impl Default for SimConfig {
             stores: vec!["oslo-1".into(), "bergen-1".into()],
             latency_ms: 0,
             queued_ms: 0,
+            scroll_ttl_ms: 300_000,
         }
     }
 }
@@ -75,6 +87,53 @@ pub struct SimStats {
     pub requests_while_paused: u64,
     /// Most /api requests handled at the same time.
     pub max_in_flight: u64,
+    /// Scroll ids handed out (product scrolls always, inventory searches only when they did not fit).
+    pub scrolls_started: u64,
+    /// Most scrolls open at once (started, not yet answered with an empty page, not expired).
+    pub max_open_scrolls: u64,
+    /// Scroll GETs for an unknown, finished or expired scroll id (answered 404).
+    pub expired_scroll_requests: u64,
+    /// Products sent in product scroll pages.
+    pub products_served: u64,
+    /// Inventory items sent in inventory search/scroll pages.
+    pub stock_items_served: u64,
+}
+
+/// What [`Simulator::load_catalog`] generates; everything follows from `seed`.
+#[derive(Clone, Debug)]
+pub struct CatalogSpec {
+    pub products: usize,
+    /// Products with variants get 1..=max_variants of them (0 = no product has variants).
+    pub max_variants: usize,
+    pub seed: u64,
+    /// Product content language, e.g. "no".
+    pub language: String,
+    /// Warehouses that get inventory items, e.g. ["oslo-1", "oslo-lager"].
+    pub warehouses: Vec<String>,
+    pub categories: usize,
+}
+
+impl Default for CatalogSpec {
+    fn default() -> Self {
+        CatalogSpec {
+            products: 100,
+            max_variants: 3,
+            seed: 1,
+            language: "no".into(),
+            warehouses: vec!["oslo-1".into(), "oslo-lager".into()],
+            categories: 20,
+        }
+    }
+}
+
+/// Counts of what a catalog load produced.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CatalogSummary {
+    pub products: usize,
+    /// Sellable units: variants, plus products without variants.
+    pub skus: usize,
+    pub categories: usize,
+    pub stock_items: usize,
 }
 
 /// A fault to inject into matching requests.
@@ -235,6 +294,90 @@ impl Simulator {
 
     pub fn stats(&self) -> SimStats {
         stats_of(&self.shared)
+    }
+
+    /// Replaces products, categories and stock with a generated catalog (one clock tick: every
+    /// generated `modified` is the same instant). Open scrolls keep their snapshots.
+    pub fn load_catalog(&self, spec: &CatalogSpec) -> CatalogSummary {
+        lock(&self.shared.state).load_catalog(spec)
+    }
+
+    /// The product as served (the catalog language's document, else any language), by productId.
+    pub fn product(&self, product_id: &str) -> Option<Value> {
+        lock(&self.shared.state).catalog.product(product_id)
+    }
+
+    /// Every sellable SKU (variants, or the product itself when it has none) of active, not deleted
+    /// products, sorted and without duplicates.
+    pub fn sku_ids(&self) -> Vec<String> {
+        lock(&self.shared.state).catalog.sku_ids()
+    }
+
+    /// Adds or replaces a product document (keyed by productId and language; `language` defaults to
+    /// the catalog's, `id` to `{productId}_{language}`). Sets `modified`, keeps `created`.
+    ///
+    /// # Panics
+    /// If `product` is not an object with a string `productId`.
+    pub fn upsert_product(&self, product: Value) {
+        let mut st = lock(&self.shared.state);
+        let stamp = st.clock.tick();
+        st.catalog.upsert_product(product, stamp);
+    }
+
+    /// Changes name and market-wide NOR price of `n` products chosen deterministically (from the
+    /// catalog seed and the calls so far), one clock tick each; returns their productIds in change order.
+    pub fn touch_products(&self, n: usize) -> Vec<String> {
+        let mut st = lock(&self.shared.state);
+        let st = &mut *st;
+        st.catalog.touch_products(n, &mut st.clock)
+    }
+
+    /// Sets `isActive: false` on the product and its variants and bumps `modified`.
+    pub fn deactivate_product(&self, product_id: &str) {
+        let mut st = lock(&self.shared.state);
+        let st = &mut *st;
+        st.catalog.deactivate_product(product_id, &mut st.clock);
+    }
+
+    /// Marks the product deleted (`status` "Deleted", `isDeleted` true) and bumps `modified`; delta
+    /// queries (with `modifiedFrom`) still serve it, full scrolls do not.
+    pub fn delete_product(&self, product_id: &str) {
+        let mut st = lock(&self.shared.state);
+        let st = &mut *st;
+        st.catalog.delete_product(product_id, &mut st.clock);
+    }
+
+    /// Sets an inventory item's absolute `inventory` and `reservedInventory` (creating it if missing).
+    pub fn set_stock(&self, sku: &str, warehouse: &str, inventory: f64, reserved: f64) {
+        let mut st = lock(&self.shared.state);
+        let stamp = st.clock.tick();
+        st.catalog
+            .set_stock(sku, warehouse, inventory, reserved, stamp);
+    }
+
+    /// `(inventory, reservedInventory)` of an item, `None` when there is no item.
+    pub fn stock(&self, sku: &str, warehouse: &str) -> Option<(f64, f64)> {
+        lock(&self.shared.state).catalog.stock(sku, warehouse)
+    }
+
+    /// Adds or replaces a store document by `id`; sets `modified`, keeps `created`.
+    ///
+    /// # Panics
+    /// If `store` is not an object with a string `id`.
+    pub fn upsert_store(&self, store: Value) {
+        let mut st = lock(&self.shared.state);
+        let stamp = st.clock.tick();
+        st.catalog.upsert_store(store, stamp);
+    }
+
+    /// Every open scroll id becomes invalid (the next GET on it answers 404).
+    pub fn expire_scrolls(&self) {
+        lock(&self.shared.state).catalog.scrolls.clear();
+    }
+
+    /// Largest page a scroll serves (default 1000); a request's `take` is capped at it.
+    pub fn set_scroll_page_size(&self, n: usize) {
+        lock(&self.shared.state).catalog.page_size = n.max(1);
     }
 
     pub fn reset_stats(&self) {

@@ -1,4 +1,5 @@
-//! The simulated Omnium tenant: tokens, orders, returns, cancellations, plus the simulator's own
+//! The simulated Omnium tenant: tokens, orders (which move stock), returns, cancellations, plus the
+//! routing of the read side (`catalog.rs`) and the simulator's own
 //! bookkeeping (faults, stats). Everything lives in one `State` behind one mutex.
 
 use std::borrow::Cow;
@@ -10,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Map, Value};
 
+use super::catalog::{fmt_ms, Catalog, Clock, ScrollKind};
 use super::http::{parse_query, Request, Response};
 use super::{Fault, SimConfig, SimStats};
 
@@ -27,6 +29,13 @@ pub(crate) enum Route {
     Return(String),
     UpdateStatus(String),
     CancelLine(String, String),
+    ProductsScroll,
+    ProductsScrollNext(String),
+    ProductCategories,
+    SearchStores,
+    Markets,
+    InventorySearch,
+    InventoryScrollNext(String),
     SimStats,
     SimFaults,
     SimDown,
@@ -54,6 +63,17 @@ impl Route {
             ("POST", 6) if api && is(1, "Orders") && is(3, "OrderLines") && is(5, "Cancel") => {
                 Route::CancelLine(s[2].to_string(), s[4].to_string())
             }
+            ("POST", 3) if api && is(1, "Products") && is(2, "Scroll") => Route::ProductsScroll,
+            ("GET", 4) if api && is(1, "Products") && is(2, "Scroll") => {
+                Route::ProductsScrollNext(s[3].to_string())
+            }
+            ("GET", 2) if api && is(1, "ProductCategories") => Route::ProductCategories,
+            ("POST", 3) if api && is(1, "Stores") && is(2, "SearchStores") => Route::SearchStores,
+            ("GET", 2) if api && is(1, "Markets") => Route::Markets,
+            ("POST", 3) if api && is(1, "Inventory") && is(2, "Search") => Route::InventorySearch,
+            ("GET", 4) if api && is(1, "Inventory") && is(2, "Scroll") => {
+                Route::InventoryScrollNext(s[3].to_string())
+            }
             ("GET", 2) if is(0, "__sim") && is(1, "stats") => Route::SimStats,
             ("POST", 2) if is(0, "__sim") && is(1, "faults") => Route::SimFaults,
             ("POST", 2) if is(0, "__sim") && is(1, "down") => Route::SimDown,
@@ -71,6 +91,13 @@ impl Route {
             Route::Return(_) => "POST /api/Returns/{orderId}/Return",
             Route::UpdateStatus(_) => "POST /api/Orders/{id}/UpdateStatus",
             Route::CancelLine(..) => "POST /api/Orders/{id}/OrderLines/{lineItemId}/Cancel",
+            Route::ProductsScroll => "POST /api/Products/Scroll",
+            Route::ProductsScrollNext(_) => "GET /api/Products/Scroll/{scrollId}",
+            Route::ProductCategories => "GET /api/ProductCategories",
+            Route::SearchStores => "POST /api/Stores/SearchStores",
+            Route::Markets => "GET /api/Markets",
+            Route::InventorySearch => "POST /api/Inventory/Search",
+            Route::InventoryScrollNext(_) => "GET /api/Inventory/Scroll/{scrollId}",
             Route::SimStats => "GET /__sim/stats",
             Route::SimFaults => "POST /__sim/faults",
             Route::SimDown => "POST /__sim/down",
@@ -121,10 +148,16 @@ pub(crate) struct State {
     pub faults: VecDeque<Fault>,
     pub stats: SimStats,
     pub paused_until: Option<Instant>,
+    /// Strictly increasing time source for every `modified` the simulator sets.
+    pub clock: Clock,
+    /// Products, categories, stock, stores, markets and open scrolls.
+    pub catalog: Catalog,
 }
 
 impl State {
     pub fn new(cfg: SimConfig) -> State {
+        let mut clock = Clock::default();
+        let catalog = Catalog::new(&cfg, clock.tick());
         State {
             cfg,
             tokens: HashMap::new(),
@@ -134,6 +167,8 @@ impl State {
             faults: VecDeque::new(),
             stats: SimStats::default(),
             paused_until: None,
+            clock,
+            catalog,
         }
     }
 
@@ -186,6 +221,13 @@ impl State {
             Route::Return(id) => self.create_return(id, req, now),
             Route::UpdateStatus(id) => self.update_status(id, req, now),
             Route::CancelLine(id, line) => self.cancel_line(id, line, now),
+            Route::ProductsScroll => self.products_scroll(req),
+            Route::ProductsScrollNext(id) => self.scroll_next(ScrollKind::Products, id),
+            Route::ProductCategories => self.product_categories(req),
+            Route::SearchStores => self.search_stores(req),
+            Route::Markets => Response::json(200, &Value::Array(self.catalog.markets.clone())),
+            Route::InventorySearch => self.inventory_search(req),
+            Route::InventoryScrollNext(id) => self.scroll_next(ScrollKind::Inventory, id),
             _ => Response::text(404, "No route"),
         }
     }
@@ -263,7 +305,8 @@ impl State {
             self.stats.duplicate_orders_rejected += 1;
             return Response::text(400, &format!("Order with id '{id}' already exists"));
         }
-        let stamp = now_rfc3339();
+        let stamp_ms = self.clock.tick();
+        let stamp = fmt_ms(stamp_ms);
         order.insert("orderType".into(), json!("Pos"));
         order.insert("status".into(), json!("Completed"));
         if order.get("created").is_none_or(Value::is_null) {
@@ -290,6 +333,17 @@ impl State {
                 .then(|| now + Duration::from_millis(self.cfg.queued_ms)),
         };
         let view = stored.view(now);
+        // The sale leaves the selling store's shelf: stock goes down by each line's quantity.
+        let store = stored.order["storeId"].as_str().unwrap_or_default();
+        for line in stored.order["orderForm"]["lineItems"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
+            if let (Some(code), Some(qty)) = (line["code"].as_str(), line["quantity"].as_f64()) {
+                self.catalog.adjust_stock(code, store, -qty, stamp_ms);
+            }
+        }
         self.orders.insert(id.clone(), stored);
         self.order_ids.push(id);
         self.stats.orders_created += 1;
@@ -376,7 +430,23 @@ impl State {
                 "isStockUpdated": r.get("isStockUpdated").cloned().unwrap_or(json!(false)),
             }));
         }
-        let stamp = now_rfc3339();
+        let stamp_ms = self.clock.tick();
+        let stamp = fmt_ms(stamp_ms);
+        // Restocked lines go back into the returning store (or the selling store).
+        let restock_in = match body.get("storeId").and_then(Value::as_str) {
+            Some(s) if !s.is_empty() => s.to_string(),
+            _ => o.order["storeId"].as_str().unwrap_or_default().to_string(),
+        };
+        let restock: Vec<(String, f64)> = form_lines
+            .iter()
+            .filter(|l| l["isStockUpdated"] == json!(true))
+            .filter_map(|l| {
+                Some((
+                    l["code"].as_str()?.to_string(),
+                    l["returnQuantity"].as_f64()?,
+                ))
+            })
+            .collect();
         let form = json!({
             "returnId": random_hex(),
             "rmaNumber": rma,
@@ -397,6 +467,9 @@ impl State {
             o.order["returnOrderForms"] = json!([form.clone()]);
         }
         o.order["modified"] = json!(stamp);
+        for (code, qty) in &restock {
+            self.catalog.adjust_stock(code, &restock_in, *qty, stamp_ms);
+        }
         self.stats.returns_created += 1;
         Response::json(200, &form)
     }
@@ -419,7 +492,7 @@ impl State {
         };
         let changed = o.order["status"].as_str() != Some(status);
         o.order["status"] = json!(status);
-        o.order["modified"] = json!(now_rfc3339());
+        o.order["modified"] = json!(fmt_ms(self.clock.tick()));
         let order = o.view(now);
         if changed && status.starts_with("OrderCanceled") {
             self.stats.cancellations += 1;
@@ -442,7 +515,7 @@ impl State {
         let changed = (num_or_zero(line, "canceledQuantity") - qty).abs() > QTY_EPS;
         if changed {
             line.insert("canceledQuantity".into(), line["quantity"].clone());
-            o.order["modified"] = json!(now_rfc3339());
+            o.order["modified"] = json!(fmt_ms(self.clock.tick()));
         }
         let order = o.view(now);
         if changed {
@@ -480,7 +553,7 @@ fn order_for_update<'a>(
     Ok(o)
 }
 
-fn parse_object(body: &[u8]) -> Result<Map<String, Value>, Response> {
+pub(crate) fn parse_object(body: &[u8]) -> Result<Map<String, Value>, Response> {
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(m)) => Ok(m),
         Ok(_) => Err(Response::text(400, "Request body must be a JSON object")),
@@ -609,10 +682,6 @@ fn validate_pos_order(o: &Map<String, Value>, cfg: &SimConfig) -> Result<(), Str
         ));
     }
     Ok(())
-}
-
-pub(crate) fn now_rfc3339() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// 16 hex digits that are unpredictable enough for opaque tokens and ids (no RNG crate available:

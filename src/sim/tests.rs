@@ -16,7 +16,7 @@ fn agent_with_timeout(t: Duration) -> ureq::Agent {
         .into()
 }
 
-fn agent() -> ureq::Agent {
+pub(super) fn agent() -> ureq::Agent {
     agent_with_timeout(Duration::from_secs(5))
 }
 
@@ -24,7 +24,7 @@ fn start() -> Simulator {
     Simulator::start(SimConfig::default()).expect("simulator starts")
 }
 
-fn token(a: &ureq::Agent, sim: &Simulator) -> String {
+pub(super) fn token(a: &ureq::Agent, sim: &Simulator) -> String {
     let url = format!(
         "{}/api/token?clientId=sim-client&clientSecret=sim-secret&returnAsJson=true",
         sim.base_url()
@@ -60,7 +60,7 @@ fn order(id: &str) -> Value {
 }
 
 /// Sends a request and returns (status, body); panics on transport errors.
-fn call(
+pub(super) fn call(
     a: &ureq::Agent,
     method: &str,
     url: &str,

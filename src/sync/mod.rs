@@ -21,6 +21,9 @@ const BATCH: usize = 128;
 /// After a storage error the worker waits this long before trying again.
 const STORAGE_RETRY_MS: u64 = 1_000;
 
+/// What one try of a job came to: delivered (with Omnium's acceptance time), or why not.
+type Attempt = Result<Option<i64>, Failure>;
+
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
@@ -420,12 +423,11 @@ impl Worker<'_> {
 
     /// Sends the batch on up to `concurrency` threads. A job is left untried (`None`) when
     /// an earlier answer in the batch said to stop: unreachable, 429 or refused credentials.
-    fn send_batch(&self, jobs: &[OutboxJob]) -> Vec<Option<Result<Option<i64>, Failure>>> {
+    fn send_batch(&self, jobs: &[OutboxJob]) -> Vec<Option<Attempt>> {
         let sync = self.sync;
         let next = AtomicUsize::new(0);
         let stop = AtomicBool::new(false);
-        let slots: Vec<Mutex<Option<Result<Option<i64>, Failure>>>> =
-            jobs.iter().map(|_| Mutex::new(None)).collect();
+        let slots: Vec<Mutex<Option<Attempt>>> = jobs.iter().map(|_| Mutex::new(None)).collect();
         let work = || loop {
             if stop.load(Ordering::Relaxed) || sync.is_shutting_down() {
                 break;

@@ -59,10 +59,11 @@ static int contains(const char *haystack, const char *needle) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 3) {
-    fprintf(stderr, "usage: %s <base_url> <db_path>\n", argv[0]);
+  if (argc != 4) {
+    fprintf(stderr, "usage: %s <base_url> <db_path> <a_catalog_sku>\n", argv[0]);
     return 2;
   }
+  const char *known_sku = argv[3];
   char config[1024];
   snprintf(config, sizeof config,
            "{\"database_path\": \"%s\", \"store_id\": \"oslo-1\", \"market_id\": \"NOR\","
@@ -190,6 +191,49 @@ int main(int argc, char **argv) {
   }
   CHECK(saw_dead && saw_online, "events job.dead (%d) and sync.online (%d)", saw_dead, saw_online);
   EXPECT(fo_next_event(c, 0, NULL), FO_NULL_ARGUMENT);
+
+  /* Offline reads. */
+  json = NULL;
+  fo_result got = FO_NOT_FOUND;
+  for (int i = 0; i < 100 && got != FO_OK; i++) {
+    got = fo_product_get(c, known_sku, &json);
+    if (got != FO_OK) fo_next_event(c, 100, &json), fo_string_free(json), json = NULL;
+  }
+  CHECK(got == FO_OK && contains(json, "\"sku\"") && contains(json, "\"price\""), "product: %s", json);
+  fo_string_free(json);
+  EXPECT(fo_product_get(c, NULL, &json), FO_NULL_ARGUMENT);
+  EXPECT(fo_product_get(c, known_sku, NULL), FO_NULL_ARGUMENT);
+  json = NULL;
+  EXPECT(fo_product_get(c, "NO-SUCH-SKU", &json), FO_NOT_FOUND);
+  CHECK(json == NULL, "out pointer untouched when not found");
+  EXPECT(fo_product_search(c, "{\"text\": \"a\", \"limit\": 5}", &json), FO_OK);
+  CHECK(contains(json, "\"items\"") && contains(json, "\"total\""), "search: %s", json);
+  fo_string_free(json);
+  EXPECT(fo_product_search(c, "{\"limit\": 0}", &json), FO_INVALID_INPUT);
+  EXPECT(fo_product_search(c, "nope", &json), FO_INVALID_JSON);
+  for (int i = 0; i < 100; i++) {
+    char *status = NULL;
+    if (fo_status(c, &status) == FO_OK && contains(status, "\"pulling\":false")) {
+      fo_string_free(status);
+      break;
+    }
+    fo_string_free(status);
+    fo_next_event(c, 50, &json), fo_string_free(json), json = NULL;
+  }
+  EXPECT(fo_stock_get(c, known_sku, &json), FO_OK);
+  CHECK(contains(json, "\"available\""), "stock: %s", json);
+  fo_string_free(json);
+  EXPECT(fo_store_get(c, "oslo-1", &json), FO_OK);
+  CHECK(contains(json, "\"opening_hours\"") && contains(json, "\"warehouses\""), "store: %s", json);
+  fo_string_free(json);
+  EXPECT(fo_store_get(c, "atlantis", &json), FO_NOT_FOUND);
+  EXPECT(fo_categories_list(c, &json), FO_OK);
+  CHECK(contains(json, "\"items\":[{"), "categories: %s", json);
+  fo_string_free(json);
+  EXPECT(fo_brands_list(c, &json), FO_OK);
+  CHECK(contains(json, "\"items\":[\""), "brands: %s", json);
+  fo_string_free(json);
+  EXPECT(fo_categories_list(NULL, &json), FO_NULL_ARGUMENT);
 
   fo_client_close(c);
   CHECK(log_lines > 0, "the log callback was called");

@@ -1,0 +1,377 @@
+//! The catalog, prices, stores and stock pulled from the simulator and read offline.
+
+mod common;
+
+use common::*;
+use flow_omnium::sim::{CatalogSpec, Simulator};
+use flow_omnium::Client;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+fn spec(products: usize) -> CatalogSpec {
+    CatalogSpec {
+        products,
+        ..CatalogSpec::default()
+    }
+}
+
+/// Waits until a pull run has finished with the catalog holding `skus` SKUs.
+fn synced(client: &Client, skus: usize) -> bool {
+    wait_until(Duration::from_secs(60), || {
+        client.store().sku_count().unwrap_or(0) as usize == skus
+            && status(client)["last_pull_at"].is_string()
+            && status(client)["pulling"] == false
+            && drain_events(client)
+                .iter()
+                .all(|e| e["type"] != "catalog.changed")
+    })
+}
+
+fn product(client: &Client, sku: &str) -> Value {
+    serde_json::from_str(&client.product_json(sku).unwrap()).unwrap()
+}
+
+fn search(client: &Client, q: Value) -> Value {
+    serde_json::from_str(&client.search_json(&q.to_string()).unwrap()).unwrap()
+}
+
+#[test]
+fn a_first_sync_loads_the_catalog_and_it_is_read_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim();
+    let loaded = sim.load_catalog(&spec(300));
+    let client = open(
+        &dir.path().join("pos.db"),
+        &sim,
+        json!({"warehouse_ids": ["oslo-1", "oslo-lager"]}),
+    );
+    assert!(
+        synced(&client, loaded.skus),
+        "synced {} of {}",
+        client.store().sku_count().unwrap(),
+        loaded.skus
+    );
+
+    sim.set_down(true);
+    let skus = sim.sku_ids();
+    for sku in skus.iter().step_by(37) {
+        let p = product(&client, sku);
+        assert_eq!(p["sku"], sku.as_str());
+        assert!(p["name"].as_str().is_some_and(|n| !n.is_empty()), "{p}");
+        assert!(p["brand"].is_string(), "{p}");
+        assert!(!p["category_ids"].as_array().unwrap().is_empty(), "{p}");
+        assert!(!p["image_urls"].as_array().unwrap().is_empty(), "{p}");
+        if p["active"] == true {
+            assert_eq!(p["price"]["currency"], "NOK", "{p}");
+            assert!(p["price"]["unit_price"].as_i64().unwrap() > 0, "{p}");
+        }
+    }
+    // Search by the start of a name, by SKU and by EAN.
+    let first = product(&client, &skus[0]);
+    let word: String = first["name"]
+        .as_str()
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .chars()
+        .take(4)
+        .collect();
+    let by_name = search(&client, json!({"text": word, "limit": 500}));
+    assert!(by_name["total"].as_u64().unwrap() >= 1);
+    assert!(by_name["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|p| p["active"] == true));
+    let by_sku = search(&client, json!({"text": skus[0]}));
+    assert_eq!(
+        by_sku["items"][0]["sku"],
+        skus[0].as_str(),
+        "an exact SKU ranks first"
+    );
+    if let Some(ean) = first["ean"].as_str() {
+        let by_ean = search(&client, json!({"text": ean}));
+        assert_eq!(by_ean["items"][0]["sku"], skus[0].as_str());
+    }
+    let cat = first["category_ids"][0].as_str().unwrap();
+    let in_cat = search(&client, json!({"category_id": cat, "limit": 500}));
+    assert!(in_cat["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|p| p["category_ids"].as_array().unwrap().contains(&json!(cat))));
+    let brand = first["brand"].as_str().unwrap();
+    let of_brand = search(&client, json!({"brand": brand, "limit": 10, "offset": 0}));
+    assert!(of_brand["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|p| p["brand"] == brand));
+    assert!(matches!(
+        client.search_json(r#"{"txt": "x"}"#),
+        Err(flow_omnium::Error::InvalidInput(_))
+    ));
+    assert!(matches!(
+        client.product_json("NO-SUCH-SKU"),
+        Err(flow_omnium::Error::NotFound(_))
+    ));
+
+    let cats: Value = serde_json::from_str(&client.categories_json().unwrap()).unwrap();
+    assert!(cats["items"].as_array().unwrap().len() >= 5, "{cats}");
+    assert!(cats["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["parent_id"].is_string()));
+    let store: Value = serde_json::from_str(&client.store_json("oslo-1").unwrap()).unwrap();
+    assert_eq!(store["opening_hours"]["monday"]["open"], true, "{store}");
+    assert_eq!(store["opening_hours"]["sunday"]["open"], false, "{store}");
+    assert!(
+        store["warehouses"].as_array().unwrap().len() >= 2,
+        "{store}"
+    );
+    let stock: Value = serde_json::from_str(&client.stock_json(&skus[3]).unwrap()).unwrap();
+    assert_eq!(stock["warehouses"].as_array().unwrap().len(), 2, "{stock}");
+    let (q, r) = sim.stock(&skus[3], "oslo-1").unwrap_or((0.0, 0.0));
+    assert_eq!(stock["warehouses"][0]["quantity"].as_f64(), Some(q));
+    assert_eq!(stock["warehouses"][0]["available"].as_f64(), Some(q - r));
+}
+
+#[test]
+fn deltas_bring_changes_deletions_and_price_windows() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim();
+    let loaded = sim.load_catalog(&spec(120));
+    let client = open(
+        &dir.path().join("pos.db"),
+        &sim,
+        json!({"sync": {"pull_overlap_ms": 0}}),
+    );
+    assert!(synced(&client, loaded.skus));
+    // A bulk load stamps every product with one `modified`, so the first delta re-reads
+    // them all (modifiedFrom is inclusive); after that only what changed comes back.
+    sim.touch_products(2);
+    client.sync_now().unwrap();
+    assert!(wait_until(Duration::from_secs(10), || {
+        drain_events(&client)
+            .iter()
+            .any(|e| e["type"] == "catalog.changed" && e["dataset"] == "products")
+    }));
+    assert!(wait_until(Duration::from_secs(10), || status(&client)
+        ["pulling"]
+        == false));
+    let before = sim.stats().products_served;
+
+    let touched = sim.touch_products(3);
+    sim.delete_product(&touched[0]);
+    client.sync_now().unwrap();
+    assert!(wait_until(Duration::from_secs(10), || {
+        drain_events(&client)
+            .iter()
+            .any(|e| e["type"] == "catalog.changed" && e["dataset"] == "products")
+    }));
+    let served = sim.stats().products_served - before;
+    assert!(
+        served <= 5,
+        "a delta re-reads only what changed (and the cursor's own product), not {served} products"
+    );
+    let deleted_sku = sim.product(&touched[0]).unwrap();
+    let sku = deleted_sku["skuId"]
+        .as_str()
+        .or(deleted_sku["variants"][0]["skuId"].as_str())
+        .unwrap()
+        .to_string();
+    assert_eq!(product(&client, &sku)["active"], false);
+    assert!(search(&client, json!({"text": sku}))["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|p| p["sku"] != sku.as_str()));
+    let changed = sim.product(&touched[1]).unwrap();
+    let changed_sku = changed["skuId"]
+        .as_str()
+        .or(changed["variants"][0]["skuId"].as_str())
+        .unwrap();
+    let name_in_omnium = changed["variants"][0]["name"]
+        .as_str()
+        .or(changed["name"].as_str())
+        .unwrap();
+    assert_eq!(product(&client, changed_sku)["name"], name_in_omnium);
+
+    // A campaign that opens and closes within seconds, applied without another sync.
+    let now = chrono::Utc::now();
+    let at = |s: i64| {
+        (now + chrono::Duration::milliseconds(s))
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    };
+    sim.upsert_product(json!({
+        "id": "CAMP_no", "productId": "CAMP", "skuId": "CAMP", "language": "no", "name": "Kampanjelue",
+        "brand": "Devold", "isActive": true, "marketIds": ["NOR"], "categories": [{"categoryId": "c-1"}],
+        "prices": [
+            {"unitPrice": 300.00, "currencyCode": "NOK", "marketId": "NOR", "validFrom": at(-3_600_000)},
+            {"unitPrice": 199.90, "currencyCode": "NOK", "marketId": "NOR", "validFrom": at(1500), "validUntil": at(3000)}
+        ]
+    }));
+    client.sync_now().unwrap();
+    assert!(wait_until(Duration::from_secs(10), || client
+        .product_json("CAMP")
+        .is_ok()));
+    sim.set_down(true);
+    let price = |c: &Client| product(c, "CAMP")["price"]["unit_price"].as_i64();
+    assert_eq!(price(&client), Some(30000));
+    assert!(
+        wait_until(Duration::from_secs(5), || price(&client) == Some(19990)),
+        "the campaign starts on time"
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || price(&client) == Some(30000)),
+        "and ends on time"
+    );
+}
+
+#[test]
+fn an_expired_scroll_restarts_from_the_cursor_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim();
+    sim.set_scroll_page_size(25);
+    sim.set_latency_ms(3);
+    let loaded = sim.load_catalog(&spec(400));
+    // Give every product its own `modified`, as a catalog edited over time has.
+    sim.touch_products(400);
+    let client = open(
+        &dir.path().join("pos.db"),
+        &sim,
+        json!({"sync": {"pull_overlap_ms": 0}}),
+    );
+    assert!(wait_until(Duration::from_secs(20), || sim
+        .stats()
+        .products_served
+        >= 100));
+    sim.expire_scrolls();
+    assert!(synced(&client, loaded.skus));
+    let stats = sim.stats();
+    assert!(stats.expired_scroll_requests >= 1, "{stats:?}");
+    assert!(
+        stats.max_open_scrolls <= 1,
+        "never two scrolls at once: {stats:?}"
+    );
+    assert!(
+        stats.products_served < 400 + 2 * 25 + 10,
+        "re-read little after the restart: {stats:?}"
+    );
+}
+
+#[test]
+fn stock_overlay_counts_a_sale_once_until_omnium_counts_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim();
+    sim.load_catalog(&spec(20));
+    let sku = sim.sku_ids()[0].clone();
+    sim.set_stock(&sku, "oslo-1", 10.0, 1.0);
+    let client = open(
+        &dir.path().join("pos.db"),
+        &sim,
+        json!({"sync": {"pull_interval_ms": 600_000}}),
+    );
+    let stock = |c: &Client| -> (f64, f64, f64) {
+        let v: Value = serde_json::from_str(&c.stock_json(&sku).unwrap()).unwrap();
+        let w = &v["warehouses"][0];
+        (
+            w["quantity"].as_f64().unwrap(),
+            w["pending"].as_f64().unwrap(),
+            w["available"].as_f64().unwrap(),
+        )
+    };
+    assert!(wait_until(Duration::from_secs(10), || client
+        .stock_json(&sku)
+        .is_ok()
+        && stock(&client).0 == 10.0));
+    assert_eq!(stock(&client), (10.0, 0.0, 9.0));
+
+    sim.set_down(true);
+    let sale = json!({"id": "S-STOCK", "created_at": "2026-11-28T10:00:00+01:00",
+        "lines": [{"line_id": "1", "sku": sku, "quantity": 2, "unit_price": 1000}],
+        "payments": [{"method": "Cash", "amount": 2000}]});
+    client.record_sale(&sale.to_string()).unwrap();
+    assert_eq!(
+        stock(&client),
+        (10.0, -2.0, 7.0),
+        "pending while the sale waits"
+    );
+    sim.set_down(false);
+    client.flush(Duration::from_secs(10)).unwrap();
+    assert_eq!(
+        sim.stock(&sku, "oslo-1").unwrap().0,
+        8.0,
+        "Omnium counted it"
+    );
+    assert_eq!(
+        stock(&client),
+        (10.0, -2.0, 7.0),
+        "still pending: no pulled level counts it yet"
+    );
+    client.sync_now().unwrap();
+    assert!(wait_until(Duration::from_secs(10), || stock(&client).0 == 8.0));
+    assert_eq!(
+        stock(&client),
+        (8.0, 0.0, 7.0),
+        "counted once, in Omnium's level"
+    );
+
+    client
+        .record_return(&json!({"id": "R-STOCK", "sale_id": "S-STOCK", "created_at": "2026-11-28T11:00:00+01:00",
+            "lines": [{"line_id": "1", "quantity": 1, "amount": 1000, "restock": true}]}).to_string())
+        .unwrap();
+    assert_eq!(stock(&client), (8.0, 1.0, 8.0));
+    client.flush(Duration::from_secs(10)).unwrap();
+    client.sync_now().unwrap();
+    assert!(wait_until(Duration::from_secs(10), || stock(&client).0 == 9.0));
+    assert_eq!(stock(&client), (9.0, 0.0, 8.0));
+}
+
+#[test]
+fn a_10000_product_catalog_syncs_within_the_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim();
+    let loaded = sim.load_catalog(&CatalogSpec {
+        products: 10_000,
+        max_variants: 1,
+        ..CatalogSpec::default()
+    });
+    let started = std::time::Instant::now();
+    let client = open(&dir.path().join("pos.db"), &sim, json!({}));
+    assert!(
+        synced(&client, loaded.skus),
+        "{} of {}",
+        client.store().sku_count().unwrap(),
+        loaded.skus
+    );
+    eprintln!("synced {} SKUs in {:?}", loaded.skus, started.elapsed());
+    let r = search(&client, json!({"text": "ull", "limit": 5}));
+    assert!(r["total"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn an_idle_terminal_sends_few_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim();
+    let loaded = sim.load_catalog(&spec(50));
+    let client = open(
+        &dir.path().join("pos.db"),
+        &sim,
+        json!({"sync": {"pull_interval_ms": 150}}),
+    );
+    assert!(synced(&client, loaded.skus));
+    std::thread::sleep(Duration::from_millis(300));
+    sim.reset_stats();
+    std::thread::sleep(Duration::from_millis(150 * 10));
+    let per_pull = sim.stats().requests as f64 / 10.0;
+    // Products and stock, one request each per pull when nothing changed.
+    assert!(
+        per_pull <= 3.5,
+        "{per_pull} requests per pull interval: {:?}",
+        sim.stats().by_route
+    );
+    let _ = Simulator::stats;
+}
