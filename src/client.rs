@@ -254,10 +254,12 @@ impl Client {
             None
         } else {
             let due = self.store.next_due_at()?;
-            match (due, link.hold_until) {
+            let at = match (due, link.hold_until) {
                 (Some(d), Some(h)) => Some(d.max(h)),
                 (d, h) => d.or(h),
-            }
+            };
+            // A job already due is attempted now, not in the past.
+            at.map(|t| t.max(now_ms()))
         };
         Ok(json!({
             "online": link.online,

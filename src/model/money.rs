@@ -39,27 +39,73 @@ impl Decimal {
 
 impl std::fmt::Display for Decimal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let sign = if self.minor < 0 { "-" } else { "" };
-        let abs = self.minor.unsigned_abs();
-        if self.digits == 0 {
-            return write!(f, "{sign}{abs}");
-        }
-        let scale = 10u64.pow(self.digits);
-        write!(
-            f,
-            "{sign}{}.{:0width$}",
-            abs / scale,
-            abs % scale,
-            width = self.digits as usize
-        )
+        f.write_str(&decimal_text(i128::from(self.minor), self.digits))
     }
 }
 
 impl Serialize for Decimal {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        // Written as raw JSON number text: no float ever holds the amount.
-        let raw = RawValue::from_string(self.to_string()).map_err(serde::ser::Error::custom)?;
+        ScaledDecimal {
+            value: i128::from(self.minor),
+            scale: self.digits,
+        }
+        .serialize(s)
+    }
+}
+
+/// `value / 10^scale` as decimal text, exactly: (19950, 2) → "199.50".
+pub fn decimal_text(value: i128, scale: u32) -> String {
+    let sign = if value < 0 { "-" } else { "" };
+    let abs = value.unsigned_abs();
+    if scale == 0 {
+        return format!("{sign}{abs}");
+    }
+    let unit = 10u128.pow(scale);
+    format!(
+        "{sign}{}.{:0width$}",
+        abs / unit,
+        abs % unit,
+        width = scale as usize
+    )
+}
+
+/// A decimal of any scale, written as raw JSON number text: no float ever holds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScaledDecimal {
+    pub value: i128,
+    pub scale: u32,
+}
+
+impl Serialize for ScaledDecimal {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let raw = RawValue::from_string(decimal_text(self.value, self.scale))
+            .map_err(serde::ser::Error::custom)?;
         raw.serialize(s)
+    }
+}
+
+/// Decimal places kept of a quantity (beyond this a quantity is cut, never rounded up).
+pub const MAX_QUANTITY_DECIMALS: u32 = 9;
+
+/// `quantity × unit_price` exactly, as `(value, scale)` meaning `value / 10^scale` minor
+/// units. The quantity is taken as its shortest decimal text (0.735, not the nearest
+/// binary fraction), which is what the POS sent.
+pub fn exact_line_total(quantity: f64, unit_price: i64) -> (i128, u32) {
+    let text = format!("{quantity}");
+    let (int, frac) = text.split_once('.').unwrap_or((&text, ""));
+    let frac = &frac[..frac.len().min(MAX_QUANTITY_DECIMALS as usize)];
+    let digits: i128 = format!("{int}{frac}").parse().unwrap_or(0);
+    (digits * i128::from(unit_price), frac.len() as u32)
+}
+
+/// Rounds `value / 10^scale` to a whole number, half away from zero.
+pub fn round_half_away(value: i128, scale: u32) -> i128 {
+    let unit = 10i128.pow(scale);
+    let (q, r) = (value / unit, value % unit);
+    if 2 * r.abs() >= unit {
+        q + value.signum()
+    } else {
+        q
     }
 }
 
@@ -78,6 +124,16 @@ mod tests {
             Decimal::new(9_007_199_254_740_993, "NOK").to_string(),
             "90071992547409.93"
         );
+    }
+
+    #[test]
+    fn line_totals_are_exact_decimal_products() {
+        assert_eq!(exact_line_total(0.735, 3990), (2_932_650, 3));
+        assert_eq!(round_half_away(2_932_650, 3), 2933);
+        assert_eq!(round_half_away(-2_932_500, 3), -2933);
+        assert_eq!(exact_line_total(2.0, 19950), (39900, 0));
+        assert_eq!(exact_line_total(0.1, 3), (3, 1));
+        assert_eq!(decimal_text(-35, 4), "-0.0035");
     }
 
     #[test]

@@ -104,10 +104,10 @@ const CANCEL_LINE_KEYS: &[&str] = &["line_id", "quantity"];
 
 fn positive_quantity(f: &Fields, key: &str) -> Result<f64> {
     let q = f.number(key)?;
-    if q <= 0.0 {
+    if q <= 0.0 || q > MAX_QUANTITY {
         return Err(Error::invalid(
             f.path(key),
-            format!("must be greater than 0, got {q}"),
+            format!("must be greater than 0 and at most {MAX_QUANTITY}, got {q}"),
         ));
     }
     Ok(q)
@@ -130,14 +130,19 @@ fn unique<'a>(seen: &mut HashSet<&'a str>, f: &Fields, key: &str, id: &'a str) -
     Ok(())
 }
 
-/// `round(quantity × unit_price)`, half away from zero, as the balance rule states.
+/// `round(quantity × unit_price)`, half away from zero, as the balance rule states,
+/// computed in exact decimal arithmetic.
 pub fn line_gross(quantity: f64, unit_price: i64) -> Result<i64> {
-    let gross = (quantity * unit_price as f64).round();
-    if gross.abs() > MAX_MONEY as f64 {
+    let (value, scale) = super::money::exact_line_total(quantity, unit_price);
+    let gross = super::money::round_half_away(value, scale);
+    if gross.unsigned_abs() > u128::from(MAX_MONEY) {
         return Err(Error::InvalidInput("line total is out of range".into()));
     }
     Ok(gross as i64)
 }
+
+/// The most a line may hold: beyond this a quantity is surely a scanning error.
+pub const MAX_QUANTITY: f64 = 1_000_000.0;
 
 fn parse_payments(items: Vec<Fields>, owner_id: &str, key: &str) -> Result<Vec<Payment>> {
     let mut ids = HashSet::new();

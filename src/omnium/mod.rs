@@ -71,6 +71,8 @@ pub struct OmniumApi {
     token: Mutex<Option<Token>>,
     /// Last time Omnium gave an answer that was not 5xx/429 (unix ms); 0 = never.
     last_healthy_at: AtomicI64,
+    /// After a 429 no request leaves before this (unix ms), from any thread.
+    paused_until: AtomicI64,
 }
 
 impl OmniumApi {
@@ -91,6 +93,7 @@ impl OmniumApi {
             client_secret: cfg.client_secret.clone(),
             token: Mutex::new(None),
             last_healthy_at: AtomicI64::new(0),
+            paused_until: AtomicI64::new(0),
         }
     }
 
@@ -179,6 +182,14 @@ impl OmniumApi {
         path: &str,
         body: Option<(&'static str, &[u8])>,
     ) -> Result<HttpResponse, Failure> {
+        // A 429 answered to another thread (or to an earlier step of this job) holds
+        // every request, so none arrives inside the Retry-After window.
+        let wait = self.paused_until.load(Ordering::Relaxed) - Self::now_ms();
+        if wait > 0 {
+            return Err(Failure::Throttled {
+                retry_after_ms: wait as u64,
+            });
+        }
         let url = self.url(path);
         let mut token = self.token(false)?;
         for renewed in [false, true] {
@@ -190,6 +201,11 @@ impl OmniumApi {
             };
             let resp = self.transport.send(&req).map_err(net_failure)?;
             self.note_answer(resp.status);
+            if resp.status == 429 {
+                let pause = parse_retry_after(resp.retry_after.as_deref()) as i64;
+                self.paused_until
+                    .fetch_max(Self::now_ms() + pause, Ordering::Relaxed);
+            }
             if resp.status != 401 {
                 return Ok(resp);
             }

@@ -1,7 +1,9 @@
 //! Omnium's order JSON: what a POS sale, return and cancellation become, and how to tell
 //! from a read-back order whether one of them already landed.
 
-use crate::model::money::Decimal;
+use crate::model::money::{
+    exact_line_total, minor_digits, round_half_away, Decimal, ScaledDecimal,
+};
 use crate::model::{Return, Sale};
 use serde::Serialize;
 use serde_json::Value;
@@ -43,7 +45,7 @@ struct PosOrder<'a> {
 struct OrderForm<'a> {
     line_items: Vec<OrderLine<'a>>,
     payments: Vec<OrderPayment<'a>>,
-    gross_roundoff: Decimal,
+    gross_roundoff: ScaledDecimal,
 }
 
 #[derive(Serialize)]
@@ -128,11 +130,34 @@ pub fn pos_order_json(sale: &Sale, ctx: &OrderContext) -> Vec<u8> {
                     paid_date: created.clone(),
                 })
                 .collect(),
-            gross_roundoff: money(sale.rounding),
+            gross_roundoff: gross_roundoff(sale),
         },
     };
     // Serializing plain structs of strings and numbers cannot fail.
     serde_json::to_vec(&order).unwrap_or_default()
+}
+
+/// The till rounds each line to whole minor units (the balance rule); Omnium recomputes
+/// `quantity × placedPrice` unrounded. The difference of every line goes into
+/// `grossRoundoff` with the sale's own rounding, exactly, so Omnium's total equals the
+/// payments to the last fraction: 0.735 × 39.90 is 29.3265, the till charged 29.33, so
+/// 0.0035 is added.
+fn gross_roundoff(sale: &Sale) -> ScaledDecimal {
+    let lines: Vec<(i128, u32)> = sale
+        .lines
+        .iter()
+        .map(|l| exact_line_total(l.quantity, l.unit_price))
+        .collect();
+    let scale = lines.iter().map(|&(_, s)| s).max().unwrap_or(0);
+    let mut total = i128::from(sale.rounding) * 10i128.pow(scale);
+    for (value, s) in lines {
+        let rounded = round_half_away(value, s);
+        total += (rounded * 10i128.pow(s) - value) * 10i128.pow(scale - s);
+    }
+    ScaledDecimal {
+        value: total,
+        scale: scale + minor_digits(&sale.currency),
+    }
 }
 
 /// Whether an order read back from Omnium is this sale (same store and lines), so an
@@ -274,6 +299,32 @@ mod tests {
     use super::*;
     use crate::model::{Defaults, Sale};
 
+    #[test]
+    fn weighed_lines_carry_their_rounding_into_gross_roundoff() {
+        let mut v = serde_json::json!({"id": "W-1", "created_at": "2026-11-28T10:15:00+01:00", "rounding": -1,
+            "lines": [{"line_id": "1", "sku": "A", "quantity": 0.735, "unit_price": 3990},
+                      {"line_id": "2", "sku": "B", "quantity": 0.735, "unit_price": 2990}],
+            "payments": [{"method": "Cash", "amount": 5130}]});
+        Sale::normalize(
+            &mut v,
+            &Defaults {
+                store_id: "oslo-1".into(),
+                currency: "NOK".into(),
+            },
+        );
+        let sale = Sale::parse(&v).unwrap();
+        let text = String::from_utf8(pos_order_json(
+            &sale,
+            &OrderContext {
+                market_id: "NOR",
+                terminal_id: None,
+            },
+        ))
+        .unwrap();
+        // 2932.65 → 2933 (+0.35 øre), 2197.65 → 2198 (+0.35 øre), rounding −1 øre: −0.30 øre.
+        assert!(text.contains(r#""grossRoundoff":-0.00300"#), "{text}");
+    }
+
     fn sale() -> Sale {
         let mut v = serde_json::json!({"id": "S-1", "created_at": "2026-11-28T10:15:00+01:00",
             "lines": [{"line_id": "1", "sku": "SKU-1", "quantity": 3, "unit_price": 19990, "discount": 70}],
@@ -301,6 +352,7 @@ mod tests {
         assert!(text.contains(r#""placedPrice":199.90"#), "{text}");
         assert!(text.contains(r#""discounted":0.70"#), "{text}");
         assert!(text.contains(r#""amount":599.00"#), "{text}");
+        assert!(text.contains(r#""grossRoundoff":0.00"#), "{text}");
         let v: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["id"], "S-1");
         assert_eq!(v["orderNumber"], "S-1");

@@ -18,6 +18,8 @@ use std::time::Duration;
 
 /// Jobs claimed per round trip to the database (two commits per batch, not per job).
 const BATCH: usize = 128;
+/// This many 5xx/reset answers in one batch, and nothing else, mean Omnium is down.
+const OUTAGE_FAILURES: usize = 3;
 /// After a storage error the worker waits this long before trying again.
 const STORAGE_RETRY_MS: u64 = 1_000;
 
@@ -279,6 +281,7 @@ impl Worker<'_> {
         let mut dead = Vec::new();
         let mut strongest = (Signal::None, String::new());
         let mut answered = false;
+        let mut failed = 0;
         for (job, result) in jobs.iter().zip(results) {
             let Some(result) = result else {
                 updates.push(JobUpdate {
@@ -291,6 +294,7 @@ impl Worker<'_> {
                 &result,
                 Err(Failure::Unreachable(_) | Failure::Uncertain(_))
             );
+            failed += usize::from(matches!(&result, Err(Failure::Uncertain(_))));
             let accepted_ms = result.as_ref().ok().copied().flatten();
             let result = result.map(|_| ());
             let (mut fate, signal) = policy::decide(
@@ -334,10 +338,12 @@ impl Worker<'_> {
         }
         match strongest.0 {
             Signal::None if answered || healthy >= now => self.open_gate(),
-            // Every answer was a 5xx or a reset: treat Omnium as down, not each job as bad.
+            // While online, one or two failures are those jobs' own (each backs off).
+            Signal::None if self.gate == Gate::Open && failed < OUTAGE_FAILURES => {}
+            // Every answer was a 5xx or a reset: Omnium is down, not each job bad.
             Signal::None => self.signal(
                 Signal::Unreachable,
-                "every request failed with 5xx or a reset",
+                "Omnium answered only with 5xx or resets",
             ),
             s => self.signal(s, &strongest.1),
         }
