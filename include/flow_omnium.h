@@ -111,6 +111,96 @@ enum fo_result fo_record_return(struct fo_client *c, const char *return_json);
 // `c` is NULL or a live client; `cancellation_json` is NULL or a NUL-terminated string.
 enum fo_result fo_record_cancellation(struct fo_client *c, const char *cancellation_json);
 
+// Records a receipt and its PDF (`pdf_len` bytes, starting with `%PDF-`, at most
+// 10 MiB; copied before the call returns). Sent after its sale as an Omnium invoice with
+// the PDF attached. With `send_receipts` false the call validates and stores nothing.
+//
+// # Safety
+// `c` is NULL or a live client; `receipt_json` is NULL or a NUL-terminated string; `pdf`
+// is NULL or points to `pdf_len` readable bytes.
+enum fo_result fo_record_receipt(struct fo_client *c,
+                                 const char *receipt_json,
+                                 const uint8_t *pdf,
+                                 size_t pdf_len);
+
+// Records a customer created or changed at the till (`type` `person` or `company`). The
+// newest version not yet sent replaces older ones; `fo_customer_get` shows it at once.
+//
+// # Safety
+// `c` is NULL or a live client; `customer_json` is NULL or a NUL-terminated string.
+enum fo_result fo_record_customer(struct fo_client *c, const char *customer_json);
+
+// Records goods received, with a purchase order (confirmed on its delivery, once) or
+// without (new absolute levels pushed). More than ordered is accepted and reported.
+//
+// # Safety
+// `c` is NULL or a live client; `reception_json` is NULL or a NUL-terminated string.
+enum fo_result fo_record_goods_reception(struct fo_client *c, const char *reception_json);
+
+// Records absolute on-hand levels counted at the till. Only for a `"flow"` stock-master
+// store (else `FO_INVALID_INPUT`); the newest level per SKU and warehouse is pushed.
+//
+// # Safety
+// `c` is NULL or a live client; `stock_json` is NULL or a NUL-terminated string.
+enum fo_result fo_record_stock_count(struct fo_client *c, const char *stock_json);
+
+// Records click & collect progress (`ready_for_pickup`, `picked_up`, `not_collected`,
+// `cancelled`; `lines` absent = all lines). The local order shows it at once. If Omnium
+// cancelled the order meanwhile, the job dies with that reason and the order stays
+// cancelled.
+//
+// # Safety
+// `c` is NULL or a live client; `pickup_json` is NULL or a NUL-terminated string.
+enum fo_result fo_record_pickup(struct fo_client *c, const char *pickup_json);
+
+// Takes an Omnium event-subscription payload as is (`className`, `objectId`, `storeId`,
+// `status`, …). An order event for this store queues one fetch of the order; repeats
+// coalesce; other classes and other stores are ignored (`FO_OK`).
+//
+// # Safety
+// `c` is NULL or a live client; `omnium_event_json` is NULL or a NUL-terminated string.
+enum fo_result fo_event_notify(struct fo_client *c, const char *omnium_event_json);
+
+// Click & collect and online orders for this store: `{"items": [{"id", "order_type",
+// "status", "store_id", "customer", "lines": [{"line_id", "sku", "name", "quantity",
+// "unit_price", …}], "total", "pickup_deadline", …}]}`. `filter_json` (`{"order_type",
+// "status"}`, both optional) may be NULL. Free `*out_json` with `fo_string_free`.
+//
+// # Safety
+// `c` is NULL or a live client; `filter_json` is NULL or a NUL-terminated string;
+// `out_json` is NULL or writable.
+enum fo_result fo_orders_list(struct fo_client *c, const char *filter_json, char **out_json);
+
+// One inbound order by id (as in `fo_orders_list`); `FO_NOT_FOUND` if not known locally.
+// Free `*out_json` with `fo_string_free`.
+//
+// # Safety
+// `c` is NULL or a live client; `order_id` is NULL or a NUL-terminated string; `out_json`
+// is NULL or writable.
+enum fo_result fo_order_get(struct fo_client *c, const char *order_id, char **out_json);
+
+// Purchase orders for this store: `{"items": [{"id", "number", "status", "supplier",
+// "expected_date", "delivery_id", "lines": [{"line_id", "sku", "name", "ean", "quantity",
+// "delivered_quantity"}]}]}`. `filter_json` (`{"status"}`) may be NULL.
+// Free `*out_json` with `fo_string_free`.
+//
+// # Safety
+// `c` is NULL or a live client; `filter_json` is NULL or a NUL-terminated string;
+// `out_json` is NULL or writable.
+enum fo_result fo_purchase_orders_list(struct fo_client *c,
+                                       const char *filter_json,
+                                       char **out_json);
+
+// A customer recorded here or fetched from Omnium for an inbound order:
+// `{"id", "type", "first_name", "last_name", "company_name", "tax_id", "email", "phone",
+// "address", "loyalty_id"}`. `FO_NOT_FOUND` if not known locally.
+// Free `*out_json` with `fo_string_free`.
+//
+// # Safety
+// `c` is NULL or a live client; `customer_id` is NULL or a NUL-terminated string;
+// `out_json` is NULL or writable.
+enum fo_result fo_customer_get(struct fo_client *c, const char *customer_id, char **out_json);
+
 // A product by SKU from the local catalog (works offline): `{"sku", "product_id", "name",
 // "brand", "ean", "category_ids", "image_urls", "active", "price": {"unit_price",
 // "currency", "valid_from", "valid_until"} or null, "cost_price"}`. The price is the one

@@ -4,9 +4,12 @@
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::model::fields::{canonical_json, parse_object};
+use crate::model::store_events::{
+    pdf_fingerprint, Customer, GoodsReception, Pickup, Receipt, StockCount,
+};
 use crate::model::{Cancellation, Defaults, JobKind, Return, Sale};
 use crate::omnium::OmniumApi;
-use crate::store::{NewJob, StockEffect, Store};
+use crate::store::{Extras, Lookup, NewJob, PushLevel, StockEffect, Store};
 use crate::sync::policy::RetryPolicy;
 use crate::sync::push::SyncContext;
 use crate::sync::{now_ms, rfc3339, Sync};
@@ -115,7 +118,22 @@ impl Client {
         check: F,
     ) -> Result<()>
     where
-        F: FnOnce(&crate::store::Lookup) -> Result<Vec<StockEffect>>,
+        F: FnOnce(&Lookup) -> Result<Extras>,
+    {
+        self.record_with_blob(kind, event_id, entity_id, content, None, check)
+    }
+
+    fn record_with_blob<F>(
+        &self,
+        kind: JobKind,
+        event_id: &str,
+        entity_id: &str,
+        content: &Value,
+        blob: Option<&[u8]>,
+        check: F,
+    ) -> Result<()>
+    where
+        F: FnOnce(&Lookup) -> Result<Extras>,
     {
         let canonical = canonical_json(content);
         let job = NewJob {
@@ -123,12 +141,17 @@ impl Client {
             event_id,
             entity_id,
             content: &canonical,
+            blob,
         };
         let outcome = self.store.record(&job, now_ms(), check)?;
         if let crate::store::Recorded::New(_) = outcome {
             self.sync.nudge();
         }
         Ok(())
+    }
+
+    fn main_warehouse(&self) -> &str {
+        &self.config.warehouse_ids[0]
     }
 
     /// Records a sale (CONTRACT §4). Returns once it is durably stored.
@@ -143,11 +166,16 @@ impl Client {
             .iter()
             .map(|l| StockEffect {
                 sku: l.sku.clone(),
-                warehouse_id: self.config.warehouse_ids[0].clone(),
+                warehouse_id: self.main_warehouse().to_string(),
                 quantity: -l.quantity,
             })
             .collect();
-        self.record_checked(JobKind::Sale, &sale.id, &sale.id, &value, |_| Ok(effects))
+        self.record_checked(JobKind::Sale, &sale.id, &sale.id, &value, |_| {
+            Ok(Extras {
+                effects,
+                extra: None,
+            })
+        })
     }
 
     /// Records a return. When the sale was recorded here, its lines and the quantities
@@ -156,11 +184,11 @@ impl Client {
         self.check_open()?;
         let value = parse_object(return_json, "return")?;
         let ret = Return::parse(&value)?;
-        let warehouse = self.config.warehouse_ids[0].clone();
+        let warehouse = self.main_warehouse().to_string();
         self.record_checked(JobKind::Return, &ret.id, &ret.sale_id, &value, |lookup| {
             // A return of an order not sold here: nothing to check, and no SKU to restock.
             let Some(sale) = lookup.content(JobKind::Sale.as_str(), &ret.sale_id)? else {
-                return Ok(Vec::new());
+                return Ok(Extras::default());
             };
             let sale = Sale::parse(
                 &serde_json::from_str(&sale).map_err(|e| Error::Internal(e.to_string()))?,
@@ -172,8 +200,10 @@ impl Client {
                 .filter_map(|v: Value| Return::parse(&v).ok())
                 .collect::<Vec<_>>();
             ret.check_against(&sale, &earlier)?;
-            let restocked = ret.lines.iter().filter(|l| l.restock);
-            Ok(restocked
+            let effects = ret
+                .lines
+                .iter()
+                .filter(|l| l.restock)
                 .filter_map(|l| {
                     sale.line(&l.line_id).map(|sold| StockEffect {
                         sku: sold.sku.clone(),
@@ -181,7 +211,11 @@ impl Client {
                         quantity: l.quantity,
                     })
                 })
-                .collect())
+                .collect();
+            Ok(Extras {
+                effects,
+                extra: None,
+            })
         })
     }
 
@@ -195,16 +229,185 @@ impl Client {
             &c.id,
             &c.order_id,
             &value,
-            |lookup| match lookup.content(JobKind::Sale.as_str(), &c.order_id)? {
-                Some(sale) => {
+            |lookup| {
+                if let Some(sale) = lookup.content(JobKind::Sale.as_str(), &c.order_id)? {
                     let v: Value =
                         serde_json::from_str(&sale).map_err(|e| Error::Internal(e.to_string()))?;
                     c.check_against(&Sale::parse(&v)?)?;
-                    Ok(Vec::new())
                 }
-                None => Ok(Vec::new()),
+                Ok(Extras::default())
             },
         )
+    }
+
+    /// Records a receipt and its PDF; sent after its sale as an invoice with the PDF
+    /// attached. With `send_receipts` false it is validated and nothing is stored.
+    pub fn record_receipt(&self, receipt_json: &str, pdf: &[u8]) -> Result<()> {
+        self.check_open()?;
+        let mut value = parse_object(receipt_json, "receipt")?;
+        Receipt::normalize(&mut value, &self.config.currency);
+        let receipt = Receipt::parse(&value)?;
+        Receipt::check_pdf(pdf)?;
+        if !self.config.send_receipts {
+            return Ok(());
+        }
+        // The PDF is part of what a repeated id is compared with, by fingerprint.
+        value["_pdf"] = pdf_fingerprint(pdf).into();
+        self.record_with_blob(
+            JobKind::Receipt,
+            &receipt.id,
+            &receipt.sale_id,
+            &value,
+            Some(pdf),
+            |_| Ok(Extras::default()),
+        )
+    }
+
+    /// Records a customer created or changed at the till: the newest version not yet sent
+    /// replaces older ones, and `fo_customer_get` shows it at once.
+    pub fn record_customer(&self, customer_json: &str) -> Result<()> {
+        self.check_open()?;
+        let value = parse_object(customer_json, "customer")?;
+        let customer = Customer::parse(&value)?;
+        let canonical = canonical_json(&value);
+        let job = NewJob {
+            kind: JobKind::Customer.as_str(),
+            event_id: &customer.id,
+            entity_id: &format!("customer:{}", customer.id),
+            content: &canonical,
+            blob: None,
+        };
+        let outcome = self.store.record_state(&job, now_ms(), |lookup| {
+            lookup.put_customer(&customer.id, &canonical)
+        })?;
+        if let crate::store::Recorded::New(_) = outcome {
+            self.sync.nudge();
+        }
+        Ok(())
+    }
+
+    /// Records goods received. With a purchase order it is confirmed on the delivery;
+    /// without, the new absolute levels are pushed. More than ordered is accepted and
+    /// reported (a log line and a `goods_reception.over_received` event).
+    pub fn record_goods_reception(&self, reception_json: &str) -> Result<()> {
+        self.check_open()?;
+        let mut value = parse_object(reception_json, "goods_reception")?;
+        GoodsReception::normalize(&mut value, self.main_warehouse());
+        let r = GoodsReception::parse(&value)?;
+        let entity = match &r.purchase_order_id {
+            Some(po) => format!("po:{po}"),
+            None => format!("reception:{}", r.id),
+        };
+        let mut over = Vec::new();
+        let over_ref = &mut over;
+        self.record_checked(JobKind::GoodsReception, &r.id, &entity, &value, |lookup| {
+            let effects = r
+                .lines
+                .iter()
+                .map(|l| StockEffect {
+                    sku: l.sku.clone(),
+                    warehouse_id: r.warehouse_id.clone(),
+                    quantity: l.quantity,
+                })
+                .collect();
+            let Some(po_id) = &r.purchase_order_id else {
+                // No purchase order: the level to push is the one known here plus what came.
+                let mut levels = Vec::new();
+                for l in &r.lines {
+                    let level = lookup.local_level(&l.sku, &r.warehouse_id)? + l.quantity;
+                    levels.push(json!({"sku": l.sku, "warehouse_id": r.warehouse_id, "quantity": level}));
+                }
+                return Ok(Extras {
+                    effects,
+                    extra: Some(json!({ "_levels": levels }).to_string()),
+                });
+            };
+            if let Some(po) = lookup.purchase_order(po_id)? {
+                let po: Value = serde_json::from_str(&po).map_err(|e| Error::Storage(e.to_string()))?;
+                for (i, l) in r.lines.iter().enumerate() {
+                    let line_id = l.line_id.as_deref().unwrap_or("");
+                    let Some(ordered) = po["lines"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .find(|pl| pl["line_id"].as_str() == Some(line_id))
+                    else {
+                        return Err(Error::invalid(
+                            format!("goods_reception.lines[{i}].line_id"),
+                            format!("purchase order {po_id:?} has no line {line_id:?}"),
+                        ));
+                    };
+                    let open = ordered["quantity"].as_f64().unwrap_or(0.0)
+                        - ordered["delivered_quantity"].as_f64().unwrap_or(0.0);
+                    if l.quantity > open + 1e-9 {
+                        over_ref.push(json!({"line_id": line_id, "sku": l.sku, "received": l.quantity, "open": open}));
+                    }
+                }
+            }
+            Ok(Extras { effects, extra: None })
+        })?;
+        if !over.is_empty() {
+            log::warn!(
+                "goods reception {:?} received more than ordered: {}",
+                r.id,
+                Value::from(over.clone())
+            );
+            self.sync.events.push(json!({
+                "type": "goods_reception.over_received", "reception_id": r.id,
+                "purchase_order_id": r.purchase_order_id, "lines": over,
+            }));
+        }
+        Ok(())
+    }
+
+    /// Records a stock count (a flow stock-master store only): absolute levels, the newest
+    /// per SKU and warehouse pushed to Omnium, coalesced while offline.
+    pub fn record_stock_count(&self, stock_json: &str) -> Result<()> {
+        self.check_open()?;
+        if self.config.stock_master != crate::config::StockMaster::Flow {
+            return Err(Error::invalid(
+                "stock_count",
+                "this store's stock master is Omnium (config stock_master \"omnium\"); counts are not sent",
+            ));
+        }
+        let value = parse_object(stock_json, "stock_count")?;
+        let count = StockCount::parse(&value)?;
+        let counted_at_ms = count.counted_at.timestamp_millis();
+        let levels: Vec<PushLevel> = count
+            .items
+            .iter()
+            .map(|(sku, quantity)| PushLevel {
+                sku: sku.clone(),
+                warehouse_id: count.warehouse_id.clone(),
+                quantity: *quantity,
+                counted_at_ms,
+            })
+            .collect();
+        self.store
+            .write(|lookup| lookup.push_levels(&levels, now_ms()))?;
+        self.sync.nudge();
+        Ok(())
+    }
+
+    /// Records click & collect progress. The local order shows it at once; Omnium gets it
+    /// in order, after the order's earlier progress.
+    pub fn record_pickup(&self, pickup_json: &str) -> Result<()> {
+        self.check_open()?;
+        let value = parse_object(pickup_json, "pickup")?;
+        let p = Pickup::parse(&value)?;
+        self.record_checked(JobKind::Pickup, &p.id, &p.order_id, &value, |lookup| {
+            let Some(local) = lookup.inbound_order(&p.order_id)? else {
+                return Ok(Extras::default());
+            };
+            let mut order: Value =
+                serde_json::from_str(&local).map_err(|e| Error::Storage(e.to_string()))?;
+            let (status, targets) = views::apply_pickup(&mut order, &p)?;
+            lookup.set_inbound_order(&p.order_id, &status, &order.to_string())?;
+            Ok(Extras {
+                effects: Vec::new(),
+                extra: Some(json!({ "_targets": targets }).to_string()),
+            })
+        })
     }
 
     /// Wakes the worker to push now (starting it if `autostart` was false).
@@ -404,6 +607,76 @@ impl Client {
     pub fn brands_json(&self) -> Result<String> {
         self.check_open()?;
         Ok(json!({ "items": self.store.brands()? }).to_string())
+    }
+
+    /// Takes a forwarded Omnium event as is. An order event for this store queues one fetch
+    /// of that order (repeats coalesce); other events and other stores are ignored.
+    pub fn event_notify(&self, event_json: &str) -> Result<()> {
+        self.check_open()?;
+        let v = parse_object(event_json, "event")?;
+        let class = v["className"].as_str().unwrap_or("");
+        if !class.eq_ignore_ascii_case("Order") {
+            log::debug!("ignoring an Omnium event of class {class:?}");
+            return Ok(());
+        }
+        let Some(order_id) = v["objectId"].as_str().filter(|s| !s.trim().is_empty()) else {
+            return Err(Error::invalid(
+                "event.objectId",
+                "is required for an order event",
+            ));
+        };
+        if order_id.len() > crate::model::fields::MAX_ID_BYTES {
+            return Err(Error::invalid("event.objectId", "is longer than 128 bytes"));
+        }
+        if let Some(store) = v["storeId"].as_str().filter(|s| !s.is_empty()) {
+            if store != self.config.store_id
+                && !self.config.warehouse_ids.iter().any(|w| w == store)
+            {
+                log::debug!("ignoring an event for order {order_id:?} of store {store:?}");
+                return Ok(());
+            }
+        }
+        self.store.queue_order_fetch(order_id, now_ms())?;
+        self.sync.nudge();
+        Ok(())
+    }
+
+    /// Inbound orders kept for this store: `{"order_type", "status"}` filter, both optional.
+    pub fn orders_json(&self, filter_json: Option<&str>) -> Result<String> {
+        self.check_open()?;
+        let (order_type, status) = match filter_json {
+            Some(f) => views::orders_filter(f)?,
+            None => (None, None),
+        };
+        let items = self
+            .store
+            .inbound_orders(order_type.as_deref(), status.as_deref())?;
+        Ok(format!("{{\"items\":[{}]}}", items.join(",")))
+    }
+
+    pub fn order_json(&self, order_id: &str) -> Result<String> {
+        self.check_open()?;
+        self.store
+            .inbound_order(order_id)?
+            .ok_or_else(|| Error::NotFound(format!("no order {order_id:?} is known locally")))
+    }
+
+    /// Purchase orders for this store: `{"status"}` filter, optional.
+    pub fn purchase_orders_json(&self, filter_json: Option<&str>) -> Result<String> {
+        self.check_open()?;
+        let status = match filter_json {
+            Some(f) => views::purchase_orders_filter(f)?,
+            None => None,
+        };
+        let items = self.store.purchase_orders(status.as_deref())?;
+        Ok(format!("{{\"items\":[{}]}}", items.join(",")))
+    }
+
+    pub fn customer_json(&self, customer_id: &str) -> Result<String> {
+        self.check_open()?;
+        self.store
+            .customer(customer_id)?
+            .ok_or_else(|| Error::NotFound(format!("no customer {customer_id:?} is known locally")))
     }
 
     /// The store, for tests and tools in this crate's family.

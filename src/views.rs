@@ -2,6 +2,8 @@
 
 use crate::error::{Error, Result};
 use crate::model::fields::{parse_object, Fields};
+use crate::model::store_events::{Pickup, PickupStatus};
+use crate::omnium::back_office::is_cancel_status;
 use crate::store::{ProductView, SearchQuery, StockView};
 use crate::sync::rfc3339;
 use serde_json::{json, Map, Value};
@@ -122,4 +124,114 @@ pub fn store(mut raw: Value) -> Value {
         map.insert("warehouses".into(), Value::Array(warehouses));
     }
     raw
+}
+
+/// Applies click & collect progress to the till's copy of an order, so the inbox shows it
+/// at once. Returns the new status and, for partial progress, each line's new absolute
+/// quantity (what Omnium is told, so a repeat sets the same value instead of adding).
+pub fn apply_pickup(order: &mut Value, p: &Pickup) -> Result<(String, Value)> {
+    let status = order["status"].as_str().unwrap_or("").to_string();
+    if is_cancel_status(&status) {
+        return Err(Error::invalid(
+            "pickup.order_id",
+            format!(
+                "order {:?} was cancelled in Omnium (status {status}); it cannot be handed over",
+                p.order_id
+            ),
+        ));
+    }
+    let num = |v: &Value| v.as_f64().unwrap_or(0.0);
+    let mut targets = Map::new();
+    let Some(lines) = order["lines"].as_array_mut() else {
+        return Err(Error::Storage(format!(
+            "order {:?} has no lines locally",
+            p.order_id
+        )));
+    };
+    let field = match p.status {
+        PickupStatus::PickedUp => "delivered_quantity",
+        PickupStatus::ReadyForPickup => "ready_for_pickup_quantity",
+        PickupStatus::Cancelled => "canceled_quantity",
+        PickupStatus::NotCollected => "",
+    };
+    match &p.lines {
+        None if field.is_empty() => {}
+        None => {
+            for line in lines.iter_mut() {
+                let value = if p.status == PickupStatus::Cancelled {
+                    num(&line["quantity"])
+                } else {
+                    num(&line["quantity"]) - num(&line["canceled_quantity"])
+                };
+                line[field] = value.into();
+            }
+        }
+        Some(picked) => {
+            for (i, (line_id, q)) in picked.iter().enumerate() {
+                let Some(line) = lines
+                    .iter_mut()
+                    .find(|l| l["line_id"].as_str() == Some(line_id))
+                else {
+                    return Err(Error::invalid(
+                        format!("pickup.lines[{i}].line_id"),
+                        format!("order {:?} has no line {line_id:?}", p.order_id),
+                    ));
+                };
+                let open = num(&line["quantity"]) - num(&line["canceled_quantity"]);
+                let new = if p.status == PickupStatus::Cancelled {
+                    num(&line["quantity"])
+                } else {
+                    num(&line[field]) + q
+                };
+                if p.status != PickupStatus::Cancelled && new > open + 1e-9 {
+                    return Err(Error::invalid(
+                        format!("pickup.lines[{i}].quantity"),
+                        format!("{q} would make {new} of line {line_id:?}, which has {open}"),
+                    ));
+                }
+                line[field] = new.into();
+                targets.insert(line_id.clone(), new.into());
+            }
+        }
+    }
+    let all = |f: &str| {
+        lines
+            .iter()
+            .all(|l| num(&l[f]) + 1e-9 >= num(&l["quantity"]) - num(&l["canceled_quantity"]))
+    };
+    let new_status = match p.status {
+        PickupStatus::NotCollected => "NotCollected",
+        PickupStatus::Cancelled
+            if lines
+                .iter()
+                .all(|l| num(&l["canceled_quantity"]) >= num(&l["quantity"])) =>
+        {
+            "OrderCanceled"
+        }
+        PickupStatus::Cancelled => status.as_str(),
+        PickupStatus::PickedUp if all("delivered_quantity") => "PickedUp",
+        PickupStatus::PickedUp => "PartiallyShipped",
+        PickupStatus::ReadyForPickup => "ReadyForPickup",
+    }
+    .to_string();
+    order["status"] = new_status.clone().into();
+    Ok((new_status, Value::Object(targets)))
+}
+
+/// An order's JSON for `fo_orders_list` filters.
+pub fn orders_filter(text: &str) -> Result<(Option<String>, Option<String>)> {
+    let v = parse_object(text, "filter")?;
+    let f = Fields::new(&v, "filter")?;
+    f.deny_unknown(&["order_type", "status"])?;
+    Ok((
+        f.text_opt("order_type")?.map(str::to_string),
+        f.text_opt("status")?.map(str::to_string),
+    ))
+}
+
+pub fn purchase_orders_filter(text: &str) -> Result<Option<String>> {
+    let v = parse_object(text, "filter")?;
+    let f = Fields::new(&v, "filter")?;
+    f.deny_unknown(&["status"])?;
+    Ok(f.text_opt("status")?.map(str::to_string))
 }

@@ -189,6 +189,226 @@ pub unsafe extern "C" fn fo_record_cancellation(
     }
 }
 
+/// Records a receipt and its PDF (`pdf_len` bytes, starting with `%PDF-`, at most
+/// 10 MiB; copied before the call returns). Sent after its sale as an Omnium invoice with
+/// the PDF attached. With `send_receipts` false the call validates and stores nothing.
+///
+/// # Safety
+/// `c` is NULL or a live client; `receipt_json` is NULL or a NUL-terminated string; `pdf`
+/// is NULL or points to `pdf_len` readable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn fo_record_receipt(
+    c: *mut fo_client,
+    receipt_json: *const c_char,
+    pdf: *const u8,
+    pdf_len: usize,
+) -> fo_result {
+    guard(|| {
+        // SAFETY: caller contract above.
+        let client = unsafe { client(c) }?;
+        let text = unsafe { arg_str(receipt_json, "receipt_json", true) }?;
+        if pdf.is_null() {
+            return Err(Error::NullArgument("pdf".into()));
+        }
+        // SAFETY: non-NULL, `pdf_len` readable bytes per the contract.
+        let bytes = unsafe { std::slice::from_raw_parts(pdf, pdf_len) };
+        client.record_receipt(text, bytes)
+    })
+}
+
+/// Records a customer created or changed at the till (`type` `person` or `company`). The
+/// newest version not yet sent replaces older ones; `fo_customer_get` shows it at once.
+///
+/// # Safety
+/// `c` is NULL or a live client; `customer_json` is NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn fo_record_customer(
+    c: *mut fo_client,
+    customer_json: *const c_char,
+) -> fo_result {
+    // SAFETY: caller contract above.
+    unsafe { record(c, customer_json, "customer_json", Client::record_customer) }
+}
+
+/// Records goods received, with a purchase order (confirmed on its delivery, once) or
+/// without (new absolute levels pushed). More than ordered is accepted and reported.
+///
+/// # Safety
+/// `c` is NULL or a live client; `reception_json` is NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn fo_record_goods_reception(
+    c: *mut fo_client,
+    reception_json: *const c_char,
+) -> fo_result {
+    // SAFETY: caller contract above.
+    unsafe {
+        record(
+            c,
+            reception_json,
+            "reception_json",
+            Client::record_goods_reception,
+        )
+    }
+}
+
+/// Records absolute on-hand levels counted at the till. Only for a `"flow"` stock-master
+/// store (else `FO_INVALID_INPUT`); the newest level per SKU and warehouse is pushed.
+///
+/// # Safety
+/// `c` is NULL or a live client; `stock_json` is NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn fo_record_stock_count(
+    c: *mut fo_client,
+    stock_json: *const c_char,
+) -> fo_result {
+    // SAFETY: caller contract above.
+    unsafe { record(c, stock_json, "stock_json", Client::record_stock_count) }
+}
+
+/// Records click & collect progress (`ready_for_pickup`, `picked_up`, `not_collected`,
+/// `cancelled`; `lines` absent = all lines). The local order shows it at once. If Omnium
+/// cancelled the order meanwhile, the job dies with that reason and the order stays
+/// cancelled.
+///
+/// # Safety
+/// `c` is NULL or a live client; `pickup_json` is NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn fo_record_pickup(
+    c: *mut fo_client,
+    pickup_json: *const c_char,
+) -> fo_result {
+    // SAFETY: caller contract above.
+    unsafe { record(c, pickup_json, "pickup_json", Client::record_pickup) }
+}
+
+/// Takes an Omnium event-subscription payload as is (`className`, `objectId`, `storeId`,
+/// `status`, …). An order event for this store queues one fetch of the order; repeats
+/// coalesce; other classes and other stores are ignored (`FO_OK`).
+///
+/// # Safety
+/// `c` is NULL or a live client; `omnium_event_json` is NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn fo_event_notify(
+    c: *mut fo_client,
+    omnium_event_json: *const c_char,
+) -> fo_result {
+    // SAFETY: caller contract above.
+    unsafe {
+        record(
+            c,
+            omnium_event_json,
+            "omnium_event_json",
+            Client::event_notify,
+        )
+    }
+}
+
+/// Click & collect and online orders for this store: `{"items": [{"id", "order_type",
+/// "status", "store_id", "customer", "lines": [{"line_id", "sku", "name", "quantity",
+/// "unit_price", …}], "total", "pickup_deadline", …}]}`. `filter_json` (`{"order_type",
+/// "status"}`, both optional) may be NULL. Free `*out_json` with `fo_string_free`.
+///
+/// # Safety
+/// `c` is NULL or a live client; `filter_json` is NULL or a NUL-terminated string;
+/// `out_json` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn fo_orders_list(
+    c: *mut fo_client,
+    filter_json: *const c_char,
+    out_json: *mut *mut c_char,
+) -> fo_result {
+    // SAFETY: caller contract above.
+    unsafe { read_optional(c, filter_json, out_json, Client::orders_json) }
+}
+
+/// One inbound order by id (as in `fo_orders_list`); `FO_NOT_FOUND` if not known locally.
+/// Free `*out_json` with `fo_string_free`.
+///
+/// # Safety
+/// `c` is NULL or a live client; `order_id` is NULL or a NUL-terminated string; `out_json`
+/// is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn fo_order_get(
+    c: *mut fo_client,
+    order_id: *const c_char,
+    out_json: *mut *mut c_char,
+) -> fo_result {
+    // SAFETY: caller contract above.
+    unsafe { read_json(c, order_id, "order_id", false, out_json, Client::order_json) }
+}
+
+/// Purchase orders for this store: `{"items": [{"id", "number", "status", "supplier",
+/// "expected_date", "delivery_id", "lines": [{"line_id", "sku", "name", "ean", "quantity",
+/// "delivered_quantity"}]}]}`. `filter_json` (`{"status"}`) may be NULL.
+/// Free `*out_json` with `fo_string_free`.
+///
+/// # Safety
+/// `c` is NULL or a live client; `filter_json` is NULL or a NUL-terminated string;
+/// `out_json` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn fo_purchase_orders_list(
+    c: *mut fo_client,
+    filter_json: *const c_char,
+    out_json: *mut *mut c_char,
+) -> fo_result {
+    // SAFETY: caller contract above.
+    unsafe { read_optional(c, filter_json, out_json, Client::purchase_orders_json) }
+}
+
+/// A customer recorded here or fetched from Omnium for an inbound order:
+/// `{"id", "type", "first_name", "last_name", "company_name", "tax_id", "email", "phone",
+/// "address", "loyalty_id"}`. `FO_NOT_FOUND` if not known locally.
+/// Free `*out_json` with `fo_string_free`.
+///
+/// # Safety
+/// `c` is NULL or a live client; `customer_id` is NULL or a NUL-terminated string;
+/// `out_json` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn fo_customer_get(
+    c: *mut fo_client,
+    customer_id: *const c_char,
+    out_json: *mut *mut c_char,
+) -> fo_result {
+    // SAFETY: caller contract above.
+    unsafe {
+        read_json(
+            c,
+            customer_id,
+            "customer_id",
+            false,
+            out_json,
+            Client::customer_json,
+        )
+    }
+}
+
+/// The body of the list calls whose JSON filter may be NULL.
+///
+/// # Safety
+/// `c` is NULL or a live client; `filter` is NULL or a NUL-terminated string; `out_json`
+/// is NULL or writable.
+unsafe fn read_optional(
+    c: *mut fo_client,
+    filter: *const c_char,
+    out_json: *mut *mut c_char,
+    read: fn(&Client, Option<&str>) -> Result<String, Error>,
+) -> fo_result {
+    guard(|| {
+        // SAFETY: caller contract above.
+        let client = unsafe { client(c) }?;
+        let filter = if filter.is_null() {
+            None
+        } else {
+            Some(unsafe { arg_str(filter, "filter_json", true) }?)
+        };
+        out_ptr(out_json, "out_json")?;
+        let json = read(client, filter)?;
+        // SAFETY: checked non-NULL above.
+        unsafe { *out_json = out_string(json) };
+        Ok(())
+    })
+}
+
 /// The body shared by the reading calls: one argument (NULL allowed only when
 /// `arg_name` is empty), one JSON string out.
 ///

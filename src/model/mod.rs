@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod fields;
 pub mod money;
 mod pos_events;
+pub mod store_events;
 
 pub use pos_events::{CancelLine, Cancellation, Payment, Return, ReturnLine, Sale, SaleLine};
 
@@ -23,6 +24,12 @@ pub enum JobKind {
     Sale,
     Return,
     Cancellation,
+    Receipt,
+    Customer,
+    GoodsReception,
+    /// Absolute stock levels waiting in `stock_push` (one job drains them all).
+    StockPush,
+    Pickup,
 }
 
 impl JobKind {
@@ -31,6 +38,11 @@ impl JobKind {
             JobKind::Sale => "sale",
             JobKind::Return => "return",
             JobKind::Cancellation => "cancellation",
+            JobKind::Receipt => "receipt",
+            JobKind::Customer => "customer",
+            JobKind::GoodsReception => "goods_reception",
+            JobKind::StockPush => "stock_push",
+            JobKind::Pickup => "pickup",
         }
     }
 
@@ -39,6 +51,11 @@ impl JobKind {
             "sale" => Some(JobKind::Sale),
             "return" => Some(JobKind::Return),
             "cancellation" => Some(JobKind::Cancellation),
+            "receipt" => Some(JobKind::Receipt),
+            "customer" => Some(JobKind::Customer),
+            "goods_reception" => Some(JobKind::GoodsReception),
+            "stock_push" => Some(JobKind::StockPush),
+            "pickup" => Some(JobKind::Pickup),
             _ => None,
         }
     }

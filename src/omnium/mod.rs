@@ -1,6 +1,7 @@
 //! The Omnium HTTP client: token, endpoints, Omnium's JSON, and the classification of every
 //! answer into success or one kind of [`Failure`]. Knows nothing about SQLite.
 
+pub mod back_office;
 pub mod catalog;
 pub mod orders;
 pub mod transport;
@@ -10,7 +11,7 @@ use crate::redact::{redact, register_secret};
 use serde_json::Value;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
-use transport::{HttpRequest, HttpResponse, NetError, Transport, UreqTransport};
+use transport::{Body, HttpRequest, HttpResponse, NetError, Transport, UreqTransport};
 
 /// Why a request did not succeed, in the terms the worker acts on.
 #[derive(Clone, Debug, PartialEq)]
@@ -182,6 +183,17 @@ impl OmniumApi {
         path: &str,
         body: Option<(&'static str, &[u8])>,
     ) -> Result<HttpResponse, Failure> {
+        self.send_body(method, path, body.map(|(t, b)| (t, Body::Bytes(b))))
+    }
+
+    /// Sends with the bearer token; on 401 renews the token once and sends again (a
+    /// streamed body, already consumed, is reported as uncertain for the job to retry).
+    fn send_body(
+        &self,
+        method: &'static str,
+        path: &str,
+        body: Option<(&'static str, Body<'_>)>,
+    ) -> Result<HttpResponse, Failure> {
         // A 429 answered to another thread (or to an earlier step of this job) holds
         // every request, so none arrives inside the Retry-After window.
         let wait = self.paused_until.load(Ordering::Relaxed) - Self::now_ms();
@@ -192,12 +204,18 @@ impl OmniumApi {
         }
         let url = self.url(path);
         let mut token = self.token(false)?;
+        let streamed = matches!(body, Some((_, Body::Stream(_))));
+        let mut body = body;
         for renewed in [false, true] {
+            let this_body = match &body {
+                Some((t, Body::Bytes(b))) => Some((*t, Body::Bytes(b))),
+                _ => body.take(),
+            };
             let req = HttpRequest {
                 method,
                 url: &url,
                 bearer: Some(&token),
-                body,
+                body: this_body,
             };
             let resp = self.transport.send(&req).map_err(net_failure)?;
             self.note_answer(resp.status);
@@ -214,13 +232,29 @@ impl OmniumApi {
             }
             log::info!("Omnium answered 401 to {method} {path}; renewing the token once");
             token = self.token(true)?;
+            if streamed {
+                return Err(Failure::Uncertain(format!(
+                    "{method} {path}: the token expired during an upload; sending again with a new one"
+                )));
+            }
         }
         Err(Failure::Unauthorized(format!(
             "{method} {path} is refused even with a new token; the API user lacks access or was deactivated"
         )))
     }
 
-    fn send_json(
+    pub(crate) fn send_stream(
+        &self,
+        method: &'static str,
+        path: &str,
+        content_type: &'static str,
+        reader: &mut dyn std::io::Read,
+    ) -> Result<HttpResponse, Failure> {
+        let body = Body::Stream(std::cell::RefCell::new(reader));
+        self.send_body(method, path, Some((content_type, body)))
+    }
+
+    pub(crate) fn send_json(
         &self,
         method: &'static str,
         path: &str,

@@ -3,12 +3,18 @@
 
 use std::time::Duration;
 
-pub struct HttpRequest<'a> {
+pub struct HttpRequest<'a, 'b> {
     pub method: &'static str,
     pub url: &'a str,
     pub bearer: Option<&'a str>,
     /// Body and its content type.
-    pub body: Option<(&'static str, &'a [u8])>,
+    pub body: Option<(&'static str, Body<'b>)>,
+}
+
+/// A request body: bytes in memory, or a reader streamed as it is sent (a receipt PDF).
+pub enum Body<'a> {
+    Bytes(&'a [u8]),
+    Stream(std::cell::RefCell<&'a mut dyn std::io::Read>),
 }
 
 #[derive(Debug)]
@@ -33,7 +39,7 @@ pub enum NetError {
 }
 
 pub trait Transport: Send + Sync {
-    fn send(&self, req: &HttpRequest) -> Result<HttpResponse, NetError>;
+    fn send(&self, req: &HttpRequest<'_, '_>) -> Result<HttpResponse, NetError>;
 }
 
 /// Responses larger than this are refused (a whole Omnium order is far smaller).
@@ -63,9 +69,9 @@ impl UreqTransport {
 }
 
 impl Transport for UreqTransport {
-    fn send(&self, req: &HttpRequest) -> Result<HttpResponse, NetError> {
+    fn send(&self, req: &HttpRequest<'_, '_>) -> Result<HttpResponse, NetError> {
         let auth = req.bearer.map(|t| format!("Bearer {t}"));
-        let result = match (req.method, req.body) {
+        let result = match (req.method, &req.body) {
             ("GET", _) => {
                 let mut b = self.agent.get(req.url).header("Accept", "application/json");
                 if let Some(a) = &auth {
@@ -84,8 +90,13 @@ impl Transport for UreqTransport {
                     b = b.header("Authorization", a);
                 }
                 match body {
-                    Some((content_type, bytes)) => {
-                        b.header("Content-Type", content_type).send(bytes)
+                    Some((content_type, Body::Bytes(bytes))) => {
+                        b.header("Content-Type", *content_type).send(*bytes)
+                    }
+                    Some((content_type, Body::Stream(reader))) => {
+                        let mut reader = reader.borrow_mut();
+                        b.header("Content-Type", *content_type)
+                            .send(ureq::SendBody::from_reader(&mut **reader))
                     }
                     None => b.send_empty(),
                 }

@@ -68,7 +68,7 @@ pub struct StockEffect {
     pub quantity: f64,
 }
 
-fn advance(tx: &Transaction, cursor: Option<&CursorAdvance>) -> Result<()> {
+pub(crate) fn advance_in(tx: &Transaction, cursor: Option<&CursorAdvance>) -> Result<()> {
     if let Some(c) = cursor {
         tx.prepare_cached(
             "INSERT INTO pull_cursor (dataset, high_water_ms, last_pull_at) VALUES (?1, ?2, ?3)
@@ -109,7 +109,7 @@ impl Store {
     pub fn advance_cursor(&self, cursor: &CursorAdvance) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        advance(&tx, Some(cursor))?;
+        advance_in(&tx, Some(cursor))?;
         tx.commit()?;
         Ok(())
     }
@@ -178,7 +178,7 @@ impl Store {
                 ])?;
             }
         }
-        advance(&tx, cursor)?;
+        advance_in(&tx, cursor)?;
         tx.commit()?;
         Ok(())
     }
@@ -198,7 +198,7 @@ impl Store {
             )?
             .execute(params![c.id, c.name, c.parent_id, c.sort_index])?;
         }
-        advance(&tx, cursor)?;
+        advance_in(&tx, cursor)?;
         tx.commit()?;
         Ok(())
     }
@@ -217,7 +217,7 @@ impl Store {
             )?
             .execute([id, json])?;
         }
-        advance(&tx, cursor)?;
+        advance_in(&tx, cursor)?;
         tx.commit()?;
         Ok(())
     }
@@ -252,7 +252,7 @@ impl Store {
             )?
             .execute(params![l.sku, l.warehouse_id])?;
         }
-        advance(&tx, cursor)?;
+        advance_in(&tx, cursor)?;
         tx.commit()?;
         Ok(changed)
     }
@@ -527,13 +527,14 @@ mod tests {
             event_id: id,
             entity_id: id,
             content: "{}",
+            blob: None,
         };
         let effect = StockEffect {
             sku: "SKU-1".into(),
             warehouse_id: "oslo-1".into(),
             quantity: -2.0,
         };
-        s.record(&job, 0, |_| Ok(vec![effect])).unwrap();
+        s.record(&job, 0, |_| Ok(crate::store::Extras { effects: vec![effect], extra: None })).unwrap();
         s.claim_due(1, 10).unwrap()[0].id
     }
 
@@ -541,7 +542,15 @@ mod tests {
         let fate = JobFate::Delivered {
             accepted_ms: Some(accepted_ms),
         };
-        s.finish(&[JobUpdate { job_id, fate }], 5).unwrap();
+        s.finish(
+            &[JobUpdate {
+                job_id,
+                fate,
+                step: None,
+            }],
+            5,
+        )
+        .unwrap();
     }
 
     /// Omnium stamps the order at 1000 when it accepts the sale; a level stamped at or

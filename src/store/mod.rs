@@ -2,15 +2,20 @@
 //! one transaction, moved aside (never deleted) when damaged. One connection is the single
 //! writer; every method takes it for one short transaction.
 
+mod back_office;
 mod catalog;
 mod outbox;
+
+pub use back_office::{FetchQueue, OrderChange, PushLevel};
 mod schema;
 
 pub use catalog::{
     CursorAdvance, PriceView, ProductView, SearchQuery, StockEffect, StockView, WarehouseStock,
 };
 
-pub use outbox::{DeadJob, JobFate, JobUpdate, Lookup, NewJob, OutboxCounts, OutboxJob, Recorded};
+pub use outbox::{
+    DeadJob, Extras, JobFate, JobUpdate, Lookup, NewJob, OutboxCounts, OutboxJob, Recorded,
+};
 
 use crate::error::{Error, Result};
 use rusqlite::{Connection, ErrorCode, OpenFlags};

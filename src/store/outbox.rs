@@ -16,6 +16,15 @@ pub struct NewJob<'a> {
     pub entity_id: &'a str,
     /// Canonical JSON of the recorded event: compared on a repeated id, sent by the worker.
     pub content: &'a str,
+    /// A receipt's PDF, stored beside the job.
+    pub blob: Option<&'a [u8]>,
+}
+
+/// What a recording check adds to the event: its stock effect and worked-out extras.
+#[derive(Debug, Default)]
+pub struct Extras {
+    pub effects: Vec<StockEffect>,
+    pub extra: Option<String>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -24,9 +33,10 @@ pub enum Recorded {
     AlreadyRecorded(i64),
 }
 
-/// Read access to what is already recorded, inside the recording transaction.
+/// Access to what is already recorded, inside the recording transaction (reads, and the
+/// writes that must commit with the event).
 pub struct Lookup<'t> {
-    tx: &'t Transaction<'t>,
+    pub(crate) tx: &'t Transaction<'t>,
 }
 
 impl Lookup<'_> {
@@ -60,6 +70,9 @@ pub struct OutboxJob {
     pub uncertain: bool,
     pub last_attempt_at: Option<i64>,
     pub created_at: i64,
+    /// How far a multi-step job (a receipt) got: its steps that landed.
+    pub step: i64,
+    pub extra: Option<String>,
 }
 
 impl OutboxJob {
@@ -75,6 +88,8 @@ impl OutboxJob {
             uncertain: r.get("uncertain")?,
             last_attempt_at: r.get("last_attempt_at")?,
             created_at: r.get("created_at")?,
+            step: r.get("step")?,
+            extra: r.get("extra")?,
         })
     }
 }
@@ -103,6 +118,8 @@ pub enum JobFate {
 pub struct JobUpdate {
     pub job_id: i64,
     pub fate: JobFate,
+    /// Steps that landed during this try, kept whatever the fate.
+    pub step: Option<i64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -124,7 +141,7 @@ pub struct DeadJob {
 }
 
 const JOB_COLUMNS: &str =
-    "id, kind, event_id, entity_id, content, attempts, tries, uncertain, last_attempt_at, created_at";
+    "id, kind, event_id, entity_id, content, attempts, tries, uncertain, last_attempt_at, created_at, step, extra";
 
 /// An earlier job of the same entity that is not delivered yet.
 const HELD_BEHIND_EARLIER: &str = "EXISTS (SELECT 1 FROM outbox_job e
@@ -137,7 +154,7 @@ impl Store {
     /// event's effect on local stock, stored with it.
     pub fn record<F>(&self, job: &NewJob, now_ms: i64, check: F) -> Result<Recorded>
     where
-        F: FnOnce(&Lookup) -> Result<Vec<StockEffect>>,
+        F: FnOnce(&Lookup) -> Result<Extras>,
     {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -155,16 +172,69 @@ impl Store {
                 )))
             };
         }
-        let effects = check(&Lookup { tx: &tx })?;
+        let Extras { effects, extra } = check(&Lookup { tx: &tx })?;
         tx.prepare_cached(
-            "INSERT INTO outbox_job (kind, event_id, entity_id, content, next_attempt_at, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+            "INSERT INTO outbox_job (kind, event_id, entity_id, content, extra, next_attempt_at, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
         )?
-        .execute(params![job.kind, job.event_id, job.entity_id, job.content, now_ms])?;
+        .execute(params![job.kind, job.event_id, job.entity_id, job.content, extra, now_ms])?;
         let id = tx.last_insert_rowid();
         Store::insert_movements(&tx, id, &effects)?;
+        if let Some(blob) = job.blob {
+            tx.prepare_cached("INSERT INTO receipt_pdf (job_id, pdf) VALUES (?1, ?2)")?
+                .execute(params![id, blob])?;
+        }
         tx.commit()?;
         Ok(Recorded::New(id))
+    }
+
+    /// Records state (a customer): a pending job of the same entity that is not in flight
+    /// gets the new content instead of a second job, so only the newest version is sent.
+    pub fn record_state<F>(&self, job: &NewJob, now_ms: i64, also: F) -> Result<Recorded>
+    where
+        F: FnOnce(&Lookup) -> Result<()>,
+    {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let pending: Option<(i64, String)> = tx
+            .prepare_cached(
+                "SELECT id, content FROM outbox_job WHERE kind = ?1 AND entity_id = ?2 AND state = 'pending'
+                 ORDER BY id DESC LIMIT 1",
+            )?
+            .query_row([job.kind, job.entity_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let outcome = match pending {
+            Some((id, content)) if content == job.content => Recorded::AlreadyRecorded(id),
+            Some((id, _)) => {
+                tx.prepare_cached(
+                    "UPDATE outbox_job SET content = ?2, next_attempt_at = MIN(next_attempt_at, ?3) WHERE id = ?1",
+                )?
+                .execute(params![id, job.content, now_ms])?;
+                Recorded::New(id)
+            }
+            None => {
+                // Each version of the state is its own job: number it after the earlier ones.
+                tx.prepare_cached(
+                    "INSERT INTO outbox_job (kind, event_id, entity_id, content, next_attempt_at, created_at)
+                     VALUES (?1, ?2 || '#' || (SELECT COUNT(*) FROM outbox_job WHERE kind = ?1 AND entity_id = ?3),
+                             ?3, ?4, ?5, ?5)",
+                )?
+                .execute(params![job.kind, job.event_id, job.entity_id, job.content, now_ms])?;
+                Recorded::New(tx.last_insert_rowid())
+            }
+        };
+        also(&Lookup { tx: &tx })?;
+        tx.commit()?;
+        Ok(outcome)
+    }
+
+    /// Runs `f` in one write transaction (for state that is not an outbox event).
+    pub fn write<T>(&self, f: impl FnOnce(&Lookup) -> Result<T>) -> Result<T> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = f(&Lookup { tx: &tx })?;
+        tx.commit()?;
+        Ok(out)
     }
 
     /// Claims up to `limit` due jobs, at most one per entity, and marks them in flight in
@@ -198,6 +268,10 @@ impl Store {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut delivered_any = false;
         for u in updates {
+            if let Some(step) = u.step {
+                tx.prepare_cached("UPDATE outbox_job SET step = ?2 WHERE id = ?1")?
+                    .execute(params![u.job_id, step])?;
+            }
             match &u.fate {
                 JobFate::Delivered { accepted_ms } => {
                     delivered_any = true;
@@ -376,6 +450,7 @@ mod tests {
             event_id: id,
             entity_id: entity,
             content,
+            blob: None,
         }
     }
 
@@ -383,15 +458,15 @@ mod tests {
     fn same_id_same_content_is_stored_once_other_content_conflicts() {
         let (_d, s) = store();
         let first = s
-            .record(&job("S-1", "S-1", "{}"), 0, |_| Ok(vec![]))
+            .record(&job("S-1", "S-1", "{}"), 0, |_| Ok(Extras::default()))
             .unwrap();
         assert!(matches!(first, Recorded::New(_)));
         let again = s
-            .record(&job("S-1", "S-1", "{}"), 1, |_| Ok(vec![]))
+            .record(&job("S-1", "S-1", "{}"), 1, |_| Ok(Extras::default()))
             .unwrap();
         assert!(matches!(again, Recorded::AlreadyRecorded(_)));
         let err = s
-            .record(&job("S-1", "S-1", r#"{"a":1}"#), 2, |_| Ok(vec![]))
+            .record(&job("S-1", "S-1", r#"{"a":1}"#), 2, |_| Ok(Extras::default()))
             .unwrap_err();
         assert!(matches!(err, Error::Conflict(_)));
         assert_eq!(s.counts().unwrap().pending, 1);
@@ -400,7 +475,7 @@ mod tests {
     #[test]
     fn only_the_first_undelivered_job_of_an_entity_is_due() {
         let (_d, s) = store();
-        s.record(&job("S-1", "S-1", "{}"), 0, |_| Ok(vec![]))
+        s.record(&job("S-1", "S-1", "{}"), 0, |_| Ok(Extras::default()))
             .unwrap();
         s.record(
             &NewJob {
@@ -408,10 +483,10 @@ mod tests {
                 ..job("R-1", "S-1", "{}")
             },
             0,
-            |_| Ok(vec![]),
+            |_| Ok(Extras::default()),
         )
         .unwrap();
-        s.record(&job("S-2", "S-2", "{}"), 0, |_| Ok(vec![]))
+        s.record(&job("S-2", "S-2", "{}"), 0, |_| Ok(Extras::default()))
             .unwrap();
         let claimed = s.claim_due(10, 10).unwrap();
         let ids: Vec<_> = claimed.iter().map(|j| j.event_id.as_str()).collect();
@@ -423,10 +498,12 @@ mod tests {
                     fate: JobFate::Dead {
                         error: "400".into(),
                     },
+                    step: None,
                 },
                 JobUpdate {
                     job_id: claimed[1].id,
                     fate: JobFate::Delivered { accepted_ms: None },
+                    step: None,
                 },
             ],
             11,
@@ -448,7 +525,7 @@ mod tests {
         let path = dir.path().join("o.db");
         {
             let s = Store::open(&path).unwrap();
-            s.record(&job("S-1", "S-1", "{}"), 0, |_| Ok(vec![]))
+            s.record(&job("S-1", "S-1", "{}"), 0, |_| Ok(Extras::default()))
                 .unwrap();
             assert_eq!(s.claim_due(1, 10).unwrap().len(), 1);
         }

@@ -114,6 +114,56 @@ const MIGRATIONS: &[&str] = &[
         high_water_ms INTEGER,
         last_pull_at INTEGER
     );",
+    // 3: receipts, customers, inbound orders, purchase orders, stock pushed by a flow-master store.
+    "ALTER TABLE outbox_job ADD COLUMN step INTEGER NOT NULL DEFAULT 0;
+    -- What the library worked out when recording (absolute targets and levels): sent, but
+    -- not part of the content a repeated id is compared with.
+    ALTER TABLE outbox_job ADD COLUMN extra TEXT;
+    -- A receipt's PDF, kept out of the job row and streamed on upload.
+    CREATE TABLE receipt_pdf (
+        job_id INTEGER PRIMARY KEY,
+        pdf BLOB NOT NULL
+    );
+    CREATE TABLE customer (
+        id TEXT PRIMARY KEY,
+        json TEXT NOT NULL,
+        source TEXT NOT NULL CHECK (source IN ('pos', 'omnium'))
+    );
+    CREATE TABLE customer_fetch (
+        customer_id TEXT PRIMARY KEY,
+        tries INTEGER NOT NULL DEFAULT 0,
+        next_at INTEGER NOT NULL
+    );
+    CREATE TABLE inbound_order (
+        id TEXT PRIMARY KEY,
+        order_type TEXT NOT NULL,
+        status TEXT NOT NULL,
+        json TEXT NOT NULL,
+        modified_ms INTEGER
+    );
+    CREATE INDEX inbound_order_by_type ON inbound_order (order_type, status);
+    -- Orders announced by an event and not fetched yet: one row per order, so repeats coalesce.
+    CREATE TABLE order_fetch (
+        order_id TEXT PRIMARY KEY,
+        tries INTEGER NOT NULL DEFAULT 0,
+        next_at INTEGER NOT NULL
+    );
+    CREATE TABLE purchase_order (
+        id TEXT PRIMARY KEY,
+        status TEXT,
+        json TEXT NOT NULL,
+        modified_ms INTEGER
+    );
+    -- Absolute levels to push (flow stock master, receptions without a PO): the newest per item.
+    CREATE TABLE stock_push (
+        sku TEXT NOT NULL,
+        warehouse_id TEXT NOT NULL,
+        quantity REAL NOT NULL,
+        counted_at_ms INTEGER NOT NULL,
+        sent INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (sku, warehouse_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX stock_push_unsent ON stock_push (sent);",
 ];
 
 pub const LATEST: i64 = MIGRATIONS.len() as i64;

@@ -2,6 +2,7 @@
 //! place that joins store/ and omnium/; its decisions live in [`policy`] as plain functions.
 
 pub mod events;
+pub mod inbound;
 pub mod policy;
 pub mod pull;
 pub mod push;
@@ -10,7 +11,7 @@ use crate::omnium::{Failure, OmniumApi};
 use crate::store::{JobUpdate, OutboxJob, Store};
 use events::EventQueue;
 use policy::{Jitter, RetryPolicy, Signal};
-use push::SyncContext;
+use push::{Delivery, SyncContext};
 use serde_json::json;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -22,9 +23,6 @@ const BATCH: usize = 128;
 const OUTAGE_FAILURES: usize = 3;
 /// After a storage error the worker waits this long before trying again.
 const STORAGE_RETRY_MS: u64 = 1_000;
-
-/// What one try of a job came to: delivered (with Omnium's acceptance time), or why not.
-type Attempt = Result<Option<i64>, Failure>;
 
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
@@ -265,13 +263,17 @@ impl Worker<'_> {
                     return Ok(());
                 }
             }
+            if self.fetch_step() > 0 {
+                return Ok(());
+            }
             if self.puller.is_running() {
                 self.pull_step();
                 return Ok(());
             }
             self.purge(now)?;
             let next = sync.store.next_due_at()?.unwrap_or(i64::MAX);
-            sync.sleep_until(next.min(self.puller.next_run_at()));
+            let fetch = sync.store.next_fetch_at()?.unwrap_or(i64::MAX);
+            sync.sleep_until(next.min(fetch).min(self.puller.next_run_at()));
             return Ok(());
         }
         let results = self.send_batch(&jobs);
@@ -282,11 +284,12 @@ impl Worker<'_> {
         let mut strongest = (Signal::None, String::new());
         let mut answered = false;
         let mut failed = 0;
-        for (job, result) in jobs.iter().zip(results) {
-            let Some(result) = result else {
+        for (job, outcome) in jobs.iter().zip(results) {
+            let Some(Delivery { result, step }) = outcome else {
                 updates.push(JobUpdate {
                     job_id: job.id,
                     fate: crate::store::JobFate::Released,
+                    step: None,
                 });
                 continue;
             };
@@ -320,6 +323,7 @@ impl Worker<'_> {
             updates.push(JobUpdate {
                 job_id: job.id,
                 fate,
+                step,
             });
         }
         sync.store.finish(&updates, finished)?;
@@ -347,13 +351,28 @@ impl Worker<'_> {
             ),
             s => self.signal(s, &strongest.1),
         }
-        // One pull page between push batches: neither starves the other.
+        // One pull page (and a few fetches) between push batches: none starves another.
+        if self.gate == Gate::Open {
+            self.fetch_step();
+        }
         if self.gate == Gate::Open && self.puller.is_running() {
             self.pull_step();
         }
         *sync.progress.lock().unwrap_or_else(|p| p.into_inner()) += 1;
         sync.progressed.notify_all();
         Ok(())
+    }
+
+    /// Fetches orders announced by events, and customers they name. Returns how many.
+    fn fetch_step(&mut self) -> usize {
+        match inbound::fetch_due(self.sync) {
+            Ok(n) => n,
+            Err(f) => {
+                let reason = f.to_string();
+                self.signal(signal_of(&f), &reason);
+                0
+            }
+        }
     }
 
     fn pull_step(&mut self) {
@@ -427,29 +446,40 @@ impl Worker<'_> {
         }
     }
 
-    /// Sends the batch on up to `concurrency` threads. A job is left untried (`None`) when
-    /// an earlier answer in the batch said to stop: unreachable, 429 or refused credentials.
-    fn send_batch(&self, jobs: &[OutboxJob]) -> Vec<Option<Attempt>> {
+    /// Sends the batch on up to `concurrency` threads. Customers of one type travel
+    /// together (up to 100 a call). A job is left untried (`None`) when an earlier answer in
+    /// the batch said to stop: unreachable, 429 or refused credentials.
+    fn send_batch(&self, jobs: &[OutboxJob]) -> Vec<Option<Delivery>> {
         let sync = self.sync;
+        let groups = group_jobs(jobs);
         let next = AtomicUsize::new(0);
         let stop = AtomicBool::new(false);
-        let slots: Vec<Mutex<Option<Attempt>>> = jobs.iter().map(|_| Mutex::new(None)).collect();
+        let slots: Vec<Mutex<Option<Delivery>>> = jobs.iter().map(|_| Mutex::new(None)).collect();
         let work = || loop {
             if stop.load(Ordering::Relaxed) || sync.is_shutting_down() {
                 break;
             }
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            let Some(job) = jobs.get(i) else { break };
-            let result = push::deliver(job, &sync.api, &sync.ctx);
-            if matches!(
-                result,
-                Err(Failure::Unreachable(_) | Failure::Throttled { .. } | Failure::Unauthorized(_))
-            ) {
-                stop.store(true, Ordering::Relaxed);
+            let g = next.fetch_add(1, Ordering::Relaxed);
+            let Some(group) = groups.get(g) else { break };
+            let outcomes = if group.len() == 1 {
+                vec![push::deliver(&jobs[group[0]], sync)]
+            } else {
+                let members: Vec<&OutboxJob> = group.iter().map(|&i| &jobs[i]).collect();
+                push::deliver_customers(&members, sync)
+            };
+            for (&i, outcome) in group.iter().zip(outcomes) {
+                if matches!(
+                    outcome.result,
+                    Err(Failure::Unreachable(_)
+                        | Failure::Throttled { .. }
+                        | Failure::Unauthorized(_))
+                ) {
+                    stop.store(true, Ordering::Relaxed);
+                }
+                *slots[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(outcome);
             }
-            *slots[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(result);
         };
-        let threads = sync.concurrency.min(jobs.len());
+        let threads = sync.concurrency.min(groups.len());
         if threads <= 1 {
             work();
         } else {
@@ -479,6 +509,30 @@ impl Worker<'_> {
         }
         Ok(())
     }
+}
+
+/// Customers per `AddOrUpdateMany` call (Omnium's limit).
+const CUSTOMER_BATCH: usize = 100;
+
+/// Splits a batch into what travels together: one group per job, except customers of one
+/// type, up to [`CUSTOMER_BATCH`] a group.
+fn group_jobs(jobs: &[OutboxJob]) -> Vec<Vec<usize>> {
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let mut customers: [Vec<usize>; 2] = [Vec::new(), Vec::new()];
+    for (i, job) in jobs.iter().enumerate() {
+        if job.kind == crate::model::JobKind::Customer.as_str() {
+            let business = job.content.contains(r#""type":"company""#);
+            let group = &mut customers[usize::from(business)];
+            group.push(i);
+            if group.len() == CUSTOMER_BATCH {
+                groups.push(std::mem::take(group));
+            }
+        } else {
+            groups.push(vec![i]);
+        }
+    }
+    groups.extend(customers.into_iter().filter(|g| !g.is_empty()));
+    groups
 }
 
 fn signal_of(f: &Failure) -> Signal {

@@ -132,6 +132,8 @@ mod tests {
             uncertain: false,
             last_attempt_at,
             created_at: 0,
+            step: 0,
+            extra: None,
         }
     }
 

@@ -31,6 +31,8 @@ pub enum Dataset {
     Categories,
     Products,
     Stock,
+    Orders,
+    PurchaseOrders,
 }
 
 impl Dataset {
@@ -40,6 +42,8 @@ impl Dataset {
             Dataset::Categories => "categories",
             Dataset::Products => "products",
             Dataset::Stock => "stock",
+            Dataset::Orders => "orders",
+            Dataset::PurchaseOrders => "purchase_orders",
         }
     }
 }
@@ -65,7 +69,17 @@ pub struct Puller {
     last_slow_run: i64,
     /// The market's product language, once known (`Some(None)` = accept all).
     language: Option<Option<String>>,
+    runs: u64,
+    /// The page of a paged search (orders, purchase orders) being read, and the newest
+    /// `modified` seen in this run.
+    search_page: u32,
+    search_max: Option<i64>,
 }
+
+/// Purchase orders change seldom: pulled on every this-many-th run (and when asked).
+const PURCHASE_ORDER_EVERY: u64 = 3;
+/// Page size of order and purchase-order searches (Omnium's maximum).
+const SEARCH_TAKE: u32 = 100;
 
 pub enum Step {
     /// More pages or data sets are left in this run.
@@ -96,12 +110,19 @@ impl Puller {
         if ctx.pull_stock {
             self.queue.push_back(Dataset::Stock);
         }
+        self.queue.push_back(Dataset::Orders);
+        if force || self.runs % PURCHASE_ORDER_EVERY == 0 {
+            self.queue.push_back(Dataset::PurchaseOrders);
+        }
+        self.runs += 1;
     }
 
     /// Ends the run early (a failure): the next run resumes from the committed cursors.
     pub fn abort(&mut self, retry_at: i64) {
         self.queue.clear();
         self.scroll = None;
+        self.search_page = 0;
+        self.search_max = None;
         self.next_run_at = retry_at;
     }
 
@@ -114,6 +135,7 @@ impl Puller {
             Dataset::Stores => self.pull_stores(sync)?,
             Dataset::Categories => self.pull_categories(sync)?,
             Dataset::Products | Dataset::Stock => self.pull_scroll(sync, dataset)?,
+            Dataset::Orders | Dataset::PurchaseOrders => self.pull_search(sync, dataset)?,
         };
         if finished {
             self.queue.pop_front();
@@ -214,6 +236,64 @@ impl Puller {
             );
         }
         Ok(true)
+    }
+
+    /// One page of the order or purchase-order search. `Ok(true)` when the run is done; the
+    /// cursor moves to the newest `modified` seen when it is.
+    fn pull_search(&mut self, sync: &Sync, dataset: Dataset) -> Result<bool, Failure> {
+        let (cursor, _) = sync.store.cursor(dataset.name()).map_err(storage)?;
+        let from = cursor.map(|c| c - sync.ctx.pull_overlap_ms);
+        let page = if dataset == Dataset::Orders {
+            sync.api
+                .search_orders(&sync.ctx.store_id, from, self.search_page, SEARCH_TAKE)?
+        } else {
+            sync.api.search_purchase_orders(
+                &sync.ctx.store_id,
+                from,
+                self.search_page,
+                SEARCH_TAKE,
+            )?
+        };
+        let newest = page
+            .items
+            .iter()
+            .filter_map(crate::omnium::back_office::modified_ms)
+            .max();
+        self.search_max = self.search_max.max(newest);
+        if dataset == Dataset::Orders {
+            for order in &page.items {
+                super::inbound::apply_order(sync, order);
+            }
+        } else {
+            let pos: Vec<_> = page
+                .items
+                .iter()
+                .filter_map(|p| {
+                    Some((
+                        p["id"].as_str()?.to_string(),
+                        p["status"].as_str().map(str::to_string),
+                        crate::omnium::back_office::local_purchase_order(p).to_string(),
+                        crate::omnium::back_office::modified_ms(p),
+                    ))
+                })
+                .collect();
+            sync.store
+                .put_purchase_orders(&pos, None)
+                .map_err(storage)?;
+        }
+        // Omnium caps take × page at 10,000: past that, the next run continues from the cursor.
+        let done = page.items.len() < SEARCH_TAKE as usize
+            || (self.search_page + 2) * SEARCH_TAKE > 10_000;
+        if done {
+            sync.store
+                .advance_cursor(&advance(dataset.name(), self.search_max))
+                .map_err(storage)?;
+            self.search_page = 0;
+            self.search_max = None;
+        } else {
+            self.search_page += 1;
+        }
+        Ok(done)
     }
 
     /// One page of the products or stock scroll. `Ok(true)` when the scroll is done.

@@ -1,11 +1,16 @@
 //! Delivering one outbox job to Omnium, exactly once in effect: whenever the previous try's
 //! outcome is unknown, or Omnium answers "already exists", read the order back first.
 
+use super::Sync;
+use crate::model::store_events::{
+    Customer, CustomerType, GoodsReception, Pickup, PickupStatus, Receipt,
+};
 use crate::model::{Cancellation, JobKind, Return, Sale};
+use crate::omnium::back_office;
 use crate::omnium::catalog::time_ms;
 use crate::omnium::orders::{self, OrderContext};
 use crate::omnium::{Created, Failure, OmniumApi};
-use crate::store::OutboxJob;
+use crate::store::{OutboxJob, PushLevel};
 use serde_json::Value;
 
 /// What the worker needs from the configuration.
@@ -21,20 +26,45 @@ pub struct SyncContext {
     pub pull_overlap_ms: i64,
 }
 
-/// Delivers a job. `Ok` carries the instant Omnium accepted it, by Omnium's clock, when
-/// its answer says (the order's or return's `modified`).
+/// The outcome of one try of a job: `Ok` carries the instant Omnium accepted it, by
+/// Omnium's clock, when its answer says (the order's or return's `modified`); `step` is how
+/// far a multi-step job got, kept even when a later step failed.
+pub struct Delivery {
+    pub result: Result<Option<i64>, Failure>,
+    pub step: Option<i64>,
+}
+
+impl From<Result<Option<i64>, Failure>> for Delivery {
+    fn from(result: Result<Option<i64>, Failure>) -> Delivery {
+        Delivery { result, step: None }
+    }
+}
+
+/// The recorded event without the library's own `_` fields (targets, levels, fingerprints).
+fn split_private(content: &Value) -> (Value, serde_json::Map<String, Value>) {
+    let mut public = content.clone();
+    let mut private = serde_json::Map::new();
+    if let Value::Object(map) = &mut public {
+        let keys: Vec<String> = map.keys().filter(|k| k.starts_with('_')).cloned().collect();
+        for k in keys {
+            if let Some(v) = map.remove(&k) {
+                private.insert(k, v);
+            }
+        }
+    }
+    (public, private)
+}
+
+/// Delivers a job.
 ///
-/// That instant decides when a sale leaves the stock overlay (`fo_stock_get`'s `pending`):
-/// Omnium applies a POS order's stock change when it accepts the order, so an inventory
-/// level whose `modified` is at or after it already counts the sale, and one stamped before
-/// it does not. Both stamps come from Omnium's clock, so the terminal's clock plays no part.
-/// Until a level that new is pulled, the sale stays pending: `available` never jumps while
-/// the sale travels, and never counts it twice.
-pub fn deliver(
-    job: &OutboxJob,
-    api: &OmniumApi,
-    ctx: &SyncContext,
-) -> Result<Option<i64>, Failure> {
+/// The acceptance instant decides when a sale leaves the stock overlay (`fo_stock_get`'s
+/// `pending`): Omnium applies a POS order's stock change when it accepts the order, so an
+/// inventory level whose `modified` is at or after it already counts the sale, and one
+/// stamped before it does not. Both stamps come from Omnium's clock, so the terminal's clock
+/// plays no part. Until a level that new is pulled, the sale stays pending: `available`
+/// never jumps while the sale travels, and never counts it twice.
+pub fn deliver(job: &OutboxJob, sync: &Sync) -> Delivery {
+    let (api, ctx) = (&sync.api, &sync.ctx);
     let unreadable = |e: String| Failure::Rejected {
         status: 0,
         message: format!(
@@ -42,23 +72,252 @@ pub fn deliver(
             job.id, job.kind, job.event_id
         ),
     };
-    let content: Value =
-        serde_json::from_str(&job.content).map_err(|e| unreadable(e.to_string()))?;
-    match JobKind::parse(&job.kind) {
-        Some(JobKind::Sale) => {
-            let sale = Sale::parse(&content).map_err(|e| unreadable(e.to_string()))?;
-            deliver_sale(&sale, job.uncertain, api, ctx)
-        }
-        Some(JobKind::Return) => {
-            let ret = Return::parse(&content).map_err(|e| unreadable(e.to_string()))?;
-            deliver_return(&ret, job.uncertain, api, ctx)
-        }
-        Some(JobKind::Cancellation) => {
-            let c = Cancellation::parse(&content).map_err(|e| unreadable(e.to_string()))?;
-            deliver_cancellation(&c, job.uncertain, api).map(|()| None)
-        }
-        None => Err(unreadable(format!("unknown job kind {:?}", job.kind))),
+    let content: Value = match serde_json::from_str(&job.content) {
+        Ok(v) => v,
+        Err(e) => return Err(unreadable(e.to_string())).into(),
+    };
+    let (public, mut private) = split_private(&content);
+    if let Some(Value::Object(extra)) = job.extra.as_deref().and_then(|e| serde_json::from_str(e).ok()) {
+        private.extend(extra);
     }
+    match JobKind::parse(&job.kind) {
+        Some(JobKind::Sale) => match Sale::parse(&public) {
+            Ok(sale) => deliver_sale(&sale, job.uncertain, api, ctx).into(),
+            Err(e) => Err(unreadable(e.to_string())).into(),
+        },
+        Some(JobKind::Return) => match Return::parse(&public) {
+            Ok(ret) => deliver_return(&ret, job.uncertain, api, ctx).into(),
+            Err(e) => Err(unreadable(e.to_string())).into(),
+        },
+        Some(JobKind::Cancellation) => match Cancellation::parse(&public) {
+            Ok(c) => deliver_cancellation(&c, job.uncertain, api)
+                .map(|()| None)
+                .into(),
+            Err(e) => Err(unreadable(e.to_string())).into(),
+        },
+        Some(JobKind::Receipt) => match Receipt::parse(&public) {
+            Ok(r) => deliver_receipt(job, &r, sync),
+            Err(e) => Err(unreadable(e.to_string())).into(),
+        },
+        Some(JobKind::Customer) => match Customer::parse(&public) {
+            Ok(c) => {
+                let business = c.kind == CustomerType::Company;
+                api.put_customers(business, &[back_office::customer_json(&c, &ctx.market_id)])
+                    .map(|()| None)
+                    .into()
+            }
+            Err(e) => Err(unreadable(e.to_string())).into(),
+        },
+        Some(JobKind::GoodsReception) => match GoodsReception::parse(&public) {
+            Ok(r) => deliver_goods_reception(&r, &private, api).into(),
+            Err(e) => Err(unreadable(e.to_string())).into(),
+        },
+        Some(JobKind::StockPush) => deliver_stock_push(sync).into(),
+        Some(JobKind::Pickup) => match Pickup::parse(&public) {
+            Ok(p) => deliver_pickup(&p, &private, sync).into(),
+            Err(e) => Err(unreadable(e.to_string())).into(),
+        },
+        None => Err(unreadable(format!("unknown job kind {:?}", job.kind))).into(),
+    }
+}
+
+/// Customers go to Omnium up to 100 a call: the jobs of one batch that share a type are
+/// sent together, and share the outcome.
+pub fn deliver_customers(jobs: &[&OutboxJob], sync: &Sync) -> Vec<Delivery> {
+    let mut bodies = Vec::new();
+    let mut business = false;
+    for job in jobs {
+        let parsed = serde_json::from_str::<Value>(&job.content)
+            .ok()
+            .and_then(|v| Customer::parse(&split_private(&v).0).ok());
+        match parsed {
+            Some(c) => {
+                business = c.kind == CustomerType::Company;
+                bodies.push(back_office::customer_json(&c, &sync.ctx.market_id));
+            }
+            None => return jobs.iter().map(|j| deliver(j, sync)).collect(),
+        }
+    }
+    let result = sync.api.put_customers(business, &bodies).map(|()| None);
+    jobs.iter()
+        .map(|_| Delivery {
+            result: result.clone(),
+            step: None,
+        })
+        .collect()
+}
+
+fn deliver_receipt(job: &OutboxJob, r: &Receipt, sync: &Sync) -> Delivery {
+    let api = &sync.api;
+    let mut step = job.step;
+    // Step 1: the invoice (an upsert by id, so a repeat never makes a second one).
+    if step < 1 {
+        let invoice = back_office::invoice_json(r, &sync.ctx.store_id, &sync.ctx.market_id);
+        if let Err(f) = api.put_invoice(&invoice) {
+            return Err(f).into();
+        }
+        step = 1;
+    }
+    // Step 2: the PDF. After an unknown outcome, look before uploading it again.
+    if job.uncertain && job.step >= 1 {
+        match api.invoice_has_file(&r.id, &r.file_name) {
+            Ok(Some(true)) => {
+                return Delivery {
+                    result: Ok(None),
+                    step: Some(2),
+                }
+            }
+            Ok(_) => {}
+            Err(f) => {
+                return Delivery {
+                    result: Err(f),
+                    step: Some(step),
+                }
+            }
+        }
+    }
+    let uploaded = sync.store.with_receipt_pdf(job.id, |pdf, _len| {
+        api.add_invoice_file(&r.id, &r.file_name, pdf)
+    });
+    let result = match uploaded {
+        Ok(Some(Ok(()))) => {
+            step = 2;
+            Ok(None)
+        }
+        Ok(Some(Err(f))) => Err(f),
+        Ok(None) => Err(Failure::Rejected {
+            status: 0,
+            message: format!("receipt {:?}: its PDF is missing from the database", r.id),
+        }),
+        Err(e) => Err(Failure::Uncertain(format!("local database: {e}"))),
+    };
+    Delivery {
+        result,
+        step: Some(step),
+    }
+}
+
+fn deliver_goods_reception(
+    r: &GoodsReception,
+    private: &serde_json::Map<String, Value>,
+    api: &OmniumApi,
+) -> Result<Option<i64>, Failure> {
+    match &r.delivery_id {
+        Some(delivery) => match api.process_goods_reception(
+            delivery,
+            &r.id,
+            &back_office::goods_reception_json(r),
+        )? {
+            Created::New(_) => Ok(None),
+            Created::AlreadyExists(m) => {
+                log::info!("goods reception {:?} had already landed: {m}", r.id);
+                Ok(None)
+            }
+        },
+        None => {
+            // No purchase order: absolute levels, computed when the reception was recorded.
+            let levels: Vec<PushLevel> = private
+                .get("_levels")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|l| {
+                    Some(PushLevel {
+                        sku: l["sku"].as_str()?.to_string(),
+                        warehouse_id: l["warehouse_id"].as_str()?.to_string(),
+                        quantity: l["quantity"].as_f64()?,
+                        counted_at_ms: 0,
+                    })
+                })
+                .collect();
+            for chunk in levels.chunks(UPDATE_MANY_MAX) {
+                api.update_inventory(chunk)?;
+            }
+            Ok(None)
+        }
+    }
+}
+
+/// Omnium takes at most this many inventory items per `UpdateMany`.
+pub const UPDATE_MANY_MAX: usize = 1000;
+
+/// Sends every level waiting in `stock_push`, 1000 a call, newest per SKU and warehouse.
+fn deliver_stock_push(sync: &Sync) -> Result<Option<i64>, Failure> {
+    let storage = |e: crate::error::Error| Failure::Uncertain(format!("local database: {e}"));
+    loop {
+        let levels = sync.store.unsent_levels(UPDATE_MANY_MAX).map_err(storage)?;
+        if levels.is_empty() {
+            return Ok(None);
+        }
+        sync.api.update_inventory(&levels)?;
+        sync.store.mark_levels_sent(&levels).map_err(storage)?;
+    }
+}
+
+fn deliver_pickup(
+    p: &Pickup,
+    private: &serde_json::Map<String, Value>,
+    sync: &Sync,
+) -> Result<Option<i64>, Failure> {
+    let api = &sync.api;
+    let order = api
+        .get_order(&p.order_id)?
+        .ok_or_else(|| Failure::Rejected {
+            status: 404,
+            message: format!(
+                "order {:?} is not in Omnium; pickup {:?} was not sent",
+                p.order_id, p.id
+            ),
+        })?;
+    let status = order["status"].as_str().unwrap_or("");
+    if back_office::is_cancel_status(status) {
+        if p.status == PickupStatus::Cancelled {
+            return Ok(None);
+        }
+        // Omnium cancelled it (an expired click & collect, say): never resurrect it.
+        super::inbound::apply_order(sync, &order);
+        return Err(Failure::Rejected {
+            status: 409,
+            message: format!(
+                "order {:?} was cancelled in Omnium (status {status}); pickup {:?} ({:?}) was not sent",
+                p.order_id, p.id, p.status
+            ),
+        });
+    }
+    let targets = private.get("_targets").cloned().unwrap_or(Value::Null);
+    match (p.status, &p.lines) {
+        (PickupStatus::Cancelled, Some(lines)) => {
+            for (line, _) in lines {
+                if !orders::line_is_canceled(&order, line) {
+                    api.cancel_order_line(&p.order_id, line)?;
+                }
+            }
+        }
+        (PickupStatus::ReadyForPickup | PickupStatus::PickedUp, Some(lines)) => {
+            let field = if p.status == PickupStatus::PickedUp {
+                "deliveredQuantity"
+            } else {
+                "readyForPickupQuantity"
+            };
+            let updates: Vec<Value> = lines
+                .iter()
+                .map(|(line, q)| {
+                    let target = targets[line].as_f64().unwrap_or(*q);
+                    serde_json::json!({"lineItemId": line, field: target})
+                })
+                .collect();
+            api.order_lines_update(
+                &p.order_id,
+                &serde_json::json!({"lineItemUpdates": updates}),
+            )?;
+        }
+        (status, _) => {
+            if order["status"].as_str() != Some(status.omnium_status()) {
+                api.update_order_status(&p.order_id, status.omnium_status())?;
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// A read-back order that is not ours is a permanent problem for this job.

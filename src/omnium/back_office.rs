@@ -1,0 +1,323 @@
+//! Omnium's JSON for receipts (invoices), customers, goods receptions, inventory levels,
+//! click & collect progress, and the inbound orders, customers and purchase orders read
+//! back, mapped to the POS's terms.
+
+use super::catalog::{time_ms, Page};
+use super::{classify, encode_component, Created, Failure, OmniumApi};
+use crate::model::money::{minor_digits, Decimal};
+use crate::model::store_events::{Customer, CustomerType, GoodsReception, Receipt};
+use crate::store::PushLevel;
+use serde_json::{json, Value};
+
+/// Omnium statuses that mean the order will not be handed over.
+pub fn is_cancel_status(status: &str) -> bool {
+    status.starts_with("OrderCanceled")
+        || matches!(
+            status,
+            "Canceled" | "Cancelled" | "Expired" | "NotCollected"
+        )
+}
+
+pub fn invoice_json(r: &Receipt, store_id: &str, market_id: &str) -> Value {
+    let money =
+        |minor: i64| serde_json::to_value(Decimal::new(minor, &r.currency)).unwrap_or(Value::Null);
+    let issued = r.issued_at.to_rfc3339();
+    json!({
+        "id": r.id, "orderId": r.sale_id, "invoiceNumber": r.receipt_number,
+        "invoiceDate": issued, "deliveryDate": issued, "invoiceDueDate": issued,
+        "amount": money(r.total), "amountExcludingTax": money(r.total - r.tax_total),
+        "currency": r.currency, "customerId": r.customer_id, "storeId": store_id, "marketId": market_id,
+        "invoiceType": "Outgoing", "origin": "POS", "isCreditNote": r.total < 0,
+    })
+}
+
+pub fn customer_json(c: &Customer, market_id: &str) -> Value {
+    let address = c.address.as_ref().map(|a| {
+        json!({"line1": a.line1, "line2": a.line2, "postalCode": a.postal_code, "city": a.city,
+               "countryCode": a.country_code})
+    });
+    let external = c
+        .loyalty_id
+        .as_ref()
+        .map(|l| vec![json!({"providerName": "Loyalty", "id": l})])
+        .unwrap_or_default();
+    match c.kind {
+        CustomerType::Person => json!({
+            "customerId": c.id, "firstName": c.first_name, "lastName": c.last_name,
+            "email": c.email, "phone": c.phone, "address": address, "customerNumber": c.loyalty_id,
+            "marketId": market_id, "externalIds": external,
+        }),
+        CustomerType::Company => json!({
+            "customerId": c.id, "name": c.company_name, "taxId": c.tax_id,
+            "email": c.email, "phone": c.phone, "address": address, "customerNumber": c.loyalty_id,
+            "marketId": market_id, "externalIds": external,
+        }),
+    }
+}
+
+/// A customer read from Omnium, in the POS's terms (as `fo_customer_get` returns it).
+pub fn local_customer(v: &Value, business: bool) -> Value {
+    let a = &v["address"];
+    let address = if a.is_object() {
+        json!({"line1": a["line1"], "line2": a["line2"], "postal_code": a["postalCode"], "city": a["city"],
+               "country_code": a["countryCode"]})
+    } else {
+        Value::Null
+    };
+    json!({
+        "id": v["customerId"], "type": if business { "company" } else { "person" },
+        "first_name": v["firstName"], "last_name": v["lastName"],
+        "company_name": if business { v["name"].clone() } else { Value::Null },
+        "tax_id": v["taxId"], "email": v["email"], "phone": v["phone"], "address": address,
+        "loyalty_id": v["customerNumber"],
+    })
+}
+
+pub fn goods_reception_json(r: &GoodsReception) -> Value {
+    Value::Array(
+        r.lines
+            .iter()
+            .map(|l| {
+                json!({"lineItemId": l.line_id, "deliveredQuantity": l.quantity,
+                       "warehouseCode": r.warehouse_id, "goodsReceptionId": r.id})
+            })
+            .collect(),
+    )
+}
+
+pub fn inventory_json(levels: &[PushLevel]) -> Value {
+    Value::Array(
+        levels
+            .iter()
+            .map(
+                |l| json!({"sku": l.sku, "warehouseCode": l.warehouse_id, "inventory": l.quantity}),
+            )
+            .collect(),
+    )
+}
+
+/// Whether an order belongs to this store: sold by it, or to be picked up there.
+pub fn is_for_store(order: &Value, store_id: &str) -> bool {
+    order["storeId"].as_str() == Some(store_id)
+        || order["orderForm"]["shipments"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|s| s["pickUpWarehouseCode"].as_str() == Some(store_id))
+}
+
+/// An inbound order in the POS's terms (CONTRACT §5).
+pub fn local_order(o: &Value, fallback_currency: &str) -> Value {
+    let currency = o["billingCurrency"].as_str().unwrap_or(fallback_currency);
+    let digits = minor_digits(currency);
+    let minor = |v: &Value| Decimal::minor_from_json(v, digits);
+    let lines: Vec<Value> = o["orderForm"]["lineItems"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|l| {
+            json!({
+                "line_id": l["lineItemId"], "sku": l["code"], "name": l["displayName"],
+                "quantity": l["quantity"], "unit_price": minor(&l["placedPrice"]),
+                "canceled_quantity": l["canceledQuantity"].as_f64().unwrap_or(0.0),
+                "delivered_quantity": l["deliveredQuantity"].as_f64().unwrap_or(0.0),
+                "ready_for_pickup_quantity": l["readyForPickupQuantity"].as_f64().unwrap_or(0.0),
+            })
+        })
+        .collect();
+    let computed: Option<i64> = o["orderForm"]["lineItems"].as_array().map(|ls| {
+        ls.iter()
+            .map(|l| {
+                let q = l["quantity"].as_f64().unwrap_or(0.0)
+                    - l["canceledQuantity"].as_f64().unwrap_or(0.0);
+                let p = minor(&l["placedPrice"]).unwrap_or(0) as f64;
+                (q * p).round() as i64 - minor(&l["discounted"]).unwrap_or(0)
+            })
+            .sum()
+    });
+    let total = minor(&o["orderForm"]["total"]).or(computed);
+    let name = o["customerName"].as_str().map(str::to_string).or_else(|| {
+        let b = &o["billingAddress"];
+        b["name"].as_str().map(str::to_string)
+    });
+    json!({
+        "id": o["id"], "order_type": o["orderType"], "status": o["status"], "store_id": o["storeId"],
+        "customer": {"id": o["customerId"], "name": name, "email": o["customerEmail"], "phone": o["customerPhone"]},
+        "lines": lines, "total": total, "currency": currency,
+        "pickup_deadline": o["customerPickupDeadline"], "created": o["created"], "modified": o["modified"],
+    })
+}
+
+/// A purchase order in the POS's terms.
+pub fn local_purchase_order(p: &Value) -> Value {
+    let lines: Vec<Value> = p["purchaseOrderForm"]["lineItems"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|l| {
+            json!({"line_id": l["lineItemId"], "sku": l["code"], "name": l["displayName"], "ean": l["ean"],
+                   "quantity": l["quantity"], "delivered_quantity": l["deliveredQuantity"].as_f64().unwrap_or(0.0)})
+        })
+        .collect();
+    json!({
+        "id": p["id"], "number": p["purchaseOrderNumber"], "status": p["status"], "store_id": p["storeId"],
+        "supplier": {"id": p["supplierId"], "name": p["supplierName"]},
+        "expected_date": p["requestedDeliveryDate"], "delivery_id": p["deliveryId"], "lines": lines,
+        "modified": p["modified"],
+    })
+}
+
+impl OmniumApi {
+    /// `PUT /api/Invoices/UpdateInvoice` (an upsert by id: sending it twice makes one invoice).
+    pub fn put_invoice(&self, invoice: &Value) -> Result<(), Failure> {
+        let body = serde_json::to_vec(invoice).unwrap_or_default();
+        let resp = self.send_json("PUT", "/api/Invoices/UpdateInvoice", &body)?;
+        classify(&resp, "PUT /api/Invoices/UpdateInvoice")
+    }
+
+    /// `POST /api/Invoices/{id}/AddFileToInvoice?fileName=…`, the PDF streamed as the body.
+    pub fn add_invoice_file(
+        &self,
+        invoice_id: &str,
+        file_name: &str,
+        pdf: &mut dyn std::io::Read,
+    ) -> Result<(), Failure> {
+        let path = format!(
+            "/api/Invoices/{}/AddFileToInvoice?fileName={}",
+            encode_component(invoice_id),
+            encode_component(file_name)
+        );
+        let resp = self.send_stream("POST", &path, "application/octet-stream", pdf)?;
+        classify(
+            &resp,
+            &format!("POST /api/Invoices/{invoice_id}/AddFileToInvoice"),
+        )
+    }
+
+    /// Whether the invoice holds a file of this name (`None` when there is no invoice).
+    pub fn invoice_has_file(
+        &self,
+        invoice_id: &str,
+        file_name: &str,
+    ) -> Result<Option<bool>, Failure> {
+        let invoice = self.get_json(&format!("/api/Invoices/{}", encode_component(invoice_id)))?;
+        Ok(invoice.map(|v| {
+            v["assets"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|a| a["fileName"].as_str() == Some(file_name))
+        }))
+    }
+
+    /// `PUT /api/{Private|Business}Customers/AddOrUpdateMany` with at most 100 customers.
+    pub fn put_customers(&self, business: bool, customers: &[Value]) -> Result<(), Failure> {
+        let path = if business {
+            "/api/BusinessCustomers/AddOrUpdateMany"
+        } else {
+            "/api/PrivateCustomers/AddOrUpdateMany"
+        };
+        let body = serde_json::to_vec(customers).unwrap_or_default();
+        let resp = self.send_json("PUT", path, &body)?;
+        classify(&resp, &format!("PUT {path}"))
+    }
+
+    /// A customer by id: private first, then business. `None` when neither knows it.
+    pub fn get_customer(&self, id: &str) -> Result<Option<(bool, Value)>, Failure> {
+        let id = encode_component(id);
+        if let Some(v) = self.get_json(&format!("/api/PrivateCustomers/{id}"))? {
+            return Ok(Some((false, v)));
+        }
+        Ok(self
+            .get_json(&format!("/api/BusinessCustomers/{id}"))?
+            .map(|v| (true, v)))
+    }
+
+    /// `POST /api/Deliveries/{deliveryId}/ProcessGoodsReception`; a 400 naming the
+    /// reception as a duplicate means it already landed.
+    pub fn process_goods_reception(
+        &self,
+        delivery_id: &str,
+        reception_id: &str,
+        lines: &Value,
+    ) -> Result<Created, Failure> {
+        let path = format!(
+            "/api/Deliveries/{}/ProcessGoodsReception",
+            encode_component(delivery_id)
+        );
+        let body = serde_json::to_vec(lines).unwrap_or_default();
+        let resp = self.send_json("POST", &path, &body)?;
+        match classify(&resp, &format!("POST {path}")) {
+            Ok(()) => Ok(Created::New(Value::Null)),
+            Err(Failure::Rejected {
+                status: 400,
+                message,
+            }) if message.to_ascii_lowercase().contains("duplicate")
+                && message.contains(reception_id) =>
+            {
+                Ok(Created::AlreadyExists(message))
+            }
+            Err(f) => Err(f),
+        }
+    }
+
+    /// `PUT /api/Inventory/UpdateMany` with absolute levels (at most 1000).
+    pub fn update_inventory(&self, levels: &[PushLevel]) -> Result<(), Failure> {
+        let body = serde_json::to_vec(&inventory_json(levels)).unwrap_or_default();
+        let resp = self.send_json("PUT", "/api/Inventory/UpdateMany", &body)?;
+        classify(&resp, "PUT /api/Inventory/UpdateMany")
+    }
+
+    /// `POST /api/Orders/{id}/OrderLinesUpdate` (partial pickup progress).
+    pub fn order_lines_update(&self, order_id: &str, body: &Value) -> Result<(), Failure> {
+        let path = format!(
+            "/api/Orders/{}/OrderLinesUpdate",
+            encode_component(order_id)
+        );
+        let bytes = serde_json::to_vec(body).unwrap_or_default();
+        let resp = self.send_json("POST", &path, &bytes)?;
+        classify(&resp, &format!("POST {path}"))
+    }
+
+    /// One page of `POST /api/Orders/Search` for this store, modified since `from_ms`.
+    pub fn search_orders(
+        &self,
+        store_id: &str,
+        from_ms: Option<i64>,
+        page: u32,
+        take: u32,
+    ) -> Result<Page, Failure> {
+        let mut body = json!({"selectedStores": [store_id], "take": take, "page": page,
+                              "sortOrder": "ModifiedAscending", "disableFacets": true});
+        if let Some(ms) = from_ms {
+            body["modifiedFrom"] = super::catalog::time_text(ms).into();
+        }
+        Ok(self
+            .post_json("/api/Orders/Search", &body)?
+            .map(Page::from_json)
+            .unwrap_or_default())
+    }
+
+    /// One page of `POST /api/PurchaseOrders/Search` for this store.
+    pub fn search_purchase_orders(
+        &self,
+        store_id: &str,
+        from_ms: Option<i64>,
+        page: u32,
+        take: u32,
+    ) -> Result<Page, Failure> {
+        let mut body = json!({"selectedStores": [store_id], "take": take, "page": page, "sortOrder": "ModifiedAscending"});
+        if let Some(ms) = from_ms {
+            body["modifiedFrom"] = super::catalog::time_text(ms).into();
+        }
+        Ok(self
+            .post_json("/api/PurchaseOrders/Search", &body)?
+            .map(Page::from_json)
+            .unwrap_or_default())
+    }
+}
+
+/// Omnium's `modified` of an order, unix ms.
+pub fn modified_ms(v: &Value) -> Option<i64> {
+    time_ms(&v["modified"])
+}

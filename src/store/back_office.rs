@@ -1,0 +1,399 @@
+//! Customers, inbound (web and click & collect) orders, purchase orders, receipt PDFs and
+//! the absolute stock levels a flow-master store pushes.
+
+use super::{Lookup, Store};
+use crate::error::Result;
+use rusqlite::{params, OptionalExtension, TransactionBehavior, MAIN_DB};
+use std::io::Read;
+
+/// A level to push: the newest count of one SKU in one warehouse.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PushLevel {
+    pub sku: String,
+    pub warehouse_id: String,
+    pub quantity: f64,
+    pub counted_at_ms: i64,
+}
+
+/// What happened to an inbound order when it was stored.
+#[derive(Clone, Debug, PartialEq)]
+pub enum OrderChange {
+    New,
+    Changed { previous_status: String },
+    Unchanged,
+}
+
+impl Lookup<'_> {
+    /// A customer recorded at the till is readable at once.
+    pub fn put_customer(&self, id: &str, json: &str) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO customer (id, json, source) VALUES (?1, ?2, 'pos')
+                 ON CONFLICT (id) DO UPDATE SET json = excluded.json, source = 'pos'",
+            )?
+            .execute([id, json])?;
+        self.tx
+            .prepare_cached("DELETE FROM customer_fetch WHERE customer_id = ?1")?
+            .execute([id])?;
+        Ok(())
+    }
+
+    /// Queues absolute levels; an older count never replaces a newer one. Makes sure one
+    /// stock-push job is waiting to send them.
+    pub fn push_levels(&self, levels: &[PushLevel], now_ms: i64) -> Result<()> {
+        for l in levels {
+            self.tx
+                .prepare_cached(
+                    "INSERT INTO stock_push (sku, warehouse_id, quantity, counted_at_ms, sent)
+                     VALUES (?1, ?2, ?3, ?4, 0)
+                     ON CONFLICT (sku, warehouse_id) DO UPDATE SET quantity = excluded.quantity,
+                       counted_at_ms = excluded.counted_at_ms, sent = 0
+                     WHERE excluded.counted_at_ms >= stock_push.counted_at_ms",
+                )?
+                .execute(params![l.sku, l.warehouse_id, l.quantity, l.counted_at_ms])?;
+            // The count is the truth as of its time: Omnium's own level and local
+            // movements before it are superseded.
+            self.tx
+                .prepare_cached(
+                    "INSERT INTO stock_level (sku, warehouse_id, quantity, reserved, modified_ms)
+                     VALUES (?1, ?2, ?3, 0, ?4)
+                     ON CONFLICT (sku, warehouse_id) DO UPDATE SET quantity = excluded.quantity,
+                       modified_ms = excluded.modified_ms
+                     WHERE excluded.modified_ms >= stock_level.modified_ms",
+                )?
+                .execute(params![l.sku, l.warehouse_id, l.quantity, l.counted_at_ms])?;
+            self.tx
+                .prepare_cached(
+                    "UPDATE stock_movement SET counted_after_ms = ?3
+                     WHERE sku = ?1 AND warehouse_id = ?2 AND (counted_after_ms IS NULL OR counted_after_ms > ?3)
+                       AND job_id IN (SELECT id FROM outbox_job WHERE created_at <= ?3)",
+                )?
+                .execute(params![l.sku, l.warehouse_id, l.counted_at_ms])?;
+        }
+        let waiting: bool = self
+            .tx
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM outbox_job WHERE kind = 'stock_push' AND state = 'pending')")?
+            .query_row([], |r| r.get(0))?;
+        if !waiting {
+            self.tx
+                .prepare_cached(
+                    "INSERT INTO outbox_job (kind, event_id, entity_id, content, next_attempt_at, created_at)
+                     VALUES ('stock_push', 'stock-push-' || ?1 || '-' || (SELECT COUNT(*) FROM outbox_job), 'stock_push', '{}', ?1, ?1)",
+                )?
+                .execute([now_ms])?;
+        }
+        Ok(())
+    }
+
+    /// The level known locally for a SKU: Omnium's (or the last count) plus local
+    /// movements not counted in it.
+    pub fn local_level(&self, sku: &str, warehouse_id: &str) -> Result<f64> {
+        let (quantity, modified): (f64, Option<i64>) = self
+            .tx
+            .prepare_cached("SELECT quantity, modified_ms FROM stock_level WHERE sku = ?1 AND warehouse_id = ?2")?
+            .query_row([sku, warehouse_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?
+            .unwrap_or((0.0, None));
+        let pending: f64 = self
+            .tx
+            .prepare_cached(
+                "SELECT COALESCE(SUM(quantity), 0) FROM stock_movement WHERE sku = ?1 AND warehouse_id = ?2
+                 AND NOT (counted_after_ms IS NOT NULL AND ?3 IS NOT NULL AND counted_after_ms <= ?3)",
+            )?
+            .query_row(params![sku, warehouse_id, modified], |r| r.get(0))?;
+        Ok(quantity + pending)
+    }
+
+    pub fn inbound_order(&self, id: &str) -> Result<Option<String>> {
+        Ok(self
+            .tx
+            .prepare_cached("SELECT json FROM inbound_order WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// The till's own view of an order it is handling (shown at once, before Omnium has it).
+    pub fn set_inbound_order(&self, id: &str, status: &str, json: &str) -> Result<()> {
+        self.tx
+            .prepare_cached("UPDATE inbound_order SET status = ?2, json = ?3 WHERE id = ?1")?
+            .execute([id, status, json])?;
+        Ok(())
+    }
+
+    pub fn purchase_order(&self, id: &str) -> Result<Option<String>> {
+        Ok(self
+            .tx
+            .prepare_cached("SELECT json FROM purchase_order WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))
+            .optional()?)
+    }
+}
+
+impl Store {
+    /// Streams a receipt's PDF to `upload` from a read connection (the writer stays free).
+    pub fn with_receipt_pdf<T>(
+        &self,
+        job_id: i64,
+        upload: impl FnOnce(&mut dyn Read, usize) -> T,
+    ) -> Result<Option<T>> {
+        self.read(|c| {
+            let exists: bool = c
+                .prepare_cached("SELECT EXISTS (SELECT 1 FROM receipt_pdf WHERE job_id = ?1)")?
+                .query_row([job_id], |r| r.get(0))?;
+            if !exists {
+                return Ok(None);
+            }
+            let mut blob = c.blob_open(MAIN_DB, c"receipt_pdf", c"pdf", job_id, true)?;
+            let len = blob.len();
+            Ok(Some(upload(&mut blob, len)))
+        })
+    }
+
+    pub fn customer(&self, id: &str) -> Result<Option<String>> {
+        self.read(|c| {
+            Ok(c.prepare_cached("SELECT json FROM customer WHERE id = ?1")?
+                .query_row([id], |r| r.get(0))
+                .optional()?)
+        })
+    }
+
+    /// Stores a customer read from Omnium, unless the till has its own newer version.
+    pub fn put_omnium_customer(&self, id: &str, json: &str) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.prepare_cached(
+            "INSERT INTO customer (id, json, source) VALUES (?1, ?2, 'omnium')
+             ON CONFLICT (id) DO UPDATE SET json = excluded.json WHERE customer.source = 'omnium'",
+        )?
+        .execute([id, json])?;
+        tx.prepare_cached("DELETE FROM customer_fetch WHERE customer_id = ?1")?
+            .execute([id])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Asks for a customer to be fetched from Omnium, if it is not known here.
+    pub fn queue_customer_fetch(&self, id: &str, now_ms: i64) -> Result<()> {
+        self.conn().execute(
+            "INSERT OR IGNORE INTO customer_fetch (customer_id, next_at)
+             SELECT ?1, ?2 WHERE NOT EXISTS (SELECT 1 FROM customer WHERE id = ?1)",
+            params![id, now_ms],
+        )?;
+        Ok(())
+    }
+
+    /// Orders announced by events: one row per order id, so repeats and bursts coalesce.
+    pub fn queue_order_fetch(&self, order_id: &str, now_ms: i64) -> Result<bool> {
+        Ok(self.conn().execute(
+            "INSERT INTO order_fetch (order_id, next_at) VALUES (?1, ?2)
+             ON CONFLICT (order_id) DO UPDATE SET next_at = MIN(next_at, excluded.next_at)",
+            params![order_id, now_ms],
+        )? > 0)
+    }
+
+    /// Due fetches of one table (`order_fetch` or `customer_fetch`).
+    pub fn due_fetches(
+        &self,
+        table: FetchQueue,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, u32)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {key}, tries FROM {table} WHERE next_at <= ?1 ORDER BY next_at LIMIT ?2",
+            key = table.key(),
+            table = table.table()
+        ))?;
+        let rows = stmt.query_map(params![now_ms, limit as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    pub fn fetch_done(&self, table: FetchQueue, id: &str) -> Result<()> {
+        self.conn().execute(
+            &format!("DELETE FROM {} WHERE {} = ?1", table.table(), table.key()),
+            [id],
+        )?;
+        Ok(())
+    }
+
+    pub fn fetch_later(&self, table: FetchQueue, id: &str, at_ms: i64) -> Result<()> {
+        self.conn().execute(
+            &format!(
+                "UPDATE {} SET tries = tries + 1, next_at = ?2 WHERE {} = ?1",
+                table.table(),
+                table.key()
+            ),
+            params![id, at_ms],
+        )?;
+        Ok(())
+    }
+
+    pub fn next_fetch_at(&self) -> Result<Option<i64>> {
+        Ok(self.conn().query_row(
+            "SELECT MIN(t) FROM (SELECT MIN(next_at) AS t FROM order_fetch UNION ALL SELECT MIN(next_at) FROM customer_fetch)",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Stores an inbound order as the till sees it. While the till has pickup progress not
+    /// yet delivered, Omnium's older status does not overwrite it, unless Omnium cancelled.
+    pub fn put_inbound_order(
+        &self,
+        id: &str,
+        order_type: &str,
+        status: &str,
+        json: &str,
+        modified_ms: Option<i64>,
+        omnium_cancelled: bool,
+    ) -> Result<OrderChange> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let previous: Option<(String, Option<i64>)> = tx
+            .prepare_cached("SELECT status, modified_ms FROM inbound_order WHERE id = ?1")?
+            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let till_busy: bool = tx
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM outbox_job WHERE kind = 'pickup' AND entity_id = ?1
+                   AND state IN ('pending', 'in_flight'))",
+            )?
+            .query_row([id], |r| r.get(0))?;
+        let change = match &previous {
+            None => OrderChange::New,
+            Some((_, old)) if old.is_some() && modified_ms.is_some() && old >= &modified_ms => {
+                OrderChange::Unchanged
+            }
+            Some((old_status, _)) => OrderChange::Changed {
+                previous_status: old_status.clone(),
+            },
+        };
+        if change != OrderChange::Unchanged
+            && (!till_busy || omnium_cancelled || previous.is_none())
+        {
+            tx.prepare_cached(
+                "INSERT INTO inbound_order (id, order_type, status, json, modified_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (id) DO UPDATE SET order_type = excluded.order_type, status = excluded.status,
+                   json = excluded.json, modified_ms = excluded.modified_ms",
+            )?
+            .execute(params![id, order_type, status, json, modified_ms])?;
+        } else if change != OrderChange::Unchanged {
+            tx.prepare_cached("UPDATE inbound_order SET modified_ms = ?2 WHERE id = ?1")?
+                .execute(params![id, modified_ms])?;
+        }
+        tx.commit()?;
+        Ok(change)
+    }
+
+    pub fn inbound_orders(
+        &self,
+        order_type: Option<&str>,
+        status: Option<&str>,
+    ) -> Result<Vec<String>> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT json FROM inbound_order WHERE (?1 IS NULL OR order_type = ?1) AND (?2 IS NULL OR status = ?2)
+                 ORDER BY id",
+            )?;
+            let rows = stmt.query_map(params![order_type, status], |r| r.get(0))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
+        })
+    }
+
+    pub fn inbound_order(&self, id: &str) -> Result<Option<String>> {
+        self.read(|c| {
+            Ok(
+                c.prepare_cached("SELECT json FROM inbound_order WHERE id = ?1")?
+                    .query_row([id], |r| r.get(0))
+                    .optional()?,
+            )
+        })
+    }
+
+    pub fn put_purchase_orders(
+        &self,
+        orders: &[(String, Option<String>, String, Option<i64>)],
+        cursor: Option<&super::CursorAdvance>,
+    ) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for (id, status, json, modified) in orders {
+            tx.prepare_cached(
+                "INSERT INTO purchase_order (id, status, json, modified_ms) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (id) DO UPDATE SET status = excluded.status, json = excluded.json,
+                   modified_ms = excluded.modified_ms",
+            )?
+            .execute(params![id, status, json, modified])?;
+        }
+        super::catalog::advance_in(&tx, cursor)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn purchase_orders(&self, status: Option<&str>) -> Result<Vec<String>> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT json FROM purchase_order WHERE (?1 IS NULL OR status = ?1) ORDER BY id",
+            )?;
+            let rows = stmt.query_map([status], |r| r.get(0))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
+        })
+    }
+
+    /// Up to `limit` levels not yet pushed.
+    pub fn unsent_levels(&self, limit: usize) -> Result<Vec<PushLevel>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT sku, warehouse_id, quantity, counted_at_ms FROM stock_push WHERE sent = 0
+             ORDER BY warehouse_id, sku LIMIT ?1",
+        )?;
+        let rows = stmt.query_map([limit as i64], |r| {
+            Ok(PushLevel {
+                sku: r.get(0)?,
+                warehouse_id: r.get(1)?,
+                quantity: r.get(2)?,
+                counted_at_ms: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// Marks levels pushed, unless a newer count replaced them meanwhile.
+    pub fn mark_levels_sent(&self, levels: &[PushLevel]) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for l in levels {
+            tx.prepare_cached(
+                "UPDATE stock_push SET sent = 1 WHERE sku = ?1 AND warehouse_id = ?2 AND counted_at_ms = ?3",
+            )?
+            .execute(params![l.sku, l.warehouse_id, l.counted_at_ms])?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+/// The two fetch queues.
+#[derive(Clone, Copy, Debug)]
+pub enum FetchQueue {
+    Orders,
+    Customers,
+}
+
+impl FetchQueue {
+    fn table(self) -> &'static str {
+        match self {
+            FetchQueue::Orders => "order_fetch",
+            FetchQueue::Customers => "customer_fetch",
+        }
+    }
+
+    fn key(self) -> &'static str {
+        match self {
+            FetchQueue::Orders => "order_id",
+            FetchQueue::Customers => "customer_id",
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! Orders placed online for this store (click & collect and web orders), announced by
+//! Omnium's events with delta polling as the safety net, and the customers they name.
+
+use super::{now_ms, policy, rfc3339, Sync};
+use crate::omnium::back_office::{self, is_cancel_status, local_customer, local_order};
+use crate::omnium::Failure;
+use crate::store::{FetchQueue, OrderChange};
+use serde_json::{json, Value};
+
+/// Fetches done per worker round, so a burst of events never starves the outbox.
+const FETCHES_PER_ROUND: usize = 20;
+
+/// Stores an order read from Omnium and tells the POS what changed. Orders of other
+/// stores and the terminal's own POS orders are skipped.
+pub fn apply_order(sync: &Sync, order: &Value) {
+    let Some(id) = order["id"].as_str() else {
+        return;
+    };
+    let order_type = order["orderType"].as_str().unwrap_or("");
+    if order_type.eq_ignore_ascii_case("Pos")
+        || !back_office::is_for_store(order, &sync.ctx.store_id)
+    {
+        return;
+    }
+    let status = order["status"].as_str().unwrap_or("");
+    let local = local_order(order, &sync.ctx.currency);
+    let cancelled = is_cancel_status(status);
+    let change = sync.store.put_inbound_order(
+        id,
+        order_type,
+        status,
+        &local.to_string(),
+        back_office::modified_ms(order),
+        cancelled,
+    );
+    let change = match change {
+        Ok(c) => c,
+        Err(e) => {
+            log::error!("cannot store order {id:?}: {e}");
+            return;
+        }
+    };
+    let kind = match &change {
+        OrderChange::Unchanged => return,
+        OrderChange::New if cancelled => "order.cancelled",
+        OrderChange::New => "order.received",
+        OrderChange::Changed { previous_status }
+            if cancelled && !is_cancel_status(previous_status) =>
+        {
+            "order.cancelled"
+        }
+        OrderChange::Changed { .. } => "order.updated",
+    };
+    sync.events.push(json!({
+        "type": kind, "order_id": id, "order_type": order_type, "status": status, "at": rfc3339(now_ms()),
+    }));
+    if let Some(customer) = order["customerId"].as_str().filter(|c| !c.is_empty()) {
+        if let Err(e) = sync.store.queue_customer_fetch(customer, now_ms()) {
+            log::error!("cannot queue customer {customer:?}: {e}");
+        }
+    }
+}
+
+/// Works through due order and customer fetches. `Err` only for failures that concern
+/// Omnium as a whole (unreachable, 429, refused credentials).
+pub fn fetch_due(sync: &Sync) -> Result<usize, Failure> {
+    let now = now_ms();
+    let storage = |e: crate::error::Error| Failure::Uncertain(format!("local database: {e}"));
+    let mut done = 0;
+    for (order_id, tries) in sync
+        .store
+        .due_fetches(FetchQueue::Orders, now, FETCHES_PER_ROUND)
+        .map_err(storage)?
+    {
+        match sync.api.get_order(&order_id) {
+            Ok(Some(order)) => {
+                apply_order(sync, &order);
+                sync.store
+                    .fetch_done(FetchQueue::Orders, &order_id)
+                    .map_err(storage)?;
+            }
+            Ok(None) => {
+                log::warn!("order {order_id:?} from an event is not in Omnium; dropped");
+                sync.store
+                    .fetch_done(FetchQueue::Orders, &order_id)
+                    .map_err(storage)?;
+            }
+            Err(f) => retry_or_stop(sync, FetchQueue::Orders, &order_id, tries, f)?,
+        }
+        done += 1;
+    }
+    for (customer_id, tries) in sync
+        .store
+        .due_fetches(FetchQueue::Customers, now, FETCHES_PER_ROUND)
+        .map_err(storage)?
+    {
+        match sync.api.get_customer(&customer_id) {
+            Ok(Some((business, v))) => {
+                let local = local_customer(&v, business);
+                sync.store
+                    .put_omnium_customer(&customer_id, &local.to_string())
+                    .map_err(storage)?;
+            }
+            Ok(None) => {
+                log::info!("customer {customer_id:?} named by an order is not in Omnium");
+                sync.store
+                    .fetch_done(FetchQueue::Customers, &customer_id)
+                    .map_err(storage)?;
+            }
+            Err(f) => retry_or_stop(sync, FetchQueue::Customers, &customer_id, tries, f)?,
+        }
+        done += 1;
+    }
+    Ok(done)
+}
+
+fn retry_or_stop(
+    sync: &Sync,
+    queue: FetchQueue,
+    id: &str,
+    tries: u32,
+    f: Failure,
+) -> Result<(), Failure> {
+    match f {
+        Failure::Unreachable(_) | Failure::Throttled { .. } | Failure::Unauthorized(_) => Err(f),
+        other => {
+            log::warn!("fetching {id:?} failed: {other}");
+            let delay = policy::backoff_ms(&sync.policy, tries + 1, 0.5) as i64;
+            sync.store
+                .fetch_later(queue, id, now_ms() + delay)
+                .map_err(|e| Failure::Uncertain(e.to_string()))
+        }
+    }
+}
