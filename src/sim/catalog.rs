@@ -22,15 +22,15 @@ use super::http::{Request, Response};
 use super::state::{parse_object, random_hex, State};
 use super::{CatalogSpec, CatalogSummary, SimConfig};
 
-const DAY_MS: i64 = 86_400_000;
+pub(crate) const DAY_MS: i64 = 86_400_000;
 const NS_PER_MS: i128 = 1_000_000;
 /// `GET /api/ProductCategories`: largest `pageSize`.
 const MAX_CATEGORY_PAGE_SIZE: i64 = 1000;
 /// GET list endpoints default to 20 per page.
-const DEFAULT_LIST_PAGE_SIZE: i64 = 20;
+pub(crate) const DEFAULT_LIST_PAGE_SIZE: i64 = 20;
 /// POST search bodies: `take` at most 100, `take * page` at most 10,000.
-const MAX_SEARCH_TAKE: i64 = 100;
-const MAX_SEARCH_WINDOW: i64 = 10_000;
+pub(crate) const MAX_SEARCH_TAKE: i64 = 100;
+pub(crate) const MAX_SEARCH_WINDOW: i64 = 10_000;
 /// The answer to a scroll GET for an id that is unknown, finished or expired.
 const SCROLL_GONE: &str = "Scroll not found or expired";
 
@@ -961,6 +961,14 @@ impl Product {
     }
 }
 
+/// What order and purchase-order generators need to know about a SKU.
+#[derive(Clone, Debug)]
+pub(crate) struct SkuDetails {
+    pub name: String,
+    pub ean: Option<String>,
+    pub price: Option<f64>,
+}
+
 #[derive(Clone, Debug)]
 pub(crate) struct StockItem {
     pub inventory: f64,
@@ -1326,6 +1334,77 @@ impl Catalog {
             .map(|i| (i.inventory, i.reserved))
     }
 
+    /// `PUT /api/Inventory/UpdateMany` semantics for one item: absolute `inventory`, `reserved`
+    /// only when given; an item whose values do not change is left alone (no new `modified`).
+    /// Returns whether anything changed (a missing item is created, which counts as a change).
+    pub fn write_stock(
+        &mut self,
+        sku: &str,
+        wh: &str,
+        inventory: f64,
+        reserved: Option<f64>,
+        stamp: i64,
+    ) -> bool {
+        let key = (sku.to_string(), wh.to_string());
+        if let Some(item) = self.stock.get(&key) {
+            let same = item.inventory == inventory && reserved.is_none_or(|r| item.reserved == r);
+            if same {
+                return false;
+            }
+        }
+        let item = self.stock_item(sku, wh, stamp);
+        item.inventory = inventory;
+        if let Some(r) = reserved {
+            item.reserved = r;
+        }
+        item.modified_ms = stamp;
+        true
+    }
+
+    /// Whether a store with this id exists and may hold inventory (`isWarehouse`).
+    pub fn is_warehouse(&self, id: &str) -> bool {
+        self.stores
+            .get(id)
+            .is_some_and(|s| s.doc["isWarehouse"] == json!(true))
+    }
+
+    /// Display name, EAN and market-wide NOR unit price of a SKU (variant or single-SKU product).
+    pub fn sku_details(&self, sku: &str) -> Option<SkuDetails> {
+        let p = self
+            .products
+            .values()
+            .filter(|p| p.skus.iter().any(|s| s == sku))
+            .min_by_key(|p| p.language != self.language)?;
+        let doc = &p.doc;
+        let variant = doc["variants"]
+            .as_array()
+            .and_then(|vs| vs.iter().find(|v| v["skuId"].as_str() == Some(sku)));
+        let src = variant.unwrap_or(doc);
+        let price = doc["prices"].as_array().and_then(|ps| {
+            let general = |p: &&Value| {
+                p["marketId"] == json!(self.default_market)
+                    && ["storeId", "customerId", "promotionId"]
+                        .iter()
+                        .all(|k| p[*k].is_null())
+            };
+            // A variant's own price wins over the product's.
+            ps.iter()
+                .filter(general)
+                .find(|p| p["skuId"].as_str() == Some(sku))
+                .or_else(|| ps.iter().filter(general).find(|p| p["skuId"].is_null()))
+                .and_then(|p| p["unitPrice"].as_f64())
+        });
+        Some(SkuDetails {
+            name: src["name"]
+                .as_str()
+                .or(doc["name"].as_str())
+                .unwrap_or(sku)
+                .to_string(),
+            ean: src["ean"].as_str().map(str::to_string),
+            price,
+        })
+    }
+
     pub fn upsert_store(&mut self, store: Value, stamp: i64) {
         let Value::Object(mut m) = store else {
             panic!("upsert_store: the store must be a JSON object");
@@ -1428,7 +1507,7 @@ fn stock_json(sku: &str, wh: &str, item: &StockItem, with_batches: bool) -> Valu
 // ---------------------------------------------------------------------------------------------
 // Request bodies
 
-fn opt_time(b: &Map<String, Value>, key: &str) -> Result<Option<i128>, String> {
+pub(crate) fn opt_time(b: &Map<String, Value>, key: &str) -> Result<Option<i128>, String> {
     match b.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
@@ -1439,7 +1518,7 @@ fn opt_time(b: &Map<String, Value>, key: &str) -> Result<Option<i128>, String> {
     }
 }
 
-fn opt_string(b: &Map<String, Value>, key: &str) -> Result<Option<String>, String> {
+pub(crate) fn opt_string(b: &Map<String, Value>, key: &str) -> Result<Option<String>, String> {
     match b.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.is_empty() => Ok(None),
@@ -1448,7 +1527,7 @@ fn opt_string(b: &Map<String, Value>, key: &str) -> Result<Option<String>, Strin
     }
 }
 
-fn opt_strings(b: &Map<String, Value>, key: &str) -> Result<Vec<String>, String> {
+pub(crate) fn opt_strings(b: &Map<String, Value>, key: &str) -> Result<Vec<String>, String> {
     match b.get(key) {
         None | Some(Value::Null) => Ok(Vec::new()),
         Some(Value::Array(a)) => a
@@ -1471,7 +1550,7 @@ fn opt_bool(b: &Map<String, Value>, key: &str) -> Result<Option<bool>, String> {
     }
 }
 
-fn opt_int(b: &Map<String, Value>, key: &str) -> Result<Option<i64>, String> {
+pub(crate) fn opt_int(b: &Map<String, Value>, key: &str) -> Result<Option<i64>, String> {
     match b.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(v) => v
@@ -1491,7 +1570,7 @@ fn query_int(req: &Request, name: &str, default: i64) -> Result<i64, String> {
 }
 
 /// `modified` within [from, to] (both inclusive, either open).
-fn in_window(modified_ms: i64, from: Option<i128>, to: Option<i128>) -> bool {
+pub(crate) fn in_window(modified_ms: i64, from: Option<i128>, to: Option<i128>) -> bool {
     let m = ms_ns(modified_ms);
     from.is_none_or(|f| m >= f) && to.is_none_or(|t| m <= t)
 }

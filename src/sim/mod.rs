@@ -9,13 +9,26 @@
 //! generated, deterministic Norwegian retail catalog ([`Simulator::load_catalog`]). Every `modified`
 //! comes from a strictly increasing clock, so high-water marks can be tested exactly.
 //!
+//! The rest of a POS integration: web orders placed "online" ([`Simulator::add_web_order`], with
+//! the Omnium event payloads they emit, [`Simulator::take_events`]), `POST /api/Orders/Search`,
+//! Click & Collect status changes and `POST /api/Orders/{id}/OrderLinesUpdate`; invoices
+//! (`PUT /api/Invoices/UpdateInvoice`, `POST /api/Invoices/{id}/AddFileToInvoice`,
+//! `GET /api/Invoices/{id}`); customers (`PUT /api/{Private|Business}Customers/AddOrUpdateMany`,
+//! `GET /api/{Private|Business}Customers/{id}`); purchase orders (`POST /api/PurchaseOrders/Search`,
+//! `GET /api/PurchaseOrders/{id}`) with goods reception
+//! (`POST /api/Deliveries/{deliveryId}/ProcessGoodsReception`); and `PUT /api/Inventory/UpdateMany`.
+//!
 //! Control endpoints outside `/api` (no auth): `GET /__sim/stats`, `POST /__sim/faults`,
 //! `POST /__sim/down` and `GET /__sim/orders/{id}`.
 
+mod back_office;
 mod catalog;
 #[cfg(test)]
 mod catalog_tests;
+#[cfg(test)]
+mod flows_tests;
 mod http;
+mod orders_in;
 mod state;
 #[cfg(test)]
 mod tests;
@@ -97,6 +110,28 @@ pub struct SimStats {
     pub products_served: u64,
     /// Inventory items sent in inventory search/scroll pages.
     pub stock_items_served: u64,
+    /// Status changes and line updates refused because the order was already cancelled.
+    pub rejected_on_cancelled: u64,
+    /// `OrderLinesUpdate` requests applied.
+    pub line_updates: u64,
+    /// `UpdateInvoice` for a new invoice id.
+    pub invoices_created: u64,
+    /// `UpdateInvoice` for an invoice id that already existed.
+    pub invoice_updates: u64,
+    /// Files attached with `AddFileToInvoice`.
+    pub invoice_files_added: u64,
+    /// Customer `AddOrUpdateMany` batches applied (private and business).
+    pub customer_batches: u64,
+    /// Customers created or changed by those batches (unchanged ones are not counted).
+    pub customers_upserted: u64,
+    /// Goods receptions applied.
+    pub goods_receptions: u64,
+    /// Goods receptions refused because a `goodsReceptionId` had been processed before.
+    pub duplicate_goods_receptions: u64,
+    /// `PUT /api/Inventory/UpdateMany` requests applied.
+    pub inventory_update_calls: u64,
+    /// Inventory items those requests created or changed.
+    pub inventory_items_updated: u64,
 }
 
 /// What [`Simulator::load_catalog`] generates; everything follows from `seed`.
@@ -378,6 +413,92 @@ impl Simulator {
     /// Largest page a scroll serves (default 1000); a request's `take` is capped at it.
     pub fn set_scroll_page_size(&self, n: usize) {
         lock(&self.shared.state).catalog.page_size = n.max(1);
+    }
+
+    /// Stores an order placed online (`orderType` "ClickAndCollect" or "Online"): status "New",
+    /// `created`/`modified`, a `customerPickupDeadline` 3 days ahead for Click & Collect, zero
+    /// line quantities, no returns. Returns the "Order added" event payload Omnium emits (also
+    /// kept for [`Simulator::take_events`]).
+    ///
+    /// # Panics
+    /// If `order` is not an object with a non-empty string `id`, or the id already exists.
+    pub fn add_web_order(&self, order: Value) -> Value {
+        lock(&self.shared.state).add_web_order(order)
+    }
+
+    /// A realistic web order to pass to [`Simulator::add_web_order`]: id `WEB-1001`, `WEB-1002`, …,
+    /// a private customer `C-<n>` (created in the simulator now), and `lines` lines on SKUs of the
+    /// loaded catalog (`SKU-1`, … when none is loaded). Nothing is stored but the customer.
+    pub fn new_web_order(&self, order_type: &str, store_id: &str, lines: usize) -> Value {
+        lock(&self.shared.state).new_web_order(order_type, store_id, lines)
+    }
+
+    /// Changes an order as another system would, bumps `modified` and emits (and returns) an
+    /// "Updated" event (operationId 310100); `None` for an unknown order.
+    pub fn update_web_order(&self, id: &str, f: impl FnOnce(&mut Value)) -> Option<Value> {
+        lock(&self.shared.state).update_web_order(id, f)
+    }
+
+    /// Sets status "OrderCanceled" from Omnium's side (`expired`: the scheduled Click & Collect
+    /// expiry, operationId 115100; else an API status update, 310101), bumps `modified` and emits
+    /// (and returns) the event with `previousStatus`; `None` for an unknown order.
+    pub fn cancel_order_remotely(&self, id: &str, expired: bool) -> Option<Value> {
+        lock(&self.shared.state).cancel_order_remotely(id, expired)
+    }
+
+    /// The order (web or POS) as a client would read it now; same as [`Simulator::order`].
+    pub fn web_order(&self, id: &str) -> Option<Value> {
+        self.order(id)
+    }
+
+    /// Every event emitted since the last call, oldest first.
+    pub fn take_events(&self) -> Vec<Value> {
+        std::mem::take(&mut lock(&self.shared.state).web.events)
+    }
+
+    /// An invoice as stored.
+    pub fn invoice(&self, id: &str) -> Option<Value> {
+        lock(&self.shared.state).office.invoice(id)
+    }
+
+    /// Files attached to an invoice, `(fileName, bytes)` in upload order.
+    pub fn invoice_files(&self, id: &str) -> Vec<(String, Vec<u8>)> {
+        lock(&self.shared.state).office.invoice_files(id)
+    }
+
+    /// A customer by `customerId`: `("private" | "business", document)`; private wins a tie.
+    pub fn customer(&self, id: &str) -> Option<(String, Value)> {
+        lock(&self.shared.state).office.customer(id)
+    }
+
+    /// Adds a customer or merges the given fields into it (as `AddOrUpdateMany` does).
+    ///
+    /// # Panics
+    /// If `customer` is not an object with a non-empty string `customerId`.
+    pub fn upsert_customer(&self, business: bool, customer: Value) {
+        let mut st = lock(&self.shared.state);
+        let stamp = st.clock.tick();
+        st.office.upsert_customer(business, customer, stamp);
+    }
+
+    /// Stores (or replaces) a purchase order; its `deliveryId` (or a line's own) is what goods
+    /// reception addresses.
+    ///
+    /// # Panics
+    /// If `po` is not an object with a non-empty string `id`.
+    pub fn add_purchase_order(&self, po: Value) {
+        lock(&self.shared.state).add_purchase_order(po)
+    }
+
+    /// A confirmed purchase order to pass to [`Simulator::add_purchase_order`]: id `PO-<n>`,
+    /// delivery `D-<n>`, lines `PO-<n>-1`, … on catalog SKUs (`SKU-1`, … when none is loaded),
+    /// received into `store_id`.
+    pub fn new_purchase_order(&self, store_id: &str, lines: usize) -> Value {
+        lock(&self.shared.state).new_purchase_order(store_id, lines)
+    }
+
+    pub fn purchase_order(&self, id: &str) -> Option<Value> {
+        lock(&self.shared.state).office.purchase_order(id)
     }
 
     pub fn reset_stats(&self) {

@@ -11,14 +11,16 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Map, Value};
 
+use super::back_office::BackOffice;
 use super::catalog::{fmt_ms, Catalog, Clock, ScrollKind};
 use super::http::{parse_query, Request, Response};
+use super::orders_in::{apply_web_status, is_cancelled_status, is_web_order, WebOrders};
 use super::{Fault, SimConfig, SimStats};
 
 /// Payments may differ from the order total by rounding only.
 const BALANCE_TOLERANCE: f64 = 0.005 + 1e-9;
 /// Quantities are decimals; compare with a little slack for float sums.
-const QTY_EPS: f64 = 1e-9;
+pub(crate) const QTY_EPS: f64 = 1e-9;
 
 /// Which endpoint a request addresses; decided before any fault or auth check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +38,18 @@ pub(crate) enum Route {
     Markets,
     InventorySearch,
     InventoryScrollNext(String),
+    OrdersSearch,
+    OrderLinesUpdate(String),
+    PutInvoice,
+    GetInvoice(String),
+    AddFileToInvoice(String),
+    /// `true` for business customers.
+    CustomersUpsert(bool),
+    GetCustomer(bool, String),
+    PurchaseOrdersSearch,
+    GetPurchaseOrder(String),
+    GoodsReception(String),
+    InventoryUpdateMany,
     SimStats,
     SimFaults,
     SimDown,
@@ -53,6 +67,39 @@ impl Route {
         match (m.as_str(), s.len()) {
             ("POST", 2) if api && is(1, "token") => Route::Token,
             ("PUT", 3) if api && is(1, "Orders") && is(2, "PosOrders") => Route::PutPosOrder,
+            ("POST", 3) if api && is(1, "Orders") && is(2, "Search") => Route::OrdersSearch,
+            ("POST", 4) if api && is(1, "Orders") && is(3, "OrderLinesUpdate") => {
+                Route::OrderLinesUpdate(s[2].to_string())
+            }
+            ("PUT", 3) if api && is(1, "Invoices") && is(2, "UpdateInvoice") => Route::PutInvoice,
+            ("GET", 3) if api && is(1, "Invoices") => Route::GetInvoice(s[2].to_string()),
+            ("POST", 4) if api && is(1, "Invoices") && is(3, "AddFileToInvoice") => {
+                Route::AddFileToInvoice(s[2].to_string())
+            }
+            ("PUT", 3) if api && is(1, "PrivateCustomers") && is(2, "AddOrUpdateMany") => {
+                Route::CustomersUpsert(false)
+            }
+            ("PUT", 3) if api && is(1, "BusinessCustomers") && is(2, "AddOrUpdateMany") => {
+                Route::CustomersUpsert(true)
+            }
+            ("GET", 3) if api && is(1, "PrivateCustomers") => {
+                Route::GetCustomer(false, s[2].to_string())
+            }
+            ("GET", 3) if api && is(1, "BusinessCustomers") => {
+                Route::GetCustomer(true, s[2].to_string())
+            }
+            ("POST", 3) if api && is(1, "PurchaseOrders") && is(2, "Search") => {
+                Route::PurchaseOrdersSearch
+            }
+            ("GET", 3) if api && is(1, "PurchaseOrders") => {
+                Route::GetPurchaseOrder(s[2].to_string())
+            }
+            ("POST", 4) if api && is(1, "Deliveries") && is(3, "ProcessGoodsReception") => {
+                Route::GoodsReception(s[2].to_string())
+            }
+            ("PUT", 3) if api && is(1, "Inventory") && is(2, "UpdateMany") => {
+                Route::InventoryUpdateMany
+            }
             ("GET", 3) if api && is(1, "Orders") => Route::GetOrder(s[2].to_string()),
             ("POST", 4) if api && is(1, "Returns") && is(3, "Return") => {
                 Route::Return(s[2].to_string())
@@ -98,6 +145,19 @@ impl Route {
             Route::Markets => "GET /api/Markets",
             Route::InventorySearch => "POST /api/Inventory/Search",
             Route::InventoryScrollNext(_) => "GET /api/Inventory/Scroll/{scrollId}",
+            Route::OrdersSearch => "POST /api/Orders/Search",
+            Route::OrderLinesUpdate(_) => "POST /api/Orders/{id}/OrderLinesUpdate",
+            Route::PutInvoice => "PUT /api/Invoices/UpdateInvoice",
+            Route::GetInvoice(_) => "GET /api/Invoices/{id}",
+            Route::AddFileToInvoice(_) => "POST /api/Invoices/{id}/AddFileToInvoice",
+            Route::CustomersUpsert(false) => "PUT /api/PrivateCustomers/AddOrUpdateMany",
+            Route::CustomersUpsert(true) => "PUT /api/BusinessCustomers/AddOrUpdateMany",
+            Route::GetCustomer(false, _) => "GET /api/PrivateCustomers/{id}",
+            Route::GetCustomer(true, _) => "GET /api/BusinessCustomers/{id}",
+            Route::PurchaseOrdersSearch => "POST /api/PurchaseOrders/Search",
+            Route::GetPurchaseOrder(_) => "GET /api/PurchaseOrders/{id}",
+            Route::GoodsReception(_) => "POST /api/Deliveries/{deliveryId}/ProcessGoodsReception",
+            Route::InventoryUpdateMany => "PUT /api/Inventory/UpdateMany",
             Route::SimStats => "GET /__sim/stats",
             Route::SimFaults => "POST /__sim/faults",
             Route::SimDown => "POST /__sim/down",
@@ -152,6 +212,10 @@ pub(crate) struct State {
     pub clock: Clock,
     /// Products, categories, stock, stores, markets and open scrolls.
     pub catalog: Catalog,
+    /// Web-order generator counters and the emitted events.
+    pub web: WebOrders,
+    /// Invoices, customers, purchase orders and goods receptions.
+    pub office: BackOffice,
 }
 
 impl State {
@@ -169,6 +233,8 @@ impl State {
             paused_until: None,
             clock,
             catalog,
+            web: WebOrders::default(),
+            office: BackOffice::default(),
         }
     }
 
@@ -228,6 +294,20 @@ impl State {
             Route::Markets => Response::json(200, &Value::Array(self.catalog.markets.clone())),
             Route::InventorySearch => self.inventory_search(req),
             Route::InventoryScrollNext(id) => self.scroll_next(ScrollKind::Inventory, id),
+            Route::OrdersSearch => self.orders_search(req, now),
+            Route::OrderLinesUpdate(id) => self.order_lines_update(id, req, now),
+            Route::PutInvoice => self.put_invoice(req),
+            Route::GetInvoice(id) => self.get_invoice(id),
+            Route::AddFileToInvoice(id) => self.add_file_to_invoice(id, req),
+            Route::CustomersUpsert(business) => self.customers_upsert(*business, req),
+            Route::GetCustomer(business, id) => self.get_customer(*business, id),
+            Route::PurchaseOrdersSearch => self.purchase_orders_search(req),
+            Route::GetPurchaseOrder(id) => match self.office.purchase_order(id) {
+                Some(po) => Response::json(200, &po),
+                None => Response::text(404, "Purchase order not found"),
+            },
+            Route::GoodsReception(id) => self.goods_reception(id, req),
+            Route::InventoryUpdateMany => self.inventory_update_many(req),
             _ => Response::text(404, "No route"),
         }
     }
@@ -490,9 +570,18 @@ impl State {
         else {
             return Response::text(400, "status is required");
         };
+        let web = is_web_order(&o.order);
+        if web && o.order["status"].as_str().is_some_and(is_cancelled_status) {
+            self.stats.rejected_on_cancelled += 1;
+            return Response::text(400, &format!("Order {id} is cancelled"));
+        }
         let changed = o.order["status"].as_str() != Some(status);
+        let stamp = fmt_ms(self.clock.tick());
+        if web {
+            apply_web_status(&mut o.order, status, &stamp);
+        }
         o.order["status"] = json!(status);
-        o.order["modified"] = json!(fmt_ms(self.clock.tick()));
+        o.order["modified"] = json!(stamp);
         let order = o.view(now);
         if changed && status.starts_with("OrderCanceled") {
             self.stats.cancellations += 1;
@@ -526,7 +615,7 @@ impl State {
 }
 
 /// Looks an order up for an update: 404 if unknown, 409 while still queued.
-fn order_for_update<'a>(
+pub(crate) fn order_for_update<'a>(
     orders: &'a mut HashMap<String, StoredOrder>,
     id: &str,
     now: Instant,
@@ -569,7 +658,10 @@ fn find_line<'a>(order: &'a Value, line_id: &str) -> Option<&'a Map<String, Valu
         .find(|l| l.get("lineItemId").and_then(Value::as_str) == Some(line_id))
 }
 
-fn find_line_mut<'a>(order: &'a mut Value, line_id: &str) -> Option<&'a mut Map<String, Value>> {
+pub(crate) fn find_line_mut<'a>(
+    order: &'a mut Value,
+    line_id: &str,
+) -> Option<&'a mut Map<String, Value>> {
     order
         .get_mut("orderForm")?
         .get_mut("lineItems")?
@@ -579,11 +671,15 @@ fn find_line_mut<'a>(order: &'a mut Value, line_id: &str) -> Option<&'a mut Map<
         .find(|l| l.get("lineItemId").and_then(Value::as_str) == Some(line_id))
 }
 
-fn num_or_zero(m: &Map<String, Value>, key: &str) -> f64 {
+pub(crate) fn num_or_zero(m: &Map<String, Value>, key: &str) -> f64 {
     m.get(key).and_then(Value::as_f64).unwrap_or(0.0)
 }
 
-fn non_empty_str(m: &Map<String, Value>, key: &str, path: &str) -> Result<String, String> {
+pub(crate) fn non_empty_str(
+    m: &Map<String, Value>,
+    key: &str,
+    path: &str,
+) -> Result<String, String> {
     match m.get(key) {
         Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.clone()),
         _ => Err(format!("{path}{key} is required (non-empty string)")),

@@ -534,7 +534,13 @@ mod tests {
             warehouse_id: "oslo-1".into(),
             quantity: -2.0,
         };
-        s.record(&job, 0, |_| Ok(crate::store::Extras { effects: vec![effect], extra: None })).unwrap();
+        s.record(&job, 0, |_| {
+            Ok(crate::store::Extras {
+                effects: vec![effect],
+                extra: None,
+            })
+        })
+        .unwrap();
         s.claim_due(1, 10).unwrap()[0].id
     }
 

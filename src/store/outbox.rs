@@ -466,7 +466,9 @@ mod tests {
             .unwrap();
         assert!(matches!(again, Recorded::AlreadyRecorded(_)));
         let err = s
-            .record(&job("S-1", "S-1", r#"{"a":1}"#), 2, |_| Ok(Extras::default()))
+            .record(&job("S-1", "S-1", r#"{"a":1}"#), 2, |_| {
+                Ok(Extras::default())
+            })
             .unwrap_err();
         assert!(matches!(err, Error::Conflict(_)));
         assert_eq!(s.counts().unwrap().pending, 1);

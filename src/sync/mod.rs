@@ -18,7 +18,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 /// Jobs claimed per round trip to the database (two commits per batch, not per job).
-const BATCH: usize = 128;
+const BATCH: usize = 256;
 /// This many 5xx/reset answers in one batch, and nothing else, mean Omnium is down.
 const OUTAGE_FAILURES: usize = 3;
 /// After a storage error the worker waits this long before trying again.

@@ -70,6 +70,8 @@ pub struct Puller {
     /// The market's product language, once known (`Some(None)` = accept all).
     language: Option<Option<String>>,
     runs: u64,
+    /// `fo_sync_now` came during a run: run again when it ends.
+    rerun: bool,
     /// The page of a paged search (orders, purchase orders) being read, and the newest
     /// `modified` seen in this run.
     search_page: u32,
@@ -98,9 +100,14 @@ impl Puller {
 
     /// Starts a run now if one is due (or `force`, from `fo_sync_now`).
     pub fn maybe_start(&mut self, now: i64, force: bool, ctx: &SyncContext) {
+        // Asked while a run is under way (it may be past the data set that changed):
+        // another full run follows it at once.
+        self.rerun |= force && self.is_running();
+        let force = force || (self.rerun && !self.is_running());
         if self.is_running() || (!force && now < self.next_run_at) {
             return;
         }
+        self.rerun = false;
         if force || now - self.last_slow_run >= SLOW_DATASET_INTERVAL_MS {
             self.queue.push_back(Dataset::Stores);
             self.queue.push_back(Dataset::Categories);

@@ -77,7 +77,11 @@ pub fn deliver(job: &OutboxJob, sync: &Sync) -> Delivery {
         Err(e) => return Err(unreadable(e.to_string())).into(),
     };
     let (public, mut private) = split_private(&content);
-    if let Some(Value::Object(extra)) = job.extra.as_deref().and_then(|e| serde_json::from_str(e).ok()) {
+    if let Some(Value::Object(extra)) = job
+        .extra
+        .as_deref()
+        .and_then(|e| serde_json::from_str(e).ok())
+    {
         private.extend(extra);
     }
     match JobKind::parse(&job.kind) {

@@ -1,0 +1,476 @@
+//! Click & collect and online orders, pickups, receipts with PDFs, customers, purchase
+//! orders and goods reception, and the stock a flow-master store pushes, end to end.
+
+mod common;
+
+use common::*;
+use flow_omnium::sim::{CatalogSpec, Fault, FaultKind, Simulator};
+use flow_omnium::{Client, Error};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+fn route(sim: &Simulator, key: &str) -> u64 {
+    sim.stats().by_route.get(key).copied().unwrap_or(0)
+}
+
+fn wait_event(client: &Client, kind: &str, order_id: &str) -> Option<Value> {
+    let mut found = None;
+    wait_until(Duration::from_secs(10), || {
+        found = drain_events(client)
+            .into_iter()
+            .find(|e| e["type"] == kind && e["order_id"] == order_id);
+        found.is_some()
+    });
+    found
+}
+
+fn order(client: &Client, id: &str) -> Value {
+    serde_json::from_str(&client.order_json(id).unwrap()).unwrap()
+}
+
+/// A web order for oslo-1 placed in the simulator, and the event Omnium emitted for it.
+fn web_order(sim: &Simulator, order_type: &str, lines: usize) -> (String, Value) {
+    let o = sim.new_web_order(order_type, "oslo-1", lines);
+    let event = sim.add_web_order(o);
+    (event["objectId"].as_str().unwrap().to_string(), event)
+}
+
+#[test]
+fn a_burst_of_duplicate_events_fetches_the_order_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim();
+    let client = open(&dir.path().join("pos.db"), &sim, json!({}));
+    client.flush(Duration::from_secs(5)).unwrap();
+    let (id, event) = web_order(&sim, "ClickAndCollect", 2);
+    let before = route(&sim, "GET /api/Orders/{id}");
+    for _ in 0..50 {
+        client.event_notify(&event.to_string()).unwrap();
+    }
+    let received = wait_event(&client, "order.received", &id).expect("order.received");
+    assert_eq!(received["order_type"], "ClickAndCollect");
+    assert_eq!(
+        route(&sim, "GET /api/Orders/{id}") - before,
+        1,
+        "one fetch for 50 events"
+    );
+    let o = order(&client, &id);
+    assert_eq!(o["status"], "New");
+    assert_eq!(o["lines"].as_array().unwrap().len(), 2);
+    assert!(o["pickup_deadline"].is_string(), "{o}");
+    assert!(o["total"].as_i64().unwrap() > 0, "{o}");
+    let list: Value = serde_json::from_str(
+        &client
+            .orders_json(Some(r#"{"order_type": "ClickAndCollect"}"#))
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|o| o["id"] == id.as_str()));
+
+    // Another store's event and a product event are ignored; a broken one is named.
+    let mut other = event.clone();
+    other["storeId"] = "bergen-1".into();
+    other["objectId"] = "WEB-ELSEWHERE".into();
+    client.event_notify(&other.to_string()).unwrap();
+    client
+        .event_notify(r#"{"className": "Product", "objectId": "P-1"}"#)
+        .unwrap();
+    let err = client
+        .event_notify(r#"{"className": "Order"}"#)
+        .unwrap_err();
+    assert!(err.to_string().contains("objectId"), "{err}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(matches!(
+        client.order_json("WEB-ELSEWHERE"),
+        Err(Error::NotFound(_))
+    ));
+}
+
+#[test]
+fn an_order_whose_event_never_came_is_found_by_polling() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim();
+    let client = open(
+        &dir.path().join("pos.db"),
+        &sim,
+        json!({"sync": {"pull_interval_ms": 300}}),
+    );
+    client.flush(Duration::from_secs(5)).unwrap();
+    let (id, _event) = web_order(&sim, "Online", 1);
+    assert!(
+        wait_event(&client, "order.received", &id).is_some(),
+        "polling picked it up"
+    );
+    // The customer it names is fetched on demand.
+    let customer = order(&client, &id)["customer"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(wait_until(Duration::from_secs(10), || client
+        .customer_json(&customer)
+        .is_ok()));
+}
+
+#[test]
+fn pickup_progress_whole_and_partial_reaches_omnium_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim();
+    let client = open(&dir.path().join("pos.db"), &sim, json!({}));
+    let (id, event) = web_order(&sim, "ClickAndCollect", 2);
+    client.event_notify(&event.to_string()).unwrap();
+    wait_event(&client, "order.received", &id).unwrap();
+    let lines = order(&client, &id)["lines"].clone();
+    let (l1, l2) = (
+        lines[0]["line_id"].as_str().unwrap(),
+        lines[1]["line_id"].as_str().unwrap(),
+    );
+    let q1 = lines[0]["quantity"].as_f64().unwrap();
+
+    client.record_pickup(&json!({"id": "PU-1", "order_id": id, "status": "ready_for_pickup", "at": "2026-11-28T12:00:00Z"}).to_string()).unwrap();
+    assert_eq!(
+        order(&client, &id)["status"],
+        "ReadyForPickup",
+        "shown at once"
+    );
+    client.record_pickup(&json!({"id": "PU-2", "order_id": id, "status": "picked_up", "at": "2026-11-28T12:05:00Z",
+        "lines": [{"line_id": l1, "quantity": 1}]}).to_string()).unwrap();
+    let local = order(&client, &id);
+    assert_eq!(local["lines"][0]["delivered_quantity"], 1.0, "{local}");
+    let err = client.record_pickup(&json!({"id": "PU-X", "order_id": id, "status": "picked_up", "at": "2026-11-28T12:05:00Z",
+        "lines": [{"line_id": l1, "quantity": 99}]}).to_string()).unwrap_err();
+    assert!(
+        err.to_string().contains("pickup.lines[0].quantity"),
+        "{err}"
+    );
+    client.flush(Duration::from_secs(10)).unwrap();
+    let o = sim.order(&id).unwrap();
+    assert_eq!(
+        o["orderForm"]["lineItems"][0]["deliveredQuantity"].as_f64(),
+        Some(1.0),
+        "{o}"
+    );
+    assert!(
+        o["readyForPickup"].is_string() || o["status"] != "New",
+        "{o}"
+    );
+
+    let rest: Vec<Value> = [(l1, q1 - 1.0), (l2, lines[1]["quantity"].as_f64().unwrap())]
+        .iter()
+        .filter(|(_, q)| *q > 0.0)
+        .map(|(l, q)| json!({"line_id": l, "quantity": q}))
+        .collect();
+    client.record_pickup(&json!({"id": "PU-3", "order_id": id, "status": "picked_up", "at": "2026-11-28T12:10:00Z", "lines": rest}).to_string()).unwrap();
+    assert_eq!(order(&client, &id)["status"], "PickedUp");
+    client.flush(Duration::from_secs(10)).unwrap();
+    let o = sim.order(&id).unwrap();
+    for l in o["orderForm"]["lineItems"].as_array().unwrap() {
+        assert_eq!(l["deliveredQuantity"], l["quantity"], "{o}");
+    }
+    assert_eq!(status(&client)["outbox"]["dead"], 0);
+}
+
+#[test]
+fn a_pickup_of_an_order_omnium_cancelled_meanwhile_dies_and_never_resurrects_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim();
+    let client = open(&dir.path().join("pos.db"), &sim, json!({}));
+    let (id, event) = web_order(&sim, "ClickAndCollect", 1);
+    client.event_notify(&event.to_string()).unwrap();
+    wait_event(&client, "order.received", &id).unwrap();
+    client.record_pickup(&json!({"id": "PU-1", "order_id": id, "status": "ready_for_pickup", "at": "2026-11-28T12:00:00Z"}).to_string()).unwrap();
+    client.flush(Duration::from_secs(10)).unwrap();
+
+    // The pickup deadline passes in Omnium; the till has not heard yet and hands it over.
+    sim.cancel_order_remotely(&id, true).unwrap();
+    client.record_pickup(&json!({"id": "PU-2", "order_id": id, "status": "picked_up", "at": "2026-11-28T18:00:00Z"}).to_string()).unwrap();
+    client.flush(Duration::from_secs(10)).unwrap();
+    let dead: Value = serde_json::from_str(&client.dead_jobs_json().unwrap()).unwrap();
+    let item = &dead["items"][0];
+    assert_eq!(item["kind"], "pickup");
+    assert!(
+        item["last_error"].as_str().unwrap().contains("cancelled"),
+        "{item}"
+    );
+    let events = drain_events(&client);
+    assert!(events.iter().any(|e| e["type"] == "job.dead"), "{events:?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["type"] == "order.cancelled" && e["order_id"] == id.as_str()),
+        "{events:?}"
+    );
+    assert_eq!(order(&client, &id)["status"], "OrderCanceled");
+    assert_eq!(
+        sim.order(&id).unwrap()["status"],
+        "OrderCanceled",
+        "not resurrected"
+    );
+    // Further pickups are refused locally with the reason.
+    let err = client.record_pickup(&json!({"id": "PU-3", "order_id": id, "status": "picked_up", "at": "2026-11-28T18:01:00Z"}).to_string()).unwrap_err();
+    assert!(err.to_string().contains("cancelled"), "{err}");
+}
+
+fn pdf(size: usize) -> Vec<u8> {
+    let mut pdf = b"%PDF-1.7\n% flow-omnium test receipt\n".to_vec();
+    let mut x: u32 = 7;
+    while pdf.len() < size {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+        pdf.push(b' ' + (x >> 24) as u8 % 90);
+    }
+    pdf.extend_from_slice(b"\n%%EOF\n");
+    pdf
+}
+
+fn receipt(id: &str, sale_id: &str) -> String {
+    json!({"id": id, "sale_id": sale_id, "receipt_number": "12345", "issued_at": "2026-11-28T10:15:00+01:00",
+           "total": 10000, "tax_total": 2000, "currency": "NOK", "customer_id": null, "file_name": "receipt-12345.pdf"})
+    .to_string()
+}
+
+#[test]
+fn a_receipt_failing_between_invoice_and_file_makes_one_invoice_with_its_pdf() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim();
+    let client = open(&dir.path().join("pos.db"), &sim, json!({}));
+    client.flush(Duration::from_secs(5)).unwrap();
+    sim.inject(Fault::new(FaultKind::Status(500), 1).on_path("AddFileToInvoice"));
+    sim.inject(Fault::new(FaultKind::CommitThenReset, 1).on_path("AddFileToInvoice"));
+    let bytes = pdf(30 * 1024);
+    client.record_sale(&sale("S-R", 1)).unwrap();
+    client
+        .record_receipt(&receipt("RC-1", "S-R"), &bytes)
+        .unwrap();
+    client
+        .record_receipt(&receipt("RC-1", "S-R"), &bytes)
+        .unwrap();
+    let err = client
+        .record_receipt(&receipt("RC-1", "S-R"), &pdf(1000))
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Conflict(_)),
+        "another PDF under the same id: {err}"
+    );
+    assert!(client
+        .record_receipt(&receipt("RC-2", "S-R"), b"<html>")
+        .unwrap_err()
+        .to_string()
+        .contains("%PDF-"));
+    client.flush(Duration::from_secs(20)).unwrap();
+    let stats = sim.stats();
+    assert_eq!(stats.invoices_created, 1, "{stats:?}");
+    assert_eq!(
+        stats.invoice_files_added, 1,
+        "the file landed once: {stats:?}"
+    );
+    let files = sim.invoice_files("RC-1");
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0].0, "receipt-12345.pdf");
+    assert_eq!(files[0].1, bytes, "the PDF arrived byte for byte");
+    assert_eq!(sim.invoice("RC-1").unwrap()["orderId"], "S-R");
+}
+
+#[test]
+fn with_send_receipts_false_a_receipt_is_checked_and_nothing_is_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim();
+    let client = open(
+        &dir.path().join("pos.db"),
+        &sim,
+        json!({"send_receipts": false}),
+    );
+    client.record_sale(&sale("S-N", 1)).unwrap();
+    client
+        .record_receipt(&receipt("RC-N", "S-N"), &pdf(2000))
+        .unwrap();
+    assert!(client
+        .record_receipt(&receipt("RC-N", "S-N"), b"nope")
+        .is_err());
+    client.flush(Duration::from_secs(10)).unwrap();
+    assert_eq!(sim.stats().invoices_created, 0);
+}
+
+#[test]
+fn customers_go_in_batches_of_at_most_100_and_only_the_newest_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim();
+    sim.set_down(true);
+    let client = open(&dir.path().join("pos.db"), &sim, json!({}));
+    for i in 0..150 {
+        client
+            .record_customer(
+                &json!({"id": format!("C-{i}"), "type": "person", "first_name": "Kari",
+            "last_name": format!("Nordmann {i}"), "email": format!("kari{i}@example.no")})
+                .to_string(),
+            )
+            .unwrap();
+    }
+    for i in 0..20 {
+        client.record_customer(&json!({"id": format!("B-{i}"), "type": "company", "company_name": format!("Firma {i} AS"),
+            "tax_id": format!("9{i:08}")}).to_string()).unwrap();
+    }
+    client
+        .record_customer(
+            &json!({"id": "C-7", "type": "person", "first_name": "Kari", "last_name": "Nordmann",
+        "email": "kari.new@example.no", "phone": "+4791234567"})
+            .to_string(),
+        )
+        .unwrap();
+    let local: Value = serde_json::from_str(&client.customer_json("C-7").unwrap()).unwrap();
+    assert_eq!(local["email"], "kari.new@example.no", "shown at once");
+    assert!(client
+        .record_customer(r#"{"id": "C-X", "type": "person"}"#)
+        .unwrap_err()
+        .to_string()
+        .contains("first_name"));
+    sim.set_down(false);
+    client.flush(Duration::from_secs(20)).unwrap();
+    let stats = sim.stats();
+    // 150 private + 20 business customers: one probe while reconnecting, then calls of at
+    // most 100 (Omnium refuses more) per claimed batch of jobs.
+    assert!(stats.customer_batches <= 5, "{stats:?}");
+    assert_eq!(stats.customers_upserted, 170, "{stats:?}");
+    let (kind, c7) = sim.customer("C-7").unwrap();
+    assert_eq!(kind, "private");
+    assert_eq!(c7["email"], "kari.new@example.no");
+    assert_eq!(sim.customer("B-3").unwrap().0, "business");
+}
+
+#[test]
+fn a_goods_reception_replayed_after_commit_then_timeout_counts_stock_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim();
+    sim.load_catalog(&CatalogSpec {
+        products: 10,
+        ..Default::default()
+    });
+    let po = sim.new_purchase_order("oslo-1", 2);
+    let po_id = po["id"].as_str().unwrap().to_string();
+    let delivery = po["deliveryId"].as_str().unwrap().to_string();
+    let line = po["purchaseOrderForm"]["lineItems"][0].clone();
+    let (line_id, sku, ordered) = (
+        line["lineItemId"].as_str().unwrap().to_string(),
+        line["code"].as_str().unwrap().to_string(),
+        line["quantity"].as_f64().unwrap(),
+    );
+    sim.add_purchase_order(po);
+    let before = sim.stock(&sku, "oslo-1").map(|s| s.0).unwrap_or(0.0);
+    let client = open(&dir.path().join("pos.db"), &sim, json!({}));
+    assert!(wait_until(Duration::from_secs(10), || {
+        let list: Value =
+            serde_json::from_str(&client.purchase_orders_json(None).unwrap()).unwrap();
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["id"] == po_id.as_str())
+    }));
+    sim.inject(
+        Fault::new(FaultKind::CommitThenTimeout { hold_ms: 2500 }, 1)
+            .on_path("ProcessGoodsReception"),
+    );
+    let received = ordered + 3.0;
+    client
+        .record_goods_reception(
+            &json!({"id": "GR-1", "purchase_order_id": po_id, "delivery_id": delivery,
+        "warehouse_id": "oslo-1", "received_at": "2026-11-28T08:00:00+01:00",
+        "lines": [{"line_id": line_id, "sku": sku, "quantity": received}]})
+            .to_string(),
+        )
+        .unwrap();
+    let events = drain_events(&client);
+    assert!(
+        events
+            .iter()
+            .any(|e| e["type"] == "goods_reception.over_received"),
+        "{events:?}"
+    );
+    client.flush(Duration::from_secs(20)).unwrap();
+    assert_eq!(status(&client)["outbox"]["dead"], 0);
+    assert_eq!(
+        sim.stock(&sku, "oslo-1").unwrap().0,
+        before + received,
+        "counted once"
+    );
+    let stats = sim.stats();
+    assert_eq!(stats.goods_receptions, 1, "{stats:?}");
+    assert!(
+        stats.duplicate_goods_receptions >= 1,
+        "the replay was refused as a duplicate: {stats:?}"
+    );
+    let bad = client.record_goods_reception(&json!({"id": "GR-2", "purchase_order_id": po_id, "delivery_id": delivery,
+        "received_at": "2026-11-28T08:00:00+01:00", "lines": [{"line_id": "NOPE", "sku": sku, "quantity": 1}]}).to_string());
+    assert!(bad
+        .unwrap_err()
+        .to_string()
+        .contains("goods_reception.lines[0].line_id"));
+}
+
+#[test]
+fn a_reception_without_a_purchase_order_pushes_the_new_absolute_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim();
+    sim.load_catalog(&CatalogSpec {
+        products: 5,
+        ..Default::default()
+    });
+    let sku = sim.sku_ids()[0].clone();
+    sim.set_stock(&sku, "oslo-1", 4.0, 0.0);
+    let client = open(&dir.path().join("pos.db"), &sim, json!({}));
+    assert!(wait_until(Duration::from_secs(10), || client
+        .stock_json(&sku)
+        .map(|s| s.contains("\"quantity\":4.0"))
+        .unwrap_or(false)));
+    client
+        .record_goods_reception(
+            &json!({"id": "GR-NP", "received_at": "2026-11-28T08:00:00+01:00",
+        "lines": [{"sku": sku, "quantity": 6}]})
+            .to_string(),
+        )
+        .unwrap();
+    client.flush(Duration::from_secs(10)).unwrap();
+    assert_eq!(sim.stock(&sku, "oslo-1").unwrap().0, 10.0);
+    assert_eq!(sim.stats().inventory_update_calls, 1);
+}
+
+#[test]
+fn ten_thousand_stock_counts_offline_need_at_most_ten_update_many_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim();
+    sim.set_down(true);
+    let client = open(
+        &dir.path().join("pos.db"),
+        &sim,
+        json!({"stock_master": "flow"}),
+    );
+    // 100 counts of 100 items: 10,000 counted items, 5,000 distinct SKUs, each counted twice.
+    for round in 0..2 {
+        for batch in 0..50 {
+            let items: Vec<Value> = (0..100)
+                .map(|i| json!({"sku": format!("SKU-{}", batch * 100 + i), "quantity": round * 1000 + batch * 100 + i}))
+                .collect();
+            let at = format!("2026-11-28T{:02}:00:{:02}Z", 8 + round, batch);
+            client
+                .record_stock_count(
+                    &json!({"warehouse_id": "oslo-1", "counted_at": at, "items": items})
+                        .to_string(),
+                )
+                .unwrap();
+        }
+    }
+    sim.set_down(false);
+    client.flush(Duration::from_secs(30)).unwrap();
+    let stats = sim.stats();
+    assert!(stats.inventory_update_calls <= 10, "{stats:?}");
+    assert_eq!(
+        sim.stock("SKU-4321", "oslo-1").unwrap().0,
+        1000.0 + 4321.0,
+        "the newest count won"
+    );
+    let omnium_master = tempfile::tempdir().unwrap();
+    let c2 = open(&omnium_master.path().join("pos.db"), &sim, json!({}));
+    let err = c2.record_stock_count(r#"{"warehouse_id": "oslo-1", "counted_at": "2026-11-28T08:00:00Z", "items": [{"sku": "A", "quantity": 1}]}"#).unwrap_err();
+    assert!(matches!(err, Error::InvalidInput(_)), "{err}");
+}
