@@ -17,12 +17,15 @@ fn the_c_api_test_program_passes_against_the_simulator() {
         ..Default::default()
     });
     let sku = sim.sku_ids()[0].clone();
+    let event = sim.add_web_order(sim.new_web_order("ClickAndCollect", "oslo-1", 2));
+    let order_id = event["objectId"].as_str().unwrap().to_string();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("c.db");
     let out = Command::new(&exe)
         .arg(sim.base_url())
         .arg(&db)
         .arg(&sku)
+        .arg(event.to_string())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -38,6 +41,9 @@ fn the_c_api_test_program_passes_against_the_simulator() {
     assert_eq!(forms.len(), 1);
     assert_eq!(forms[0]["rmaNumber"], "R-2001");
     assert_eq!(sim.stats().duplicate_orders_rejected, 0);
+    assert_eq!(sim.invoice_files("RC-1").len(), 1, "the receipt and its PDF arrived");
+    assert_eq!(sim.customer("C-77").unwrap().1["lastName"], "Nordmann");
+    assert_eq!(sim.order(&order_id).unwrap()["status"], "PickedUp");
 }
 
 #[test]

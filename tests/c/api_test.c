@@ -24,6 +24,9 @@ static int passed = 0, failed = 0;
     }                                                                             \
   } while (0)
 
+/* Frees a returned string and forgets it, so a later failed call cannot free it twice. */
+#define FREE(s) (fo_string_free(s), (s) = NULL)
+
 #define EXPECT(call, code) CHECK((call) == (code), "%s returned %s", #call, fo_result_name(call))
 
 static const char *SALE =
@@ -59,11 +62,12 @@ static int contains(const char *haystack, const char *needle) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 4) {
-    fprintf(stderr, "usage: %s <base_url> <db_path> <a_catalog_sku>\n", argv[0]);
+  if (argc != 5) {
+    fprintf(stderr, "usage: %s <base_url> <db_path> <a_catalog_sku> <an_order_event_json>\n", argv[0]);
     return 2;
   }
   const char *known_sku = argv[3];
+  const char *order_event = argv[4];
   char config[1024];
   snprintf(config, sizeof config,
            "{\"database_path\": \"%s\", \"store_id\": \"oslo-1\", \"market_id\": \"NOR\","
@@ -163,7 +167,7 @@ int main(int argc, char **argv) {
   EXPECT(fo_status(c, &json), FO_OK);
   CHECK(contains(json, "\"pending\":0") && contains(json, "\"dead\":1") && contains(json, "\"online\":true"),
         "status: %s", json);
-  fo_string_free(json);
+  FREE(json);
 
   json = NULL;
   EXPECT(fo_dead_jobs(c, &json), FO_OK);
@@ -172,7 +176,7 @@ int main(int argc, char **argv) {
   char job_id[32] = "";
   const char *idp = strstr(json, "\"id\":\"");
   if (idp != NULL) sscanf(idp + 6, "%31[^\"]", job_id);
-  fo_string_free(json);
+  FREE(json);
   CHECK(strlen(job_id) > 0, "dead job has an id");
   EXPECT(fo_job_retry(c, "424242"), FO_NOT_FOUND);
   EXPECT(fo_job_retry(c, job_id), FO_OK);
@@ -184,7 +188,7 @@ int main(int argc, char **argv) {
     if (r == FO_OK) {
       if (contains(json, "\"type\":\"job.dead\"")) saw_dead = 1;
       if (contains(json, "\"type\":\"sync.online\"")) saw_online = 1;
-      fo_string_free(json);
+      FREE(json);
     } else {
       CHECK(r == FO_TIMEOUT && json == NULL, "no event: %s", fo_result_name(r));
     }
@@ -197,10 +201,10 @@ int main(int argc, char **argv) {
   fo_result got = FO_NOT_FOUND;
   for (int i = 0; i < 100 && got != FO_OK; i++) {
     got = fo_product_get(c, known_sku, &json);
-    if (got != FO_OK) fo_next_event(c, 100, &json), fo_string_free(json), json = NULL;
+    if (got != FO_OK) fo_next_event(c, 100, &json), FREE(json), json = NULL;
   }
   CHECK(got == FO_OK && contains(json, "\"sku\"") && contains(json, "\"price\""), "product: %s", json);
-  fo_string_free(json);
+  FREE(json);
   EXPECT(fo_product_get(c, NULL, &json), FO_NULL_ARGUMENT);
   EXPECT(fo_product_get(c, known_sku, NULL), FO_NULL_ARGUMENT);
   json = NULL;
@@ -208,7 +212,7 @@ int main(int argc, char **argv) {
   CHECK(json == NULL, "out pointer untouched when not found");
   EXPECT(fo_product_search(c, "{\"text\": \"a\", \"limit\": 5}", &json), FO_OK);
   CHECK(contains(json, "\"items\"") && contains(json, "\"total\""), "search: %s", json);
-  fo_string_free(json);
+  FREE(json);
   EXPECT(fo_product_search(c, "{\"limit\": 0}", &json), FO_INVALID_INPUT);
   EXPECT(fo_product_search(c, "nope", &json), FO_INVALID_JSON);
   for (int i = 0; i < 100; i++) {
@@ -218,22 +222,97 @@ int main(int argc, char **argv) {
       break;
     }
     fo_string_free(status);
-    fo_next_event(c, 50, &json), fo_string_free(json), json = NULL;
+    fo_next_event(c, 50, &json), FREE(json), json = NULL;
   }
   EXPECT(fo_stock_get(c, known_sku, &json), FO_OK);
   CHECK(contains(json, "\"available\""), "stock: %s", json);
-  fo_string_free(json);
+  FREE(json);
   EXPECT(fo_store_get(c, "oslo-1", &json), FO_OK);
   CHECK(contains(json, "\"opening_hours\"") && contains(json, "\"warehouses\""), "store: %s", json);
-  fo_string_free(json);
+  FREE(json);
   EXPECT(fo_store_get(c, "atlantis", &json), FO_NOT_FOUND);
   EXPECT(fo_categories_list(c, &json), FO_OK);
   CHECK(contains(json, "\"items\":[{"), "categories: %s", json);
-  fo_string_free(json);
+  FREE(json);
   EXPECT(fo_brands_list(c, &json), FO_OK);
   CHECK(contains(json, "\"items\":[\""), "brands: %s", json);
-  fo_string_free(json);
+  FREE(json);
   EXPECT(fo_categories_list(NULL, &json), FO_NULL_ARGUMENT);
+
+  /* Receipts, customers, stock counts, goods receptions. */
+  static const char PDF[] = "%PDF-1.4\n1 0 obj << >> endobj\ntrailer << >>\n%%EOF\n";
+  const char *receipt =
+      "{\"id\": \"RC-1\", \"sale_id\": \"S-1001\", \"receipt_number\": \"12345\","
+      " \"issued_at\": \"2026-11-28T10:15:00+01:00\", \"total\": 39900, \"tax_total\": 7980,"
+      " \"currency\": \"NOK\", \"customer_id\": \"C-77\", \"file_name\": \"receipt-12345.pdf\"}";
+  EXPECT(fo_record_receipt(c, receipt, NULL, 10), FO_NULL_ARGUMENT);
+  EXPECT(fo_record_receipt(c, receipt, (const uint8_t *)"<html>", 6), FO_INVALID_INPUT);
+  CHECK(contains(fo_last_error_message(), "%PDF-"), "%s", fo_last_error_message());
+  EXPECT(fo_record_receipt(c, receipt, (const uint8_t *)PDF, sizeof PDF - 1), FO_OK);
+  EXPECT(fo_record_receipt(c, receipt, (const uint8_t *)PDF, sizeof PDF - 1), FO_OK);
+  EXPECT(fo_record_customer(c, "{\"id\": \"C-77\", \"type\": \"person\", \"first_name\": \"Kari\","
+                               " \"last_name\": \"Nordmann\", \"email\": \"kari@example.no\", \"phone\": \"+4791234567\","
+                               " \"address\": {\"line1\": \"Storgata 1\", \"postal_code\": \"0155\", \"city\": \"Oslo\","
+                               " \"country_code\": \"NO\"}, \"loyalty_id\": \"L-555\"}"),
+         FO_OK);
+  EXPECT(fo_record_customer(c, "{\"id\": \"C-78\", \"type\": \"company\"}"), FO_INVALID_INPUT);
+  CHECK(contains(fo_last_error_message(), "company_name"), "%s", fo_last_error_message());
+  EXPECT(fo_customer_get(c, "C-77", &json), FO_OK);
+  CHECK(contains(json, "Nordmann"), "customer: %s", json);
+  FREE(json);
+  EXPECT(fo_customer_get(c, "C-NOBODY", &json), FO_NOT_FOUND);
+  EXPECT(fo_record_stock_count(c, "{\"warehouse_id\": \"oslo-1\", \"counted_at\": \"2026-11-28T08:00:00Z\","
+                                  " \"items\": [{\"sku\": \"SKU-1\", \"quantity\": 12}]}"),
+         FO_INVALID_INPUT);
+  CHECK(contains(fo_last_error_message(), "stock master"), "%s", fo_last_error_message());
+  EXPECT(fo_record_goods_reception(c, "{\"id\": \"GR-1\", \"received_at\": \"2026-11-28T08:00:00+01:00\","
+                                      " \"lines\": [{\"sku\": \"SKU-1\", \"quantity\": 5}]}"),
+         FO_OK);
+  EXPECT(fo_record_goods_reception(c, "{\"id\": \"GR-2\", \"purchase_order_id\": \"PO-9\","
+                                      " \"received_at\": \"2026-11-28T08:00:00+01:00\","
+                                      " \"lines\": [{\"line_id\": \"PO-9-1\", \"sku\": \"SKU-1\", \"quantity\": 5}]}"),
+         FO_INVALID_INPUT);
+  CHECK(contains(fo_last_error_message(), "delivery_id"), "%s", fo_last_error_message());
+  EXPECT(fo_purchase_orders_list(c, NULL, &json), FO_OK);
+  CHECK(contains(json, "\"items\""), "purchase orders: %s", json);
+  FREE(json);
+
+  /* A click & collect order announced by Omnium's event, then handed over. */
+  EXPECT(fo_event_notify(c, NULL), FO_NULL_ARGUMENT);
+  EXPECT(fo_event_notify(c, "{\"className\": \"Order\"}"), FO_INVALID_INPUT);
+  EXPECT(fo_event_notify(c, order_event), FO_OK);
+  EXPECT(fo_event_notify(c, order_event), FO_OK);
+  /* The order id is the event's objectId; the order may also have come by polling. */
+  char order_id[64] = "";
+  const char *oid = strstr(order_event, "\"objectId\":\"");
+  if (oid != NULL) sscanf(oid + 12, "%63[^\"]", order_id);
+  CHECK(strlen(order_id) > 0, "objectId in %s", order_event);
+  fo_result have = FO_NOT_FOUND;
+  for (int i = 0; i < 100 && have != FO_OK; i++) {
+    have = fo_order_get(c, order_id, &json);
+    if (have != FO_OK && fo_next_event(c, 100, &json) == FO_OK) FREE(json);
+  }
+  CHECK(have == FO_OK && contains(json, "\"order_type\":\"ClickAndCollect\""), "order: %s", json);
+  FREE(json);
+  EXPECT(fo_orders_list(c, NULL, &json), FO_OK);
+  CHECK(contains(json, order_id), "orders: %s", json);
+  FREE(json);
+  EXPECT(fo_orders_list(c, "{\"status\": \"New\"}", &json), FO_OK);
+  FREE(json);
+  EXPECT(fo_orders_list(c, "{\"colour\": \"red\"}", &json), FO_INVALID_INPUT);
+  EXPECT(fo_order_get(c, order_id, &json), FO_OK);
+  FREE(json);
+  char pickup[256];
+  snprintf(pickup, sizeof pickup,
+           "{\"id\": \"PU-1\", \"order_id\": \"%s\", \"status\": \"picked_up\", \"at\": \"2026-11-28T12:00:00Z\"}",
+           order_id);
+  EXPECT(fo_record_pickup(c, pickup), FO_OK);
+  EXPECT(fo_order_get(c, order_id, &json), FO_OK);
+  CHECK(contains(json, "\"status\":\"PickedUp\""), "picked up at once: %s", json);
+  FREE(json);
+  EXPECT(fo_record_pickup(c, "{\"id\": \"PU-2\", \"order_id\": \"X\", \"status\": \"gone\", \"at\": \"2026-11-28T12:00:00Z\"}"),
+         FO_INVALID_INPUT);
+  EXPECT(fo_flush(c, 20000), FO_OK);
 
   fo_client_close(c);
   CHECK(log_lines > 0, "the log callback was called");
