@@ -279,9 +279,11 @@ impl OmniumApi {
         classify(&resp, &format!("POST {path}"))
     }
 
-    /// One page of `POST /api/Orders/Search` for this store, modified since `from_ms`.
-    pub fn search_orders(
+    /// One page of a store's delta search, `POST /api/{resource}/Search`
+    /// (`Orders` or `PurchaseOrders`), modified since `from_ms`, oldest first.
+    pub fn search_for_store(
         &self,
+        resource: &str,
         store_id: &str,
         from_ms: Option<i64>,
         page: u32,
@@ -293,25 +295,7 @@ impl OmniumApi {
             body["modifiedFrom"] = super::catalog::time_text(ms).into();
         }
         Ok(self
-            .post_json("/api/Orders/Search", &body)?
-            .map(Page::from_json)
-            .unwrap_or_default())
-    }
-
-    /// One page of `POST /api/PurchaseOrders/Search` for this store.
-    pub fn search_purchase_orders(
-        &self,
-        store_id: &str,
-        from_ms: Option<i64>,
-        page: u32,
-        take: u32,
-    ) -> Result<Page, Failure> {
-        let mut body = json!({"selectedStores": [store_id], "take": take, "page": page, "sortOrder": "ModifiedAscending"});
-        if let Some(ms) = from_ms {
-            body["modifiedFrom"] = super::catalog::time_text(ms).into();
-        }
-        Ok(self
-            .post_json("/api/PurchaseOrders/Search", &body)?
+            .post_json(&format!("/api/{resource}/Search"), &body)?
             .map(Page::from_json)
             .unwrap_or_default())
     }

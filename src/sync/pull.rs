@@ -250,17 +250,18 @@ impl Puller {
     fn pull_search(&mut self, sync: &Sync, dataset: Dataset) -> Result<bool, Failure> {
         let (cursor, _) = sync.store.cursor(dataset.name()).map_err(storage)?;
         let from = cursor.map(|c| c - sync.ctx.pull_overlap_ms);
-        let page = if dataset == Dataset::Orders {
-            sync.api
-                .search_orders(&sync.ctx.store_id, from, self.search_page, SEARCH_TAKE)?
+        let resource = if dataset == Dataset::Orders {
+            "Orders"
         } else {
-            sync.api.search_purchase_orders(
-                &sync.ctx.store_id,
-                from,
-                self.search_page,
-                SEARCH_TAKE,
-            )?
+            "PurchaseOrders"
         };
+        let page = sync.api.search_for_store(
+            resource,
+            &sync.ctx.store_id,
+            from,
+            self.search_page,
+            SEARCH_TAKE,
+        )?;
         let newest = page
             .items
             .iter()
