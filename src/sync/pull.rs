@@ -165,15 +165,25 @@ impl Puller {
         let lang = match stored {
             Some(l) => Some(l).filter(|l| !l.is_empty()),
             None => {
-                let lang = match sync.api.market_language(&sync.ctx.market_id) {
-                    Ok(l) => l,
-                    Err(Failure::Rejected { .. }) => None,
-                    Err(f) => return Err(f),
-                };
-                sync.store
-                    .set_state("market_language", lang.as_deref().unwrap_or(""))
-                    .map_err(storage)?;
-                lang
+                match sync.api.market_language(&sync.ctx.market_id) {
+                    Ok(lang) => {
+                        sync.store
+                            .set_state("market_language", lang.as_deref().unwrap_or(""))
+                            .map_err(storage)?;
+                        lang
+                    }
+                    Err(
+                        f @ (Failure::Unreachable(_)
+                        | Failure::Throttled { .. }
+                        | Failure::Unauthorized(_)),
+                    ) => return Err(f),
+                    // The markets list is a nicety: without it every language is kept, and
+                    // it is asked again on the next run.
+                    Err(f) => {
+                        log::warn!("cannot read the market's language ({f}); keeping every language this run");
+                        return Ok(None);
+                    }
+                }
             }
         };
         log::info!("catalog language: {}", lang.as_deref().unwrap_or("(any)"));
