@@ -312,13 +312,10 @@ impl OmniumApi {
         if let Some(lang) = scope.language {
             body["productLanguage"] = lang.into();
         }
-        let v = self
+        Ok(self
             .post_json("/api/Products/Scroll", &body)?
-            .ok_or_else(|| Failure::Rejected {
-                status: 404,
-                message: "POST /api/Products/Scroll: not found".into(),
-            })?;
-        Ok(Page::from_json(v))
+            .map(Page::from_json)
+            .unwrap_or_default())
     }
 
     /// The next page of a scroll; `None` when the scroll expired (404).

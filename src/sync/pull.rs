@@ -138,11 +138,26 @@ impl Puller {
         let Some(&dataset) = self.queue.front() else {
             return Ok(Step::Idle);
         };
-        let finished = match dataset {
-            Dataset::Stores => self.pull_stores(sync)?,
-            Dataset::Categories => self.pull_categories(sync)?,
-            Dataset::Products | Dataset::Stock => self.pull_scroll(sync, dataset)?,
-            Dataset::Orders | Dataset::PurchaseOrders => self.pull_search(sync, dataset)?,
+        let result = match dataset {
+            Dataset::Stores => self.pull_stores(sync),
+            Dataset::Categories => self.pull_categories(sync),
+            Dataset::Products | Dataset::Stock => self.pull_scroll(sync, dataset),
+            Dataset::Orders | Dataset::PurchaseOrders => self.pull_search(sync, dataset),
+        };
+        let finished = match result {
+            Ok(done) => done,
+            // Omnium refuses this data set (a missing role, say): the others still come.
+            Err(Failure::Rejected { status, message }) => {
+                log::error!(
+                    "pulling {} failed: HTTP {status}: {message}",
+                    dataset.name()
+                );
+                self.scroll = None;
+                self.search_page = 0;
+                self.search_max = None;
+                true
+            }
+            Err(f) => return Err(f),
         };
         if finished {
             self.queue.pop_front();
