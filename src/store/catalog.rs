@@ -73,6 +73,9 @@ pub(crate) fn advance_in(tx: &Transaction, cursor: Option<&CursorAdvance>) -> Re
         tx.prepare_cached(
             "INSERT INTO pull_cursor (dataset, high_water_ms, last_pull_at) VALUES (?1, ?2, ?3)
              ON CONFLICT (dataset) DO UPDATE SET
+               settled = settled AND excluded.high_water_ms IS NOT NULL
+                         AND excluded.high_water_ms <= pull_cursor.high_water_ms
+                         OR excluded.high_water_ms IS NULL AND settled,
                high_water_ms = COALESCE(MAX(excluded.high_water_ms, pull_cursor.high_water_ms),
                                         excluded.high_water_ms, pull_cursor.high_water_ms),
                last_pull_at = excluded.last_pull_at",
@@ -92,17 +95,28 @@ fn json_list(items: &[String]) -> String {
 }
 
 impl Store {
-    /// A data set's high-water mark (Omnium's `modified`, unix ms), if it was ever pulled.
-    pub fn cursor(&self, dataset: &str) -> Result<(Option<i64>, Option<i64>)> {
+    /// A data set's high-water mark (Omnium's `modified`, unix ms), if it was ever pulled,
+    /// and whether everything up to it is known to be read (see `mark_settled`).
+    pub fn cursor(&self, dataset: &str) -> Result<(Option<i64>, bool)> {
         Ok(self
             .conn()
             .query_row(
-                "SELECT high_water_ms, last_pull_at FROM pull_cursor WHERE dataset = ?1",
+                "SELECT high_water_ms, settled FROM pull_cursor WHERE dataset = ?1",
                 [dataset],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?
-            .unwrap_or((None, None)))
+            .unwrap_or((None, false)))
+    }
+
+    /// Records that everything up to `high_water_ms` was re-read when Omnium's index had
+    /// caught up with it, unless the cursor moved on meanwhile.
+    pub fn mark_settled(&self, dataset: &str, high_water_ms: i64) -> Result<()> {
+        self.conn().execute(
+            "UPDATE pull_cursor SET settled = 1 WHERE dataset = ?1 AND high_water_ms = ?2",
+            params![dataset, high_water_ms],
+        )?;
+        Ok(())
     }
 
     /// Records that a data set was pulled (and, optionally, its new high-water mark).
@@ -274,14 +288,16 @@ impl Store {
                 filter.push_str(" AND p.brand = :brand");
             }
             if q.category_id.is_some() {
-                filter.push_str(
-                    " AND EXISTS (SELECT 1 FROM product_category pc WHERE pc.category_id = :cat AND pc.product_sku = p.sku)",
-                );
+                filter.push_str(" AND pc.category_id = :cat");
             }
-            let from = if fts.is_some() {
-                "product_fts f JOIN product p ON p.rowid = f.rowid"
-            } else {
-                "product p"
+            let from = match (fts.is_some(), q.category_id.is_some()) {
+                (true, false) => "product_fts f JOIN product p ON p.rowid = f.rowid",
+                (true, true) => {
+                    "product_fts f JOIN product p ON p.rowid = f.rowid \
+                     JOIN product_category pc ON pc.product_sku = p.sku"
+                }
+                (false, true) => "product_category pc JOIN product p ON p.sku = pc.product_sku",
+                (false, false) => "product p",
             };
             let order = if fts.is_some() {
                 "(p.sku = :exact OR p.ean = :exact) DESC, bm25(product_fts, 10.0, 4.0, 10.0, 2.0, 6.0), p.name"

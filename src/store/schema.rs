@@ -44,7 +44,6 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX product_by_product_id ON product (product_id);
     CREATE INDEX product_by_ean ON product (ean);
-    CREATE INDEX product_by_brand ON product (brand);
     CREATE VIRTUAL TABLE product_fts USING fts5 (
         sku, name, ean, brand, gtins,
         content = 'product', content_rowid = 'rowid',
@@ -58,7 +57,11 @@ const MIGRATIONS: &[&str] = &[
         INSERT INTO product_fts (product_fts, rowid, sku, name, ean, brand, gtins)
         VALUES ('delete', old.rowid, old.sku, old.name, old.ean, old.brand, old.gtins);
     END;
-    CREATE TRIGGER product_fts_update AFTER UPDATE ON product BEGIN
+    -- Only a change to a searched column touches the index (not `active`, not a rewrite
+    -- of the same values by a delta re-read).
+    CREATE TRIGGER product_fts_update AFTER UPDATE OF sku, name, ean, brand, gtins ON product
+    WHEN old.sku IS NOT new.sku OR old.name IS NOT new.name OR old.ean IS NOT new.ean
+      OR old.brand IS NOT new.brand OR old.gtins IS NOT new.gtins BEGIN
         INSERT INTO product_fts (product_fts, rowid, sku, name, ean, brand, gtins)
         VALUES ('delete', old.rowid, old.sku, old.name, old.ean, old.brand, old.gtins);
         INSERT INTO product_fts (rowid, sku, name, ean, brand, gtins)
@@ -67,8 +70,11 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE product_category (
         product_sku TEXT NOT NULL REFERENCES product (sku) ON DELETE CASCADE,
         category_id TEXT NOT NULL,
-        PRIMARY KEY (category_id, product_sku)
+        PRIMARY KEY (product_sku, category_id)
     ) WITHOUT ROWID;
+    CREATE INDEX product_category_by_category ON product_category (category_id, product_sku);
+    CREATE INDEX product_by_brand_name ON product (brand, active, name);
+    CREATE INDEX product_by_active_name ON product (active, name);
     CREATE TABLE price (
         sku TEXT NOT NULL REFERENCES product (sku) ON DELETE CASCADE,
         unit_price INTEGER NOT NULL,
@@ -109,10 +115,13 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (job_id, line)
     ) WITHOUT ROWID;
     CREATE INDEX stock_movement_by_item ON stock_movement (sku, warehouse_id);
+    -- `settled`: everything up to the high-water mark has been read at a time when
+    -- Omnium's index had surely caught up, so the next delta starts just after it.
     CREATE TABLE pull_cursor (
         dataset TEXT PRIMARY KEY,
         high_water_ms INTEGER,
-        last_pull_at INTEGER
+        last_pull_at INTEGER,
+        settled INTEGER NOT NULL DEFAULT 0
     );",
     // 3: receipts, customers, inbound orders, purchase orders, stock pushed by a flow-master store.
     "ALTER TABLE outbox_job ADD COLUMN step INTEGER NOT NULL DEFAULT 0;

@@ -59,6 +59,8 @@ struct Scroll {
     in_order: bool,
     fetched: u64,
     restarts: u32,
+    /// When the scroll was started, by this clock.
+    started_ms: i64,
 }
 
 #[derive(Default)]
@@ -76,6 +78,7 @@ pub struct Puller {
     /// `modified` seen in this run.
     search_page: u32,
     search_max: Option<i64>,
+    search_started: i64,
 }
 
 /// Purchase orders change seldom: pulled on every this-many-th run (and when asked).
@@ -207,16 +210,15 @@ impl Puller {
     }
 
     fn pull_stores(&mut self, sync: &Sync) -> Result<bool, Failure> {
-        let (cursor, _) = sync.store.cursor("stores").map_err(storage)?;
+        let started = now_ms();
+        let (cursor, from) = delta_from(sync, Dataset::Stores)?;
         let mut ids = vec![sync.ctx.store_id.clone()];
         for w in &sync.ctx.warehouse_ids {
             if !ids.contains(w) {
                 ids.push(w.clone());
             }
         }
-        let page = sync
-            .api
-            .search_stores(&ids, cursor.map(|c| c - sync.ctx.pull_overlap_ms))?;
+        let page = sync.api.search_stores(&ids, from)?;
         let stores: Vec<(String, String)> = page
             .items
             .iter()
@@ -235,6 +237,7 @@ impl Puller {
         sync.store
             .upsert_stores(&stores, Some(&advance("stores", max)))
             .map_err(storage)?;
+        settle(sync, Dataset::Stores, cursor, started);
         if news > 0 {
             sync.events
                 .push(json!({"type": "catalog.changed", "dataset": "stores", "count": news}));
@@ -273,8 +276,10 @@ impl Puller {
     /// One page of the order or purchase-order search. `Ok(true)` when the run is done; the
     /// cursor moves to the newest `modified` seen when it is.
     fn pull_search(&mut self, sync: &Sync, dataset: Dataset) -> Result<bool, Failure> {
-        let (cursor, _) = sync.store.cursor(dataset.name()).map_err(storage)?;
-        let from = cursor.map(|c| c - sync.ctx.pull_overlap_ms);
+        if self.search_page == 0 {
+            self.search_started = now_ms();
+        }
+        let (cursor, from) = delta_from(sync, dataset)?;
         let resource = if dataset == Dataset::Orders {
             "Orders"
         } else {
@@ -321,6 +326,7 @@ impl Puller {
             sync.store
                 .advance_cursor(&advance(dataset.name(), self.search_max))
                 .map_err(storage)?;
+            settle(sync, dataset, cursor, self.search_started);
             self.search_page = 0;
             self.search_max = None;
         } else {
@@ -371,8 +377,8 @@ impl Puller {
             },
             None => {
                 let restarts = self.scroll.as_ref().map_or(0, |s| s.restarts);
-                let (base, _) = sync.store.cursor(dataset.name()).map_err(storage)?;
-                let from = base.map(|c| c - sync.ctx.pull_overlap_ms);
+                let started_ms = now_ms();
+                let (base, from) = delta_from(sync, dataset)?;
                 let page = if dataset == Dataset::Products {
                     sync.api.products_scroll_start(from, &scope, SCROLL_TAKE)?
                 } else {
@@ -387,6 +393,7 @@ impl Puller {
                     in_order: true,
                     fetched: 0,
                     restarts,
+                    started_ms,
                 });
                 page
             }
@@ -416,9 +423,38 @@ impl Puller {
                 .push(json!({"type": kind, "dataset": dataset.name(), "count": news}));
         }
         if done {
+            let (base, started) = (scroll.base, scroll.started_ms);
             self.scroll = None;
+            settle(sync, dataset, base, started);
         }
         Ok(done)
+    }
+}
+
+/// Where a delta starts: just after the cursor once everything up to it is settled (a
+/// catalog imported at one instant is then not read again on every pull), else the overlap
+/// before it, since Omnium's search index may not have shown all of it yet.
+fn delta_from(sync: &Sync, dataset: Dataset) -> Result<(Option<i64>, Option<i64>), Failure> {
+    let (cursor, settled) = sync.store.cursor(dataset.name()).map_err(storage)?;
+    let from = cursor.map(|c| {
+        if settled {
+            c + 1
+        } else {
+            c - sync.ctx.pull_overlap_ms
+        }
+    });
+    Ok((cursor, from))
+}
+
+/// A delta that started two overlaps after the cursor (one for the index to catch up, one
+/// for clock skew) has read everything up to it: later deltas may start after it.
+fn settle(sync: &Sync, dataset: Dataset, base: Option<i64>, started_ms: i64) {
+    if let Some(c) = base {
+        if started_ms >= c + 2 * sync.ctx.pull_overlap_ms {
+            if let Err(e) = sync.store.mark_settled(dataset.name(), c) {
+                log::warn!("cannot mark the {} cursor settled: {e}", dataset.name());
+            }
+        }
     }
 }
 
