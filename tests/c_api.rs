@@ -41,7 +41,11 @@ fn the_c_api_test_program_passes_against_the_simulator() {
     assert_eq!(forms.len(), 1);
     assert_eq!(forms[0]["rmaNumber"], "R-2001");
     assert_eq!(sim.stats().duplicate_orders_rejected, 0);
-    assert_eq!(sim.invoice_files("RC-1").len(), 1, "the receipt and its PDF arrived");
+    assert_eq!(
+        sim.invoice_files("RC-1").len(),
+        1,
+        "the receipt and its PDF arrived"
+    );
     assert_eq!(sim.customer("C-77").unwrap().1["lastName"], "Nordmann");
     assert_eq!(sim.order(&order_id).unwrap()["status"], "PickedUp");
 }
