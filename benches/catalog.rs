@@ -1,1 +1,1237 @@
-fn main() {}
+//! Catalog pull and offline reads at store scale (about 100,000 SKUs), against the Omnium
+//! simulator on loopback. Four measurements, one run:
+//!
+//! 1. Initial sync: the time from `Client::open` on an empty database until the local catalog
+//!    holds every SKU and the status says `"pulling": false`, with memory sampled every 20 ms.
+//!    The simulator keeps the whole catalog in memory (over 1 GB at this size) and builds
+//!    each scroll's result set in memory too, so it runs in a child process (this bench
+//!    binary, started again with `--sim-child`): this process's RSS is then the client's own.
+//!    Both processes' figures are printed.
+//! 2. Apply rate: the same products, fetched from the simulator's scroll API by hand and
+//!    turned into rows with `product_rows`, written (no network in the timing) by
+//!    `Store::apply_products` in chunks of 200 and by a bare rusqlite bulk upsert (WAL,
+//!    synchronous=FULL, one transaction per 200 products) into two plain tables. The library
+//!    gets a time budget; when it runs out, the floor is timed on the same rows.
+//! 3. Read latency through the C ABI on the synced database: `fo_product_get` for random
+//!    SKUs and `fo_product_search` with a mix of till-like queries.
+//! 4. Requests of an idle terminal: the client pulls every 500 ms for 10 s with nothing
+//!    changing; the requests per pull are scaled to the default 5-minute interval. When a
+//!    pull is still running at the end, the size of a whole pull is read from Omnium's
+//!    `totalHits` for the library's own queries (`OmniumApi`, the cursors in the database).
+//!
+//! Run: `cargo bench --features sim --bench catalog`
+
+use flow_omnium::ffi::{
+    fo_client, fo_client_close, fo_client_open, fo_last_error_message, fo_product_get,
+    fo_product_search, fo_string_free,
+};
+use flow_omnium::fo_result;
+use flow_omnium::model::catalog::CatalogProduct;
+use flow_omnium::omnium::catalog::{product_rows, CatalogScope};
+use flow_omnium::omnium::OmniumApi;
+use flow_omnium::sim::{CatalogSpec, SimConfig, Simulator};
+use flow_omnium::store::Store;
+use flow_omnium::{Client, Config};
+use rusqlite::{params, Connection, TransactionBehavior};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::{c_char, CStr, CString};
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// With `max_variants` 3 a product has 5/3 SKUs on average: 60,000 products ≈ 100,000 SKUs.
+const PRODUCTS: usize = 60_000;
+const MAX_VARIANTS: usize = 3;
+/// What `sync::pull` applies per transaction and asks per scroll page.
+const APPLY_CHUNK: usize = 200;
+const SCROLL_TAKE: usize = 1000;
+const SYNC_TIMEOUT: Duration = Duration::from_secs(300);
+const RSS_SAMPLE_EVERY: Duration = Duration::from_millis(20);
+/// The library's apply run stops after this long (the floor is then timed on the rows the
+/// library got through); a second round of both runs only when the first was this quick.
+const APPLY_BUDGET: Duration = Duration::from_secs(30);
+const APPLY_REPEAT_UNDER: Duration = Duration::from_secs(10);
+
+const GETS: usize = 20_000;
+const SEARCHES: usize = 2_000;
+const SEARCH_LIMIT: u32 = 20;
+
+const IDLE_INTERVAL_MS: u64 = 500;
+const IDLE_RUN: Duration = Duration::from_secs(10);
+const DEFAULT_INTERVAL_MS: u64 = 300_000;
+/// Requests made once per client start (a token) or per database (the market's language).
+const ONE_OFF_ROUTES: [&str; 2] = ["POST /api/token", "GET /api/Markets"];
+/// Stores and categories are pulled once an hour (`SLOW_DATASET_INTERVAL_MS` in sync::pull).
+const SLOW_ROUTES: [&str; 2] = [
+    "POST /api/Stores/SearchStores",
+    "GET /api/ProductCategories",
+];
+/// The product and stock scrolls; a pull run's other requests (order and purchase-order
+/// searches) are whatever else the simulator counts.
+const SCROLL_ROUTES: [&str; 4] = [
+    "POST /api/Products/Scroll",
+    "GET /api/Products/Scroll/{scrollId}",
+    "POST /api/Inventory/Search",
+    "GET /api/Inventory/Scroll/{scrollId}",
+];
+
+const TARGET_CLIENT_PEAK_MB: f64 = 150.0;
+const TARGET_APPLY_RATIO: f64 = 1.5;
+const TARGET_GET_P99_US: f64 = 500.0;
+const TARGET_SEARCH_P99_US: f64 = 5_000.0;
+const TARGET_IDLE_PER_HOUR: f64 = 60.0;
+
+const SCOPE: CatalogScope<'static> = CatalogScope {
+    market_id: "NOR",
+    store_id: "oslo-1",
+    currency: "NOK",
+    language: Some("no"),
+};
+
+/// Starts this binary as the simulator process.
+const SIM_CHILD_ARG: &str = "--sim-child";
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+/// A `kB` field of /proc/{pid}/status (VmRSS, VmHWM, RssAnon…), in bytes; 0 if unreadable.
+fn proc_status_bytes(pid: Option<u32>, field: &str) -> u64 {
+    let path = match pid {
+        Some(pid) => format!("/proc/{pid}/status"),
+        None => "/proc/self/status".to_string(),
+    };
+    let status = std::fs::read_to_string(path).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| {
+            let rest = line.strip_prefix(field)?.strip_prefix(':')?;
+            rest.trim().strip_suffix("kB")?.trim().parse::<u64>().ok()
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+fn mb(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+fn delta_mb(after: u64, before: u64) -> f64 {
+    mb(after) - mb(before)
+}
+
+/// Samples VmRSS of this process and of the simulator's on a thread, keeping the largest.
+struct RssSampler {
+    stop: Arc<AtomicBool>,
+    handle: JoinHandle<(u64, u64)>,
+}
+
+impl RssSampler {
+    fn start(sim_pid: u32) -> RssSampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let (mut ours, mut sim) = (0, 0);
+            loop {
+                ours = ours.max(proc_status_bytes(None, "VmRSS"));
+                sim = sim.max(proc_status_bytes(Some(sim_pid), "VmRSS"));
+                if flag.load(Ordering::Relaxed) {
+                    return (ours, sim);
+                }
+                std::thread::sleep(RSS_SAMPLE_EVERY);
+            }
+        });
+        RssSampler { stop, handle }
+    }
+
+    /// The peak VmRSS seen of (this process, the simulator's), in bytes.
+    fn finish(self) -> (u64, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.join().expect("the RSS sampler")
+    }
+}
+
+/// xorshift64*: deterministic picks without a crate.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 33) as usize % n
+    }
+
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
+    }
+}
+
+/// Sorted latencies in µs.
+struct Latencies(Vec<f64>);
+
+impl Latencies {
+    fn new(mut v: Vec<f64>) -> Latencies {
+        v.sort_by(f64::total_cmp);
+        Latencies(v)
+    }
+
+    fn pct(&self, q: f64) -> f64 {
+        if self.0.is_empty() {
+            return f64::NAN;
+        }
+        self.0[((self.0.len() - 1) as f64 * q).round() as usize]
+    }
+
+    fn line(&self, label: &str) -> String {
+        format!(
+            "  {label:<30} n={:>6}  p50 {:>8.1} µs  p99 {:>8.1} µs  max {:>9.1} µs",
+            self.0.len(),
+            self.pct(0.50),
+            self.pct(0.99),
+            self.pct(1.0)
+        )
+    }
+}
+
+fn client_config(db: &Path, base_url: &str, sync: Value) -> String {
+    json!({
+        "database_path": db.to_str().expect("UTF-8 temp path"),
+        "store_id": "oslo-1", "market_id": "NOR", "currency": "NOK",
+        "omnium": {"base_url": base_url, "client_id": "sim-client", "client_secret": "sim-secret"},
+        "sync": sync,
+    })
+    .to_string()
+}
+
+fn check(r: fo_result, what: &str) {
+    if r != fo_result::FO_OK {
+        // SAFETY: never NULL, valid until the next fo_ call on this thread.
+        let message = unsafe { CStr::from_ptr(fo_last_error_message()) };
+        panic!("{what}: {} ({})", r.name(), message.to_string_lossy());
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The simulator in a child process
+
+/// The child: loads the catalog, prints `{"base_url", "skus", …}`, then answers `stats`,
+/// `reset` and `sku_ids` (one JSON line each) on stdin until it closes.
+fn sim_child() {
+    let sim = Simulator::start(SimConfig::default()).expect("start the simulator");
+    let started = Instant::now();
+    let summary = sim.load_catalog(&CatalogSpec {
+        products: PRODUCTS,
+        max_variants: MAX_VARIANTS,
+        ..CatalogSpec::default()
+    });
+    let mut out = std::io::stdout().lock();
+    let hello = json!({
+        "base_url": sim.base_url(), "products": summary.products, "skus": summary.skus,
+        "categories": summary.categories, "stock_items": summary.stock_items,
+        "load_s": started.elapsed().as_secs_f64(),
+    });
+    writeln!(out, "{hello}").expect("stdout");
+    out.flush().expect("stdout");
+    for line in std::io::stdin().lock().lines() {
+        let answer = match line.expect("stdin").trim() {
+            "stats" => serde_json::to_value(sim.stats()).expect("stats"),
+            "reset" => {
+                sim.reset_stats();
+                json!("ok")
+            }
+            "sku_ids" => json!(sim.sku_ids()),
+            other => json!({"error": format!("unknown command {other:?}")}),
+        };
+        writeln!(out, "{answer}").expect("stdout");
+        out.flush().expect("stdout");
+    }
+}
+
+/// What the bench reads of the simulator's counters.
+struct Stats {
+    requests: u64,
+    by_route: BTreeMap<String, u64>,
+    products_served: u64,
+    stock_items_served: u64,
+}
+
+impl Stats {
+    fn route(&self, route: &str) -> u64 {
+        self.by_route.get(route).copied().unwrap_or(0)
+    }
+
+    /// Requests on every route not in `except`.
+    fn others(&self, except: &[&[&str]]) -> u64 {
+        self.by_route
+            .iter()
+            .filter(|(route, _)| !except.iter().any(|list| list.contains(&route.as_str())))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    fn routes(&self) -> String {
+        self.by_route
+            .iter()
+            .map(|(route, n)| format!("    {n:>6}  {route}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+struct ChildSim {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+    hello: Value,
+}
+
+impl ChildSim {
+    fn start() -> ChildSim {
+        let exe = std::env::current_exe().expect("this bench's path");
+        let mut child = Command::new(exe)
+            .arg(SIM_CHILD_ARG)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the simulator process");
+        let stdin = child.stdin.take();
+        let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let mut sim = ChildSim {
+            child,
+            stdin,
+            stdout,
+            hello: Value::Null,
+        };
+        sim.hello = sim.read_line();
+        sim
+    }
+
+    fn read_line(&mut self) -> Value {
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).expect("simulator answer");
+        serde_json::from_str(&line).expect("simulator answer is JSON")
+    }
+
+    fn ask(&mut self, command: &str) -> Value {
+        let stdin = self.stdin.as_mut().expect("simulator stdin");
+        writeln!(stdin, "{command}").expect("simulator stdin");
+        stdin.flush().expect("simulator stdin");
+        self.read_line()
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn base_url(&self) -> String {
+        self.hello["base_url"]
+            .as_str()
+            .expect("base_url")
+            .to_string()
+    }
+
+    fn count(&self, key: &str) -> usize {
+        self.hello[key].as_u64().expect("count") as usize
+    }
+
+    fn stats(&mut self) -> Stats {
+        let v = self.ask("stats");
+        let n = |k: &str| v[k].as_u64().unwrap_or(0);
+        Stats {
+            requests: n("requests"),
+            by_route: v["by_route"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, n)| (k.clone(), n.as_u64().unwrap_or(0)))
+                .collect(),
+            products_served: n("products_served"),
+            stock_items_served: n("stock_items_served"),
+        }
+    }
+
+    fn reset_stats(&mut self) {
+        assert_eq!(self.ask("reset"), "ok");
+    }
+
+    fn sku_ids(&mut self) -> Vec<String> {
+        serde_json::from_value(self.ask("sku_ids")).expect("SKU ids")
+    }
+}
+
+impl Drop for ChildSim {
+    fn drop(&mut self) {
+        // Closing stdin ends the child.
+        drop(self.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Initial sync
+
+struct SyncRun {
+    took: Duration,
+    skus: usize,
+    rss_before: u64,
+    peak_rss: u64,
+    hwm_after: u64,
+    /// Requests of the run besides the product and stock scrolls, stores and categories.
+    other_per_run: u64,
+}
+
+fn initial_sync(sim: &mut ChildSim, db: &Path) -> SyncRun {
+    let skus = sim.count("skus");
+    sim.reset_stats();
+    let config = client_config(db, &sim.base_url(), json!({"pull_interval_ms": 3_600_000}));
+    let sim_pid = Some(sim.pid());
+    let rss_before = proc_status_bytes(None, "VmRSS");
+    let hwm_before = proc_status_bytes(None, "VmHWM");
+    let sim_before = proc_status_bytes(sim_pid, "VmRSS");
+    let sim_hwm_before = proc_status_bytes(sim_pid, "VmHWM");
+
+    let sampler = RssSampler::start(sim.pid());
+    let start = Instant::now();
+    let client = Client::open(&config).expect("Client::open");
+    loop {
+        let count = client.store().sku_count().expect("sku_count") as usize;
+        if count == skus {
+            let status: Value =
+                serde_json::from_str(&client.status_json().expect("status")).expect("JSON");
+            if status["pulling"] == false && status["last_pull_at"].is_string() {
+                break;
+            }
+        }
+        assert!(
+            start.elapsed() < SYNC_TIMEOUT,
+            "the sync did not finish in {SYNC_TIMEOUT:?}: {count} of {skus} SKUs; status {}",
+            client.status_json().unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let took = start.elapsed();
+    let (peak_rss, sim_peak) = sampler.finish();
+    let run = SyncRun {
+        took,
+        skus,
+        rss_before,
+        peak_rss,
+        hwm_after: proc_status_bytes(None, "VmHWM"),
+        other_per_run: 0,
+    };
+    let anon = proc_status_bytes(None, "RssAnon");
+    let file = proc_status_bytes(None, "RssFile");
+    let shmem = proc_status_bytes(None, "RssShmem");
+    client.close();
+    let stats = sim.stats();
+    let run = SyncRun {
+        other_per_run: stats.others(&[&ONE_OFF_ROUTES, &SLOW_ROUTES, &SCROLL_ROUTES]),
+        ..run
+    };
+    println!(
+        "  synced {} SKUs in {:.2} s = {:.0} SKUs/s  ({} products and {} stock items served, \
+         {} HTTP requests)",
+        run.skus,
+        took.as_secs_f64(),
+        run.skus as f64 / took.as_secs_f64(),
+        stats.products_served,
+        stats.stock_items_served,
+        stats.requests
+    );
+    println!("{}", stats.routes());
+    println!("  memory, this process (the client; no catalog held by the bench yet):");
+    println!(
+        "    before Client::open            VmRSS {:>7.1} MB   VmHWM {:>7.1} MB",
+        mb(rss_before),
+        mb(hwm_before)
+    );
+    println!(
+        "    during the sync (20 ms)   peak VmRSS {:>7.1} MB   (+{:.1} MB)",
+        mb(run.peak_rss),
+        delta_mb(run.peak_rss, rss_before)
+    );
+    println!(
+        "    after the sync                 VmHWM {:>7.1} MB   (+{:.1} MB; VmRSS now: anon \
+         {:.1} + file {:.1} + shmem {:.1} MB)",
+        mb(run.hwm_after),
+        delta_mb(run.hwm_after, rss_before),
+        mb(anon),
+        mb(file),
+        mb(shmem)
+    );
+    println!("  memory, simulator process (holds the catalog; builds each scroll's result set):");
+    println!(
+        "    after load_catalog             VmRSS {:>7.1} MB   VmHWM {:>7.1} MB",
+        mb(sim_before),
+        mb(sim_hwm_before)
+    );
+    println!(
+        "    during the sync           peak VmRSS {:>7.1} MB   (+{:.1} MB: in one process this \
+         would count as the client's)",
+        mb(sim_peak),
+        delta_mb(sim_peak, sim_before)
+    );
+    run
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Apply rate: library vs bare rusqlite
+
+struct Fetched {
+    products: Vec<CatalogProduct>,
+    pages: usize,
+    bytes: usize,
+    largest_page: usize,
+    convert: Duration,
+}
+
+impl Fetched {
+    fn skus(products: &[CatalogProduct]) -> usize {
+        products.iter().map(|p| p.skus.len()).sum()
+    }
+}
+
+fn read_json(resp: &mut ureq::http::Response<ureq::Body>) -> (Value, usize) {
+    let bytes = resp
+        .body_mut()
+        .with_config()
+        .limit(256 * 1024 * 1024)
+        .read_to_vec()
+        .expect("response body");
+    let v = serde_json::from_slice(&bytes).expect("JSON response");
+    (v, bytes.len())
+}
+
+/// Every product, read through the scroll API like a plain integration would, as rows.
+fn fetch_rows(base: &str) -> Fetched {
+    let agent = ureq::Agent::new_with_defaults();
+    let (token, _) = read_json(
+        &mut agent
+            .post(format!(
+                "{base}/api/token?clientId=sim-client&clientSecret=sim-secret&returnAsJson=true"
+            ))
+            .send_empty()
+            .expect("token"),
+    );
+    let bearer = format!("Bearer {}", token["accessToken"].as_str().expect("token"));
+    let mut out = Fetched {
+        products: Vec::new(),
+        pages: 0,
+        bytes: 0,
+        largest_page: 0,
+        convert: Duration::ZERO,
+    };
+    let (mut page, mut n) = read_json(
+        &mut agent
+            .post(format!("{base}/api/Products/Scroll"))
+            .header("Authorization", &bearer)
+            .send_json(
+                json!({"marketId": "NOR", "sortOrder": "ModifiedAscending", "take": SCROLL_TAKE}),
+            )
+            .expect("POST /api/Products/Scroll"),
+    );
+    loop {
+        out.bytes += n;
+        out.largest_page = out.largest_page.max(n);
+        let items = page["result"].as_array().map_or(&[][..], Vec::as_slice);
+        if items.is_empty() {
+            break;
+        }
+        out.pages += 1;
+        let start = Instant::now();
+        out.products
+            .extend(items.iter().filter_map(|p| product_rows(p, &SCOPE)));
+        out.convert += start.elapsed();
+        let id = page["scrollId"].as_str().expect("scrollId").to_string();
+        (page, n) = read_json(
+            &mut agent
+                .get(format!("{base}/api/Products/Scroll/{id}"))
+                .header("Authorization", &bearer)
+                .call()
+                .expect("GET /api/Products/Scroll/{id}"),
+        );
+    }
+    out
+}
+
+/// A library apply run: how far it got, and the time after each chunk.
+struct LibraryRun {
+    products: usize,
+    /// (SKUs applied so far, time since the start) after each chunk.
+    progress: Vec<(usize, Duration)>,
+}
+
+impl LibraryRun {
+    fn took(&self) -> Duration {
+        self.progress.last().map_or(Duration::ZERO, |p| p.1)
+    }
+
+    fn skus(&self) -> usize {
+        self.progress.last().map_or(0, |p| p.0)
+    }
+
+    /// SKUs/s over the first and over the last `n` SKUs applied.
+    fn first_and_last_rate(&self, n: usize) -> (f64, f64) {
+        let rate = |skus: usize, d: Duration| skus as f64 / d.as_secs_f64();
+        let first = self
+            .progress
+            .iter()
+            .find(|p| p.0 >= n)
+            .or(self.progress.last())
+            .map_or(0.0, |&(s, d)| rate(s, d));
+        let (end_skus, end) = self.progress.last().copied().unwrap_or_default();
+        let (from_skus, from) = self
+            .progress
+            .iter()
+            .rev()
+            .find(|p| p.0 + n <= end_skus)
+            .copied()
+            .unwrap_or_default();
+        (first, rate(end_skus - from_skus, end - from))
+    }
+}
+
+/// `Store::apply_products` in chunks of 200 on a fresh database, as `sync::pull` does (less
+/// the cursor, one more small upsert per page), until done or out of `budget`.
+fn apply_library(products: &[CatalogProduct], db: &Path, budget: Duration) -> LibraryRun {
+    let start = Instant::now();
+    let store = Store::open(db).expect("Store::open");
+    let mut run = LibraryRun {
+        products: 0,
+        progress: Vec::new(),
+    };
+    let mut skus = 0;
+    for chunk in products.chunks(APPLY_CHUNK) {
+        store.apply_products(chunk, None).expect("apply_products");
+        run.products += chunk.len();
+        skus += Fetched::skus(chunk);
+        run.progress.push((skus, start.elapsed()));
+        if start.elapsed() >= budget {
+            break;
+        }
+    }
+    assert_eq!(store.sku_count().expect("count") as usize, skus);
+    run
+}
+
+const FLOOR_SCHEMA: &str = "
+    CREATE TABLE product (
+        sku TEXT PRIMARY KEY, product_id TEXT NOT NULL, name TEXT NOT NULL, brand TEXT, ean TEXT,
+        json TEXT NOT NULL
+    );
+    CREATE TABLE price (
+        sku TEXT NOT NULL, n INTEGER NOT NULL, unit_price INTEGER NOT NULL, currency TEXT NOT NULL,
+        store_specific INTEGER NOT NULL, variant_specific INTEGER NOT NULL,
+        valid_from INTEGER, valid_until INTEGER,
+        PRIMARY KEY (sku, n)
+    ) WITHOUT ROWID;";
+
+/// The floor: one connection (WAL, synchronous=FULL), one transaction per 200 products,
+/// `INSERT … ON CONFLICT DO UPDATE` of each SKU (the fields the library keeps in columns, the
+/// rest as one JSON text) and of each price, keyed by (sku, its n-th price).
+fn apply_floor(products: &[CatalogProduct], db: &Path) -> Duration {
+    let start = Instant::now();
+    let mut conn = Connection::open(db).expect("open");
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .expect("WAL");
+    assert_eq!(mode, "wal");
+    conn.execute_batch("PRAGMA synchronous = FULL")
+        .expect("synchronous");
+    conn.execute_batch(FLOOR_SCHEMA).expect("schema");
+    let mut nth: HashMap<&str, i64> = HashMap::new();
+    for chunk in products.chunks(APPLY_CHUNK) {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .expect("BEGIN");
+        for p in chunk {
+            for s in &p.skus {
+                let rest = json!({
+                    "gtins": s.gtins, "category_ids": s.category_ids, "image_urls": s.image_urls,
+                    "active": s.active, "language": s.language, "cost_price": s.cost_price,
+                })
+                .to_string();
+                tx.prepare_cached(
+                    "INSERT INTO product (sku, product_id, name, brand, ean, json)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (sku) DO UPDATE SET product_id = excluded.product_id,
+                       name = excluded.name, brand = excluded.brand, ean = excluded.ean,
+                       json = excluded.json",
+                )
+                .expect("prepare")
+                .execute(params![s.sku, s.product_id, s.name, s.brand, s.ean, rest])
+                .expect("upsert product");
+            }
+            nth.clear();
+            for pr in &p.prices {
+                let n = nth.entry(pr.sku.as_str()).or_insert(0);
+                *n += 1;
+                tx.prepare_cached(
+                    "INSERT INTO price (sku, n, unit_price, currency, store_specific,
+                                        variant_specific, valid_from, valid_until)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                     ON CONFLICT (sku, n) DO UPDATE SET unit_price = excluded.unit_price,
+                       currency = excluded.currency, store_specific = excluded.store_specific,
+                       variant_specific = excluded.variant_specific,
+                       valid_from = excluded.valid_from, valid_until = excluded.valid_until",
+                )
+                .expect("prepare")
+                .execute(params![
+                    pr.sku,
+                    *n,
+                    pr.unit_price,
+                    pr.currency,
+                    pr.store_specific,
+                    pr.variant_specific,
+                    pr.valid_from,
+                    pr.valid_until
+                ])
+                .expect("upsert price");
+            }
+        }
+        tx.commit().expect("COMMIT");
+    }
+    start.elapsed()
+}
+
+struct ApplyRun {
+    /// Whether the library applied every product within the budget.
+    complete: bool,
+    library: Duration,
+    floor: Duration,
+}
+
+impl ApplyRun {
+    fn ratio(&self) -> f64 {
+        self.library.as_secs_f64() / self.floor.as_secs_f64()
+    }
+}
+
+fn apply_comparison(fetched: &Fetched) -> ApplyRun {
+    let products = &fetched.products;
+    let skus = Fetched::skus(products);
+    let prices: usize = products.iter().map(|p| p.prices.len()).sum();
+    let links: usize = products
+        .iter()
+        .flat_map(|p| &p.skus)
+        .map(|s| s.category_ids.len())
+        .sum();
+    println!(
+        "  fetched {} pages ({:.1} MB of JSON, largest page {:.1} MB): {} products, {} SKUs, \
+         {} price rows, {} SKU→category links",
+        fetched.pages,
+        mb(fetched.bytes as u64),
+        mb(fetched.largest_page as u64),
+        products.len(),
+        skus,
+        prices,
+        links,
+    );
+    println!(
+        "  (product_rows, JSON → rows, not in the timings below: {:.2} s = {:.0} products/s)",
+        fetched.convert.as_secs_f64(),
+        products.len() as f64 / fetched.convert.as_secs_f64()
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = |name: &str| dir.path().join(name);
+
+    let lib = apply_library(products, &db("lib1.db"), APPLY_BUDGET);
+    let complete = lib.products == products.len();
+    let (first, last) = lib.first_and_last_rate(10_000);
+    println!(
+        "  library: Store::apply_products  {:>8.0} SKU rows/s  ({} of {} SKUs in {:.2} s{}; \
+         first 10k SKUs at {first:.0}/s, last 10k at {last:.0}/s)",
+        lib.skus() as f64 / lib.took().as_secs_f64(),
+        lib.skus(),
+        skus,
+        lib.took().as_secs_f64(),
+        if complete {
+            String::new()
+        } else {
+            format!(", stopped at the {} s budget", APPLY_BUDGET.as_secs())
+        },
+    );
+    let same_rows = &products[..lib.products];
+    let floor_same = apply_floor(same_rows, &db("floor1.db"));
+    println!(
+        "  floor: bare rusqlite upsert     {:>8.0} SKU rows/s  (the same {} SKUs in {:.2} s)",
+        lib.skus() as f64 / floor_same.as_secs_f64(),
+        lib.skus(),
+        floor_same.as_secs_f64()
+    );
+    let mut run = ApplyRun {
+        complete,
+        library: lib.took(),
+        floor: floor_same,
+    };
+    if complete && lib.took() < APPLY_REPEAT_UNDER {
+        // Quick enough to take the better of two runs each (other load only slows a run).
+        let again = apply_library(products, &db("lib2.db"), APPLY_BUDGET);
+        let floor_again = apply_floor(products, &db("floor2.db"));
+        println!(
+            "  second round: library {:.2} s, floor {:.2} s (the better of each is used)",
+            again.took().as_secs_f64(),
+            floor_again.as_secs_f64()
+        );
+        run.library = run.library.min(again.took());
+        run.floor = run.floor.min(floor_again);
+    }
+    if !complete {
+        let floor_all = apply_floor(products, &db("floor-all.db"));
+        println!(
+            "  floor, all {} SKUs: {:.2} s = {:.0} SKU rows/s",
+            skus,
+            floor_all.as_secs_f64(),
+            skus as f64 / floor_all.as_secs_f64()
+        );
+    }
+    println!(
+        "  time ratio library/floor on the same rows: {:.1} (target ≤ {TARGET_APPLY_RATIO}){}",
+        run.ratio(),
+        if complete {
+            ""
+        } else {
+            "; a lower bound for the full set, as the library slows down as its tables grow"
+        }
+    );
+    println!(
+        "  the floor does NOT: maintain the FTS5 index (5 columns, prefixes 1-3) and its \
+         triggers, write product_category links, keep the product_id/ean/brand indexes, mark \
+         SKUs that left a product inactive, delete stale prices, or check foreign keys"
+    );
+    run
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Reads through the C ABI
+
+/// A search the till might send, and what an exact hit must return first.
+struct Search {
+    kind: &'static str,
+    query: CString,
+    first_sku: Option<String>,
+}
+
+/// Till-like searches: the start of name words, a full SKU, an EAN, a brand, a category.
+fn searches(products: &[CatalogProduct], rng: &mut Rng) -> Vec<Search> {
+    let skus: Vec<_> = products.iter().flat_map(|p| &p.skus).collect();
+    let mut brands: Vec<&str> = skus.iter().filter_map(|s| s.brand.as_deref()).collect();
+    brands.sort_unstable();
+    brands.dedup();
+    let mut categories: Vec<&str> = skus
+        .iter()
+        .flat_map(|s| s.category_ids.iter().map(String::as_str))
+        .collect();
+    categories.sort_unstable();
+    categories.dedup();
+    // The first 3-5 letters of a word of at least 3 letters (sizes like "M" are skipped).
+    let prefix = |name: &str, rng: &mut Rng| -> String {
+        let words: Vec<&str> = name
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| w.chars().count() >= 3)
+            .collect();
+        let word = if words.is_empty() {
+            name
+        } else {
+            rng.pick(&words)
+        };
+        word.chars().take(3 + rng.below(3)).collect()
+    };
+    (0..SEARCHES)
+        .map(|i| {
+            let s = rng.pick(&skus);
+            let (kind, mut q, first_sku) = match i % 10 {
+                0..=3 => (
+                    "name prefix, 1 word",
+                    json!({"text": prefix(&s.name, rng)}),
+                    None,
+                ),
+                4 => {
+                    let text = format!("{} {}", prefix(&s.name, rng), prefix(&s.name, rng));
+                    ("name prefix, 2 words", json!({ "text": text }), None)
+                }
+                5 => ("full SKU", json!({"text": s.sku}), Some(s.sku.clone())),
+                6 => match &s.ean {
+                    Some(ean) => ("EAN", json!({ "text": ean }), Some(s.sku.clone())),
+                    None => ("full SKU", json!({"text": s.sku}), Some(s.sku.clone())),
+                },
+                7 | 8 => ("brand filter", json!({"brand": rng.pick(&brands)}), None),
+                _ => (
+                    "category filter",
+                    json!({"category_id": rng.pick(&categories)}),
+                    None,
+                ),
+            };
+            q["limit"] = SEARCH_LIMIT.into();
+            Search {
+                kind,
+                query: CString::new(q.to_string()).expect("no NUL"),
+                first_sku,
+            }
+        })
+        .collect()
+}
+
+struct ReadRun {
+    get: Latencies,
+    search: Latencies,
+}
+
+/// One C call and the free of its answer, timed together (what the till waits for).
+fn timed_call(f: impl FnOnce(*mut *mut c_char) -> fo_result, what: &str) -> (f64, String) {
+    let mut out: *mut c_char = std::ptr::null_mut();
+    let start = Instant::now();
+    let r = f(&mut out);
+    let text = if out.is_null() {
+        String::new()
+    } else {
+        // SAFETY: a string the library returned, freed below.
+        unsafe { CStr::from_ptr(out) }
+            .to_string_lossy()
+            .into_owned()
+    };
+    // SAFETY: returned by the library (or NULL), freed once.
+    unsafe { fo_string_free(out) };
+    let us = start.elapsed().as_secs_f64() * 1e6;
+    check(r, what);
+    (us, text)
+}
+
+fn reads(db: &Path, base_url: &str, skus: &[String], products: &[CatalogProduct]) -> ReadRun {
+    let config =
+        CString::new(client_config(db, base_url, json!({"autostart": false}))).expect("no NUL");
+    let mut c: *mut fo_client = std::ptr::null_mut();
+    // SAFETY: a NUL-terminated config and a writable out-pointer.
+    check(
+        unsafe { fo_client_open(config.as_ptr(), &mut c) },
+        "fo_client_open",
+    );
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let picks: Vec<CString> = (0..GETS)
+        .map(|_| CString::new(rng.pick(skus).as_str()).expect("no NUL"))
+        .collect();
+    let mut get = Vec::with_capacity(GETS);
+    for sku in &picks {
+        // SAFETY: a live client, a NUL-terminated SKU, a writable out-pointer.
+        let (us, _) = timed_call(
+            |out| unsafe { fo_product_get(c, sku.as_ptr(), out) },
+            "fo_product_get",
+        );
+        get.push(us);
+    }
+
+    let queries = searches(products, &mut rng);
+    let mut by_kind: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    let mut all = Vec::with_capacity(queries.len());
+    let mut misses = Vec::new();
+    let mut empty = 0;
+    for q in &queries {
+        // SAFETY: a live client, a NUL-terminated query, a writable out-pointer.
+        let (us, text) = timed_call(
+            |out| unsafe { fo_product_search(c, q.query.as_ptr(), out) },
+            "fo_product_search",
+        );
+        all.push(us);
+        by_kind.entry(q.kind).or_default().push(us);
+        let v: Value = serde_json::from_str(&text).expect("search JSON");
+        if v["total"] == 0 {
+            empty += 1;
+        }
+        if let Some(want) = &q.first_sku {
+            if v["items"][0]["sku"].as_str() != Some(want) {
+                misses.push(q.query.to_string_lossy().into_owned());
+            }
+        }
+    }
+    // SAFETY: opened above, closed once.
+    unsafe { fo_client_close(c) };
+
+    let run = ReadRun {
+        get: Latencies::new(get),
+        search: Latencies::new(all),
+    };
+    println!("{}", run.get.line("fo_product_get (random SKU)"));
+    println!("{}", run.search.line("fo_product_search (all)"));
+    for (kind, v) in by_kind {
+        println!("{}", Latencies::new(v).line(&format!("  search: {kind}")));
+    }
+    println!(
+        "  checks: {empty} searches found nothing; exact SKU/EAN not first: {}",
+        if misses.is_empty() {
+            "none".to_string()
+        } else {
+            format!("{} (e.g. {})", misses.len(), misses[0])
+        }
+    );
+    run
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Requests of an idle terminal
+
+struct IdleRun {
+    pulls: u64,
+    /// Whether the last pull was still running when the run ended.
+    unfinished: bool,
+    /// Requests per pull as measured (a lower bound when a pull was unfinished).
+    measured_per_pull: f64,
+    /// Requests a whole pull makes, from `totalHits` of the library's own queries.
+    full_pull: u64,
+    per_hour: f64,
+}
+
+/// Requests to read a scroll of `hits` items, 1000 a page, to the empty page (products), or
+/// one search that opens a scroll only when the items do not fit (stock).
+fn scroll_requests(hits: u64, always_scroll: bool) -> u64 {
+    let pages = hits.div_ceil(SCROLL_TAKE as u64);
+    if always_scroll || hits > SCROLL_TAKE as u64 {
+        1 + pages
+    } else {
+        1
+    }
+}
+
+/// What one pull asks Omnium for now: the library's own product scroll and inventory search
+/// from the cursors in the database, less the overlap, as `sync::pull` builds them.
+fn pull_size(config_json: &str, db: &Path) -> (u64, u64) {
+    let config = Config::from_json(config_json).expect("config");
+    let store = Store::open(db).expect("Store::open");
+    let from = |dataset: &str| {
+        let (cursor, _) = store.cursor(dataset).expect("cursor");
+        cursor.map(|c| c - config.sync.pull_overlap_ms as i64)
+    };
+    let api = OmniumApi::new(&config.omnium);
+    let products = api
+        .products_scroll_start(from("products"), &SCOPE, SCROLL_TAKE)
+        .expect("products scroll")
+        .total_hits
+        .unwrap_or(0);
+    let stock = api
+        .inventory_search(&config.warehouse_ids, from("stock"))
+        .expect("inventory search")
+        .total_hits
+        .unwrap_or(0);
+    (products, stock)
+}
+
+/// `other_per_run`: the requests of a pull run besides the two scrolls, as in the sync.
+fn idle(sim: &mut ChildSim, db: &Path, other_per_run: u64) -> IdleRun {
+    sim.reset_stats();
+    let config = client_config(
+        db,
+        &sim.base_url(),
+        json!({"pull_interval_ms": IDLE_INTERVAL_MS}),
+    );
+    let client = Client::open(&config).expect("Client::open");
+    std::thread::sleep(IDLE_RUN);
+    let status: Value = serde_json::from_str(&client.status_json().expect("status")).expect("JSON");
+    let unfinished = status["pulling"] == true;
+    let stats = sim.stats();
+    client.close();
+
+    let pulls = stats.route(SCROLL_ROUTES[0]);
+    let pull_requests = stats.others(&[&ONE_OFF_ROUTES, &SLOW_ROUTES]);
+    let slow: u64 = SLOW_ROUTES.iter().map(|r| stats.route(r)).sum();
+    let measured_per_pull = pull_requests as f64 / pulls.max(1) as f64;
+    println!(
+        "  {} requests in {:.0} s with pull_interval_ms {IDLE_INTERVAL_MS}: {pulls} pull(s) \
+         started{}; {} products and {} stock items sent:",
+        stats.requests,
+        IDLE_RUN.as_secs_f64(),
+        if unfinished {
+            ", the last one still running at the end"
+        } else {
+            ", all finished"
+        },
+        stats.products_served,
+        stats.stock_items_served
+    );
+    println!("{}", stats.routes());
+
+    let (product_hits, stock_hits) = pull_size(&config, db);
+    let full_pull =
+        scroll_requests(product_hits, true) + scroll_requests(stock_hits, false) + other_per_run;
+    println!(
+        "  one pull now asks for (library's queries, cursor − pull_overlap_ms): {product_hits} \
+         products and {stock_hits} stock items, + {other_per_run} other request(s) a run made in \
+         the sync (order searches) = {full_pull} requests"
+    );
+    if product_hits > 0 || stock_hits > 0 {
+        println!(
+            "  (the overlap is taken back from the cursor, Omnium's newest `modified` seen, not \
+             from now: whatever changed in the minute before the newest change is re-read by \
+             every pull until something newer changes; the simulator stamps the whole catalog \
+             at one instant, so here that is the whole catalog)"
+        );
+    }
+    let per_pull = if unfinished || pulls == 0 {
+        full_pull as f64
+    } else {
+        measured_per_pull
+    };
+    let pulls_per_hour = 3_600_000.0 / DEFAULT_INTERVAL_MS as f64;
+    let run = IdleRun {
+        pulls,
+        unfinished,
+        measured_per_pull,
+        full_pull,
+        // Stores and categories come once an hour; the token lives far longer than an hour.
+        per_hour: per_pull * pulls_per_hour + slow as f64,
+    };
+    println!(
+        "  per hour at the default {} min interval: {per_pull:.2} requests per pull ({}) × \
+         {pulls_per_hour:.0} + {slow} (stores and categories, hourly) = {:.0}  (+ 1 token per \
+         start)",
+        DEFAULT_INTERVAL_MS / 60_000,
+        if unfinished || pulls == 0 {
+            "a whole pull, from totalHits"
+        } else {
+            "measured"
+        },
+        run.per_hour
+    );
+    run
+}
+
+// ---------------------------------------------------------------------------------------------
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "PASS"
+    } else {
+        "MISS"
+    }
+}
+
+fn main() {
+    if std::env::args().any(|a| a == SIM_CHILD_ARG) {
+        sim_child();
+        return;
+    }
+    let started = Instant::now();
+    let mut sim = ChildSim::start();
+    let skus = sim.count("skus");
+    println!(
+        "Catalog (simulator in process {}): {} products (max_variants {MAX_VARIANTS}) = {skus} \
+         SKUs, {} categories, {} stock items; generated in {:.1} s",
+        sim.pid(),
+        sim.count("products"),
+        sim.count("categories"),
+        sim.count("stock_items"),
+        sim.hello["load_s"].as_f64().unwrap_or(0.0)
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("pos.db");
+
+    println!(
+        "\n1. Initial sync from the simulator on loopback (Client::open → all SKUs local, not \
+         pulling)"
+    );
+    let sync = initial_sync(&mut sim, &db);
+
+    println!(
+        "\n2. Apply rate, same rows, no network: library (chunks of {APPLY_CHUNK}) vs bare \
+         rusqlite"
+    );
+    let fetched = fetch_rows(&sim.base_url());
+    let apply = apply_comparison(&fetched);
+
+    println!("\n3. Reads through the C ABI on the synced {skus}-SKU database (warm page cache)");
+    let sku_ids = sim.sku_ids();
+    let read = reads(&db, &sim.base_url(), &sku_ids, &fetched.products);
+    drop(fetched);
+
+    println!("\n4. Idle terminal (nothing changes in the simulator)");
+    let idle = idle(&mut sim, &db, sync.other_per_run);
+
+    let growth = delta_mb(sync.peak_rss.max(sync.hwm_after), sync.rss_before);
+    let rows: [(String, String, String, Option<bool>); 8] = [
+        (
+            format!("initial sync of {} SKUs", sync.skus),
+            format!(
+                "{:.1} s = {:.0} SKUs/s",
+                sync.took.as_secs_f64(),
+                sync.skus as f64 / sync.took.as_secs_f64()
+            ),
+            "-".into(),
+            None,
+        ),
+        (
+            "client process peak RSS (sync)".into(),
+            format!("{:.1} MB (VmHWM)", mb(sync.hwm_after)),
+            format!("< {TARGET_CLIENT_PEAK_MB:.0} MB"),
+            Some(mb(sync.hwm_after) < TARGET_CLIENT_PEAK_MB),
+        ),
+        (
+            "  growth during the sync".into(),
+            format!("+{growth:.1} MB"),
+            "-".into(),
+            None,
+        ),
+        (
+            "apply time library/floor".into(),
+            format!(
+                "{:.1}{}",
+                apply.ratio(),
+                if apply.complete {
+                    ""
+                } else {
+                    " (partial set, ≥)"
+                }
+            ),
+            format!("≤ {TARGET_APPLY_RATIO}"),
+            Some(apply.ratio() <= TARGET_APPLY_RATIO),
+        ),
+        (
+            "fo_product_get p99".into(),
+            format!(
+                "{:.0} µs (p50 {:.0})",
+                read.get.pct(0.99),
+                read.get.pct(0.5)
+            ),
+            format!("< {TARGET_GET_P99_US:.0} µs"),
+            Some(read.get.pct(0.99) < TARGET_GET_P99_US),
+        ),
+        (
+            "fo_product_search p99".into(),
+            format!(
+                "{:.0} µs (p50 {:.0})",
+                read.search.pct(0.99),
+                read.search.pct(0.5)
+            ),
+            format!("< {TARGET_SEARCH_P99_US:.0} µs"),
+            Some(read.search.pct(0.99) < TARGET_SEARCH_P99_US),
+        ),
+        (
+            "idle requests per pull".into(),
+            format!(
+                "{} (measured {:.1} over {} pull(s){})",
+                idle.full_pull,
+                idle.measured_per_pull,
+                idle.pulls,
+                if idle.unfinished { ", unfinished" } else { "" }
+            ),
+            "-".into(),
+            None,
+        ),
+        (
+            "idle requests per hour (5 min)".into(),
+            format!("{:.0}", idle.per_hour),
+            format!("≤ {TARGET_IDLE_PER_HOUR:.0}"),
+            Some(idle.per_hour <= TARGET_IDLE_PER_HOUR),
+        ),
+    ];
+    println!("\nSummary");
+    println!("  {:<32} {:<44} {:<12} result", "figure", "value", "target");
+    for (figure, value, target, ok) in rows {
+        println!(
+            "  {figure:<32} {value:<44} {target:<12} {}",
+            ok.map_or("info", verdict)
+        );
+    }
+    println!("  (whole bench: {:.0} s)", started.elapsed().as_secs_f64());
+}
