@@ -394,6 +394,11 @@ fn a_goods_reception_replayed_after_commit_then_timeout_counts_stock_once() {
         before + received,
         "counted once"
     );
+    // The till counts the received goods once too: in Omnium's level, not also as pending.
+    let till: Value = serde_json::from_str(&client.stock_json(&sku).unwrap()).unwrap();
+    let w = &till["warehouses"][0];
+    assert_eq!(w["quantity"].as_f64(), Some(before + received), "{till}");
+    assert_eq!(w["pending"].as_f64(), Some(0.0), "{till}");
     let stats = sim.stats();
     assert_eq!(stats.goods_receptions, 1, "{stats:?}");
     assert!(

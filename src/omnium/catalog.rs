@@ -366,6 +366,21 @@ impl OmniumApi {
             .unwrap_or_default())
     }
 
+    /// Current levels of some SKUs (`POST /api/Inventory/Search` with `productCodes`).
+    pub fn inventory_levels(
+        &self,
+        skus: &[String],
+        warehouses: &[String],
+    ) -> Result<Vec<StockLevel>, Failure> {
+        let body =
+            json!({"productCodes": skus, "warehouseCodes": warehouses, "isBatchesExcluded": true});
+        let page = self
+            .post_json("/api/Inventory/Search", &body)?
+            .map(Page::from_json)
+            .unwrap_or_default();
+        Ok(page.items.iter().filter_map(stock_level).collect())
+    }
+
     /// The market's product content language, from `GET /api/Markets`.
     pub fn market_language(&self, market_id: &str) -> Result<Option<String>, Failure> {
         let markets = self.get_json("/api/Markets")?.unwrap_or(Value::Null);

@@ -40,6 +40,8 @@ impl std::fmt::Display for Failure {
             }
             Failure::Busy(m) => write!(f, "HTTP 409: {m}"),
             Failure::Unauthorized(m) => write!(f, "HTTP 401: {m}"),
+            // Status 0: the library itself refused (Omnium's answer showed it cannot work).
+            Failure::Rejected { status: 0, message } => f.write_str(message),
             Failure::Rejected { status, message } => write!(f, "HTTP {status}: {message}"),
         }
     }

@@ -276,6 +276,9 @@ impl Store {
                 JobFate::Delivered { accepted_ms } => {
                     delivered_any = true;
                     Store::mark_movements_delivered(&tx, u.job_id, accepted_ms.unwrap_or(now_ms))?;
+                    // The PDF now lives in Omnium; only the job row stays for the retention.
+                    tx.prepare_cached("DELETE FROM receipt_pdf WHERE job_id = ?1")?
+                        .execute([u.job_id])?;
                     tx.prepare_cached(
                         "UPDATE outbox_job SET state = 'delivered', uncertain = 0, delivered_at = ?2,
                          last_attempt_at = ?2 WHERE id = ?1",
@@ -408,6 +411,10 @@ impl Store {
             "DELETE FROM outbox_job WHERE state = 'delivered' AND delivered_at < ?1",
             [older_than_ms],
         )?;
+        tx.execute(
+            "DELETE FROM receipt_pdf WHERE job_id NOT IN (SELECT id FROM outbox_job)",
+            [],
+        )?;
         tx.commit()?;
         Ok(n)
     }
@@ -519,6 +526,36 @@ mod tests {
         assert_eq!((c.pending, c.blocked, c.dead), (0, 1, 1));
         assert_eq!(s.retry_dead(None, 30).unwrap(), 1);
         assert_eq!(s.claim_due(30, 10).unwrap()[0].event_id, "S-1");
+    }
+
+    #[test]
+    fn a_receipt_pdf_is_kept_until_its_job_is_delivered() {
+        let (_d, s) = store();
+        let job = NewJob {
+            kind: "receipt",
+            blob: Some(b"%PDF-1.4 test"),
+            ..job("RC-1", "S-1", "{}")
+        };
+        s.record(&job, 0, |_| Ok(Extras::default())).unwrap();
+        let id = s.claim_due(1, 10).unwrap()[0].id;
+        let read = |s: &Store| {
+            s.with_receipt_pdf(id, |r, _| {
+                let mut v = Vec::new();
+                std::io::Read::read_to_end(r, &mut v).map(|_| v).unwrap()
+            })
+        };
+        assert_eq!(read(&s).unwrap().as_deref(), Some(&b"%PDF-1.4 test"[..]));
+        let fate = JobFate::Delivered { accepted_ms: None };
+        s.finish(
+            &[JobUpdate {
+                job_id: id,
+                fate,
+                step: Some(2),
+            }],
+            5,
+        )
+        .unwrap();
+        assert_eq!(read(&s).unwrap(), None, "the PDF is in Omnium now");
     }
 
     #[test]

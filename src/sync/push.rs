@@ -113,7 +113,7 @@ pub fn deliver(job: &OutboxJob, sync: &Sync) -> Delivery {
             Err(e) => Err(unreadable(e.to_string())).into(),
         },
         Some(JobKind::GoodsReception) => match GoodsReception::parse(&public) {
-            Ok(r) => deliver_goods_reception(&r, &private, api).into(),
+            Ok(r) => deliver_goods_reception(&r, &private, sync).into(),
             Err(e) => Err(unreadable(e.to_string())).into(),
         },
         Some(JobKind::StockPush) => deliver_stock_push(sync).into(),
@@ -204,20 +204,18 @@ fn deliver_receipt(job: &OutboxJob, r: &Receipt, sync: &Sync) -> Delivery {
 fn deliver_goods_reception(
     r: &GoodsReception,
     private: &serde_json::Map<String, Value>,
-    api: &OmniumApi,
+    sync: &Sync,
 ) -> Result<Option<i64>, Failure> {
+    let api = &sync.api;
     match &r.delivery_id {
-        Some(delivery) => match api.process_goods_reception(
-            delivery,
-            &r.id,
-            &back_office::goods_reception_json(r),
-        )? {
-            Created::New(_) => Ok(None),
-            Created::AlreadyExists(m) => {
+        Some(delivery) => {
+            let lines = back_office::goods_reception_json(r);
+            if let Created::AlreadyExists(m) =
+                api.process_goods_reception(delivery, &r.id, &lines)?
+            {
                 log::info!("goods reception {:?} had already landed: {m}", r.id);
-                Ok(None)
             }
-        },
+        }
         None => {
             // No purchase order: absolute levels, computed when the reception was recorded.
             let levels: Vec<PushLevel> = private
@@ -237,9 +235,33 @@ fn deliver_goods_reception(
             for chunk in levels.chunks(UPDATE_MANY_MAX) {
                 api.update_inventory(chunk)?;
             }
-            Ok(None)
         }
     }
+    counted_levels(r, sync)
+}
+
+/// Omnium's answer to a goods reception carries no time, so the levels it produced are
+/// read back: they include the goods (they were read after Omnium took them), they become
+/// the till's levels at once, and the oldest of their `modified` stamps is when Omnium
+/// counted the reception, which takes it out of `pending` exactly when a level has it.
+/// If they cannot be read, the job is tried again (the resend is recognised as landed).
+fn counted_levels(r: &GoodsReception, sync: &Sync) -> Result<Option<i64>, Failure> {
+    let skus: Vec<String> = r.lines.iter().map(|l| l.sku.clone()).collect();
+    let levels = sync
+        .api
+        .inventory_levels(&skus, std::slice::from_ref(&r.warehouse_id))?;
+    if levels.len() < skus.len() {
+        return Err(Failure::Uncertain(format!(
+            "goods reception {:?} landed, but Omnium shows {} of its {} stock levels yet",
+            r.id,
+            levels.len(),
+            skus.len()
+        )));
+    }
+    sync.store
+        .apply_stock(&levels, None)
+        .map_err(|e| Failure::Uncertain(format!("local database: {e}")))?;
+    Ok(levels.iter().map(|l| l.modified_ms).min())
 }
 
 /// Omnium takes at most this many inventory items per `UpdateMany`.
@@ -281,7 +303,7 @@ fn deliver_pickup(
         // Omnium cancelled it (an expired click & collect, say): never resurrect it.
         super::inbound::apply_order(sync, &order);
         return Err(Failure::Rejected {
-            status: 409,
+            status: 0,
             message: format!(
                 "order {:?} was cancelled in Omnium (status {status}); pickup {:?} ({:?}) was not sent",
                 p.order_id, p.id, p.status
@@ -326,10 +348,7 @@ fn deliver_pickup(
 
 /// A read-back order that is not ours is a permanent problem for this job.
 fn confirm(order: &Value, check: Result<(), String>) -> Result<Option<i64>, Failure> {
-    check.map_err(|message| Failure::Rejected {
-        status: 400,
-        message,
-    })?;
+    check.map_err(|message| Failure::Rejected { status: 0, message })?;
     Ok(accepted_at(order))
 }
 
