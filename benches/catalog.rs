@@ -28,10 +28,9 @@ use flow_omnium::ffi::{
 use flow_omnium::fo_result;
 use flow_omnium::model::catalog::CatalogProduct;
 use flow_omnium::omnium::catalog::{product_rows, CatalogScope};
-use flow_omnium::omnium::OmniumApi;
 use flow_omnium::sim::{CatalogSpec, SimConfig, Simulator};
 use flow_omnium::store::Store;
-use flow_omnium::{Client, Config};
+use flow_omnium::Client;
 use rusqlite::{params, Connection, TransactionBehavior};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -974,124 +973,75 @@ fn reads(db: &Path, base_url: &str, skus: &[String], products: &[CatalogProduct]
 // 4. Requests of an idle terminal
 
 struct IdleRun {
+    /// Pull runs started while measuring.
     pulls: u64,
-    /// Whether the last pull was still running when the run ended.
-    unfinished: bool,
-    /// Requests per pull as measured (a lower bound when a pull was unfinished).
+    /// Requests per pull, measured once the cursors had settled.
     measured_per_pull: f64,
-    /// Requests a whole pull makes, from `totalHits` of the library's own queries.
-    full_pull: u64,
+    /// How long the warm-up took: the first pulls re-read each cursor's overlap window once.
+    settle: Duration,
     per_hour: f64,
 }
 
-/// Requests to read a scroll of `hits` items, 1000 a page, to the empty page (products), or
-/// one search that opens a scroll only when the items do not fit (stock).
-fn scroll_requests(hits: u64, always_scroll: bool) -> u64 {
-    let pages = hits.div_ceil(SCROLL_TAKE as u64);
-    if always_scroll || hits > SCROLL_TAKE as u64 {
-        1 + pages
-    } else {
-        1
-    }
-}
+/// The overlap used here, so cursors settle within the bench (a delta settles two overlaps
+/// after the newest change: with the default 60 s, two minutes into an idle spell).
+const IDLE_OVERLAP_MS: u64 = 2_000;
 
-/// What one pull asks Omnium for now: the library's own product scroll and inventory search
-/// from the cursors in the database, less the overlap, as `sync::pull` builds them.
-fn pull_size(config_json: &str, db: &Path) -> (u64, u64) {
-    let config = Config::from_json(config_json).expect("config");
-    let store = Store::open(db).expect("Store::open");
-    let from = |dataset: &str| {
-        let (cursor, _) = store.cursor(dataset).expect("cursor");
-        cursor.map(|c| c - config.sync.pull_overlap_ms as i64)
-    };
-    let api = OmniumApi::new(&config.omnium);
-    let products = api
-        .products_scroll_start(from("products"), &SCOPE, SCROLL_TAKE)
-        .expect("products scroll")
-        .total_hits
-        .unwrap_or(0);
-    let stock = api
-        .inventory_search(&config.warehouse_ids, from("stock"))
-        .expect("inventory search")
-        .total_hits
-        .unwrap_or(0);
-    (products, stock)
-}
-
-/// `other_per_run`: the requests of a pull run besides the two scrolls, as in the sync.
-fn idle(sim: &mut ChildSim, db: &Path, other_per_run: u64) -> IdleRun {
-    sim.reset_stats();
+fn idle(sim: &mut ChildSim, db: &Path, _other_per_run: u64) -> IdleRun {
     let config = client_config(
         db,
         &sim.base_url(),
-        json!({"pull_interval_ms": IDLE_INTERVAL_MS}),
+        json!({"pull_interval_ms": IDLE_INTERVAL_MS, "pull_overlap_ms": IDLE_OVERLAP_MS}),
     );
+    let started = Instant::now();
     let client = Client::open(&config).expect("Client::open");
+    // Warm-up: wait past two overlaps, then for the pull under way (which re-reads the
+    // window once) to end, then one more interval.
+    std::thread::sleep(Duration::from_millis(
+        2 * IDLE_OVERLAP_MS + IDLE_INTERVAL_MS,
+    ));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        let status: Value =
+            serde_json::from_str(&client.status_json().expect("status")).expect("JSON");
+        if status["pulling"] == false {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(2 * IDLE_INTERVAL_MS));
+    let settle = started.elapsed();
+    sim.reset_stats();
     std::thread::sleep(IDLE_RUN);
-    let status: Value = serde_json::from_str(&client.status_json().expect("status")).expect("JSON");
-    let unfinished = status["pulling"] == true;
     let stats = sim.stats();
     client.close();
 
     let pulls = stats.route(SCROLL_ROUTES[0]);
     let pull_requests = stats.others(&[&ONE_OFF_ROUTES, &SLOW_ROUTES]);
-    let slow: u64 = SLOW_ROUTES.iter().map(|r| stats.route(r)).sum();
     let measured_per_pull = pull_requests as f64 / pulls.max(1) as f64;
     println!(
-        "  {} requests in {:.0} s with pull_interval_ms {IDLE_INTERVAL_MS}: {pulls} pull(s) \
-         started{}; {} products and {} stock items sent:",
+        "  after a warm-up of {:.1} s (pull_overlap_ms {IDLE_OVERLAP_MS}: the cursors settle), \
+         {} requests in {:.0} s with pull_interval_ms {IDLE_INTERVAL_MS}: {pulls} pull(s); \
+         {} products and {} stock items sent:",
+        settle.as_secs_f64(),
         stats.requests,
         IDLE_RUN.as_secs_f64(),
-        if unfinished {
-            ", the last one still running at the end"
-        } else {
-            ", all finished"
-        },
         stats.products_served,
         stats.stock_items_served
     );
     println!("{}", stats.routes());
-
-    let (product_hits, stock_hits) = pull_size(&config, db);
-    let full_pull =
-        scroll_requests(product_hits, true) + scroll_requests(stock_hits, false) + other_per_run;
-    println!(
-        "  one pull now asks for (library's queries, cursor − pull_overlap_ms): {product_hits} \
-         products and {stock_hits} stock items, + {other_per_run} other request(s) a run made in \
-         the sync (order searches) = {full_pull} requests"
-    );
-    if product_hits > 0 || stock_hits > 0 {
-        println!(
-            "  (the overlap is taken back from the cursor, Omnium's newest `modified` seen, not \
-             from now: whatever changed in the minute before the newest change is re-read by \
-             every pull until something newer changes; the simulator stamps the whole catalog \
-             at one instant, so here that is the whole catalog)"
-        );
-    }
-    let per_pull = if unfinished || pulls == 0 {
-        full_pull as f64
-    } else {
-        measured_per_pull
-    };
     let pulls_per_hour = 3_600_000.0 / DEFAULT_INTERVAL_MS as f64;
+    // Stores and categories come once an hour; the token lives far longer than an hour.
+    let slow = SLOW_ROUTES.len() as f64;
     let run = IdleRun {
         pulls,
-        unfinished,
         measured_per_pull,
-        full_pull,
-        // Stores and categories come once an hour; the token lives far longer than an hour.
-        per_hour: per_pull * pulls_per_hour + slow as f64,
+        settle,
+        per_hour: measured_per_pull * pulls_per_hour + slow,
     };
     println!(
-        "  per hour at the default {} min interval: {per_pull:.2} requests per pull ({}) × \
-         {pulls_per_hour:.0} + {slow} (stores and categories, hourly) = {:.0}  (+ 1 token per \
-         start)",
+        "  per hour at the default {} min interval: {measured_per_pull:.2} requests per pull × \
+         {pulls_per_hour:.0} + {slow:.0} (stores and categories, hourly) = {:.0}  (+ 1 token per start)",
         DEFAULT_INTERVAL_MS / 60_000,
-        if unfinished || pulls == 0 {
-            "a whole pull, from totalHits"
-        } else {
-            "measured"
-        },
         run.per_hour
     );
     run
@@ -1209,11 +1159,10 @@ fn main() {
         (
             "idle requests per pull".into(),
             format!(
-                "{} (measured {:.1} over {} pull(s){})",
-                idle.full_pull,
+                "{:.2} (measured over {} pulls after {:.1} s to settle)",
                 idle.measured_per_pull,
                 idle.pulls,
-                if idle.unfinished { ", unfinished" } else { "" }
+                idle.settle.as_secs_f64()
             ),
             "-".into(),
             None,

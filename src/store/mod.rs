@@ -185,6 +185,10 @@ fn apply_pragmas(conn: &Connection) -> std::result::Result<(), Opened> {
     expect_pragma("synchronous", &sync.to_string(), "2")?;
     let fk: i64 = conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0))?;
     expect_pragma("foreign_keys", &fk.to_string(), "1")?;
+    // A 16 MiB page cache (the default is 2 MiB) keeps a catalog sync's b-tree pages in memory.
+    conn.execute_batch("PRAGMA cache_size = -16384")?;
+    let cache: i64 = conn.query_row("PRAGMA cache_size", [], |r| r.get(0))?;
+    expect_pragma("cache_size", &cache.to_string(), "-16384")?;
     let busy: i64 = conn.query_row("PRAGMA busy_timeout", [], |r| r.get(0))?;
     expect_pragma(
         "busy_timeout",

@@ -49,6 +49,8 @@ const MIGRATIONS: &[&str] = &[
         content = 'product', content_rowid = 'rowid',
         tokenize = 'unicode61 remove_diacritics 2', prefix = '1 2 3'
     );
+    -- Ranking: a hit in the SKU or EAN weighs most, then GTINs, the name, the brand.
+    INSERT INTO product_fts (product_fts, rank) VALUES ('rank', 'bm25(10.0, 4.0, 10.0, 2.0, 6.0)');
     CREATE TRIGGER product_fts_insert AFTER INSERT ON product BEGIN
         INSERT INTO product_fts (rowid, sku, name, ean, brand, gtins)
         VALUES (new.rowid, new.sku, new.name, new.ean, new.brand, new.gtins);
