@@ -40,11 +40,11 @@ impl From<Result<Option<i64>, Failure>> for Delivery {
     }
 }
 
-/// The recorded event without the library's own `_` fields (targets, levels, fingerprints).
-fn split_private(content: &Value) -> (Value, serde_json::Map<String, Value>) {
-    let mut public = content.clone();
+/// The recorded event without the library's own `_` fields (fingerprints), which are
+/// moved out (no copy of the event is made).
+fn split_private(mut content: Value) -> (Value, serde_json::Map<String, Value>) {
     let mut private = serde_json::Map::new();
-    if let Value::Object(map) = &mut public {
+    if let Value::Object(map) = &mut content {
         let keys: Vec<String> = map.keys().filter(|k| k.starts_with('_')).cloned().collect();
         for k in keys {
             if let Some(v) = map.remove(&k) {
@@ -52,7 +52,7 @@ fn split_private(content: &Value) -> (Value, serde_json::Map<String, Value>) {
             }
         }
     }
-    (public, private)
+    (content, private)
 }
 
 /// Delivers a job.
@@ -76,7 +76,7 @@ pub fn deliver(job: &OutboxJob, sync: &Sync) -> Delivery {
         Ok(v) => v,
         Err(e) => return Err(unreadable(e.to_string())).into(),
     };
-    let (public, mut private) = split_private(&content);
+    let (public, mut private) = split_private(content);
     if let Some(Value::Object(extra)) = job
         .extra
         .as_deref()
@@ -133,7 +133,7 @@ pub fn deliver_customers(jobs: &[&OutboxJob], sync: &Sync) -> Vec<Delivery> {
     for job in jobs {
         let parsed = serde_json::from_str::<Value>(&job.content)
             .ok()
-            .and_then(|v| Customer::parse(&split_private(&v).0).ok());
+            .and_then(|v| Customer::parse(&split_private(v).0).ok());
         match parsed {
             Some(c) => {
                 business = c.kind == CustomerType::Company;
