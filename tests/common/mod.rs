@@ -96,13 +96,29 @@ pub fn lib_dir() -> PathBuf {
     exe.parent().unwrap().parent().unwrap().to_path_buf()
 }
 
+/// `cargo test` builds the library as an rlib only, so the shared library the C programs
+/// link is built here, once per test binary, with the same features (never a stale one).
+fn ensure_cdylib() {
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "--lib", "--features", "sim", "--manifest-path"])
+            .arg(root.join("Cargo.toml"))
+            .status()
+            .expect("run cargo to build libflow_omnium.so");
+        assert!(status.success(), "cargo build --lib --features sim failed");
+    });
+}
+
 /// Compiles C sources against the header and the cdylib with warnings as errors.
 pub fn compile_c(sources: &[&str], out_name: &str) -> PathBuf {
+    ensure_cdylib();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let lib = lib_dir();
     assert!(
         lib.join("libflow_omnium.so").exists(),
-        "{} has no libflow_omnium.so; build with cargo build --features sim",
+        "{} has no libflow_omnium.so after cargo build --lib --features sim",
         lib.display()
     );
     let out = lib.join(out_name);
