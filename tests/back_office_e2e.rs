@@ -479,3 +479,28 @@ fn ten_thousand_stock_counts_offline_need_at_most_ten_update_many_calls() {
     let err = c2.record_stock_count(r#"{"warehouse_id": "oslo-1", "counted_at": "2026-11-28T08:00:00Z", "items": [{"sku": "A", "quantity": 1}]}"#).unwrap_err();
     assert!(matches!(err, Error::InvalidInput(_)), "{err}");
 }
+
+#[test]
+fn customers_recorded_between_sales_still_share_their_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim();
+    sim.set_down(true);
+    let client = open(&dir.path().join("pos.db"), &sim, json!({}));
+    for i in 0..120 {
+        client.record_sale(&sale(&format!("S-{i}"), 1)).unwrap();
+        if i % 3 == 0 {
+            client
+                .record_customer(
+                    &json!({"id": format!("C-{i}"), "type": "person", "first_name": "Ola", "last_name": format!("N{i}")})
+                        .to_string(),
+                )
+                .unwrap();
+        }
+    }
+    sim.set_down(false);
+    client.flush(Duration::from_secs(20)).unwrap();
+    let stats = sim.stats();
+    assert_eq!(stats.customers_upserted, 40);
+    // One probe while reconnecting, then the rest together.
+    assert!(stats.customer_batches <= 3, "{stats:?}");
+}

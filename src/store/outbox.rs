@@ -240,15 +240,30 @@ impl Store {
     /// Claims up to `limit` due jobs, at most one per entity, and marks them in flight in
     /// one commit, so a crash while they are sent leaves them marked for checking.
     pub fn claim_due(&self, now_ms: i64, limit: usize) -> Result<Vec<OutboxJob>> {
+        self.claim(now_ms, limit, None)
+    }
+
+    /// As [`Store::claim_due`], of one kind only (to fill a batched call, customers).
+    pub fn claim_due_of_kind(
+        &self,
+        now_ms: i64,
+        limit: usize,
+        kind: &str,
+    ) -> Result<Vec<OutboxJob>> {
+        self.claim(now_ms, limit, Some(kind))
+    }
+
+    fn claim(&self, now_ms: i64, limit: usize, kind: Option<&str>) -> Result<Vec<OutboxJob>> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let jobs = {
             let mut stmt = tx.prepare_cached(&format!(
                 "SELECT {JOB_COLUMNS} FROM outbox_job j
-                 WHERE state = 'pending' AND next_attempt_at <= ?1 AND NOT {HELD_BEHIND_EARLIER}
+                 WHERE state = 'pending' AND next_attempt_at <= ?1 AND (?3 IS NULL OR kind = ?3)
+                   AND NOT {HELD_BEHIND_EARLIER}
                  ORDER BY next_attempt_at, id LIMIT ?2"
             ))?;
-            let rows = stmt.query_map(params![now_ms, limit as i64], OutboxJob::from_row)?;
+            let rows = stmt.query_map(params![now_ms, limit as i64, kind], OutboxJob::from_row)?;
             rows.collect::<rusqlite::Result<Vec<_>>>()?
         };
         {

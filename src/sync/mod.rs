@@ -7,6 +7,7 @@ pub mod policy;
 pub mod pull;
 pub mod push;
 
+use crate::model::JobKind;
 use crate::omnium::{Failure, OmniumApi};
 use crate::store::{JobUpdate, OutboxJob, Store};
 use events::EventQueue;
@@ -255,7 +256,16 @@ impl Worker<'_> {
         sync.link.lock().unwrap_or_else(|p| p.into_inner()).pulling = self.puller.is_running();
         // While Omnium is down, one job at a time probes it; the rest wait untouched.
         let limit = if self.gate == Gate::Open { BATCH } else { 1 };
-        let jobs = sync.store.claim_due(now, limit)?;
+        let mut jobs = sync.store.claim_due(now, limit)?;
+        // Customers travel 100 a call: when one is due, fill its calls with the others that
+        // are, though sales recorded between them come first in the queue.
+        if self.gate == Gate::Open && jobs.iter().any(|j| j.kind == JobKind::Customer.as_str()) {
+            jobs.extend(sync.store.claim_due_of_kind(
+                now,
+                2 * CUSTOMER_BATCH,
+                JobKind::Customer.as_str(),
+            )?);
+        }
         if jobs.is_empty() {
             if self.gate != Gate::Open {
                 self.probe();
@@ -520,7 +530,7 @@ fn group_jobs(jobs: &[OutboxJob]) -> Vec<Vec<usize>> {
     let mut groups: Vec<Vec<usize>> = Vec::new();
     let mut customers: [Vec<usize>; 2] = [Vec::new(), Vec::new()];
     for (i, job) in jobs.iter().enumerate() {
-        if job.kind == crate::model::JobKind::Customer.as_str() {
+        if job.kind == JobKind::Customer.as_str() {
             let business = job.content.contains(r#""type":"company""#);
             let group = &mut customers[usize::from(business)];
             group.push(i);
