@@ -58,8 +58,10 @@ extern "C" {
 // valid until the next `fo_` call on the same thread.
 const char *fo_last_error_message(void);
 
-// The name of a result code, e.g. `"FO_OK"`. A static string; never NULL.
-const char *fo_result_name(enum fo_result r);
+// The name of a result code, e.g. `"FO_OK"`; `"FO_UNKNOWN"` for a number that is not
+// one. A static string; never NULL. (Takes the code as an `int`, the ABI of `fo_result`, so
+// that any number is safe to pass.)
+const char *fo_result_name(int r);
 
 // The library version (equals the crate version). A static string.
 const char *fo_version(void);

@@ -182,7 +182,8 @@ impl Client {
     /// already returned are checked.
     pub fn record_return(&self, return_json: &str) -> Result<()> {
         self.check_open()?;
-        let value = parse_object(return_json, "return")?;
+        let mut value = parse_object(return_json, "return")?;
+        Return::normalize(&mut value);
         let ret = Return::parse(&value)?;
         let warehouse = self.main_warehouse().to_string();
         self.record_checked(JobKind::Return, &ret.id, &ret.sale_id, &value, |lookup| {
@@ -364,14 +365,14 @@ impl Client {
     /// per SKU and warehouse pushed to Omnium, coalesced while offline.
     pub fn record_stock_count(&self, stock_json: &str) -> Result<()> {
         self.check_open()?;
+        let value = parse_object(stock_json, "stock_count")?;
+        let count = StockCount::parse(&value)?;
         if self.config.stock_master != crate::config::StockMaster::Flow {
             return Err(Error::invalid(
                 "stock_count",
                 "this store's stock master is Omnium (config stock_master \"omnium\"); counts are not sent",
             ));
         }
-        let value = parse_object(stock_json, "stock_count")?;
-        let count = StockCount::parse(&value)?;
         let counted_at_ms = count.counted_at.timestamp_millis();
         let levels: Vec<PushLevel> = count
             .items
@@ -483,10 +484,14 @@ impl Client {
     /// The next event, waiting up to `timeout`; `Error::Timeout` if none came.
     pub fn next_event(&self, timeout: Duration) -> Result<String> {
         self.check_open()?;
-        self.sync
-            .events
-            .next(timeout)
-            .ok_or_else(|| Error::Timeout(format!("no event within {} ms", timeout.as_millis())))
+        match self.sync.events.next(timeout) {
+            Ok(Some(event)) => Ok(event),
+            Ok(None) => Err(Error::Timeout(format!(
+                "no event within {} ms",
+                timeout.as_millis()
+            ))),
+            Err(()) => Err(Error::Closed),
+        }
     }
 
     /// Jobs given up on (CONTRACT §6).
@@ -537,6 +542,8 @@ impl Client {
             return;
         }
         self.sync.shutdown();
+        // A thread waiting in fo_next_event returns FO_CLOSED now, not at its timeout.
+        self.sync.events.close();
         let handle = self.worker.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(handle) = handle {
             let deadline = Instant::now() + CLOSE_WAIT;

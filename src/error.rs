@@ -41,6 +41,28 @@ impl fo_result {
         self.c_name().to_str().unwrap_or("FO_UNKNOWN")
     }
 
+    /// The code with this number, if there is one.
+    pub fn from_code(code: i32) -> Option<fo_result> {
+        use fo_result::*;
+        [
+            FO_OK,
+            FO_NULL_ARGUMENT,
+            FO_INVALID_JSON,
+            FO_INVALID_INPUT,
+            FO_CONFLICT,
+            FO_NOT_FOUND,
+            FO_TIMEOUT,
+            FO_STORAGE_FULL,
+            FO_STORAGE,
+            FO_CLOSED,
+            FO_CONFIG,
+            FO_PANIC,
+            FO_INTERNAL,
+        ]
+        .into_iter()
+        .find(|r| *r as i32 == code)
+    }
+
     /// [`fo_result::name`] as a static C string.
     pub fn c_name(self) -> &'static std::ffi::CStr {
         match self {

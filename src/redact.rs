@@ -9,7 +9,16 @@ static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
 const MIN_SECRET_LEN: usize = 6;
 
 pub fn register_secret(secret: &str) {
-    if secret.len() < MIN_SECRET_LEN {
+    register(secret, MIN_SECRET_LEN);
+}
+
+/// The configured client secret is masked whatever its length.
+pub fn register_client_secret(secret: &str) {
+    register(secret, 1);
+}
+
+fn register(secret: &str, min_len: usize) {
+    if secret.len() < min_len {
         return;
     }
     let mut list = SECRETS.write().unwrap_or_else(|p| p.into_inner());

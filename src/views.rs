@@ -70,9 +70,9 @@ const DAYS: [&str; 7] = [
 
 /// "09:00:00" → "09:00".
 fn hhmm(v: &Value) -> Value {
-    match v.as_str() {
-        Some(s) if s.len() >= 5 => Value::from(&s[..5]),
-        _ => Value::Null,
+    match v.as_str().and_then(|s| s.get(..5)) {
+        Some(hm) => Value::from(hm),
+        None => Value::Null,
     }
 }
 
@@ -101,7 +101,7 @@ pub fn store(mut raw: Value) -> Value {
             };
             h["date"] = d["date"]
                 .as_str()
-                .map(|s| Value::from(&s[..s.len().min(10)]))
+                .map(|s| Value::from(s.get(..10).unwrap_or(s)))
                 .unwrap_or(Value::Null);
             h["label"] = d["label"].clone();
             h

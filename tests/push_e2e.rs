@@ -583,3 +583,51 @@ fn after_a_429_no_request_starts_inside_the_retry_after_window() {
     assert_eq!(sim.stats().requests_while_paused, 0);
     assert_each_once(&sim, &(0..10).map(|i| format!("T-{i}")).collect::<Vec<_>>());
 }
+
+#[test]
+fn a_repeat_with_the_defaults_written_out_is_the_same_sale() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim();
+    let client = open(
+        &dir.path().join("pos.db"),
+        &sim,
+        json!({"sync": {"autostart": false}}),
+    );
+    client.record_sale(&sale("S-D", 2)).unwrap();
+    let mut explicit: Value = serde_json::from_str(&sale("S-D", 2)).unwrap();
+    explicit["store_id"] = "oslo-1".into();
+    explicit["currency"] = "NOK".into();
+    explicit["rounding"] = 0.into();
+    explicit["lines"][0]["discount"] = 0.into();
+    explicit["lines"][1]["quantity"] = json!(1.0);
+    client.record_sale(&explicit.to_string()).unwrap();
+    client.record_return(&return_of("R-D", "S-D", "1")).unwrap();
+    let mut ret: Value = serde_json::from_str(&return_of("R-D", "S-D", "1")).unwrap();
+    ret["lines"][0]["restock"] = true.into();
+    client.record_return(&ret.to_string()).unwrap();
+    assert_eq!(status(&client)["outbox"]["pending"], 2);
+}
+
+#[test]
+fn a_customer_is_recorded_again_after_its_old_versions_were_purged() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("pos.db");
+    let sim = sim();
+    let person = |email: &str| {
+        json!({"id": "C-1", "type": "person", "first_name": "Kari", "email": email}).to_string()
+    };
+    {
+        let client = open(&db, &sim, json!({"sync": {"delivered_retention_ms": 1}}));
+        client.record_customer(&person("a@example.no")).unwrap();
+        client.flush(Duration::from_secs(10)).unwrap();
+        client.record_customer(&person("b@example.no")).unwrap();
+        client.flush(Duration::from_secs(10)).unwrap();
+    }
+    // The purge runs when the worker is idle; reopening starts a fresh purge clock.
+    let client = open(&db, &sim, json!({"sync": {"delivered_retention_ms": 1}}));
+    client.flush(Duration::from_secs(10)).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    client.record_customer(&person("c@example.no")).unwrap();
+    client.flush(Duration::from_secs(10)).unwrap();
+    assert_eq!(sim.customer("C-1").unwrap().1["email"], "c@example.no");
+}

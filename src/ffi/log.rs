@@ -16,7 +16,12 @@ struct CallbackLogger;
 
 impl log::Log for CallbackLogger {
     fn enabled(&self, metadata: &log::Metadata) -> bool {
-        metadata.level() <= log::max_level()
+        // The HTTP and TLS crates dump raw request bytes at debug level, in pieces too small
+        // for the redactor to recognise a secret: only their warnings and errors pass.
+        let noisy = ["ureq", "rustls", "ring"]
+            .iter()
+            .any(|t| metadata.target().starts_with(t));
+        metadata.level() <= log::max_level() && !(noisy && metadata.level() > log::Level::Warn)
     }
 
     fn log(&self, record: &log::Record) {

@@ -33,12 +33,13 @@ pub type fo_log_fn =
 
 /// # Safety
 /// `c` is NULL or a pointer returned by `fo_client_open` and not yet closed.
-unsafe fn client<'a>(c: *const fo_client) -> Result<&'a Client, Error> {
+unsafe fn client(c: *const fo_client) -> Result<Arc<Client>, Error> {
     if c.is_null() {
         return Err(Error::NullArgument("client".into()));
     }
-    // SAFETY: per this function's contract the pointer is a live fo_client.
-    Ok(unsafe { &(*c).inner })
+    // SAFETY: per this function's contract the pointer is a live fo_client. The clone keeps
+    // the client alive for this call even if another thread closes the handle meanwhile.
+    Ok(Arc::clone(unsafe { &(*c).inner }))
 }
 
 /// This thread's last failure message; `""` after a success. Never NULL. The pointer stays
@@ -48,10 +49,15 @@ pub extern "C" fn fo_last_error_message() -> *const c_char {
     boundary::last_error_ptr()
 }
 
-/// The name of a result code, e.g. `"FO_OK"`. A static string; never NULL.
+/// The name of a result code, e.g. `"FO_OK"`; `"FO_UNKNOWN"` for a number that is not
+/// one. A static string; never NULL. (Takes the code as an `int`, the ABI of `fo_result`, so
+/// that any number is safe to pass.)
 #[no_mangle]
-pub extern "C" fn fo_result_name(r: fo_result) -> *const c_char {
-    r.c_name().as_ptr()
+pub extern "C" fn fo_result_name(r: c_int) -> *const c_char {
+    fo_result::from_code(r)
+        .map(fo_result::c_name)
+        .unwrap_or(c"FO_UNKNOWN")
+        .as_ptr()
 }
 
 /// The library version (equals the crate version). A static string.
@@ -137,7 +143,7 @@ unsafe fn record(
         // SAFETY: caller contract above.
         let client = unsafe { client(c) }?;
         let text = unsafe { arg_str(json, arg, true) }?;
-        method(client, text)
+        method(&client, text)
     })
 }
 
@@ -402,7 +408,7 @@ unsafe fn read_optional(
             Some(unsafe { arg_str(filter, "filter_json", true) }?)
         };
         out_ptr(out_json, "out_json")?;
-        let json = read(client, filter)?;
+        let json = read(&client, filter)?;
         // SAFETY: checked non-NULL above.
         unsafe { *out_json = out_string(json) };
         Ok(())
@@ -432,7 +438,7 @@ unsafe fn read_json(
             unsafe { arg_str(arg, arg_name, is_json) }?
         };
         out_ptr(out_json, "out_json")?;
-        let json = read(client, text)?;
+        let json = read(&client, text)?;
         // SAFETY: checked non-NULL above.
         unsafe { *out_json = out_string(json) };
         Ok(())

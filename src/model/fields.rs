@@ -18,6 +18,8 @@ pub fn parse_object(text: &str, what: &str) -> Result<Value> {
             type_name(&value)
         )));
     }
+    let mut value = value;
+    normalize_numbers(&mut value);
     Ok(value)
 }
 
@@ -264,6 +266,23 @@ impl<'a> Fields<'a> {
 /// Amounts beyond this (±90 trillion in major units) are refused, so sums of a few
 /// thousand lines cannot overflow an i64 and every amount converts exactly.
 pub const MAX_MONEY: u64 = 9_000_000_000_000_000;
+
+/// Writes whole numbers held as floats (`2.0`) as integers (`2`), everywhere in the value,
+/// so that a repeated record compares equal however its numbers were written.
+pub fn normalize_numbers(value: &mut Value) {
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64() {
+                if f.fract() == 0.0 && f.abs() < 9.0e15 {
+                    *value = Value::from(f as i64);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(normalize_numbers),
+        Value::Object(map) => map.values_mut().for_each(normalize_numbers),
+        _ => {}
+    }
+}
 
 /// JSON text with object keys sorted at every level, so that two documents that differ
 /// only in key order or spacing compare equal.

@@ -173,6 +173,7 @@ impl Sale {
     /// Fills the defaults the contract names into the raw JSON, so that the stored
     /// content (and the comparison of a repeated id) sees the sale as it will be sent.
     pub fn normalize(value: &mut Value, defaults: &Defaults) {
+        fill_in_items(value, "lines", "discount", Value::from(0));
         if let Value::Object(map) = value {
             for (key, default) in [
                 ("store_id", Value::from(defaults.store_id.as_str())),
@@ -265,7 +266,24 @@ impl Sale {
     }
 }
 
+/// Sets `key` to `default` in every object of the array `list` that lacks it (or has null).
+fn fill_in_items(value: &mut Value, list: &str, key: &str, default: Value) {
+    if let Some(items) = value.get_mut(list).and_then(Value::as_array_mut) {
+        for item in items.iter_mut().filter_map(Value::as_object_mut) {
+            if item.get(key).is_none_or(Value::is_null) {
+                item.insert(key.to_string(), default.clone());
+            }
+        }
+    }
+}
+
 impl Return {
+    /// Fills the contract's defaults (`restock` true) so that an explicit default and an
+    /// omitted one are the same content.
+    pub fn normalize(value: &mut Value) {
+        fill_in_items(value, "lines", "restock", Value::from(true));
+    }
+
     pub fn parse(value: &Value) -> Result<Return> {
         let f = Fields::new(value, "return")?;
         f.deny_unknown(RETURN_KEYS)?;

@@ -88,7 +88,7 @@ impl OmniumApi {
     }
 
     pub fn with_transport(cfg: &OmniumConfig, transport: Arc<dyn Transport>) -> OmniumApi {
-        register_secret(cfg.client_secret.expose());
+        crate::redact::register_client_secret(cfg.client_secret.expose());
         OmniumApi {
             transport,
             base_url: cfg.base_url.clone(),

@@ -366,9 +366,10 @@ impl Store {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         for l in levels {
             tx.prepare_cached(
-                "UPDATE stock_push SET sent = 1 WHERE sku = ?1 AND warehouse_id = ?2 AND counted_at_ms = ?3",
+                "UPDATE stock_push SET sent = 1
+                 WHERE sku = ?1 AND warehouse_id = ?2 AND counted_at_ms = ?3 AND quantity = ?4",
             )?
-            .execute(params![l.sku, l.warehouse_id, l.counted_at_ms])?;
+            .execute(params![l.sku, l.warehouse_id, l.counted_at_ms, l.quantity])?;
         }
         tx.commit()?;
         Ok(())

@@ -138,12 +138,17 @@ impl Store {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         for p in products {
+            // SKUs that left the product stop being sellable (the others are upserted below,
+            // untouched if unchanged, so a delta re-read does not churn the search index).
+            let skus = serde_json::to_string(&p.skus.iter().map(|s| &s.sku).collect::<Vec<_>>())
+                .unwrap_or_else(|_| "[]".into());
             tx.prepare_cached(
                 // Without statistics SQLite would pick the (active, name) index and walk every
                 // active SKU per product: the first 100k-SKU sync took minutes.
-                "UPDATE product INDEXED BY product_by_product_id SET active = 0 WHERE product_id = ?1 AND active = 1",
+                "UPDATE product INDEXED BY product_by_product_id SET active = 0
+                 WHERE product_id = ?1 AND active = 1 AND sku NOT IN (SELECT value FROM json_each(?2))",
             )?
-            .execute([&p.product_id])?;
+            .execute(params![p.product_id, skus])?;
             for s in &p.skus {
                 tx.prepare_cached(
                     "INSERT INTO product (sku, product_id, name, brand, ean, gtins, category_ids, image_urls,

@@ -216,7 +216,7 @@ impl Store {
                 // Each version of the state is its own job: number it after the earlier ones.
                 tx.prepare_cached(
                     "INSERT INTO outbox_job (kind, event_id, entity_id, content, next_attempt_at, created_at)
-                     VALUES (?1, ?2 || '#' || (SELECT COUNT(*) FROM outbox_job WHERE kind = ?1 AND entity_id = ?3),
+                     VALUES (?1, ?2 || '#' || (SELECT COALESCE(MAX(id), 0) + 1 FROM outbox_job),
                              ?3, ?4, ?5, ?5)",
                 )?
                 .execute(params![job.kind, job.event_id, job.entity_id, job.content, now_ms])?;

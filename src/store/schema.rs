@@ -51,23 +51,24 @@ const MIGRATIONS: &[&str] = &[
     );
     -- Ranking: a hit in the SKU or EAN weighs most, then GTINs, the name, the brand.
     INSERT INTO product_fts (product_fts, rank) VALUES ('rank', 'bm25(10.0, 4.0, 10.0, 2.0, 6.0)');
-    CREATE TRIGGER product_fts_insert AFTER INSERT ON product BEGIN
+    -- The index holds sellable (active) SKUs only, so a text search needs no join to filter.
+    CREATE TRIGGER product_fts_insert AFTER INSERT ON product WHEN new.active = 1 BEGIN
         INSERT INTO product_fts (rowid, sku, name, ean, brand, gtins)
         VALUES (new.rowid, new.sku, new.name, new.ean, new.brand, new.gtins);
     END;
-    CREATE TRIGGER product_fts_delete AFTER DELETE ON product BEGIN
+    CREATE TRIGGER product_fts_delete AFTER DELETE ON product WHEN old.active = 1 BEGIN
         INSERT INTO product_fts (product_fts, rowid, sku, name, ean, brand, gtins)
         VALUES ('delete', old.rowid, old.sku, old.name, old.ean, old.brand, old.gtins);
     END;
-    -- Only a change to a searched column touches the index (not `active`, not a rewrite
-    -- of the same values by a delta re-read).
-    CREATE TRIGGER product_fts_update AFTER UPDATE OF sku, name, ean, brand, gtins ON product
-    WHEN old.sku IS NOT new.sku OR old.name IS NOT new.name OR old.ean IS NOT new.ean
-      OR old.brand IS NOT new.brand OR old.gtins IS NOT new.gtins BEGIN
+    -- Only a real change touches the index (not a rewrite of the same values by a delta).
+    CREATE TRIGGER product_fts_update AFTER UPDATE OF sku, name, ean, brand, gtins, active ON product
+    WHEN (old.active = 1 OR new.active = 1)
+      AND (old.active IS NOT new.active OR old.sku IS NOT new.sku OR old.name IS NOT new.name
+        OR old.ean IS NOT new.ean OR old.brand IS NOT new.brand OR old.gtins IS NOT new.gtins) BEGIN
         INSERT INTO product_fts (product_fts, rowid, sku, name, ean, brand, gtins)
-        VALUES ('delete', old.rowid, old.sku, old.name, old.ean, old.brand, old.gtins);
+        SELECT 'delete', old.rowid, old.sku, old.name, old.ean, old.brand, old.gtins WHERE old.active = 1;
         INSERT INTO product_fts (rowid, sku, name, ean, brand, gtins)
-        VALUES (new.rowid, new.sku, new.name, new.ean, new.brand, new.gtins);
+        SELECT new.rowid, new.sku, new.name, new.ean, new.brand, new.gtins WHERE new.active = 1;
     END;
     CREATE TABLE product_category (
         product_sku TEXT NOT NULL REFERENCES product (sku) ON DELETE CASCADE,

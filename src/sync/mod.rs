@@ -211,9 +211,20 @@ impl Sync {
                 c.wake = false;
                 std::mem::take(&mut c.sync_now)
             };
-            if let Err(e) = worker.round(sync_now) {
-                log::error!("sync round failed: {e}");
-                self.sleep_until(now_ms() + STORAGE_RETRY_MS as i64);
+            // A bug in one round must not end syncing for good: log it and go on (claimed
+            // jobs come back as uncertain on the next open, or stay in flight until then).
+            let round =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| worker.round(sync_now)));
+            match round {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    log::error!("sync round failed: {e}");
+                    self.sleep_until(now_ms() + STORAGE_RETRY_MS as i64);
+                }
+                Err(_) => {
+                    log::error!("a bug was caught in the sync worker; it goes on after a pause");
+                    self.sleep_until(now_ms() + STORAGE_RETRY_MS as i64);
+                }
             }
         }
         log::info!("sync worker stopped");

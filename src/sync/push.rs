@@ -143,6 +143,10 @@ pub fn deliver_customers(jobs: &[&OutboxJob], sync: &Sync) -> Vec<Delivery> {
         }
     }
     let result = sync.api.put_customers(business, &bodies).map(|()| None);
+    if matches!(result, Err(Failure::Rejected { .. })) && jobs.len() > 1 {
+        // Omnium refused the batch: send each alone, so only the bad one dies.
+        return jobs.iter().map(|j| deliver(j, sync)).collect();
+    }
     jobs.iter()
         .map(|_| Delivery {
             result: result.clone(),
@@ -207,8 +211,8 @@ fn deliver_goods_reception(
     sync: &Sync,
 ) -> Result<Option<i64>, Failure> {
     let api = &sync.api;
-    match &r.delivery_id {
-        Some(delivery) => {
+    match (&r.purchase_order_id, &r.delivery_id) {
+        (Some(_), Some(delivery)) => {
             let lines = back_office::goods_reception_json(r);
             if let Created::AlreadyExists(m) =
                 api.process_goods_reception(delivery, &r.id, &lines)?
@@ -216,7 +220,7 @@ fn deliver_goods_reception(
                 log::info!("goods reception {:?} had already landed: {m}", r.id);
             }
         }
-        None => {
+        _ => {
             // No purchase order: absolute levels, computed when the reception was recorded.
             let levels: Vec<PushLevel> = private
                 .get("_levels")
@@ -296,6 +300,18 @@ fn deliver_pickup(
             ),
         })?;
     let status = order["status"].as_str().unwrap_or("");
+    // Already there (an earlier try landed, its answer lost): nothing to send.
+    let reached = match p.status {
+        PickupStatus::PickedUp if p.lines.is_none() => {
+            matches!(status, "PickedUp" | "Completed" | "PickedUpAndPaid")
+        }
+        PickupStatus::NotCollected => status == "NotCollected",
+        PickupStatus::ReadyForPickup if p.lines.is_none() => status == "ReadyForPickup",
+        _ => false,
+    };
+    if reached {
+        return Ok(None);
+    }
     if back_office::is_cancel_status(status) {
         if p.status == PickupStatus::Cancelled {
             return Ok(None);
@@ -352,8 +368,9 @@ fn confirm(order: &Value, check: Result<(), String>) -> Result<Option<i64>, Fail
     Ok(accepted_at(order))
 }
 
+/// Omnium's `modified` (its clock). Not `created`: for a POS order that is the till's own time.
 fn accepted_at(v: &Value) -> Option<i64> {
-    time_ms(&v["modified"]).or_else(|| time_ms(&v["created"]))
+    time_ms(&v["modified"])
 }
 
 fn deliver_sale(

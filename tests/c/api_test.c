@@ -4,11 +4,14 @@
  * Usage: api_test <base_url> <db_path>   (the Rust harness starts the simulator, with
  * order "S-POISON" rejected by it.)
  */
+#define _POSIX_C_SOURCE 200809L /* before any header: clock_gettime, nanosleep */
 #include "flow_omnium.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static int passed = 0, failed = 0;
 
@@ -57,6 +60,30 @@ static void on_log(void *user_data, int level, const char *message) {
   if (strstr(message, "sim-secret") != NULL) secret_logged = 1;
 }
 
+/* A POS's event thread: waits for events until the client is closed under it. */
+struct waiter {
+  fo_client *client;
+  fo_result result;
+  double seconds;
+};
+
+static double now_seconds(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static void *wait_for_event(void *arg) {
+  struct waiter *w = arg;
+  double start = now_seconds();
+  char *json = NULL;
+  /* One call only: no call may start after fo_client_close returns. */
+  w->result = fo_next_event(w->client, 8000, &json);
+  fo_string_free(json);
+  w->seconds = now_seconds() - start;
+  return NULL;
+}
+
 static int contains(const char *haystack, const char *needle) {
   return haystack != NULL && strstr(haystack, needle) != NULL;
 }
@@ -83,6 +110,8 @@ int main(int argc, char **argv) {
   CHECK(strcmp(fo_result_name(FO_OK), "FO_OK") == 0, "name of FO_OK");
   CHECK(strcmp(fo_result_name(FO_STORAGE_FULL), "FO_STORAGE_FULL") == 0, "name of FO_STORAGE_FULL");
   CHECK(strcmp(fo_result_name(FO_PANIC), "FO_PANIC") == 0, "name of FO_PANIC");
+  CHECK(strcmp(fo_result_name(42), "FO_UNKNOWN") == 0, "a number that is no code is safe to name");
+  CHECK(strcmp(fo_result_name(-1), "FO_UNKNOWN") == 0, "negative too");
   CHECK(fo_version() != NULL && strlen(fo_version()) > 0, "version");
   CHECK(fo_last_error_message() != NULL, "last error is never NULL");
   fo_string_free(NULL);
@@ -314,7 +343,17 @@ int main(int argc, char **argv) {
          FO_INVALID_INPUT);
   EXPECT(fo_flush(c, 20000), FO_OK);
 
+  /* Closing while another thread waits for events: that thread gets FO_CLOSED at once. */
+  while (fo_next_event(c, 0, &json) == FO_OK) FREE(json);
+  struct waiter w = {c, FO_OK, 0};
+  pthread_t thread;
+  CHECK(pthread_create(&thread, NULL, wait_for_event, &w) == 0, "thread");
+  struct timespec pause = {0, 200 * 1000 * 1000};
+  nanosleep(&pause, NULL);
   fo_client_close(c);
+  pthread_join(thread, NULL);
+  CHECK(w.result == FO_CLOSED, "the waiting thread got %s", fo_result_name(w.result));
+  CHECK(w.seconds < 3.0, "it waited %.1f s", w.seconds);
   CHECK(log_lines > 0, "the log callback was called");
   CHECK(!secret_logged, "the client secret never reached the log");
   fo_set_log_callback(NULL, NULL, 0);
