@@ -294,6 +294,19 @@ impl Client {
         self.check_open()?;
         let mut value = parse_object(reception_json, "goods_reception")?;
         GoodsReception::normalize(&mut value, self.main_warehouse());
+        // A reception of a purchase order without its delivery: the pulled order names it.
+        if value.get("delivery_id").is_none_or(Value::is_null) {
+            if let Some(po_id) = value["purchase_order_id"].as_str() {
+                let delivery = self
+                    .store
+                    .purchase_order_json(po_id)?
+                    .and_then(|po| serde_json::from_str::<Value>(&po).ok())
+                    .and_then(|po| po["delivery_id"].as_str().map(str::to_string));
+                if let Some(delivery) = delivery {
+                    value["delivery_id"] = delivery.into();
+                }
+            }
+        }
         let r = GoodsReception::parse(&value)?;
         let entity = match &r.purchase_order_id {
             Some(po) => format!("po:{po}"),

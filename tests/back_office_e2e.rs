@@ -350,6 +350,7 @@ fn a_goods_reception_replayed_after_commit_then_timeout_counts_stock_once() {
     let po_id = po["id"].as_str().unwrap().to_string();
     let delivery = po["deliveryId"].as_str().unwrap().to_string();
     let line = po["purchaseOrderForm"]["lineItems"][0].clone();
+    let second = po["purchaseOrderForm"]["lineItems"][1].clone();
     let (line_id, sku, ordered) = (
         line["lineItemId"].as_str().unwrap().to_string(),
         line["code"].as_str().unwrap().to_string(),
@@ -411,6 +412,16 @@ fn a_goods_reception_replayed_after_commit_then_timeout_counts_stock_once() {
         .unwrap_err()
         .to_string()
         .contains("goods_reception.lines[0].line_id"));
+    // Without its delivery id: the pulled purchase order supplies it.
+    client
+        .record_goods_reception(
+            &json!({"id": "GR-3", "purchase_order_id": po_id, "received_at": "2026-11-28T09:00:00+01:00",
+                "lines": [{"line_id": second["lineItemId"], "sku": second["code"], "quantity": 1}]})
+            .to_string(),
+        )
+        .unwrap();
+    client.flush(Duration::from_secs(20)).unwrap();
+    assert_eq!(sim.stats().goods_receptions, 2);
 }
 
 #[test]

@@ -256,7 +256,7 @@ impl GoodsReception {
         if purchase_order_id.is_some() && delivery_id.is_none() {
             return Err(Error::invalid(
                 "goods_reception.delivery_id",
-                "is required with a purchase_order_id (Omnium receives goods per delivery)",
+                "is required with a purchase_order_id that has not been pulled yet (Omnium receives goods per delivery)",
             ));
         }
         let mut seen = HashSet::new();

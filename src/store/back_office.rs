@@ -332,6 +332,16 @@ impl Store {
         Ok(())
     }
 
+    pub fn purchase_order_json(&self, id: &str) -> Result<Option<String>> {
+        self.read(|c| {
+            Ok(
+                c.prepare_cached("SELECT json FROM purchase_order WHERE id = ?1")?
+                    .query_row([id], |r| r.get(0))
+                    .optional()?,
+            )
+        })
+    }
+
     pub fn purchase_orders(&self, status: Option<&str>) -> Result<Vec<String>> {
         self.read(|c| {
             let mut stmt = c.prepare_cached(
