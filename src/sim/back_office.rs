@@ -123,22 +123,12 @@ impl BackOffice {
     }
 }
 
-/// The lines of a purchase order, mutably.
 fn po_lines_mut(po: &mut Value) -> impl Iterator<Item = &mut Map<String, Value>> {
-    po.get_mut("purchaseOrderForm")
-        .and_then(|f| f.get_mut("lineItems"))
-        .and_then(Value::as_array_mut)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_object_mut)
+    super::orders_in::form_lines_mut(po, "purchaseOrderForm")
 }
 
 fn po_lines(po: &Value) -> impl Iterator<Item = &Map<String, Value>> {
-    po["purchaseOrderForm"]["lineItems"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_object)
+    super::orders_in::form_lines(po, "purchaseOrderForm")
 }
 
 /// A line's delivery: its own `deliveryId`, else its purchase order's.

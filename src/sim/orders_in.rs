@@ -65,9 +65,13 @@ pub(crate) fn is_cancelled_status(s: &str) -> bool {
     s.starts_with("OrderCanceled") || s == "Expired" || s == "NotCollected"
 }
 
-fn lines_mut(order: &mut Value) -> impl Iterator<Item = &mut Map<String, Value>> {
-    order
-        .get_mut("orderForm")
+/// The line items of a document's form (`orderForm` of an order, `purchaseOrderForm` of a
+/// purchase order), mutably.
+pub(crate) fn form_lines_mut<'a>(
+    doc: &'a mut Value,
+    form: &str,
+) -> impl Iterator<Item = &'a mut Map<String, Value>> {
+    doc.get_mut(form)
         .and_then(|f| f.get_mut("lineItems"))
         .and_then(Value::as_array_mut)
         .into_iter()
@@ -75,12 +79,24 @@ fn lines_mut(order: &mut Value) -> impl Iterator<Item = &mut Map<String, Value>>
         .filter_map(Value::as_object_mut)
 }
 
-fn lines(order: &Value) -> impl Iterator<Item = &Map<String, Value>> {
-    order["orderForm"]["lineItems"]
+/// The line items of a document's form.
+pub(crate) fn form_lines<'a>(
+    doc: &'a Value,
+    form: &str,
+) -> impl Iterator<Item = &'a Map<String, Value>> {
+    doc[form]["lineItems"]
         .as_array()
         .into_iter()
         .flatten()
         .filter_map(Value::as_object)
+}
+
+fn lines_mut(order: &mut Value) -> impl Iterator<Item = &mut Map<String, Value>> {
+    form_lines_mut(order, "orderForm")
+}
+
+fn lines(order: &Value) -> impl Iterator<Item = &Map<String, Value>> {
+    form_lines(order, "orderForm")
 }
 
 /// A quantity as JSON: whole numbers as integers (as they were sent), others as decimals.
