@@ -396,7 +396,11 @@ fn deliver_sale(
         },
     );
     match api.create_pos_order(&sale.id, &body)? {
-        Created::New(order) => Ok(accepted_at(&order)),
+        Created::New(order) => match accepted_at(&order) {
+            Some(at) => Ok(Some(at)),
+            // No `modified` in the answer: read the order for Omnium's own stamp.
+            None => Ok(api.get_order(&sale.id)?.as_ref().and_then(accepted_at)),
+        },
         Created::AlreadyExists(message) => match api.get_order(&sale.id)? {
             Some(order) => confirm(&order, orders::matches_sale(&order, sale)),
             None => Err(Failure::Uncertain(format!(
@@ -422,7 +426,8 @@ fn deliver_return(
     }
     let body = orders::return_json(ret, &ctx.store_id, &ctx.currency);
     match api.create_return(&ret.sale_id, &body)? {
-        Created::New(form) => Ok(accepted_at(&form)),
+        // A return form's `created` is stamped by Omnium (unlike a POS order's).
+        Created::New(form) => Ok(accepted_at(&form).or_else(|| time_ms(&form["created"]))),
         Created::AlreadyExists(message) => match api.get_order(&ret.sale_id)? {
             Some(order) if orders::has_return(&order, &ret.id) => Ok(accepted_at(&order)),
             _ => Err(Failure::Rejected {
