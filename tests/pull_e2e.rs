@@ -390,3 +390,24 @@ fn an_idle_terminal_sends_few_requests_and_does_not_re_read_a_bulk_import() {
         "categories are not re-read every pull"
     );
 }
+
+#[test]
+fn a_data_set_omnium_fails_to_serve_does_not_stop_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim();
+    let loaded = sim.load_catalog(&spec(40));
+    sim.inject(
+        flow_omnium::sim::Fault::new(flow_omnium::sim::FaultKind::Status(500), 1000)
+            .on_path("SearchStores"),
+    );
+    let client = open(&dir.path().join("pos.db"), &sim, json!({}));
+    assert!(
+        synced(&client, loaded.skus),
+        "products come although stores fail"
+    );
+    assert!(matches!(
+        client.store_json("oslo-1"),
+        Err(flow_omnium::Error::NotFound(_))
+    ));
+    assert_eq!(status(&client)["online"], true);
+}

@@ -149,12 +149,12 @@ impl Puller {
         };
         let finished = match result {
             Ok(done) => done,
-            // Omnium refuses this data set (a missing role, say): the others still come.
-            Err(Failure::Rejected { status, message }) => {
-                log::error!(
-                    "pulling {} failed: HTTP {status}: {message}",
-                    dataset.name()
-                );
+            // Omnium refuses or fails this data set (a missing role, an endpoint that errs):
+            // the others still come, and this one is tried again on the next run from its
+            // committed cursor. Only an Omnium that is down, throttling or refusing the API
+            // user stops the run.
+            Err(f @ (Failure::Rejected { .. } | Failure::Uncertain(_) | Failure::Busy(_))) => {
+                log::error!("pulling {} failed: {f}", dataset.name());
                 self.scroll = None;
                 self.search_page = 0;
                 self.search_max = None;
