@@ -515,3 +515,30 @@ fn customers_recorded_between_sales_still_share_their_calls() {
     // One probe while reconnecting, then the rest together.
     assert!(stats.customer_batches <= 3, "{stats:?}");
 }
+
+#[test]
+fn a_pickup_whose_answer_was_lost_is_delivered_not_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim();
+    let client = open(&dir.path().join("pos.db"), &sim, json!({}));
+    let (id, event) = web_order(&sim, "ClickAndCollect", 1);
+    client.event_notify(&event.to_string()).unwrap();
+    wait_event(&client, "order.received", &id).unwrap();
+    // Omnium applies "not collected" but the answer never arrives; the retry finds it done.
+    sim.inject(Fault::new(FaultKind::CommitThenReset, 1).on_path("UpdateStatus"));
+    client
+        .record_pickup(
+            &json!({"id": "PU-NC", "order_id": id, "status": "not_collected", "at": "2026-11-28T20:00:00Z"})
+                .to_string(),
+        )
+        .unwrap();
+    client.flush(Duration::from_secs(10)).unwrap();
+    assert_eq!(
+        status(&client)["outbox"]["dead"],
+        0,
+        "{}",
+        client.dead_jobs_json().unwrap()
+    );
+    assert_eq!(sim.order(&id).unwrap()["status"], "NotCollected");
+    assert_eq!(sim.stats().faults_injected, 1, "the answer really was lost");
+}
