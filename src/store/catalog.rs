@@ -338,6 +338,9 @@ impl Store {
             } else {
                 "-1"
             };
+            if let (Some(fts), None, None) = (&fts, &q.brand, &q.category_id) {
+                return text_search(c, fts, exact, q, now_ms);
+            }
             let rows: Vec<(String, i64)> = c
                 .prepare_cached(&format!(
                     "SELECT p.sku, {total_column} FROM {from} WHERE {filter}
@@ -448,6 +451,58 @@ impl Store {
             Ok(c.query_row("SELECT COUNT(*) FROM product", [], |r| r.get::<_, i64>(0))? as u64)
         })
     }
+}
+
+/// A text search without filters, ranked in the FTS index alone (it holds sellable SKUs
+/// only): the page's rowids, the count, and an exact SKU or EAN hit put first.
+fn text_search(
+    c: &Connection,
+    fts: &str,
+    exact: &str,
+    q: &SearchQuery,
+    now_ms: i64,
+) -> Result<(Vec<ProductView>, u64)> {
+    let mut exact_hit: Option<i64> = c
+        .prepare_cached("SELECT rowid FROM product WHERE sku = ?1 AND active = 1")?
+        .query_row([exact], |r| r.get(0))
+        .optional()?;
+    if exact_hit.is_none() && !exact.is_empty() {
+        exact_hit = c
+            .prepare_cached("SELECT rowid FROM product INDEXED BY product_by_ean WHERE ean = ?1 AND active = 1 LIMIT 1")?
+            .query_row([exact], |r| r.get(0))
+            .optional()?;
+    }
+    let total: i64 = c
+        .prepare_cached("SELECT COUNT(*) FROM product_fts WHERE product_fts MATCH ?1")?
+        .query_row([fts], |r| r.get(0))?;
+    let mut rowids: Vec<i64> = c
+        .prepare_cached("SELECT rowid FROM product_fts WHERE product_fts MATCH ?1 ORDER BY rank LIMIT ?2 OFFSET ?3")?
+        .query_map(params![fts, i64::from(q.limit), i64::from(q.offset)], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    if let Some(hit) = exact_hit {
+        if let Some(i) = rowids.iter().position(|r| *r == hit) {
+            rowids.remove(i);
+            rowids.insert(0, hit);
+        } else if q.offset == 0 {
+            rowids.insert(0, hit);
+            rowids.truncate(q.limit as usize);
+        }
+    }
+    let mut items = Vec::with_capacity(rowids.len());
+    for rowid in rowids {
+        let sku: Option<String> = c
+            .prepare_cached("SELECT sku FROM product WHERE rowid = ?1")?
+            .query_row([rowid], |r| r.get(0))
+            .optional()?;
+        if let Some(p) = sku
+            .map(|s| product_view(c, &s, now_ms))
+            .transpose()?
+            .flatten()
+        {
+            items.push(p);
+        }
+    }
+    Ok((items, total.max(0) as u64))
 }
 
 /// Quotes each word as an FTS5 prefix term; all must match.
