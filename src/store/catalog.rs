@@ -341,6 +341,9 @@ impl Store {
             if let (Some(fts), None, None) = (&fts, &q.brand, &q.category_id) {
                 return text_search(c, fts, exact, q, now_ms);
             }
+            if let (None, None, Some(category)) = (&fts, &q.brand, &q.category_id) {
+                return category_listing(c, category, q, now_ms);
+            }
             let rows: Vec<(String, i64)> = c
                 .prepare_cached(&format!(
                     "SELECT p.sku, {total_column} FROM {from} WHERE {filter}
@@ -499,6 +502,41 @@ fn text_search(
             .transpose()?
             .flatten()
         {
+            items.push(p);
+        }
+    }
+    Ok((items, total.max(0) as u64))
+}
+
+/// A category's sellable SKUs by name: walks the name index and probes category
+/// membership, stopping at the page, instead of sorting the whole category.
+fn category_listing(
+    c: &Connection,
+    category: &str,
+    q: &SearchQuery,
+    now_ms: i64,
+) -> Result<(Vec<ProductView>, u64)> {
+    let skus: Vec<String> = c
+        .prepare_cached(
+            "SELECT p.sku FROM product p INDEXED BY product_by_active_name
+             WHERE p.active = 1 AND EXISTS (SELECT 1 FROM product_category pc
+               WHERE pc.product_sku = p.sku AND pc.category_id = ?1)
+             ORDER BY p.name LIMIT ?2 OFFSET ?3",
+        )?
+        .query_map(
+            params![category, i64::from(q.limit), i64::from(q.offset)],
+            |r| r.get(0),
+        )?
+        .collect::<rusqlite::Result<_>>()?;
+    let total: i64 = c
+        .prepare_cached(
+            "SELECT COUNT(*) FROM product_category pc JOIN product p ON p.sku = pc.product_sku
+             WHERE pc.category_id = ?1 AND p.active = 1",
+        )?
+        .query_row([category], |r| r.get(0))?;
+    let mut items = Vec::with_capacity(skus.len());
+    for sku in skus {
+        if let Some(p) = product_view(c, &sku, now_ms)? {
             items.push(p);
         }
     }
