@@ -188,12 +188,9 @@ impl Client {
         let warehouse = self.main_warehouse().to_string();
         self.record_checked(JobKind::Return, &ret.id, &ret.sale_id, &value, |lookup| {
             // A return of an order not sold here: nothing to check, and no SKU to restock.
-            let Some(sale) = lookup.content(JobKind::Sale.as_str(), &ret.sale_id)? else {
+            let Some(sale) = recorded_sale(lookup, &ret.sale_id)? else {
                 return Ok(Extras::default());
             };
-            let sale = Sale::parse(
-                &serde_json::from_str(&sale).map_err(|e| Error::Internal(e.to_string()))?,
-            )?;
             let earlier = lookup
                 .contents_for_entity(JobKind::Return.as_str(), &ret.sale_id)?
                 .iter()
@@ -231,10 +228,8 @@ impl Client {
             &c.order_id,
             &value,
             |lookup| {
-                if let Some(sale) = lookup.content(JobKind::Sale.as_str(), &c.order_id)? {
-                    let v: Value =
-                        serde_json::from_str(&sale).map_err(|e| Error::Internal(e.to_string()))?;
-                    c.check_against(&Sale::parse(&v)?)?;
+                if let Some(sale) = recorded_sale(lookup, &c.order_id)? {
+                    c.check_against(&sale)?;
                 }
                 Ok(Extras::default())
             },
@@ -703,6 +698,15 @@ impl Client {
     pub fn store(&self) -> &Store {
         &self.store
     }
+}
+
+/// A sale recorded on this terminal, read back inside a recording transaction.
+fn recorded_sale(lookup: &Lookup, sale_id: &str) -> Result<Option<Sale>> {
+    let Some(content) = lookup.content(JobKind::Sale.as_str(), sale_id)? else {
+        return Ok(None);
+    };
+    let value: Value = serde_json::from_str(&content).map_err(|e| Error::Storage(e.to_string()))?;
+    Sale::parse(&value).map(Some)
 }
 
 impl Drop for Client {

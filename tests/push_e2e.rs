@@ -401,11 +401,7 @@ fn refused_credentials_pause_sync_without_killing_jobs_or_leaking_the_secret() {
 #[test]
 fn close_returns_within_ten_seconds_while_a_request_hangs() {
     let dir = tempfile::tempdir().unwrap();
-    let sim = Simulator::start(SimConfig {
-        latency_ms: 0,
-        ..SimConfig::default()
-    })
-    .unwrap();
+    let sim = sim();
     let client = open(
         &dir.path().join("pos.db"),
         &sim,
@@ -515,7 +511,8 @@ fn a_client_reopened_after_a_crash_checks_before_resending() {
     assert_each_once(&sim, &["S-1".to_string()]);
 }
 
-fn _assert_client_is_sync(c: &Client) -> &(dyn Sync + Send) {
+/// Compile-time check: a client may be shared between threads (CONTRACT §3).
+fn _client_is_send_and_sync(c: &Client) -> &(dyn Sync + Send) {
     c
 }
 

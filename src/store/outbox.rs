@@ -445,15 +445,6 @@ impl Store {
             )?
             .query_row([], |r| r.get(0))?)
     }
-
-    /// The recorded content of a job, by kind and POS id.
-    pub fn job_content(&self, kind: &str, event_id: &str) -> Result<Option<String>> {
-        Ok(self
-            .conn()
-            .prepare_cached("SELECT content FROM outbox_job WHERE kind = ?1 AND event_id = ?2")?
-            .query_row([kind, event_id], |r| r.get(0))
-            .optional()?)
-    }
 }
 
 #[cfg(test)]
