@@ -6,6 +6,7 @@
 //! [`Client`] is the Rust API that `ffi/` wraps.
 
 pub mod client;
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod ffi;
