@@ -61,6 +61,15 @@ impl Client {
             config.sync.pull_interval_ms,
             config.sync.delivered_retention_ms,
         ));
+        if let Some(d) = store.damage() {
+            // CONTRACT §9 rule 4: the till goes on selling on a fresh file; the POS is told.
+            sync.events.push(json!({
+                "type": "storage.damaged",
+                "moved_to": d.moved_to,
+                "salvaged": d.salvaged,
+                "lost": d.lost,
+            }));
+        }
         let client = Client {
             defaults: Defaults {
                 store_id: config.store_id.clone(),
@@ -560,11 +569,23 @@ impl Client {
             }
             if handle.is_finished() {
                 let _ = handle.join();
+                self.store.release_lock();
             } else {
                 log::warn!(
                     "the sync worker is still inside a request; leaving it to finish on its own"
                 );
+                // The database stays held (a new client would reset the jobs this worker is
+                // still sending) until the worker is done.
+                let store = self.store.clone();
+                let _ = std::thread::Builder::new()
+                    .name("flow-omnium-close".into())
+                    .spawn(move || {
+                        let _ = handle.join();
+                        store.release_lock();
+                    });
             }
+        } else {
+            self.store.release_lock();
         }
         log::info!("flow-omnium closed");
     }

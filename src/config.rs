@@ -196,6 +196,13 @@ impl Config {
             ));
         }
         let database_path = root.text("database_path")?;
+        if database_path.starts_with("file:") {
+            // SQLite would read it as a URI and obey options like nolock=1 or immutable=1.
+            return Err(Error::invalid(
+                "config.database_path",
+                "must be a file path, not a \"file:\" URI",
+            ));
+        }
 
         Ok(Config {
             database_path: PathBuf::from(database_path),

@@ -4,7 +4,9 @@
 
 mod back_office;
 mod catalog;
+pub mod files;
 mod outbox;
+mod salvage;
 
 pub use back_office::{FetchQueue, OrderChange, PushLevel};
 mod schema;
@@ -23,6 +25,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+pub use files::{DbLock, APPLICATION_ID};
+pub use salvage::DamageReport;
+
 /// How long a writer waits for another process's lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -32,40 +37,80 @@ pub struct Store {
     /// makes a product lookup wait (WAL lets readers run beside the writer).
     readers: Mutex<Vec<Connection>>,
     path: PathBuf,
+    /// Held until the store is dropped or [`Store::release_lock`]: no second client (here or
+    /// in another process) opens the database meanwhile. `None` for a read-only store.
+    lock: Mutex<Option<DbLock>>,
+    /// Set when the file found at open was damaged and replaced by a fresh one.
+    damage: Option<DamageReport>,
 }
 
 /// Idle read connections kept open; more are opened under load and closed after.
 const MAX_IDLE_READERS: usize = 4;
 
 impl Store {
-    /// Opens (creating if needed) and migrates the database. A file that is not a database
-    /// or fails its integrity check is renamed aside and reported as `Error::Storage`.
+    /// Opens (creating if needed) and migrates the database, holding it exclusively for the
+    /// store's life (CONTRACT §9 rules 2, 3, 4, 12). Refused, with nothing changed: a symlink,
+    /// a `file:` URI, a directory every account can write, a file that is not a SQLite
+    /// database (or is another application's), a database another client holds ("in use").
+    /// A flow-omnium database that is damaged is moved aside (never deleted), a fresh one is
+    /// created, and the outbox jobs still readable are carried over: see [`Store::damage`].
     pub fn open(path: &Path) -> Result<Store> {
-        match open_checked(path) {
-            Ok(conn) => {
-                let store = Store {
-                    conn: Mutex::new(conn),
-                    readers: Mutex::new(Vec::new()),
-                    path: path.to_path_buf(),
-                };
-                store.recover_in_flight()?;
-                Ok(store)
-            }
-            Err(Opened::Damaged(reason)) => {
-                let moved = move_aside(path)?;
-                log::error!(
-                    "database {} is damaged ({reason}); moved to {}",
-                    path.display(),
-                    moved.display()
-                );
-                Err(Error::Storage(format!(
-                    "database {} is damaged ({reason}); it was moved to {} and a new one is created on the next open",
-                    path.display(),
-                    moved.display()
-                )))
-            }
-            Err(Opened::Failed(e)) => Err(e),
+        let path = files::checked_path(path)?;
+        files::inspect(&path)?;
+        let lock = DbLock::acquire(&path)?;
+        // Looked at again under the lock: another client may have just created it.
+        if files::inspect(&path)? == files::Existing::Missing {
+            files::create_private(&path)?;
         }
+        let (conn, damage) = match open_checked(&path) {
+            Ok(conn) => (conn, None),
+            Err(Opened::Damaged(reason)) => {
+                let (conn, report) = replace_damaged(&path, &reason)?;
+                (conn, Some(report))
+            }
+            Err(Opened::Failed(e)) => return Err(e),
+        };
+        files::make_private(&path)?;
+        let store = Store {
+            conn: Mutex::new(conn),
+            readers: Mutex::new(Vec::new()),
+            path,
+            lock: Mutex::new(Some(lock)),
+            damage,
+        };
+        store.recover_in_flight()?;
+        Ok(store)
+    }
+
+    /// Opens an existing database for reading only, beside a client that holds it (an
+    /// operator tool): no lock, no migration, no recovery, no worker. Writes fail.
+    pub fn open_read_only(path: &Path) -> Result<Store> {
+        let path = files::checked_path(path)?;
+        if files::inspect(&path)? != files::Existing::Sqlite {
+            return Err(Error::Storage(format!(
+                "database {} does not exist",
+                path.display()
+            )));
+        }
+        let conn = open_reader(&path)?;
+        Ok(Store {
+            conn: Mutex::new(conn),
+            readers: Mutex::new(Vec::new()),
+            path,
+            lock: Mutex::new(None),
+            damage: None,
+        })
+    }
+
+    /// Lets another client open the database: called once this client's worker has stopped
+    /// and no call may write any more (a closed client whose handle lives on).
+    pub fn release_lock(&self) {
+        self.lock.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+
+    /// What was done at open when the file found was damaged (the `storage.damaged` event).
+    pub fn damage(&self) -> Option<&DamageReport> {
+        self.damage.as_ref()
     }
 
     pub fn path(&self) -> &Path {
@@ -83,13 +128,7 @@ impl Store {
         let pooled = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let conn = match pooled {
             Some(c) => c,
-            None => {
-                let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-                let c = Connection::open_with_flags(&self.path, flags)?;
-                c.busy_timeout(BUSY_TIMEOUT)?;
-                c.execute_batch("PRAGMA query_only = ON")?;
-                c
-            }
+            None => open_reader(&self.path)?,
         };
         let result = f(&conn);
         let mut idle = self.readers.lock().unwrap_or_else(|p| p.into_inner());
@@ -154,24 +193,94 @@ impl From<Error> for Opened {
     }
 }
 
+/// Flags for every connection: never through a symlink, never a URI.
+const BASE_FLAGS: OpenFlags =
+    OpenFlags::SQLITE_OPEN_NO_MUTEX.union(OpenFlags::SQLITE_OPEN_NOFOLLOW);
+
+fn open_reader(path: &Path) -> Result<Connection> {
+    let c = Connection::open_with_flags(path, BASE_FLAGS | OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    c.busy_timeout(BUSY_TIMEOUT)?;
+    c.execute_batch("PRAGMA query_only = ON")?;
+    Ok(c)
+}
+
 fn open_checked(path: &Path) -> std::result::Result<Connection, Opened> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-        | OpenFlags::SQLITE_OPEN_CREATE
-        | OpenFlags::SQLITE_OPEN_NO_MUTEX
-        | OpenFlags::SQLITE_OPEN_URI;
+    // The file exists (created 0600 by us if it was missing): SQLite must not create one.
+    let flags = BASE_FLAGS | OpenFlags::SQLITE_OPEN_READ_WRITE;
     let conn = Connection::open_with_flags(path, flags).map_err(|e| {
         Opened::Failed(Error::Storage(format!(
             "cannot open database {}: {e}",
             path.display()
         )))
     })?;
+    refuse_foreign(&conn, path)?;
     apply_pragmas(&conn)?;
     let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
     if check != "ok" {
         return Err(Opened::Damaged(format!("integrity check: {check}")));
     }
     schema::migrate(&conn)?;
+    let app: i64 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
+    if app != APPLICATION_ID {
+        conn.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID}"))?;
+    }
     Ok(conn)
+}
+
+/// A SQLite database with tables but without our application id or our outbox is someone
+/// else's: refused, not migrated into.
+fn refuse_foreign(conn: &Connection, path: &Path) -> std::result::Result<(), Opened> {
+    let app: i64 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
+    if app == APPLICATION_ID {
+        return Ok(());
+    }
+    let (tables, outbox): (i64, bool) = conn.query_row(
+        "SELECT COUNT(*), COALESCE(SUM(name = 'outbox_job'), 0) > 0 FROM sqlite_master",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    if tables > 0 && !outbox {
+        return Err(Opened::Failed(Error::Storage(format!(
+            "{} is a SQLite database, but not flow-omnium's; it was left as it is (check database_path)",
+            path.display()
+        ))));
+    }
+    Ok(())
+}
+
+/// Moves a damaged database aside, creates a fresh one and carries over what is readable.
+fn replace_damaged(path: &Path, reason: &str) -> Result<(Connection, DamageReport)> {
+    use crate::clock::Clock;
+    let now = crate::clock::SystemClock.wall_ms();
+    let stamp = chrono::DateTime::from_timestamp_millis(now)
+        .unwrap_or_default()
+        .format("%Y%m%dT%H%M%S%.3fZ")
+        .to_string();
+    let moved = files::move_aside(path, &stamp)?;
+    files::create_private(path)?;
+    let conn = match open_checked(path) {
+        Ok(c) => c,
+        Err(Opened::Damaged(r)) | Err(Opened::Failed(Error::Storage(r))) => {
+            return Err(Error::Storage(format!(
+                "database {} was damaged ({reason}) and moved to {}, but a fresh one cannot be created: {r}",
+                path.display(),
+                moved.display()
+            )))
+        }
+        Err(Opened::Failed(e)) => return Err(e),
+    };
+    let report = salvage::carry_over(&moved, &conn);
+    log::error!(
+        "database {} was damaged ({reason}); moved to {}, a fresh database was created, \
+         {} outbox job(s) carried over, {} lost",
+        path.display(),
+        moved.display(),
+        report.salvaged,
+        report
+            .lost
+            .map_or("an unknown number".to_string(), |n| n.to_string())
+    );
+    Ok((conn, report))
 }
 
 /// Sets each pragma and reads it back: a misspelt or refused pragma is an error, not a
@@ -208,26 +317,6 @@ fn expect_pragma(name: &str, got: &str, want: &str) -> std::result::Result<(), O
     }
 }
 
-/// Renames the database and its WAL/SHM files to `<name>.damaged-<unix ms>` so that any
-/// unsent sales in it can still be recovered by hand.
-fn move_aside(path: &Path) -> Result<PathBuf> {
-    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
-    let target = PathBuf::from(format!("{}.damaged-{stamp}", path.display()));
-    std::fs::rename(path, &target).map_err(|e| {
-        Error::Storage(format!(
-            "database {} is damaged and could not be moved aside: {e}",
-            path.display()
-        ))
-    })?;
-    for suffix in ["-wal", "-shm"] {
-        let side = PathBuf::from(format!("{}{suffix}", path.display()));
-        if side.exists() {
-            let _ = std::fs::rename(&side, format!("{}{suffix}", target.display()));
-        }
-    }
-    Ok(target)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,28 +340,66 @@ mod tests {
     }
 
     #[test]
-    fn a_damaged_file_is_moved_aside_not_deleted() {
+    fn a_file_that_is_not_sqlite_is_refused_and_left_as_it_is() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("pos.db");
-        std::fs::write(
-            &path,
-            b"this is not a database, but it holds sales someone wants",
-        )
-        .unwrap();
+        let path = dir.path().join("pos-settings.ini");
+        let text = b"[till]\nprinter=epson\nthis holds settings someone wants\n";
+        std::fs::write(&path, text).unwrap();
         let err = Store::open(&path).err().expect("open must fail");
         assert!(
-            matches!(&err, Error::Storage(m) if m.contains("moved to")),
+            matches!(&err, Error::Storage(m) if m.contains("not a SQLite database")),
             "{err}"
         );
-        let moved: Vec<_> = std::fs::read_dir(dir.path())
+        assert_eq!(std::fs::read(&path).unwrap(), text);
+        let names: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .filter(|n| n.starts_with("pos.db.damaged-"))
             .collect();
-        assert_eq!(moved.len(), 1);
-        let kept = std::fs::read(dir.path().join(&moved[0])).unwrap();
-        assert!(kept.starts_with(b"this is not a database"));
-        Store::open(&path).expect("a fresh database is created on the next open");
+        assert_eq!(
+            names,
+            ["pos-settings.ini"],
+            "nothing renamed, nothing created"
+        );
+    }
+
+    #[test]
+    fn another_applications_sqlite_database_is_refused_and_left_as_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("other.db");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE settings (k TEXT, v TEXT); INSERT INTO settings VALUES ('a', 'b');",
+            )
+            .unwrap();
+        let before = std::fs::read(&path).unwrap();
+        let err = Store::open(&path).err().expect("open must fail");
+        assert!(err.to_string().contains("not flow-omnium's"), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+    }
+
+    #[test]
+    fn a_second_open_is_refused_as_in_use_and_a_reader_may_open_alongside() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db");
+        let first = Store::open(&path).unwrap();
+        first.set_state("k", "v").unwrap();
+        let err = Store::open(&path).err().expect("second open must fail");
+        assert!(
+            matches!(&err, Error::Storage(m) if m.contains("in use")),
+            "{err}"
+        );
+        let reader = Store::open_read_only(&path).unwrap();
+        let got: String = reader
+            .conn()
+            .query_row("SELECT value FROM sync_state WHERE key = 'k'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(got, "v");
+        assert!(reader.set_state("k", "w").is_err(), "a reader cannot write");
+        drop(first);
+        Store::open(&path).expect("free once the first store is closed");
     }
 
     #[test]

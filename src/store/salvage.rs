@@ -1,0 +1,258 @@
+//! Carrying the outbox out of a damaged database (CONTRACT §9 rule 4): every job still
+//! readable in the moved-aside file is copied, with its id, state and stock movements, into
+//! the fresh one, so unsent sales are delivered as usual and delivered ones are not sent
+//! again. The damaged file is only read, never changed.
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
+use std::path::Path;
+
+/// What `fo_client_open` reports in the `storage.damaged` event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DamageReport {
+    /// The file name (no directory) the damaged database was renamed to.
+    pub moved_to: String,
+    /// Outbox jobs carried into the fresh database.
+    pub salvaged: u64,
+    /// Outbox rows that could not be read; `None` when not even that can be known.
+    pub lost: Option<u64>,
+}
+
+/// Beyond this many ids past the last readable row, rows are not probed one by one.
+const MAX_PROBES: i64 = 5_000_000;
+
+const COLUMNS: [&str; 17] = [
+    "id",
+    "kind",
+    "event_id",
+    "entity_id",
+    "content",
+    "state",
+    "attempts",
+    "tries",
+    "uncertain",
+    "next_attempt_at",
+    "last_attempt_at",
+    "last_error",
+    "created_at",
+    "delivered_at",
+    "dead_at",
+    "step",
+    "extra",
+];
+
+struct Job {
+    values: Vec<rusqlite::types::Value>,
+    id: i64,
+    kind: String,
+    state: String,
+}
+
+/// Copies what can be read from `damaged` into `fresh` (already migrated, empty).
+pub fn carry_over(damaged: &Path, fresh: &Connection) -> DamageReport {
+    let moved_to = damaged
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let (salvaged, lost) = match copy(damaged, fresh) {
+        Ok(counts) => counts,
+        Err(e) => {
+            log::error!("nothing could be read from the damaged database: {e}");
+            (0, None)
+        }
+    };
+    DamageReport {
+        moved_to,
+        salvaged,
+        lost,
+    }
+}
+
+fn copy(damaged: &Path, fresh: &Connection) -> rusqlite::Result<(u64, Option<u64>)> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_NOFOLLOW;
+    let old = Connection::open_with_flags(damaged, flags)?;
+    old.execute_batch("PRAGMA query_only = ON")?;
+    // Columns an older schema lacks are read as their defaults.
+    let present: Vec<String> = {
+        let mut stmt = old.prepare("SELECT name FROM pragma_table_info('outbox_job')")?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    if present.is_empty() {
+        return Ok((0, None));
+    }
+    let select: Vec<String> = COLUMNS
+        .iter()
+        .map(|c| match (present.iter().any(|p| p == c), *c) {
+            (true, c) => c.to_string(),
+            (false, "step") => "0".into(),
+            (false, _) => "NULL".into(),
+        })
+        .collect();
+    let select = select.join(", ");
+
+    // First a plain scan in id order, as far as it gets; then, past a damaged page, each
+    // remaining id on its own (a lookup avoids the damaged page unless the row is in it).
+    let mut jobs = Vec::new();
+    let mut scan_failed = false;
+    {
+        let mut stmt = old.prepare(&format!("SELECT {select} FROM outbox_job ORDER BY id"))?;
+        let mut rows = stmt.query([])?;
+        loop {
+            match rows.next() {
+                Ok(Some(row)) => match job_of(row) {
+                    Ok(job) => jobs.push(job),
+                    Err(_) => {
+                        scan_failed = true;
+                        break;
+                    }
+                },
+                Ok(None) => break,
+                Err(_) => {
+                    scan_failed = true;
+                    break;
+                }
+            }
+        }
+    }
+    let mut lost = Some(0u64);
+    if scan_failed {
+        let last = jobs.last().map_or(0, |j| j.id);
+        let upper: Option<i64> = old
+            .query_row(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'outbox_job'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .ok()
+            .flatten()
+            .or_else(|| {
+                old.query_row("SELECT MAX(id) FROM outbox_job", [], |r| r.get(0))
+                    .ok()
+                    .flatten()
+            });
+        match upper {
+            Some(upper) if upper - last <= MAX_PROBES => {
+                let mut stmt =
+                    old.prepare(&format!("SELECT {select} FROM outbox_job WHERE id = ?1"))?;
+                let mut unreadable = 0;
+                for id in last + 1..=upper {
+                    match stmt.query_row([id], job_of).optional() {
+                        Ok(Some(job)) => jobs.push(job),
+                        Ok(None) => {}
+                        Err(_) => unreadable += 1,
+                    }
+                }
+                lost = Some(unreadable);
+            }
+            _ => lost = None,
+        }
+    }
+
+    let tx = fresh.unchecked_transaction()?;
+    let mut salvaged = 0u64;
+    let mut unsendable = 0u64;
+    for job in &jobs {
+        let pdf: Option<Vec<u8>> = if job.kind == "receipt" && job.state != "delivered" {
+            match old
+                .query_row(
+                    "SELECT pdf FROM receipt_pdf WHERE job_id = ?1",
+                    [job.id],
+                    |r| r.get(0),
+                )
+                .optional()
+            {
+                Ok(Some(pdf)) => Some(pdf),
+                // A receipt to send without its PDF cannot be delivered as recorded.
+                _ => {
+                    log::error!(
+                        "receipt job {} lost its PDF with the damaged database",
+                        job.id
+                    );
+                    unsendable += 1;
+                    continue;
+                }
+            }
+        } else {
+            None
+        };
+        let placeholders = (1..=COLUMNS.len())
+            .map(|i| format!("?{i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        tx.prepare_cached(&format!(
+            "INSERT INTO outbox_job ({}) VALUES ({placeholders})",
+            COLUMNS.join(", ")
+        ))?
+        .execute(rusqlite::params_from_iter(job.values.iter()))?;
+        if let Some(pdf) = pdf {
+            tx.prepare_cached("INSERT INTO receipt_pdf (job_id, pdf) VALUES (?1, ?2)")?
+                .execute(params![job.id, pdf])?;
+        }
+        copy_movements(&old, &tx, job.id);
+        salvaged += 1;
+    }
+    copy_stock_push(&old, &tx);
+    tx.commit()?;
+    Ok((salvaged, lost.map(|n| n + unsendable)))
+}
+
+fn job_of(row: &Row) -> rusqlite::Result<Job> {
+    let values = (0..COLUMNS.len())
+        .map(|i| row.get::<_, rusqlite::types::Value>(i))
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(Job {
+        id: row.get(0)?,
+        kind: row.get(1)?,
+        state: row.get(5)?,
+        values,
+    })
+}
+
+/// line, SKU, warehouse, quantity, counted after.
+type Movement = (i64, String, String, f64, Option<i64>);
+
+/// A sale's or return's local stock change: best effort (without it, `pending` stock is
+/// off until Omnium's next level; the job itself is what matters).
+fn copy_movements(old: &Connection, tx: &Connection, job_id: i64) {
+    let rows: rusqlite::Result<Vec<Movement>> = (|| {
+        let mut stmt = old.prepare_cached(
+            "SELECT line, sku, warehouse_id, quantity, counted_after_ms FROM stock_movement WHERE job_id = ?1",
+        )?;
+        let rows = stmt.query_map([job_id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?;
+        rows.collect()
+    })();
+    let Ok(rows) = rows else {
+        return;
+    };
+    for (line, sku, warehouse, quantity, counted) in rows {
+        let _ = tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO stock_movement (job_id, line, sku, warehouse_id, quantity, counted_after_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .and_then(|mut s| s.execute(params![job_id, line, sku, warehouse, quantity, counted]));
+    }
+}
+
+/// Levels a flow-master store has not pushed yet (the stock-push job sends these).
+fn copy_stock_push(old: &Connection, tx: &Connection) {
+    let rows: rusqlite::Result<Vec<(String, String, f64, i64)>> = (|| {
+        let mut stmt = old.prepare(
+            "SELECT sku, warehouse_id, quantity, counted_at_ms FROM stock_push WHERE sent = 0",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        rows.collect()
+    })();
+    for (sku, warehouse, quantity, counted) in rows.unwrap_or_default() {
+        let _ = tx.execute(
+            "INSERT OR IGNORE INTO stock_push (sku, warehouse_id, quantity, counted_at_ms, sent)
+             VALUES (?1, ?2, ?3, ?4, 0)",
+            params![sku, warehouse, quantity, counted],
+        );
+    }
+}

@@ -1,0 +1,282 @@
+//! The database's files on the device (CONTRACT §9 rules 2, 3, 4, 12, 13): one client per
+//! database, nothing that is not ours touched, owner-only files, no symlinks or URIs,
+//! a damaged file replaced while the till keeps selling, personal data that leaves the disk.
+
+mod common;
+
+use common::*;
+use flow_omnium::store::Store;
+use flow_omnium::{fo_result, Client};
+use serde_json::json;
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A config that never reaches the network (the worker is not started).
+fn offline_config(db: &Path) -> String {
+    config(
+        db,
+        "http://127.0.0.1:9",
+        json!({"sync": {"autostart": false}}),
+    )
+}
+
+fn open_err(db: &Path) -> flow_omnium::Error {
+    match Client::open(&offline_config(db)) {
+        Ok(_) => panic!("open of {} must fail", db.display()),
+        Err(e) => e,
+    }
+}
+
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+fn mode_of(p: &Path) -> u32 {
+    std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+fn side(db: &Path, suffix: &str) -> PathBuf {
+    PathBuf::from(format!("{}{suffix}", db.display()))
+}
+
+/// Runs this test binary's `child_holds_the_database` in another process: it opens a client
+/// on `db` under `umask`, records a sale, says "ready" and waits to be killed.
+fn spawn_holder(db: &Path, umask: u32) -> Holder {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "child_holds_the_database",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("FO_HOLD_DB", db)
+        .env("FO_HOLD_UMASK", format!("{umask:o}"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    loop {
+        match lines.next() {
+            Some(Ok(l)) if l.trim() == "ready" => break,
+            Some(Ok(_)) => continue,
+            other => panic!("the holder stopped before it was ready: {other:?}"),
+        }
+    }
+    Holder(child)
+}
+
+/// The holder process, SIGKILLed when the test ends whatever happens.
+struct Holder(Child);
+
+impl Holder {
+    fn kill_9(&mut self) {
+        let _ = self.0.kill(); // SIGKILL on Unix
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        self.kill_9();
+    }
+}
+
+/// Not a test on its own: the other process of the tests below (run by `spawn_holder`).
+#[test]
+#[ignore = "run as a child process by the lock and permission tests"]
+fn child_holds_the_database() {
+    let db = PathBuf::from(std::env::var_os("FO_HOLD_DB").expect("FO_HOLD_DB"));
+    let umask = u32::from_str_radix(&std::env::var("FO_HOLD_UMASK").unwrap(), 8).unwrap();
+    // SAFETY: umask only changes this process's file creation mask.
+    unsafe { libc::umask(umask as libc::mode_t) };
+    let client = Client::open(&offline_config(&db)).expect("the holder opens");
+    client.record_sale(&sale("HELD-1", 1)).unwrap();
+    // Written past the test harness's output capture.
+    let mut out = std::io::stdout().lock();
+    std::io::Write::write_all(&mut out, b"\nready\n").unwrap();
+    std::io::Write::flush(&mut out).unwrap();
+    drop(out);
+    std::thread::sleep(Duration::from_secs(600));
+    drop(client);
+}
+
+#[test]
+fn a_second_client_in_the_same_process_is_refused_as_in_use_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("pos.db");
+    let first = Store::open(&db).unwrap();
+    // A job the first store's worker is sending.
+    first
+        .record(
+            &flow_omnium::store::NewJob {
+                kind: "sale",
+                event_id: "S-1",
+                entity_id: "S-1",
+                content: "{}",
+                blob: None,
+            },
+            0,
+            |_| Ok(Default::default()),
+        )
+        .unwrap();
+    assert_eq!(first.claim_due(1, 10).unwrap().len(), 1);
+
+    let err = open_err(&db);
+    assert_eq!(err.code(), fo_result::FO_STORAGE);
+    assert!(err.to_string().contains("in use"), "{err}");
+    let reader = Store::open_read_only(&db).unwrap();
+    assert_eq!(
+        reader.counts().unwrap().pending,
+        1,
+        "a reader may look alongside"
+    );
+    let state: String =
+        rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap()
+            .query_row("SELECT state FROM outbox_job", [], |r| r.get(0))
+            .unwrap();
+    assert_eq!(
+        state, "in_flight",
+        "the refused open did not recover the first worker's job"
+    );
+}
+
+#[test]
+fn a_closed_client_lets_the_next_one_open_even_while_its_handle_lives() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("pos.db");
+    let first = Client::open(&offline_config(&db)).unwrap();
+    first.record_sale(&sale("S-1", 1)).unwrap();
+    first.close();
+    let second = Client::open(&offline_config(&db)).expect("reopen after close");
+    assert_eq!(status(&second)["outbox"]["pending"], 1);
+    drop(first);
+}
+
+#[test]
+fn another_process_holding_the_database_is_refused_and_kill_9_frees_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("pos.db");
+    let mut holder = spawn_holder(&db, 0o022);
+    let err = open_err(&db);
+    assert_eq!(err.code(), fo_result::FO_STORAGE);
+    assert!(err.to_string().contains("in use"), "{err}");
+    holder.kill_9();
+    let client = Client::open(&offline_config(&db)).expect("open after the holder died");
+    assert_eq!(
+        status(&client)["outbox"]["pending"],
+        1,
+        "the holder's sale is there"
+    );
+}
+
+#[test]
+fn every_file_is_owner_only_whatever_the_umask() {
+    for umask in [0o000, 0o022] {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("pos.db");
+        let mut holder = spawn_holder(&db, umask);
+        // Killed while open: the WAL and shared-memory files are still there.
+        for f in [
+            db.clone(),
+            side(&db, "-wal"),
+            side(&db, "-shm"),
+            side(&db, "-lock"),
+        ] {
+            assert_eq!(
+                mode_of(&f),
+                0o600,
+                "{} under umask {umask:03o}",
+                f.display()
+            );
+        }
+        holder.kill_9();
+    }
+}
+
+#[test]
+fn a_file_that_is_not_a_database_is_refused_and_left_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let ini = dir.path().join("pos-settings.ini");
+    let text = b"[till]\nprinter=epson-tm88\nstore=oslo-1\n";
+    std::fs::write(&ini, text).unwrap();
+    std::fs::set_permissions(&ini, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = open_err(&ini);
+    assert_eq!(err.code(), fo_result::FO_STORAGE);
+    assert!(err.to_string().contains("not a SQLite database"), "{err}");
+    assert_eq!(std::fs::read(&ini).unwrap(), text);
+    assert_eq!(mode_of(&ini), 0o644, "not even its mode changed");
+    assert_eq!(names_in(dir.path()), ["pos-settings.ini"]);
+}
+
+#[test]
+fn a_symlink_at_the_path_is_refused_and_nothing_is_created_at_its_target() {
+    let dir = tempfile::tempdir().unwrap();
+    // Dangling: the target must not be created.
+    let link = dir.path().join("pos.db");
+    let target = dir.path().join("elsewhere.db");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let err = open_err(&link);
+    assert_eq!(err.code(), fo_result::FO_STORAGE);
+    assert!(err.to_string().contains("symbolic link"), "{err}");
+    assert!(!target.exists());
+    assert!(Store::open(&link).is_err());
+    assert!(Store::open_read_only(&link).is_err());
+    assert!(!target.exists());
+
+    // To a real database: refused, the database untouched.
+    let real = dir.path().join("real.db");
+    drop(Store::open(&real).unwrap());
+    let before = std::fs::read(&real).unwrap();
+    let link2 = dir.path().join("pos2.db");
+    std::os::unix::fs::symlink(&real, &link2).unwrap();
+    assert_eq!(open_err(&link2).code(), fo_result::FO_STORAGE);
+    assert_eq!(std::fs::read(&real).unwrap(), before);
+}
+
+#[test]
+fn a_file_uri_is_a_config_error_and_its_options_are_never_obeyed() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = match Client::open(&offline_config(Path::new("file:x.db?nolock=1"))) {
+        Ok(_) => panic!("a file: URI must be refused"),
+        Err(e) => e,
+    };
+    assert_eq!(err.code(), fo_result::FO_CONFIG);
+    assert!(err.to_string().contains("database_path"), "{err}");
+    assert!(Store::open(Path::new("file:x.db?nolock=1")).is_err());
+    // A name that merely contains URI syntax is a plain file name: "mode=ro" is not obeyed.
+    let odd = dir.path().join("file:y.db?mode=ro");
+    let client = Client::open(&offline_config(&odd)).unwrap();
+    client.record_sale(&sale("S-1", 1)).expect("writable");
+    assert!(odd.exists(), "the file has the literal name");
+}
+
+#[test]
+fn a_directory_every_account_can_write_is_refused_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let shared = dir.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    for mode in [0o777, 0o1777] {
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(mode)).unwrap();
+        let err = open_err(&shared.join("pos.db"));
+        assert_eq!(err.code(), fo_result::FO_STORAGE);
+        assert!(
+            err.to_string().contains("writable by every account"),
+            "{err}"
+        );
+        assert!(names_in(&shared).is_empty(), "nothing created");
+    }
+    // Group-writable is the integrator's choice: accepted.
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o770)).unwrap();
+    Client::open(&offline_config(&shared.join("pos.db"))).expect("group-writable is accepted");
+}
