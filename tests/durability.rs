@@ -68,7 +68,13 @@ impl Tmpfs {
         let ok = Command::new("mount")
             // mode=700: the library refuses a directory every account can write (tmpfs's
             // default root is 1777).
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=700"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=700"),
+                "tmpfs",
+            ])
             .arg(dir)
             .stderr(Stdio::null())
             .status()

@@ -20,6 +20,7 @@ pub use outbox::{
 };
 
 use crate::error::{Error, Result};
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -213,6 +214,9 @@ fn open_checked(path: &Path) -> std::result::Result<Connection, Opened> {
             path.display()
         )))
     })?;
+    // Until it is known to be sound, closing this connection must not checkpoint a WAL
+    // into a damaged file (it is moved aside as found).
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
     refuse_foreign(&conn, path)?;
     apply_pragmas(&conn)?;
     let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
@@ -224,6 +228,7 @@ fn open_checked(path: &Path) -> std::result::Result<Connection, Opened> {
     if app != APPLICATION_ID {
         conn.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID}"))?;
     }
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, false)?;
     Ok(conn)
 }
 
