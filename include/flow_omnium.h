@@ -311,6 +311,24 @@ enum fo_result fo_job_retry(struct fo_client *c, const char *job_id);
 // `cb` is NULL or a thread-safe function that stays valid while it is registered.
 void fo_set_log_callback(fo_log_fn cb, void *user_data, int max_level);
 
+// Erases what this till holds about a customer (the right to be forgotten): the customer
+// record, the name, e-mail and phone of inbound orders naming them, and the payloads of
+// delivered (and dead) customer jobs; free database pages and the WAL are overwritten or
+// truncated, so no copy stays on disk. A customer job not yet delivered keeps what it
+// needs to reach Omnium and is erased as soon as it is delivered. Until then, and for
+// `sync.customer_retention_ms` after, the customer is not fetched or stored again, unless
+// the POS records them again with `fo_record_customer`. Omnium's own copy is not touched.
+//
+// Returns `FO_OK`; `FO_NOT_FOUND` when nothing was held about `customer_id`;
+// `FO_NULL_ARGUMENT`; `FO_INVALID_INPUT` for an empty id, one over 128 bytes or not UTF-8;
+// `FO_STORAGE`/`FO_STORAGE_FULL` on a disk error (nothing erased); `FO_CLOSED`.
+// Thread-safe; blocks for one short database transaction and a WAL checkpoint (up to the
+// 5 s busy timeout when another connection holds the database).
+//
+// # Safety
+// `c` is NULL or a live client; `customer_id` is NULL or a NUL-terminated string.
+enum fo_result fo_forget_customer(struct fo_client *c, const char *customer_id);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

@@ -39,6 +39,10 @@ impl Client {
     pub fn open(config_json: &str) -> Result<Client> {
         let config = Config::from_json(config_json)?;
         let store = Arc::new(Store::open(&config.database_path)?);
+        store.set_retention(crate::store::Retention {
+            customers_ms: config.sync.customer_retention_ms,
+            finished_orders_ms: config.sync.finished_order_retention_ms,
+        });
         let api = OmniumApi::new(&config.omnium);
         let sync = Arc::new(Sync::new(
             store.clone(),
@@ -713,6 +717,33 @@ impl Client {
         self.store
             .customer(customer_id)?
             .ok_or_else(|| Error::NotFound(format!("no customer {customer_id:?} is known locally")))
+    }
+
+    /// Erases what the till holds about a customer (CONTRACT §9 rule 13); `NotFound` when
+    /// nothing was held. A customer job still to be delivered is erased once delivered.
+    pub fn forget_customer(&self, customer_id: &str) -> Result<()> {
+        use crate::clock::Clock;
+        self.check_open()?;
+        if customer_id.trim().is_empty() || customer_id.len() > crate::model::fields::MAX_ID_BYTES {
+            return Err(Error::invalid(
+                "customer_id",
+                format!(
+                    "must be a non-empty id of at most {} bytes",
+                    crate::model::fields::MAX_ID_BYTES
+                ),
+            ));
+        }
+        if self
+            .store
+            .forget_customer(customer_id, crate::clock::SystemClock.wall_ms())?
+        {
+            log::info!("a customer was forgotten on request");
+            Ok(())
+        } else {
+            Err(Error::NotFound(
+                "nothing is held about this customer".to_string(),
+            ))
+        }
     }
 
     /// The store, for tests and tools in this crate's family.

@@ -53,6 +53,10 @@ pub struct SyncConfig {
     pub delivered_retention_ms: u64,
     /// How far before its cursor each delta pull re-reads (Omnium's index lags writes).
     pub pull_overlap_ms: u64,
+    /// How long a customer record (and a dead job's customer data or PDF) stays on disk.
+    pub customer_retention_ms: u64,
+    /// How long an inbound order stays on disk once it is finished.
+    pub finished_order_retention_ms: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -96,7 +100,14 @@ const SYNC_KEYS: &[&str] = &[
     "max_attempts",
     "delivered_retention_ms",
     "pull_overlap_ms",
+    "customer_retention_ms",
+    "finished_order_retention_ms",
 ];
+
+/// `sync.customer_retention_ms`: 90 days.
+pub const DEFAULT_CUSTOMER_RETENTION_MS: u64 = 90 * 24 * 3_600_000;
+/// `sync.finished_order_retention_ms`: 30 days.
+pub const DEFAULT_FINISHED_ORDER_RETENTION_MS: u64 = 30 * 24 * 3_600_000;
 
 /// Omnium allows 20 concurrent requests per API user; more would only earn 429s.
 const MAX_CONCURRENCY_LIMIT: u64 = 20;
@@ -230,6 +241,12 @@ impl Config {
                     .u64_opt("delivered_retention_ms")?
                     .unwrap_or(30 * 24 * 3_600_000),
                 pull_overlap_ms: sync.u64_opt("pull_overlap_ms")?.unwrap_or(60_000),
+                customer_retention_ms: sync
+                    .u64_opt("customer_retention_ms")?
+                    .unwrap_or(DEFAULT_CUSTOMER_RETENTION_MS),
+                finished_order_retention_ms: sync
+                    .u64_opt("finished_order_retention_ms")?
+                    .unwrap_or(DEFAULT_FINISHED_ORDER_RETENTION_MS),
             },
         })
     }

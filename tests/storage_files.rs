@@ -457,3 +457,217 @@ fn a_truncated_wal_is_never_a_crash_and_what_it_kept_is_delivered_once() {
     let unique: std::collections::BTreeSet<_> = ids.iter().collect();
     assert_eq!(unique.len(), ids.len());
 }
+
+// ---- Personal data has a lifetime (rule 13) ----
+
+/// A name found nowhere else, so a hit in the raw bytes can only be this customer.
+const FIRST: &str = "Ingeborgslette";
+const LAST: &str = "Quixotesdottir";
+const EMAIL: &str = "quixotesdottir@example.no";
+
+fn unique_customer(id: &str) -> String {
+    json!({"id": id, "type": "person", "first_name": FIRST, "last_name": LAST,
+           "email": EMAIL, "phone": "+4799887766",
+           "address": {"line1": "Hemmeligveien 7", "postal_code": "0155", "city": "Oslo", "country_code": "NO"},
+           "loyalty_id": "L-31337"})
+    .to_string()
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// `sim.` followed by 16 hex digits: the simulator's bearer tokens.
+fn has_sim_token(hay: &[u8]) -> bool {
+    hay.windows(20)
+        .any(|w| w.starts_with(b"sim.") && w[4..].iter().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// Every byte of the database's files that exist (the database itself, its WAL and
+/// shared memory, free pages included).
+fn raw_bytes(db: &Path) -> Vec<(String, Vec<u8>)> {
+    ["", "-wal", "-shm"]
+        .iter()
+        .map(|s| side(db, s))
+        .filter(|p| p.exists())
+        .map(|p| (p.display().to_string(), std::fs::read(&p).unwrap()))
+        .collect()
+}
+
+fn assert_nowhere(db: &Path, what: &str, needle: &[u8]) {
+    for (name, bytes) in raw_bytes(db) {
+        assert!(!find(&bytes, needle), "{what} found in {name}");
+    }
+}
+
+#[test]
+fn a_forgotten_customer_leaves_no_trace_in_the_database_wal_or_free_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("pos.db");
+    let s = sim();
+    let client = open(&db, &s, json!({}));
+    client.record_customer(&unique_customer("C-77")).unwrap();
+    client.flush(Duration::from_secs(30)).unwrap();
+    assert!(s.customer("C-77").is_some(), "delivered to Omnium");
+    // A web order for them, read into the till.
+    let mut o = s.new_web_order("ClickAndCollect", "oslo-1", 1);
+    o["customerId"] = json!("C-77");
+    o["customerName"] = json!(format!("{FIRST} {LAST}"));
+    o["customerEmail"] = json!(EMAIL);
+    o["billingAddress"]["name"] = json!(format!("{FIRST} {LAST}"));
+    let order_id = o["id"].as_str().unwrap().to_string();
+    let event = s.add_web_order(o);
+    client.event_notify(&event.to_string()).unwrap();
+    assert!(wait_until(Duration::from_secs(20), || client
+        .order_json(&order_id)
+        .is_ok()));
+    assert!(client.order_json(&order_id).unwrap().contains(FIRST));
+    // Some churn, so the customer's pages are rewritten and freed on the way.
+    for i in 0..50 {
+        client.record_sale(&sale(&format!("S-{i}"), 3)).unwrap();
+    }
+    client.flush(Duration::from_secs(30)).unwrap();
+    let before: Vec<u8> = raw_bytes(&db).into_iter().flat_map(|(_, b)| b).collect();
+    assert!(find(&before, FIRST.as_bytes()), "the scan can see the name");
+
+    client.forget_customer("C-77").unwrap();
+    assert_eq!(
+        client.customer_json("C-77").unwrap_err().code(),
+        fo_result::FO_NOT_FOUND
+    );
+    let order: serde_json::Value =
+        serde_json::from_str(&client.order_json(&order_id).unwrap()).unwrap();
+    assert_eq!(order["customer"]["id"], "C-77", "the order itself stays");
+    assert!(order["customer"]["name"].is_null() && order["customer"]["email"].is_null());
+    // Right after the forget, with the client still open:
+    assert_nowhere(&db, "the forgotten name", FIRST.as_bytes());
+    assert_nowhere(&db, "the forgotten e-mail", EMAIL.as_bytes());
+    // A later pull of the same order does not bring the name back.
+    client.sync_now().unwrap();
+    client.flush(Duration::from_secs(30)).unwrap();
+    assert_eq!(
+        client.forget_customer("C-404").unwrap_err().code(),
+        fo_result::FO_NOT_FOUND
+    );
+    drop(client);
+    // And after close: neither the name, nor the client secret, nor a token.
+    assert_nowhere(&db, "the forgotten name", FIRST.as_bytes());
+    assert_nowhere(&db, "the forgotten surname", LAST.as_bytes());
+    assert_nowhere(&db, "the client secret", CLIENT_SECRET.as_bytes());
+    for (name, bytes) in raw_bytes(&db) {
+        assert!(!has_sim_token(&bytes), "a bearer token found in {name}");
+    }
+}
+
+#[test]
+fn an_undelivered_customer_keeps_its_job_until_delivered_then_it_is_erased() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("pos.db");
+    let s = sim();
+    {
+        let offline = Client::open(&offline_config(&db)).unwrap();
+        offline.record_customer(&unique_customer("C-88")).unwrap();
+        offline.forget_customer("C-88").unwrap();
+        assert_eq!(
+            offline.customer_json("C-88").unwrap_err().code(),
+            fo_result::FO_NOT_FOUND
+        );
+        assert_eq!(status(&offline)["outbox"]["pending"], 1, "still to deliver");
+    }
+    let client = open(&db, &s, json!({}));
+    client.flush(Duration::from_secs(30)).unwrap();
+    let (_, delivered) = s.customer("C-88").expect("Omnium got the customer");
+    assert_eq!(delivered["firstName"], FIRST);
+    let content: String = rusqlite::Connection::open_with_flags(
+        &db,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap()
+    .query_row(
+        "SELECT content FROM outbox_job WHERE kind = 'customer' AND entity_id = 'customer:C-88'",
+        [],
+        |r| r.get(0),
+    )
+    .unwrap();
+    assert!(!content.contains(FIRST), "erased once delivered: {content}");
+    assert!(
+        client.customer_json("C-88").is_err(),
+        "not fetched back from Omnium"
+    );
+}
+
+#[test]
+fn customers_finished_orders_and_dead_payloads_leave_after_their_retention() {
+    use flow_omnium::store::Retention;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("pos.db")).unwrap();
+    let day = 86_400_000i64;
+    store.set_retention(Retention {
+        customers_ms: 10 * day as u64,
+        finished_orders_ms: 5 * day as u64,
+    });
+    store
+        .put_omnium_customer("C-1", &unique_customer("C-1"))
+        .unwrap();
+    let order = |status: &str| {
+        json!({"id": status, "customer": {"id": "C-1", "name": format!("{FIRST} {LAST}")}})
+            .to_string()
+    };
+    for status in ["New", "PickedUp", "OrderCanceled"] {
+        store
+            .put_inbound_order(
+                status,
+                "ClickAndCollect",
+                status,
+                &order(status),
+                None,
+                false,
+            )
+            .unwrap();
+    }
+    let now = flow_omnium::sync::now_ms();
+    // A receipt Omnium refused for good: its PDF is personal data too.
+    let receipt = flow_omnium::store::NewJob {
+        kind: "receipt",
+        event_id: "RC-1",
+        entity_id: "S-1",
+        content: "{}",
+        blob: Some(b"%PDF-1.4 Quixotesdottir's receipt"),
+    };
+    store
+        .record(&receipt, now, |_| Ok(Default::default()))
+        .unwrap();
+    let job = store.claim_due(now, 10).unwrap()[0].id;
+    store
+        .finish(
+            &[flow_omnium::store::JobUpdate {
+                job_id: job,
+                fate: flow_omnium::store::JobFate::Dead {
+                    error: "400".into(),
+                },
+                step: None,
+            }],
+            now,
+        )
+        .unwrap();
+    let pdf_kept = |s: &Store| s.with_receipt_pdf(job, |_, len| len).unwrap().is_some();
+    assert!(pdf_kept(&store));
+    // Within every retention: nothing goes.
+    let erased = store.erase_expired(now + day).unwrap();
+    assert_eq!(erased, Default::default());
+    // Past the orders' retention: finished orders go, the open one stays.
+    let erased = store.erase_expired(now + 6 * day).unwrap();
+    assert_eq!((erased.customers, erased.finished_orders), (0, 2));
+    assert!(store.inbound_order("New").unwrap().is_some());
+    assert!(store.inbound_order("PickedUp").unwrap().is_none());
+    // Past the customers' retention.
+    let erased = store.erase_expired(now + 11 * day).unwrap();
+    assert_eq!((erased.customers, erased.dead_job_payloads), (1, 1));
+    assert!(store.customer("C-1").unwrap().is_none());
+    assert!(!pdf_kept(&store), "the dead receipt's PDF is erased");
+    assert_eq!(
+        store.dead_jobs().unwrap().len(),
+        1,
+        "the dead job itself is kept"
+    );
+}

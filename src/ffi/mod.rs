@@ -680,3 +680,33 @@ pub unsafe extern "C" fn fo_set_log_callback(
 ) {
     guard_void(|| log::set_callback(cb, user_data, max_level))
 }
+
+/// Erases what this till holds about a customer (the right to be forgotten): the customer
+/// record, the name, e-mail and phone of inbound orders naming them, and the payloads of
+/// delivered (and dead) customer jobs; free database pages and the WAL are overwritten or
+/// truncated, so no copy stays on disk. A customer job not yet delivered keeps what it
+/// needs to reach Omnium and is erased as soon as it is delivered. Until then, and for
+/// `sync.customer_retention_ms` after, the customer is not fetched or stored again, unless
+/// the POS records them again with `fo_record_customer`. Omnium's own copy is not touched.
+///
+/// Returns `FO_OK`; `FO_NOT_FOUND` when nothing was held about `customer_id`;
+/// `FO_NULL_ARGUMENT`; `FO_INVALID_INPUT` for an empty id, one over 128 bytes or not UTF-8;
+/// `FO_STORAGE`/`FO_STORAGE_FULL` on a disk error (nothing erased); `FO_CLOSED`.
+/// Thread-safe; blocks for one short database transaction and a WAL checkpoint (up to the
+/// 5 s busy timeout when another connection holds the database).
+///
+/// # Safety
+/// `c` is NULL or a live client; `customer_id` is NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn fo_forget_customer(
+    c: *mut fo_client,
+    customer_id: *const c_char,
+) -> fo_result {
+    guard(|| {
+        // SAFETY: caller contract above.
+        let client = unsafe { client(c) }?;
+        // SAFETY: NULL-checked by arg_str; NUL-terminated per the contract.
+        let id = unsafe { arg_str(customer_id, "customer_id", false) }?;
+        client.forget_customer(id)
+    })
+}

@@ -27,13 +27,18 @@ impl Lookup<'_> {
     /// A customer recorded at the till is readable at once.
     pub fn put_customer(&self, id: &str, json: &str) -> Result<()> {
         self.tx
-            .prepare_cached(
-                "INSERT INTO customer (id, json, source) VALUES (?1, ?2, 'pos')
-                 ON CONFLICT (id) DO UPDATE SET json = excluded.json, source = 'pos'",
-            )?
+            .prepare_cached(&format!(
+                "INSERT INTO customer (id, json, source, stored_at) VALUES (?1, ?2, 'pos', {SQL_NOW_MS})
+                 ON CONFLICT (id) DO UPDATE SET json = excluded.json, source = 'pos',
+                   stored_at = excluded.stored_at"
+            ))?
             .execute([id, json])?;
         self.tx
             .prepare_cached("DELETE FROM customer_fetch WHERE customer_id = ?1")?
+            .execute([id])?;
+        // Recorded again by the POS after a forget: the POS holds them again, by its choice.
+        self.tx
+            .prepare_cached("DELETE FROM forgotten_customer WHERE customer_id = ?1")?
             .execute([id])?;
         Ok(())
     }
@@ -161,10 +166,13 @@ impl Store {
     pub fn put_omnium_customer(&self, id: &str, json: &str) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.prepare_cached(
-            "INSERT INTO customer (id, json, source) VALUES (?1, ?2, 'omnium')
-             ON CONFLICT (id) DO UPDATE SET json = excluded.json WHERE customer.source = 'omnium'",
-        )?
+        tx.prepare_cached(&format!(
+            "INSERT INTO customer (id, json, source, stored_at)
+             SELECT ?1, ?2, 'omnium', {SQL_NOW_MS}
+             WHERE NOT EXISTS (SELECT 1 FROM forgotten_customer WHERE customer_id = ?1)
+             ON CONFLICT (id) DO UPDATE SET json = excluded.json, stored_at = excluded.stored_at
+               WHERE customer.source = 'omnium'"
+        ))?
         .execute([id, json])?;
         tx.prepare_cached("DELETE FROM customer_fetch WHERE customer_id = ?1")?
             .execute([id])?;
@@ -176,7 +184,8 @@ impl Store {
     pub fn queue_customer_fetch(&self, id: &str, now_ms: i64) -> Result<()> {
         self.conn().execute(
             "INSERT OR IGNORE INTO customer_fetch (customer_id, next_at)
-             SELECT ?1, ?2 WHERE NOT EXISTS (SELECT 1 FROM customer WHERE id = ?1)",
+             SELECT ?1, ?2 WHERE NOT EXISTS (SELECT 1 FROM customer WHERE id = ?1)
+               AND NOT EXISTS (SELECT 1 FROM forgotten_customer WHERE customer_id = ?1)",
             params![id, now_ms],
         )?;
         Ok(())
@@ -273,11 +282,17 @@ impl Store {
         if change != OrderChange::Unchanged
             && (!till_busy || omnium_cancelled || previous.is_none())
         {
-            tx.prepare_cached(
-                "INSERT INTO inbound_order (id, order_type, status, json, modified_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+            // A forgotten customer's contact fields are not stored again.
+            tx.prepare_cached(&format!(
+                "INSERT INTO inbound_order (id, order_type, status, json, modified_ms, stored_at)
+                 VALUES (?1, ?2, ?3,
+                   CASE WHEN EXISTS (SELECT 1 FROM forgotten_customer
+                                     WHERE customer_id = json_extract(?4, '$.customer.id'))
+                        THEN json_set(?4, {ERASE_CONTACT}) ELSE ?4 END,
+                   ?5, {SQL_NOW_MS})
                  ON CONFLICT (id) DO UPDATE SET order_type = excluded.order_type, status = excluded.status,
-                   json = excluded.json, modified_ms = excluded.modified_ms",
-            )?
+                   json = excluded.json, modified_ms = excluded.modified_ms, stored_at = excluded.stored_at"
+            ))?
             .execute(params![id, order_type, status, json, modified_ms])?;
         } else if change != OrderChange::Unchanged {
             tx.prepare_cached("UPDATE inbound_order SET modified_ms = ?2 WHERE id = ?1")?
@@ -382,6 +397,167 @@ impl Store {
             .execute(params![l.sku, l.warehouse_id, l.counted_at_ms, l.quantity])?;
         }
         tx.commit()?;
+        Ok(())
+    }
+}
+
+/// The database's wall clock in ms: stamps `stored_at` where no caller passes a time.
+const SQL_NOW_MS: &str = "CAST(unixepoch('subsec') * 1000 AS INTEGER)";
+/// `json_set` arguments that blank an inbound order's contact fields.
+const ERASE_CONTACT: &str =
+    "'$.customer.name', NULL, '$.customer.email', NULL, '$.customer.phone', NULL";
+/// What an erased job's content becomes.
+const ERASED: &str = r#"{"erased":true}"#;
+/// Inbound order statuses after which the order is not handed over any more.
+const FINISHED_ORDER: &str =
+    "(status IN ('PickedUp', 'PickedUpAndPaid', 'Completed', 'Closed', 'Delivered',
+    'Canceled', 'Cancelled', 'Expired', 'NotCollected') OR status LIKE 'OrderCanceled%')";
+
+/// How long personal data the till no longer needs stays on the disk (CONTRACT §9 rule 13).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retention {
+    /// A customer record from its last store; a dead job's customer data and receipt PDF
+    /// from its death; a forgotten customer's marker from the forget.
+    pub customers_ms: u64,
+    /// An inbound order from its last store, once it is finished (picked up, cancelled, …).
+    pub finished_orders_ms: u64,
+}
+
+impl Default for Retention {
+    fn default() -> Retention {
+        Retention {
+            customers_ms: crate::config::DEFAULT_CUSTOMER_RETENTION_MS,
+            finished_orders_ms: crate::config::DEFAULT_FINISHED_ORDER_RETENTION_MS,
+        }
+    }
+}
+
+/// What one maintenance pass erased.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Erased {
+    pub customers: usize,
+    pub finished_orders: usize,
+    pub dead_job_payloads: usize,
+}
+
+impl Store {
+    pub fn set_retention(&self, retention: Retention) {
+        *self.retention.lock().unwrap_or_else(|p| p.into_inner()) = retention;
+    }
+
+    /// Erases personal data past its retention, then truncates the WAL so no copy of it
+    /// stays there either. The worker runs this with its hourly purge.
+    pub fn erase_expired(&self, now_ms: i64) -> Result<Erased> {
+        let r = *self.retention.lock().unwrap_or_else(|p| p.into_inner());
+        let customers_before = now_ms.saturating_sub(r.customers_ms.min(i64::MAX as u64) as i64);
+        let orders_before = now_ms.saturating_sub(r.finished_orders_ms.min(i64::MAX as u64) as i64);
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // Rows stored before retention existed start theirs now.
+        tx.execute(
+            "UPDATE customer SET stored_at = ?1 WHERE stored_at IS NULL",
+            [now_ms],
+        )?;
+        tx.execute(
+            "UPDATE inbound_order SET stored_at = ?1 WHERE stored_at IS NULL",
+            [now_ms],
+        )?;
+        let customers = tx.execute(
+            "DELETE FROM customer WHERE stored_at < ?1 AND NOT EXISTS (SELECT 1 FROM outbox_job
+               WHERE kind = 'customer' AND entity_id = 'customer:' || customer.id AND state IN ('pending', 'in_flight'))",
+            [customers_before],
+        )?;
+        let finished_orders = tx.execute(
+            &format!("DELETE FROM inbound_order WHERE {FINISHED_ORDER} AND stored_at < ?1"),
+            [orders_before],
+        )?;
+        let pdfs = tx.execute(
+            "DELETE FROM receipt_pdf WHERE job_id IN
+               (SELECT id FROM outbox_job WHERE state = 'dead' AND dead_at < ?1)",
+            [customers_before],
+        )?;
+        let dead_customers = tx.execute(
+            "UPDATE outbox_job SET content = ?2 WHERE state = 'dead' AND kind = 'customer'
+               AND dead_at < ?1 AND content <> ?2",
+            params![customers_before, ERASED],
+        )?;
+        tx.execute(
+            "DELETE FROM forgotten_customer WHERE at < ?1 AND NOT EXISTS (SELECT 1 FROM outbox_job
+               WHERE kind = 'customer' AND entity_id = 'customer:' || customer_id AND state IN ('pending', 'in_flight'))",
+            [customers_before],
+        )?;
+        tx.commit()?;
+        drop(conn);
+        self.truncate_wal()?;
+        let erased = Erased {
+            customers,
+            finished_orders,
+            dead_job_payloads: pdfs + dead_customers,
+        };
+        if erased != Erased::default() {
+            log::info!(
+                "erased past retention: {customers} customer(s), {finished_orders} finished order(s), \
+                 {} dead job payload(s)",
+                erased.dead_job_payloads
+            );
+        }
+        Ok(erased)
+    }
+
+    /// Erases what the till holds about a customer: the record, the contact fields of
+    /// inbound orders, delivered and dead jobs' payloads. A job still to be delivered keeps
+    /// its payload until it is delivered, then it is erased. `false` when nothing was held.
+    pub fn forget_customer(&self, customer_id: &str, now_ms: i64) -> Result<bool> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut held = tx.execute("DELETE FROM customer WHERE id = ?1", [customer_id])? > 0;
+        held |= tx.execute(
+            "DELETE FROM customer_fetch WHERE customer_id = ?1",
+            [customer_id],
+        )? > 0;
+        held |= tx.execute(
+            &format!(
+                "UPDATE inbound_order SET json = json_set(json, {ERASE_CONTACT})
+                 WHERE json_extract(json, '$.customer.id') = ?1"
+            ),
+            [customer_id],
+        )? > 0;
+        held |= tx
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM outbox_job WHERE kind = 'customer' AND entity_id = 'customer:' || ?1)",
+            )?
+            .query_row([customer_id], |r| r.get::<_, bool>(0))?;
+        tx.execute(
+            "UPDATE outbox_job SET content = ?2 WHERE kind = 'customer' AND entity_id = 'customer:' || ?1
+               AND state IN ('delivered', 'dead') AND content <> ?2",
+            params![customer_id, ERASED],
+        )?;
+        if held {
+            tx.execute(
+                "INSERT INTO forgotten_customer (customer_id, at) VALUES (?1, ?2)
+                 ON CONFLICT (customer_id) DO UPDATE SET at = excluded.at",
+                params![customer_id, now_ms],
+            )?;
+        }
+        tx.commit()?;
+        drop(conn);
+        if held {
+            self.truncate_wal()?;
+        }
+        Ok(held)
+    }
+
+    /// Copies the WAL into the database and truncates it to zero bytes, so erased rows
+    /// leave no copy there. A reader in the way makes it partial: logged, done next time.
+    pub fn truncate_wal(&self) -> Result<()> {
+        let (busy, _, _): (i64, i64, i64) =
+            self.conn()
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })?;
+        if busy != 0 {
+            log::warn!("the WAL could not be truncated now (a reader was in the way); it is retried at the next maintenance");
+        }
         Ok(())
     }
 }

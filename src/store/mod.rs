@@ -8,7 +8,7 @@ pub mod files;
 mod outbox;
 mod salvage;
 
-pub use back_office::{FetchQueue, OrderChange, PushLevel};
+pub use back_office::{Erased, FetchQueue, OrderChange, PushLevel, Retention};
 mod schema;
 
 pub use catalog::{
@@ -43,6 +43,8 @@ pub struct Store {
     lock: Mutex<Option<DbLock>>,
     /// Set when the file found at open was damaged and replaced by a fresh one.
     damage: Option<DamageReport>,
+    /// How long personal data the till no longer needs is kept.
+    retention: Mutex<Retention>,
 }
 
 /// Idle read connections kept open; more are opened under load and closed after.
@@ -78,6 +80,7 @@ impl Store {
             path,
             lock: Mutex::new(Some(lock)),
             damage,
+            retention: Mutex::new(Retention::default()),
         };
         store.recover_in_flight()?;
         Ok(store)
@@ -100,6 +103,7 @@ impl Store {
             path,
             lock: Mutex::new(None),
             damage: None,
+            retention: Mutex::new(Retention::default()),
         })
     }
 
@@ -303,6 +307,11 @@ fn apply_pragmas(conn: &Connection) -> std::result::Result<(), Opened> {
     conn.execute_batch("PRAGMA cache_size = -16384")?;
     let cache: i64 = conn.query_row("PRAGMA cache_size", [], |r| r.get(0))?;
     expect_pragma("cache_size", &cache.to_string(), "-16384")?;
+    // Deleted rows (a delivered receipt's PDF, a forgotten customer) are overwritten with
+    // zeros, not left in free pages.
+    conn.execute_batch("PRAGMA secure_delete = ON")?;
+    let secure: i64 = conn.query_row("PRAGMA secure_delete", [], |r| r.get(0))?;
+    expect_pragma("secure_delete", &secure.to_string(), "1")?;
     let busy: i64 = conn.query_row("PRAGMA busy_timeout", [], |r| r.get(0))?;
     expect_pragma(
         "busy_timeout",
@@ -340,7 +349,10 @@ mod tests {
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
-        assert_eq!((mode.as_str(), sync), ("wal", 2));
+        let secure: i64 = conn
+            .query_row("PRAGMA secure_delete", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!((mode.as_str(), sync, secure), ("wal", 2, 1));
         assert_eq!(version, schema::LATEST);
     }
 

@@ -176,6 +176,21 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (sku, warehouse_id)
     ) WITHOUT ROWID;
     CREATE INDEX stock_push_unsent ON stock_push (sent);",
+    // 4: personal data has a lifetime (CONTRACT §9 rule 13). `stored_at` (the database's
+    // wall clock, ms) starts each retention; NULL rows are stamped at the next maintenance.
+    "ALTER TABLE customer ADD COLUMN stored_at INTEGER;
+    ALTER TABLE inbound_order ADD COLUMN stored_at INTEGER;
+    -- Customers the POS asked to forget: their undelivered jobs are erased once delivered,
+    -- and nothing about them is fetched or stored again meanwhile.
+    CREATE TABLE forgotten_customer (
+        customer_id TEXT PRIMARY KEY,
+        at INTEGER NOT NULL
+    );
+    CREATE TRIGGER forgotten_customer_erased_on_delivery AFTER UPDATE OF state ON outbox_job
+    WHEN new.state = 'delivered' AND new.kind = 'customer'
+      AND EXISTS (SELECT 1 FROM forgotten_customer WHERE 'customer:' || customer_id = new.entity_id) BEGIN
+        UPDATE outbox_job SET content = '{\"erased\":true}' WHERE id = new.id;
+    END;",
 ];
 
 pub const LATEST: i64 = MIGRATIONS.len() as i64;

@@ -528,6 +528,8 @@ impl Worker<'_> {
         if n > 0 {
             log::info!("purged {n} delivered job(s) past their retention");
         }
+        // Personal data past its retention leaves the tables, free pages and the WAL.
+        self.sync.store.erase_expired(now)?;
         Ok(())
     }
 }
