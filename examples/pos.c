@@ -4,7 +4,7 @@
  *   cargo build --features sim
  *   target/debug/omnium-sim --port 0 &        # prints "omnium-sim listening on http://127.0.0.1:PORT"
  *   cc -Wall -Wextra -Werror -std=c11 -Iinclude examples/pos.c -Ltarget/debug -lflow_omnium -o /tmp/pos
- *   LD_LIBRARY_PATH=target/debug /tmp/pos http://127.0.0.1:PORT /tmp/pos-demo.db
+ *   mkdir -p -m 700 /tmp/pos-demo && LD_LIBRARY_PATH=target/debug /tmp/pos http://127.0.0.1:PORT /tmp/pos-demo/pos.db
  *
  * Records the contract's example sale, shows that recording is idempotent, that a changed sale
  * under the same id is refused, that an unbalanced sale is rejected with the field named, then
