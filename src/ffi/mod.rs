@@ -84,8 +84,11 @@ pub unsafe extern "C" fn fo_string_free(s: *mut c_char) {
 /// Opens a client from its JSON configuration (CONTRACT §3): opens or creates the database
 /// and starts the sync thread unless `sync.autostart` is false. On `FO_OK`, `*out` holds the
 /// client; release it with `fo_client_close`. Errors: `FO_CONFIG` (bad configuration, the
-/// message names the key), `FO_STORAGE` (the database cannot be opened, or was damaged and
-/// has been moved aside), `FO_STORAGE_FULL`.
+/// message names the key), `FO_STORAGE` (the database cannot be opened; another client, in
+/// this process or another, holds it: the message says "in use"; `database_path` is a
+/// symlink, not a SQLite database, or in a directory every account can write: nothing is
+/// changed), `FO_STORAGE_FULL`. A damaged flow-omnium database is moved aside and replaced
+/// by a fresh one carrying its readable jobs: `FO_OK`, and a `storage.damaged` event.
 ///
 /// # Safety
 /// `config_json` is NULL or a NUL-terminated string; `out` is NULL or writable.
