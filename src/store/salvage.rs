@@ -195,6 +195,9 @@ fn copy(damaged: &Path, fresh: &Connection) -> rusqlite::Result<(u64, Option<u64
         salvaged += 1;
     }
     copy_stock_push(&old, &tx);
+    // The compact record of delivered ids, where the schema has one: a sale re-recorded
+    // after its job was purged is still recognised.
+    copy_table(&old, &tx, "delivered_id");
     tx.commit()?;
     Ok((salvaged, lost.map(|n| n + unsendable)))
 }
@@ -254,5 +257,80 @@ fn copy_stock_push(old: &Connection, tx: &Connection) {
              VALUES (?1, ?2, ?3, ?4, 0)",
             params![sku, warehouse, quantity, counted],
         );
+    }
+}
+
+/// Copies every readable row of `table` (the columns both schemas have), if both have it.
+fn copy_table(old: &Connection, tx: &Connection, table: &str) {
+    let columns = |c: &Connection| -> Vec<String> {
+        c.prepare("SELECT name FROM pragma_table_info(?1)")
+            .and_then(|mut s| {
+                s.query_map([table], |r| r.get(0))?
+                    .collect::<rusqlite::Result<Vec<String>>>()
+            })
+            .unwrap_or_default()
+    };
+    let theirs = columns(old);
+    let shared: Vec<String> = columns(tx)
+        .into_iter()
+        .filter(|c| theirs.contains(c))
+        .collect();
+    if shared.is_empty() {
+        return;
+    }
+    let list = shared
+        .iter()
+        .map(|c| format!("\"{c}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let placeholders = (1..=shared.len())
+        .map(|i| format!("?{i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let Ok(mut select) = old.prepare(&format!("SELECT {list} FROM \"{table}\"")) else {
+        return;
+    };
+    let Ok(mut rows) = select.query([]) else {
+        return;
+    };
+    let insert = format!("INSERT OR IGNORE INTO \"{table}\" ({list}) VALUES ({placeholders})");
+    // Stops at the first damaged page: what was read before it is kept.
+    while let Ok(Some(row)) = rows.next() {
+        let values: rusqlite::Result<Vec<rusqlite::types::Value>> =
+            (0..shared.len()).map(|i| row.get(i)).collect();
+        if let Ok(values) = values {
+            let _ = tx
+                .prepare_cached(&insert)
+                .and_then(|mut s| s.execute(rusqlite::params_from_iter(values.iter())));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_table_both_schemas_have_is_copied_by_its_shared_columns() {
+        let old = Connection::open_in_memory().unwrap();
+        old.execute_batch(
+            "CREATE TABLE delivered_id (kind TEXT, event_id TEXT, gone TEXT);
+             INSERT INTO delivered_id VALUES ('sale', 'S-1', 'x'), ('sale', 'S-2', 'y');",
+        )
+        .unwrap();
+        let fresh = Connection::open_in_memory().unwrap();
+        copy_table(&old, &fresh, "delivered_id");
+        fresh
+            .execute_batch("CREATE TABLE delivered_id (kind TEXT, event_id TEXT PRIMARY KEY, added INTEGER DEFAULT 7)")
+            .unwrap();
+        copy_table(&old, &fresh, "delivered_id");
+        let rows: Vec<(String, i64)> = fresh
+            .prepare("SELECT event_id, added FROM delivered_id ORDER BY event_id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(rows, [("S-1".to_string(), 7), ("S-2".to_string(), 7)]);
     }
 }

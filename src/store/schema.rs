@@ -176,7 +176,7 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (sku, warehouse_id)
     ) WITHOUT ROWID;
     CREATE INDEX stock_push_unsent ON stock_push (sent);",
-    // 4: personal data has a lifetime (CONTRACT §9 rule 13). `stored_at` (the database's
+    // [storage] personal data has a lifetime (CONTRACT §9 rule 13). `stored_at` (the database's
     // wall clock, ms) starts each retention; NULL rows are stamped at the next maintenance.
     "ALTER TABLE customer ADD COLUMN stored_at INTEGER;
     ALTER TABLE inbound_order ADD COLUMN stored_at INTEGER;
