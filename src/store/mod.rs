@@ -97,14 +97,20 @@ impl Store {
             )));
         }
         let conn = open_reader(&path)?;
-        Ok(Store {
+        Ok(Store::alongside(conn, path))
+    }
+
+    /// A store over a connection opened beside the client that holds the database (no lock,
+    /// nothing recovered or migrated): for tools.
+    pub(crate) fn alongside(conn: Connection, path: PathBuf) -> Store {
+        Store {
             conn: Mutex::new(conn),
             readers: Mutex::new(Vec::new()),
             path,
             lock: Mutex::new(None),
             damage: None,
             retention: Mutex::new(Retention::default()),
-        })
+        }
     }
 
     /// Lets another client open the database: called once this client's worker has stopped
