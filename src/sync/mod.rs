@@ -528,8 +528,12 @@ impl Worker<'_> {
         if n > 0 {
             log::info!("purged {n} delivered job(s) past their retention");
         }
-        // Personal data past its retention leaves the tables, free pages and the WAL.
-        self.sync.store.erase_expired(now)?;
+        // Personal data past its retention leaves the tables, free pages and the WAL. Its
+        // stamps are wall-clock times, so the cut-off is too.
+        use crate::clock::Clock;
+        self.sync
+            .store
+            .erase_expired(crate::clock::SystemClock.wall_ms())?;
         Ok(())
     }
 }
