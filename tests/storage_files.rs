@@ -759,3 +759,16 @@ fn the_storage_rules_hold_through_c() {
         "[till]\nprinter=epson\n"
     );
 }
+
+#[test]
+fn files_left_readable_by_an_older_version_are_made_owner_only_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("pos.db");
+    drop(Store::open(&db).unwrap());
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let store = Store::open(&db).unwrap();
+    store.set_state("k", "v").unwrap();
+    for f in [db.clone(), side(&db, "-wal"), side(&db, "-shm")] {
+        assert_eq!(mode_of(&f), 0o600, "{}", f.display());
+    }
+}
