@@ -16,8 +16,13 @@ use transport::{Body, HttpRequest, HttpResponse, NetError, Transport, UreqTransp
 /// Why a request did not succeed, in the terms the worker acts on.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Failure {
-    /// Nothing was sent: Omnium (or the network) is unreachable.
+    /// Nothing was sent: Omnium (or the network) is unreachable. Also a 3xx answer to a
+    /// read: no redirect is followed (a captive portal or a proxy answered, not Omnium).
     Unreachable(String),
+    /// A 3xx answer to a write: treated as Omnium unreachable (nothing counted, never
+    /// success, never a rejection), but the request may have reached Omnium through
+    /// whatever redirected it, so the job is checked before it is sent again.
+    Redirected(String),
     /// Sent, but the outcome is unknown (timeout, reset, 5xx, 408): check before resending.
     Uncertain(String),
     /// 429: every request waits this long.
@@ -34,6 +39,7 @@ impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Failure::Unreachable(m) => write!(f, "Omnium unreachable: {m}"),
+            Failure::Redirected(m) => write!(f, "Omnium unreachable: {m}"),
             Failure::Uncertain(m) => write!(f, "outcome unknown: {m}"),
             Failure::Throttled { retry_after_ms } => {
                 write!(f, "HTTP 429: rate limited, retry after {retry_after_ms} ms")
@@ -83,6 +89,7 @@ impl OmniumApi {
         let transport = UreqTransport::new(
             std::time::Duration::from_millis(cfg.timeout_ms),
             cfg.max_concurrency,
+            None,
         );
         OmniumApi::with_transport(cfg, Arc::new(transport))
     }
@@ -137,6 +144,7 @@ impl OmniumApi {
         let resp = self.transport.send(&req).map_err(net_failure)?;
         match resp.status {
             200..=299 => {}
+            300..=399 => return Err(redirected("POST /api/token", resp.status, false)),
             400 | 401 | 403 => {
                 return Err(Failure::Unauthorized(format!(
                     "Omnium refused the API user {:?} (HTTP {} from /api/token); check client_id and client_secret",
@@ -171,8 +179,10 @@ impl OmniumApi {
         self.token(true).map(|_| ())
     }
 
+    /// A redirect is not Omnium answering (a captive portal or a proxy did), so it does not
+    /// count as healthy.
     fn note_answer(&self, status: u16) {
-        if status < 500 && status != 429 {
+        if status < 500 && status != 429 && !(300..400).contains(&status) {
             self.last_healthy_at
                 .fetch_max(Self::now_ms(), Ordering::Relaxed);
         }
@@ -221,6 +231,10 @@ impl OmniumApi {
             };
             let resp = self.transport.send(&req).map_err(net_failure)?;
             self.note_answer(resp.status);
+            if (300..400).contains(&resp.status) {
+                let what = format!("{method} {path}");
+                return Err(redirected(&what, resp.status, method != "GET"));
+            }
             if resp.status == 429 {
                 let pause = parse_retry_after(resp.retry_after.as_deref()) as i64;
                 self.paused_until
@@ -400,6 +414,22 @@ fn says_already_exists(message: &str) -> bool {
     m.contains("already exist") || m.contains("duplicate")
 }
 
+/// CONTRACT §9 rule 11: no redirect is followed, and a 3xx is neither success nor a
+/// rejection. Whoever answered it (a captive portal on store Wi-Fi, a misconfigured proxy) is
+/// not Omnium, so Omnium counts as unreachable. A read cannot have changed anything; a write
+/// may have been passed on before the redirect came back, so its job is checked first.
+fn redirected(what: &str, status: u16, may_have_landed: bool) -> Failure {
+    let message = format!(
+        "{what} was answered with HTTP {status}, a redirect, which is not followed \
+         (a captive portal or a proxy is in the way?)"
+    );
+    if may_have_landed {
+        Failure::Redirected(message)
+    } else {
+        Failure::Unreachable(message)
+    }
+}
+
 fn net_failure(e: NetError) -> Failure {
     match e {
         NetError::NotSent(m) => Failure::Unreachable(redact(&m)),
@@ -424,6 +454,7 @@ pub fn classify(resp: &HttpResponse, what: &str) -> Result<(), Failure> {
     };
     match status {
         200..=299 => Ok(()),
+        300..=399 => Err(redirected(what, status, !what.starts_with("GET "))),
         429 => Err(Failure::Throttled {
             retry_after_ms: parse_retry_after(resp.retry_after.as_deref()),
         }),
@@ -519,6 +550,20 @@ mod tests {
             classify(&resp(400, "bad marketId", None), "x"),
             Err(Failure::Rejected { status: 400, .. })
         ));
+    }
+
+    #[test]
+    fn a_redirect_is_unreachable_never_success_nor_rejection() {
+        for status in [301, 302, 303, 307, 308] {
+            assert!(matches!(
+                classify(&resp(status, "", None), "PUT /api/Orders/PosOrders"),
+                Err(Failure::Redirected(_))
+            ));
+            assert!(matches!(
+                classify(&resp(status, "", None), "GET /api/Orders/S-1"),
+                Err(Failure::Unreachable(_))
+            ));
+        }
     }
 
     #[test]

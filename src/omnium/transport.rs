@@ -53,10 +53,20 @@ impl UreqTransport {
     /// Connect, response and overall limits: ureq sets none by default, and a hung request
     /// would stall the worker forever. (Fewer per-phase timers also cost less per request;
     /// the overall limit covers the phases left out.)
-    pub fn new(timeout: Duration, max_connections: usize) -> UreqTransport {
+    ///
+    /// No redirect is followed (CONTRACT §9 rule 11: a 3xx comes back as an answer, for the
+    /// caller to treat as "unreachable"), and no proxy is taken from the environment: the
+    /// only proxy is the one passed here, from the config.
+    pub fn new(
+        timeout: Duration,
+        max_connections: usize,
+        proxy: Option<ureq::Proxy>,
+    ) -> UreqTransport {
         let connect = timeout.min(Duration::from_secs(10));
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
+            .max_redirects(0)
+            .proxy(proxy)
             .timeout_connect(Some(connect))
             .timeout_recv_response(Some(timeout))
             .timeout_global(Some(timeout + connect))

@@ -171,6 +171,9 @@ pub struct CatalogSummary {
     pub stock_items: usize,
 }
 
+/// Where a redirect fault sends the client by default: a "captive portal" page.
+pub const PORTAL_PATH: &str = "/__sim/portal";
+
 /// A fault to inject into matching requests.
 #[derive(Clone, Debug)]
 pub struct Fault {
@@ -199,6 +202,9 @@ pub enum FaultKind {
     CommitThenReset,
     /// Apply the request, then stay silent for `hold_ms` and close.
     CommitThenTimeout { hold_ms: u64 },
+    /// Answer with a redirect (`status`, 3xx) to `location`, as a captive portal on store
+    /// Wi-Fi does; nothing applied. `/__sim/portal` answers any method with 200 and HTML.
+    Redirect { status: u16, location: String },
 }
 
 impl Fault {
@@ -578,6 +584,9 @@ fn handle(shared: &Shared, req: &Request, ctl: &Arc<ServerCtl>) -> Outcome {
             let _ = st.apply(&route, req);
             Outcome::Hold(Duration::from_millis(hold_ms))
         }
+        FaultKind::Redirect { status, location } => {
+            Outcome::Respond(Response::text(status, "Moved").with_header("Location", &location))
+        }
     }
 }
 
@@ -588,6 +597,11 @@ fn control_request(
     ctl: &Arc<ServerCtl>,
 ) -> Response {
     match route {
+        Route::SimPortal => {
+            let mut r = Response::text(200, "<html><body>Sign in to the store Wi-Fi</body></html>");
+            r.headers = vec![("Content-Type".into(), "text/html".into())];
+            r
+        }
         Route::SimStats => match serde_json::to_value(stats_of(shared)) {
             Ok(v) => Response::json(200, &v),
             Err(e) => Response::text(500, &e.to_string()),
@@ -662,6 +676,14 @@ fn fault_from_json(body: &[u8]) -> Result<Fault, String> {
         "commit_then_status" => FaultKind::CommitThenStatus(status()?),
         "commit_then_reset" => FaultKind::CommitThenReset,
         "commit_then_timeout" => FaultKind::CommitThenTimeout { hold_ms },
+        "redirect" => FaultKind::Redirect {
+            status: status().unwrap_or(302),
+            location: v
+                .get("location")
+                .and_then(Value::as_str)
+                .unwrap_or(PORTAL_PATH)
+                .to_string(),
+        },
         other => return Err(format!("unknown fault kind '{other}'")),
     };
     let count = match v.get("count") {

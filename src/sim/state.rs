@@ -51,6 +51,7 @@ pub(crate) enum Route {
     GoodsReception(String),
     InventoryUpdateMany,
     SimStats,
+    SimPortal,
     SimFaults,
     SimDown,
     SimOrder(String),
@@ -122,6 +123,8 @@ impl Route {
                 Route::InventoryScrollNext(s[3].to_string())
             }
             ("GET", 2) if is(0, "__sim") && is(1, "stats") => Route::SimStats,
+            // Any method: a client that follows a 302 for a PUT comes back with a GET.
+            (_, 2) if is(0, "__sim") && is(1, "portal") => Route::SimPortal,
             ("POST", 2) if is(0, "__sim") && is(1, "faults") => Route::SimFaults,
             ("POST", 2) if is(0, "__sim") && is(1, "down") => Route::SimDown,
             ("GET", 3) if is(0, "__sim") && is(1, "orders") => Route::SimOrder(s[2].to_string()),
@@ -159,6 +162,7 @@ impl Route {
             Route::GoodsReception(_) => "POST /api/Deliveries/{deliveryId}/ProcessGoodsReception",
             Route::InventoryUpdateMany => "PUT /api/Inventory/UpdateMany",
             Route::SimStats => "GET /__sim/stats",
+            Route::SimPortal => "/__sim/portal",
             Route::SimFaults => "POST /__sim/faults",
             Route::SimDown => "POST /__sim/down",
             Route::SimOrder(_) => "GET /__sim/orders/{id}",
@@ -172,7 +176,11 @@ impl Route {
     pub fn is_control(&self) -> bool {
         matches!(
             self,
-            Route::SimStats | Route::SimFaults | Route::SimDown | Route::SimOrder(_)
+            Route::SimStats
+                | Route::SimPortal
+                | Route::SimFaults
+                | Route::SimDown
+                | Route::SimOrder(_)
         )
     }
 }

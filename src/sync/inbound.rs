@@ -122,7 +122,10 @@ fn retry_or_stop(
     f: Failure,
 ) -> Result<(), Failure> {
     match f {
-        Failure::Unreachable(_) | Failure::Throttled { .. } | Failure::Unauthorized(_) => Err(f),
+        Failure::Unreachable(_)
+        | Failure::Redirected(_)
+        | Failure::Throttled { .. }
+        | Failure::Unauthorized(_) => Err(f),
         other => {
             log::warn!("fetching {id:?} failed: {other}");
             let delay = policy::backoff_ms(&sync.policy, tries + 1, 0.5) as i64;

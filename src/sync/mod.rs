@@ -316,7 +316,7 @@ impl Worker<'_> {
             };
             answered |= !matches!(
                 &result,
-                Err(Failure::Unreachable(_) | Failure::Uncertain(_))
+                Err(Failure::Unreachable(_) | Failure::Redirected(_) | Failure::Uncertain(_))
             );
             failed += usize::from(matches!(&result, Err(Failure::Uncertain(_))));
             let accepted_ms = result.as_ref().ok().copied().flatten();
@@ -492,6 +492,7 @@ impl Worker<'_> {
                 if matches!(
                     outcome.result,
                     Err(Failure::Unreachable(_)
+                        | Failure::Redirected(_)
                         | Failure::Throttled { .. }
                         | Failure::Unauthorized(_))
                 ) {

@@ -71,6 +71,9 @@ pub fn decide(
     };
     match failure {
         Failure::Unreachable(_) => (JobFate::Released, Signal::Unreachable),
+        // Like unreachable (no attempt used), but the write may have got through whatever
+        // redirected it: check Omnium before sending it again.
+        Failure::Redirected(_) => (retry(false, true), Signal::Unreachable),
         Failure::Throttled { retry_after_ms } => (
             JobFate::Released,
             Signal::PauseUntil(now_ms + *retry_after_ms as i64),
@@ -219,6 +222,31 @@ mod tests {
             decide(&job(2, 2, Some(10)), &err, 20, 15, &P, 0.0).0,
             JobFate::Dead { .. }
         ));
+    }
+
+    #[test]
+    fn a_redirected_write_waits_uncounted_and_is_checked_first() {
+        // Even at its last attempt, and with Omnium answering others meanwhile.
+        let (fate, signal) = decide(
+            &job(2, 9, Some(10)),
+            &Err(Failure::Redirected("HTTP 302".into())),
+            20,
+            15,
+            &P,
+            0.0,
+        );
+        assert!(
+            matches!(
+                fate,
+                JobFate::Retry {
+                    counted: false,
+                    uncertain: true,
+                    ..
+                }
+            ),
+            "{fate:?}"
+        );
+        assert_eq!(signal, Signal::Unreachable);
     }
 
     #[test]
