@@ -547,6 +547,12 @@ impl Client {
         };
         let revived = self.store.retry_dead(id, now_ms())?;
         if let (Some(id), 0) = (id, revived) {
+            if self.store.dead_job_erased(id)? {
+                return Err(Error::NotFound(format!(
+                    "dead job {id} cannot be retried: its personal data was erased \
+                     (retention or a forgotten customer)"
+                )));
+            }
             return Err(Error::NotFound(format!("no dead job with id {id}")));
         }
         if revived > 0 {

@@ -772,3 +772,178 @@ fn files_left_readable_by_an_older_version_are_made_owner_only_at_open() {
         assert_eq!(mode_of(&f), 0o600, "{}", f.display());
     }
 }
+
+/// Records one job of `kind` and lets Omnium refuse it for good (the job dies).
+fn dead_job(
+    store: &Store,
+    kind: &str,
+    event_id: &str,
+    entity: &str,
+    content: &str,
+    blob: Option<&[u8]>,
+) -> i64 {
+    use flow_omnium::store::{JobFate, JobUpdate, NewJob};
+    let now = flow_omnium::sync::now_ms();
+    let job = NewJob {
+        kind,
+        event_id,
+        entity_id: entity,
+        content,
+        blob,
+    };
+    store.record(&job, now, |_| Ok(Default::default())).unwrap();
+    let claimed = store.claim_due(now, 10).unwrap();
+    assert_eq!(claimed.len(), 1);
+    let id = claimed[0].id;
+    store
+        .finish(
+            &[JobUpdate {
+                job_id: id,
+                fate: JobFate::Dead {
+                    error: "400 refused".into(),
+                },
+                step: None,
+            }],
+            now,
+        )
+        .unwrap();
+    id
+}
+
+#[test]
+fn a_dead_job_whose_data_was_erased_is_never_revived_into_a_send() {
+    use flow_omnium::store::Retention;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("pos.db")).unwrap();
+    let day = 86_400_000i64;
+    store.set_retention(Retention {
+        customers_ms: 10 * day as u64,
+        finished_orders_ms: 5 * day as u64,
+    });
+    // A customer Omnium refused, then forgotten at the POS's request.
+    let customer = dead_job(
+        &store,
+        "customer",
+        "C-5@1",
+        "customer:C-5",
+        &unique_customer("C-5"),
+        None,
+    );
+    // A receipt Omnium refused, whose PDF leaves with the retention.
+    let receipt = dead_job(
+        &store,
+        "receipt",
+        "RC-5",
+        "S-5",
+        "{}",
+        Some(b"%PDF-1.4 receipt"),
+    );
+    // A dead sale that holds nothing erased: it may be retried.
+    let sale_job = dead_job(&store, "sale", "S-6", "S-6", r#"{"id":"S-6"}"#, None);
+    assert!(store
+        .forget_customer("C-5", flow_omnium::sync::now_ms())
+        .unwrap());
+    store
+        .erase_expired(flow_omnium::sync::now_ms() + 11 * day)
+        .unwrap();
+
+    // Retrying every dead job revives only the sale; the erased ones stay dead, listed with
+    // the reason, and nothing erased is ever claimed for sending.
+    assert_eq!(store.retry_dead(None, 0).unwrap(), 1);
+    assert_eq!(store.retry_dead(Some(customer), 0).unwrap(), 0);
+    assert_eq!(store.retry_dead(Some(receipt), 0).unwrap(), 0);
+    let claimed = store.claim_due(i64::MAX / 2, 100).unwrap();
+    assert_eq!(
+        claimed.iter().map(|j| j.id).collect::<Vec<_>>(),
+        [sale_job],
+        "only the sale is sent"
+    );
+    let dead = store.dead_jobs().unwrap();
+    assert_eq!(dead.len(), 2);
+    for job in &dead {
+        let why = job.last_error.as_deref().unwrap_or("");
+        assert!(
+            why.contains("400 refused") && why.contains("erased"),
+            "{why}"
+        );
+    }
+    // Forgetting the same customer again finds nothing held.
+    assert!(!store
+        .forget_customer("C-5", flow_omnium::sync::now_ms())
+        .unwrap());
+}
+
+#[test]
+fn forgetting_a_customer_twice_is_not_found_the_second_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("pos.db");
+    let s = sim();
+    let client = open(&db, &s, json!({}));
+    client.record_customer(&unique_customer("C-12")).unwrap();
+    client.flush(Duration::from_secs(30)).unwrap();
+    let mut o = s.new_web_order("ClickAndCollect", "oslo-1", 1);
+    o["customerId"] = json!("C-12");
+    o["customerName"] = json!(format!("{FIRST} {LAST}"));
+    let order_id = o["id"].as_str().unwrap().to_string();
+    let event = s.add_web_order(o);
+    client.event_notify(&event.to_string()).unwrap();
+    assert!(wait_until(Duration::from_secs(20), || client
+        .order_json(&order_id)
+        .is_ok()));
+    client.forget_customer("C-12").unwrap();
+    assert_eq!(
+        client.forget_customer("C-12").unwrap_err().code(),
+        fo_result::FO_NOT_FOUND,
+        "nothing is held any more"
+    );
+}
+
+#[test]
+fn erasing_truncates_the_wal_even_when_a_reader_holds_it_for_longer_than_the_busy_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("pos.db");
+    let store = Store::open(&db).unwrap();
+    store
+        .put_omnium_customer("C-1", &unique_customer("C-1"))
+        .unwrap();
+    // An operator tool reading alongside, in a read transaction for 6 s (longer than the
+    // 5 s busy timeout a single checkpoint waits).
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader_db = db.clone();
+    let reader = std::thread::spawn(move || {
+        let c = rusqlite::Connection::open_with_flags(
+            &reader_db,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap();
+        c.execute_batch("BEGIN").unwrap();
+        let _: i64 = c
+            .query_row("SELECT COUNT(*) FROM customer", [], |r| r.get(0))
+            .unwrap();
+        tx.send(()).unwrap();
+        std::thread::sleep(Duration::from_secs(6));
+        c.execute_batch("COMMIT").unwrap();
+    });
+    rx.recv().unwrap();
+    // The till's writes go on while the truncation waits for the reader.
+    let (waited, written_during_wait) = std::thread::scope(|scope| {
+        let writer = scope.spawn(|| {
+            std::thread::sleep(Duration::from_millis(500));
+            store.set_state("written", "while waiting").unwrap();
+            std::time::Instant::now()
+        });
+        let started = std::time::Instant::now();
+        assert!(store.forget_customer("C-1", 0).unwrap());
+        let done = std::time::Instant::now();
+        (done - started, writer.join().unwrap() < done)
+    });
+    reader.join().unwrap();
+    assert!(waited >= Duration::from_secs(5), "it waited for the reader");
+    assert!(written_during_wait, "a write was not held up by the wait");
+    assert_eq!(
+        std::fs::metadata(side(&db, "-wal")).unwrap().len(),
+        0,
+        "the WAL was truncated once the reader let go"
+    );
+    assert_nowhere(&db, "the forgotten name", FIRST.as_bytes());
+}

@@ -5,6 +5,7 @@ use super::{Lookup, Store};
 use crate::error::Result;
 use rusqlite::{params, OptionalExtension, TransactionBehavior, MAIN_DB};
 use std::io::Read;
+use std::time::Duration;
 
 /// A level to push: the newest count of one SKU in one warehouse.
 #[derive(Clone, Debug, PartialEq)]
@@ -408,6 +409,12 @@ const ERASE_CONTACT: &str =
     "'$.customer.name', NULL, '$.customer.email', NULL, '$.customer.phone', NULL";
 /// What an erased job's content becomes.
 const ERASED: &str = r#"{"erased":true}"#;
+/// Appended to a dead job's `last_error` when its payload is erased (`?2`): why it cannot
+/// be retried any more.
+const ERASED_NOTE: &str =
+    "its personal data was erased (retention or a forgotten customer), so it cannot be retried";
+const MARK_ERASED: &str = "last_error = CASE WHEN last_error IS NULL OR last_error = '' THEN ?2
+    WHEN instr(last_error, ?2) > 0 THEN last_error ELSE last_error || '; ' || ?2 END";
 /// Inbound order statuses after which the order is not handed over any more.
 const FINISHED_ORDER: &str =
     "(status IN ('PickedUp', 'PickedUpAndPaid', 'Completed', 'Closed', 'Delivered',
@@ -471,15 +478,26 @@ impl Store {
             &format!("DELETE FROM inbound_order WHERE {FINISHED_ORDER} AND stored_at < ?1"),
             [orders_before],
         )?;
+        // A dead job whose payload is erased stays dead for good (a trigger refuses to revive
+        // it): retrying it would send `{"erased":true}` or a receipt without its PDF.
+        tx.execute(
+            &format!(
+                "UPDATE outbox_job SET {MARK_ERASED} WHERE state = 'dead' AND dead_at < ?1
+                   AND id IN (SELECT job_id FROM receipt_pdf)"
+            ),
+            params![customers_before, ERASED_NOTE],
+        )?;
         let pdfs = tx.execute(
             "DELETE FROM receipt_pdf WHERE job_id IN
                (SELECT id FROM outbox_job WHERE state = 'dead' AND dead_at < ?1)",
             [customers_before],
         )?;
         let dead_customers = tx.execute(
-            "UPDATE outbox_job SET content = ?2 WHERE state = 'dead' AND kind = 'customer'
-               AND dead_at < ?1 AND content <> ?2",
-            params![customers_before, ERASED],
+            &format!(
+                "UPDATE outbox_job SET content = ?3, {MARK_ERASED} WHERE state = 'dead'
+                   AND kind = 'customer' AND dead_at < ?1 AND content <> ?3"
+            ),
+            params![customers_before, ERASED_NOTE, ERASED],
         )?;
         tx.execute(
             "DELETE FROM forgotten_customer WHERE at < ?1 AND NOT EXISTS (SELECT 1 FROM outbox_job
@@ -515,21 +533,36 @@ impl Store {
             "DELETE FROM customer_fetch WHERE customer_id = ?1",
             [customer_id],
         )? > 0;
+        // Orders whose contact fields are already blank hold nothing more (a second forget
+        // of the same customer is NOT_FOUND).
         held |= tx.execute(
             &format!(
                 "UPDATE inbound_order SET json = json_set(json, {ERASE_CONTACT})
-                 WHERE json_extract(json, '$.customer.id') = ?1"
+                 WHERE json_extract(json, '$.customer.id') = ?1
+                   AND (json_extract(json, '$.customer.name') IS NOT NULL
+                     OR json_extract(json, '$.customer.email') IS NOT NULL
+                     OR json_extract(json, '$.customer.phone') IS NOT NULL)"
             ),
             [customer_id],
         )? > 0;
+        // A job still holding the customer's data: one to deliver (erased on delivery), or a
+        // delivered or dead one erased now.
         held |= tx
             .prepare_cached(
-                "SELECT EXISTS (SELECT 1 FROM outbox_job WHERE kind = 'customer' AND entity_id = 'customer:' || ?1)",
+                "SELECT EXISTS (SELECT 1 FROM outbox_job WHERE kind = 'customer'
+                   AND entity_id = 'customer:' || ?1 AND content <> ?2)",
             )?
-            .query_row([customer_id], |r| r.get::<_, bool>(0))?;
+            .query_row(params![customer_id, ERASED], |r| r.get::<_, bool>(0))?;
+        tx.execute(
+            &format!(
+                "UPDATE outbox_job SET content = ?3, {MARK_ERASED} WHERE kind = 'customer'
+                   AND entity_id = 'customer:' || ?1 AND state = 'dead' AND content <> ?3"
+            ),
+            params![customer_id, ERASED_NOTE, ERASED],
+        )?;
         tx.execute(
             "UPDATE outbox_job SET content = ?2 WHERE kind = 'customer' AND entity_id = 'customer:' || ?1
-               AND state IN ('delivered', 'dead') AND content <> ?2",
+               AND state = 'delivered' AND content <> ?2",
             params![customer_id, ERASED],
         )?;
         if held {
@@ -548,19 +581,70 @@ impl Store {
     }
 
     /// Copies the WAL into the database and truncates it to zero bytes, so erased rows
-    /// leave no copy there. A reader in the way makes it partial: logged, done next time.
-    pub fn truncate_wal(&self) -> Result<()> {
-        let (busy, _, _): (i64, i64, i64) =
-            self.conn()
-                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })?;
-        if busy != 0 {
-            log::warn!("the WAL could not be truncated now (a reader was in the way); it is retried at the next maintenance");
+    /// leave no copy there. A reader in the way (an operator tool reading alongside) blocks
+    /// it: each try waits at most [`CHECKPOINT_TRY`], then the writer connection is let go
+    /// (recording goes on meanwhile) and it is tried again, for at most
+    /// [`CHECKPOINT_BUDGET`] in all. Still blocked after that: logged, and tried again at the
+    /// worker's next hourly maintenance. Returns whether the WAL is now empty.
+    pub fn truncate_wal(&self) -> Result<bool> {
+        let start = std::time::Instant::now();
+        let mut pause = Duration::from_millis(50);
+        let mut tries = 0u32;
+        loop {
+            tries += 1;
+            let busy = {
+                let conn = self.conn();
+                conn.busy_timeout(CHECKPOINT_TRY)?;
+                let result = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                    r.get::<_, i64>(0)
+                });
+                conn.busy_timeout(super::BUSY_TIMEOUT)?;
+                match result {
+                    Ok(busy) => busy != 0,
+                    Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) => {
+                        true
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            };
+            if !busy {
+                if tries > 1 {
+                    log::info!(
+                        "the WAL was truncated after {tries} tries (a reader was in the way)"
+                    );
+                }
+                return Ok(true);
+            }
+            if start.elapsed() + pause > CHECKPOINT_BUDGET {
+                log::warn!(
+                    "the WAL could not be truncated in {tries} tries over {} ms (a reader was in \
+                     the way); erased rows may stay in it until the next maintenance",
+                    start.elapsed().as_millis()
+                );
+                return Ok(false);
+            }
+            log::debug!("WAL truncation blocked by a reader (try {tries}); trying again");
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_secs(1));
         }
-        Ok(())
+    }
+
+    /// Whether `job_id` is a dead job whose payload was erased (it cannot be retried).
+    pub fn dead_job_erased(&self, job_id: i64) -> Result<bool> {
+        Ok(self.conn().query_row(
+            "SELECT EXISTS (SELECT 1 FROM outbox_job WHERE id = ?1 AND state = 'dead'
+                   AND (content = ?2 OR (kind = 'receipt'
+                     AND NOT EXISTS (SELECT 1 FROM receipt_pdf WHERE job_id = ?1))))",
+            params![job_id, ERASED],
+            |r| r.get(0),
+        )?)
     }
 }
+
+/// How long one try to truncate the WAL waits for readers.
+const CHECKPOINT_TRY: Duration = Duration::from_millis(250);
+/// How long erasing tries to truncate the WAL before leaving it to the next maintenance.
+const CHECKPOINT_BUDGET: Duration = Duration::from_secs(12);
 
 /// The two fetch queues.
 #[derive(Clone, Copy, Debug)]

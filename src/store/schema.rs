@@ -191,6 +191,16 @@ const MIGRATIONS: &[&str] = &[
       AND EXISTS (SELECT 1 FROM forgotten_customer WHERE 'customer:' || customer_id = new.entity_id) BEGIN
         UPDATE outbox_job SET content = '{\"erased\":true}' WHERE id = new.id;
     END;",
+    // [storage] a dead job whose payload was erased (retention, a forgotten customer) stays
+    // dead: reviving it would send `{"erased":true}`, or a receipt without its PDF. The
+    // update of such a row is skipped (RAISE(IGNORE)), so a retry of all dead jobs revives
+    // the others.
+    "CREATE TRIGGER erased_dead_job_stays_dead BEFORE UPDATE OF state ON outbox_job
+    WHEN old.state = 'dead' AND new.state <> 'dead'
+      AND (old.content = '{\"erased\":true}' OR (old.kind = 'receipt'
+        AND NOT EXISTS (SELECT 1 FROM receipt_pdf WHERE job_id = old.id))) BEGIN
+        SELECT RAISE(IGNORE);
+    END;",
 ];
 
 pub const LATEST: i64 = MIGRATIONS.len() as i64;
