@@ -1,0 +1,3 @@
+module flowomnium
+
+go 1.19
