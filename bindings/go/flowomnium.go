@@ -340,7 +340,9 @@ func (c *Client) Order(orderID string) (json.RawMessage, error) {
 
 // PurchaseOrders lists purchase orders; filterJSON ({"status"}) may be "".
 func (c *Client) PurchaseOrders(filterJSON string) (json.RawMessage, error) {
-	return c.read(func(h *C.fo_client, s *C.char, o **C.char) C.enum_fo_result { return C.fo_purchase_orders_list(h, s, o) }, optional(filterJSON), "filter")
+	return c.read(func(h *C.fo_client, s *C.char, o **C.char) C.enum_fo_result {
+		return C.fo_purchase_orders_list(h, s, o)
+	}, optional(filterJSON), "filter")
 }
 
 // Customer is a customer recorded here or fetched for an inbound order.
