@@ -72,7 +72,10 @@ PYTHONDONTWRITEBYTECODE=1 FLOW_OMNIUM_LIB=$TARGET/libflow_omnium.so FO_SIM_BIN=$
   "$PYTHON" -m pytest -p no:cacheprovider -q -rs bindings/python/tests | tee "$OUT/python.log"
 grep -qE '^[0-9]+ passed in ' "$OUT/python.log" || { echo "python: skipped or failed tests"; exit 1; }
 
-echo "bindings: Go (go test)"
+echo "bindings: Go (gofmt, go vet, go test)"
+unformatted=$(gofmt -l bindings/go)
+[ -z "$unformatted" ] || { echo "gofmt wants to change: $unformatted"; exit 1; }
+(cd bindings/go && CGO_LDFLAGS="-L$TARGET" go vet ./...)
 (cd bindings/go && CGO_LDFLAGS="-L$TARGET" LD_LIBRARY_PATH=$TARGET FO_SIM_BIN=$SIM \
   go test -count=1 -v ./... ) > "$OUT/go.log" 2>&1 || { cat "$OUT/go.log"; exit 1; }
 grep -E '^(--- |ok|FAIL)' "$OUT/go.log"
