@@ -579,6 +579,7 @@ impl Client {
             }
             if handle.is_finished() {
                 let _ = handle.join();
+                self.sync.api.forget_secrets();
                 self.store.release_lock();
             } else {
                 log::warn!(
@@ -587,14 +588,17 @@ impl Client {
                 // The database stays held (a new client would reset the jobs this worker is
                 // still sending) until the worker is done.
                 let store = self.store.clone();
+                let sync = self.sync.clone();
                 let _ = std::thread::Builder::new()
                     .name("flow-omnium-close".into())
                     .spawn(move || {
                         let _ = handle.join();
+                        sync.api.forget_secrets();
                         store.release_lock();
                     });
             }
         } else {
+            self.sync.api.forget_secrets();
             self.store.release_lock();
         }
         log::info!("flow-omnium closed");

@@ -2,7 +2,6 @@
 
 use crate::error::{Error, Result};
 use crate::model::fields::{parse_object, Fields};
-use std::fmt;
 use std::path::PathBuf;
 
 /// Who owns the store's stock levels.
@@ -12,24 +11,7 @@ pub enum StockMaster {
     Flow,
 }
 
-/// A string that must never reach a log, an error message or the database.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Secret {
-        Secret(s.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
+pub use crate::redact::Secret;
 
 #[derive(Clone, Debug)]
 pub struct OmniumConfig {

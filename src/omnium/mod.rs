@@ -6,12 +6,15 @@ pub mod catalog;
 pub mod orders;
 pub mod transport;
 
+use crate::clock::{Clock, SystemClock};
 use crate::config::{OmniumConfig, Secret};
-use crate::redact::{redact, register_secret};
+use crate::redact::redact;
 use serde_json::Value;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use transport::{Body, HttpRequest, HttpResponse, NetError, Transport, UreqTransport};
+use zeroize::Zeroizing;
 
 /// Why a request did not succeed, in the terms the worker acts on.
 #[derive(Clone, Debug, PartialEq)]
@@ -58,9 +61,52 @@ const DEFAULT_RETRY_AFTER_MS: u64 = 5_000;
 /// The contract's cap on a Retry-After pause.
 pub const MAX_RETRY_AFTER_MS: u64 = 2 * 3_600_000;
 
+/// Omnium's tokens live 10 days; a lifetime outside these bounds is clamped (a huge
+/// `expiresIn` must not overflow into "expired", a tiny one must not mean a request each).
+const MIN_TOKEN_LIFETIME_MS: i64 = 60_000;
+const MAX_TOKEN_LIFETIME_MS: i64 = 10 * 24 * 3_600_000;
+/// Without `expiresIn` a token is taken to live this long (Omnium's documented lifetime).
+const DEFAULT_TOKEN_LIFETIME_MS: i64 = MAX_TOKEN_LIFETIME_MS;
+
+/// A bearer token, as Omnium's token endpoint answers it (`returnAsJson=true`).
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TokenAnswer {
+    access_token: Secret,
+    /// Seconds; any JSON number (Omnium sends an integer), clamped when used.
+    #[serde(default)]
+    expires_in: Option<serde_json::Number>,
+}
+
+/// A token in use: wiped when the last request holding it drops it.
 struct Token {
-    value: String,
-    renew_at_ms: i64,
+    value: Secret,
+    /// Counts renewals; a thread refused with generation `g` renews only if the current token
+    /// is still `g` (otherwise another thread already did).
+    generation: u64,
+    /// Monotonic ms: renew once this has passed.
+    renew_at: i64,
+}
+
+/// Lifetime in ms from `expiresIn` seconds, clamped to [1 minute, 10 days] without overflow.
+fn token_lifetime_ms(expires_in: Option<&serde_json::Number>) -> i64 {
+    let Some(n) = expires_in else {
+        return DEFAULT_TOKEN_LIFETIME_MS;
+    };
+    let secs = match (n.as_i64(), n.as_f64()) {
+        (Some(i), _) => i,
+        (None, Some(f)) if f.is_finite() && f > 0.0 => f.min(i64::MAX as f64) as i64,
+        (None, Some(f)) if f.is_finite() => 0,
+        _ => i64::MAX, // a u64 beyond i64: very long
+    };
+    secs.saturating_mul(1000)
+        .clamp(MIN_TOKEN_LIFETIME_MS, MAX_TOKEN_LIFETIME_MS)
+}
+
+/// When to renew a token of `lifetime` ms: after 80 % of it, and never closer than an hour
+/// to its end when the lifetime allows it (at least half of it is always used).
+fn renew_after_ms(lifetime: i64) -> i64 {
+    (lifetime / 10 * 8).min((lifetime - 3_600_000).max(lifetime / 2))
 }
 
 /// Result of a create call.
@@ -77,11 +123,19 @@ pub struct OmniumApi {
     base_url: String,
     client_id: String,
     client_secret: Secret,
-    token: Mutex<Option<Token>>,
+    /// The token in use; read under a short lock, never held across a request.
+    token: Mutex<Option<Arc<Token>>>,
+    /// Held across the token request: one renewal at a time for every thread (single flight).
+    renewal: Mutex<()>,
+    /// The client's secrets (client secret, tokens), masked in every message while it lives.
+    secrets: crate::redact::Scope,
+    clock: Arc<dyn Clock>,
     /// Last time Omnium gave an answer that was not 5xx/429 (unix ms); 0 = never.
     last_healthy_at: AtomicI64,
     /// After a 429 no request leaves before this (unix ms), from any thread.
     paused_until: AtomicI64,
+    /// Set at close: no token is asked for again.
+    forgotten: AtomicBool,
 }
 
 impl OmniumApi {
@@ -95,16 +149,36 @@ impl OmniumApi {
     }
 
     pub fn with_transport(cfg: &OmniumConfig, transport: Arc<dyn Transport>) -> OmniumApi {
-        crate::redact::register_client_secret(cfg.client_secret.expose());
+        let secrets = crate::redact::Scope::new();
+        secrets.add(&cfg.client_secret, None, 0);
         OmniumApi {
             transport,
             base_url: cfg.base_url.clone(),
             client_id: cfg.client_id.clone(),
             client_secret: cfg.client_secret.clone(),
             token: Mutex::new(None),
+            renewal: Mutex::new(()),
+            secrets,
+            clock: Arc::new(SystemClock),
             last_healthy_at: AtomicI64::new(0),
             paused_until: AtomicI64::new(0),
+            forgotten: AtomicBool::new(false),
         }
+    }
+
+    /// Token renewal runs on this clock's monotonic time (tests pass a manual one).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> OmniumApi {
+        self.clock = clock;
+        self
+    }
+
+    /// The client is closing: its secret and tokens are wiped and no longer masked (they
+    /// will not be printed again). Requests after this fail as refused credentials.
+    pub fn forget_secrets(&self) {
+        let _flight = self.renewal.lock().unwrap_or_else(|p| p.into_inner());
+        self.token.lock().unwrap_or_else(|p| p.into_inner()).take();
+        self.secrets.forget();
+        self.forgotten.store(true, Ordering::SeqCst);
     }
 
     pub fn last_healthy_at(&self) -> i64 {
@@ -119,29 +193,65 @@ impl OmniumApi {
         format!("{}{path}", self.base_url)
     }
 
-    /// A cached token, or a new one when there is none or it is due for renewal.
-    fn token(&self, force_new: bool) -> Result<String, Failure> {
-        let mut slot = self.token.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Self::now_ms();
-        if let Some(t) = slot.as_ref() {
-            if !force_new && now < t.renew_at_ms {
-                return Ok(t.value.clone());
-            }
+    /// The token to send: the cached one while it is not due for renewal, else a new one.
+    /// `refused` is the generation of a token Omnium just answered 401 to: it is replaced,
+    /// unless another thread already replaced it (then that newer token is used). Only one
+    /// thread at a time asks for a token; the others wait and take the one it got.
+    fn token(&self, refused: Option<u64>) -> Result<Arc<Token>, Failure> {
+        let usable = |t: &Token| {
+            self.clock.mono_ms() < t.renew_at && refused.is_none_or(|g| t.generation > g)
+        };
+        let current = || self.token.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(t) = current().filter(|t| usable(t)) {
+            return Ok(t);
         }
-        let url = self.url(&format!(
+        let _flight = self.renewal.lock().unwrap_or_else(|p| p.into_inner());
+        // A newer token may have arrived while this thread waited for the renewal.
+        let previous = current();
+        if let Some(t) = previous.clone().filter(|t| usable(t)) {
+            return Ok(t);
+        }
+        if self.forgotten.load(Ordering::SeqCst) {
+            return Err(Failure::Unauthorized("the client is closed".into()));
+        }
+        let token = self.request_token()?;
+        let now = self.clock.mono_ms();
+        let lifetime = token_lifetime_ms(token.expires_in.as_ref());
+        let value = token.access_token;
+        self.secrets
+            .add(&value, Some(now.saturating_add(lifetime)), now);
+        let renew_after = renew_after_ms(lifetime);
+        let token = Arc::new(Token {
+            value,
+            generation: previous.map_or(1, |t| t.generation + 1),
+            renew_at: now.saturating_add(renew_after),
+        });
+        *self.token.lock().unwrap_or_else(|p| p.into_inner()) = Some(token.clone());
+        log::debug!("new Omnium token, renewed in {} s", renew_after / 1000);
+        Ok(token)
+    }
+
+    /// `POST /api/token`; the secret travels in the query, as Omnium's API requires.
+    fn request_token(&self) -> Result<TokenAnswer, Failure> {
+        let url = Zeroizing::new(self.url(&format!(
             "/api/token?clientId={}&clientSecret={}&returnAsJson=true",
             encode_component(&self.client_id),
-            encode_component(self.client_secret.expose())
-        ));
+            Zeroizing::new(encode_component(self.client_secret.expose())).as_str()
+        )));
         let req = HttpRequest {
             method: "POST",
             url: &url,
             bearer: None,
             body: None,
         };
+        // An error about this request may print its URL: mask the secret whatever its length.
+        let mask = |m: String| crate::redact::redact_with(&m, &[&self.client_secret]);
         // Token answers do not count as Omnium being healthy: the token endpoint is
         // separate from (and not rate-limited like) the API the jobs need.
-        let resp = self.transport.send(&req).map_err(net_failure)?;
+        let resp = self.transport.send(&req).map_err(|e| match e {
+            NetError::NotSent(m) => Failure::Unreachable(mask(m)),
+            NetError::Unknown(m) => Failure::Uncertain(mask(m)),
+        })?;
         match resp.status {
             200..=299 => {}
             300..=399 => return Err(redirected("POST /api/token", resp.status, false)),
@@ -151,32 +261,41 @@ impl OmniumApi {
                     self.client_id, resp.status
                 )))
             }
-            _ => return Err(classify(&resp, "POST /api/token").unwrap_err()),
+            _ => {
+                return Err(match classify(&resp, "POST /api/token").unwrap_err() {
+                    Failure::Uncertain(m) => Failure::Uncertain(mask(m)),
+                    other => other,
+                })
+            }
         }
-        let body: Value = serde_json::from_slice(&resp.body)
-            .map_err(|e| Failure::Uncertain(format!("token response is not JSON: {e}")))?;
-        let value = body["accessToken"]
-            .as_str()
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| Failure::Uncertain("token response has no accessToken".into()))?
-            .to_string();
-        register_secret(&value);
-        let lifetime_ms = body["expiresIn"].as_i64().unwrap_or(864_000).max(60) * 1000;
-        // Renew well before expiry: after 80 % of the lifetime, never closer than an hour
-        // to the end when the lifetime allows it.
-        let renew_after =
-            (lifetime_ms * 8 / 10).min((lifetime_ms - 3_600_000).max(lifetime_ms / 2));
-        *slot = Some(Token {
-            value: value.clone(),
-            renew_at_ms: now + renew_after,
-        });
-        log::debug!("new Omnium token, renewed in {} s", renew_after / 1000);
-        Ok(value)
+        let answer: TokenAnswer = serde_json::from_slice(&resp.body).map_err(|e| {
+            Failure::Uncertain(format!(
+                // Not `e` itself: serde's message can quote the value (the token).
+                "token response is not the expected JSON ({:?} error at line {} column {})",
+                e.classify(),
+                e.line(),
+                e.column()
+            ))
+        })?;
+        if answer.access_token.is_empty() {
+            return Err(Failure::Uncertain(
+                "token response has an empty accessToken".into(),
+            ));
+        }
+        Ok(answer)
     }
 
-    /// Checks that Omnium answers and accepts the API user, by renewing the token.
+    /// Checks that Omnium answers and accepts the API user, by renewing the token (the token
+    /// endpoint is not rate-limited). Used at start and after an outage or refused
+    /// credentials, never after a 429 pause (the next real request checks then).
     pub fn probe(&self) -> Result<(), Failure> {
-        self.token(true).map(|_| ())
+        let current = self
+            .token
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|t| t.generation);
+        self.token(Some(current.unwrap_or(0))).map(|_| ())
     }
 
     /// A redirect is not Omnium answering (a captive portal or a proxy did), so it does not
@@ -215,7 +334,7 @@ impl OmniumApi {
             });
         }
         let url = self.url(path);
-        let mut token = self.token(false)?;
+        let mut token = self.token(None)?;
         let streamed = matches!(body, Some((_, Body::Stream(_))));
         let mut body = body;
         for renewed in [false, true] {
@@ -226,7 +345,7 @@ impl OmniumApi {
             let req = HttpRequest {
                 method,
                 url: &url,
-                bearer: Some(&token),
+                bearer: Some(token.value.expose()),
                 body: this_body,
             };
             let resp = self.transport.send(&req).map_err(net_failure)?;
@@ -247,7 +366,7 @@ impl OmniumApi {
                 break;
             }
             log::info!("Omnium answered 401 to {method} {path}; renewing the token once");
-            token = self.token(true)?;
+            token = self.token(Some(token.generation))?;
             if streamed {
                 return Err(Failure::Uncertain(format!(
                     "{method} {path}: the token expired during an upload; sending again with a new one"
@@ -564,6 +683,185 @@ mod tests {
                 Err(Failure::Unreachable(_))
             ));
         }
+    }
+
+    /// A fake Omnium: tokens `t1`, `t2`, … with `expiresIn` from `expires_in`; the API
+    /// answers 401 to tokens below `valid_from` and 200 otherwise.
+    struct FakeOmnium {
+        expires_in: String,
+        token_delay: std::time::Duration,
+        tokens: std::sync::atomic::AtomicU64,
+        valid_from: std::sync::atomic::AtomicU64,
+    }
+
+    impl FakeOmnium {
+        fn new(expires_in: &str) -> Arc<FakeOmnium> {
+            Arc::new(FakeOmnium {
+                expires_in: expires_in.to_string(),
+                token_delay: std::time::Duration::ZERO,
+                tokens: Default::default(),
+                valid_from: Default::default(),
+            })
+        }
+        fn issued(&self) -> u64 {
+            self.tokens.load(Ordering::SeqCst)
+        }
+    }
+
+    impl Transport for FakeOmnium {
+        fn send(&self, req: &HttpRequest<'_, '_>) -> Result<HttpResponse, NetError> {
+            let ok = |body: String| HttpResponse {
+                status: 200,
+                retry_after: None,
+                body: body.into_bytes(),
+            };
+            if req.url.contains("/api/token") {
+                std::thread::sleep(self.token_delay);
+                let n = self.tokens.fetch_add(1, Ordering::SeqCst) + 1;
+                return Ok(ok(format!(
+                    r#"{{"accessToken": "t{n}", "expiresIn": {}}}"#,
+                    self.expires_in
+                )));
+            }
+            let n: u64 = req.bearer.unwrap()[1..].parse().unwrap();
+            if n < self.valid_from.load(Ordering::SeqCst) {
+                return Ok(HttpResponse {
+                    status: 401,
+                    retry_after: None,
+                    body: Vec::new(),
+                });
+            }
+            Ok(ok("{}".into()))
+        }
+    }
+
+    fn api(fake: &Arc<FakeOmnium>, clock: &Arc<crate::clock::ManualClock>) -> OmniumApi {
+        api_with_secret(fake, clock, "secret-of-the-test")
+    }
+
+    fn api_with_secret(
+        fake: &Arc<FakeOmnium>,
+        clock: &Arc<crate::clock::ManualClock>,
+        secret: &str,
+    ) -> OmniumApi {
+        let cfg = OmniumConfig {
+            base_url: "https://omnium.test".into(),
+            client_id: "id".into(),
+            client_secret: Secret::new(secret),
+            timeout_ms: 1000,
+            max_concurrency: 4,
+        };
+        OmniumApi::with_transport(&cfg, fake.clone()).with_clock(clock.clone())
+    }
+
+    #[test]
+    fn token_lifetimes_are_clamped_without_overflow() {
+        for (expires_in, lifetime) in [
+            ("864000", 864_000_000),
+            ("1.2e15", MAX_TOKEN_LIFETIME_MS),
+            ("9223372036854775807", MAX_TOKEN_LIFETIME_MS),
+            ("18446744073709551615", MAX_TOKEN_LIFETIME_MS),
+            ("1e300", MAX_TOKEN_LIFETIME_MS),
+            ("0", MIN_TOKEN_LIFETIME_MS),
+            ("-5", MIN_TOKEN_LIFETIME_MS),
+            ("-1e300", MIN_TOKEN_LIFETIME_MS),
+            ("0.5", MIN_TOKEN_LIFETIME_MS),
+            ("3600", 3_600_000),
+        ] {
+            let n: serde_json::Number = serde_json::from_str(expires_in).unwrap();
+            assert_eq!(token_lifetime_ms(Some(&n)), lifetime, "{expires_in}");
+        }
+        assert_eq!(token_lifetime_ms(None), DEFAULT_TOKEN_LIFETIME_MS);
+        // A short lifetime is renewed at half of it, a long one at 80 %.
+        assert_eq!(renew_after_ms(MIN_TOKEN_LIFETIME_MS), 30_000);
+        assert_eq!(renew_after_ms(MAX_TOKEN_LIFETIME_MS), 691_200_000);
+    }
+
+    #[test]
+    fn a_huge_expires_in_does_not_renew_on_every_call() {
+        let clock = Arc::new(crate::clock::ManualClock::new(1_700_000_000_000));
+        let fake = FakeOmnium::new("1.2e18");
+        let api = api(&fake, &clock);
+        for _ in 0..5 {
+            api.get_json("/api/Markets").unwrap();
+        }
+        assert_eq!(fake.issued(), 1);
+        // Renewed early, at 80 % of the 10 days the lifetime is clamped to, on the
+        // monotonic clock: a wall clock jumping a year ahead changes nothing.
+        clock.jump_wall(365 * 86_400_000);
+        clock.advance(691_199_000);
+        api.get_json("/api/Markets").unwrap();
+        assert_eq!(fake.issued(), 1);
+        clock.advance(2_000);
+        api.get_json("/api/Markets").unwrap();
+        assert_eq!(fake.issued(), 2);
+    }
+
+    #[test]
+    fn a_tiny_expires_in_is_a_minute() {
+        let clock = Arc::new(crate::clock::ManualClock::new(0));
+        let fake = FakeOmnium::new("0");
+        let api = api(&fake, &clock);
+        api.get_json("/api/Markets").unwrap();
+        clock.advance(29_000);
+        api.get_json("/api/Markets").unwrap();
+        assert_eq!(fake.issued(), 1);
+        clock.advance(2_000);
+        api.get_json("/api/Markets").unwrap();
+        assert_eq!(fake.issued(), 2);
+    }
+
+    #[test]
+    fn threads_needing_a_token_at_once_share_one_request() {
+        let clock = Arc::new(crate::clock::ManualClock::new(0));
+        let mut fake = FakeOmnium::new("864000");
+        Arc::get_mut(&mut fake).unwrap().token_delay = std::time::Duration::from_millis(200);
+        let api = api(&fake, &clock);
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| api.get_json("/api/Markets").unwrap());
+            }
+        });
+        assert_eq!(fake.issued(), 1, "single flight");
+    }
+
+    #[test]
+    fn a_401_to_many_threads_renews_the_token_once() {
+        let clock = Arc::new(crate::clock::ManualClock::new(0));
+        let mut fake = FakeOmnium::new("864000");
+        Arc::get_mut(&mut fake).unwrap().token_delay = std::time::Duration::from_millis(100);
+        let api = api(&fake, &clock);
+        api.get_json("/api/Markets").unwrap();
+        // Omnium revokes t1: every thread gets a 401 with it, and all share one new token.
+        fake.valid_from.store(2, Ordering::SeqCst);
+        let barrier = std::sync::Barrier::new(8);
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    barrier.wait();
+                    api.get_json("/api/Markets").unwrap()
+                });
+            }
+        });
+        assert_eq!(fake.issued(), 2, "one renewal for all threads");
+    }
+
+    #[test]
+    fn the_secret_and_tokens_are_forgotten_at_close() {
+        let clock = Arc::new(crate::clock::ManualClock::new(0));
+        let fake = FakeOmnium::new("864000");
+        let api = api_with_secret(&fake, &clock, "only-this-client-knows");
+        api.get_json("/api/Markets").unwrap();
+        assert_eq!(api.secrets.len(), 2, "the secret and one token");
+        assert!(redact("only-this-client-knows").contains("***"));
+        api.forget_secrets();
+        assert!(api.secrets.is_empty());
+        assert_eq!(redact("only-this-client-knows"), "only-this-client-knows");
+        assert!(matches!(
+            api.get_json("/api/Markets"),
+            Err(Failure::Unauthorized(_))
+        ));
+        assert_eq!(fake.issued(), 1, "no token asked for after close");
     }
 
     #[test]

@@ -24,6 +24,13 @@ pub struct HttpResponse {
     pub body: Vec<u8>,
 }
 
+/// A body may carry a token (the token endpoint's answer): wiped when dropped.
+impl Drop for HttpResponse {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.body);
+    }
+}
+
 impl HttpResponse {
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
@@ -80,12 +87,14 @@ impl UreqTransport {
 
 impl Transport for UreqTransport {
     fn send(&self, req: &HttpRequest<'_, '_>) -> Result<HttpResponse, NetError> {
-        let auth = req.bearer.map(|t| format!("Bearer {t}"));
+        let auth = req
+            .bearer
+            .map(|t| zeroize::Zeroizing::new(format!("Bearer {t}")));
         let result = match (req.method, &req.body) {
             ("GET", _) => {
                 let mut b = self.agent.get(req.url).header("Accept", "application/json");
                 if let Some(a) = &auth {
-                    b = b.header("Authorization", a);
+                    b = b.header("Authorization", a.as_str());
                 }
                 b.call()
             }
@@ -97,7 +106,7 @@ impl Transport for UreqTransport {
                 }
                 .header("Accept", "application/json");
                 if let Some(a) = &auth {
-                    b = b.header("Authorization", a);
+                    b = b.header("Authorization", a.as_str());
                 }
                 match body {
                     Some((content_type, Body::Bytes(bytes))) => {

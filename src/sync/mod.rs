@@ -254,7 +254,11 @@ impl Worker<'_> {
         let sync = self.sync;
         let now = now_ms();
         if sync_now {
-            if self.gate != Gate::Throttled {
+            // Only an outage's back-off may be cut short. A Retry-After is Omnium's word, and
+            // refused credentials stay refused until their back-off passes (each retry sends
+            // the secret): a POS calling fo_sync_now in a loop must not turn either into a
+            // stream of requests.
+            if self.gate == Gate::Offline {
                 self.hold_until = 0;
             }
             sync.store.make_all_due(now)?;
@@ -278,7 +282,11 @@ impl Worker<'_> {
             )?);
         }
         if jobs.is_empty() {
-            if self.gate != Gate::Open {
+            if self.gate == Gate::Throttled {
+                // The pause is over. A 429 is an answer: Omnium was reachable and the token
+                // good, so nothing needs checking now; the next real request does that.
+                self.gate = Gate::Open;
+            } else if self.gate != Gate::Open {
                 self.probe();
                 if self.gate != Gate::Open {
                     return Ok(());
