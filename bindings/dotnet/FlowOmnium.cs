@@ -351,14 +351,14 @@ namespace FlowOmnium
         public void RetryJob(string jobId = null) { byte[] a = Utf8.Arg(jobId, "jobId"); Do(h => Native.fo_job_retry(h, a)); }
 
         /// <summary>Waits until nothing is pending (dead jobs and jobs behind them do not
-        /// count); TimedOutException after timeoutMs, ClosedException if closed meanwhile.</summary>
+        /// count); TimedOutException after timeoutMs (Timeout.Infinite, -1: no limit),
+        /// ClosedException if closed meanwhile.</summary>
         public void Flush(int timeoutMs)
         {
             Stopwatch clock = Stopwatch.StartNew();
             while (true)
             {
-                long left = Math.Max(0, timeoutMs - clock.ElapsedMilliseconds);
-                uint slice = (uint)Math.Min(left, SliceMs);
+                uint slice = SliceOf(timeoutMs, clock);
                 string late = Call(() =>
                 {
                     int r = Native.fo_flush(handle, slice);
@@ -368,19 +368,19 @@ namespace FlowOmnium
                     return null;
                 });
                 if (late == null) return;
-                if (left <= SliceMs)
+                if (slice < SliceMs || (timeoutMs >= 0 && clock.ElapsedMilliseconds >= timeoutMs))
                     throw new TimedOutException(late + " (waited " + timeoutMs + " ms in all)");
             }
         }
 
-        /// <summary>The next event's JSON, waiting up to timeoutMs; null when none came.</summary>
+        /// <summary>The next event's JSON, waiting up to timeoutMs (Timeout.Infinite, -1:
+        /// until one comes or the client is closed); null when none came.</summary>
         public string NextEvent(int timeoutMs)
         {
             Stopwatch clock = Stopwatch.StartNew();
             while (true)
             {
-                long left = Math.Max(0, timeoutMs - clock.ElapsedMilliseconds);
-                uint slice = (uint)Math.Min(left, SliceMs);
+                uint slice = SliceOf(timeoutMs, clock);
                 string ev = Call(() =>
                 {
                     IntPtr json;
@@ -390,12 +390,19 @@ namespace FlowOmnium
                     return Utf8.Take(json);
                 });
                 if (ev != null) return ev;
-                if (left <= SliceMs) return null;
+                if (slice < SliceMs || (timeoutMs >= 0 && clock.ElapsedMilliseconds >= timeoutMs)) return null;
             }
         }
 
+        // The next wait inside the C library: what is left of timeoutMs, at most SliceMs.
+        static uint SliceOf(int timeoutMs, Stopwatch clock)
+        {
+            if (timeoutMs < 0) return SliceMs;
+            return (uint)Math.Max(0, Math.Min(SliceMs, timeoutMs - clock.ElapsedMilliseconds));
+        }
+
         /// <summary>Events as they come; ends when the client is closed or, with
-        /// idleTimeoutMs &gt;= 0, when none comes within it.</summary>
+        /// idleTimeoutMs &gt;= 0, when none comes within it (-1: only at close).</summary>
         public IEnumerable<string> Events(int idleTimeoutMs = -1)
         {
             while (true)
@@ -403,7 +410,7 @@ namespace FlowOmnium
                 string ev;
                 try
                 {
-                    ev = NextEvent(idleTimeoutMs < 0 ? 3600 * 1000 : idleTimeoutMs);
+                    ev = NextEvent(idleTimeoutMs);
                 }
                 catch (ClosedException)
                 {

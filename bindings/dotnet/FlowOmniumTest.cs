@@ -301,8 +301,8 @@ static class FlowOmniumTest
                 var sw = Stopwatch.StartNew();
                 try
                 {
-                    if (n == 0) while (true) closing.NextEvent(8000); // sync.offline may come first
-                    else closing.Flush(8000);
+                    if (n == 0) while (true) closing.NextEvent(Timeout.Infinite); // until close
+                    else closing.Flush(Timeout.Infinite);
                 }
                 catch (Exception e) { results[n] = e; }
                 took[n] = sw.ElapsedMilliseconds;
@@ -324,6 +324,27 @@ static class FlowOmniumTest
         closing.Dispose(); // twice: no-op
         using (var again = new Client(cfg))
             Check(again.Status().Contains("\"pending\":1"), again.Status());
+
+        // Dispose from the log callback while this thread is inside a call on the same client
+        // (fo_forget_customer logs on the calling thread): no deadlock; released after the call.
+        var reentrant = new Client(cfg);
+        reentrant.RecordCustomer("{\"id\": \"NET-RE\", \"type\": \"person\", \"first_name\": \"Ola\"}");
+        bool closedInCallback = false;
+        Library.SetLogCallback((level, message) =>
+        {
+            if (message.Contains("forgotten") && !closedInCallback)
+            {
+                reentrant.Dispose();
+                closedInCallback = reentrant.IsClosed;
+            }
+        }, 3);
+        var forget = new Thread(() => reentrant.ForgetCustomer("NET-RE"));
+        forget.Start();
+        Check(forget.Join(15000), "ForgetCustomer deadlocked on a Dispose from its own log line");
+        Check(closedInCallback, "disposed from the callback");
+        Throws<ClosedException>(() => reentrant.Status(), "after a re-entrant Dispose");
+        using (var reopened = new Client(cfg)) // released as the call returned
+            Throws<NotFoundException>(() => reopened.Customer("NET-RE"), "forgotten");
 
         Library.SetLogCallback(null, 0);
         Check(logLines > 0, "the log callback was called");

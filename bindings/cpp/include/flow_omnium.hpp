@@ -248,9 +248,10 @@ class client {
     check(fo_sync_now(c.handle));
   }
   // Waits until nothing is pending (dead jobs and jobs behind them do not count); throws
-  // timed_out after `timeout`, closed if the client is closed meanwhile.
+  // timed_out after `timeout` (milliseconds::max(): no limit), closed if the client is
+  // closed meanwhile.
   void flush(std::chrono::milliseconds timeout) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    const auto deadline = deadline_after(timeout);
     for (;;) {
       const std::uint32_t left = left_ms(deadline);
       fo_result r;
@@ -273,9 +274,10 @@ class client {
     in_call c(*this);
     check(fo_job_retry(c.handle, job_id ? detail::c_arg(*job_id, "job_id") : nullptr));
   }
-  // The next event's JSON, waiting up to `timeout`; nullopt when none came.
+  // The next event's JSON, waiting up to `timeout` (milliseconds::max(): until one comes or
+  // the client is closed); nullopt when none came.
   std::optional<std::string> next_event(std::chrono::milliseconds timeout) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    const auto deadline = deadline_after(timeout);
     for (;;) {
       const std::uint32_t left = left_ms(deadline);
       {
@@ -340,6 +342,14 @@ class client {
    private:
     state* s_;
   };
+
+  // now + timeout, saturated (no overflow for milliseconds::max()); negative counts as 0.
+  static std::chrono::steady_clock::time_point deadline_after(std::chrono::milliseconds timeout) {
+    using namespace std::chrono;
+    const auto now = steady_clock::now();
+    const auto room = duration_cast<milliseconds>(steady_clock::time_point::max() - now);
+    return now + std::clamp(timeout, milliseconds(0), room);
+  }
 
   static std::uint32_t left_ms(std::chrono::steady_clock::time_point deadline) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(

@@ -341,9 +341,9 @@ int main(int argc, char** argv) {
       const auto start = std::chrono::steady_clock::now();
       try {
         if (flush) {
-          c.flush(8s);
+          c.flush(std::chrono::milliseconds::max());
         } else {
-          for (;;) c.next_event(8s);  // sync.offline may come first
+          for (;;) c.next_event(std::chrono::milliseconds::max());  // until close
         }
       } catch (const fo::closed&) {
         ++closed_seen;
@@ -373,6 +373,35 @@ int main(int argc, char** argv) {
     c.close();  // twice: no-op
     fo::client again(cfg);  // released
     CHECK(contains(again.status(), "\"pending\":1"), again.status());
+  }
+
+  // close() from the log callback while this thread is inside a call on the same client
+  // (fo_forget_customer logs on the calling thread): no deadlock; released after the call.
+  {
+    fo::client c(cfg);
+    c.record_customer("{\"id\": \"CPP-RE\", \"type\": \"person\", \"first_name\": \"Ola\"}");
+    std::atomic<bool> closed_in_callback{false};
+    fo::set_log_callback(
+        [&](int, const std::string& message) {
+          if (contains(message, "forgotten") && !closed_in_callback) {
+            c.close();
+            closed_in_callback = c.is_closed();
+          }
+        },
+        3);
+    std::atomic<bool> done{false};
+    std::thread t([&] {
+      c.forget_customer("CPP-RE");
+      done = true;
+    });
+    for (int i = 0; i < 150 && !done; ++i) std::this_thread::sleep_for(100ms);
+    CHECK(done, "forget_customer deadlocked on a close from its own log line");
+    if (!done) std::_Exit(1);  // cannot join a deadlocked thread
+    t.join();
+    CHECK(closed_in_callback, "closed from the callback");
+    EXPECT_THROW(fo::closed, c.status());
+    fo::client again(cfg);  // released when the call returned
+    EXPECT_THROW(fo::not_found, again.customer("CPP-RE"));
   }
 
   fo::set_log_callback(nullptr);

@@ -20,13 +20,16 @@ C library, so no call can still be entering the C library when the handle is rel
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import ctypes.util
 import json
+import math
 import os
 import sys
 import threading
 import time
+import weakref
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Type, Union
 
 __all__ = [
@@ -233,10 +236,29 @@ def _text(value: JsonIn, what: str) -> bytes:
 
 def _take(ptr: ctypes.c_void_p) -> str:
     """Copies a string the library returned and frees it."""
+    if not ptr.value:
+        raise InternalError("the library returned FO_OK without a string", 99)
     try:
         return ctypes.string_at(ptr.value).decode("utf-8")
     finally:
         _lib.fo_string_free(ptr)
+
+
+def _deadline(timeout: Optional[float]) -> Optional[float]:
+    """The monotonic deadline of a wait of ``timeout`` seconds; ``None`` (or infinity): none."""
+    if timeout is None or timeout == math.inf:
+        return None
+    timeout = float(timeout)
+    if math.isnan(timeout):
+        raise ValueError("timeout is NaN")
+    return time.monotonic() + max(0.0, timeout)
+
+
+def _slice_ms(deadline: Optional[float]) -> int:
+    """The next wait inside the C library: what is left of the deadline, at most _SLICE_MS."""
+    if deadline is None:
+        return _SLICE_MS
+    return min(_SLICE_MS, int(max(0.0, deadline - time.monotonic()) * 1000))
 
 
 # The log callback: one trampoline for the life of the process (the library may still be
@@ -271,6 +293,21 @@ def set_log_callback(callback: Optional[Callable[[int, str], None]], max_level: 
     _lib.fo_set_log_callback(_LOG_TRAMPOLINE, None, int(max_level))
 
 
+# Clients still open when the interpreter exits are closed then (their sync threads stopped),
+# and logging is turned off, so no library thread calls into a finalizing interpreter.
+_open_clients: "weakref.WeakSet[Client]" = weakref.WeakSet()
+
+
+@atexit.register
+def _at_exit() -> None:
+    for client in list(_open_clients):
+        try:
+            client.close()
+        except Exception:
+            pass
+    _lib.fo_set_log_callback(_LOG_FN(), None, 0)
+
+
 class Client:
     """An open flow-omnium client (a database, a configuration and a sync worker).
 
@@ -285,6 +322,7 @@ class Client:
         self._in_flight = 0
         self._closed = False
         self._local = threading.local()
+        _open_clients.add(self)
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -439,18 +477,18 @@ class Client:
     def sync_now(self) -> None:
         self._call(_lib.fo_sync_now)
 
-    def flush(self, timeout: float) -> None:
+    def flush(self, timeout: Optional[float]) -> None:
         """Waits until nothing is pending (dead jobs and jobs behind them do not count).
-        Raises :class:`TimedOutError` after ``timeout`` seconds, :class:`ClosedError` if the
-        client is closed meanwhile."""
-        deadline = time.monotonic() + max(0.0, timeout)
+        Raises :class:`TimedOutError` after ``timeout`` seconds (``None``: no limit),
+        :class:`ClosedError` if the client is closed meanwhile."""
+        deadline = _deadline(timeout)
         while True:
-            left_ms = int(max(0.0, deadline - time.monotonic()) * 1000)
+            slice_ms = _slice_ms(deadline)
             try:
-                self._call(_lib.fo_flush, min(left_ms, _SLICE_MS))
+                self._call(_lib.fo_flush, slice_ms)
                 return
             except TimedOutError as e:
-                if left_ms <= _SLICE_MS:
+                if slice_ms < _SLICE_MS or deadline is not None and time.monotonic() >= deadline:
                     raise TimedOutError(f"{e.message} (waited {timeout:g} s in all)", 6) from None
 
     def status(self) -> Json:
@@ -464,16 +502,17 @@ class Client:
         """Gives a dead job (an ``id`` from :meth:`dead_jobs`) new attempts; ``None``: all."""
         self._call(_lib.fo_job_retry, None if job_id is None else _text(job_id, "job_id"))
 
-    def next_event(self, timeout: float = 0.0) -> Optional[Json]:
-        """The next event (``{"type": ...}``), waiting up to ``timeout`` seconds; ``None`` if
-        none came. Raises :class:`ClosedError` once the client is closed."""
-        deadline = time.monotonic() + max(0.0, timeout)
+    def next_event(self, timeout: Optional[float] = 0.0) -> Optional[Json]:
+        """The next event (``{"type": ...}``), waiting up to ``timeout`` seconds (``None``:
+        until one comes); ``None`` if none came. Raises :class:`ClosedError` once the client
+        is closed."""
+        deadline = _deadline(timeout)
         while True:
-            left_ms = int(max(0.0, deadline - time.monotonic()) * 1000)
+            slice_ms = _slice_ms(deadline)
             handle = self._enter()
             try:
                 out = ctypes.c_void_p()
-                code = _lib.fo_next_event(handle, min(left_ms, _SLICE_MS), ctypes.byref(out))
+                code = _lib.fo_next_event(handle, slice_ms, ctypes.byref(out))
                 if code == 0:
                     event: Json = json.loads(_take(out))
                     return event
@@ -481,7 +520,7 @@ class Client:
                     _check(code)
             finally:
                 self._leave()
-            if left_ms <= _SLICE_MS:
+            if slice_ms < _SLICE_MS or deadline is not None and time.monotonic() >= deadline:
                 return None
 
     def events(self, idle_timeout: Optional[float] = None) -> Iterator[Json]:
@@ -489,7 +528,7 @@ class Client:
         ``idle_timeout`` seconds pass without an event (``None``: only at close)."""
         while True:
             try:
-                event = self.next_event(3600.0 if idle_timeout is None else idle_timeout)
+                event = self.next_event(idle_timeout)
             except ClosedError:
                 return
             if event is not None:

@@ -244,6 +244,8 @@ def test_next_event_times_out_with_none(config: Dict[str, Any]) -> None:
         assert client.next_event(0.3) is None
         assert time.monotonic() - start >= 0.25
         assert client.next_event(0) is None
+        with pytest.raises(ValueError):
+            client.next_event(float("nan"))
 
 
 def test_flush_times_out_while_omnium_is_down(sim: Any, config: Dict[str, Any]) -> None:
@@ -278,11 +280,11 @@ def test_closing_while_other_threads_wait(sim: Any, config: Dict[str, Any]) -> N
     client.record_sale(sale("PY-CLOSE"))  # pending while Omnium is down: flush blocks
     def events_until_closed() -> None:
         while True:  # sync.offline may come first: keep waiting until close interrupts
-            client.next_event(8.0)
+            client.next_event(None)  # no time limit: only close ends it
 
     threads = [
         threading.Thread(target=run, args=("event", events_until_closed)),
-        threading.Thread(target=run, args=("flush", lambda: client.flush(8.0))),
+        threading.Thread(target=run, args=("flush", lambda: client.flush(None))),
     ]
     for t in threads:
         t.start()
@@ -328,3 +330,33 @@ def test_the_log_callback_never_sees_the_secret(config: Dict[str, Any]) -> None:
     with lock:
         assert lines, "the callback was called"
         assert not any("sim-secret" in line for line in lines)
+
+
+def test_closing_from_the_log_callback_inside_a_call(config: Dict[str, Any]) -> None:
+    # fo_forget_customer logs on the calling thread: the callback closes the client while
+    # that call is still inside the library. The close must not wait for it (a deadlock);
+    # the handle is released when the call returns.
+    client = fo.Client(config)
+    client.record_customer({"id": "C-REENTRANT", "type": "person", "first_name": "Ola"})
+    closed_in_callback: List[bool] = []
+
+    def on_log(_level: int, message: str) -> None:
+        if "forgotten" in message and not closed_in_callback:
+            client.close()
+            closed_in_callback.append(client.closed)
+
+    fo.set_log_callback(on_log, 3)
+    try:
+        done = threading.Event()
+        worker = threading.Thread(target=lambda: (client.forget_customer("C-REENTRANT"), done.set()))
+        worker.start()
+        worker.join(15)
+        assert done.is_set(), "forget_customer deadlocked on a close from its own log line"
+    finally:
+        fo.set_log_callback(None)
+    assert closed_in_callback == [True]
+    with pytest.raises(fo.ClosedError):
+        client.status()
+    with fo.Client(config) as again:  # released when the call returned
+        with pytest.raises(fo.NotFoundError):
+            again.customer("C-REENTRANT")
