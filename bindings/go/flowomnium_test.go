@@ -89,13 +89,15 @@ func config(t *testing.T, extra string) string {
 		filepath.Join(dir, "pos.db"), extra, simURL)
 }
 
-func sale(id, tx string) string {
+func sale(id, tx string) string { return saleOf(id, tx, "GO-SKU") }
+
+func saleOf(id, tx, sku string) string {
 	if tx == "" {
 		tx = "tx-" + id
 	}
 	return fmt.Sprintf(`{"id": %q, "created_at": "2026-11-28T10:15:00+01:00",
-		"lines": [{"line_id": "1", "sku": "GO-SKU", "name": "T-shirt", "quantity": 2, "unit_price": 19950, "tax_rate": 25}],
-		"payments": [{"id": "P1", "method": "Card", "amount": 39900, "transaction_id": %q}]}`, id, tx)
+		"lines": [{"line_id": "1", "sku": %q, "name": "T-shirt", "quantity": 2, "unit_price": 19950, "tax_rate": 25}],
+		"payments": [{"id": "P1", "method": "Card", "amount": 39900, "transaction_id": %q}]}`, id, sku, tx)
 }
 
 func open(t *testing.T, cfg string) *Client {
@@ -229,7 +231,7 @@ func TestStockCountAtAFlowMasterStore(t *testing.T) {
 
 func TestEveryRead(t *testing.T) {
 	c := open(t, config(t, ""))
-	must(t, c.RecordSale(sale("GO-READ", "")))
+	must(t, c.RecordSale(saleOf("GO-READ", "", "GO-READ-SKU")))
 	must(t, c.RecordCustomer(`{"id": "GO-C9", "type": "company", "company_name": "Acme AS"}`))
 	// The simulator has stores but no catalog or web orders: the rest answer empty or not found.
 	var store json.RawMessage
@@ -246,14 +248,19 @@ func TestEveryRead(t *testing.T) {
 	}
 	_, err := c.Store("atlantis")
 	wantErr(t, err, ErrNotFound, "")
-	stock, err := c.Stock("GO-SKU")
+	stock, err := c.Stock("GO-READ-SKU")
 	must(t, err)
 	var level struct {
 		Warehouses []struct{ Available float64 } `json:"warehouses"`
 	}
 	must(t, json.Unmarshal(stock, &level))
-	if len(level.Warehouses) == 0 || level.Warehouses[0].Available >= 0 {
-		t.Fatalf("stock after a sale: %s", stock)
+	available := 0.0
+	for _, w := range level.Warehouses {
+		available += w.Available
+	}
+	// Pending until Omnium counts the sale, then in Omnium's level: -2 either way.
+	if available != -2 {
+		t.Fatalf("stock after a sale of 2: %s", stock)
 	}
 	cust, err := c.Customer("GO-C9")
 	must(t, err)
