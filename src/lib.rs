@@ -5,6 +5,7 @@
 //! transaction) → `sync/` (the worker) → `omnium/` (HTTP) → Omnium.
 //! [`Client`] is the Rust API that `ffi/` wraps.
 
+pub mod admin;
 pub mod client;
 pub mod clock;
 pub mod config;

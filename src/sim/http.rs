@@ -631,6 +631,12 @@ fn write_response(stream: &mut TcpStream, resp: &Response, head_only: bool) -> i
         resp.body.len(),
         if resp.close { "close" } else { "keep-alive" }
     );
+    // As every HTTP server does (RFC 9110 §6.6.1); `flow-omnium doctor` reads it for clock skew.
+    let _ = write!(
+        out,
+        "Date: {}\r\n",
+        chrono::Utc::now().format("%a, %d %b %Y %H:%M:%S GMT")
+    );
     for (k, v) in &resp.headers {
         let _ = write!(out, "{k}: {v}\r\n");
     }

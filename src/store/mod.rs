@@ -10,6 +10,8 @@ mod salvage;
 
 pub use back_office::{Erased, FetchQueue, OrderChange, PushLevel, Retention};
 mod schema;
+/// The schema version this build writes (`PRAGMA user_version`).
+pub use schema::LATEST as SCHEMA_VERSION;
 
 pub use catalog::{
     CursorAdvance, PriceView, ProductView, SearchQuery, StockEffect, StockView, WarehouseStock,
