@@ -707,13 +707,25 @@ pub fn mask(v: &mut Value) {
         }
         Value::Array(items) => items.iter_mut().for_each(mask),
         Value::String(s) => {
-            let r = crate::redact::redact(s);
+            let r = crate::redact::redact(&mask_url_credentials(s));
             if r != *s {
                 *s = r;
             }
         }
         _ => {}
     }
+}
+
+/// `scheme://user:password@host…` becomes `scheme://***@host…` (a proxy URL, say).
+fn mask_url_credentials(s: &str) -> String {
+    if let Some(at) = s.find("://") {
+        let rest = &s[at + 3..];
+        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        if let Some(user_end) = rest[..authority_end].rfind('@') {
+            return format!("{}://***{}", &s[..at], &rest[user_end..]);
+        }
+    }
+    s.to_string()
 }
 
 /// A config's JSON with its secrets removed (for a diagnostics archive).
@@ -755,5 +767,7 @@ mod tests {
         );
         assert_eq!(v["omnium"]["client_secret"], "***");
         assert_eq!(v["omnium"]["client_id"], "c");
+        let v = config_without_secrets(r#"{"omnium": {"proxy": "http://bob:pw@proxy:3128/x"}}"#);
+        assert_eq!(v["omnium"]["proxy"], "http://***@proxy:3128/x");
     }
 }

@@ -74,6 +74,12 @@ fn terminal() -> Terminal {
     client.record_sale(&sale("S-OK", 2)).unwrap();
     client.flush(Duration::from_secs(20)).unwrap();
     assert!(sim.order("S-OK").is_some());
+    // The catalog is pulled before Omnium goes away.
+    assert!(wait_until(Duration::from_secs(30), || client
+        .store()
+        .sku_count()
+        .unwrap()
+        > 0));
     // Omnium goes away: the next sale waits, and a return of the dead sale waits behind it.
     sim.set_down(true);
     client.record_sale(&sale("S-WAIT", 1)).unwrap();
@@ -201,14 +207,12 @@ fn reads_alongside_a_running_client() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no outbox job"));
 
     // The catalog the client pulled, counted by the CLI as by the library.
-    assert!(wait_until(Duration::from_secs(20), || t
-        .client
-        .store()
-        .sku_count()
-        .unwrap()
-        > 0));
     let cat = cli_json(&["--database", &db, "--json", "catalog", "stats"]);
-    assert!(cat["skus"].as_u64().unwrap() > 0, "{cat}");
+    assert_eq!(
+        cat["skus"].as_u64(),
+        Some(t.client.store().sku_count().unwrap()),
+        "{cat}"
+    );
     assert!(
         cat["datasets"]
             .as_array()

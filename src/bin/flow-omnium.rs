@@ -127,7 +127,7 @@ fn main() -> ExitCode {
     match run(&cli) {
         Ok(code) => code,
         Err(e) => {
-            let msg = flow_omnium::redact::redact(&e.to_string());
+            let msg = mask(&e.to_string());
             if cli.json {
                 println!("{}", json!({"error": msg, "code": e.code().name()}));
             } else {
@@ -138,12 +138,35 @@ fn main() -> ExitCode {
     }
 }
 
+/// The client secret and the token this process saw: masked in everything it prints,
+/// whatever their length.
+static SECRETS: std::sync::Mutex<Vec<flow_omnium::redact::Secret>> =
+    std::sync::Mutex::new(Vec::new());
+static SCOPE: std::sync::OnceLock<flow_omnium::redact::Scope> = std::sync::OnceLock::new();
+
+fn keep_secret(secret: &flow_omnium::redact::Secret) {
+    // Registered in a scope too, so the library's own messages mask it.
+    SCOPE
+        .get_or_init(flow_omnium::redact::Scope::new)
+        .add(secret, None, 0);
+    SECRETS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(secret.clone());
+}
+
+fn mask(message: &str) -> String {
+    let secrets = SECRETS.lock().unwrap_or_else(|p| p.into_inner());
+    let refs: Vec<&flow_omnium::redact::Secret> = secrets.iter().collect();
+    flow_omnium::redact::redact_with(message, &refs)
+}
+
 fn target(cli: &Cli) -> Result<Target, Error> {
     if let Some(file) = &cli.config {
         let text = std::fs::read_to_string(file)
             .map_err(|e| Error::Config(format!("cannot read {}: {e}", file.display())))?;
         let config = Config::from_json(&text)?;
-        flow_omnium::redact::register_client_secret(config.omnium.client_secret.expose());
+        keep_secret(&config.omnium.client_secret);
         return Ok(Target {
             database: config.database_path.clone(),
             config: Some((config, text)),
@@ -331,11 +354,7 @@ fn print_jobs(jobs: &[JobRow]) {
         } else {
             j.state.clone()
         };
-        let err = j
-            .last_error
-            .as_deref()
-            .map(flow_omnium::redact::redact)
-            .unwrap_or_default();
+        let err = j.last_error.as_deref().map(mask).unwrap_or_default();
         let err: String = if err.chars().count() > 60 {
             err.chars().take(59).chain(['…']).collect()
         } else {
@@ -544,7 +563,7 @@ fn check(name: &'static str, level: Level, detail: impl Into<String>) -> Check {
     Check {
         name,
         level,
-        detail: flow_omnium::redact::redact(&detail.into()),
+        detail: mask(&detail.into()),
     }
 }
 
@@ -845,7 +864,7 @@ fn omnium_checks(config: &Config) -> Vec<Check> {
         out.push(check("roles", Level::Skipped, "no token"));
         return out;
     };
-    flow_omnium::redact::register_secret(&token);
+    keep_secret(&flow_omnium::redact::Secret::new(token.clone()));
     out.push(check(
         "token accepted",
         Level::Ok,
@@ -973,10 +992,7 @@ fn export_diagnostics(
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "log".into());
-        parts.push((
-            format!("logs/{i}-{name}"),
-            flow_omnium::redact::redact(&tail).into_bytes(),
-        ));
+        parts.push((format!("logs/{i}-{name}"), mask(&tail).into_bytes()));
         pb.inc(1);
     }
     parts.push((
