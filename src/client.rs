@@ -111,6 +111,9 @@ impl Client {
 
     fn start_worker(&self) -> Result<()> {
         let mut slot = self.worker.lock().unwrap_or_else(|p| p.into_inner());
+        // Checked under the slot's lock: `close` marks the client closed before it takes the
+        // slot, so a worker is either started before close takes (and joins) it, or never.
+        self.check_open()?;
         if slot.is_none() {
             let sync = self.sync.clone();
             let handle = std::thread::Builder::new()
@@ -565,6 +568,17 @@ impl Client {
     /// Stops the worker and refuses further calls. Returns within about 8 s even when a
     /// request is in flight (the worker then finishes that request on its own).
     pub fn close(&self) {
+        self.close_waiting(true)
+    }
+
+    /// Stops the worker and refuses further calls without waiting for the worker: for a
+    /// close from foreign code the library itself called (a log callback), whose thread the
+    /// worker may be waiting on. The database is released once the worker has stopped.
+    pub fn close_without_waiting(&self) {
+        self.close_waiting(false)
+    }
+
+    fn close_waiting(&self, wait: bool) {
         if self.closed.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -572,8 +586,18 @@ impl Client {
         // A thread waiting in fo_next_event returns FO_CLOSED now, not at its timeout.
         self.sync.events.close();
         let handle = self.worker.lock().unwrap_or_else(|p| p.into_inner()).take();
+        // Closed from the worker's own thread (a log callback called fo_client_close): it
+        // cannot wait for itself; it stops once the callback returns, and is joined then.
+        let on_worker = handle
+            .as_ref()
+            .is_some_and(|h| h.thread().id() == std::thread::current().id());
+        let wait = wait && !on_worker;
         if let Some(handle) = handle {
-            let deadline = Instant::now() + CLOSE_WAIT;
+            let deadline = if !wait {
+                Instant::now()
+            } else {
+                Instant::now() + CLOSE_WAIT
+            };
             while !handle.is_finished() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(10));
             }
@@ -582,9 +606,11 @@ impl Client {
                 self.sync.api.forget_secrets();
                 self.store.release_lock();
             } else {
-                log::warn!(
-                    "the sync worker is still inside a request; leaving it to finish on its own"
-                );
+                if wait {
+                    log::warn!(
+                        "the sync worker is still inside a request; leaving it to finish on its own"
+                    );
+                }
                 // The database stays held (a new client would reset the jobs this worker is
                 // still sending) until the worker is done.
                 let store = self.store.clone();

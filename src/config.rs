@@ -95,17 +95,25 @@ pub const DEFAULT_FINISHED_ORDER_RETENTION_MS: u64 = 30 * 24 * 3_600_000;
 const MAX_CONCURRENCY_LIMIT: u64 = 20;
 
 impl Config {
-    /// Parses and validates the config JSON. Every problem is `Error::Config` naming the key.
+    /// Parses and validates the config JSON (CONTRACT §9 rule 5): text that is not a JSON
+    /// object is `Error::InvalidJson`; an object that breaks a rule is `Error::Config`,
+    /// naming the key.
     pub fn from_json(text: &str) -> Result<Config> {
-        Self::parse(text).map_err(|e| match e {
-            Error::InvalidJson(m) | Error::InvalidInput(m) => Error::Config(m),
+        let value = parse_object(text, "config")?;
+        Self::parse(&value).map_err(|e| match e {
+            Error::InvalidJson(m) | Error::InvalidInput(m) | Error::Config(m) => {
+                Error::Config(if m.starts_with("config") {
+                    m
+                } else {
+                    format!("config: {m}")
+                })
+            }
             other => other,
         })
     }
 
-    fn parse(text: &str) -> Result<Config> {
-        let value = parse_object(text, "config")?;
-        let root = Fields::new(&value, "config")?;
+    fn parse(value: &serde_json::Value) -> Result<Config> {
+        let root = Fields::new(value, "config")?;
         root.deny_unknown(TOP_KEYS)?;
         let store_id = root.id("store_id")?.to_string();
         let omnium = root

@@ -105,7 +105,8 @@ pub enum Error {
     Storage(String),
     #[error("the client is closed")]
     Closed,
-    #[error("config: {0}")]
+    /// The message starts with the key (`config.sync.max_attempts: …`).
+    #[error("{0}")]
     Config(String),
     #[error("internal error: {0}")]
     Internal(String),

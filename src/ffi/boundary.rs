@@ -2,6 +2,7 @@
 //! its body through [`guard`]; nothing here knows about Omnium.
 
 use crate::error::{fo_result, Error, Result};
+use crate::model::fields::MAX_ID_BYTES;
 use std::cell::RefCell;
 use std::ffi::{c_char, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -10,39 +11,74 @@ thread_local! {
     static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
 }
 
+/// What `fo_last_error_message` returns on a thread whose thread-locals are already being
+/// destroyed (a call from a `pthread_key` destructor): a static string, never NULL.
+const EXITING: &CStr = c"(no message: this thread is exiting)";
+
+/// A last-error message is cut at this many bytes (at a character boundary): messages are
+/// short by design, so only echoed input could make one long, and it is capped here too.
+pub const MAX_MESSAGE_BYTES: usize = 1024;
+
+/// Sets this thread's last error. Never panics: on a thread that is exiting (its
+/// thread-locals destroyed) the message is dropped and `last_error_ptr` gives [`EXITING`].
 pub fn set_last_error(message: &str) {
-    let clean = crate::redact::redact(message).replace('\0', " ");
+    let mut clean = crate::redact::redact(message).replace('\0', " ");
+    if clean.len() > MAX_MESSAGE_BYTES {
+        let mut cut = MAX_MESSAGE_BYTES;
+        while !clean.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        clean.truncate(cut);
+        clean.push('…');
+    }
     let c = CString::new(clean).unwrap_or_default();
-    LAST_ERROR.with(|e| *e.borrow_mut() = c);
+    let _ = LAST_ERROR.try_with(|e| {
+        if let Ok(mut slot) = e.try_borrow_mut() {
+            *slot = c;
+        }
+    });
 }
 
+/// This thread's last error; a static string when the thread is exiting. Never NULL, never
+/// panics.
 pub fn last_error_ptr() -> *const c_char {
-    LAST_ERROR.with(|e| e.borrow().as_ptr())
+    LAST_ERROR
+        .try_with(|e| e.try_borrow().map(|s| s.as_ptr()).ok())
+        .ok()
+        .flatten()
+        .unwrap_or(EXITING.as_ptr())
 }
 
 /// Runs `body`, turning an error into its code (and this thread's last error message) and a
-/// panic into `FO_PANIC`. It never lets a panic unwind into C.
+/// panic into `FO_PANIC`. It never lets a panic unwind into C: recording the message runs
+/// inside the boundary too, and so does everything done about a caught panic.
 pub fn guard<F>(body: F) -> fo_result
 where
     F: FnOnce() -> Result<()>,
 {
-    match catch_unwind(AssertUnwindSafe(body)) {
-        Ok(Ok(())) => {
+    let outcome = catch_unwind(AssertUnwindSafe(|| match body() {
+        Ok(()) => {
             set_last_error("");
             fo_result::FO_OK
         }
-        Ok(Err(e)) => {
+        Err(e) => {
             set_last_error(&e.to_string());
             e.code()
         }
+    }));
+    match outcome {
+        Ok(code) => code,
         Err(payload) => {
-            let what = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            log::error!("a bug was caught at the C boundary: {what}");
-            set_last_error(&format!("internal bug caught at the C boundary: {what}"));
+            let _ = catch_unwind(AssertUnwindSafe(move || {
+                let what = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                log::error!("a bug was caught at the C boundary: {what}");
+                set_last_error(&format!("internal bug caught at the C boundary: {what}"));
+                drop(payload);
+            }));
             fo_result::FO_PANIC
         }
     }
@@ -50,8 +86,11 @@ where
 
 /// For exports that return no result code: a panic is logged and swallowed.
 pub fn guard_void<F: FnOnce()>(body: F) {
-    if catch_unwind(AssertUnwindSafe(body)).is_err() {
-        log::error!("a bug was caught at the C boundary of a void function");
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(body)) {
+        let _ = catch_unwind(AssertUnwindSafe(move || {
+            log::error!("a bug was caught at the C boundary of a void function");
+            drop(payload);
+        }));
     }
 }
 
@@ -74,6 +113,23 @@ pub unsafe fn arg_str<'a>(p: *const c_char, name: &str, is_json: bool) -> Result
             Error::InvalidInput(m)
         }
     })
+}
+
+/// Borrows an id argument (a SKU, an order, store, customer or job id): UTF-8, 1 to
+/// [`MAX_ID_BYTES`] bytes, else `InvalidInput` without echoing it.
+///
+/// # Safety
+/// `p` is NULL or points to a NUL-terminated string that outlives the call.
+pub unsafe fn arg_id<'a>(p: *const c_char, name: &str) -> Result<&'a str> {
+    // SAFETY: passed on from the caller.
+    let s = unsafe { arg_str(p, name, false) }?;
+    if s.is_empty() || s.len() > MAX_ID_BYTES {
+        return Err(Error::invalid(
+            name,
+            format!("ids are 1 to {MAX_ID_BYTES} bytes, got {}", s.len()),
+        ));
+    }
+    Ok(s)
 }
 
 /// Hands a string to C; it must come back through `fo_string_free`.

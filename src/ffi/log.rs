@@ -1,16 +1,45 @@
 //! Forwarding the library's log to the POS through `fo_set_log_callback`.
+//!
+//! No lock is ever held while the POS's function runs (CONTRACT §9 rule 7): a line takes a
+//! clone of the current sink under a short lock and calls it after the lock is released, so
+//! the callback may call any `fo_` function, `fo_set_log_callback` included. Lines the
+//! library logs on a thread that is already inside the callback (because the callback
+//! called back in) are dropped instead of re-entering it, so a callback can never recurse
+//! into itself.
 
 use super::fo_log_fn;
+use std::cell::Cell;
 use std::ffi::{c_int, c_void, CString};
-use std::sync::{Once, RwLock};
+use std::sync::{Arc, Mutex, Once};
 
 struct Sink {
     callback: unsafe extern "C" fn(*mut c_void, c_int, *const std::ffi::c_char),
     user_data: usize,
 }
 
-static SINK: RwLock<Option<Sink>> = RwLock::new(None);
+/// The current sink. Only swapped or cloned under the lock, never called under it.
+static SINK: Mutex<Option<Arc<Sink>>> = Mutex::new(None);
 static INSTALL: Once = Once::new();
+
+thread_local! {
+    // A const-initialised Cell has no destructor, so it stays readable while the thread's
+    // other thread-locals are being destroyed (`try_with` is used all the same).
+    static IN_CALLBACK: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Clears the thread's in-callback mark when the callback returns.
+struct InCallback;
+
+impl Drop for InCallback {
+    fn drop(&mut self) {
+        let _ = IN_CALLBACK.try_with(|f| f.set(false));
+    }
+}
+
+/// Whether this thread is inside the POS's log callback (so the library called it).
+pub fn in_callback() -> bool {
+    IN_CALLBACK.try_with(|f| f.get()).unwrap_or(false)
+}
 
 struct CallbackLogger;
 
@@ -28,14 +57,22 @@ impl log::Log for CallbackLogger {
         if !self.enabled(record.metadata()) {
             return;
         }
-        let sink = SINK.read().unwrap_or_else(|p| p.into_inner());
-        let Some(sink) = sink.as_ref() else { return };
+        // Inside the callback already (it called back into the library): drop the line.
+        if IN_CALLBACK.try_with(|f| f.get()).unwrap_or(true) {
+            return;
+        }
+        let sink = SINK.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let Some(sink) = sink else { return };
         let text = crate::redact::redact(&format!("{}: {}", record.target(), record.args()));
         let Ok(message) = CString::new(text.replace('\0', " ")) else {
             return;
         };
+        if IN_CALLBACK.try_with(|f| f.set(true)).is_err() {
+            return;
+        }
+        let _mark = InCallback;
         // SAFETY: the POS registered this function for exactly this call shape; the
-        // message lives until the call returns.
+        // message lives until the call returns. No lock of ours is held here.
         unsafe {
             (sink.callback)(
                 sink.user_data as *mut c_void,
@@ -75,9 +112,15 @@ pub fn set_callback(cb: fo_log_fn, user_data: *mut c_void, max_level: c_int) {
         (_, 4) => log::LevelFilter::Debug,
         _ => log::LevelFilter::Trace,
     };
-    *SINK.write().unwrap_or_else(|p| p.into_inner()) = cb.map(|callback| Sink {
-        callback,
-        user_data: user_data as usize,
+    let new = cb.map(|callback| {
+        Arc::new(Sink {
+            callback,
+            user_data: user_data as usize,
+        })
     });
+    // The sink and the level change together, so two threads setting callbacks at once
+    // cannot leave one's sink with the other's level. Neither step runs foreign code.
+    let mut sink = SINK.lock().unwrap_or_else(|p| p.into_inner());
+    *sink = new;
     log::set_max_level(filter);
 }

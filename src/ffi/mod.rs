@@ -11,11 +11,13 @@
 #![allow(non_camel_case_types)]
 
 mod boundary;
+mod handles;
 mod log;
 
 use crate::client::Client;
 use crate::error::{fo_result, Error};
-use boundary::{arg_str, guard, guard_void, out_ptr, out_string};
+use crate::model::store_events::MAX_PDF_BYTES;
+use boundary::{arg_id, arg_str, guard, guard_void, out_ptr, out_string};
 use std::ffi::{c_char, c_int, c_void, CString};
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,23 +25,28 @@ use std::time::Duration;
 /// An open client: a database, a configuration and a sync worker. Opaque; safe to use from
 /// many threads at once. Made by `fo_client_open`, released by `fo_client_close`.
 pub struct fo_client {
-    inner: Arc<Client>,
+    // Never read: the handle's address is its key in the registry (handles.rs), and the
+    // allocation is never freed, so the address is never reused.
+    _tombstone: u64,
 }
+
+// A client is shared by every thread that calls it, and by its sync thread.
+const _: () = {
+    const fn send_and_sync<T: Send + Sync>() {}
+    send_and_sync::<Client>();
+};
 
 /// Receives the library's log lines: `level` is 1 (error) … 5 (trace); `message` is valid
 /// only during the call. Called from the library's threads, so it must be thread-safe.
 pub type fo_log_fn =
     Option<unsafe extern "C" fn(user_data: *mut c_void, level: c_int, message: *const c_char)>;
 
-/// # Safety
-/// `c` is NULL or a pointer returned by `fo_client_open` and not yet closed.
-unsafe fn client(c: *const fo_client) -> Result<Arc<Client>, Error> {
-    if c.is_null() {
-        return Err(Error::NullArgument("client".into()));
-    }
-    // SAFETY: per this function's contract the pointer is a live fo_client. The clone keeps
-    // the client alive for this call even if another thread closes the handle meanwhile.
-    Ok(Arc::clone(unsafe { &(*c).inner }))
+/// The client behind a handle for the length of one call: `FO_NULL_ARGUMENT`, `FO_CLOSED`
+/// after close, `FO_INVALID_INPUT` for a pointer that is no handle. The pointer is only
+/// looked up, never read, and the returned reference keeps the client alive for the call
+/// even if another thread closes the handle meanwhile.
+fn client(c: *const fo_client) -> Result<Arc<Client>, Error> {
+    handles::get(c)
 }
 
 /// This thread's last failure message; `""` after a success. Never NULL. The pointer stays
@@ -101,15 +108,9 @@ pub unsafe extern "C" fn fo_client_open(
         // SAFETY: caller contract above.
         let text = unsafe { arg_str(config_json, "config_json", true) }?;
         out_ptr(out, "out")?;
-        let client = Client::open(text).map_err(|e| match e {
-            Error::InvalidJson(m) | Error::InvalidInput(m) => Error::Config(m),
-            other => other,
-        })?;
-        let handle = Box::new(fo_client {
-            inner: Arc::new(client),
-        });
+        let client = Client::open(text)?;
         // SAFETY: checked non-NULL above.
-        unsafe { *out = Box::into_raw(handle) };
+        unsafe { *out = handles::register(client) };
         Ok(())
     })
 }
@@ -123,12 +124,17 @@ pub unsafe extern "C" fn fo_client_open(
 #[no_mangle]
 pub unsafe extern "C" fn fo_client_close(c: *mut fo_client) {
     guard_void(|| {
-        if c.is_null() {
-            return;
+        // The handle stays behind as a tombstone: later calls get FO_CLOSED. Calls already
+        // running hold their own reference and finish first; the client is freed by the last.
+        // From inside a log callback the library called, waiting for the worker could wait
+        // for this very thread: close without waiting (the worker stops on its own).
+        if let Some(client) = handles::take(c) {
+            if log::in_callback() {
+                client.close_without_waiting();
+            } else {
+                client.close();
+            }
         }
-        // SAFETY: per the contract this is a live handle, released exactly once here.
-        let handle = unsafe { Box::from_raw(c) };
-        handle.inner.close();
     })
 }
 
@@ -144,7 +150,7 @@ unsafe fn record(
 ) -> fo_result {
     guard(|| {
         // SAFETY: caller contract above.
-        let client = unsafe { client(c) }?;
+        let client = client(c)?;
         let text = unsafe { arg_str(json, arg, true) }?;
         method(&client, text)
     })
@@ -214,10 +220,18 @@ pub unsafe extern "C" fn fo_record_receipt(
 ) -> fo_result {
     guard(|| {
         // SAFETY: caller contract above.
-        let client = unsafe { client(c) }?;
+        let client = client(c)?;
         let text = unsafe { arg_str(receipt_json, "receipt_json", true) }?;
         if pdf.is_null() {
             return Err(Error::NullArgument("pdf".into()));
+        }
+        // Checked before a slice is made: a length over isize::MAX would be undefined
+        // behaviour in from_raw_parts, and one over the limit is never read at all.
+        if pdf_len > MAX_PDF_BYTES {
+            return Err(Error::invalid(
+                "pdf",
+                format!("is {pdf_len} bytes; at most {MAX_PDF_BYTES} are accepted"),
+            ));
         }
         // SAFETY: non-NULL, `pdf_len` readable bytes per the contract.
         let bytes = unsafe { std::slice::from_raw_parts(pdf, pdf_len) };
@@ -404,7 +418,7 @@ unsafe fn read_optional(
 ) -> fo_result {
     guard(|| {
         // SAFETY: caller contract above.
-        let client = unsafe { client(c) }?;
+        let client = client(c)?;
         let filter = if filter.is_null() {
             None
         } else {
@@ -434,11 +448,13 @@ unsafe fn read_json(
 ) -> fo_result {
     guard(|| {
         // SAFETY: caller contract above.
-        let client = unsafe { client(c) }?;
+        let client = client(c)?;
         let text = if arg_name.is_empty() {
             ""
+        } else if is_json {
+            unsafe { arg_str(arg, arg_name, true) }?
         } else {
-            unsafe { arg_str(arg, arg_name, is_json) }?
+            unsafe { arg_id(arg, arg_name) }?
         };
         out_ptr(out_json, "out_json")?;
         let json = read(&client, text)?;
@@ -575,7 +591,7 @@ pub unsafe extern "C" fn fo_brands_list(
 #[no_mangle]
 pub unsafe extern "C" fn fo_sync_now(c: *mut fo_client) -> fo_result {
     // SAFETY: caller contract above.
-    guard(|| unsafe { client(c) }?.sync_now())
+    guard(|| client(c)?.sync_now())
 }
 
 /// Waits until nothing is pending (dead jobs and jobs blocked behind them do not count):
@@ -586,7 +602,7 @@ pub unsafe extern "C" fn fo_sync_now(c: *mut fo_client) -> fo_result {
 #[no_mangle]
 pub unsafe extern "C" fn fo_flush(c: *mut fo_client, timeout_ms: u32) -> fo_result {
     // SAFETY: caller contract above.
-    guard(|| unsafe { client(c) }?.flush(Duration::from_millis(timeout_ms.into())))
+    guard(|| client(c)?.flush(Duration::from_millis(timeout_ms.into())))
 }
 
 /// The sync status as JSON: `{"online", "outbox": {"pending", "blocked", "dead",
@@ -600,7 +616,7 @@ pub unsafe extern "C" fn fo_flush(c: *mut fo_client, timeout_ms: u32) -> fo_resu
 pub unsafe extern "C" fn fo_status(c: *mut fo_client, out_json: *mut *mut c_char) -> fo_result {
     guard(|| {
         // SAFETY: caller contract above.
-        let client = unsafe { client(c) }?;
+        let client = client(c)?;
         out_ptr(out_json, "out_json")?;
         let json = client.status_json()?;
         // SAFETY: checked non-NULL above.
@@ -623,7 +639,7 @@ pub unsafe extern "C" fn fo_next_event(
 ) -> fo_result {
     guard(|| {
         // SAFETY: caller contract above.
-        let client = unsafe { client(c) }?;
+        let client = client(c)?;
         out_ptr(out_json, "out_json")?;
         let json = client.next_event(Duration::from_millis(timeout_ms.into()))?;
         // SAFETY: checked non-NULL above.
@@ -641,7 +657,7 @@ pub unsafe extern "C" fn fo_next_event(
 pub unsafe extern "C" fn fo_dead_jobs(c: *mut fo_client, out_json: *mut *mut c_char) -> fo_result {
     guard(|| {
         // SAFETY: caller contract above.
-        let client = unsafe { client(c) }?;
+        let client = client(c)?;
         out_ptr(out_json, "out_json")?;
         let json = client.dead_jobs_json()?;
         // SAFETY: checked non-NULL above.
@@ -659,12 +675,12 @@ pub unsafe extern "C" fn fo_dead_jobs(c: *mut fo_client, out_json: *mut *mut c_c
 pub unsafe extern "C" fn fo_job_retry(c: *mut fo_client, job_id: *const c_char) -> fo_result {
     guard(|| {
         // SAFETY: caller contract above.
-        let client = unsafe { client(c) }?;
+        let client = client(c)?;
         let id = if job_id.is_null() {
             None
         } else {
             // SAFETY: non-NULL, NUL-terminated per the contract.
-            Some(unsafe { arg_str(job_id, "job_id", false) }?)
+            Some(unsafe { arg_id(job_id, "job_id") }?)
         };
         client.retry_job(id)
     })
@@ -707,9 +723,9 @@ pub unsafe extern "C" fn fo_forget_customer(
 ) -> fo_result {
     guard(|| {
         // SAFETY: caller contract above.
-        let client = unsafe { client(c) }?;
+        let client = client(c)?;
         // SAFETY: NULL-checked by arg_str; NUL-terminated per the contract.
-        let id = unsafe { arg_str(customer_id, "customer_id", false) }?;
+        let id = unsafe { arg_id(customer_id, "customer_id") }?;
         client.forget_customer(id)
     })
 }

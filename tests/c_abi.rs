@@ -1,0 +1,53 @@
+//! Issue 7 through C: the C ABI never crashes, hangs or surprises the host. Each scenario of
+//! tests/c/abi_safety.c runs in its own process, so an abort (a panic unwinding into C, a
+//! use-after-free) or a deadlock (caught by the program's alarm) fails only its own test.
+
+mod common;
+
+use common::*;
+use std::process::Command;
+use std::sync::OnceLock;
+
+fn run(scenario: &str) {
+    static EXE: OnceLock<std::path::PathBuf> = OnceLock::new();
+    let exe = EXE.get_or_init(|| compile_c(&["tests/c/abi_safety.c"], "fo_abi_safety"));
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(exe)
+        .arg(scenario)
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{scenario} failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    assert!(stdout.contains(&format!("{scenario}: 0 failed")), "{stdout}");
+}
+
+#[test]
+fn calls_racing_with_close_get_closed_and_the_handle_stays_a_tombstone() {
+    run("close_race");
+}
+
+#[test]
+fn a_log_callback_may_call_back_in_and_remove_itself() {
+    run("log_reentry");
+}
+
+#[test]
+fn closing_from_the_callback_on_the_sync_thread_does_not_wait_for_itself() {
+    run("close_in_callback");
+}
+
+#[test]
+fn every_kind_of_export_is_safe_from_a_thread_local_destructor() {
+    run("tls_destructor");
+}
+
+#[test]
+fn config_codes_absurd_lengths_and_long_ids_are_refused_cleanly() {
+    run("inputs");
+}
