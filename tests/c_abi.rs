@@ -24,7 +24,10 @@ fn run(scenario: &str) {
         "{scenario} failed ({}):\n{stdout}\n{stderr}",
         out.status
     );
-    assert!(stdout.contains(&format!("{scenario}: 0 failed")), "{stdout}");
+    assert!(
+        stdout.contains(&format!("{scenario}: 0 failed")),
+        "{stdout}"
+    );
 }
 
 #[test]

@@ -94,6 +94,23 @@ pub fn guard_void<F: FnOnce()>(body: F) {
     }
 }
 
+/// For exports that return a value instead of a result code: a panic gives `fallback`.
+pub fn guard_value<T, F: FnOnce() -> T>(fallback: T, body: F) -> T {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(value) => value,
+        Err(payload) => {
+            let _ = catch_unwind(AssertUnwindSafe(move || {
+                log::error!("a bug was caught at the C boundary");
+                drop(payload);
+            }));
+            fallback
+        }
+    }
+}
+
+/// The static string returned when a string-returning export caught a panic.
+pub const PANICKED: &CStr = c"(internal bug caught at the C boundary)";
+
 /// Borrows a C string argument. NULL is `NullArgument`; invalid UTF-8 is `InvalidJson` for
 /// JSON arguments and `InvalidInput` for ids.
 ///

@@ -17,7 +17,7 @@ mod log;
 use crate::client::Client;
 use crate::error::{fo_result, Error};
 use crate::model::store_events::MAX_PDF_BYTES;
-use boundary::{arg_id, arg_str, guard, guard_void, out_ptr, out_string};
+use boundary::{arg_id, arg_str, guard, guard_value, guard_void, out_ptr, out_string};
 use std::ffi::{c_char, c_int, c_void, CString};
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,7 +53,7 @@ fn client(c: *const fo_client) -> Result<Arc<Client>, Error> {
 /// valid until the next `fo_` call on the same thread.
 #[no_mangle]
 pub extern "C" fn fo_last_error_message() -> *const c_char {
-    boundary::last_error_ptr()
+    guard_value(boundary::PANICKED.as_ptr(), boundary::last_error_ptr)
 }
 
 /// The name of a result code, e.g. `"FO_OK"`; `"FO_UNKNOWN"` for a number that is not
@@ -61,17 +61,19 @@ pub extern "C" fn fo_last_error_message() -> *const c_char {
 /// that any number is safe to pass.)
 #[no_mangle]
 pub extern "C" fn fo_result_name(r: c_int) -> *const c_char {
-    fo_result::from_code(r)
-        .map(fo_result::c_name)
-        .unwrap_or(c"FO_UNKNOWN")
-        .as_ptr()
+    guard_value(c"FO_UNKNOWN".as_ptr(), || {
+        fo_result::from_code(r)
+            .map(fo_result::c_name)
+            .unwrap_or(c"FO_UNKNOWN")
+            .as_ptr()
+    })
 }
 
 /// The library version (equals the crate version). A static string.
 #[no_mangle]
 pub extern "C" fn fo_version() -> *const c_char {
     static VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
-    VERSION.as_ptr().cast()
+    guard_value(c"".as_ptr(), || VERSION.as_ptr().cast())
 }
 
 /// Frees a string the library returned. NULL is a no-op.

@@ -121,7 +121,7 @@ int main(int argc, char **argv) {
   fo_client *c = NULL;
   EXPECT(fo_client_open(NULL, &c), FO_NULL_ARGUMENT);
   EXPECT(fo_client_open(config, NULL), FO_NULL_ARGUMENT);
-  EXPECT(fo_client_open("not json", &c), FO_CONFIG);
+  EXPECT(fo_client_open("not json", &c), FO_INVALID_JSON);
   EXPECT(fo_client_open("{\"store_id\": \"x\"}", &c), FO_CONFIG);
   CHECK(c == NULL, "out pointer untouched on failure");
   EXPECT(fo_client_open("{\"database_path\": \"/tmp/x.db\", \"store_id\": \"s\", \"market_id\": \"m\","
