@@ -1,6 +1,29 @@
 /*
  * flow-omnium: keeps a Flow Retail POS terminal in step with the Omnium OMS.
  * The contract behind every function: README.md ("The C API") and CONTRACT.md.
+ *
+ * Rules for every function below (each one's comment adds its own Results, Threads,
+ * Blocks and Pointers):
+ * - Results: every fallible call returns an fo_result; on anything but FO_OK,
+ *   fo_last_error_message() on the same thread says why. FO_PANIC means a bug was caught
+ *   inside the library: the process goes on, and the call did nothing or its effect is
+ *   described by the message. No function aborts the process or unwinds into C.
+ * - Pointers: a `const char *` argument is a NUL-terminated UTF-8 string owned by the
+ *   caller and only read during the call. An out-pointer is written only on FO_OK; a string
+ *   returned through it belongs to the caller and goes back through fo_string_free. A NULL
+ *   required pointer is FO_NULL_ARGUMENT.
+ * - Handles: an fo_client stays a valid argument for the life of the process: after
+ *   fo_client_close every call with it returns FO_CLOSED and closing it again is a no-op. A
+ *   pointer that is no handle is refused with FO_INVALID_INPUT (it is only looked up, never
+ *   read). Never free a handle yourself.
+ * - Threads: every function may be called from any thread, at the same time as any other.
+ * - Callbacks (fo_set_log_callback) must return normally: never unwind (a C++ exception)
+ *   or longjmp out of one. A callback may call any fo_ function.
+ * - Exiting threads: any function may be called from a thread that is exiting (e.g. a
+ *   pthread_key destructor); fo_last_error_message then may return a placeholder text.
+ * - fork(): open clients after fork(), in the process that uses them. A client never crosses
+ *   a fork(): the child must not use or close a client opened by its parent (its sync thread
+ *   and database lock do not exist in the child); it may open its own for another database.
  */
 
 #ifndef FLOW_OMNIUM_H
@@ -56,17 +79,39 @@ extern "C" {
 
 // This thread's last failure message; `""` after a success. Never NULL. The pointer stays
 // valid until the next `fo_` call on the same thread.
+//
+// Results: none (returns a pointer, never NULL).
+// Threads: any thread; each thread has its own message. On a thread that is exiting (a
+// `pthread_key` destructor after the library's thread-locals are gone) it returns a static
+// placeholder text.
+// Blocks: never.
+// Pointers: the returned string belongs to the library: never free or modify it. It stays
+// valid until the next `fo_` call on the same thread or the thread's exit; copy it to keep it.
 const char *fo_last_error_message(void);
 
 // The name of a result code, e.g. `"FO_OK"`; `"FO_UNKNOWN"` for a number that is not
 // one. A static string; never NULL. (Takes the code as an `int`, the ABI of `fo_result`, so
 // that any number is safe to pass.)
+//
+// Results: none (returns a static string, never NULL).
+// Threads: any thread. Blocks: never.
+// Pointers: the returned string is static: never free it.
 const char *fo_result_name(int r);
 
 // The library version (equals the crate version). A static string.
+//
+// Results: none (returns a static string, never NULL).
+// Threads: any thread. Blocks: never.
+// Pointers: the returned string is static: never free it.
 const char *fo_version(void);
 
 // Frees a string the library returned. NULL is a no-op.
+//
+// Results: none. Threads: any thread (not necessarily the one that received the string).
+// Blocks: never.
+// Pointers: `s` is NULL or a string returned through an `out_json` of this library, not yet
+// freed; it is invalid after the call. Freeing any other pointer, or one twice, is undefined
+// behaviour.
 //
 // # Safety
 // `s` is NULL or a string returned by this library and not yet freed.
@@ -81,6 +126,21 @@ void fo_string_free(char *s);
 // changed), `FO_STORAGE_FULL`. A damaged flow-omnium database is moved aside and replaced
 // by a fresh one carrying its readable jobs: `FO_OK`, and a `storage.damaged` event.
 //
+// Results: `FO_OK`; `FO_NULL_ARGUMENT` (`config_json` or `out` is NULL); `FO_INVALID_JSON`
+// (`config_json` is not UTF-8, not JSON or not an object); `FO_CONFIG` (a configuration rule
+// is broken; the message starts with the key, e.g. `config.store_id: is required`);
+// `FO_STORAGE`; `FO_STORAGE_FULL`; `FO_PANIC`; `FO_INTERNAL` (the sync thread could not be
+// started).
+// Threads: any thread; clients of different databases are independent. Open after `fork()`, in
+// the process that uses the client: a client never crosses a `fork()` (the child must not use
+// or close a client of its parent).
+// Blocks: while the database is opened, checked and migrated (milliseconds; a damaged or very
+// large database can take seconds; at most the 5 s busy timeout per step while another process
+// holds it); never on the network.
+// Pointers: `config_json` is a NUL-terminated UTF-8 string owned by the caller, only read
+// during the call (the client keeps its own copy); `*out` is written only on `FO_OK`, with a
+// handle the caller owns and releases with `fo_client_close`.
+//
 // # Safety
 // `config_json` is NULL or a NUL-terminated string; `out` is NULL or writable.
 enum fo_result fo_client_open(const char *config_json, struct fo_client **out);
@@ -88,6 +148,18 @@ enum fo_result fo_client_open(const char *config_json, struct fo_client **out);
 // Stops the sync thread and releases the client. NULL is a no-op. Returns within 10 s even
 // when Omnium does not answer. No call on this client may start after it returns; a call
 // racing with it returns `FO_CLOSED`.
+//
+// Results: none. NULL, a handle already closed and a pointer that is no handle are no-ops.
+// Threads: any thread, also while other threads are inside calls on the same client (they
+// finish with their normal result or `FO_CLOSED`; the client is freed by the last of them).
+// Called from a log callback (on any thread), it does not wait for the sync thread, which
+// stops on its own once the callback returns; the database is released then.
+// Blocks: until the sync thread has stopped, at most about 8 s even when Omnium does not
+// answer (a request in flight then finishes on its own and the database stays held until it
+// has).
+// Pointers: after the call `c` is a tombstone: it stays valid to pass to any `fo_` function
+// for the life of the process (`FO_CLOSED`); it is never freed or reused, so never free it
+// yourself.
 //
 // # Safety
 // `c` is NULL or a pointer returned by `fo_client_open`, closed at most once.
@@ -98,30 +170,87 @@ void fo_client_close(struct fo_client *c);
 // content it is `FO_CONFLICT`. A broken rule (balance, required field, duplicate line id,
 // unknown field) is `FO_INVALID_INPUT` with the field named in the message.
 //
+// Results: `FO_OK`; `FO_NULL_ARGUMENT` (`c` or `sale_json` is NULL); `FO_INVALID_JSON` (not
+// UTF-8, not JSON, not an object, or nested too deeply); `FO_INVALID_INPUT` (a rule is broken;
+// the message names the field); `FO_CONFLICT` (the id was recorded with other content);
+// `FO_STORAGE_FULL` (nothing was written); `FO_STORAGE`; `FO_CLOSED`; `FO_PANIC` (a bug was
+// caught; the process goes on); `FO_INTERNAL`.
+// Threads: any thread, at the same time as any other call on the same client; a call racing
+// with `fo_client_close` returns its normal result or `FO_CLOSED`.
+// Blocks: for one durable SQLite transaction (typically well under a millisecond; at most the
+// 5 s busy timeout while another connection writes); never on the network.
+// Pointers: `c` is a handle from `fo_client_open` (after `fo_client_close` it may still be
+// passed: `FO_CLOSED`); `sale_json` is a NUL-terminated UTF-8 string owned by the caller, only
+// read during the call.
+//
 // # Safety
-// `c` is NULL or a live client; `sale_json` is NULL or a NUL-terminated string.
-enum fo_result fo_record_sale(struct fo_client *c, const char *sale_json);
+// `c` is any pointer value (NULL, an open or a closed handle: it is only looked up, never read); `sale_json` is NULL or a NUL-terminated string.
+enum fo_result fo_record_sale(struct fo_client *c,
+                              const char *sale_json);
 
 // Records a return of a recorded sale or of an Omnium order. It reaches Omnium only after
 // its sale. For a sale recorded here, lines and returnable quantities are checked.
 //
+// Results: `FO_OK`; `FO_NULL_ARGUMENT` (`c` or `return_json` is NULL); `FO_INVALID_JSON` (not
+// UTF-8, not JSON, not an object, or nested too deeply); `FO_INVALID_INPUT` (a rule is broken;
+// the message names the field); `FO_CONFLICT` (the id was recorded with other content);
+// `FO_STORAGE_FULL` (nothing was written); `FO_STORAGE`; `FO_CLOSED`; `FO_PANIC` (a bug was
+// caught; the process goes on); `FO_INTERNAL`.
+// Threads: any thread, at the same time as any other call on the same client; a call racing
+// with `fo_client_close` returns its normal result or `FO_CLOSED`.
+// Blocks: for one durable SQLite transaction (typically well under a millisecond; at most the
+// 5 s busy timeout while another connection writes); never on the network.
+// Pointers: `c` is a handle from `fo_client_open` (after `fo_client_close` it may still be
+// passed: `FO_CLOSED`); `return_json` is a NUL-terminated UTF-8 string owned by the caller,
+// only read during the call.
+//
 // # Safety
-// `c` is NULL or a live client; `return_json` is NULL or a NUL-terminated string.
-enum fo_result fo_record_return(struct fo_client *c, const char *return_json);
+// `c` is any pointer value (NULL, an open or a closed handle: it is only looked up, never read); `return_json` is NULL or a NUL-terminated string.
+enum fo_result fo_record_return(struct fo_client *c,
+                                const char *return_json);
 
 // Records a cancellation of a whole order (no `lines`) or of whole lines. It reaches
 // Omnium only after the order's earlier jobs.
 //
+// Results: `FO_OK`; `FO_NULL_ARGUMENT` (`c` or `cancellation_json` is NULL); `FO_INVALID_JSON`
+// (not UTF-8, not JSON, not an object, or nested too deeply); `FO_INVALID_INPUT` (a rule is
+// broken; the message names the field); `FO_CONFLICT` (the id was recorded with other
+// content); `FO_STORAGE_FULL` (nothing was written); `FO_STORAGE`; `FO_CLOSED`; `FO_PANIC` (a
+// bug was caught; the process goes on); `FO_INTERNAL`.
+// Threads: any thread, at the same time as any other call on the same client; a call racing
+// with `fo_client_close` returns its normal result or `FO_CLOSED`.
+// Blocks: for one durable SQLite transaction (typically well under a millisecond; at most the
+// 5 s busy timeout while another connection writes); never on the network.
+// Pointers: `c` is a handle from `fo_client_open` (after `fo_client_close` it may still be
+// passed: `FO_CLOSED`); `cancellation_json` is a NUL-terminated UTF-8 string owned by the
+// caller, only read during the call.
+//
 // # Safety
-// `c` is NULL or a live client; `cancellation_json` is NULL or a NUL-terminated string.
-enum fo_result fo_record_cancellation(struct fo_client *c, const char *cancellation_json);
+// `c` is any pointer value (NULL, an open or a closed handle: it is only looked up, never read); `cancellation_json` is NULL or a NUL-terminated string.
+enum fo_result fo_record_cancellation(struct fo_client *c,
+                                      const char *cancellation_json);
 
 // Records a receipt and its PDF (`pdf_len` bytes, starting with `%PDF-`, at most
 // 10 MiB; copied before the call returns). Sent after its sale as an Omnium invoice with
 // the PDF attached. With `send_receipts` false the call validates and stores nothing.
 //
+// Results: `FO_OK`; `FO_NULL_ARGUMENT` (`c`, `receipt_json` or `pdf` is NULL);
+// `FO_INVALID_JSON` (not UTF-8, not JSON, not an object, or nested too deeply);
+// `FO_INVALID_INPUT` (a rule is broken, the PDF does not start with `%PDF-` or `pdf_len` is
+// over 10 MiB (checked before `pdf` is read); the message names the field); `FO_CONFLICT` (the
+// id was recorded with other content); `FO_STORAGE_FULL` (nothing was written); `FO_STORAGE`;
+// `FO_CLOSED`; `FO_PANIC` (a bug was caught; the process goes on); `FO_INTERNAL`.
+// Threads: any thread, at the same time as any other call on the same client; a call racing
+// with `fo_client_close` returns its normal result or `FO_CLOSED`.
+// Blocks: for one durable SQLite transaction (typically well under a millisecond; at most the
+// 5 s busy timeout while another connection writes); never on the network.
+// Pointers: `c` is a handle from `fo_client_open` (after `fo_client_close` it may still be
+// passed: `FO_CLOSED`); `receipt_json` is a NUL-terminated UTF-8 string owned by the caller,
+// only read during the call; `pdf` points to `pdf_len` readable bytes owned by the caller,
+// copied before the call returns.
+//
 // # Safety
-// `c` is NULL or a live client; `receipt_json` is NULL or a NUL-terminated string; `pdf`
+// `c` is any pointer value (NULL, an open or a closed handle: it is only looked up, never read); `receipt_json` is NULL or a NUL-terminated string; `pdf`
 // is NULL or points to `pdf_len` readable bytes.
 enum fo_result fo_record_receipt(struct fo_client *c,
                                  const char *receipt_json,
@@ -131,66 +260,174 @@ enum fo_result fo_record_receipt(struct fo_client *c,
 // Records a customer created or changed at the till (`type` `person` or `company`). The
 // newest version not yet sent replaces older ones; `fo_customer_get` shows it at once.
 //
+// Results: `FO_OK`; `FO_NULL_ARGUMENT` (`c` or `customer_json` is NULL); `FO_INVALID_JSON`
+// (not UTF-8, not JSON, not an object, or nested too deeply); `FO_INVALID_INPUT` (a rule is
+// broken; the message names the field); `FO_STORAGE_FULL` (nothing was written); `FO_STORAGE`;
+// `FO_CLOSED`; `FO_PANIC` (a bug was caught; the process goes on); `FO_INTERNAL`.
+// Threads: any thread, at the same time as any other call on the same client; a call racing
+// with `fo_client_close` returns its normal result or `FO_CLOSED`.
+// Blocks: for one durable SQLite transaction (typically well under a millisecond; at most the
+// 5 s busy timeout while another connection writes); never on the network.
+// Pointers: `c` is a handle from `fo_client_open` (after `fo_client_close` it may still be
+// passed: `FO_CLOSED`); `customer_json` is a NUL-terminated UTF-8 string owned by the caller,
+// only read during the call.
+//
 // # Safety
-// `c` is NULL or a live client; `customer_json` is NULL or a NUL-terminated string.
-enum fo_result fo_record_customer(struct fo_client *c, const char *customer_json);
+// `c` is any pointer value (NULL, an open or a closed handle: it is only looked up, never read); `customer_json` is NULL or a NUL-terminated string.
+enum fo_result fo_record_customer(struct fo_client *c,
+                                  const char *customer_json);
 
 // Records goods received, with a purchase order (confirmed on its delivery, once) or
 // without (new absolute levels pushed). More than ordered is accepted and reported.
 //
+// Results: `FO_OK`; `FO_NULL_ARGUMENT` (`c` or `reception_json` is NULL); `FO_INVALID_JSON`
+// (not UTF-8, not JSON, not an object, or nested too deeply); `FO_INVALID_INPUT` (a rule is
+// broken; the message names the field); `FO_CONFLICT` (the id was recorded with other
+// content); `FO_STORAGE_FULL` (nothing was written); `FO_STORAGE`; `FO_CLOSED`; `FO_PANIC` (a
+// bug was caught; the process goes on); `FO_INTERNAL`.
+// Threads: any thread, at the same time as any other call on the same client; a call racing
+// with `fo_client_close` returns its normal result or `FO_CLOSED`.
+// Blocks: for one durable SQLite transaction (typically well under a millisecond; at most the
+// 5 s busy timeout while another connection writes); never on the network.
+// Pointers: `c` is a handle from `fo_client_open` (after `fo_client_close` it may still be
+// passed: `FO_CLOSED`); `reception_json` is a NUL-terminated UTF-8 string owned by the caller,
+// only read during the call.
+//
 // # Safety
-// `c` is NULL or a live client; `reception_json` is NULL or a NUL-terminated string.
-enum fo_result fo_record_goods_reception(struct fo_client *c, const char *reception_json);
+// `c` is any pointer value (NULL, an open or a closed handle: it is only looked up, never read); `reception_json` is NULL or a NUL-terminated string.
+enum fo_result fo_record_goods_reception(struct fo_client *c,
+                                         const char *reception_json);
 
 // Records absolute on-hand levels counted at the till. Only for a `"flow"` stock-master
 // store (else `FO_INVALID_INPUT`); the newest level per SKU and warehouse is pushed.
 //
+// Results: `FO_OK`; `FO_NULL_ARGUMENT` (`c` or `stock_json` is NULL); `FO_INVALID_JSON` (not
+// UTF-8, not JSON, not an object, or nested too deeply); `FO_INVALID_INPUT` (a rule is broken;
+// the message names the field) (also for a store whose stock master is not `"flow"`);
+// `FO_STORAGE_FULL` (nothing was written); `FO_STORAGE`; `FO_CLOSED`; `FO_PANIC` (a bug was
+// caught; the process goes on); `FO_INTERNAL`.
+// Threads: any thread, at the same time as any other call on the same client; a call racing
+// with `fo_client_close` returns its normal result or `FO_CLOSED`.
+// Blocks: for one durable SQLite transaction (typically well under a millisecond; at most the
+// 5 s busy timeout while another connection writes); never on the network.
+// Pointers: `c` is a handle from `fo_client_open` (after `fo_client_close` it may still be
+// passed: `FO_CLOSED`); `stock_json` is a NUL-terminated UTF-8 string owned by the caller,
+// only read during the call.
+//
 // # Safety
-// `c` is NULL or a live client; `stock_json` is NULL or a NUL-terminated string.
-enum fo_result fo_record_stock_count(struct fo_client *c, const char *stock_json);
+// `c` is any pointer value (NULL, an open or a closed handle: it is only looked up, never read); `stock_json` is NULL or a NUL-terminated string.
+enum fo_result fo_record_stock_count(struct fo_client *c,
+                                     const char *stock_json);
 
 // Records click & collect progress (`ready_for_pickup`, `picked_up`, `not_collected`,
 // `cancelled`; `lines` absent = all lines). The local order shows it at once. If Omnium
 // cancelled the order meanwhile, the job dies with that reason and the order stays
 // cancelled.
 //
+// Results: `FO_OK`; `FO_NULL_ARGUMENT` (`c` or `pickup_json` is NULL); `FO_INVALID_JSON` (not
+// UTF-8, not JSON, not an object, or nested too deeply); `FO_INVALID_INPUT` (a rule is broken;
+// the message names the field); `FO_CONFLICT` (the id was recorded with other content);
+// `FO_STORAGE_FULL` (nothing was written); `FO_STORAGE`; `FO_CLOSED`; `FO_PANIC` (a bug was
+// caught; the process goes on); `FO_INTERNAL`.
+// Threads: any thread, at the same time as any other call on the same client; a call racing
+// with `fo_client_close` returns its normal result or `FO_CLOSED`.
+// Blocks: for one durable SQLite transaction (typically well under a millisecond; at most the
+// 5 s busy timeout while another connection writes); never on the network.
+// Pointers: `c` is a handle from `fo_client_open` (after `fo_client_close` it may still be
+// passed: `FO_CLOSED`); `pickup_json` is a NUL-terminated UTF-8 string owned by the caller,
+// only read during the call.
+//
 // # Safety
-// `c` is NULL or a live client; `pickup_json` is NULL or a NUL-terminated string.
-enum fo_result fo_record_pickup(struct fo_client *c, const char *pickup_json);
+// `c` is any pointer value (NULL, an open or a closed handle: it is only looked up, never read); `pickup_json` is NULL or a NUL-terminated string.
+enum fo_result fo_record_pickup(struct fo_client *c,
+                                const char *pickup_json);
 
 // Takes an Omnium event-subscription payload as is (`className`, `objectId`, `storeId`,
 // `status`, …). An order event for this store queues one fetch of the order; repeats
 // coalesce; other classes and other stores are ignored (`FO_OK`).
 //
+// Results: `FO_OK`; `FO_NULL_ARGUMENT` (`c` or `omnium_event_json` is NULL); `FO_INVALID_JSON`
+// (not UTF-8, not JSON, not an object, or nested too deeply); `FO_INVALID_INPUT` (a rule is
+// broken; the message names the field); `FO_STORAGE_FULL` (nothing was written); `FO_STORAGE`;
+// `FO_CLOSED`; `FO_PANIC` (a bug was caught; the process goes on); `FO_INTERNAL`.
+// Threads: any thread, at the same time as any other call on the same client; a call racing
+// with `fo_client_close` returns its normal result or `FO_CLOSED`.
+// Blocks: for one durable SQLite transaction (typically well under a millisecond; at most the
+// 5 s busy timeout while another connection writes); never on the network.
+// Pointers: `c` is a handle from `fo_client_open` (after `fo_client_close` it may still be
+// passed: `FO_CLOSED`); `omnium_event_json` is a NUL-terminated UTF-8 string owned by the
+// caller, only read during the call.
+//
 // # Safety
-// `c` is NULL or a live client; `omnium_event_json` is NULL or a NUL-terminated string.
-enum fo_result fo_event_notify(struct fo_client *c, const char *omnium_event_json);
+// `c` is any pointer value (NULL, an open or a closed handle: it is only looked up, never read); `omnium_event_json` is NULL or a NUL-terminated string.
+enum fo_result fo_event_notify(struct fo_client *c,
+                               const char *omnium_event_json);
 
 // Click & collect and online orders for this store: `{"items": [{"id", "order_type",
 // "status", "store_id", "customer", "lines": [{"line_id", "sku", "name", "quantity",
 // "unit_price", …}], "total", "pickup_deadline", …}]}`. `filter_json` (`{"order_type",
 // "status"}`, both optional) may be NULL. Free `*out_json` with `fo_string_free`.
 //
+// Results: `FO_OK`; `FO_NULL_ARGUMENT` (`c` or `out_json` is NULL); `FO_INVALID_JSON`
+// (`filter_json` is not a JSON object); `FO_INVALID_INPUT` (a filter value is not allowed;
+// when `c` is not a handle from `fo_client_open`); `FO_STORAGE`; `FO_CLOSED`; `FO_PANIC` (a
+// bug was caught; the process goes on); `FO_INTERNAL`.
+// Threads: any thread, at the same time as any other call on the same client; a call racing
+// with `fo_client_close` returns its normal result or `FO_CLOSED`.
+// Blocks: for one local database read (at most the 5 s busy timeout); never on the network.
+// Pointers: `c` is a handle from `fo_client_open` (after `fo_client_close` it may still be
+// passed: `FO_CLOSED`); `filter_json` is NULL (no filter) or a NUL-terminated UTF-8 string
+// owned by the caller, only read during the call; `*out_json` is written only on `FO_OK` with
+// a new string the caller owns and frees with `fo_string_free`.
+//
 // # Safety
-// `c` is NULL or a live client; `filter_json` is NULL or a NUL-terminated string;
+// `c` is any pointer value (NULL, an open or a closed handle: it is only looked up, never read); `filter_json` is NULL or a NUL-terminated string;
 // `out_json` is NULL or writable.
-enum fo_result fo_orders_list(struct fo_client *c, const char *filter_json, char **out_json);
+enum fo_result fo_orders_list(struct fo_client *c,
+                              const char *filter_json,
+                              char **out_json);
 
 // One inbound order by id (as in `fo_orders_list`); `FO_NOT_FOUND` if not known locally.
 // Free `*out_json` with `fo_string_free`.
 //
+// Results: `FO_OK`; `FO_NULL_ARGUMENT` (`c`, `order_id` or `out_json` is NULL);
+// `FO_INVALID_INPUT` (`order_id` is empty, over 128 bytes or not UTF-8; when `c` is not a
+// handle from `fo_client_open`); `FO_NOT_FOUND`; `FO_STORAGE`; `FO_CLOSED`; `FO_PANIC` (a bug
+// was caught; the process goes on); `FO_INTERNAL`.
+// Threads: any thread, at the same time as any other call on the same client; a call racing
+// with `fo_client_close` returns its normal result or `FO_CLOSED`.
+// Blocks: for one local database read (at most the 5 s busy timeout); never on the network.
+// Pointers: `c` is a handle from `fo_client_open` (after `fo_client_close` it may still be
+// passed: `FO_CLOSED`); `order_id` is a NUL-terminated UTF-8 string owned by the caller, only
+// read during the call; `*out_json` is written only on `FO_OK` with a new string the caller
+// owns and frees with `fo_string_free`.
+//
 // # Safety
-// `c` is NULL or a live client; `order_id` is NULL or a NUL-terminated string; `out_json`
+// `c` is any pointer value (NULL, an open or a closed handle: it is only looked up, never read); `order_id` is NULL or a NUL-terminated string; `out_json`
 // is NULL or writable.
-enum fo_result fo_order_get(struct fo_client *c, const char *order_id, char **out_json);
+enum fo_result fo_order_get(struct fo_client *c,
+                            const char *order_id,
+                            char **out_json);
 
 // Purchase orders for this store: `{"items": [{"id", "number", "status", "supplier",
 // "expected_date", "delivery_id", "lines": [{"line_id", "sku", "name", "ean", "quantity",
 // "delivered_quantity"}]}]}`. `filter_json` (`{"status"}`) may be NULL.
 // Free `*out_json` with `fo_string_free`.
 //
+// Results: `FO_OK`; `FO_NULL_ARGUMENT` (`c` or `out_json` is NULL); `FO_INVALID_JSON`
+// (`filter_json` is not a JSON object); `FO_INVALID_INPUT` (a filter value is not allowed;
+// when `c` is not a handle from `fo_client_open`); `FO_STORAGE`; `FO_CLOSED`; `FO_PANIC` (a
+// bug was caught; the process goes on); `FO_INTERNAL`.
+// Threads: any thread, at the same time as any other call on the same client; a call racing
+// with `fo_client_close` returns its normal result or `FO_CLOSED`.
+// Blocks: for one local database read (at most the 5 s busy timeout); never on the network.
+// Pointers: `c` is a handle from `fo_client_open` (after `fo_client_close` it may still be
+// passed: `FO_CLOSED`); `filter_json` is NULL (no filter) or a NUL-terminated UTF-8 string
+// owned by the caller, only read during the call; `*out_json` is written only on `FO_OK` with
+// a new string the caller owns and frees with `fo_string_free`.
+//
 // # Safety
-// `c` is NULL or a live client; `filter_json` is NULL or a NUL-terminated string;
+// `c` is any pointer value (NULL, an open or a closed handle: it is only looked up, never read); `filter_json` is NULL or a NUL-terminated string;
 // `out_json` is NULL or writable.
 enum fo_result fo_purchase_orders_list(struct fo_client *c,
                                        const char *filter_json,
@@ -201,10 +438,24 @@ enum fo_result fo_purchase_orders_list(struct fo_client *c,
 // "address", "loyalty_id"}`. `FO_NOT_FOUND` if not known locally.
 // Free `*out_json` with `fo_string_free`.
 //
+// Results: `FO_OK`; `FO_NULL_ARGUMENT` (`c`, `customer_id` or `out_json` is NULL);
+// `FO_INVALID_INPUT` (`customer_id` is empty, over 128 bytes or not UTF-8; when `c` is not a
+// handle from `fo_client_open`); `FO_NOT_FOUND`; `FO_STORAGE`; `FO_CLOSED`; `FO_PANIC` (a bug
+// was caught; the process goes on); `FO_INTERNAL`.
+// Threads: any thread, at the same time as any other call on the same client; a call racing
+// with `fo_client_close` returns its normal result or `FO_CLOSED`.
+// Blocks: for one local database read (at most the 5 s busy timeout); never on the network.
+// Pointers: `c` is a handle from `fo_client_open` (after `fo_client_close` it may still be
+// passed: `FO_CLOSED`); `customer_id` is a NUL-terminated UTF-8 string owned by the caller,
+// only read during the call; `*out_json` is written only on `FO_OK` with a new string the
+// caller owns and frees with `fo_string_free`.
+//
 // # Safety
-// `c` is NULL or a live client; `customer_id` is NULL or a NUL-terminated string;
+// `c` is any pointer value (NULL, an open or a closed handle: it is only looked up, never read); `customer_id` is NULL or a NUL-terminated string;
 // `out_json` is NULL or writable.
-enum fo_result fo_customer_get(struct fo_client *c, const char *customer_id, char **out_json);
+enum fo_result fo_customer_get(struct fo_client *c,
+                               const char *customer_id,
+                               char **out_json);
 
 // A product by SKU from the local catalog (works offline): `{"sku", "product_id", "name",
 // "brand", "ean", "category_ids", "image_urls", "active", "price": {"unit_price",
@@ -212,20 +463,48 @@ enum fo_result fo_customer_get(struct fo_client *c, const char *customer_id, cha
 // valid now for this store and market. `FO_NOT_FOUND` if the SKU is not known locally.
 // Free `*out_json` with `fo_string_free`.
 //
+// Results: `FO_OK`; `FO_NULL_ARGUMENT` (`c`, `sku` or `out_json` is NULL); `FO_INVALID_INPUT`
+// (`sku` is empty, over 128 bytes or not UTF-8; when `c` is not a handle from
+// `fo_client_open`); `FO_NOT_FOUND`; `FO_STORAGE`; `FO_CLOSED`; `FO_PANIC` (a bug was caught;
+// the process goes on); `FO_INTERNAL`.
+// Threads: any thread, at the same time as any other call on the same client; a call racing
+// with `fo_client_close` returns its normal result or `FO_CLOSED`.
+// Blocks: for one local database read (at most the 5 s busy timeout); never on the network.
+// Pointers: `c` is a handle from `fo_client_open` (after `fo_client_close` it may still be
+// passed: `FO_CLOSED`); `sku` is a NUL-terminated UTF-8 string owned by the caller, only read
+// during the call; `*out_json` is written only on `FO_OK` with a new string the caller owns
+// and frees with `fo_string_free`.
+//
 // # Safety
-// `c` is NULL or a live client; `sku` is NULL or a NUL-terminated string; `out_json` is
+// `c` is any pointer value (NULL, an open or a closed handle: it is only looked up, never read); `sku` is NULL or a NUL-terminated string; `out_json` is
 // NULL or writable.
-enum fo_result fo_product_get(struct fo_client *c, const char *sku, char **out_json);
+enum fo_result fo_product_get(struct fo_client *c,
+                              const char *sku,
+                              char **out_json);
 
 // Searches sellable products offline. Query: `{"text", "category_id", "brand", "limit"
 // (1..500, default 50), "offset"}`; `text` matches the start of words in the name, SKU, EAN
 // and brand, ranked, an exact SKU or EAN first. Result: `{"items": [product…], "total": N}`.
 // Free `*out_json` with `fo_string_free`.
 //
+// Results: `FO_OK`; `FO_NULL_ARGUMENT` (`c`, `query_json` or `out_json` is NULL);
+// `FO_INVALID_JSON` (`query_json` is not a JSON object); `FO_INVALID_INPUT` (a query value is
+// out of range; when `c` is not a handle from `fo_client_open`); `FO_STORAGE`; `FO_CLOSED`;
+// `FO_PANIC` (a bug was caught; the process goes on); `FO_INTERNAL`.
+// Threads: any thread, at the same time as any other call on the same client; a call racing
+// with `fo_client_close` returns its normal result or `FO_CLOSED`.
+// Blocks: for one local database read (at most the 5 s busy timeout); never on the network.
+// Pointers: `c` is a handle from `fo_client_open` (after `fo_client_close` it may still be
+// passed: `FO_CLOSED`); `query_json` is a NUL-terminated UTF-8 string owned by the caller,
+// only read during the call; `*out_json` is written only on `FO_OK` with a new string the
+// caller owns and frees with `fo_string_free`.
+//
 // # Safety
-// `c` is NULL or a live client; `query_json` is NULL or a NUL-terminated string;
+// `c` is any pointer value (NULL, an open or a closed handle: it is only looked up, never read); `query_json` is NULL or a NUL-terminated string;
 // `out_json` is NULL or writable.
-enum fo_result fo_product_search(struct fo_client *c, const char *query_json, char **out_json);
+enum fo_result fo_product_search(struct fo_client *c,
+                                 const char *query_json,
+                                 char **out_json);
 
 // Stock of a SKU in this store's warehouses: `{"sku", "warehouses": [{"warehouse_id",
 // "quantity", "reserved", "pending", "available"}]}`. `quantity` and `reserved` are
@@ -233,47 +512,117 @@ enum fo_result fo_product_search(struct fo_client *c, const char *query_json, ch
 // (sales −, restocked returns +); `available = quantity − reserved + pending`.
 // `FO_NOT_FOUND` if nothing is known of the SKU. Free `*out_json` with `fo_string_free`.
 //
+// Results: `FO_OK`; `FO_NULL_ARGUMENT` (`c`, `sku` or `out_json` is NULL); `FO_INVALID_INPUT`
+// (`sku` is empty, over 128 bytes or not UTF-8; when `c` is not a handle from
+// `fo_client_open`); `FO_NOT_FOUND`; `FO_STORAGE`; `FO_CLOSED`; `FO_PANIC` (a bug was caught;
+// the process goes on); `FO_INTERNAL`.
+// Threads: any thread, at the same time as any other call on the same client; a call racing
+// with `fo_client_close` returns its normal result or `FO_CLOSED`.
+// Blocks: for one local database read (at most the 5 s busy timeout); never on the network.
+// Pointers: `c` is a handle from `fo_client_open` (after `fo_client_close` it may still be
+// passed: `FO_CLOSED`); `sku` is a NUL-terminated UTF-8 string owned by the caller, only read
+// during the call; `*out_json` is written only on `FO_OK` with a new string the caller owns
+// and frees with `fo_string_free`.
+//
 // # Safety
-// `c` is NULL or a live client; `sku` is NULL or a NUL-terminated string; `out_json` is
+// `c` is any pointer value (NULL, an open or a closed handle: it is only looked up, never read); `sku` is NULL or a NUL-terminated string; `out_json` is
 // NULL or writable.
-enum fo_result fo_stock_get(struct fo_client *c, const char *sku, char **out_json);
+enum fo_result fo_stock_get(struct fo_client *c,
+                            const char *sku,
+                            char **out_json);
 
 // A store (this one or another that was pulled) as Omnium's JSON plus `opening_hours`
 // (`{"monday": {"open", "from", "to"}, …}`), `special_days` and `warehouses`.
 // `FO_NOT_FOUND` if not known locally. Free `*out_json` with `fo_string_free`.
 //
+// Results: `FO_OK`; `FO_NULL_ARGUMENT` (`c`, `store_id` or `out_json` is NULL);
+// `FO_INVALID_INPUT` (`store_id` is empty, over 128 bytes or not UTF-8; when `c` is not a
+// handle from `fo_client_open`); `FO_NOT_FOUND`; `FO_STORAGE`; `FO_CLOSED`; `FO_PANIC` (a bug
+// was caught; the process goes on); `FO_INTERNAL`.
+// Threads: any thread, at the same time as any other call on the same client; a call racing
+// with `fo_client_close` returns its normal result or `FO_CLOSED`.
+// Blocks: for one local database read (at most the 5 s busy timeout); never on the network.
+// Pointers: `c` is a handle from `fo_client_open` (after `fo_client_close` it may still be
+// passed: `FO_CLOSED`); `store_id` is a NUL-terminated UTF-8 string owned by the caller, only
+// read during the call; `*out_json` is written only on `FO_OK` with a new string the caller
+// owns and frees with `fo_string_free`.
+//
 // # Safety
-// `c` is NULL or a live client; `store_id` is NULL or a NUL-terminated string; `out_json`
+// `c` is any pointer value (NULL, an open or a closed handle: it is only looked up, never read); `store_id` is NULL or a NUL-terminated string; `out_json`
 // is NULL or writable.
-enum fo_result fo_store_get(struct fo_client *c, const char *store_id, char **out_json);
+enum fo_result fo_store_get(struct fo_client *c,
+                            const char *store_id,
+                            char **out_json);
 
 // Product categories in the store's language: `{"items": [{"id", "name", "parent_id",
 // "sort_index"}]}`. Free `*out_json` with `fo_string_free`.
 //
+// Results: `FO_OK`; `FO_NULL_ARGUMENT` (`c` or `out_json` is NULL); `FO_INVALID_INPUT` also
+// when `c` is not a handle from `fo_client_open`; `FO_STORAGE`; `FO_CLOSED`; `FO_PANIC` (a bug
+// was caught; the process goes on); `FO_INTERNAL`.
+// Threads: any thread, at the same time as any other call on the same client; a call racing
+// with `fo_client_close` returns its normal result or `FO_CLOSED`.
+// Blocks: for one local database read (at most the 5 s busy timeout); never on the network.
+// Pointers: `c` is a handle from `fo_client_open` (after `fo_client_close` it may still be
+// passed: `FO_CLOSED`); `*out_json` is written only on `FO_OK` with a new string the caller
+// owns and frees with `fo_string_free`.
+//
 // # Safety
-// `c` is NULL or a live client; `out_json` is NULL or writable.
-enum fo_result fo_categories_list(struct fo_client *c, char **out_json);
+// `c` is any pointer value (NULL, an open or a closed handle: it is only looked up, never read); `out_json` is NULL or writable.
+enum fo_result fo_categories_list(struct fo_client *c,
+                                  char **out_json);
 
 // Addition to the contract: the brands of sellable products, `{"items": ["Devold", …]}`
 // (Omnium has no brand entity; the list is derived from the catalog).
 // Free `*out_json` with `fo_string_free`.
 //
+// Results: `FO_OK`; `FO_NULL_ARGUMENT` (`c` or `out_json` is NULL); `FO_INVALID_INPUT` also
+// when `c` is not a handle from `fo_client_open`; `FO_STORAGE`; `FO_CLOSED`; `FO_PANIC` (a bug
+// was caught; the process goes on); `FO_INTERNAL`.
+// Threads: any thread, at the same time as any other call on the same client; a call racing
+// with `fo_client_close` returns its normal result or `FO_CLOSED`.
+// Blocks: for one local database read (at most the 5 s busy timeout); never on the network.
+// Pointers: `c` is a handle from `fo_client_open` (after `fo_client_close` it may still be
+// passed: `FO_CLOSED`); `*out_json` is written only on `FO_OK` with a new string the caller
+// owns and frees with `fo_string_free`.
+//
 // # Safety
-// `c` is NULL or a live client; `out_json` is NULL or writable.
-enum fo_result fo_brands_list(struct fo_client *c, char **out_json);
+// `c` is any pointer value (NULL, an open or a closed handle: it is only looked up, never read); `out_json` is NULL or writable.
+enum fo_result fo_brands_list(struct fo_client *c,
+                              char **out_json);
 
 // Wakes the sync thread to push now (starting it if `sync.autostart` was false), even
 // when it is backing off after an outage. A 429's Retry-After is still honoured.
 //
+// Results: `FO_OK`; `FO_NULL_ARGUMENT`; `FO_INVALID_INPUT` also when `c` is not a handle from
+// `fo_client_open`; `FO_INTERNAL` (the sync thread could not be started); `FO_CLOSED`;
+// `FO_PANIC`.
+// Threads: any thread, at the same time as any other call on the same client; a call racing
+// with `fo_client_close` returns its normal result or `FO_CLOSED`.
+// Blocks: never (it only wakes the sync thread, starting it if needed).
+// Pointers: `c` is a handle from `fo_client_open` (after `fo_client_close` it may still be
+// passed: `FO_CLOSED`).
+//
 // # Safety
-// `c` is NULL or a live client.
+// `c` is any pointer value (NULL, an open or a closed handle: it is only looked up, never read).
 enum fo_result fo_sync_now(struct fo_client *c);
 
 // Waits until nothing is pending (dead jobs and jobs blocked behind them do not count):
 // `FO_OK`, or `FO_TIMEOUT` after `timeout_ms`.
 //
+// Results: `FO_OK` (nothing pending); `FO_TIMEOUT`; `FO_NULL_ARGUMENT`; `FO_INVALID_INPUT`
+// also when `c` is not a handle from `fo_client_open`; `FO_STORAGE`; `FO_INTERNAL` (the sync
+// thread could not be started); `FO_CLOSED` (also when the client is closed during the wait);
+// `FO_PANIC`.
+// Threads: any thread, at the same time as any other call on the same client; a call racing
+// with `fo_client_close` returns its normal result or `FO_CLOSED`.
+// Blocks: up to `timeout_ms` milliseconds (0: checks once and returns), returning early once
+// nothing is pending or the client is closed.
+// Pointers: `c` is a handle from `fo_client_open` (after `fo_client_close` it may still be
+// passed: `FO_CLOSED`).
+//
 // # Safety
-// `c` is NULL or a live client.
+// `c` is any pointer value (NULL, an open or a closed handle: it is only looked up, never read).
 enum fo_result fo_flush(struct fo_client *c, uint32_t timeout_ms);
 
 // The sync status as JSON: `{"online", "outbox": {"pending", "blocked", "dead",
@@ -281,34 +630,111 @@ enum fo_result fo_flush(struct fo_client *c, uint32_t timeout_ms);
 // (`pulling`, an addition, is true while a pull run is in progress).
 // Free `*out_json` with `fo_string_free`.
 //
-// # Safety
-// `c` is NULL or a live client; `out_json` is NULL or writable.
-enum fo_result fo_status(struct fo_client *c, char **out_json);
-
-// The next event as JSON (`{"type": ..., ...}`: `job.dead`, `sync.online`,
-// `sync.offline`, `sync.auth_failed`), waiting up to `timeout_ms`; `FO_TIMEOUT` if none.
-// Free `*out_json` with `fo_string_free`.
+// Results: `FO_OK`; `FO_NULL_ARGUMENT` (`c` or `out_json` is NULL); `FO_INVALID_INPUT` also
+// when `c` is not a handle from `fo_client_open`; `FO_STORAGE`; `FO_CLOSED`; `FO_PANIC` (a bug
+// was caught; the process goes on); `FO_INTERNAL`.
+// Threads: any thread, at the same time as any other call on the same client; a call racing
+// with `fo_client_close` returns its normal result or `FO_CLOSED`.
+// Blocks: for one local database read (at most the 5 s busy timeout); never on the network.
+// Pointers: `c` is a handle from `fo_client_open` (after `fo_client_close` it may still be
+// passed: `FO_CLOSED`); `*out_json` is written only on `FO_OK` with a new string the caller
+// owns and frees with `fo_string_free`.
 //
 // # Safety
-// `c` is NULL or a live client; `out_json` is NULL or writable.
-enum fo_result fo_next_event(struct fo_client *c, uint32_t timeout_ms, char **out_json);
+// `c` is any pointer value (NULL, an open or a closed handle: it is only looked up, never read); `out_json` is NULL or writable.
+enum fo_result fo_status(struct fo_client *c,
+                         char **out_json);
+
+// The next event as JSON, waiting up to `timeout_ms`; `FO_TIMEOUT` if none came. Events
+// are queued in order (at most 10,000; beyond that the oldest is dropped and a warning
+// logged) and each is returned once. `"type"` is one of:
+// - `order.received`, `order.updated`, `order.cancelled`: an inbound order for this store
+//   (`order_id`, `order_type`, `status`, `at`);
+// - `stock.changed`, `catalog.changed`: pulled data changed (`dataset`, `count`);
+// - `job.dead`: a job was given up (`job_id`, `kind`, `entity_id`, `error`; see
+//   `fo_dead_jobs`);
+// - `sync.online`, `sync.offline` (`reason`), `sync.auth_failed` (Omnium refuses the API
+//   user even with a new token; `reason`): the link to Omnium changed (`at`);
+// - `goods_reception.over_received`: a reception had more than its purchase order
+//   (`reception_id`, `purchase_order_id`, `lines`);
+// - `storage.damaged`: the database was damaged at open and moved aside (`moved_to`,
+//   `salvaged`, `lost`).
+//
+// Unknown types may be added later: ignore a type you do not know.
+// Free `*out_json` with `fo_string_free`.
+//
+// Results: `FO_OK`; `FO_TIMEOUT` (no event within `timeout_ms`); `FO_NULL_ARGUMENT` (`c` or
+// `out_json` is NULL); `FO_INVALID_INPUT` also when `c` is not a handle from `fo_client_open`;
+// `FO_CLOSED` (also at once for a thread waiting here when another thread closes the client);
+// `FO_PANIC`; `FO_INTERNAL`.
+// Threads: any thread; with several threads waiting, each event goes to exactly one of them. A
+// call racing with `fo_client_close` returns its normal result or `FO_CLOSED`.
+// Blocks: up to `timeout_ms` milliseconds (0: returns at once), returning early when an event
+// arrives or the client is closed.
+// Pointers: `c` is a handle from `fo_client_open` (after `fo_client_close` it may still be
+// passed: `FO_CLOSED`); `*out_json` is written only on `FO_OK` with a new string the caller
+// owns and frees with `fo_string_free`.
+//
+// # Safety
+// `c` is any pointer value (NULL, an open or a closed handle: it is only looked up, never read); `out_json` is NULL or writable.
+enum fo_result fo_next_event(struct fo_client *c,
+                             uint32_t timeout_ms,
+                             char **out_json);
 
 // Jobs given up on: `{"items": [{"id", "kind", "entity_id", "attempts", "last_error",
 // "dead_at"}]}`. Free `*out_json` with `fo_string_free`.
 //
+// Results: `FO_OK`; `FO_NULL_ARGUMENT` (`c` or `out_json` is NULL); `FO_INVALID_INPUT` also
+// when `c` is not a handle from `fo_client_open`; `FO_STORAGE`; `FO_CLOSED`; `FO_PANIC` (a bug
+// was caught; the process goes on); `FO_INTERNAL`.
+// Threads: any thread, at the same time as any other call on the same client; a call racing
+// with `fo_client_close` returns its normal result or `FO_CLOSED`.
+// Blocks: for one local database read (at most the 5 s busy timeout); never on the network.
+// Pointers: `c` is a handle from `fo_client_open` (after `fo_client_close` it may still be
+// passed: `FO_CLOSED`); `*out_json` is written only on `FO_OK` with a new string the caller
+// owns and frees with `fo_string_free`.
+//
 // # Safety
-// `c` is NULL or a live client; `out_json` is NULL or writable.
-enum fo_result fo_dead_jobs(struct fo_client *c, char **out_json);
+// `c` is any pointer value (NULL, an open or a closed handle: it is only looked up, never read); `out_json` is NULL or writable.
+enum fo_result fo_dead_jobs(struct fo_client *c,
+                            char **out_json);
 
 // Gives the dead job `job_id` (an `id` from `fo_dead_jobs`) a new set of attempts; NULL
 // retries every dead job. `FO_NOT_FOUND` if there is no such dead job.
 //
+// Results: `FO_OK`; `FO_NULL_ARGUMENT` (`c` is NULL); `FO_INVALID_INPUT` (`job_id` is empty,
+// over 128 bytes, not UTF-8 or not a job id; when `c` is not a handle from `fo_client_open`);
+// `FO_NOT_FOUND` (no dead job has that id); `FO_STORAGE_FULL`; `FO_STORAGE`; `FO_CLOSED`;
+// `FO_PANIC` (a bug was caught; the process goes on); `FO_INTERNAL`.
+// Threads: any thread, at the same time as any other call on the same client; a call racing
+// with `fo_client_close` returns its normal result or `FO_CLOSED`.
+// Blocks: for one durable SQLite transaction (typically well under a millisecond; at most the
+// 5 s busy timeout while another connection writes); never on the network.
+// Pointers: `c` is a handle from `fo_client_open` (after `fo_client_close` it may still be
+// passed: `FO_CLOSED`); `job_id` is NULL (every dead job) or a NUL-terminated string owned by
+// the caller, only read during the call.
+//
 // # Safety
-// `c` is NULL or a live client; `job_id` is NULL or a NUL-terminated string.
-enum fo_result fo_job_retry(struct fo_client *c, const char *job_id);
+// `c` is any pointer value (NULL, an open or a closed handle: it is only looked up, never read); `job_id` is NULL or a NUL-terminated string.
+enum fo_result fo_job_retry(struct fo_client *c,
+                            const char *job_id);
 
 // Sends the library's log lines up to `max_level` (1 error … 5 trace) to `cb`; NULL `cb`
 // (or `max_level` 0) turns logging off. Process-wide. Lines never contain secrets.
+//
+// Results: none.
+// Threads: any thread, including from inside the callback itself (to replace or remove it).
+// Process-wide: one callback for every client. A call already running on another thread when
+// it is replaced may still finish after this returns; once it returns, no new call of the old
+// callback starts.
+// Blocks: never (a short internal lock; the callback is never called while it is held).
+// Pointers: `cb` is NULL (logging off) or a function that stays callable, and `user_data`
+// valid, until it is replaced and any call already running has returned (the library does not
+// free `user_data`). The callback runs on the library's threads and on the threads of calls
+// that log, with `message` valid only during the call; it must be thread-safe and must not
+// unwind (C++ exceptions) or `longjmp` out: it must return. It may call any `fo_` function;
+// lines the library logs on a thread while that thread is inside the callback are dropped (no
+// recursion).
 //
 // # Safety
 // `cb` is NULL or a thread-safe function that stays valid while it is registered.
@@ -322,15 +748,21 @@ void fo_set_log_callback(fo_log_fn cb, void *user_data, int max_level);
 // `sync.customer_retention_ms` after, the customer is not fetched or stored again, unless
 // the POS records them again with `fo_record_customer`. Omnium's own copy is not touched.
 //
-// Returns `FO_OK`; `FO_NOT_FOUND` when nothing was held about `customer_id`;
-// `FO_NULL_ARGUMENT`; `FO_INVALID_INPUT` for an empty id, one over 128 bytes or not UTF-8;
-// `FO_STORAGE`/`FO_STORAGE_FULL` on a disk error (nothing erased); `FO_CLOSED`.
-// Thread-safe; blocks for one short database transaction and a WAL checkpoint (up to the
-// 5 s busy timeout when another connection holds the database).
+// Results: `FO_OK`; `FO_NOT_FOUND` (nothing was held about `customer_id`);
+// `FO_NULL_ARGUMENT`; `FO_INVALID_INPUT` (an empty id, one over 128 bytes or not UTF-8;
+// also when `c` is not a handle from `fo_client_open`); `FO_STORAGE`, `FO_STORAGE_FULL` (a
+// disk error; nothing erased); `FO_CLOSED`; `FO_PANIC`; `FO_INTERNAL`.
+// Threads: any thread, at the same time as any other call on the same client; a call racing
+// with `fo_client_close` returns its normal result or `FO_CLOSED`.
+// Blocks: for one short database transaction and a WAL checkpoint (at most the 5 s busy
+// timeout while another connection holds the database); never on the network.
+// Pointers: `c` is a handle from `fo_client_open`; `customer_id` is a NUL-terminated UTF-8
+// string owned by the caller, only read during the call.
 //
 // # Safety
-// `c` is NULL or a live client; `customer_id` is NULL or a NUL-terminated string.
-enum fo_result fo_forget_customer(struct fo_client *c, const char *customer_id);
+// `c` is any pointer value (NULL, an open or a closed handle: it is only looked up, never read); `customer_id` is NULL or a NUL-terminated string.
+enum fo_result fo_forget_customer(struct fo_client *c,
+                                  const char *customer_id);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -54,3 +54,26 @@ fn every_kind_of_export_is_safe_from_a_thread_local_destructor() {
 fn config_codes_absurd_lengths_and_long_ids_are_refused_cleanly() {
     run("inputs");
 }
+
+#[test]
+fn sixteen_threads_record_read_poll_and_close_against_the_simulator() {
+    let exe = compile_c(&["tests/c/stress.c"], "fo_stress");
+    let sim = sim();
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(exe)
+        .arg(sim.base_url())
+        .arg(dir.path())
+        .args(["3", "700"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "stress failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    assert!(stdout.contains(", 0 failed"), "{stdout}");
+    // The threads did their work between the closes.
+    assert!(!stdout.contains(" 0 sales recorded"), "{stdout}");
+}
