@@ -236,11 +236,14 @@ namespace FlowOmnium
         const int SliceMs = 100; // the longest single wait inside the C library
 
         readonly ClientHandle handle;
-        // Set by Dispose before the handle is: Mono's SafeHandle still hands out references
-        // after Dispose while one is held, so busy threads would keep it open indefinitely.
-        volatile bool closing;
-
-        [ThreadStatic] static int callsOnThisThread;
+        // Calls in progress, counted here and not only by the SafeHandle, so that Dispose
+        // (and not the last waiter's thread) runs fo_client_close, and so that no new call
+        // starts once Dispose began (Mono's SafeHandle still hands out references after
+        // Dispose while one is held, so busy threads could keep it open indefinitely).
+        readonly object gate = new object();
+        int inFlight;
+        bool closing;
+        readonly ThreadLocal<int> callsOnThisThread = new ThreadLocal<int>();
 
         /// <summary>Opens (or creates) the database and starts the sync worker. Throws
         /// ConfigException (naming the key), StorageException ("in use" when another client
@@ -252,18 +255,23 @@ namespace FlowOmnium
             handle = new ClientHandle(raw);
         }
 
-        public bool IsClosed { get { return closing; } }
+        public bool IsClosed { get { lock (gate) return closing; } }
 
-        /// <summary>Stops the sync worker and releases the database (within about 10 s).</summary>
+        /// <summary>Stops the sync worker and releases the database (within about 10 s).
+        /// Threads waiting in NextEvent or Flush throw ClosedException within about 100 ms.
+        /// From inside a call on this client (the log callback), the release follows that
+        /// call.</summary>
         public void Dispose()
         {
-            lock (handle)
+            int mine = callsOnThisThread.Value;
+            lock (gate)
             {
                 if (closing) return;
                 closing = true;
+                while (inFlight > mine) Monitor.Wait(gate);
             }
-            handle.Dispose();
-            if (callsOnThisThread == 0) handle.WaitReleased();
+            handle.Dispose(); // releases now unless this thread is inside a call
+            if (mine == 0) handle.WaitReleased();
         }
 
         static void Check(int code)
@@ -273,11 +281,15 @@ namespace FlowOmnium
             throw FlowOmniumException.For(code, Utf8.From(Native.fo_last_error_message()));
         }
 
-        // Runs one C call with the handle (the marshaller holds a reference for its duration).
+        // Runs one C call with the handle (the marshaller also holds a SafeHandle reference).
         T Call<T>(Func<T> body)
         {
-            if (closing) throw new ClosedException("the client is closed");
-            callsOnThisThread++;
+            lock (gate)
+            {
+                if (closing) throw new ClosedException("the client is closed");
+                inFlight++;
+            }
+            callsOnThisThread.Value++;
             try
             {
                 return body();
@@ -288,7 +300,12 @@ namespace FlowOmnium
             }
             finally
             {
-                callsOnThisThread--;
+                callsOnThisThread.Value--;
+                lock (gate)
+                {
+                    inFlight--;
+                    Monitor.PulseAll(gate);
+                }
             }
         }
 
