@@ -171,8 +171,8 @@ func Open(configJSON string) (*Client, error) {
 }
 
 // Close stops the sync worker and releases the database (within about 10 s). Blocked
-// NextEvent and Flush calls return ErrClosed; later calls too. Closing twice is a no-op.
-// Do not call Close from the log callback.
+// NextEvent and Flush calls return ErrClosed within about 100 ms; later calls too. Closing
+// twice is a no-op.
 func (c *Client) Close() error {
 	c.mu.Lock()
 	if c.closed {
@@ -549,31 +549,64 @@ func (c *Client) NextEvent(ctx context.Context) (Event, error) {
 	}
 }
 
-// The log callback: one C trampoline for the life of the process (the library may still
-// call it after another callback is registered), dispatching to the current function.
-var logTarget atomic.Value // of logFunc
+// The log callback. The library calls one C trampoline for the life of the process (it may
+// still call it after another callback is registered); the trampoline only queues the line,
+// and one goroutine hands the lines, in order, to the current function. So the function
+// never runs inside a library call: it may call any method, Close included, and a slow
+// function never holds up the sync worker (lines beyond a full queue are counted and
+// reported as dropped).
+var (
+	logTarget  atomic.Value // of logFunc
+	logLines   = make(chan logLine, 4096)
+	logDropped atomic.Uint64
+	logPump    sync.Once
+)
 
 type logFunc func(level int, message string)
 
-//export goLogTrampoline
-func goLogTrampoline(_ unsafe.Pointer, level C.int, message *C.char) {
-	f, _ := logTarget.Load().(logFunc)
-	if f == nil {
-		return
-	}
-	defer func() { _ = recover() }() // a panic must never unwind into the library
-	f(int(level), C.GoString(message))
+type logLine struct {
+	level   int
+	message string
 }
 
-// SetLogCallback sends the library's log lines up to maxLevel (1 error … 5 trace) to fn,
-// from the library's threads. A nil fn turns logging off. Process-wide. A panic in fn is
-// recovered. Do not call Close from fn.
+//export goLogTrampoline
+func goLogTrampoline(_ unsafe.Pointer, level C.int, message *C.char) {
+	select {
+	case logLines <- logLine{int(level), C.GoString(message)}:
+	default:
+		logDropped.Add(1)
+	}
+}
+
+func pumpLogs() {
+	for line := range logLines {
+		f, _ := logTarget.Load().(logFunc)
+		if f == nil {
+			continue
+		}
+		if n := logDropped.Swap(0); n > 0 {
+			callLog(f, 2, fmt.Sprintf("flowomnium: %d log lines dropped (the log callback was too slow)", n))
+		}
+		callLog(f, line.level, line.message)
+	}
+}
+
+func callLog(f logFunc, level int, message string) {
+	defer func() { _ = recover() }() // a panic in the callback must not end the pump
+	f(level, message)
+}
+
+// SetLogCallback sends the library's log lines up to maxLevel (1 error … 5 trace) to fn, in
+// order, on a goroutine of this package (never inside a library call, so fn may call any
+// method, Close included). A nil fn turns logging off. Process-wide. A panic in fn is
+// recovered.
 func SetLogCallback(fn func(level int, message string), maxLevel int) {
 	if fn == nil || maxLevel <= 0 {
 		C.fo_set_log_callback(nil, nil, 0)
 		logTarget.Store(logFunc(nil))
 		return
 	}
+	logPump.Do(func() { go pumpLogs() })
 	logTarget.Store(logFunc(fn))
 	C.fo_set_log_callback(C.fo_log_fn(C.fo_go_log), nil, C.int(maxLevel))
 }

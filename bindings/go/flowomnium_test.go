@@ -445,14 +445,60 @@ func TestLogCallback(t *testing.T) {
 	must(t, c.RecordSale(sale("GO-LOG", "")))
 	flush(t, c)
 	must(t, c.Close())
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		n := len(lines)
+		mu.Unlock()
+		if n > 1 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	mu.Lock()
 	defer mu.Unlock()
-	if len(lines) == 0 {
-		t.Fatal("no log lines")
+	if len(lines) < 2 {
+		t.Fatalf("log lines: %q (the pump must survive a panic)", lines)
 	}
 	for _, l := range lines {
 		if strings.Contains(l, "sim-secret") {
 			t.Fatalf("secret logged: %s", l)
 		}
 	}
+}
+
+// The log callback closes the client when it sees the line fo_forget_customer logs on the
+// calling thread: no deadlock, and the client ends up closed with its database released.
+func TestCloseFromTheLogCallback(t *testing.T) {
+	cfg := config(t, "")
+	c, err := Open(cfg)
+	must(t, err)
+	must(t, c.RecordCustomer(`{"id": "GO-RE", "type": "person", "first_name": "Ola"}`))
+	closed := make(chan error, 1)
+	var once sync.Once
+	SetLogCallback(func(_ int, message string) {
+		if strings.Contains(message, "forgotten") {
+			once.Do(func() { closed <- c.Close() })
+		}
+	}, 3)
+	defer SetLogCallback(nil, 0)
+	done := make(chan error, 1)
+	go func() { done <- c.ForgetCustomer("GO-RE") }()
+	select {
+	case err := <-done:
+		must(t, err)
+	case <-time.After(15 * time.Second):
+		t.Fatal("ForgetCustomer deadlocked on a Close from its own log line")
+	}
+	select {
+	case err := <-closed:
+		must(t, err)
+	case <-time.After(15 * time.Second):
+		t.Fatal("the callback never closed the client")
+	}
+	_, err = c.Status()
+	wantErr(t, err, ErrClosed, "")
+	again := open(t, cfg)
+	_, err = again.Customer("GO-RE")
+	wantErr(t, err, ErrNotFound, "")
 }
