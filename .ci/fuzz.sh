@@ -33,7 +33,9 @@ for target in $(cargo fuzz list); do
   mkdir -p "$work/$target"
   # -timeout: one input running 10 s is a hang; -rss_limit_mb: a 2 GB blow-up is a bug.
   # The binary cargo fuzz built, run directly (cargo fuzz run would re-check the build).
-  if "$bin/$target" "$work/$target" "seeds/$target" \
+  past=()
+  [ -d "regressions/$target" ] && past=("regressions/$target")
+  if "$bin/$target" "$work/$target" "seeds/$target" "${past[@]}" \
       -dict=dict/json.dict -max_total_time="$SECONDS_PER_TARGET" -timeout=10 \
       -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 >"$work/$target.log" 2>&1; then
     echo "fuzz $target: $(grep -o 'Done [0-9]* runs' "$work/$target.log" || echo ok)"

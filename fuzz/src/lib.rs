@@ -246,11 +246,20 @@ pub fn config(data: &[u8]) {
     let _ = Config::from_json(s);
 }
 
+static SCRATCH: OnceLock<PathBuf> = OnceLock::new();
+
+/// Where the targets that need a database keep it (default: the temp directory). A test
+/// replaying seeds sets it to a directory it removes afterwards; call before any target.
+pub fn set_scratch_dir(dir: PathBuf) {
+    let _ = SCRATCH.set(dir);
+}
+
 /// A private directory for the targets that need a database (the library refuses a
 /// directory every account can write, such as /tmp itself).
 fn private_dir(name: &str) -> PathBuf {
     use std::os::unix::fs::DirBuilderExt;
-    let dir = std::env::temp_dir().join(format!("fo-fuzz-{name}-{}", std::process::id()));
+    let base = SCRATCH.get_or_init(std::env::temp_dir);
+    let dir = base.join(format!("fo-fuzz-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::DirBuilder::new()
         .mode(0o700)
@@ -516,7 +525,7 @@ impl Transport for Answer {
 pub fn omnium_http(data: &[u8]) {
     static CFG: OnceLock<Config> = OnceLock::new();
     let cfg = CFG.get_or_init(|| {
-        let db = std::env::temp_dir().join("never-opened.db");
+        let db = PathBuf::from("/nonexistent/never-opened.db");
         Config::from_json(&offline_config(&db)).expect("the fuzz config is valid")
     });
     let [call, hi, lo, ra_len, rest @ ..] = data else {
