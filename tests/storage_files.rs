@@ -947,3 +947,258 @@ fn erasing_truncates_the_wal_even_when_a_reader_holds_it_for_longer_than_the_bus
     );
     assert_nowhere(&db, "the forgotten name", FIRST.as_bytes());
 }
+
+// ---- Replacing a damaged database survives a crash at every step ----
+
+/// Not a test on its own: opens the damaged database named by `FO_CRASH_DB` with
+/// `FO_TEST_CRASH_AT` set, so the process aborts at that step of the replacement.
+#[test]
+#[ignore = "run as a child process by the replacement crash test"]
+fn child_opens_the_damaged_database() {
+    let db = PathBuf::from(std::env::var_os("FO_CRASH_DB").expect("FO_CRASH_DB"));
+    let opened = Client::open(&offline_config(&db));
+    println!("the open returned without crashing: {}", opened.is_ok());
+}
+
+/// Opens `db` in a child process that aborts at `point`; returns the child's signal.
+fn open_and_crash_at(db: &Path, point: &str) -> Option<i32> {
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        "--ignored",
+        "--exact",
+        "child_opens_the_damaged_database",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env("FO_CRASH_DB", db)
+    .env("FO_TEST_CRASH_AT", point)
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    // SAFETY: only setrlimit (async-signal-safe) between fork and exec: no core file.
+    unsafe {
+        cmd.pre_exec(|| {
+            let none = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            libc::setrlimit(libc::RLIMIT_CORE, &none);
+            Ok(())
+        });
+    }
+    cmd.status().unwrap().signal()
+}
+
+/// The outbox as (event id, state), read from the database's files.
+fn outbox_of(db: &Path) -> Vec<(String, String)> {
+    let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .unwrap();
+    let rows = c
+        .prepare("SELECT event_id, state FROM outbox_job ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    rows
+}
+
+#[test]
+fn a_crash_at_any_step_of_replacing_a_damaged_database_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let original = dir.path().join("original.db");
+    {
+        let client = Client::open(&offline_config(&original)).unwrap();
+        for i in 0..300 {
+            client.record_sale(&sale(&format!("P-{i:03}"), 3)).unwrap();
+        }
+    }
+    flip_an_outbox_page(&original);
+    let damaged = std::fs::read(&original).unwrap();
+
+    // What an uninterrupted replacement of the same file carries over.
+    let (reference, reference_event) = {
+        let case = tempfile::tempdir().unwrap();
+        let db = case.path().join("pos.db");
+        std::fs::write(&db, &damaged).unwrap();
+        let client = Client::open(&offline_config(&db)).unwrap();
+        let event = events_of_type(&client, "storage.damaged").remove(0);
+        drop(client);
+        (outbox_of(&db), event)
+    };
+    assert!(reference.len() > 100, "{reference_event}");
+
+    let points: &[&[&str]] = &[
+        &["replace:marked"],
+        &["replace:moved"],
+        &["replace:salvaging"],
+        &["replace:built"],
+        &["replace:renamed"],
+        // A crash while finishing an interrupted replacement, too.
+        &["replace:moved", "replace:salvaging"],
+        &["replace:salvaging", "replace:built"],
+    ];
+    for crashes in points {
+        let case = tempfile::tempdir().unwrap();
+        let db = case.path().join("pos.db");
+        std::fs::write(&db, &damaged).unwrap();
+        for point in *crashes {
+            assert_eq!(
+                open_and_crash_at(&db, point),
+                Some(libc::SIGABRT),
+                "{crashes:?}: the child reached {point}"
+            );
+            assert!(
+                side(&db, "-replacing").exists(),
+                "{crashes:?}: the marker is left after a crash at {point}"
+            );
+        }
+        let client = Client::open(&offline_config(&db))
+            .unwrap_or_else(|e| panic!("{crashes:?}: the till cannot open: {e}"));
+        let events = events_of_type(&client, "storage.damaged");
+        assert_eq!(events.len(), 1, "{crashes:?}: {events:?}");
+        assert_eq!(
+            events[0]["salvaged"], reference_event["salvaged"],
+            "{crashes:?}"
+        );
+        assert_eq!(events[0]["lost"], reference_event["lost"], "{crashes:?}");
+        client
+            .record_sale(&sale("AFTER", 1))
+            .unwrap_or_else(|e| panic!("{crashes:?}: cannot record: {e}"));
+        drop(client);
+        let mut carried = outbox_of(&db);
+        assert_eq!(carried.pop().map(|(id, _)| id).as_deref(), Some("AFTER"));
+        assert_eq!(carried, reference, "{crashes:?}: every readable job, once");
+        // The damaged file kept as found, exactly once; nothing half-made left.
+        let names = names_in(case.path());
+        let aside: Vec<_> = names
+            .iter()
+            .filter(|n| {
+                n.starts_with("pos.db.damaged-") && !n.ends_with("-wal") && !n.ends_with("-shm")
+            })
+            .collect();
+        assert_eq!(aside.len(), 1, "{crashes:?}: {names:?}");
+        assert_eq!(
+            std::fs::read(case.path().join(aside[0])).unwrap(),
+            damaged,
+            "{crashes:?}"
+        );
+        assert_eq!(mode_of(&case.path().join(aside[0])), 0o600);
+        assert!(
+            !names
+                .iter()
+                .any(|n| n.contains(".new") || n.ends_with("-replacing")),
+            "{crashes:?}: {names:?}"
+        );
+    }
+}
+
+// ---- Never touch what is not ours, even when it is damaged (rule 3 before rule 4) ----
+
+/// Overwrites page 1 of `db` after its 100-byte header: the schema's root, not the header.
+fn damage_the_schema_page(db: &Path) {
+    let mut bytes = std::fs::read(db).unwrap();
+    for b in &mut bytes[100..4096] {
+        *b ^= 0xA5;
+    }
+    std::fs::write(db, bytes).unwrap();
+}
+
+#[test]
+fn another_applications_database_is_refused_untouched_even_with_a_damaged_first_page_or_a_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    // Another application's database (no application id), its first page damaged.
+    let foreign = dir.path().join("other.db");
+    {
+        let c = rusqlite::Connection::open(&foreign).unwrap();
+        c.execute_batch("CREATE TABLE settings (k TEXT PRIMARY KEY, v TEXT);")
+            .unwrap();
+        for i in 0..500 {
+            c.execute(
+                "INSERT INTO settings VALUES (?1, 'value')",
+                [format!("key-{i}")],
+            )
+            .unwrap();
+        }
+    }
+    damage_the_schema_page(&foreign);
+    let before = std::fs::read(&foreign).unwrap();
+    let err = open_err(&foreign);
+    assert_eq!(err.code(), fo_result::FO_STORAGE, "{err}");
+    assert!(err.to_string().contains("left as it is"), "{err}");
+    assert_eq!(
+        std::fs::read(&foreign).unwrap(),
+        before,
+        "not renamed, not changed"
+    );
+    assert_eq!(names_in(dir.path()), ["other.db"], "nothing made beside it");
+
+    // Another application's database in WAL mode, as its own crash left it (with a -wal).
+    let wal_dir = tempfile::tempdir().unwrap();
+    let live = wal_dir.path().join("live.db");
+    let c = rusqlite::Connection::open(&live).unwrap();
+    c.execute_batch(
+        "PRAGMA journal_mode = WAL; CREATE TABLE notes (t TEXT); PRAGMA wal_checkpoint;
+         INSERT INTO notes VALUES ('in the wal');",
+    )
+    .unwrap();
+    let theirs = dir.path().join("theirs.db");
+    crash_image(&live, &theirs);
+    drop(c);
+    let files_before: Vec<_> = raw_bytes(&theirs);
+    assert!(files_before.len() >= 2, "the image has its -wal");
+    let err = open_err(&theirs);
+    assert!(err.to_string().contains("not flow-omnium's"), "{err}");
+    assert_eq!(
+        raw_bytes(&theirs),
+        files_before,
+        "byte for byte, -wal included"
+    );
+    assert_eq!(
+        names_in(dir.path()),
+        ["other.db", "theirs.db", "theirs.db-shm", "theirs.db-wal"],
+        "no -lock, nothing else"
+    );
+
+    // Ours, with the same damage: its mark (the application id in the header) says whose it
+    // is, so it is replaced and the till opens.
+    let ours = dir.path().join("pos.db");
+    {
+        let client = Client::open(&offline_config(&ours)).unwrap();
+        client.record_sale(&sale("S-1", 1)).unwrap();
+    }
+    damage_the_schema_page(&ours);
+    let client = Client::open(&offline_config(&ours)).expect("ours is replaced");
+    assert_eq!(events_of_type(&client, "storage.damaged").len(), 1);
+    client.record_sale(&sale("S-2", 1)).unwrap();
+}
+
+#[test]
+fn a_forked_child_does_not_keep_the_database_locked() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("pos.db");
+    let client = Client::open(&offline_config(&db)).unwrap();
+    let mut go = [0i32; 2];
+    // SAFETY: pipe and fork; the child only calls read and _exit (async-signal-safe).
+    let child = unsafe {
+        assert_eq!(libc::pipe(go.as_mut_ptr()), 0);
+        let pid = libc::fork();
+        if pid == 0 {
+            let mut b = 0u8;
+            libc::close(go[1]);
+            libc::read(go[0], (&mut b as *mut u8).cast(), 1);
+            libc::_exit(0);
+        }
+        libc::close(go[0]);
+        pid
+    };
+    assert!(child > 0);
+    drop(client);
+    let reopened = Client::open(&offline_config(&db));
+    // SAFETY: closing our end of the pipe lets the child exit; then it is reaped.
+    unsafe {
+        libc::close(go[1]);
+        libc::waitpid(child, std::ptr::null_mut(), 0);
+    }
+    reopened.expect("the child forked while the client was open does not hold the lock");
+}

@@ -9,11 +9,13 @@
 //!   directory is accepted (the group is the integrator's choice) and logged.
 //! - A file that is not SQLite (or is another application's SQLite database) is left exactly
 //!   as it is.
-//! - One client per database: an exclusive `flock` on `<db>-lock`, a file beside the
-//!   database that is never renamed or deleted, so the lock survives the database being
-//!   moved aside; the kernel drops it when the process dies, so a crash never leaves it held.
-//!   `flock` (not `fcntl`) so that a second open in the same process is refused too, and so
-//!   that it cannot interfere with SQLite's own `fcntl` locks on the database.
+//! - One client per database: an exclusive POSIX lock on `<db>-lock`, a file beside the
+//!   database that is never renamed (nor deleted, unless this open created it and the file
+//!   at the path was refused as not ours), so the lock survives the database being moved
+//!   aside; the kernel drops it when the process dies, so a crash never leaves it held, and
+//!   a forked child never inherits it. A second open in the same process is refused by the
+//!   process's own list of held lock files (see [`DbLock`]). SQLite's own locks are on
+//!   other files (the database, `-shm`), so they never meet this one.
 
 use crate::error::{Error, Result};
 use std::fs::{File, OpenOptions};
@@ -35,8 +37,12 @@ pub enum Existing {
     Missing,
     /// A zero-length file: SQLite makes it a database.
     Empty,
-    /// A SQLite file that is ours, or may be (application id 0: older or damaged).
-    Sqlite,
+    /// A SQLite file carrying flow-omnium's application id.
+    Ours,
+    /// A SQLite file with application id 0: an older flow-omnium database, a new one not
+    /// yet marked, or another application's. [`super::probe_untagged`] tells them apart
+    /// without changing anything.
+    Untagged,
 }
 
 /// Checks the path itself: absolute (so no name is ever read as a URI), not `file:`, not a
@@ -131,16 +137,18 @@ pub fn inspect(path: &Path) -> Result<Existing> {
         )));
     }
     // The application id sits at bytes 68..72 of the header (big-endian).
-    if head.len() >= 72 {
-        let id = i64::from(u32::from_be_bytes([head[68], head[69], head[70], head[71]]));
-        if id != 0 && id != APPLICATION_ID {
-            return Err(Error::Storage(format!(
-                "{} is another application's SQLite database (application id {id:#x}); it was left as it is",
-                path.display()
-            )));
-        }
+    if head.len() < 72 {
+        return Ok(Existing::Untagged);
     }
-    Ok(Existing::Sqlite)
+    let id = i64::from(u32::from_be_bytes([head[68], head[69], head[70], head[71]]));
+    match id {
+        APPLICATION_ID => Ok(Existing::Ours),
+        0 => Ok(Existing::Untagged),
+        _ => Err(Error::Storage(format!(
+            "{} is another application's SQLite database (application id {id:#x}); it was left as it is",
+            path.display()
+        ))),
+    }
 }
 
 /// Creates an empty database file owned by this account with mode 0600 (whatever the
@@ -171,14 +179,44 @@ pub fn make_private(path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn chmod_private(file: &Path) -> Result<()> {
-    match std::fs::symlink_metadata(file) {
-        Ok(m) if m.is_file() && m.permissions().mode() & 0o777 != PRIVATE_MODE => {
-            std::fs::set_permissions(file, std::fs::Permissions::from_mode(PRIVATE_MODE))
-                .map_err(|e| Error::Storage(format!("cannot make {} private: {e}", file.display())))
+/// Makes `file` owner-only through a descriptor opened without following a symlink
+/// (`fchmod`, so a file swapped in between a check and the change is never what changes).
+/// A missing file or anything but a regular file is left alone.
+pub(crate) fn chmod_private(file: &Path) -> Result<()> {
+    let opened = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(file);
+    let f = match opened {
+        Ok(f) => f,
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                || e.raw_os_error() == Some(libc::ELOOP) =>
+        {
+            return Ok(())
         }
-        _ => Ok(()),
+        Err(e) => {
+            return Err(Error::Storage(format!(
+                "cannot make {} private: {e}",
+                file.display()
+            )))
+        }
+    };
+    let meta = f
+        .metadata()
+        .map_err(|e| Error::Storage(format!("cannot make {} private: {e}", file.display())))?;
+    if meta.is_file() && meta.permissions().mode() & 0o777 != PRIVATE_MODE {
+        f.set_permissions(std::fs::Permissions::from_mode(PRIVATE_MODE))
+            .map_err(|e| Error::Storage(format!("cannot make {} private: {e}", file.display())))?;
     }
+    Ok(())
+}
+
+/// Flushes a directory's entries (renames, creations) to the disk.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::Storage(format!("cannot sync directory {}: {e}", dir.display())))
 }
 
 /// `<db><suffix>`, as SQLite names its side files.
@@ -188,75 +226,219 @@ pub fn side_file(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Renames the database and its `-wal`/`-shm` to `<name>.damaged-<time>` (owner-only), so
-/// unsent sales in it can still be read. Never deletes anything.
-pub fn move_aside(path: &Path, stamp: &str) -> Result<PathBuf> {
+/// A name `<db>.damaged-<stamp>` nothing uses yet (neither it nor its side files).
+pub fn aside_name(path: &Path, stamp: &str) -> PathBuf {
     let mut target = side_file(path, &format!(".damaged-{stamp}"));
     let mut n = 1;
-    while std::fs::symlink_metadata(&target).is_ok() {
+    let taken = |t: &Path| {
+        ["", "-wal", "-shm"]
+            .iter()
+            .any(|s| std::fs::symlink_metadata(side_file(t, s)).is_ok())
+    };
+    while taken(&target) {
         n += 1;
         target = side_file(path, &format!(".damaged-{stamp}-{n}"));
     }
-    std::fs::rename(path, &target).map_err(|e| {
-        Error::Storage(format!(
-            "database {} is damaged and could not be moved aside: {e}",
-            path.display()
-        ))
-    })?;
-    chmod_private(&target)?;
-    for suffix in ["-wal", "-shm"] {
-        let side = side_file(path, suffix);
-        if std::fs::symlink_metadata(&side).is_ok() {
-            let moved = side_file(&target, suffix);
-            std::fs::rename(&side, &moved).map_err(|e| {
-                Error::Storage(format!(
-                    "database {} is damaged and its {suffix} file could not be moved aside: {e}",
-                    path.display()
-                ))
-            })?;
-            chmod_private(&moved)?;
-        }
-    }
-    Ok(target)
+    target
 }
 
-/// The exclusive hold on a database for the life of one client (CONTRACT §9 rule 2).
-/// Dropping it (closing the file) releases the lock; so does the process dying.
+/// Renames the database's `-wal` and `-shm`, then the database itself, to `target` (its
+/// side files beside it), owner-only, never overwriting anything and never deleting
+/// anything. The main file goes last, so once `target` exists every side file has moved:
+/// an interrupted move is finished by calling this again.
+pub fn move_aside(path: &Path, target: &Path) -> Result<()> {
+    for suffix in ["-wal", "-shm", ""] {
+        let from = side_file(path, suffix);
+        let to = side_file(target, suffix);
+        if std::fs::symlink_metadata(&from).is_err() {
+            continue;
+        }
+        if std::fs::symlink_metadata(&to).is_ok() {
+            return Err(Error::Storage(format!(
+                "database {} is damaged, but {} exists already; refusing to overwrite it",
+                path.display(),
+                to.display()
+            )));
+        }
+        std::fs::rename(&from, &to).map_err(|e| {
+            Error::Storage(format!(
+                "database {} is damaged and {} could not be moved aside: {e}",
+                path.display(),
+                from.display()
+            ))
+        })?;
+        chmod_private(&to)?;
+    }
+    sync_dir(path.parent().unwrap_or(Path::new("/")))
+}
+
+/// The exclusive hold on a database for the life of one client (CONTRACT §9 rule 2):
+/// a POSIX record lock (`fcntl(F_SETLK)`) on all of `<db>-lock`, plus this process's own
+/// list of the lock files it holds (POSIX locks do not exclude the process holding them).
+/// Dropping it releases the lock; so does the process dying.
+///
+/// Why a POSIX lock and not `flock`: a child made by `fork()` shares every `flock` of its
+/// parent (the lock belongs to the open file, which the child's copy of the descriptor
+/// keeps open), so a helper program the POS forks would keep the database locked after
+/// `fo_client_close`, until it exits. POSIX locks belong to the process and are never
+/// inherited. Their one trap, that closing *any* descriptor of the file drops the process's
+/// lock, is avoided by never opening a lock file this process already holds (checked
+/// under the list's mutex, by device and inode, before opening). The descriptor is
+/// `O_CLOEXEC` as well. A client is not usable in a forked child: open a new one there.
 #[derive(Debug)]
 pub struct DbLock {
-    _file: File,
+    file: Option<File>,
+    key: (u64, u64),
+    /// Whether this open created the lock file (it may be removed if the open is refused).
+    created: bool,
+    path: PathBuf,
+}
+
+/// The lock files this process holds, by (device, inode).
+static HELD: std::sync::Mutex<Vec<(u64, u64)>> = std::sync::Mutex::new(Vec::new());
+
+fn held() -> std::sync::MutexGuard<'static, Vec<(u64, u64)>> {
+    HELD.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn key_of(meta: &std::fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (meta.dev(), meta.ino())
 }
 
 impl DbLock {
     pub fn acquire(db: &Path) -> Result<DbLock> {
         let path = side_file(db, "-lock");
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(PRIVATE_MODE)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&path)
-            .map_err(|e| {
-                Error::Storage(format!("cannot open the lock file {}: {e}", path.display()))
-            })?;
-        // SAFETY: flock on a file descriptor this function owns; no memory is involved.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
-            let err = std::io::Error::last_os_error();
-            return Err(if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
-                Error::Storage(format!(
-                    "database {} is in use by another client (in this or another process); \
-                     close that client first",
-                    db.display()
-                ))
-            } else {
-                Error::Storage(format!("cannot lock {}: {err}", path.display()))
+        let in_use = || {
+            Error::Storage(format!(
+                "database {} is in use by another client (in this or another process); \
+                 close that client first",
+                db.display()
+            ))
+        };
+        let mut held = held();
+        // A lock file replaced or removed between our open and our lock (an operator
+        // deleting it, a refused open discarding it) is not the one others lock: again.
+        for _ in 0..8 {
+            // Held here already: not even opened (closing it would drop our own lock).
+            if let Ok(meta) = std::fs::symlink_metadata(&path) {
+                if held.contains(&key_of(&meta)) {
+                    return Err(in_use());
+                }
+            }
+            let (file, created) = open_lock_file(&path)?;
+            let whole = libc::flock {
+                l_type: libc::F_WRLCK as libc::c_short,
+                l_whence: libc::SEEK_SET as libc::c_short,
+                l_start: 0,
+                l_len: 0,
+                l_pid: 0,
+            };
+            // SAFETY: fcntl on a descriptor this function owns, with a valid flock struct.
+            let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLK, &whole) };
+            if rc != 0 {
+                let err = std::io::Error::last_os_error();
+                return Err(
+                    if matches!(err.raw_os_error(), Some(libc::EAGAIN | libc::EACCES)) {
+                        in_use()
+                    } else {
+                        Error::Storage(format!("cannot lock {}: {err}", path.display()))
+                    },
+                );
+            }
+            let meta = file
+                .metadata()
+                .map_err(|e| Error::Storage(format!("cannot lock {}: {e}", path.display())))?;
+            if held.contains(&key_of(&meta)) {
+                // The path moved to a file this process holds between the check above and
+                // the open: closing this descriptor would drop that lock, so it is kept.
+                std::mem::forget(file);
+                return Err(in_use());
+            }
+            if !same_inode(&file, &path) {
+                continue;
+            }
+            if meta.permissions().mode() & 0o777 != PRIVATE_MODE {
+                file.set_permissions(std::fs::Permissions::from_mode(PRIVATE_MODE))
+                    .map_err(|e| {
+                        Error::Storage(format!("cannot make {} private: {e}", path.display()))
+                    })?;
+            }
+            let key = key_of(&meta);
+            held.push(key);
+            return Ok(DbLock {
+                file: Some(file),
+                key,
+                created,
+                path,
             });
         }
-        chmod_private(&path)?;
-        Ok(DbLock { _file: file })
+        Err(Error::Storage(format!(
+            "the lock file {} keeps being replaced; refusing to open the database",
+            path.display()
+        )))
+    }
+
+    /// Releases the lock and, if this open created the lock file, removes it: for an open
+    /// refused because the file is not ours, so nothing is left beside it. (Another opener
+    /// that opened the same file meanwhile sees it gone and opens a new one.)
+    pub fn discard(mut self) {
+        if self.created {
+            let _ = std::fs::remove_file(&self.path);
+        }
+        self.release();
+    }
+
+    fn release(&mut self) {
+        if let Some(file) = self.file.take() {
+            let mut held = held();
+            drop(file);
+            held.retain(|k| *k != self.key);
+        }
+    }
+}
+
+impl Drop for DbLock {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+fn open_lock_file(path: &Path) -> Result<(File, bool)> {
+    let open = |create_new: bool| {
+        let mut o = OpenOptions::new();
+        o.read(true)
+            .write(true)
+            .mode(PRIVATE_MODE)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
+        if create_new {
+            o.create_new(true);
+        }
+        o.open(path)
+    };
+    let err = |e: std::io::Error| {
+        Error::Storage(format!("cannot open the lock file {}: {e}", path.display()))
+    };
+    loop {
+        match open(false) {
+            Ok(f) => return Ok((f, false)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(err(e)),
+        }
+        match open(true) {
+            Ok(f) => return Ok((f, true)),
+            // Another opener created it between the two calls: open theirs.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(err(e)),
+        }
+    }
+}
+
+/// Whether `path` still names the file `file` has open (not removed, not replaced).
+fn same_inode(file: &File, path: &Path) -> bool {
+    match (file.metadata(), std::fs::symlink_metadata(path)) {
+        (Ok(a), Ok(b)) => key_of(&a) == key_of(&b),
+        _ => false,
     }
 }
 
@@ -273,6 +455,35 @@ mod tests {
         assert!(err.to_string().contains("in use"), "{err}");
         drop(first);
         DbLock::acquire(&db).expect("free again once the holder is gone");
+    }
+
+    #[test]
+    fn a_discarded_lock_removes_only_a_lock_file_it_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("a.db");
+        let lock_file = side_file(&db, "-lock");
+        DbLock::acquire(&db).unwrap().discard();
+        assert!(!lock_file.exists(), "created by that open: removed");
+        drop(DbLock::acquire(&db).unwrap());
+        DbLock::acquire(&db).unwrap().discard();
+        assert!(lock_file.exists(), "there before: kept");
+    }
+
+    #[test]
+    fn a_replaced_lock_file_is_not_the_one_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("a.db");
+        let lock_file = side_file(&db, "-lock");
+        std::fs::write(&lock_file, "").unwrap();
+        let file = File::open(&lock_file).unwrap();
+        assert!(same_inode(&file, &lock_file));
+        std::fs::remove_file(&lock_file).unwrap();
+        std::fs::write(&lock_file, "").unwrap();
+        assert!(!same_inode(&file, &lock_file), "another file at the name");
+        // The holder of the new file is the one a second open meets.
+        let held = DbLock::acquire(&db).unwrap();
+        assert!(DbLock::acquire(&db).is_err());
+        drop(held);
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod back_office;
 mod catalog;
 pub mod files;
 mod outbox;
+mod replace;
 mod salvage;
 
 pub use back_office::{Erased, FetchQueue, OrderChange, PushLevel, Retention};
@@ -61,20 +62,39 @@ impl Store {
     /// created, and the outbox jobs still readable are carried over: see [`Store::damage`].
     pub fn open(path: &Path) -> Result<Store> {
         let path = files::checked_path(path)?;
-        files::inspect(&path)?;
+        // Refused before anything is created beside it (not even the lock file).
+        if files::inspect(&path)? == files::Existing::Untagged {
+            probe_untagged(&path)?;
+        }
         let lock = DbLock::acquire(&path)?;
+        // A replacement of a damaged file a crash interrupted is finished first.
+        replace::resume(&path)?;
         // Looked at again under the lock: another client may have just created it.
         if files::inspect(&path)? == files::Existing::Missing {
             files::create_private(&path)?;
         }
-        let (conn, damage) = match open_checked(&path) {
-            Ok(conn) => (conn, None),
+        let conn = match open_checked(&path) {
+            Ok(conn) => conn,
             Err(Opened::Damaged(reason)) => {
-                let (conn, report) = replace_damaged(&path, &reason)?;
-                (conn, Some(report))
+                replace::replace(&path, &reason)?;
+                match open_checked(&path) {
+                    Ok(conn) => conn,
+                    Err(Opened::Damaged(r)) => {
+                        return Err(Error::Storage(format!(
+                            "database {} was damaged ({reason}) and replaced, but the fresh one fails too: {r}",
+                            path.display()
+                        )))
+                    }
+                    Err(Opened::Failed(e)) => return Err(e),
+                }
+            }
+            Err(Opened::Failed(Error::Storage(m))) if m.contains(NOT_OURS) => {
+                lock.discard();
+                return Err(Error::Storage(m));
             }
             Err(Opened::Failed(e)) => return Err(e),
         };
+        let damage = replace::take_report(&conn)?;
         files::make_private(&path)?;
         let store = Store {
             conn: Mutex::new(conn),
@@ -92,7 +112,11 @@ impl Store {
     /// operator tool): no lock, no migration, no recovery, no worker. Writes fail.
     pub fn open_read_only(path: &Path) -> Result<Store> {
         let path = files::checked_path(path)?;
-        if files::inspect(&path)? != files::Existing::Sqlite {
+        let existing = files::inspect(&path)?;
+        if existing == files::Existing::Untagged {
+            probe_untagged(&path)?;
+        }
+        if matches!(existing, files::Existing::Missing | files::Existing::Empty) {
             return Err(Error::Storage(format!(
                 "database {} does not exist",
                 path.display()
@@ -207,7 +231,7 @@ impl From<Error> for Opened {
 }
 
 /// Flags for every connection: never through a symlink, never a URI.
-const BASE_FLAGS: OpenFlags =
+pub(super) const BASE_FLAGS: OpenFlags =
     OpenFlags::SQLITE_OPEN_NO_MUTEX.union(OpenFlags::SQLITE_OPEN_NOFOLLOW);
 
 fn open_reader(path: &Path) -> Result<Connection> {
@@ -258,46 +282,68 @@ fn refuse_foreign(conn: &Connection, path: &Path) -> std::result::Result<(), Ope
     )?;
     if tables > 0 && !outbox {
         return Err(Opened::Failed(Error::Storage(format!(
-            "{} is a SQLite database, but not flow-omnium's; it was left as it is (check database_path)",
+            "{} is a SQLite database, {NOT_OURS}; it was left as it is (check database_path)",
             path.display()
         ))));
     }
     Ok(())
 }
 
-/// Moves a damaged database aside, creates a fresh one and carries over what is readable.
-fn replace_damaged(path: &Path, reason: &str) -> Result<(Connection, DamageReport)> {
-    use crate::clock::Clock;
-    let now = crate::clock::SystemClock.wall_ms();
-    let stamp = chrono::DateTime::from_timestamp_millis(now)
-        .unwrap_or_default()
-        .format("%Y%m%dT%H%M%S%.3fZ")
-        .to_string();
-    let moved = files::move_aside(path, &stamp)?;
-    files::create_private(path)?;
-    let conn = match open_checked(path) {
-        Ok(c) => c,
-        Err(Opened::Damaged(r)) | Err(Opened::Failed(Error::Storage(r))) => {
-            return Err(Error::Storage(format!(
-                "database {} was damaged ({reason}) and moved to {}, but a fresh one cannot be created: {r}",
-                path.display(),
-                moved.display()
-            )))
+/// Says a database is refused as another application's.
+const NOT_OURS: &str = "but not flow-omnium's";
+
+/// A SQLite file without flow-omnium's application id is ours only if its schema can be
+/// read and has our outbox (an older flow-omnium database) or no table at all (a new one).
+/// Looked at through an immutable, read-only connection: no lock, no journal rolled back,
+/// no `-wal` or `-shm` created, nothing written. A schema that cannot be read (damage to
+/// page 1) is refused too: whose it is cannot be known, and rule 3 comes before rule 4.
+fn probe_untagged(path: &Path) -> Result<()> {
+    // The URI is built here from the checked absolute path, every byte but [A-Za-z0-9/._~-]
+    // percent-encoded, so nothing from the config is ever read as a URI parameter.
+    let mut uri = String::from("file:");
+    for &b in path.as_os_str().as_encoded_bytes() {
+        if b.is_ascii_alphanumeric() || b"/._~-".contains(&b) {
+            uri.push(b as char);
+        } else {
+            uri.push_str(&format!("%{b:02X}"));
         }
-        Err(Opened::Failed(e)) => return Err(e),
-    };
-    let report = salvage::carry_over(&moved, &conn);
-    log::error!(
-        "database {} was damaged ({reason}); moved to {}, a fresh database was created, \
-         {} outbox job(s) carried over, {} lost",
-        path.display(),
-        moved.display(),
-        report.salvaged,
-        report
-            .lost
-            .map_or("an unknown number".to_string(), |n| n.to_string())
-    );
-    Ok((conn, report))
+    }
+    uri.push_str("?immutable=1");
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+        | OpenFlags::SQLITE_OPEN_URI
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_NOFOLLOW;
+    let schema = Connection::open_with_flags(&uri, flags).and_then(|c| {
+        c.query_row(
+            "SELECT COUNT(*), COALESCE(SUM(name = 'outbox_job'), 0) > 0 FROM sqlite_master",
+            [],
+            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, bool>(1)?)),
+        )
+    });
+    match schema {
+        Ok((0, _)) | Ok((_, true)) => Ok(()),
+        Ok(_) => Err(Error::Storage(format!(
+            "{} is a SQLite database, {NOT_OURS}; it was left as it is (check database_path)",
+            path.display()
+        ))),
+        Err(e) => Err(Error::Storage(format!(
+            "{} is a SQLite database without flow-omnium's mark whose schema cannot be read ({e}); \
+             it may be another application's, so it was left as it is (check database_path)",
+            path.display()
+        ))),
+    }
+}
+
+/// Aborts the process at a named point when `FO_TEST_CRASH_AT` names it: the crash tests
+/// kill a child there and check the next open loses nothing. Only with feature `sim`.
+pub(crate) fn crash_point(name: &str) {
+    #[cfg(feature = "sim")]
+    if std::env::var_os("FO_TEST_CRASH_AT").is_some_and(|v| v == name) {
+        eprintln!("FO_TEST_CRASH_AT: aborting at {name}");
+        std::process::abort();
+    }
+    #[cfg(not(feature = "sim"))]
+    let _ = name;
 }
 
 /// Sets each pragma and reads it back: a misspelt or refused pragma is an error, not a

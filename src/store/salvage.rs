@@ -47,116 +47,165 @@ struct Job {
     state: String,
 }
 
-/// Copies what can be read from `damaged` into `fresh` (already migrated, empty).
-pub fn carry_over(damaged: &Path, fresh: &Connection) -> DamageReport {
+/// Copies what can be read from `damaged` into `fresh` (already migrated, empty), and
+/// stores the report there too, all in one transaction. An error means nothing was written
+/// to `fresh` (a read error in `damaged` is not one: what cannot be read is counted lost).
+pub fn carry_over(damaged: &Path, fresh: &Connection) -> crate::error::Result<DamageReport> {
     let moved_to = damaged
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let (salvaged, lost) = match copy(damaged, fresh) {
-        Ok(counts) => counts,
+    let tx = fresh.unchecked_transaction()?;
+    let (salvaged, lost) = match Old::open(damaged) {
+        Ok(old) => copy(&old, &tx)?,
         Err(e) => {
             log::error!("nothing could be read from the damaged database: {e}");
             (0, None)
         }
     };
-    DamageReport {
+    let report = DamageReport {
         moved_to,
         salvaged,
         lost,
+    };
+    tx.execute(
+        "INSERT INTO sync_state (key, value) VALUES (?1, ?2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        params![
+            super::replace::REPORT_KEY,
+            serde_json::json!({"moved_to": report.moved_to, "salvaged": report.salvaged, "lost": report.lost})
+                .to_string()
+        ],
+    )?;
+    super::crash_point("replace:salvaging");
+    tx.commit()?;
+    Ok(report)
+}
+
+/// The damaged database, opened read-only, with the SELECT list of its outbox.
+struct Old {
+    conn: Connection,
+    /// `COLUMNS` as this file has them (a column an older schema lacks, as its default).
+    select: Option<String>,
+}
+
+impl Old {
+    fn open(damaged: &Path) -> rusqlite::Result<Old> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_NOFOLLOW;
+        let conn = Connection::open_with_flags(damaged, flags)?;
+        conn.execute_batch("PRAGMA query_only = ON")?;
+        let present: Vec<String> = {
+            let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('outbox_job')")?;
+            let rows = stmt.query_map([], |r| r.get(0))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        let select = (!present.is_empty()).then(|| {
+            COLUMNS
+                .iter()
+                .map(|c| match (present.iter().any(|p| p == c), *c) {
+                    (true, c) => c.to_string(),
+                    (false, "step") => "0".into(),
+                    (false, _) => "NULL".into(),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        });
+        Ok(Old { conn, select })
     }
 }
 
-fn copy(damaged: &Path, fresh: &Connection) -> rusqlite::Result<(u64, Option<u64>)> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
-        | OpenFlags::SQLITE_OPEN_NO_MUTEX
-        | OpenFlags::SQLITE_OPEN_NOFOLLOW;
-    let old = Connection::open_with_flags(damaged, flags)?;
-    old.execute_batch("PRAGMA query_only = ON")?;
-    // Columns an older schema lacks are read as their defaults.
-    let present: Vec<String> = {
-        let mut stmt = old.prepare("SELECT name FROM pragma_table_info('outbox_job')")?;
-        let rows = stmt.query_map([], |r| r.get(0))?;
-        rows.collect::<rusqlite::Result<_>>()?
-    };
-    if present.is_empty() {
-        return Ok((0, None));
-    }
-    let select: Vec<String> = COLUMNS
-        .iter()
-        .map(|c| match (present.iter().any(|p| p == c), *c) {
-            (true, c) => c.to_string(),
-            (false, "step") => "0".into(),
-            (false, _) => "NULL".into(),
-        })
-        .collect();
-    let select = select.join(", ");
-
-    // First a plain scan in id order, as far as it gets; then, past a damaged page, each
-    // remaining id on its own (a lookup avoids the damaged page unless the row is in it).
+/// Reads every outbox row it can: a scan in id order as far as it gets, then, past a
+/// damaged page, each remaining id on its own (a lookup avoids the damaged page unless
+/// the row is in it). Returns the jobs read, how many ids could not be read (`None` when
+/// that cannot be known), and the highest id the old file ever gave out.
+fn read_jobs(old: &Old, select: &str) -> (Vec<Job>, Option<u64>, i64) {
+    let conn = &old.conn;
     let mut jobs = Vec::new();
     let mut scan_failed = false;
-    {
-        let mut stmt = old.prepare(&format!("SELECT {select} FROM outbox_job ORDER BY id"))?;
-        let mut rows = stmt.query([])?;
-        loop {
-            match rows.next() {
-                Ok(Some(row)) => match job_of(row) {
-                    Ok(job) => jobs.push(job),
+    match conn.prepare(&format!("SELECT {select} FROM outbox_job ORDER BY id")) {
+        Ok(mut stmt) => match stmt.query([]) {
+            Ok(mut rows) => loop {
+                match rows.next() {
+                    Ok(Some(row)) => match job_of(row) {
+                        Ok(job) => jobs.push(job),
+                        Err(_) => {
+                            scan_failed = true;
+                            break;
+                        }
+                    },
+                    Ok(None) => break,
                     Err(_) => {
                         scan_failed = true;
                         break;
                     }
-                },
-                Ok(None) => break,
-                Err(_) => {
-                    scan_failed = true;
-                    break;
                 }
-            }
-        }
+            },
+            Err(_) => scan_failed = true,
+        },
+        Err(_) => scan_failed = true,
     }
-    let mut lost = Some(0u64);
-    if scan_failed {
-        let last = jobs.last().map_or(0, |j| j.id);
-        let upper: Option<i64> = old
-            .query_row(
-                "SELECT seq FROM sqlite_sequence WHERE name = 'outbox_job'",
-                [],
-                |r| r.get(0),
-            )
-            .optional()
-            .ok()
-            .flatten()
-            .or_else(|| {
-                old.query_row("SELECT MAX(id) FROM outbox_job", [], |r| r.get(0))
-                    .ok()
-                    .flatten()
-            });
-        match upper {
-            Some(upper) if upper - last <= MAX_PROBES => {
-                let mut stmt =
-                    old.prepare(&format!("SELECT {select} FROM outbox_job WHERE id = ?1"))?;
-                let mut unreadable = 0;
-                for id in last + 1..=upper {
-                    match stmt.query_row([id], job_of).optional() {
-                        Ok(Some(job)) => jobs.push(job),
-                        Ok(None) => {}
-                        Err(_) => unreadable += 1,
+    let sequence: Option<i64> = conn
+        .query_row(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'outbox_job'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()
+        .ok()
+        .flatten();
+    let max_id: Option<i64> = conn
+        .query_row("SELECT MAX(id) FROM outbox_job", [], |r| r.get(0))
+        .ok()
+        .flatten();
+    let last = jobs.last().map_or(0, |j| j.id);
+    let upper = sequence.into_iter().chain(max_id).max();
+    let high = upper.unwrap_or(0).max(last);
+    if !scan_failed {
+        return (jobs, Some(0), high);
+    }
+    let lost = match upper {
+        Some(upper) if upper - last <= MAX_PROBES => {
+            match conn.prepare(&format!("SELECT {select} FROM outbox_job WHERE id = ?1")) {
+                Ok(mut stmt) => {
+                    let mut unreadable = 0;
+                    for id in last + 1..=upper {
+                        match stmt.query_row([id], job_of).optional() {
+                            Ok(Some(job)) => jobs.push(job),
+                            Ok(None) => {}
+                            Err(_) => unreadable += 1,
+                        }
                     }
+                    Some(unreadable)
                 }
-                lost = Some(unreadable);
+                Err(_) => None,
             }
-            _ => lost = None,
         }
-    }
+        _ => None,
+    };
+    (jobs, lost, high)
+}
 
-    let tx = fresh.unchecked_transaction()?;
+fn copy(old: &Old, tx: &rusqlite::Transaction) -> rusqlite::Result<(u64, Option<u64>)> {
+    let Some(select) = &old.select else {
+        return Ok((0, None));
+    };
+    let (jobs, mut lost, high) = read_jobs(old, select);
     let mut salvaged = 0u64;
     let mut unsendable = 0u64;
+    let placeholders = (1..=COLUMNS.len())
+        .map(|i| format!("?{i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let insert = format!(
+        "INSERT INTO outbox_job ({}) VALUES ({placeholders})",
+        COLUMNS.join(", ")
+    );
     for job in &jobs {
         let pdf: Option<Vec<u8>> = if job.kind == "receipt" && job.state != "delivered" {
             match old
+                .conn
                 .query_row(
                     "SELECT pdf FROM receipt_pdf WHERE job_id = ?1",
                     [job.id],
@@ -178,27 +227,49 @@ fn copy(damaged: &Path, fresh: &Connection) -> rusqlite::Result<(u64, Option<u64
         } else {
             None
         };
-        let placeholders = (1..=COLUMNS.len())
-            .map(|i| format!("?{i}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        tx.prepare_cached(&format!(
-            "INSERT INTO outbox_job ({}) VALUES ({placeholders})",
-            COLUMNS.join(", ")
-        ))?
-        .execute(rusqlite::params_from_iter(job.values.iter()))?;
-        if let Some(pdf) = pdf {
-            tx.prepare_cached("INSERT INTO receipt_pdf (job_id, pdf) VALUES (?1, ?2)")?
-                .execute(params![job.id, pdf])?;
+        // One row at a time: a row the fresh schema refuses (a damaged value breaking a
+        // constraint) is counted lost, and the others are still carried.
+        tx.execute_batch("SAVEPOINT job")?;
+        let written = (|| -> rusqlite::Result<()> {
+            tx.prepare_cached(&insert)?
+                .execute(rusqlite::params_from_iter(job.values.iter()))?;
+            if let Some(pdf) = &pdf {
+                tx.prepare_cached("INSERT INTO receipt_pdf (job_id, pdf) VALUES (?1, ?2)")?
+                    .execute(params![job.id, pdf])?;
+            }
+            Ok(())
+        })();
+        match written {
+            Ok(()) => {
+                tx.execute_batch("RELEASE job")?;
+                copy_movements(&old.conn, tx, job.id);
+                salvaged += 1;
+            }
+            Err(e) => {
+                tx.execute_batch("ROLLBACK TO job; RELEASE job")?;
+                log::error!("outbox job {} could not be carried over: {e}", job.id);
+                lost = lost.map(|n| n + 1);
+            }
         }
-        copy_movements(&old, &tx, job.id);
-        salvaged += 1;
     }
-    copy_stock_push(&old, &tx);
+    // Ids the damaged file gave out are never given out again (a lost job's id included):
+    // the POS may have seen them in fo_dead_jobs.
+    if high > 0 {
+        let raised = tx.execute(
+            "UPDATE sqlite_sequence SET seq = max(seq, ?1) WHERE name = 'outbox_job'",
+            [high],
+        )?;
+        if raised == 0 {
+            tx.execute(
+                "INSERT INTO sqlite_sequence (name, seq) VALUES ('outbox_job', ?1)",
+                [high],
+            )?;
+        }
+    }
+    copy_stock_push(&old.conn, tx);
     // The compact record of delivered ids, where the schema has one: a sale re-recorded
     // after its job was purged is still recognised.
-    copy_table(&old, &tx, "delivered_id");
-    tx.commit()?;
+    copy_table(&old.conn, tx, "delivered_id");
     Ok((salvaged, lost.map(|n| n + unsendable)))
 }
 
@@ -309,6 +380,60 @@ fn copy_table(old: &Connection, tx: &Connection, table: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_row_the_fresh_schema_refuses_is_counted_lost_and_the_others_are_carried() {
+        let dir = tempfile::tempdir().unwrap();
+        let damaged = dir.path().join("pos.db.damaged-x");
+        // An outbox as a damaged file may hold it: job 2's state is garbage (the fresh
+        // schema's CHECK refuses it), job 4's content is NULL; ids were given out up to 10.
+        Connection::open(&damaged)
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE outbox_job (id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT,
+                   event_id TEXT, entity_id TEXT, content TEXT, state TEXT, attempts INTEGER,
+                   tries INTEGER, uncertain INTEGER, next_attempt_at INTEGER,
+                   last_attempt_at INTEGER, last_error TEXT, created_at INTEGER,
+                   delivered_at INTEGER, dead_at INTEGER);
+                 INSERT INTO outbox_job VALUES
+                   (1, 'sale', 'S-1', 'S-1', '{}', 'pending', 0, 0, 0, 0, NULL, NULL, 0, NULL, NULL),
+                   (2, 'sale', 'S-2', 'S-2', '{}', 'gärbage', 0, 0, 0, 0, NULL, NULL, 0, NULL, NULL),
+                   (3, 'sale', 'S-3', 'S-3', '{}', 'delivered', 1, 1, 0, 0, NULL, NULL, 0, 5, NULL),
+                   (4, 'sale', 'S-4', 'S-4', NULL, 'pending', 0, 0, 0, 0, NULL, NULL, 0, NULL, NULL),
+                   (5, 'sale', 'S-5', 'S-5', '{}', 'pending', 0, 0, 0, 0, NULL, NULL, 0, NULL, NULL);
+                 UPDATE sqlite_sequence SET seq = 10 WHERE name = 'outbox_job';",
+            )
+            .unwrap();
+        let fresh = Connection::open_in_memory().unwrap();
+        crate::store::schema::migrate(&fresh).unwrap();
+        let report = carry_over(&damaged, &fresh).unwrap();
+        assert_eq!((report.salvaged, report.lost), (3, Some(2)), "{report:?}");
+        let ids: Vec<i64> = fresh
+            .prepare("SELECT id FROM outbox_job ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(ids, [1, 3, 5]);
+        // Ids the damaged file gave out are not given out again.
+        fresh
+            .execute(
+                "INSERT INTO outbox_job (kind, event_id, entity_id, content, next_attempt_at, created_at)
+                 VALUES ('sale', 'S-NEW', 'S-NEW', '{}', 0, 0)",
+                [],
+            )
+            .unwrap();
+        assert_eq!(fresh.last_insert_rowid(), 11);
+        let stored: String = fresh
+            .query_row(
+                "SELECT value FROM sync_state WHERE key = 'storage.damaged'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(stored.contains("\"salvaged\":3"), "{stored}");
+    }
 
     #[test]
     fn a_table_both_schemas_have_is_copied_by_its_shared_columns() {

@@ -1,12 +1,16 @@
 /*
  * The storage rules through C: one client per database ("in use"), a file that is not a
- * database left alone, and fo_forget_customer.
+ * database left alone, fo_forget_customer, and a forked child that does not keep the
+ * database locked after the parent closes its client.
  * Usage: storage_files <db_path> <not_a_database_path>
  */
+#define _POSIX_C_SOURCE 200809L
 #include "flow_omnium.h"
 
 #include <stdio.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static int failures = 0;
 
@@ -66,10 +70,27 @@ int main(int argc, char **argv) {
   fo_string_free(json);
   EXPECT(fo_forget_customer(c, "C-unknown"), FO_NOT_FOUND);
 
-  /* Closed: the next client opens. */
+  /* A child forked while the client is open (a helper program the POS starts) outlives
+   * it: closing the client still lets the next one open. The child only waits. */
+  int go[2];
+  CHECK(pipe(go) == 0, "pipe");
+  pid_t child = fork();
+  if (child == 0) {
+    char b;
+    close(go[1]);
+    while (read(go[0], &b, 1) < 0) {
+    }
+    _exit(0);
+  }
+  CHECK(child > 0, "fork");
+  close(go[0]);
+
+  /* Closed: the next client opens, though the forked child is still alive. */
   fo_client_close(c);
   EXPECT(fo_client_open(config, &second), FO_OK);
   fo_client_close(second);
+  close(go[1]);
+  if (child > 0) waitpid(child, NULL, 0);
 
   /* Not a database: refused. */
   char other[2048];
