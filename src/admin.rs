@@ -140,7 +140,7 @@ impl Admin {
     pub fn open(path: &Path, writable: bool) -> Result<Admin> {
         let path = files::checked_path(path)?;
         match files::inspect(&path)? {
-            files::Existing::Sqlite => {}
+            files::Existing::Ours | files::Existing::Untagged => {}
             _ => {
                 return Err(Error::Storage(format!(
                     "{} is not an existing flow-omnium database",
