@@ -225,8 +225,12 @@ impl Admin {
         let want = format!("{major:02x}:{minor:02x}:{}", meta.ino());
         Some(locks.lines().any(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            // "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF"
-            f.len() > 5 && f[1] == "FLOCK" && f[5].eq_ignore_ascii_case(&want)
+            // "1: POSIX  ADVISORY  WRITE 1234 08:01:5678 0 EOF" (the client's lock is a
+            // POSIX lock, so a forked child never inherits it; FLOCK from older versions)
+            f.len() > 5
+                && matches!(f[1], "POSIX" | "FLOCK")
+                && f[3] == "WRITE"
+                && f[5].eq_ignore_ascii_case(&want)
         }))
     }
 

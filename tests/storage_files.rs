@@ -1202,3 +1202,55 @@ fn a_forked_child_does_not_keep_the_database_locked() {
     }
     reopened.expect("the child forked while the client was open does not hold the lock");
 }
+
+/// The inodes this process holds POSIX locks on, from /proc/locks.
+fn posix_locked_inodes() -> std::collections::BTreeSet<u64> {
+    let pid = std::process::id().to_string();
+    std::fs::read_to_string("/proc/locks")
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // "1: POSIX  ADVISORY  READ 1234 08:01:5678 128 128"
+            (f.len() >= 6 && f[1] == "POSIX" && f[4] == pid)
+                .then(|| f[5].rsplit(':').next()?.parse().ok())
+                .flatten()
+        })
+        .collect()
+}
+
+#[test]
+fn opening_never_drops_sqlite_locks_the_process_holds() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("pos.db");
+    // An older version's 0644 files, so the open changes their modes.
+    drop(Store::open(&db).unwrap());
+    let client = Client::open(&offline_config(&db)).unwrap();
+    client.record_sale(&sale("S-1", 1)).unwrap();
+    drop(client);
+    for f in [db.clone(), side(&db, "-wal"), side(&db, "-shm")] {
+        if f.exists() {
+            std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+    }
+    let client = Client::open(&offline_config(&db)).unwrap();
+    client.record_sale(&sale("S-2", 1)).unwrap();
+    let shm = std::fs::metadata(side(&db, "-shm")).unwrap().ino();
+    let before = posix_locked_inodes();
+    // SQLite keeps a lock on the -shm while the database is open: another process's
+    // connection seeing none would truncate the -shm under this one's mapping (SIGBUS).
+    assert!(
+        before.contains(&shm),
+        "SQLite's -shm lock is held after open: {before:?}"
+    );
+    // A second open in the same process is refused without touching the files.
+    let err = open_err(&db);
+    assert!(err.to_string().contains("in use"), "{err}");
+    assert_eq!(
+        posix_locked_inodes(),
+        before,
+        "no lock dropped by the refused open"
+    );
+    client.record_sale(&sale("S-3", 1)).unwrap();
+}

@@ -179,37 +179,43 @@ pub fn make_private(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Makes `file` owner-only through a descriptor opened without following a symlink
-/// (`fchmod`, so a file swapped in between a check and the change is never what changes).
-/// A missing file or anything but a regular file is left alone.
+/// Makes `file` owner-only without following a symlink and without ever opening it for
+/// reading or writing: SQLite holds POSIX locks on the database, `-wal` and `-shm`, and
+/// closing *any* descriptor of those files in this process would drop them all (then
+/// another process may truncate the `-shm` under our mapping: SIGBUS). So the file is
+/// opened `O_PATH | O_NOFOLLOW` (a close of such a descriptor drops no lock), checked to be a
+/// regular file, and changed through `/proc/self/fd/N` (the file itself, not a link); where
+/// `/proc` is missing, by path after a `lstat` check. A missing file is left alone.
 pub(crate) fn chmod_private(file: &Path) -> Result<()> {
+    let err =
+        |e: std::io::Error| Error::Storage(format!("cannot make {} private: {e}", file.display()));
     let opened = OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .custom_flags(libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(file);
     let f = match opened {
         Ok(f) => f,
-        Err(e)
-            if e.kind() == std::io::ErrorKind::NotFound
-                || e.raw_os_error() == Some(libc::ELOOP) =>
-        {
-            return Ok(())
-        }
-        Err(e) => {
-            return Err(Error::Storage(format!(
-                "cannot make {} private: {e}",
-                file.display()
-            )))
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(err(e)),
     };
-    let meta = f
-        .metadata()
-        .map_err(|e| Error::Storage(format!("cannot make {} private: {e}", file.display())))?;
-    if meta.is_file() && meta.permissions().mode() & 0o777 != PRIVATE_MODE {
-        f.set_permissions(std::fs::Permissions::from_mode(PRIVATE_MODE))
-            .map_err(|e| Error::Storage(format!("cannot make {} private: {e}", file.display())))?;
+    let meta = f.metadata().map_err(err)?;
+    if !meta.is_file() || meta.permissions().mode() & 0o777 == PRIVATE_MODE {
+        return Ok(());
     }
-    Ok(())
+    let by_fd = PathBuf::from(format!("/proc/self/fd/{}", f.as_raw_fd()));
+    match std::fs::set_permissions(&by_fd, std::fs::Permissions::from_mode(PRIVATE_MODE)) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            match std::fs::symlink_metadata(file) {
+                Ok(m) if m.is_file() => {
+                    std::fs::set_permissions(file, std::fs::Permissions::from_mode(PRIVATE_MODE))
+                        .map_err(err)
+                }
+                _ => Ok(()),
+            }
+        }
+        Err(e) => Err(err(e)),
+    }
 }
 
 /// Flushes a directory's entries (renames, creations) to the disk.
@@ -304,6 +310,12 @@ fn held() -> std::sync::MutexGuard<'static, Vec<(u64, u64)>> {
 fn key_of(meta: &std::fs::Metadata) -> (u64, u64) {
     use std::os::unix::fs::MetadataExt;
     (meta.dev(), meta.ino())
+}
+
+/// Whether a client in this process holds `db`, looked up without opening any file (so
+/// no SQLite lock of that client is disturbed).
+pub fn held_here(db: &Path) -> bool {
+    std::fs::symlink_metadata(side_file(db, "-lock")).is_ok_and(|m| held().contains(&key_of(&m)))
 }
 
 impl DbLock {

@@ -62,6 +62,13 @@ impl Store {
     /// created, and the outbox jobs still readable are carried over: see [`Store::damage`].
     pub fn open(path: &Path) -> Result<Store> {
         let path = files::checked_path(path)?;
+        // A client of this process holds it: refused before the file is even read (closing
+        // a descriptor of it would drop that client's SQLite locks).
+        if files::held_here(&path) {
+            return Err(DbLock::acquire(&path).err().unwrap_or_else(|| {
+                Error::Storage(format!("database {} is in use", path.display()))
+            }));
+        }
         // Refused before anything is created beside it (not even the lock file).
         if files::inspect(&path)? == files::Existing::Untagged {
             probe_untagged(&path)?;
