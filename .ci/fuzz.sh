@@ -4,8 +4,7 @@
 # and leaves the input in fuzz/artifacts/<target>/. Budget: 6 minutes cold on 2 cores
 # (FUZZ_BUDGET_SECONDS). Measured: installing cargo-fuzz 55 s; a cold build of the targets
 # 304 s while other builds loaded the machine (the whole script: 166 s of CPU); then 17
-# targets × FUZZ_SECONDS
-# (5), cut to what is left of the budget, at least 1 s each.
+# targets × FUZZ_SECONDS (5), cut to what is left of the budget, at least 1 s each.
 # A long run: see the README, "Fuzzing".
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
