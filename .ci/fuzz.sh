@@ -31,6 +31,8 @@ echo "fuzz targets built after $(( $(date +%s) - start )) s"
 bin="target/$(rustc -vV | sed -n 's/^host: //p')/debug"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+# The targets that need a database make it under the temp directory: this one, removed after.
+export TMPDIR="$work"
 failed=0
 passed=0
 targets=($(cargo fuzz list))
