@@ -290,6 +290,9 @@ static void id_args(fo_client *c, const char *huge_id) {
       out = NULL;
       CHECK_OUT(r->fn(c, bad_ids[b][1], &out), BAD_INPUT, r->name, bad_ids[b][0]);
     }
+    /* An interior NUL ends the id: "X" is looked up, and is not there. */
+    out = NULL;
+    CHECK_OUT(r->fn(c, "X\0/../../etc/passwd", &out), NOT_FOUND, r->name, "an interior NUL");
     for (size_t w = 0; w < N_WILD; w++) {
       out = NULL;
       /* Nothing of these names was recorded yet. */
@@ -301,6 +304,7 @@ static void id_args(fo_client *c, const char *huge_id) {
     check(fo_job_retry(c, bad_ids[b][1]), BAD_INPUT | NOT_FOUND, "fo_job_retry", bad_ids[b][0]);
   }
   check(fo_forget_customer(c, NULL), NUL_ARG, "fo_forget_customer", "NULL");
+  check(fo_forget_customer(c, "X\0Y"), NOT_FOUND, "fo_forget_customer", "an interior NUL");
   for (size_t w = 0; w < N_WILD; w++) {
     check(fo_forget_customer(c, WILD[w]), NOT_FOUND, "fo_forget_customer", WILD[w]);
     /* Job ids are numbers from fo_dead_jobs: anything else is not one. */
@@ -555,7 +559,7 @@ int main(int argc, char **argv) {
   /* The worker delivers what was recorded; the driver checks what Omnium received. Jobs
    * Omnium must refuse (a pickup of an order it does not have) die; flush waits for the rest. */
   check(fo_sync_now(c), OK, "fo_sync_now", "");
-  int flushed = check(fo_flush(c, 60000), OK | TIMEOUT, "fo_flush", "60 s");
+  int flushed = check(fo_flush(c, 120000), OK | TIMEOUT, "fo_flush", "120 s");
   printf("flush: %s\n", fo_result_name(flushed));
   char *out = NULL;
   CHECK_OUT(fo_status(c, &out), OK, "fo_status", "");
