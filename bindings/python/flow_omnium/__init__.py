@@ -202,12 +202,14 @@ for _name, _args, _ret in [
 
 def version() -> str:
     """The library's version (the crate version)."""
-    return _lib.fo_version().decode()
+    name: bytes = _lib.fo_version()
+    return name.decode()
 
 
 def result_name(code: int) -> str:
     """The name of a result code, e.g. ``"FO_CONFLICT"``; ``"FO_UNKNOWN"`` for other numbers."""
-    return _lib.fo_result_name(int(code)).decode()
+    name: bytes = _lib.fo_result_name(int(code))
+    return name.decode()
 
 
 def _check(code: int) -> None:

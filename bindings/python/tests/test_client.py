@@ -348,7 +348,12 @@ def test_closing_from_the_log_callback_inside_a_call(config: Dict[str, Any]) -> 
     fo.set_log_callback(on_log, 3)
     try:
         done = threading.Event()
-        worker = threading.Thread(target=lambda: (client.forget_customer("C-REENTRANT"), done.set()))
+
+        def forget() -> None:
+            client.forget_customer("C-REENTRANT")
+            done.set()
+
+        worker = threading.Thread(target=forget)
         worker.start()
         worker.join(15)
         assert done.is_set(), "forget_customer deadlocked on a close from its own log line"
