@@ -36,6 +36,8 @@ SIM=$TARGET/omnium-sim
 test -f "$TARGET/libflow_omnium.so" && test -x "$SIM"
 OUT=$ROOT/target/bindings
 mkdir -p "$OUT"
+# Go and Mono keep caches under $HOME; a CI job may have none.
+if [ -z "${HOME:-}" ]; then export HOME=$OUT/home; mkdir -p "$HOME"; fi
 
 # Every function the header declares must be called by each binding (comments ignored), so
 # a new export fails here until all four wrap it.
