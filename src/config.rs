@@ -21,6 +21,9 @@ pub struct OmniumConfig {
     pub client_secret: Secret,
     pub timeout_ms: u64,
     pub max_concurrency: usize,
+    /// `omnium.proxy`: the only proxy used (never one from the environment). A Secret: its
+    /// URL may carry credentials.
+    pub proxy: Option<Secret>,
 }
 
 #[derive(Clone, Debug)]
@@ -73,6 +76,7 @@ const OMNIUM_KEYS: &[&str] = &[
     "client_secret",
     "timeout_ms",
     "max_concurrency",
+    "proxy",
 ];
 const SYNC_KEYS: &[&str] = &[
     "autostart",
@@ -215,6 +219,7 @@ impl Config {
             warehouse_ids,
             send_receipts: root.bool_opt("send_receipts")?.unwrap_or(true),
             omnium: OmniumConfig {
+                proxy: validate_proxy(omnium.str_opt("proxy")?, omnium.text("base_url")?)?,
                 base_url: validate_base_url(omnium.text("base_url")?)?,
                 client_id: omnium.text("client_id")?.to_string(),
                 client_secret: Secret::new(omnium.text("client_secret")?),
@@ -274,6 +279,54 @@ fn validate_base_url(url: &str) -> Result<String> {
         }
     }
     Ok(url.trim_end_matches('/').to_string())
+}
+
+/// `omnium.proxy`: an `http://` or `https://` proxy URL (`user:password@` allowed), used
+/// with an `https` base URL only: through a proxy the secret and tokens must travel inside
+/// TLS, never in clear text the proxy can read.
+fn validate_proxy(proxy: Option<&str>, base_url: &str) -> Result<Option<Secret>> {
+    let field = "config.omnium.proxy";
+    let Some(proxy) = proxy.map(str::trim).filter(|p| !p.is_empty()) else {
+        return Ok(None);
+    };
+    let scheme = proxy.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+    if !matches!(scheme.as_deref(), Some("http" | "https")) {
+        return Err(Error::invalid(
+            field,
+            "must be an http:// or https:// proxy URL",
+        ));
+    }
+    if !base_url.to_ascii_lowercase().starts_with("https://") {
+        return Err(Error::invalid(
+            field,
+            "needs an https base_url: the client secret must never cross a proxy in clear text",
+        ));
+    }
+    // The message never echoes the URL: it may hold the proxy's password.
+    ureq::Proxy::new(proxy).map_err(|_| Error::invalid(field, "is not a valid proxy URL"))?;
+    Ok(Some(Secret::new(proxy)))
+}
+
+/// `host:port` of a proxy URL, without credentials: what the log may say.
+pub fn proxy_host(proxy: &Secret) -> String {
+    let rest = proxy
+        .expose()
+        .split_once("://")
+        .map_or(proxy.expose(), |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host)
+        .to_string()
+}
+
+/// The password in a proxy URL's `user:password@`, if any.
+pub fn proxy_password(proxy: &Secret) -> Option<Secret> {
+    let rest = proxy.expose().split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let (userinfo, _) = authority.rsplit_once('@')?;
+    let (_, password) = userinfo.split_once(':')?;
+    (!password.is_empty()).then(|| Secret::new(password))
 }
 
 fn is_loopback(host: &str) -> bool {
@@ -346,6 +399,35 @@ mod tests {
             "http://user@127.0.0.1",
         ] {
             assert!(matches!(cfg("", bad), Err(Error::Config(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_proxy_is_taken_only_with_https_and_never_echoed() {
+        let c = cfg("", "https://api.omnium.no").unwrap();
+        assert!(c.omnium.proxy.is_none());
+        let with = |proxy: &str, base: &str| {
+            Config::from_json(&format!(
+                r#"{{"database_path": "/tmp/x.db", "store_id": "oslo-1", "market_id": "NOR",
+                    "currency": "NOK", "omnium": {{"base_url": "{base}", "client_id": "id",
+                    "client_secret": "s3cr3t", "proxy": "{proxy}"}}}}"#
+            ))
+        };
+        let c = with("http://bob:pr0xy-pw@10.0.0.8:3128", "https://api.omnium.no").unwrap();
+        let proxy = c.omnium.proxy.clone().unwrap();
+        assert_eq!(proxy_host(&proxy), "10.0.0.8:3128");
+        assert_eq!(proxy_password(&proxy).unwrap().expose(), "pr0xy-pw");
+        assert!(!format!("{:?}", c.omnium).contains("pr0xy-pw"));
+        // Through a proxy the secret must travel inside TLS.
+        let err = with("http://10.0.0.8:3128", "http://127.0.0.1:8080").unwrap_err();
+        assert!(
+            matches!(&err, Error::Config(m) if m.contains("config.omnium.proxy")),
+            "{err}"
+        );
+        for bad in ["socks5://10.0.0.8:1080", "10.0.0.8:3128", "http://bob:pw@"] {
+            let err = with(bad, "https://api.omnium.no").unwrap_err();
+            assert!(matches!(&err, Error::Config(_)), "{bad}: {err}");
+            assert!(!err.to_string().contains("pw@"), "{err}");
         }
     }
 

@@ -131,6 +131,13 @@ impl<'a> Fields<'a> {
                 "must not contain control characters",
             ));
         }
+        if !s.is_empty() && s.bytes().all(|b| b == b'.') {
+            // "." and ".." are path steps once in a URL (ids travel in Omnium's paths).
+            return Err(Error::invalid(
+                self.path(key),
+                "must not be made only of dots",
+            ));
+        }
         Ok(Some(s))
     }
 

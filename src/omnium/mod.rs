@@ -140,12 +140,25 @@ pub struct OmniumApi {
 
 impl OmniumApi {
     pub fn new(cfg: &OmniumConfig) -> OmniumApi {
+        // Only the configured proxy, never one from the environment (ALL_PROXY, HTTPS_PROXY,
+        // …): a proxy sees where the till talks to, so using one is the integrator's choice.
+        let proxy = cfg.proxy.as_ref().and_then(|p| {
+            log::info!(
+                "requests to Omnium go through the proxy {} (config omnium.proxy)",
+                crate::config::proxy_host(p)
+            );
+            ureq::Proxy::new(p.expose()).ok()
+        });
         let transport = UreqTransport::new(
             std::time::Duration::from_millis(cfg.timeout_ms),
             cfg.max_concurrency,
-            None,
+            proxy,
         );
-        OmniumApi::with_transport(cfg, Arc::new(transport))
+        let api = OmniumApi::with_transport(cfg, Arc::new(transport));
+        if let Some(password) = cfg.proxy.as_ref().and_then(crate::config::proxy_password) {
+            api.secrets.add(&password, None, 0);
+        }
+        api
     }
 
     pub fn with_transport(cfg: &OmniumConfig, transport: Arc<dyn Transport>) -> OmniumApi {
@@ -331,6 +344,15 @@ impl OmniumApi {
         if wait > 0 {
             return Err(Failure::Throttled {
                 retry_after_ms: wait as u64,
+            });
+        }
+        if has_dot_segment(path) {
+            // Ids recorded by the POS cannot be dots only; one from Omnium's own data could.
+            return Err(Failure::Rejected {
+                status: 0,
+                message: format!(
+                    "{method} {path} was not sent: an id made only of dots would change the URL's path"
+                ),
             });
         }
         let url = self.url(path);
@@ -533,6 +555,15 @@ fn says_already_exists(message: &str) -> bool {
     m.contains("already exist") || m.contains("duplicate")
 }
 
+/// Whether the path (before any query) has a `.` or `..` segment, plain or percent-encoded.
+fn has_dot_segment(path: &str) -> bool {
+    let path = path.split('?').next().unwrap_or("");
+    path.split('/').any(|seg| {
+        let decoded = seg.replace("%2E", ".").replace("%2e", ".");
+        !decoded.is_empty() && decoded.bytes().all(|b| b == b'.')
+    })
+}
+
 /// CONTRACT §9 rule 11: no redirect is followed, and a 3xx is neither success nor a
 /// rejection. Whoever answered it (a captive portal on store Wi-Fi, a misconfigured proxy) is
 /// not Omnium, so Omnium counts as unreachable. A read cannot have changed anything; a write
@@ -607,11 +638,13 @@ pub fn parse_retry_after(header: Option<&str>) -> u64 {
     ms.min(MAX_RETRY_AFTER_MS)
 }
 
-/// Percent-encodes everything but RFC 3986 unreserved characters.
+/// Percent-encodes everything but RFC 3986 unreserved characters, and `.` too: an id `..`
+/// must never become a dot segment that a server or proxy normalising the path would
+/// follow to another endpoint (with the bearer token).
 pub fn encode_component(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'~') {
             out.push(b as char);
         } else {
             out.push_str(&format!("%{b:02X}"));
@@ -750,6 +783,7 @@ mod tests {
             client_secret: Secret::new(secret),
             timeout_ms: 1000,
             max_concurrency: 4,
+            proxy: None,
         };
         OmniumApi::with_transport(&cfg, fake.clone()).with_clock(clock.clone())
     }
@@ -875,5 +909,23 @@ mod tests {
     #[test]
     fn path_segments_are_encoded() {
         assert_eq!(encode_component("S-1/2 ?x"), "S-1%2F2%20%3Fx");
+        assert_eq!(encode_component(".."), "%2E%2E");
+        assert_eq!(encode_component("S-1.5"), "S-1%2E5");
+    }
+
+    #[test]
+    fn a_path_with_a_dot_segment_is_never_sent() {
+        for path in [
+            "/api/Orders/../OrderLines",
+            "/api/Orders/./x",
+            "/api/Orders/%2E%2E/Cancel",
+            "/api/Orders/%2e/Cancel",
+            "/api/Orders/..",
+        ] {
+            assert!(has_dot_segment(path), "{path}");
+        }
+        for path in ["/api/Orders/S-1%2E5", "/api/Orders/a..b", "/api/token?x=.."] {
+            assert!(!has_dot_segment(path), "{path}");
+        }
     }
 }
