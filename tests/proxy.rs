@@ -20,11 +20,18 @@ fn fake_proxy() -> (String, Arc<Mutex<Vec<String>>>) {
         for conn in listener.incoming() {
             let Ok(mut conn) = conn else { break };
             let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
-            let mut buf = vec![0u8; 8192];
-            let n = conn.read(&mut buf).unwrap_or(0);
+            // Up to the end of the request head (a read may return part of it).
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 65536 {
+                match conn.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
             log.lock()
                 .unwrap()
-                .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+                .push(String::from_utf8_lossy(&head).into_owned());
             let _ = conn.write_all(b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\n\r\n");
         }
     });
