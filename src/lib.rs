@@ -19,6 +19,13 @@ pub mod sim;
 pub mod store;
 pub mod sync;
 pub mod views;
+#[cfg(feature = "wipe-heap")]
+pub mod wipe_heap;
+
+/// Every block the library frees is zeroed first: see [`wipe_heap`].
+#[cfg(feature = "wipe-heap")]
+#[global_allocator]
+static WIPE_ON_FREE: wipe_heap::WipeOnFree = wipe_heap::WipeOnFree;
 
 pub use client::Client;
 pub use config::Config;

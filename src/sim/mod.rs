@@ -312,6 +312,11 @@ impl Simulator {
     }
 
     /// Invalidates every token issued so far.
+    /// Every token issued so far (tests look for copies of them).
+    pub fn issued_tokens(&self) -> Vec<String> {
+        lock(&self.shared.state).tokens.keys().cloned().collect()
+    }
+
     pub fn revoke_tokens(&self) {
         lock(&self.shared.state).tokens.clear();
     }
