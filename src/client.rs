@@ -5,7 +5,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::model::fields::{canonical_json, parse_object};
 use crate::model::store_events::{
-    pdf_fingerprint, Customer, GoodsReception, Pickup, Receipt, StockCount,
+    legacy_pdf_fingerprint, pdf_fingerprint, Customer, GoodsReception, Pickup, Receipt, StockCount,
 };
 use crate::model::{Cancellation, Defaults, JobKind, Return, Sale};
 use crate::omnium::OmniumApi;
@@ -265,14 +265,33 @@ impl Client {
         }
         // The PDF is part of what a repeated id is compared with, by fingerprint.
         value["_pdf"] = pdf_fingerprint(pdf).into();
-        self.record_with_blob(
+        let recorded = self.record_with_blob(
             JobKind::Receipt,
             &receipt.id,
             &receipt.sale_id,
             &value,
             Some(pdf),
             |_| Ok(Extras::default()),
-        )
+        );
+        match recorded {
+            // Recorded by an older version, which fingerprinted with FNV-1a: the same
+            // receipt again is still the same, not a conflict.
+            Err(Error::Conflict(_)) => {
+                value["_pdf"] = legacy_pdf_fingerprint(pdf).into();
+                match self.record_with_blob(
+                    JobKind::Receipt,
+                    &receipt.id,
+                    &receipt.sale_id,
+                    &value,
+                    Some(pdf),
+                    |_| Ok(Extras::default()),
+                ) {
+                    Ok(()) => Ok(()),
+                    Err(_) => recorded,
+                }
+            }
+            other => other,
+        }
     }
 
     /// Records a customer created or changed at the till: the newest version not yet sent

@@ -98,9 +98,19 @@ impl Receipt {
     }
 }
 
-/// FNV-1a of the PDF: recorded with the receipt so a repeated id with another PDF is a
-/// conflict, without comparing megabytes.
+/// SHA-256 of the PDF: recorded with the receipt so a repeated id with another PDF is a
+/// conflict, without keeping two copies. A cryptographic hash, so no one can make a second
+/// PDF that passes for the first.
 pub fn pdf_fingerprint(pdf: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(pdf);
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}-{}", pdf.len())
+}
+
+/// The 64-bit FNV-1a fingerprint older versions recorded (collisions can be constructed):
+/// only to recognise a receipt they stored when it is recorded again.
+pub fn legacy_pdf_fingerprint(pdf: &[u8]) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in pdf {
         h ^= u64::from(*b);
@@ -465,6 +475,12 @@ mod tests {
             .to_string()
             .contains("%PDF-"));
         assert_ne!(pdf_fingerprint(b"%PDF-a"), pdf_fingerprint(b"%PDF-b"));
+        // SHA-256 of "abc" (FIPS 180-2 test vector).
+        assert_eq!(
+            pdf_fingerprint(b"abc"),
+            "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad-3"
+        );
+        assert_eq!(legacy_pdf_fingerprint(b"abc"), "e71fa2190541574b-3");
     }
 
     #[test]
