@@ -22,6 +22,11 @@ pub fn product(p: &ProductView) -> Value {
 
 /// The most a search page returns.
 pub const MAX_SEARCH_LIMIT: u64 = 500;
+/// A search text longer than this is refused: a till types a few words, and each word is a
+/// prefix term the index must intersect (20,000 of them took 0.9 s).
+pub const MAX_SEARCH_TEXT_BYTES: usize = 200;
+/// At most this many words in a search text.
+pub const MAX_SEARCH_WORDS: usize = 12;
 
 pub fn search_query(text: &str) -> Result<SearchQuery> {
     let v = parse_object(text, "query")?;
@@ -35,8 +40,27 @@ pub fn search_query(text: &str) -> Result<SearchQuery> {
         ));
     }
     let offset = f.u64_opt("offset")?.unwrap_or(0);
+    let text = f.str_opt("text")?;
+    if let Some(t) = text {
+        if t.len() > MAX_SEARCH_TEXT_BYTES {
+            return Err(Error::invalid(
+                "query.text",
+                format!("at most {MAX_SEARCH_TEXT_BYTES} bytes, got {}", t.len()),
+            ));
+        }
+        let words = t
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .count();
+        if words > MAX_SEARCH_WORDS {
+            return Err(Error::invalid(
+                "query.text",
+                format!("at most {MAX_SEARCH_WORDS} words, got {words}"),
+            ));
+        }
+    }
     Ok(SearchQuery {
-        text: f.str_opt("text")?.map(str::to_string),
+        text: text.map(str::to_string),
         category_id: f.text_opt("category_id")?.map(str::to_string),
         brand: f.text_opt("brand")?.map(str::to_string),
         limit: limit as u32,
@@ -234,4 +258,23 @@ pub fn purchase_orders_filter(text: &str) -> Result<Option<String>> {
     let f = Fields::new(&v, "filter")?;
     f.deny_unknown(&["status"])?;
     Ok(f.text_opt("status")?.map(str::to_string))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_texts_are_capped_in_bytes_and_words() {
+        assert!(search_query(r#"{"text": "ull genser 42"}"#).is_ok());
+        let many = vec!["a"; 20_000].join(" ");
+        let err = search_query(&serde_json::json!({ "text": many }).to_string()).unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidInput(m) if m.contains("query.text")),
+            "{err}"
+        );
+        let words = vec!["ab"; 13].join(" ");
+        let err = search_query(&serde_json::json!({ "text": words }).to_string()).unwrap_err();
+        assert!(err.to_string().contains("words"), "{err}");
+    }
 }
