@@ -252,8 +252,8 @@ impl OmniumApi {
             Err(Failure::Rejected {
                 status: 400,
                 message,
-            }) if message.to_ascii_lowercase().contains("duplicate")
-                && message.contains(reception_id) =>
+            }) if resp.text().to_ascii_lowercase().contains("duplicate")
+                && resp.text().contains(reception_id) =>
             {
                 Ok(Created::AlreadyExists(message))
             }

@@ -431,7 +431,7 @@ impl OmniumApi {
             Err(Failure::Rejected {
                 status: 400 | 409,
                 message,
-            }) if says_already_exists(&message) => {
+            }) if says_already_exists(&resp.text()) => {
                 log::info!("Omnium says order {order_id:?} already exists: {message}");
                 Ok(Created::AlreadyExists(message))
             }
@@ -463,7 +463,7 @@ impl OmniumApi {
             Err(Failure::Rejected {
                 status: 400 | 409,
                 message,
-            }) if says_already_exists(&message) => Ok(Created::AlreadyExists(message)),
+            }) if says_already_exists(&resp.text()) => Ok(Created::AlreadyExists(message)),
             Err(f) => Err(f),
         }
     }
@@ -590,18 +590,7 @@ fn net_failure(e: NetError) -> Failure {
 /// Success for 2xx; every other status mapped to the failure the worker acts on.
 pub fn classify(resp: &HttpResponse, what: &str) -> Result<(), Failure> {
     let status = resp.status;
-    let message = || {
-        let mut text = redact(resp.text().trim());
-        if text.len() > 500 {
-            let mut cut = 500;
-            while !text.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            text.truncate(cut);
-            text.push('…');
-        }
-        format!("{what}: {text}")
-    };
+    let message = || format!("{what}: {}", reason(resp));
     match status {
         200..=299 => Ok(()),
         300..=399 => Err(redirected(what, status, !what.starts_with("GET "))),
@@ -617,6 +606,41 @@ pub fn classify(resp: &HttpResponse, what: &str) -> Result<(), Failure> {
         }),
         _ => Err(Failure::Uncertain(format!("HTTP {status} {}", message()))),
     }
+}
+
+/// Omnium's error bodies can be long and can echo what was sent (names, e-mails, phone
+/// numbers): what goes into `last_error`, logs and `job.dead` is at most this much of it.
+const MAX_REASON_CHARS: usize = 120;
+
+/// A short, redacted reason from an error body: its `message`/`title`/`error` when it is
+/// JSON, else its first line; e-mail addresses masked, secrets redacted, cut to
+/// [`MAX_REASON_CHARS`] characters.
+pub fn reason(resp: &HttpResponse) -> String {
+    let text = resp.text();
+    let picked = serde_json::from_str::<Value>(&text)
+        .ok()
+        .and_then(|v| {
+            ["message", "title", "error", "errorMessage", "detail"]
+                .iter()
+                .find_map(|k| v.get(k).and_then(Value::as_str).map(str::to_string))
+        })
+        .unwrap_or_else(|| text.trim().lines().next().unwrap_or("").to_string());
+    let masked: Vec<String> = picked
+        .split(' ')
+        .map(|w| {
+            if w.contains('@') && w.contains('.') {
+                "<e-mail>".to_string()
+            } else {
+                w.to_string()
+            }
+        })
+        .collect();
+    let mut out = redact(masked.join(" ").trim());
+    if out.chars().count() > MAX_REASON_CHARS {
+        out = out.chars().take(MAX_REASON_CHARS).collect();
+        out.push('…');
+    }
+    out
 }
 
 /// Retry-After in seconds (or an HTTP date), capped at two hours.
@@ -701,6 +725,35 @@ mod tests {
         assert!(matches!(
             classify(&resp(400, "bad marketId", None), "x"),
             Err(Failure::Rejected { status: 400, .. })
+        ));
+    }
+
+    #[test]
+    fn error_bodies_become_a_short_redacted_reason() {
+        let long = format!(
+            "Customer kari.nordmann@example.no (phone 4790000000) is invalid: {}",
+            "x".repeat(600)
+        );
+        let Err(Failure::Rejected { message, .. }) =
+            classify(&resp(400, &long, None), "PUT /api/PrivateCustomers")
+        else {
+            panic!("a 400 is a rejection");
+        };
+        assert!(!message.contains("kari.nordmann"), "{message}");
+        assert!(message.chars().count() <= 160, "{message}");
+        assert!(message.starts_with("PUT /api/PrivateCustomers: Customer <e-mail>"));
+        let json =
+            r#"{"title": "Order is invalid", "errors": {"email": ["ola@example.no is taken"]}}"#;
+        assert_eq!(
+            reason(&resp(400, json, None)),
+            "Order is invalid",
+            "only the title of a JSON problem"
+        );
+        // "Already exists" is still recognised from the whole body.
+        let dup = format!("{} order S-1 already exists", "y".repeat(300));
+        assert!(matches!(
+            classify(&resp(409, &dup, None), "x"),
+            Err(Failure::Rejected { status: 409, .. })
         ));
     }
 
