@@ -292,7 +292,61 @@ pub fn stock_level(item: &Value) -> Option<StockLevel> {
     })
 }
 
+/// A scroll is stopped after this many pages in one run: 2,000,000 items at the 1,000 a page
+/// asked for, twenty times a 100,000-SKU catalog. An endless scroll must not fill the disk.
+pub const MAX_SCROLL_PAGES: u32 = 2_000;
+
+/// What one scroll (one per resource at a time) has served so far.
+#[derive(Default)]
+pub(crate) struct ScrollTrail {
+    pages: u32,
+    seen: std::collections::HashSet<[u8; 32]>,
+}
+
 impl OmniumApi {
+    /// Follows a scroll page by page: `start` for its first page. A page served before in the
+    /// same scroll, or a page beyond [`MAX_SCROLL_PAGES`], stops it (a broken or hostile
+    /// Omnium answering the same page for ever would otherwise be read for ever).
+    fn track_scroll(&self, resource: &str, start: bool, page: &Page) -> Result<(), Failure> {
+        use sha2::{Digest, Sha256};
+        let mut scrolls = self.scrolls.lock().unwrap_or_else(|p| p.into_inner());
+        if start {
+            scrolls.remove(resource);
+        }
+        if page.items.is_empty() {
+            // The end of the scroll.
+            scrolls.remove(resource);
+            return Ok(());
+        }
+        let trail = scrolls.entry(resource.to_string()).or_default();
+        trail.pages += 1;
+        let mut hash = Sha256::new();
+        for item in &page.items {
+            hash.update(item.to_string().as_bytes());
+            hash.update(b"\n");
+        }
+        let fresh = trail.seen.insert(hash.finalize().into());
+        let stop = if !fresh {
+            Some(format!(
+                "the {resource} scroll served a page it had already served; stopped (Omnium answers the same page again)"
+            ))
+        } else if trail.pages > MAX_SCROLL_PAGES {
+            Some(format!(
+                "the {resource} scroll went past {MAX_SCROLL_PAGES} pages in one run; stopped"
+            ))
+        } else {
+            None
+        };
+        match stop {
+            Some(message) => {
+                scrolls.remove(resource);
+                log::warn!("{message}");
+                Err(Failure::Rejected { status: 0, message })
+            }
+            None => Ok(()),
+        }
+    }
+
     /// `POST /api/Products/Scroll`: starts a scroll of products modified since `from_ms`
     /// (all products when `None`), sorted by `modified` so progress can be kept per page.
     pub fn products_scroll_start(
@@ -312,16 +366,22 @@ impl OmniumApi {
         if let Some(lang) = scope.language {
             body["productLanguage"] = lang.into();
         }
-        Ok(self
+        let page = self
             .post_json("/api/Products/Scroll", &body)?
             .map(Page::from_json)
-            .unwrap_or_default())
+            .unwrap_or_default();
+        self.track_scroll("Products", true, &page)?;
+        Ok(page)
     }
 
     /// The next page of a scroll; `None` when the scroll expired (404).
     pub fn scroll_next(&self, resource: &str, scroll_id: &str) -> Result<Option<Page>, Failure> {
         let path = format!("/api/{resource}/Scroll/{}", encode_component(scroll_id));
-        Ok(self.get_json(&path)?.map(Page::from_json))
+        let page = self.get_json(&path)?.map(Page::from_json);
+        if let Some(page) = &page {
+            self.track_scroll(resource, false, page)?;
+        }
+        Ok(page)
     }
 
     /// `GET /api/ProductCategories` (no delta filter exists: always the full list).
@@ -360,10 +420,12 @@ impl OmniumApi {
         if let Some(ms) = from_ms {
             body["lastModified"] = time_text(ms).into();
         }
-        Ok(self
+        let page = self
             .post_json("/api/Inventory/Search", &body)?
             .map(Page::from_json)
-            .unwrap_or_default())
+            .unwrap_or_default();
+        self.track_scroll("Inventory", true, &page)?;
+        Ok(page)
     }
 
     /// Current levels of some SKUs (`POST /api/Inventory/Search` with `productCodes`).
@@ -389,6 +451,105 @@ impl OmniumApi {
             .iter()
             .find(|m| m["marketId"].as_str() == Some(market_id))
             .and_then(|m| text(&m["productContentLanguage"])))
+    }
+}
+
+#[cfg(test)]
+mod scroll_tests {
+    use super::*;
+    use crate::omnium::transport::{HttpRequest, HttpResponse, NetError, Transport};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    /// Omnium with a scroll that never ends: each page has new items (`repeat` false) or the
+    /// same items again (`repeat` true).
+    struct EndlessScroll {
+        repeat: bool,
+        pages: AtomicU64,
+    }
+
+    impl Transport for EndlessScroll {
+        fn send(&self, req: &HttpRequest<'_, '_>) -> Result<HttpResponse, NetError> {
+            let body = if req.url.contains("/api/token") {
+                r#"{"accessToken": "scroll-test-token", "expiresIn": 864000}"#.to_string()
+            } else {
+                let n = self.pages.fetch_add(1, Ordering::SeqCst);
+                let item = if self.repeat { 0 } else { n };
+                format!(r#"{{"result": [{{"productId": "P-{item}"}}], "scrollId": "s-{n}"}}"#)
+            };
+            Ok(HttpResponse {
+                status: 200,
+                retry_after: None,
+                body: body.into_bytes(),
+            })
+        }
+    }
+
+    fn api(repeat: bool) -> (OmniumApi, Arc<EndlessScroll>) {
+        let fake = Arc::new(EndlessScroll {
+            repeat,
+            pages: AtomicU64::new(0),
+        });
+        let cfg = crate::config::OmniumConfig {
+            base_url: "https://omnium.test".into(),
+            client_id: "id".into(),
+            client_secret: crate::redact::Secret::new("scroll-test-secret"),
+            timeout_ms: 1000,
+            max_concurrency: 1,
+            proxy: None,
+        };
+        (OmniumApi::with_transport(&cfg, fake.clone()), fake)
+    }
+
+    const SCOPE: CatalogScope = CatalogScope {
+        market_id: "NOR",
+        store_id: "oslo-1",
+        currency: "NOK",
+        language: None,
+    };
+
+    #[test]
+    fn a_scroll_serving_the_same_page_again_is_stopped() {
+        let (api, fake) = api(true);
+        let first = api.products_scroll_start(None, &SCOPE, 1000).unwrap();
+        let err = api
+            .scroll_next("Products", first.scroll_id.as_deref().unwrap())
+            .unwrap_err();
+        assert!(
+            matches!(&err, Failure::Rejected { status: 0, message } if message.contains("already served")),
+            "{err}"
+        );
+        assert_eq!(fake.pages.load(Ordering::SeqCst), 2);
+        // A new scroll starts afresh.
+        api.products_scroll_start(None, &SCOPE, 1000).unwrap();
+    }
+
+    #[test]
+    fn an_endless_scroll_stops_after_the_page_cap() {
+        let (api, fake) = api(false);
+        let mut id = api
+            .products_scroll_start(None, &SCOPE, 1000)
+            .unwrap()
+            .scroll_id
+            .unwrap();
+        let mut served = 1;
+        let err = loop {
+            match api.scroll_next("Products", &id) {
+                Ok(Some(page)) => {
+                    served += 1;
+                    id = page.scroll_id.unwrap();
+                }
+                Ok(None) => panic!("the fake never expires"),
+                Err(e) => break e,
+            }
+            assert!(served <= MAX_SCROLL_PAGES + 1, "not stopped");
+        };
+        assert!(err.to_string().contains("pages"), "{err}");
+        assert_eq!(served, MAX_SCROLL_PAGES);
+        assert_eq!(
+            fake.pages.load(Ordering::SeqCst),
+            u64::from(MAX_SCROLL_PAGES) + 1
+        );
     }
 }
 

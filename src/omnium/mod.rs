@@ -136,6 +136,8 @@ pub struct OmniumApi {
     paused_until: AtomicI64,
     /// Set at close: no token is asked for again.
     forgotten: AtomicBool,
+    /// Pages served so far by the scroll of each resource (Products, Inventory).
+    scrolls: Mutex<std::collections::HashMap<String, catalog::ScrollTrail>>,
 }
 
 impl OmniumApi {
@@ -176,6 +178,7 @@ impl OmniumApi {
             last_healthy_at: AtomicI64::new(0),
             paused_until: AtomicI64::new(0),
             forgotten: AtomicBool::new(false),
+            scrolls: Mutex::default(),
         }
     }
 
