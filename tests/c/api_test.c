@@ -8,6 +8,7 @@
 #include "flow_omnium.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,13 +52,13 @@ static const char *POISON =
     " \"lines\": [{\"line_id\": \"1\", \"sku\": \"SKU-1\", \"quantity\": 1, \"unit_price\": 100}],"
     " \"payments\": [{\"method\": \"Cash\", \"amount\": 100}]}";
 
-static int log_lines = 0;
-static int secret_logged = 0;
+/* Atomic: the callback runs on the library's threads and the callers' at once. */
+static atomic_int log_lines = 0;
+static atomic_int secret_logged = 0;
 static void on_log(void *user_data, int level, const char *message) {
   (void)level;
-  int *count = (int *)user_data;
-  (*count)++;
-  if (strstr(message, "sim-secret") != NULL) secret_logged = 1;
+  atomic_fetch_add((atomic_int *)user_data, 1);
+  if (strstr(message, "sim-secret") != NULL) atomic_store(&secret_logged, 1);
 }
 
 /* A POS's event thread: waits for events until the client is closed under it. */
@@ -354,8 +355,8 @@ int main(int argc, char **argv) {
   pthread_join(thread, NULL);
   CHECK(w.result == FO_CLOSED, "the waiting thread got %s", fo_result_name(w.result));
   CHECK(w.seconds < 3.0, "it waited %.1f s", w.seconds);
-  CHECK(log_lines > 0, "the log callback was called");
-  CHECK(!secret_logged, "the client secret never reached the log");
+  CHECK(atomic_load(&log_lines) > 0, "the log callback was called");
+  CHECK(!atomic_load(&secret_logged), "the client secret never reached the log");
   fo_set_log_callback(NULL, NULL, 0);
 
   printf("%d passed, %d failed\n", passed, failed);

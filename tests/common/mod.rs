@@ -112,22 +112,39 @@ fn ensure_cdylib() {
 }
 
 /// Compiles C sources against the header and the cdylib with warnings as errors.
+///
+/// Under `.ci/sanitizers.sh`, `FO_C_SANITIZE` (`address` or `thread`) builds the C program
+/// with that sanitizer and `FO_C_LIB_DIR` names the directory of the libflow_omnium.so to
+/// link instead of this run's own (one built with `-Zsanitizer=address` for ASan).
 pub fn compile_c(sources: &[&str], out_name: &str) -> PathBuf {
-    ensure_cdylib();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let lib = lib_dir();
+    let sanitize = std::env::var("FO_C_SANITIZE").ok().filter(|s| !s.is_empty());
+    let lib = match std::env::var_os("FO_C_LIB_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            ensure_cdylib();
+            lib_dir()
+        }
+    };
     assert!(
         lib.join("libflow_omnium.so").exists(),
         "{} has no libflow_omnium.so after cargo build --lib --features sim",
         lib.display()
     );
-    let out = lib.join(out_name);
+    let out = match &sanitize {
+        Some(kind) => lib_dir().join(format!("{out_name}-{kind}")),
+        None => lib_dir().join(out_name),
+    };
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
     let mut cmd = std::process::Command::new(&cc);
     cmd.args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-g"])
         .arg(format!("-I{}", root.join("include").display()));
     for s in sources {
         cmd.arg(root.join(s));
+    }
+    if let Some(kind) = &sanitize {
+        cmd.arg(format!("-fsanitize={kind}"))
+            .arg("-fno-omit-frame-pointer");
     }
     cmd.arg("-o")
         .arg(&out)
