@@ -20,7 +20,7 @@
  * - Callbacks (fo_set_log_callback) must return normally: never unwind (a C++ exception)
  *   or longjmp out of one. A callback may call any fo_ function.
  * - Exiting threads: any function may be called from a thread that is exiting (e.g. a
- *   pthread_key destructor); fo_last_error_message then may return a placeholder text.
+ *   pthread_key destructor) and behaves as on any other thread.
  * - fork(): open clients after fork(), in the process that uses them. A client never crosses
  *   a fork(): the child must not use or close a client opened by its parent (its sync thread
  *   and database lock do not exist in the child); it may open its own for another database.
@@ -81,9 +81,8 @@ extern "C" {
 // valid until the next `fo_` call on the same thread.
 //
 // Results: none (returns a pointer, never NULL).
-// Threads: any thread; each thread has its own message. On a thread that is exiting (a
-// `pthread_key` destructor after the library's thread-locals are gone) it returns a static
-// placeholder text.
+// Threads: any thread; each thread has its own message, also a thread that is exiting (a
+// call from a `pthread_key` destructor).
 // Blocks: never.
 // Pointers: the returned string belongs to the library: never free or modify it. It stays
 // valid until the next `fo_` call on the same thread or the thread's exit; copy it to keep it.

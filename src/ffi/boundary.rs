@@ -3,24 +3,43 @@
 
 use crate::error::{fo_result, Error, Result};
 use crate::model::fields::MAX_ID_BYTES;
-use std::cell::RefCell;
 use std::ffi::{c_char, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::OnceLock;
 
-thread_local! {
-    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
-}
+/// Each thread's last error lives in a POSIX thread-specific slot, not a Rust
+/// `thread_local!`: Rust's thread-locals are destroyed before `pthread_key` destructors run,
+/// and one first touched during that phase is never freed, while a pthread slot set during
+/// destructor rounds is freed in the next round. So a call from an exiting thread (a
+/// `pthread_key` destructor) neither aborts nor leaks.
+static KEY: OnceLock<Option<libc::pthread_key_t>> = OnceLock::new();
 
-/// What `fo_last_error_message` returns on a thread whose thread-locals are already being
-/// destroyed (a call from a `pthread_key` destructor): a static string, never NULL.
-const EXITING: &CStr = c"(no message: this thread is exiting)";
+/// What `fo_last_error_message` returns if the process ran out of thread-specific keys (the
+/// message cannot be kept): a static string, never NULL.
+const NO_SLOT: &CStr = c"(no message: no thread-specific storage was available)";
 
 /// A last-error message is cut at this many bytes (at a character boundary): messages are
 /// short by design, so only echoed input could make one long, and it is capped here too.
 pub const MAX_MESSAGE_BYTES: usize = 1024;
 
-/// Sets this thread's last error. Never panics: on a thread that is exiting (its
-/// thread-locals destroyed) the message is dropped and `last_error_ptr` gives [`EXITING`].
+/// Frees a thread's message when the thread exits.
+unsafe extern "C" fn free_message(p: *mut std::ffi::c_void) {
+    if !p.is_null() {
+        // SAFETY: only set_last_error stores pointers here, each from CString::into_raw.
+        drop(unsafe { CString::from_raw(p.cast()) });
+    }
+}
+
+fn key() -> Option<libc::pthread_key_t> {
+    *KEY.get_or_init(|| {
+        let mut key: libc::pthread_key_t = 0;
+        // SAFETY: a valid out-pointer and a destructor that frees what we store.
+        let created = unsafe { libc::pthread_key_create(&mut key, Some(free_message)) };
+        (created == 0).then_some(key)
+    })
+}
+
+/// Sets this thread's last error. Never panics, whatever state the thread is in.
 pub fn set_last_error(message: &str) {
     let mut clean = crate::redact::redact(message).replace('\0', " ");
     if clean.len() > MAX_MESSAGE_BYTES {
@@ -31,22 +50,33 @@ pub fn set_last_error(message: &str) {
         clean.truncate(cut);
         clean.push('…');
     }
-    let c = CString::new(clean).unwrap_or_default();
-    let _ = LAST_ERROR.try_with(|e| {
-        if let Ok(mut slot) = e.try_borrow_mut() {
-            *slot = c;
+    let Some(key) = key() else { return };
+    let new = CString::new(clean).unwrap_or_default().into_raw();
+    // SAFETY: the key is live for the process; the slot holds NULL or a pointer from
+    // CString::into_raw, replaced here and freed once.
+    unsafe {
+        let old = libc::pthread_getspecific(key);
+        if libc::pthread_setspecific(key, new.cast()) == 0 {
+            free_message(old);
+        } else {
+            drop(CString::from_raw(new));
         }
-    });
+    }
 }
 
-/// This thread's last error; a static string when the thread is exiting. Never NULL, never
-/// panics.
+/// This thread's last error (`""` if none yet). Never NULL, never panics. The pointer stays
+/// valid until the thread's next `set_last_error` or its exit.
 pub fn last_error_ptr() -> *const c_char {
-    LAST_ERROR
-        .try_with(|e| e.try_borrow().map(|s| s.as_ptr()).ok())
-        .ok()
-        .flatten()
-        .unwrap_or(EXITING.as_ptr())
+    let Some(key) = key() else {
+        return NO_SLOT.as_ptr();
+    };
+    // SAFETY: the key is live; the slot holds NULL or a CString's pointer.
+    let p = unsafe { libc::pthread_getspecific(key) };
+    if p.is_null() {
+        c"".as_ptr()
+    } else {
+        p.cast_const().cast()
+    }
 }
 
 /// Runs `body`, turning an error into its code (and this thread's last error message) and a

@@ -53,9 +53,8 @@ fn client(c: *const fo_client) -> Result<Arc<Client>, Error> {
 /// valid until the next `fo_` call on the same thread.
 ///
 /// Results: none (returns a pointer, never NULL).
-/// Threads: any thread; each thread has its own message. On a thread that is exiting (a
-/// `pthread_key` destructor after the library's thread-locals are gone) it returns a static
-/// placeholder text.
+/// Threads: any thread; each thread has its own message, also a thread that is exiting (a
+/// call from a `pthread_key` destructor).
 /// Blocks: never.
 /// Pointers: the returned string belongs to the library: never free or modify it. It stays
 /// valid until the next `fo_` call on the same thread or the thread's exit; copy it to keep it.

@@ -118,7 +118,9 @@ fn ensure_cdylib() {
 /// link instead of this run's own (one built with `-Zsanitizer=address` for ASan).
 pub fn compile_c(sources: &[&str], out_name: &str) -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let sanitize = std::env::var("FO_C_SANITIZE").ok().filter(|s| !s.is_empty());
+    let sanitize = std::env::var("FO_C_SANITIZE")
+        .ok()
+        .filter(|s| !s.is_empty());
     let lib = match std::env::var_os("FO_C_LIB_DIR") {
         Some(dir) => PathBuf::from(dir),
         None => {
