@@ -821,3 +821,30 @@ impl Drop for Client {
         self.close();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `fo_sync_now`/`fo_flush` racing with close: whichever order they run in, no worker
+    /// is started once close has begun (the check is made under the worker slot's lock).
+    #[test]
+    fn no_worker_starts_after_close() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = json!({
+            "database_path": dir.path().join("c.db"), "store_id": "oslo-1",
+            "market_id": "NOR", "currency": "NOK",
+            "omnium": {"base_url": "http://127.0.0.1:9", "client_id": "c",
+                       "client_secret": "not-a-real-secret"},
+            "sync": {"autostart": false},
+        });
+        let client = Client::open(&config.to_string()).unwrap();
+        client.close();
+        assert_eq!(client.start_worker(), Err(Error::Closed));
+        assert!(client
+            .worker
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none());
+    }
+}
