@@ -261,7 +261,10 @@ def test_flush_times_out_while_omnium_is_down(sim: Any, config: Dict[str, Any]) 
         assert sim.order("PY-SLOW") is not None
 
 
-def test_closing_while_other_threads_wait(sim: Any, config: Dict[str, Any]) -> None:
+def test_closing_while_other_threads_wait(config: Dict[str, Any]) -> None:
+    # Omnium unreachable (nothing answers on port 1): the sale stays pending and flush
+    # waits, however slow this machine is.
+    config["omnium"]["base_url"] = "http://127.0.0.1:1"
     client = fo.Client(config)
     while client.next_event(0.2) is not None:
         pass
@@ -276,8 +279,7 @@ def test_closing_while_other_threads_wait(sim: Any, config: Dict[str, Any]) -> N
             outcomes[name] = e
         outcomes[name + "_s"] = time.monotonic() - start
 
-    sim.down(3000)
-    client.record_sale(sale("PY-CLOSE"))  # pending while Omnium is down: flush blocks
+    client.record_sale(sale("PY-CLOSE"))
     def events_until_closed() -> None:
         while True:  # sync.offline may come first: keep waiting until close interrupts
             client.next_event(None)  # no time limit: only close ends it
