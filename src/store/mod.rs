@@ -272,7 +272,56 @@ fn open_checked(path: &Path) -> std::result::Result<Connection, Opened> {
         conn.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID}"))?;
     }
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, false)?;
+    vacuum_if_owed(&conn, path);
     Ok(conn)
+}
+
+/// Rewrites the whole file once when a migration asked for it (a database from before
+/// `secure_delete` keeps deleted PDFs and customer data in free pages), then truncates the
+/// WAL. A failure (a full disk) is logged and tried again at the next open: the till still
+/// opens.
+fn vacuum_if_owed(conn: &Connection, path: &Path) {
+    use rusqlite::OptionalExtension;
+    let owed = conn
+        .query_row(
+            "SELECT 1 FROM sync_state WHERE key = ?1",
+            [schema::VACUUM_OWED],
+            |_| Ok(()),
+        )
+        .optional();
+    if !matches!(owed, Ok(Some(()))) {
+        return;
+    }
+    let started = std::time::Instant::now();
+    let done = conn
+        .execute_batch("VACUUM")
+        .and_then(|()| {
+            conn.execute(
+                "DELETE FROM sync_state WHERE key = ?1",
+                [schema::VACUUM_OWED],
+            )
+        })
+        .and_then(|_| {
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                r.get::<_, i64>(0)
+            })
+        });
+    match done {
+        Ok(busy) => log::info!(
+            "database {} rewritten once ({} ms) so no deleted data stays in free pages{}",
+            path.display(),
+            started.elapsed().as_millis(),
+            if busy != 0 {
+                "; the WAL is truncated later"
+            } else {
+                ""
+            }
+        ),
+        Err(e) => log::warn!(
+            "database {} could not be rewritten now ({e}); tried again at the next open",
+            path.display()
+        ),
+    }
 }
 
 /// A SQLite database with tables but without our application id or our outbox is someone
@@ -478,6 +527,49 @@ mod tests {
         assert!(reader.set_state("k", "w").is_err(), "a reader cannot write");
         drop(first);
         Store::open(&path).expect("free once the first store is closed");
+    }
+
+    #[test]
+    fn a_database_from_before_secure_delete_is_rewritten_once_without_its_deleted_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db");
+        let marker: &[u8] = b"%PDF-1.4 Kvittering for Quixotesdottir";
+        {
+            // As an older version left it: schema 4, secure_delete off, a receipt's PDF
+            // deleted on delivery, its bytes still in free pages.
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA secure_delete = OFF;")
+                .unwrap();
+            schema::migrate_to(&conn, 4).unwrap();
+            conn.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID}"))
+                .unwrap();
+            let mut pdf = marker.to_vec();
+            pdf.resize(20_000, b'x');
+            conn.execute(
+                "INSERT INTO receipt_pdf (job_id, pdf) VALUES (1, ?1)",
+                [&pdf],
+            )
+            .unwrap();
+            conn.execute("DELETE FROM receipt_pdf", []).unwrap();
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                .unwrap();
+        }
+        let found = |p: &Path| {
+            ["", "-wal"].iter().any(|s| {
+                std::fs::read(files::side_file(p, s))
+                    .is_ok_and(|b| b.windows(marker.len()).any(|w| w == marker))
+            })
+        };
+        assert!(found(&path), "the older version left the PDF in free pages");
+        let store = Store::open(&path).unwrap();
+        assert!(
+            !found(&path),
+            "rewritten at the first open after the upgrade"
+        );
+        assert!(store.get_state(schema::VACUUM_OWED).unwrap().is_none());
+        // A database made by this version owes nothing once opened.
+        let fresh = Store::open(&dir.path().join("b.db")).unwrap();
+        assert!(fresh.get_state(schema::VACUUM_OWED).unwrap().is_none());
     }
 
     #[test]

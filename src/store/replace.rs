@@ -163,6 +163,11 @@ fn open_building(new: &Path) -> Result<Connection> {
         "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;",
     )?;
     schema::migrate(&conn)?;
+    // Built with secure_delete from the start: nothing deleted to rewrite.
+    conn.execute(
+        "DELETE FROM sync_state WHERE key = ?1",
+        [schema::VACUUM_OWED],
+    )?;
     conn.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID}"))?;
     Ok(conn)
 }

@@ -201,11 +201,24 @@ const MIGRATIONS: &[&str] = &[
         AND NOT EXISTS (SELECT 1 FROM receipt_pdf WHERE job_id = old.id))) BEGIN
         SELECT RAISE(IGNORE);
     END;",
+    // [storage] databases from before `secure_delete` (turned on with the retention
+    // migration above) keep deleted receipt PDFs and customer data in free pages: one VACUUM
+    // at the next open rewrites the file without them (`store::vacuum_if_owed` clears this).
+    "INSERT INTO sync_state (key, value) VALUES ('storage.vacuum_owed', '1')
+    ON CONFLICT (key) DO UPDATE SET value = excluded.value;",
 ];
 
 pub const LATEST: i64 = MIGRATIONS.len() as i64;
 
+/// The `sync_state` key the VACUUM migration sets.
+pub const VACUUM_OWED: &str = "storage.vacuum_owed";
+
 pub fn migrate(conn: &Connection) -> Result<()> {
+    migrate_to(conn, LATEST)
+}
+
+/// Migrates up to `target` (tests build older databases with it).
+pub(crate) fn migrate_to(conn: &Connection, target: i64) -> Result<()> {
     conn.execute_batch("BEGIN IMMEDIATE")?;
     let result = (|| {
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -215,11 +228,19 @@ pub fn migrate(conn: &Connection) -> Result<()> {
                  it was written by a newer flow-omnium"
             )));
         }
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        for (i, sql) in MIGRATIONS
+            .iter()
+            .enumerate()
+            .take(target.clamp(0, LATEST) as usize)
+            .skip(version as usize)
+        {
             conn.execute_batch(sql)?;
             log::info!("database migrated to schema version {}", i + 1);
         }
-        conn.execute_batch(&format!("PRAGMA user_version = {LATEST}"))?;
+        conn.execute_batch(&format!(
+            "PRAGMA user_version = {}",
+            version.max(target.clamp(0, LATEST))
+        ))?;
         Ok(())
     })();
     match result {
