@@ -340,6 +340,8 @@ impl OmniumApi {
         match stop {
             Some(message) => {
                 scrolls.remove(resource);
+                // Not while holding the lock: the log callback is foreign code.
+                drop(scrolls);
                 log::warn!("{message}");
                 Err(Failure::Rejected { status: 0, message })
             }

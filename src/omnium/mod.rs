@@ -221,7 +221,7 @@ impl OmniumApi {
         if let Some(t) = current().filter(|t| usable(t)) {
             return Ok(t);
         }
-        let _flight = self.renewal.lock().unwrap_or_else(|p| p.into_inner());
+        let flight = self.renewal.lock().unwrap_or_else(|p| p.into_inner());
         // A newer token may have arrived while this thread waited for the renewal.
         let previous = current();
         if let Some(t) = previous.clone().filter(|t| usable(t)) {
@@ -243,6 +243,8 @@ impl OmniumApi {
             renew_at: now.saturating_add(renew_after),
         });
         *self.token.lock().unwrap_or_else(|p| p.into_inner()) = Some(token.clone());
+        // Logged outside the renewal lock: the log callback is foreign code.
+        drop(flight);
         log::debug!("new Omnium token, renewed in {} s", renew_after / 1000);
         Ok(token)
     }
