@@ -1253,4 +1253,28 @@ fn opening_never_drops_sqlite_locks_the_process_holds() {
         "no lock dropped by the refused open"
     );
     client.record_sale(&sale("S-3", 1)).unwrap();
+    drop(client);
+
+    // A closed client's store (its handle lives on, its connections are open) and the next
+    // open of the same path in this process: the database file's SQLite lock (SHARED, held
+    // while a WAL connection is open) is not dropped by the next open reading the header.
+    let old = Store::open(&db).unwrap();
+    old.set_state("k", "v").unwrap();
+    old.release_lock();
+    let file = std::fs::metadata(&db).unwrap().ino();
+    assert!(
+        posix_locked_inodes().contains(&file),
+        "SQLite holds the database file"
+    );
+    for _ in 0..3 {
+        let next = Store::open(&db).unwrap();
+        next.set_state("k", "w").unwrap();
+        let held = posix_locked_inodes();
+        assert!(
+            held.contains(&file) && held.contains(&shm),
+            "the open kept SQLite's locks: {held:?} (file {file}, shm {shm})"
+        );
+        drop(next);
+    }
+    drop(old);
 }

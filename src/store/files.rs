@@ -19,7 +19,6 @@
 
 use crate::error::{Error, Result};
 use std::fs::{File, OpenOptions};
-use std::io::Read;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -108,12 +107,8 @@ fn refuse_symlink(path: &Path) -> Result<()> {
 /// application's SQLite database, is refused and left exactly as it is.
 pub fn inspect(path: &Path) -> Result<Existing> {
     refuse_symlink(path)?;
-    let mut file = match OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
-    {
-        Ok(f) => f,
+    let head = match read_head(path) {
+        Ok(head) => head,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Existing::Missing),
         Err(e) => {
             return Err(Error::Storage(format!(
@@ -122,11 +117,6 @@ pub fn inspect(path: &Path) -> Result<Existing> {
             )))
         }
     };
-    let mut head = Vec::with_capacity(100);
-    (&mut file)
-        .take(100)
-        .read_to_end(&mut head)
-        .map_err(|e| Error::Storage(format!("cannot read database {}: {e}", path.display())))?;
     if head.is_empty() {
         return Ok(Existing::Empty);
     }
@@ -149,6 +139,56 @@ pub fn inspect(path: &Path) -> Result<Existing> {
             path.display()
         ))),
     }
+}
+
+/// Descriptors of database files this process has read the header of, by (device, inode),
+/// kept open for the life of the process. SQLite holds POSIX locks on the database file
+/// (a SHARED lock for as long as a WAL-mode connection is open), and closing *any*
+/// descriptor of the file in this process drops them all, so another process could then
+/// take an EXCLUSIVE lock, checkpoint and delete the WAL under us. A closed client's
+/// connections can still be open when the same path is opened again, so the header is read
+/// through a descriptor that is never closed (as SQLite itself keeps unused descriptors of
+/// locked files). One per database file the process opens: a handful.
+static HEADS: std::sync::Mutex<Vec<((u64, u64), File)>> = std::sync::Mutex::new(Vec::new());
+
+/// The first 100 bytes of `path` (fewer if it is shorter), read without ever closing a
+/// descriptor of it (see [`HEADS`]).
+fn read_head(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut heads = HEADS.lock().unwrap_or_else(|p| p.into_inner());
+    let meta = std::fs::symlink_metadata(path)?;
+    let key = key_of(&meta);
+    if !heads.iter().any(|(k, _)| *k == key) {
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+            .open(path)?;
+        // The file at the path changed between the lstat and the open: read it, but keep
+        // the descriptor under its own identity.
+        let key = file.metadata().map(|m| key_of(&m))?;
+        if !heads.iter().any(|(k, _)| *k == key) {
+            heads.push((key, file));
+        }
+        let (_, file) = heads.iter().find(|(k, _)| *k == key).expect("just added");
+        return read_100(file);
+    }
+    let (_, file) = heads.iter().find(|(k, _)| *k == key).expect("present");
+    read_100(file)
+}
+
+fn read_100(file: &File) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let mut head = vec![0u8; 100];
+    let mut got = 0;
+    while got < head.len() {
+        match file.read_at(&mut head[got..], got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    head.truncate(got);
+    Ok(head)
 }
 
 /// Creates an empty database file owned by this account with mode 0600 (whatever the
@@ -312,6 +352,15 @@ fn key_of(meta: &std::fs::Metadata) -> (u64, u64) {
     (meta.dev(), meta.ino())
 }
 
+/// The refusal of an open because another client holds the database.
+pub fn in_use(db: &Path) -> Error {
+    Error::Storage(format!(
+        "database {} is in use by another client (in this or another process); \
+         close that client first",
+        db.display()
+    ))
+}
+
 /// Whether a client in this process holds `db`, looked up without opening any file (so
 /// no SQLite lock of that client is disturbed).
 pub fn held_here(db: &Path) -> bool {
@@ -321,13 +370,7 @@ pub fn held_here(db: &Path) -> bool {
 impl DbLock {
     pub fn acquire(db: &Path) -> Result<DbLock> {
         let path = side_file(db, "-lock");
-        let in_use = || {
-            Error::Storage(format!(
-                "database {} is in use by another client (in this or another process); \
-                 close that client first",
-                db.display()
-            ))
-        };
+        let in_use = || in_use(db);
         let mut held = held();
         // A lock file replaced or removed between our open and our lock (an operator
         // deleting it, a refused open discarding it) is not the one others lock: again.

@@ -65,9 +65,7 @@ impl Store {
         // A client of this process holds it: refused before the file is even read (closing
         // a descriptor of it would drop that client's SQLite locks).
         if files::held_here(&path) {
-            return Err(DbLock::acquire(&path).err().unwrap_or_else(|| {
-                Error::Storage(format!("database {} is in use", path.display()))
-            }));
+            return Err(files::in_use(&path));
         }
         // Refused before anything is created beside it (not even the lock file).
         if files::inspect(&path)? == files::Existing::Untagged {
