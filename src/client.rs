@@ -37,6 +37,15 @@ impl Client {
     /// Parses the config, opens (and migrates) the database and, unless
     /// `sync.autostart` is false, starts the worker.
     pub fn open(config_json: &str) -> Result<Client> {
+        Client::open_with_clock(config_json, Arc::new(crate::clock::SystemClock))
+    }
+
+    /// [`Client::open`] with the clocks the worker schedules by (tests pass a
+    /// [`crate::clock::ManualClock`]).
+    pub fn open_with_clock(
+        config_json: &str,
+        clock: Arc<dyn crate::clock::Clock>,
+    ) -> Result<Client> {
         let config = Config::from_json(config_json)?;
         let store = Arc::new(Store::open(&config.database_path)?);
         store.set_retention(crate::store::Retention {
@@ -64,6 +73,7 @@ impl Client {
             config.omnium.max_concurrency,
             config.sync.pull_interval_ms,
             config.sync.delivered_retention_ms,
+            clock,
         ));
         if let Some(d) = store.damage() {
             // CONTRACT §9 rule 4: the till goes on selling on a fresh file; the POS is told.
@@ -459,6 +469,15 @@ impl Client {
         self.check_open()?;
         self.start_worker()?;
         self.sync.sync_now();
+        Ok(())
+    }
+
+    /// Wakes the worker to look at its schedule now, without forcing anything (tests that
+    /// move a [`crate::clock::ManualClock`] use it).
+    #[doc(hidden)]
+    pub fn wake(&self) -> Result<()> {
+        self.check_open()?;
+        self.sync.nudge();
         Ok(())
     }
 

@@ -138,6 +138,8 @@ pub struct OmniumApi {
     forgotten: AtomicBool,
     /// Pages served so far by the scroll of each resource (Products, Inventory).
     scrolls: Mutex<std::collections::HashMap<String, catalog::ScrollTrail>>,
+    /// Omnium's clock (its `Date` header) on the last answer that had one; 0 = never.
+    answer_date_ms: AtomicI64,
 }
 
 impl OmniumApi {
@@ -179,6 +181,7 @@ impl OmniumApi {
             paused_until: AtomicI64::new(0),
             forgotten: AtomicBool::new(false),
             scrolls: Mutex::default(),
+            answer_date_ms: AtomicI64::new(0),
         }
     }
 
@@ -199,6 +202,13 @@ impl OmniumApi {
 
     pub fn last_healthy_at(&self) -> i64 {
         self.last_healthy_at.load(Ordering::Relaxed)
+    }
+
+    /// Omnium's own clock when it sent its last answer (its `Date` header, whole seconds,
+    /// rounded down), or `None` when no answer carried one. The pull engine judges how far
+    /// back a delta must re-read on this clock, never the till's.
+    pub fn answer_date_ms(&self) -> Option<i64> {
+        Some(self.answer_date_ms.load(Ordering::Relaxed)).filter(|&d| d > 0)
     }
 
     fn now_ms() -> i64 {
@@ -377,6 +387,14 @@ impl OmniumApi {
             };
             let resp = self.transport.send(&req).map_err(net_failure)?;
             self.note_answer(resp.status);
+            if let Some(at) = resp
+                .date
+                .as_deref()
+                .and_then(|d| chrono::DateTime::parse_from_rfc2822(d).ok())
+            {
+                self.answer_date_ms
+                    .store(at.timestamp_millis().max(1), Ordering::Relaxed);
+            }
             if (300..400).contains(&resp.status) {
                 let what = format!("{method} {path}");
                 return Err(redirected(&what, resp.status, method != "GET"));
@@ -690,6 +708,7 @@ mod tests {
         HttpResponse {
             status,
             retry_after: retry_after.map(str::to_string),
+            date: None,
             body: body.as_bytes().to_vec(),
         }
     }

@@ -21,6 +21,8 @@ pub enum Body<'a> {
 pub struct HttpResponse {
     pub status: u16,
     pub retry_after: Option<String>,
+    /// The `Date` header: Omnium's clock when it answered (second resolution).
+    pub date: Option<String>,
     pub body: Vec<u8>,
 }
 
@@ -128,6 +130,11 @@ impl Transport for UreqTransport {
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
+        let date = resp
+            .headers()
+            .get("date")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let body = resp
             .body_mut()
             .with_config()
@@ -137,6 +144,7 @@ impl Transport for UreqTransport {
         Ok(HttpResponse {
             status,
             retry_after,
+            date,
             body,
         })
     }

@@ -11,7 +11,7 @@
 //! - inactive products are served (`isActive: false`), deleted ones only to delta queries;
 //! - prices for other markets, other stores, customers and campaign windows are all on `prices[]`.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -1017,6 +1017,12 @@ impl Snapshot {
     }
 }
 
+/// A write on its way to the search index.
+enum IndexWrite {
+    Product(String, Option<Arc<Product>>),
+    Stock((String, String), Option<StockItem>),
+}
+
 pub(crate) struct Scroll {
     snapshot: Snapshot,
     /// Items already served.
@@ -1033,6 +1039,16 @@ pub(crate) struct Catalog {
     categories: Vec<Value>,
     /// By (sku, warehouseCode).
     stock: BTreeMap<(String, String), StockItem>,
+    /// What the search index shows: Omnium's index shows a write `index_lag_ms` late, with
+    /// its original `modified` (until then, the version before it, or nothing).
+    index: BTreeMap<String, Arc<Product>>,
+    stock_index: BTreeMap<(String, String), StockItem>,
+    index_queue: VecDeque<(i64, u64, IndexWrite)>,
+    /// Per key, the sequence number of the write the index shows (a later write never
+    /// gives way to an earlier one that was slower to index).
+    index_seq: HashMap<String, u64>,
+    writes: u64,
+    pub index_lag_ms: i64,
     stores: BTreeMap<String, StoredStore>,
     pub markets: Vec<Value>,
     pub scrolls: HashMap<String, Scroll>,
@@ -1072,6 +1088,12 @@ impl Catalog {
             products: BTreeMap::new(),
             categories: Vec::new(),
             stock: BTreeMap::new(),
+            index: BTreeMap::new(),
+            stock_index: BTreeMap::new(),
+            index_queue: VecDeque::new(),
+            index_seq: HashMap::new(),
+            writes: 0,
+            index_lag_ms: 0,
             stores,
             markets: markets_for(cfg),
             scrolls: HashMap::new(),
@@ -1141,6 +1163,21 @@ impl Catalog {
         self.products = products;
         self.categories = categories;
         self.stock = stock;
+        self.index_queue.clear();
+        self.index_seq.clear();
+        if self.index_lag_ms <= 0 {
+            self.index = self.products.clone();
+            self.stock_index = self.stock.clone();
+        } else {
+            let keys: Vec<String> = self.products.keys().cloned().collect();
+            for k in keys {
+                self.note_product(&k, stamp);
+            }
+            let keys: Vec<(String, String)> = self.stock.keys().cloned().collect();
+            for k in keys {
+                self.note_stock(&k, stamp);
+            }
+        }
         self.touch_rng = Rng::new(spec.seed ^ 0x544f_5543_4845_5321);
         self.touches = 0;
         summary
@@ -1173,6 +1210,11 @@ impl Catalog {
     }
 
     pub fn upsert_product(&mut self, product: Value, stamp: i64) {
+        self.upsert_product_at(product, stamp, stamp);
+    }
+
+    /// An upsert stamped `modified_ms`, made (for the search index) at `now_ms`.
+    pub fn upsert_product_at(&mut self, product: Value, stamp: i64, now_ms: i64) {
         let Value::Object(mut m) = product else {
             panic!("upsert_product: the product must be a JSON object");
         };
@@ -1200,6 +1242,7 @@ impl Catalog {
             .find_map(|p| p.doc.get("created").filter(|c| !c.is_null()).cloned());
         for k in &old {
             self.products.remove(k);
+            self.note_product(k, now_ms);
         }
         m.insert("id".into(), json!(id));
         m.insert("language".into(), json!(lang));
@@ -1229,7 +1272,119 @@ impl Catalog {
         }
         let mut doc = Value::Object(m);
         set_modified(&mut doc, stamp);
-        self.products.insert(id, Arc::new(Product::new(doc, stamp)));
+        self.products
+            .insert(id.clone(), Arc::new(Product::new(doc, stamp)));
+        self.note_product(&id, now_ms);
+    }
+
+    /// Tells the search index of a product write made at `stamp`.
+    fn note_product(&mut self, key: &str, stamp: i64) {
+        let doc = self.products.get(key).cloned();
+        self.queue_index(stamp, IndexWrite::Product(key.to_string(), doc));
+    }
+
+    /// Tells the search index of a stock write made at `stamp`.
+    fn note_stock(&mut self, key: &(String, String), stamp: i64) {
+        let item = self.stock.get(key).cloned();
+        self.queue_index(stamp, IndexWrite::Stock(key.clone(), item));
+    }
+
+    fn queue_index(&mut self, stamp: i64, write: IndexWrite) {
+        self.writes += 1;
+        if self.index_lag_ms <= 0 {
+            self.apply_index(self.writes, write);
+        } else {
+            self.index_queue
+                .push_back((stamp + self.index_lag_ms, self.writes, write));
+        }
+    }
+
+    fn apply_index(&mut self, seq: u64, write: IndexWrite) {
+        let key = match &write {
+            IndexWrite::Product(k, _) => format!("p:{k}"),
+            IndexWrite::Stock((sku, wh), _) => format!("s:{sku}\u{0}{wh}"),
+        };
+        if self.index_seq.get(&key).is_some_and(|&s| s > seq) {
+            return;
+        }
+        self.index_seq.insert(key, seq);
+        match write {
+            IndexWrite::Product(k, Some(p)) => {
+                self.index.insert(k, p);
+            }
+            IndexWrite::Product(k, None) => {
+                self.index.remove(&k);
+            }
+            IndexWrite::Stock(k, Some(i)) => {
+                self.stock_index.insert(k, i);
+            }
+            IndexWrite::Stock(k, None) => {
+                self.stock_index.remove(&k);
+            }
+        }
+    }
+
+    /// Brings the search index up to `now`: writes older than the lag become visible.
+    pub fn refresh_index(&mut self, now_ms: i64) {
+        if self.index_queue.is_empty() {
+            return;
+        }
+        let mut waiting = VecDeque::with_capacity(self.index_queue.len());
+        while let Some((at, seq, w)) = self.index_queue.pop_front() {
+            if at <= now_ms {
+                self.apply_index(seq, w);
+            } else {
+                waiting.push_back((at, seq, w));
+            }
+        }
+        self.index_queue = waiting;
+    }
+
+    /// Sets the index lag of writes from now on (writes waiting keep theirs).
+    pub fn set_index_lag(&mut self, lag_ms: i64) {
+        self.index_lag_ms = lag_ms.max(0);
+    }
+
+    /// Removes a product for good (every language): Omnium's `DELETE /api/Products/{id}`.
+    /// No delta ever mentions it again.
+    pub fn hard_delete_product(&mut self, product_id: &str, stamp: i64) {
+        let keys: Vec<String> = self
+            .products
+            .iter()
+            .filter(|(_, p)| p.product_id == product_id)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in keys {
+            self.products.remove(&k);
+            self.note_product(&k, stamp);
+        }
+    }
+
+    /// Edits every language version of a product without changing `modified` (Omnium moving
+    /// it out of a market, say, where the scroll filters on `marketId`).
+    pub fn edit_product_silently(&mut self, product_id: &str, mut f: impl FnMut(&mut Value)) {
+        let keys: Vec<String> = self
+            .products
+            .iter()
+            .filter(|(_, p)| p.product_id == product_id)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in keys {
+            if let Some(p) = self.products.get(&k) {
+                let (mut doc, stamp) = (p.doc.clone(), p.modified_ms);
+                f(&mut doc);
+                self.products
+                    .insert(k.clone(), Arc::new(Product::new(doc, stamp)));
+                self.note_product(&k, stamp);
+            }
+        }
+    }
+
+    /// Removes an inventory item for good (`DELETE /api/Inventory/{sku}?warehouseIds=`).
+    pub fn delete_stock(&mut self, sku: &str, wh: &str, stamp: i64) {
+        let key = (sku.to_string(), wh.to_string());
+        self.stock.remove(&key);
+        self.note_stock(&key, stamp);
     }
 
     fn has_product(&self, product_id: &str) -> bool {
@@ -1249,7 +1404,9 @@ impl Catalog {
                 let mut doc = p.doc.clone();
                 f(&mut doc);
                 set_modified(&mut doc, stamp);
-                self.products.insert(k, Arc::new(Product::new(doc, stamp)));
+                self.products
+                    .insert(k.clone(), Arc::new(Product::new(doc, stamp)));
+                self.note_product(&k, stamp);
             }
         }
     }
@@ -1308,6 +1465,7 @@ impl Catalog {
         item.inventory = inventory;
         item.reserved = reserved;
         item.modified_ms = stamp;
+        self.note_stock(&(sku.to_string(), wh.to_string()), stamp);
     }
 
     /// Adds `delta` to an item's inventory, creating the item at 0 first if missing.
@@ -1315,6 +1473,7 @@ impl Catalog {
         let item = self.stock_item(sku, wh, stamp);
         item.inventory += delta;
         item.modified_ms = stamp;
+        self.note_stock(&(sku.to_string(), wh.to_string()), stamp);
     }
 
     fn stock_item(&mut self, sku: &str, wh: &str, stamp: i64) -> &mut StockItem {
@@ -1358,6 +1517,7 @@ impl Catalog {
             item.reserved = r;
         }
         item.modified_ms = stamp;
+        self.note_stock(&key, stamp);
         true
     }
 
@@ -1767,10 +1927,12 @@ impl State {
             Ok(q) => q,
             Err(msg) => return Response::text(400, &msg),
         };
-        let now_ns = ms_ns(self.clock.now_ms());
+        let now = self.clock.now_ms();
+        self.catalog.refresh_index(now);
+        let now_ns = ms_ns(now);
         let mut hits: Vec<Arc<Product>> = self
             .catalog
-            .products
+            .index
             .values()
             .filter(|p| q.matches(p, now_ns))
             .cloned()
@@ -1895,9 +2057,11 @@ impl State {
             Ok(p) => p,
             Err(msg) => return Response::text(400, &msg),
         };
+        let now = self.clock.now_ms();
+        self.catalog.refresh_index(now);
         let items: Vec<Value> = self
             .catalog
-            .stock
+            .stock_index
             .iter()
             .filter(|((sku, wh), item)| {
                 (whs.is_empty() || whs.contains(wh))

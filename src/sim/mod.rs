@@ -370,6 +370,15 @@ impl Simulator {
         st.catalog.upsert_product(product, stamp);
     }
 
+    /// [`Simulator::upsert_product`] with `modified` set to `modified_ms` whatever the clock says
+    /// (a product stamped in the future by a skewed integration, say). Searches see it as
+    /// written now.
+    pub fn upsert_product_modified_at(&self, product: Value, modified_ms: i64) {
+        let mut st = lock(&self.shared.state);
+        let now = st.clock.tick();
+        st.catalog.upsert_product_at(product, modified_ms, now);
+    }
+
     /// Changes name and market-wide NOR price of `n` products chosen deterministically (from the
     /// catalog seed and the calls so far), one clock tick each; returns their productIds in change order.
     pub fn touch_products(&self, n: usize) -> Vec<String> {
@@ -391,6 +400,42 @@ impl Simulator {
         let mut st = lock(&self.shared.state);
         let st = &mut *st;
         st.catalog.delete_product(product_id, &mut st.clock);
+    }
+
+    /// Omnium's search index shows every write this long after it was made, with the write's
+    /// original `modified` (until then searches see the version before it). `GET` by id is
+    /// never late. 0 (the default) turns the lag off for later writes (waiting ones keep theirs).
+    pub fn set_index_lag_ms(&self, lag_ms: u64) {
+        let lag = i64::try_from(lag_ms).unwrap_or(i64::MAX);
+        lock(&self.shared.state).catalog.set_index_lag(lag);
+    }
+
+    /// Deletes a product for good (every language), as `DELETE /api/Products/{id}` does: no
+    /// search, full or delta, returns it again.
+    pub fn hard_delete_product(&self, product_id: &str) {
+        let mut st = lock(&self.shared.state);
+        let stamp = st.clock.tick();
+        st.catalog.hard_delete_product(product_id, stamp);
+    }
+
+    /// Takes the product out of a market (`marketIds`) without changing its `modified`, the
+    /// way a market assignment elsewhere in Omnium does: a scroll filtered on that market
+    /// stops returning it, and no delta announces it.
+    pub fn remove_product_from_market(&self, product_id: &str, market_id: &str) {
+        lock(&self.shared.state)
+            .catalog
+            .edit_product_silently(product_id, |doc| {
+                if let Some(m) = doc["marketIds"].as_array_mut() {
+                    m.retain(|x| x.as_str() != Some(market_id));
+                }
+            });
+    }
+
+    /// Deletes an inventory item for good (`DELETE /api/Inventory/{sku}?warehouseIds=`).
+    pub fn delete_stock(&self, sku: &str, warehouse: &str) {
+        let mut st = lock(&self.shared.state);
+        let stamp = st.clock.tick();
+        st.catalog.delete_stock(sku, warehouse, stamp);
     }
 
     /// Sets an inventory item's absolute `inventory` and `reservedInventory` (creating it if missing).

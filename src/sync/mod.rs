@@ -7,6 +7,7 @@ pub mod policy;
 pub mod pull;
 pub mod push;
 
+use crate::clock::Clock;
 use crate::model::JobKind;
 use crate::omnium::{Failure, OmniumApi};
 use crate::store::{JobUpdate, OutboxJob, Store};
@@ -72,6 +73,8 @@ pub struct Sync {
     pub concurrency: usize,
     pub pull_interval_ms: u64,
     pub retention_ms: u64,
+    /// Wall clock for stamps, monotonic clock for schedules (CONTRACT §9 rule 9).
+    pub clock: Arc<dyn Clock>,
     control: Mutex<Control>,
     signal: Condvar,
     link: Mutex<LinkState>,
@@ -90,6 +93,7 @@ impl Sync {
         concurrency: usize,
         pull_interval_ms: u64,
         retention_ms: u64,
+        clock: Arc<dyn Clock>,
     ) -> Sync {
         Sync {
             store,
@@ -100,6 +104,7 @@ impl Sync {
             concurrency,
             pull_interval_ms,
             retention_ms,
+            clock,
             control: Mutex::default(),
             signal: Condvar::new(),
             link: Mutex::default(),
@@ -267,7 +272,7 @@ impl Worker<'_> {
             sync.sleep_until(self.hold_until);
             return Ok(());
         }
-        self.puller.maybe_start(now, sync_now, &sync.ctx);
+        self.puller.maybe_start(sync_now, sync);
         sync.link.lock().unwrap_or_else(|p| p.into_inner()).pulling = self.puller.is_running();
         // While Omnium is down, one job at a time probes it; the rest wait untouched.
         let limit = if self.gate == Gate::Open { BATCH } else { 1 };
@@ -302,7 +307,10 @@ impl Worker<'_> {
             self.purge(now)?;
             let next = sync.store.next_due_at()?.unwrap_or(i64::MAX);
             let fetch = sync.store.next_fetch_at()?.unwrap_or(i64::MAX);
-            sync.sleep_until(next.min(fetch).min(self.puller.next_run_at()));
+            // The pull schedule runs on the monotonic clock: a wall clock set back does not
+            // stop pulls, one set forward does not hurry them.
+            let pull_at = now.saturating_add(self.puller.due_in_ms(sync));
+            sync.sleep_until(next.min(fetch).min(pull_at));
             return Ok(());
         }
         let results = self.send_batch(&jobs);
@@ -416,7 +424,8 @@ impl Worker<'_> {
             Err(f) => {
                 log::warn!("pull stopped: {f}");
                 let retry = policy::backoff_ms(&self.sync.policy, 1, self.jitter.next_unit());
-                self.puller.abort(now_ms() + retry as i64);
+                self.puller
+                    .abort(self.sync.clock.mono_ms().saturating_add(retry as i64));
                 match f {
                     Failure::Rejected { .. } | Failure::Busy(_) => {}
                     Failure::Uncertain(_) => {}

@@ -1,12 +1,19 @@
 //! The pull engine: brings Omnium's stores, categories, products (with prices) and stock
 //! into the local tables, one page per step so the worker can push between pages.
 //!
-//! Each data set has a cursor: the high-water mark of Omnium's `modified` seen, re-read with
-//! a small overlap and applied idempotently. A page and the cursor it earns commit together.
+//! Each data set has a cursor: where its next delta starts (`modifiedFrom`, inclusive), on
+//! Omnium's clock. Everything modified before it is known to be read. Omnium's search index
+//! shows a write late (up to `pull_overlap_ms`, the index lag this library assumes), with
+//! the write's original `modified`; so a delta that Omnium answered at its time `S` (its
+//! `Date` header) has surely seen everything modified before `S - overlap`, and that, not
+//! the newest `modified` it saw, is where the next delta starts. Neither the till's clock
+//! nor a `modified` stamped in the future moves a cursor. Changes are applied idempotently,
+//! and a page commits together with the cursor it earns.
+//!
 //! Product scrolls are asked for in `modified` order; while pages really come in that order
-//! the cursor advances page by page, so a kill -9 mid-scroll re-fetches at most about one
-//! page. Pages out of order (an Omnium that ignores the sort) only move the cursor when the
-//! scroll ends, which is still safe, just slower to resume.
+//! the cursor advances page by page (to the page's newest `modified`, ties re-read), so a
+//! kill -9 mid-scroll re-fetches at most about one page. Stock pages are never assumed to
+//! be sorted (the search has no sort): their cursor moves when the scroll ends.
 
 use super::{now_ms, Sync, SyncContext};
 use crate::model::catalog::CatalogProduct;
@@ -52,23 +59,27 @@ impl Dataset {
 struct Scroll {
     dataset: Dataset,
     id: Option<String>,
-    /// The cursor when the scroll started: items at or below it are not news.
+    /// The cursor when the scroll started: items below it are not news.
     base: Option<i64>,
+    /// Everything modified before this was visible when the scroll started: Omnium's
+    /// `Date` on the first page less the index lag (`None` when Omnium sent no `Date`).
+    limit: Option<i64>,
     max_seen: Option<i64>,
     last_page_max: Option<i64>,
+    /// Pages were asked for in `modified` order and have come in it so far.
     in_order: bool,
     fetched: u64,
     restarts: u32,
-    /// When the scroll was started, by this clock.
-    started_ms: i64,
 }
 
 #[derive(Default)]
 pub struct Puller {
     queue: VecDeque<Dataset>,
     scroll: Option<Scroll>,
+    /// When the next run is due, on the monotonic clock.
     next_run_at: i64,
-    last_slow_run: i64,
+    /// When stores and categories were last pulled, on the monotonic clock.
+    last_slow_run: Option<i64>,
     /// The market's product language, once known (`Some(None)` = accept all).
     language: Option<Option<String>>,
     runs: u64,
@@ -78,7 +89,14 @@ pub struct Puller {
     /// `modified` seen in this run.
     search_page: u32,
     search_max: Option<i64>,
-    search_started: i64,
+    /// The key of keyset paging: pages are asked for from this `modified` on, so an order
+    /// modified while pages are read never shifts another out of view.
+    search_key: Option<i64>,
+    /// Omnium's `Date` on the search's first page less the index lag.
+    search_limit: Option<i64>,
+    /// The newest `modified` already announced per data set, so a window re-read does not
+    /// announce the same change twice.
+    announced: std::collections::HashMap<&'static str, i64>,
 }
 
 /// Purchase orders change seldom: pulled on every this-many-th run (and when asked).
@@ -97,12 +115,16 @@ impl Puller {
         !self.queue.is_empty()
     }
 
-    pub fn next_run_at(&self) -> i64 {
-        self.next_run_at
+    /// Milliseconds until the next run is due (0 when it is), on the monotonic clock.
+    pub fn due_in_ms(&self, sync: &Sync) -> i64 {
+        (self.next_run_at - sync.clock.mono_ms()).max(0)
     }
 
-    /// Starts a run now if one is due (or `force`, from `fo_sync_now`).
-    pub fn maybe_start(&mut self, now: i64, force: bool, ctx: &SyncContext) {
+    /// Starts a run now if one is due (or `force`, from `fo_sync_now`). The schedule runs on
+    /// the monotonic clock, so a wall clock corrected backwards never stops pulls.
+    pub fn maybe_start(&mut self, force: bool, sync: &Sync) {
+        let now = sync.clock.mono_ms();
+        let ctx = &sync.ctx;
         // Asked while a run is under way (it may be past the data set that changed):
         // another full run follows it at once.
         self.rerun |= force && self.is_running();
@@ -111,10 +133,14 @@ impl Puller {
             return;
         }
         self.rerun = false;
-        if force || now - self.last_slow_run >= SLOW_DATASET_INTERVAL_MS {
+        if force
+            || self
+                .last_slow_run
+                .is_none_or(|at| now - at >= SLOW_DATASET_INTERVAL_MS)
+        {
             self.queue.push_back(Dataset::Stores);
             self.queue.push_back(Dataset::Categories);
-            self.last_slow_run = now;
+            self.last_slow_run = Some(now);
         }
         self.queue.push_back(Dataset::Products);
         if ctx.pull_stock {
@@ -131,8 +157,7 @@ impl Puller {
     pub fn abort(&mut self, retry_at: i64) {
         self.queue.clear();
         self.scroll = None;
-        self.search_page = 0;
-        self.search_max = None;
+        self.reset_search();
         self.next_run_at = retry_at;
     }
 
@@ -156,8 +181,7 @@ impl Puller {
             Err(f @ (Failure::Rejected { .. } | Failure::Uncertain(_) | Failure::Busy(_))) => {
                 log::error!("pulling {} failed: {f}", dataset.name());
                 self.scroll = None;
-                self.search_page = 0;
-                self.search_max = None;
+                self.reset_search();
                 true
             }
             Err(f) => return Err(f),
@@ -165,7 +189,7 @@ impl Puller {
         if finished {
             self.queue.pop_front();
             if self.queue.is_empty() {
-                self.next_run_at = now_ms() + sync.pull_interval_ms as i64;
+                self.next_run_at = sync.clock.mono_ms() + sync.pull_interval_ms as i64;
             }
         }
         Ok(if self.queue.is_empty() {
@@ -173,6 +197,36 @@ impl Puller {
         } else {
             Step::More
         })
+    }
+
+    fn reset_search(&mut self) {
+        self.search_page = 0;
+        self.search_max = None;
+        self.search_key = None;
+        self.search_limit = None;
+    }
+
+    /// Counts the items newer than what was already announced, and remembers the newest.
+    fn news(
+        &mut self,
+        dataset: Dataset,
+        base: Option<i64>,
+        modified: impl Iterator<Item = Option<i64>>,
+    ) -> usize {
+        let seen = self.announced.get(dataset.name()).copied();
+        let floor = seen.max(base.map(|b| b - 1));
+        let mut newest = seen;
+        let mut n = 0;
+        for m in modified {
+            if floor.is_none() || m > floor {
+                n += 1;
+            }
+            newest = newest.max(m);
+        }
+        if let Some(m) = newest {
+            self.announced.insert(dataset.name(), m);
+        }
+        n
     }
 
     fn language(&mut self, sync: &Sync) -> Result<Option<String>, Failure> {
@@ -210,7 +264,6 @@ impl Puller {
     }
 
     fn pull_stores(&mut self, sync: &Sync) -> Result<bool, Failure> {
-        let started = now_ms();
         let (cursor, from) = delta_from(sync, Dataset::Stores)?;
         let mut ids = vec![sync.ctx.store_id.clone()];
         for w in &sync.ctx.warehouse_ids {
@@ -219,6 +272,7 @@ impl Puller {
             }
         }
         let page = sync.api.search_stores(&ids, from)?;
+        let limit = omnium_limit(sync);
         let stores: Vec<(String, String)> = page
             .items
             .iter()
@@ -229,15 +283,15 @@ impl Puller {
             .iter()
             .filter_map(|s| catalog::time_ms(&s["modified"]))
             .max();
-        let news = page
-            .items
-            .iter()
-            .filter(|s| catalog::time_ms(&s["modified"]) > cursor || cursor.is_none())
-            .count();
+        let news = self.news(
+            Dataset::Stores,
+            cursor,
+            page.items.iter().map(|s| catalog::time_ms(&s["modified"])),
+        );
+        let resume = finished_resume(sync, limit, max);
         sync.store
-            .upsert_stores(&stores, Some(&advance("stores", max)))
+            .upsert_stores(&stores, Some(&advance("stores", resume)))
             .map_err(storage)?;
-        settle(sync, Dataset::Stores, cursor, started);
         if news > 0 {
             sync.events
                 .push(json!({"type": "catalog.changed", "dataset": "stores", "count": news}));
@@ -276,10 +330,9 @@ impl Puller {
     /// One page of the order or purchase-order search. `Ok(true)` when the run is done; the
     /// cursor moves to the newest `modified` seen when it is.
     fn pull_search(&mut self, sync: &Sync, dataset: Dataset) -> Result<bool, Failure> {
-        if self.search_page == 0 {
-            self.search_started = now_ms();
-        }
         let (cursor, from) = delta_from(sync, dataset)?;
+        let first = self.search_key.is_none() && self.search_page == 0;
+        let from = self.search_key.or(from);
         let resource = if dataset == Dataset::Orders {
             "Orders"
         } else {
@@ -292,6 +345,9 @@ impl Puller {
             self.search_page,
             SEARCH_TAKE,
         )?;
+        if first {
+            self.search_limit = omnium_limit(sync);
+        }
         let newest = page
             .items
             .iter()
@@ -319,19 +375,31 @@ impl Puller {
                 .put_purchase_orders(&pos, None)
                 .map_err(storage)?;
         }
-        // Omnium caps take × page at 10,000: past that, the next run continues from the cursor.
-        let done = page.items.len() < SEARCH_TAKE as usize
-            || (self.search_page + 2) * SEARCH_TAKE > 10_000;
+        // Keyset paging in `modified` order: the next page starts at this page's newest
+        // `modified` (its ties are read again), so an order modified meanwhile (it moves to
+        // the end) never shifts an unread one onto a page already read. Only a page made
+        // entirely of one `modified` pages on by offset within it.
+        let full = page.items.len() >= SEARCH_TAKE as usize;
+        let capped = (self.search_page + 2) * SEARCH_TAKE > 10_000;
+        let done = !full || capped;
         if done {
+            let resume = if full {
+                // Omnium caps take × page at 10,000: the next run continues from here.
+                newest.map(|m| self.search_limit.map_or(m, |l| m.min(l)))
+            } else {
+                finished_resume(sync, self.search_limit, self.search_max)
+            };
             sync.store
-                .advance_cursor(&advance(dataset.name(), self.search_max))
+                .advance_cursor(&advance(dataset.name(), resume))
                 .map_err(storage)?;
-            settle(sync, dataset, cursor, self.search_started);
+            self.reset_search();
+        } else if newest.is_some_and(|n| Some(n) > from) {
+            self.search_key = newest;
             self.search_page = 0;
-            self.search_max = None;
         } else {
             self.search_page += 1;
         }
+        let _ = cursor;
         Ok(done)
     }
 
@@ -377,7 +445,6 @@ impl Puller {
             },
             None => {
                 let restarts = self.scroll.as_ref().map_or(0, |s| s.restarts);
-                let started_ms = now_ms();
                 let (base, from) = delta_from(sync, dataset)?;
                 let page = if dataset == Dataset::Products {
                     sync.api.products_scroll_start(from, &scope, SCROLL_TAKE)?
@@ -388,17 +455,18 @@ impl Puller {
                     dataset,
                     id: None,
                     base,
+                    limit: omnium_limit(sync),
                     max_seen: None,
                     last_page_max: None,
-                    in_order: true,
+                    // Only products are asked for in `modified` order.
+                    in_order: dataset == Dataset::Products,
                     fetched: 0,
                     restarts,
-                    started_ms,
                 });
                 page
             }
         };
-        let Some(scroll) = self.scroll.as_mut() else {
+        let Some(mut scroll) = self.scroll.take() else {
             return Ok(true);
         };
         if page.scroll_id.is_some() {
@@ -408,10 +476,25 @@ impl Puller {
         // Read to the empty page even when totalHits says everything came: Omnium asks
         // integrations to finish their scrolls rather than leave them to expire.
         let done = page.items.is_empty() || page.scroll_id.is_none();
-        let news = if dataset == Dataset::Products {
-            apply_products_page(sync, scroll, &page, &scope, done)?
+        let applied = if dataset == Dataset::Products {
+            apply_products_page(sync, &mut scroll, &page, &scope, done)
         } else {
-            apply_stock_page(sync, scroll, &page, done)?
+            apply_stock_page(sync, &mut scroll, &page, done)
+        };
+        let news = match applied {
+            Ok(changed) if dataset == Dataset::Products => {
+                let _ = changed;
+                self.news(
+                    dataset,
+                    scroll.base,
+                    page.items.iter().map(|p| catalog::time_ms(&p["modified"])),
+                )
+            }
+            Ok(changed) => changed,
+            Err(f) => {
+                self.scroll = Some(scroll);
+                return Err(f);
+            }
         };
         if news > 0 {
             let kind = if dataset == Dataset::Products {
@@ -422,40 +505,37 @@ impl Puller {
             sync.events
                 .push(json!({"type": kind, "dataset": dataset.name(), "count": news}));
         }
-        if done {
-            let (base, started) = (scroll.base, scroll.started_ms);
-            self.scroll = None;
-            settle(sync, dataset, base, started);
+        if !done {
+            self.scroll = Some(scroll);
         }
         Ok(done)
     }
 }
 
-/// Where a delta starts: just after the cursor once everything up to it is settled (a
-/// catalog imported at one instant is then not read again on every pull), else the overlap
-/// before it, since Omnium's search index may not have shown all of it yet.
+/// Where a delta starts: the cursor itself (inclusive), which already lies the index lag
+/// before what Omnium had surely shown (see the module doc).
 fn delta_from(sync: &Sync, dataset: Dataset) -> Result<(Option<i64>, Option<i64>), Failure> {
-    let (cursor, settled) = sync.store.cursor(dataset.name()).map_err(storage)?;
-    let from = cursor.map(|c| {
-        if settled {
-            c + 1
-        } else {
-            c - sync.ctx.pull_overlap_ms
-        }
-    });
-    Ok((cursor, from))
+    let (cursor, _) = sync.store.cursor(dataset.name()).map_err(storage)?;
+    Ok((cursor, cursor))
 }
 
-/// A delta that started two overlaps after the cursor (one for the index to catch up, one
-/// for clock skew) has read everything up to it: later deltas may start after it.
-fn settle(sync: &Sync, dataset: Dataset, base: Option<i64>, started_ms: i64) {
-    if let Some(c) = base {
-        if started_ms >= c + 2 * sync.ctx.pull_overlap_ms {
-            if let Err(e) = sync.store.mark_settled(dataset.name(), c) {
-                log::warn!("cannot mark the {} cursor settled: {e}", dataset.name());
-            }
-        }
-    }
+/// Everything modified before this was visible to the request just answered: Omnium's clock
+/// when it answered, less the index lag. `None` when Omnium sent no `Date`.
+fn omnium_limit(sync: &Sync) -> Option<i64> {
+    sync.api
+        .answer_date_ms()
+        .map(|d| d.saturating_sub(sync.ctx.pull_overlap_ms))
+}
+
+/// Where the next delta starts once a data set was read to its end: Omnium's clock at the
+/// start less the index lag; without a `Date` from Omnium, the index lag before the newest
+/// `modified` seen (the best Omnium's own stamps allow; never the till's clock).
+fn finished_resume(sync: &Sync, limit: Option<i64>, max_seen: Option<i64>) -> Option<i64> {
+    limit.or_else(|| {
+        let m = max_seen?;
+        log::debug!("Omnium sent no Date header: the delta window rests on its newest stamp");
+        Some(m.saturating_sub(sync.ctx.pull_overlap_ms))
+    })
 }
 
 fn scope<'a>(ctx: &'a SyncContext, language: Option<&'a str>) -> CatalogScope<'a> {
@@ -479,9 +559,11 @@ fn storage(e: crate::error::Error) -> Failure {
     Failure::Uncertain(format!("local database: {e}"))
 }
 
-/// The cursor a page may commit: its own newest `modified` while pages arrive in order,
-/// else nothing until the scroll ends, when it is the newest seen.
+/// The cursor a page may commit: while pages arrive in `modified` order, the page's newest
+/// `modified` (ties with it are read again), never past the scroll's limit; else nothing
+/// until the scroll ends, when it is where the next delta starts.
 fn page_cursor(
+    sync: &Sync,
     scroll: &mut Scroll,
     modified: impl Iterator<Item = Option<i64>> + Clone,
     done: bool,
@@ -496,9 +578,10 @@ fn page_cursor(
     scroll.last_page_max = page_max.or(scroll.last_page_max);
     scroll.max_seen = scroll.max_seen.max(page_max);
     if done {
-        scroll.max_seen
+        finished_resume(sync, scroll.limit, scroll.max_seen)
     } else if scroll.in_order {
-        page_max
+        let lag = sync.ctx.pull_overlap_ms;
+        page_max.map(|m| scroll.limit.map_or(m.saturating_sub(lag), |l| m.min(l)))
     } else {
         None
     }
@@ -517,10 +600,8 @@ fn apply_products_page(
         .filter_map(|p| catalog::product_rows(p, scope))
         .collect();
     let modified = page.items.iter().map(|p| catalog::time_ms(&p["modified"]));
-    let cursor = page_cursor(scroll, modified.clone(), done);
-    let news = modified
-        .filter(|m| scroll.base.is_none() || *m > scroll.base)
-        .count();
+    let cursor = page_cursor(sync, scroll, modified.clone(), done);
+    let news = rows.len();
     let chunks: Vec<&[CatalogProduct]> = rows.chunks(APPLY_CHUNK).collect();
     if chunks.is_empty() {
         let adv = advance("products", cursor);
@@ -543,7 +624,12 @@ fn apply_stock_page(
     done: bool,
 ) -> Result<usize, Failure> {
     let levels: Vec<_> = page.items.iter().filter_map(catalog::stock_level).collect();
-    let cursor = page_cursor(scroll, levels.iter().map(|l| Some(l.modified_ms)), done);
+    let cursor = page_cursor(
+        sync,
+        scroll,
+        levels.iter().map(|l| Some(l.modified_ms)),
+        done,
+    );
     let changed = sync
         .store
         .apply_stock(&levels, Some(&advance("stock", cursor)))
