@@ -3,10 +3,10 @@
 mod common;
 
 use common::*;
+use flow_omnium::clock::ManualClock;
 use flow_omnium::sim::CatalogSpec;
 use flow_omnium::Client;
 use serde_json::{json, Value};
-use flow_omnium::clock::ManualClock;
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -641,7 +641,11 @@ fn write_response(stream: &mut TcpStream, resp: &Response, head_only: bool) -> i
         let _ = write!(out, "{k}: {v}\r\n");
     }
     // Omnium's clock, as every HTTP server sends it (unless the answer set its own).
-    if !resp.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("date")) {
+    if !resp
+        .headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("date"))
+    {
         let now = chrono::Utc::now().format("%a, %d %b %Y %H:%M:%S GMT");
         let _ = write!(out, "Date: {now}\r\n");
     }

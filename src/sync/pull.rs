@@ -330,7 +330,7 @@ impl Puller {
     /// One page of the order or purchase-order search. `Ok(true)` when the run is done; the
     /// cursor moves to the newest `modified` seen when it is.
     fn pull_search(&mut self, sync: &Sync, dataset: Dataset) -> Result<bool, Failure> {
-        let (cursor, from) = delta_from(sync, dataset)?;
+        let (_, from) = delta_from(sync, dataset)?;
         let first = self.search_key.is_none() && self.search_page == 0;
         let from = self.search_key.or(from);
         let resource = if dataset == Dataset::Orders {
@@ -399,7 +399,6 @@ impl Puller {
         } else {
             self.search_page += 1;
         }
-        let _ = cursor;
         Ok(done)
     }
 
@@ -482,14 +481,11 @@ impl Puller {
             apply_stock_page(sync, &mut scroll, &page, done)
         };
         let news = match applied {
-            Ok(changed) if dataset == Dataset::Products => {
-                let _ = changed;
-                self.news(
-                    dataset,
-                    scroll.base,
-                    page.items.iter().map(|p| catalog::time_ms(&p["modified"])),
-                )
-            }
+            Ok(_) if dataset == Dataset::Products => self.news(
+                dataset,
+                scroll.base,
+                page.items.iter().map(|p| catalog::time_ms(&p["modified"])),
+            ),
             Ok(changed) => changed,
             Err(f) => {
                 self.scroll = Some(scroll);
