@@ -61,9 +61,8 @@ struct Scroll {
     id: Option<String>,
     /// The cursor when the scroll started: items below it are not news.
     base: Option<i64>,
-    /// Everything modified before this was visible when the scroll started: Omnium's
-    /// `Date` on the first page less the index lag (`None` when Omnium sent no `Date`).
-    limit: Option<i64>,
+    /// Omnium's `Date` on the first page (`None` when Omnium sent none).
+    date: Option<i64>,
     max_seen: Option<i64>,
     last_page_max: Option<i64>,
     /// Pages were asked for in `modified` order and have come in it so far.
@@ -92,8 +91,8 @@ pub struct Puller {
     /// The key of keyset paging: pages are asked for from this `modified` on, so an order
     /// modified while pages are read never shifts another out of view.
     search_key: Option<i64>,
-    /// Omnium's `Date` on the search's first page less the index lag.
-    search_limit: Option<i64>,
+    /// Omnium's `Date` on the search's first page.
+    search_date: Option<i64>,
     /// The newest `modified` already announced per data set, so a window re-read does not
     /// announce the same change twice.
     announced: std::collections::HashMap<&'static str, i64>,
@@ -203,7 +202,7 @@ impl Puller {
         self.search_page = 0;
         self.search_max = None;
         self.search_key = None;
-        self.search_limit = None;
+        self.search_date = None;
     }
 
     /// Counts the items newer than what was already announced, and remembers the newest.
@@ -272,7 +271,7 @@ impl Puller {
             }
         }
         let page = sync.api.search_stores(&ids, from)?;
-        let limit = omnium_limit(sync);
+        let date = sync.api.answer_date_ms();
         let stores: Vec<(String, String)> = page
             .items
             .iter()
@@ -288,6 +287,7 @@ impl Puller {
             cursor,
             page.items.iter().map(|s| catalog::time_ms(&s["modified"])),
         );
+        let limit = limit(sync, date, max);
         let resume = finished_resume(sync, limit, max);
         sync.store
             .upsert_stores(&stores, Some(&advance("stores", resume)))
@@ -346,7 +346,7 @@ impl Puller {
             SEARCH_TAKE,
         )?;
         if first {
-            self.search_limit = omnium_limit(sync);
+            self.search_date = sync.api.answer_date_ms();
         }
         let newest = page
             .items
@@ -385,9 +385,11 @@ impl Puller {
         if done {
             let resume = if full {
                 // Omnium caps take × page at 10,000: the next run continues from here.
-                newest.map(|m| self.search_limit.map_or(m, |l| m.min(l)))
+                let limit = limit(sync, self.search_date, self.search_max);
+                newest.map(|m| limit.map_or(m, |l| m.min(l)))
             } else {
-                finished_resume(sync, self.search_limit, self.search_max)
+                let limit = limit(sync, self.search_date, self.search_max);
+                finished_resume(sync, limit, self.search_max)
             };
             sync.store
                 .advance_cursor(&advance(dataset.name(), resume))
@@ -454,7 +456,7 @@ impl Puller {
                     dataset,
                     id: None,
                     base,
-                    limit: omnium_limit(sync),
+                    date: sync.api.answer_date_ms(),
                     max_seen: None,
                     last_page_max: None,
                     // Only products are asked for in `modified` order.
@@ -515,12 +517,18 @@ fn delta_from(sync: &Sync, dataset: Dataset) -> Result<(Option<i64>, Option<i64>
     Ok((cursor, cursor))
 }
 
-/// Everything modified before this was visible to the request just answered: Omnium's clock
-/// when it answered, less the index lag. `None` when Omnium sent no `Date`.
-fn omnium_limit(sync: &Sync) -> Option<i64> {
-    sync.api
-        .answer_date_ms()
-        .map(|d| d.saturating_sub(sync.ctx.pull_overlap_ms))
+/// Everything modified before this was visible to a search Omnium answered with `date` (its
+/// `Date` header) and in which the newest `modified` was `seen`: Omnium's clock then, less
+/// the index lag. `Date` has whole seconds, rounded down; a `modified` within that second
+/// shows the clock was further on (one beyond it is a stamp from the future, ignored).
+/// `None` when Omnium sent no `Date`.
+fn limit(sync: &Sync, date: Option<i64>, seen: Option<i64>) -> Option<i64> {
+    let d = date?;
+    let now = match seen {
+        Some(m) if m > d && m < d + 1000 => m,
+        _ => d,
+    };
+    Some(now.saturating_sub(sync.ctx.pull_overlap_ms))
 }
 
 /// Where the next delta starts once a data set was read to its end: Omnium's clock at the
@@ -574,10 +582,12 @@ fn page_cursor(
     scroll.last_page_max = page_max.or(scroll.last_page_max);
     scroll.max_seen = scroll.max_seen.max(page_max);
     if done {
-        finished_resume(sync, scroll.limit, scroll.max_seen)
+        let limit = limit(sync, scroll.date, scroll.max_seen);
+        finished_resume(sync, limit, scroll.max_seen)
     } else if scroll.in_order {
         let lag = sync.ctx.pull_overlap_ms;
-        page_max.map(|m| scroll.limit.map_or(m.saturating_sub(lag), |l| m.min(l)))
+        let limit = limit(sync, scroll.date, scroll.max_seen);
+        page_max.map(|m| limit.map_or(m.saturating_sub(lag), |l| m.min(l)))
     } else {
         None
     }
