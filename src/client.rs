@@ -52,7 +52,7 @@ impl Client {
             customers_ms: config.sync.customer_retention_ms,
             finished_orders_ms: config.sync.finished_order_retention_ms,
         });
-        let api = OmniumApi::new(&config.omnium);
+        let api = OmniumApi::new(&config.omnium).with_clock(clock.clone());
         let sync = Arc::new(Sync::new(
             store.clone(),
             api,

@@ -823,6 +823,7 @@ mod tests {
             let ok = |body: String| HttpResponse {
                 status: 200,
                 retry_after: None,
+                date: None,
                 body: body.into_bytes(),
             };
             if req.url.contains("/api/token") {
@@ -838,6 +839,7 @@ mod tests {
                 return Ok(HttpResponse {
                     status: 401,
                     retry_after: None,
+                    date: None,
                     body: Vec::new(),
                 });
             }
