@@ -509,6 +509,7 @@ impl Transport for Answer {
                     200
                 },
                 retry_after: self.retry_after.clone(),
+                date: None,
                 body: if self.token_body.is_empty() {
                     self.body.clone()
                 } else {
@@ -519,6 +520,7 @@ impl Transport for Answer {
         Ok(HttpResponse {
             status: self.status,
             retry_after: self.retry_after.clone(),
+            date: None,
             body: self.body.clone(),
         })
     }
@@ -551,6 +553,7 @@ pub fn omnium_http(data: &[u8]) {
     let resp = HttpResponse {
         status,
         retry_after: answer.retry_after.clone(),
+        date: None,
         body: answer.body.clone(),
     };
     if let Err(flow_omnium::omnium::Failure::Throttled { retry_after_ms }) = classify(&resp, "x") {
