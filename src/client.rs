@@ -64,6 +64,7 @@ impl Client {
                 warehouse_ids: config.warehouse_ids.clone(),
                 pull_stock: config.stock_master == crate::config::StockMaster::Omnium,
                 pull_overlap_ms: config.sync.pull_overlap_ms as i64,
+                time_zone: config.time_zone,
             },
             RetryPolicy {
                 initial_ms: config.sync.retry_initial_ms,

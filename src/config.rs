@@ -54,6 +54,8 @@ pub struct Config {
     pub stock_master: StockMaster,
     pub warehouse_ids: Vec<String>,
     pub send_receipts: bool,
+    /// The store's time zone: price bounds without an offset are its local time.
+    pub time_zone: chrono_tz::Tz,
     pub omnium: OmniumConfig,
     pub sync: SyncConfig,
 }
@@ -67,6 +69,7 @@ const TOP_KEYS: &[&str] = &[
     "stock_master",
     "warehouse_ids",
     "send_receipts",
+    "time_zone",
     "omnium",
     "sync",
 ];
@@ -218,6 +221,15 @@ impl Config {
             stock_master,
             warehouse_ids,
             send_receipts: root.bool_opt("send_receipts")?.unwrap_or(true),
+            time_zone: match root.str_opt("time_zone")? {
+                None => chrono_tz::Europe::Oslo,
+                Some(name) => name.parse::<chrono_tz::Tz>().map_err(|_| {
+                    Error::invalid(
+                        "config.time_zone",
+                        format!("{name:?} is not an IANA time zone name (e.g. \"Europe/Oslo\")"),
+                    )
+                })?,
+            },
             omnium: OmniumConfig {
                 proxy: validate_proxy(omnium.str_opt("proxy")?, omnium.text("base_url")?)?,
                 base_url: validate_base_url(omnium.text("base_url")?)?,

@@ -16,6 +16,10 @@ pub fn product(p: &ProductView) -> Value {
             "unit_price": pr.unit_price, "currency": pr.currency,
             "valid_from": pr.valid_from.map(rfc3339), "valid_until": pr.valid_until.map(rfc3339),
         })),
+        "member_price": p.member_price.as_ref().map(|pr| json!({
+            "unit_price": pr.unit_price, "currency": pr.currency,
+            "valid_from": pr.valid_from.map(rfc3339), "valid_until": pr.valid_until.map(rfc3339),
+        })),
         "cost_price": p.cost_price,
     })
 }

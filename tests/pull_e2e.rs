@@ -568,3 +568,140 @@ fn a_data_set_omnium_fails_to_serve_does_not_stop_the_others() {
     ));
     assert_eq!(status(&client)["online"], true);
 }
+
+/// CONTRACT §9 rule 15, issue 12 defect 3: with a regular price of 1000.00 and one more
+/// candidate, the shelf price stays 1000.00 for each wrong kind of candidate.
+#[test]
+fn the_shelf_price_is_what_a_walk_in_customer_pays() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim();
+    sim.load_catalog(&spec(5));
+    let regular = json!({"unitPrice": 1000.00, "currencyCode": "NOK", "marketId": "NOR"});
+    let candidates = [
+        (
+            "CLUB",
+            json!({"unitPrice": 700.00, "currencyCode": "NOK", "marketId": "NOR", "isCustomerClubSpecificPrice": true}),
+        ),
+        (
+            "EXCL",
+            json!({"unitPrice": 800.00, "currencyCode": "NOK", "marketId": "NOR", "isTaxExcluded": true}),
+        ),
+        (
+            "EXCL-NORATE",
+            json!({"unitPrice": 700.00, "currencyCode": "NOK", "marketId": "NOR", "isTaxExcluded": true, "taxRate": 150}),
+        ),
+        (
+            "GROUP",
+            json!({"unitPrice": 600.00, "currencyCode": "NOK", "marketGroupId": "ANOTHER-GROUP"}),
+        ),
+        (
+            "BADDATE",
+            json!({"unitPrice": 500.00, "currencyCode": "NOK", "marketId": "NOR", "validFrom": "next tuesday", "validUntil": "2099-01-01T00:00:00Z"}),
+        ),
+    ];
+    for (id, extra) in &candidates {
+        sim.upsert_product(json!({
+            "productId": id, "skuId": id, "name": id, "language": "no", "marketIds": ["NOR"],
+            "prices": [regular.clone(), extra.clone()],
+        }));
+    }
+    let client = open(&dir.path().join("pos.db"), &sim, json!({}));
+    assert!(wait_until(Duration::from_secs(60), || client
+        .product_json("BADDATE")
+        .is_ok()));
+    for (id, _) in &candidates {
+        let p = product(&client, id);
+        assert_eq!(p["price"]["unit_price"], 100_000, "{id}: {p}");
+    }
+    assert_eq!(
+        product(&client, "CLUB")["member_price"]["unit_price"],
+        70_000,
+        "the club price is offered separately"
+    );
+    assert!(product(&client, "EXCL")["member_price"].is_null());
+}
+
+/// A campaign written without an offset is Oslo time (config `time_zone`), summer or winter.
+#[test]
+fn price_bounds_without_an_offset_are_the_stores_local_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim();
+    sim.load_catalog(&spec(5));
+    let oslo: chrono_tz::Tz = "Europe/Oslo".parse().unwrap();
+    use chrono::TimeZone;
+    // Starts 3 s from now, written as Oslo wall time without an offset.
+    let start = chrono::Utc::now() + chrono::Duration::seconds(3);
+    let local = start.with_timezone(&oslo).naive_local();
+    let until = local + chrono::Duration::hours(1);
+    let fmt = |t: chrono::NaiveDateTime| t.format("%Y-%m-%dT%H:%M:%S%.3f").to_string();
+    sim.upsert_product(json!({
+        "productId": "CAMP-OSLO", "skuId": "CAMP-OSLO", "name": "Kampanje", "language": "no",
+        "marketIds": ["NOR"],
+        "prices": [
+            {"unitPrice": 300.00, "currencyCode": "NOK", "marketId": "NOR"},
+            {"unitPrice": 199.00, "currencyCode": "NOK", "marketId": "NOR", "validFrom": fmt(local), "validUntil": fmt(until)}
+        ],
+    }));
+    let client = open(
+        &dir.path().join("pos.db"),
+        &sim,
+        json!({"time_zone": "Europe/Oslo"}),
+    );
+    assert!(wait_until(Duration::from_secs(30), || client
+        .product_json("CAMP-OSLO")
+        .is_ok()));
+    let p = product(&client, "CAMP-OSLO");
+    assert_eq!(
+        p["price"]["unit_price"], 30_000,
+        "not before its start: {p}"
+    );
+    assert!(wait_until(Duration::from_secs(10), || product(
+        &client,
+        "CAMP-OSLO"
+    )["price"]["unit_price"]
+        == 19_900));
+    let p = product(&client, "CAMP-OSLO");
+    let from =
+        chrono::DateTime::parse_from_rfc3339(p["price"]["valid_from"].as_str().unwrap()).unwrap();
+    assert!(
+        (from.timestamp_millis() - oslo.from_local_datetime(&local).unwrap().timestamp_millis())
+            .abs()
+            < 1000
+    );
+    // An unknown zone is a config error naming the key.
+    let err = Client::open(&config(
+        &dir.path().join("other.db"),
+        &sim.base_url(),
+        json!({"time_zone": "Europe/Atlantis"}),
+    ))
+    .err()
+    .unwrap();
+    assert!(err.to_string().contains("config.time_zone"), "{err}");
+}
+
+/// Issue 12 defect 8: an API user refused `/api/Markets` never gets a catalog of every
+/// language; once the markets answer, only the market's language is applied.
+#[test]
+fn without_the_markets_list_no_language_is_mixed_into_the_catalog() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim();
+    let loaded = sim.load_catalog(&spec(10));
+    sim.upsert_product(json!({"productId": "HAT", "skuId": "HAT-EN", "name": "Hat", "language": "en", "marketIds": ["NOR"]}));
+    sim.inject(
+        flow_omnium::sim::Fault::new(flow_omnium::sim::FaultKind::Status(403), 2)
+            .on_path("/api/Markets"),
+    );
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now().timestamp_millis()));
+    let client = open_clocked(&dir.path().join("pos.db"), &sim, json!({}), clock.clone());
+    pull_after(&client, &sim, &clock, 0);
+    assert_eq!(
+        client.store().sku_count().unwrap(),
+        0,
+        "nothing applied without the market's language"
+    );
+    assert!(pull_until(&client, &sim, &clock, 300_000, loaded.skus));
+    assert!(
+        client.product_json("HAT-EN").is_err(),
+        "the English product is not applied"
+    );
+}

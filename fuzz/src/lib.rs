@@ -394,6 +394,9 @@ fn scope(language: Option<&str>) -> CatalogScope<'_> {
         store_id: "oslo-1",
         currency: "NOK",
         language,
+        market_group: None,
+        default_tax_rate: Some(25.0),
+        time_zone: "Europe/Oslo".parse().expect("a time zone"),
     }
 }
 
@@ -577,7 +580,7 @@ pub fn omnium_http(data: &[u8]) {
         3 => drop(api.create_return("S-1", b"{}")),
         4 => drop(api.update_order_status("WEB-1", "PickedUp")),
         5 => drop(api.cancel_order_line("S-1", "1")),
-        6 => drop(api.market_language("NOR")),
+        6 => drop(api.market_info("NOR")),
         7 => drop(api.inventory_levels(&skus, &whs)),
         8 => drop(api.scroll_next("Products", "scroll-1")),
         9 => drop(api.products_scroll_start(Some(0), &s, 100)),

@@ -28,6 +28,9 @@ pub struct PriceRow {
     pub currency: String,
     pub store_specific: bool,
     pub variant_specific: bool,
+    /// A customer-club price (`isCustomerClubSpecificPrice`): offered as `member_price`,
+    /// never as the shelf price.
+    pub member: bool,
     /// Unix ms; `None` = open-ended.
     pub valid_from: Option<i64>,
     pub valid_until: Option<i64>,

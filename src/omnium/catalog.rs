@@ -4,6 +4,8 @@
 use super::{encode_component, Failure, OmniumApi};
 use crate::model::catalog::{CatalogProduct, Category, PriceRow, SkuRow, StockLevel};
 use crate::model::money::{minor_digits, Decimal};
+use chrono::{DateTime, LocalResult, NaiveDate, NaiveDateTime, TimeZone};
+use chrono_tz::Tz;
 use serde_json::{json, Value};
 
 /// Which prices and texts apply to this terminal.
@@ -13,6 +15,23 @@ pub struct CatalogScope<'a> {
     pub currency: &'a str,
     /// The market's product content language; `None` accepts every language.
     pub language: Option<&'a str>,
+    /// The market's group (`marketGroupId`), when it has one.
+    pub market_group: Option<&'a str>,
+    /// The market's default VAT rate in percent, for prices whose `taxRate` is null.
+    pub default_tax_rate: Option<f64>,
+    /// Price bounds without an offset are this zone's local time.
+    pub time_zone: Tz,
+}
+
+/// What the catalog needs to know about the configured market.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MarketInfo {
+    /// `productContentLanguage`: only products and categories in it are applied.
+    pub language: String,
+    /// `marketGroupId`.
+    pub group: Option<String>,
+    /// `defaultTaxRate`, percent.
+    pub tax_rate: Option<f64>,
 }
 
 /// One page of a search or scroll: `{"result": [...], "totalHits": N, "scrollId": "..."}`
@@ -58,6 +77,63 @@ pub fn time_ms(v: &Value) -> Option<i64> {
                 .map(|t| t.and_utc().timestamp_millis())
         })
         .ok()
+}
+
+/// A price's validity bound: `Ok(None)` when there is none, `Err` when there is one that
+/// does not parse. A time without an offset (or a bare date, read as its midnight) is local
+/// time in `tz`: a time inside a DST gap is read with the offset before it; an ambiguous one (the hour
+/// the clocks go back) is its first occurrence.
+pub fn bound_ms(v: &Value, tz: Tz) -> Result<Option<i64>, ()> {
+    if v.is_null() {
+        return Ok(None);
+    }
+    let s = v.as_str().ok_or(())?.trim();
+    if s.is_empty() {
+        return Ok(None);
+    }
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(Some(t.timestamp_millis()));
+    }
+    let naive = [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+    ]
+    .iter()
+    .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
+    .or_else(|| {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d")
+            .ok()
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+    })
+    .ok_or(())?;
+    local_ms(naive, tz).map(Some).ok_or(())
+}
+
+fn local_ms(naive: NaiveDateTime, tz: Tz) -> Option<i64> {
+    match tz.from_local_datetime(&naive) {
+        LocalResult::Single(t) => Some(t.timestamp_millis()),
+        LocalResult::Ambiguous(first, _) => Some(first.timestamp_millis()),
+        // Skipped by the clocks going forward (02:30 on the spring morning): read with the
+        // offset before the gap, which lands as far past the gap's end (03:30 summer time).
+        LocalResult::None => tz
+            .from_local_datetime(&(naive + chrono::Duration::hours(1)))
+            .earliest()
+            .map(|t| t.timestamp_millis()),
+    }
+}
+
+/// Adds VAT at `rate_percent` to a tax-excluded amount in minor units, rounding half away
+/// from zero to the minor unit. `None` for a rate outside 0–100 % or an overflow.
+pub fn with_vat(minor: i64, rate_percent: f64) -> Option<i64> {
+    if !(0.0..100.0).contains(&rate_percent) {
+        return None;
+    }
+    // Basis points: 25 % = 2500, 12.5 % = 1250, 11.11 % = 1111.
+    let bp = (rate_percent * 100.0).round() as i128;
+    let scaled = i128::from(minor) * (10_000 + bp);
+    let half = if scaled < 0 { -5_000 } else { 5_000 };
+    i64::try_from((scaled + half) / 10_000).ok()
 }
 
 pub fn time_text(ms: i64) -> String {
@@ -219,8 +295,13 @@ pub fn product_rows(p: &Value, scope: &CatalogScope) -> Option<CatalogProduct> {
         }))
         .collect::<Vec<_>>();
     for (pr, owner) in all_prices {
+        // CONTRACT §9 rule 15: the price a walk-in customer pays in this market (or its
+        // group), this store or all stores, this currency.
         let applies = pr["currencyCode"].as_str() == Some(scope.currency)
             && (is_blank(&pr["marketId"]) || pr["marketId"].as_str() == Some(scope.market_id))
+            && (is_blank(&pr["marketGroupId"])
+                || scope.market_group.is_some()
+                    && pr["marketGroupId"].as_str() == scope.market_group)
             && (is_blank(&pr["storeId"]) || pr["storeId"].as_str() == Some(scope.store_id))
             && is_blank(&pr["customerId"])
             && is_blank(&pr["customerGroup"])
@@ -237,6 +318,37 @@ pub fn product_rows(p: &Value, scope: &CatalogScope) -> Option<CatalogProduct> {
             );
             continue;
         };
+        let (Ok(valid_from), Ok(valid_until)) = (
+            bound_ms(&pr["validFrom"], scope.time_zone),
+            bound_ms(&pr["validUntil"], scope.time_zone),
+        ) else {
+            log::error!(
+                "product {product_id:?}: price {} has a validity bound that does not parse ({} to {}); dropped",
+                pr["unitPrice"],
+                pr["validFrom"],
+                pr["validUntil"]
+            );
+            continue;
+        };
+        // The till shows prices with VAT: a tax-excluded one is converted with its rate
+        // (`taxRate`, else the market's default), or skipped when no rate is known.
+        let unit_price = if pr["isTaxExcluded"].as_bool() == Some(true) {
+            let rate = pr["taxRate"].as_f64().or(scope.default_tax_rate);
+            match rate.and_then(|r| with_vat(unit_price, r)) {
+                Some(p) => p,
+                None => {
+                    log::warn!(
+                        "product {product_id:?}: tax-excluded price {} has no usable VAT rate ({}); skipped",
+                        pr["unitPrice"],
+                        pr["taxRate"]
+                    );
+                    continue;
+                }
+            }
+        } else {
+            unit_price
+        };
+        let member = pr["isCustomerClubSpecificPrice"].as_bool() == Some(true);
         let code = owner
             .or_else(|| text(&pr["code"]))
             .or_else(|| text(&pr["skuId"]));
@@ -254,8 +366,9 @@ pub fn product_rows(p: &Value, scope: &CatalogScope) -> Option<CatalogProduct> {
                 currency: scope.currency.to_string(),
                 store_specific: !is_blank(&pr["storeId"]),
                 variant_specific,
-                valid_from: time_ms(&pr["validFrom"]),
-                valid_until: time_ms(&pr["validUntil"]),
+                member,
+                valid_from,
+                valid_until,
             });
         }
     }
@@ -445,14 +558,43 @@ impl OmniumApi {
         Ok(page.items.iter().filter_map(stock_level).collect())
     }
 
-    /// The market's product content language, from `GET /api/Markets`.
-    pub fn market_language(&self, market_id: &str) -> Result<Option<String>, Failure> {
-        let markets = self.get_json("/api/Markets")?.unwrap_or(Value::Null);
-        let list = Page::from_json(markets).items;
-        Ok(list
+    /// What the catalog needs of the configured market, from `GET /api/Markets`. A market
+    /// that is missing or names no content language is refused (`Rejected`): without its
+    /// language the catalog would mix every language.
+    pub fn market_info(&self, market_id: &str) -> Result<MarketInfo, Failure> {
+        let refused = |why: String| Failure::Rejected {
+            status: 0,
+            message: why,
+        };
+        let markets = self
+            .get_json("/api/Markets")?
+            .ok_or_else(|| refused("GET /api/Markets answered 404".into()))?;
+        let list = match markets {
+            Value::Array(items) => items,
+            Value::Object(mut m) => match m.remove("result") {
+                Some(Value::Array(items)) => items,
+                _ => return Err(refused("GET /api/Markets: not a list of markets".into())),
+            },
+            _ => return Err(refused("GET /api/Markets: not a list of markets".into())),
+        };
+        let market = list
             .iter()
             .find(|m| m["marketId"].as_str() == Some(market_id))
-            .and_then(|m| text(&m["productContentLanguage"])))
+            .ok_or_else(|| {
+                refused(format!(
+                    "market {market_id:?} is not among Omnium's markets"
+                ))
+            })?;
+        let language = text(&market["productContentLanguage"]).ok_or_else(|| {
+            refused(format!(
+                "market {market_id:?} names no productContentLanguage"
+            ))
+        })?;
+        Ok(MarketInfo {
+            language,
+            group: text(&market["marketGroupId"]),
+            tax_rate: market["defaultTaxRate"].as_f64(),
+        })
     }
 }
 
@@ -564,6 +706,9 @@ mod tests {
         store_id: "oslo-1",
         currency: "NOK",
         language: Some("no"),
+        market_group: Some("NORDICS"),
+        default_tax_rate: Some(25.0),
+        time_zone: chrono_tz::Europe::Oslo,
     };
 
     fn product() -> Value {
@@ -665,5 +810,78 @@ mod tests {
             (2, Some(5), Some("abc"))
         );
         assert_eq!(Page::from_json(json!([1])).items.len(), 1);
+    }
+
+    #[test]
+    fn bounds_without_an_offset_are_oslo_time_in_winter_summer_and_at_the_switches() {
+        let oslo = chrono_tz::Europe::Oslo;
+        let ms = |s: &str| bound_ms(&json!(s), oslo).unwrap().unwrap();
+        let utc = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().timestamp_millis();
+        assert_eq!(ms("2026-12-01T10:00:00"), utc("2026-12-01T09:00:00Z"));
+        assert_eq!(ms("2026-07-01T10:00:00.000"), utc("2026-07-01T08:00:00Z"));
+        assert_eq!(
+            ms("2026-07-01"),
+            utc("2026-06-30T22:00:00Z"),
+            "a bare date is its midnight"
+        );
+        assert_eq!(ms("2026-07-01T10:00:00+00:00"), utc("2026-07-01T10:00:00Z"));
+        // 02:30 does not exist on 29 March 2026 in Oslo; 02:30 on 25 October happens twice.
+        assert_eq!(ms("2026-03-29T02:30:00"), utc("2026-03-29T01:30:00Z"));
+        assert_eq!(ms("2026-10-25T02:30:00"), utc("2026-10-25T00:30:00Z"));
+        assert_eq!(bound_ms(&Value::Null, oslo), Ok(None));
+        assert_eq!(bound_ms(&json!(""), oslo), Ok(None));
+        assert_eq!(bound_ms(&json!("next tuesday"), oslo), Err(()));
+        assert_eq!(bound_ms(&json!(20261201), oslo), Err(()));
+    }
+
+    #[test]
+    fn vat_is_added_to_tax_excluded_prices_rounding_half_away_from_zero() {
+        assert_eq!(with_vat(80_000, 25.0), Some(100_000));
+        assert_eq!(with_vat(999, 25.0), Some(1249), "1248.75 rounds to 1249");
+        assert_eq!(with_vat(10_000, 12.5), Some(11_250));
+        assert_eq!(with_vat(-999, 25.0), Some(-1249));
+        assert_eq!(with_vat(100, 100.0), None);
+        assert_eq!(with_vat(100, -1.0), None);
+    }
+
+    #[test]
+    fn club_other_group_unparseable_and_tax_excluded_prices_are_never_the_shelf_price() {
+        let p = json!({
+            "productId": "P9", "skuId": "P9", "name": "X", "language": "no",
+            "prices": [
+                {"unitPrice": 1000.00, "currencyCode": "NOK", "marketId": "NOR"},
+                {"unitPrice": 700.00, "currencyCode": "NOK", "marketId": "NOR", "isCustomerClubSpecificPrice": true},
+                {"unitPrice": 800.00, "currencyCode": "NOK", "marketId": "NOR", "isTaxExcluded": true},
+                {"unitPrice": 800.00, "currencyCode": "NOK", "marketId": "NOR", "isTaxExcluded": true, "taxRate": 15},
+                {"unitPrice": 600.00, "currencyCode": "NOK", "marketGroupId": "OTHER"},
+                {"unitPrice": 650.00, "currencyCode": "NOK", "marketGroupId": "NORDICS"},
+                {"unitPrice": 500.00, "currencyCode": "NOK", "marketId": "NOR", "validFrom": "soon"}
+            ]
+        });
+        let rows = product_rows(&p, &SCOPE).unwrap();
+        let got: Vec<(i64, bool)> = rows
+            .prices
+            .iter()
+            .map(|r| (r.unit_price, r.member))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (100_000, false),
+                (70_000, true),
+                (100_000, false),
+                (92_000, false),
+                (65_000, false)
+            ]
+        );
+        let no_rate = CatalogScope {
+            default_tax_rate: None,
+            ..SCOPE
+        };
+        let rows = product_rows(&p, &no_rate).unwrap();
+        assert!(
+            !rows.prices.iter().any(|r| r.unit_price == 80_000),
+            "without a rate a tax-excluded price is skipped, never shown as if it included VAT"
+        );
     }
 }

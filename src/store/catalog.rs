@@ -26,7 +26,10 @@ pub struct ProductView {
     pub image_urls: Vec<String>,
     pub active: bool,
     pub cost_price: Option<i64>,
+    /// The shelf price: what a walk-in customer pays now.
     pub price: Option<PriceView>,
+    /// The customer-club price valid now, offered separately (CONTRACT §9 rule 15).
+    pub member_price: Option<PriceView>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -185,8 +188,8 @@ impl Store {
             }
             for pr in &p.prices {
                 tx.prepare_cached(
-                    "INSERT INTO price (sku, unit_price, currency, store_specific, variant_specific, valid_from, valid_until)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    "INSERT INTO price (sku, unit_price, currency, store_specific, variant_specific, valid_from, valid_until, member)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 )?
                 .execute(params![
                     pr.sku,
@@ -195,7 +198,8 @@ impl Store {
                     pr.store_specific,
                     pr.variant_specific,
                     pr.valid_from,
-                    pr.valid_until
+                    pr.valid_until,
+                    pr.member
                 ])?;
             }
         }
@@ -571,6 +575,7 @@ fn product_view(c: &Connection, sku: &str, now_ms: i64) -> Result<Option<Product
                     active: r.get(7)?,
                     cost_price: r.get(8)?,
                     price: None,
+                    member_price: None,
                 },
                 r.get::<_, String>(5)?,
                 r.get::<_, String>(6)?,
@@ -583,15 +588,16 @@ fn product_view(c: &Connection, sku: &str, now_ms: i64) -> Result<Option<Product
     view.category_ids = serde_json::from_str(&categories).unwrap_or_default();
     view.image_urls = serde_json::from_str(&images).unwrap_or_default();
     // Store-specific beats market-wide, variant-specific beats product-level; among equals
-    // the lowest (a campaign) wins. Windows are checked now, not at sync time.
-    view.price = c
-        .prepare_cached(
+    // the lowest (a campaign) wins. Windows are checked now, not at sync time. Club prices
+    // are chosen the same way, among themselves.
+    let choose = |member: bool| -> Result<Option<PriceView>> {
+        Ok(c.prepare_cached(
             "SELECT unit_price, currency, valid_from, valid_until FROM price
-             WHERE sku = ?1 AND (valid_from IS NULL OR valid_from <= ?2)
+             WHERE sku = ?1 AND member = ?3 AND (valid_from IS NULL OR valid_from <= ?2)
                AND (valid_until IS NULL OR valid_until > ?2)
              ORDER BY store_specific DESC, variant_specific DESC, unit_price ASC LIMIT 1",
         )?
-        .query_row(params![sku, now_ms], |r| {
+        .query_row(params![sku, now_ms, member], |r| {
             Ok(PriceView {
                 unit_price: r.get(0)?,
                 currency: r.get(1)?,
@@ -599,7 +605,10 @@ fn product_view(c: &Connection, sku: &str, now_ms: i64) -> Result<Option<Product
                 valid_until: r.get(3)?,
             })
         })
-        .optional()?;
+        .optional()?)
+    };
+    view.price = choose(false)?;
+    view.member_price = choose(true)?;
     Ok(Some(view))
 }
 

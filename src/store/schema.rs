@@ -206,6 +206,9 @@ const MIGRATIONS: &[&str] = &[
     // at the next open rewrites the file without them (`store::vacuum_if_owed` clears this).
     "INSERT INTO sync_state (key, value) VALUES ('storage.vacuum_owed', '1')
     ON CONFLICT (key) DO UPDATE SET value = excluded.value;",
+    // [inbound] customer-club prices are kept apart from the shelf price (CONTRACT §9 rule
+    // 15): `member` 1 is offered only as `member_price`.
+    "ALTER TABLE price ADD COLUMN member INTEGER NOT NULL DEFAULT 0;",
 ];
 
 pub const LATEST: i64 = MIGRATIONS.len() as i64;

@@ -17,7 +17,7 @@
 
 use super::{now_ms, Sync, SyncContext};
 use crate::model::catalog::CatalogProduct;
-use crate::omnium::catalog::{self, CatalogScope, Page};
+use crate::omnium::catalog::{self, CatalogScope, MarketInfo, Page};
 use crate::omnium::Failure;
 use crate::store::CursorAdvance;
 use serde_json::json;
@@ -79,8 +79,8 @@ pub struct Puller {
     next_run_at: i64,
     /// When stores and categories were last pulled, on the monotonic clock.
     last_slow_run: Option<i64>,
-    /// The market's product language, once known (`Some(None)` = accept all).
-    language: Option<Option<String>>,
+    /// The configured market's language, group and VAT rate, once known.
+    market: Option<MarketInfo>,
     runs: u64,
     /// `fo_sync_now` came during a run: run again when it ends.
     rerun: bool,
@@ -228,38 +228,39 @@ impl Puller {
         n
     }
 
-    fn language(&mut self, sync: &Sync) -> Result<Option<String>, Failure> {
-        if let Some(lang) = &self.language {
-            return Ok(lang.clone());
+    /// The configured market's language, group and VAT rate: from the database, else from
+    /// `GET /api/Markets` (then kept). When Omnium will not say (403, the market missing, no
+    /// content language) the catalog is not applied this run: `Rejected` skips the data set
+    /// and leaves its cursor, so nothing in another language is applied and passed over.
+    fn market(&mut self, sync: &Sync) -> Result<MarketInfo, Failure> {
+        if let Some(m) = &self.market {
+            return Ok(m.clone());
         }
-        let stored = sync.store.get_state("market_language").map_err(storage)?;
-        let lang = match stored {
-            Some(l) => Some(l).filter(|l| !l.is_empty()),
+        let stored = sync
+            .store
+            .get_state("market_info")
+            .map_err(storage)?
+            .and_then(|s| serde_json::from_str::<MarketInfo>(&s).ok());
+        let market = match stored {
+            Some(m) => m,
             None => {
-                match sync.api.market_language(&sync.ctx.market_id) {
-                    Ok(lang) => {
-                        sync.store
-                            .set_state("market_language", lang.as_deref().unwrap_or(""))
-                            .map_err(storage)?;
-                        lang
-                    }
-                    Err(
-                        f @ (Failure::Unreachable(_)
-                        | Failure::Throttled { .. }
-                        | Failure::Unauthorized(_)),
-                    ) => return Err(f),
-                    // The markets list is a nicety: without it every language is kept, and
-                    // it is asked again on the next run.
-                    Err(f) => {
-                        log::warn!("cannot read the market's language ({f}); keeping every language this run");
-                        return Ok(None);
-                    }
-                }
+                let m = sync.api.market_info(&sync.ctx.market_id)?;
+                let text = serde_json::to_string(&m)
+                    .map_err(|e| Failure::Uncertain(format!("market info: {e}")))?;
+                sync.store
+                    .set_state("market_info", &text)
+                    .map_err(storage)?;
+                m
             }
         };
-        log::info!("catalog language: {}", lang.as_deref().unwrap_or("(any)"));
-        self.language = Some(lang.clone());
-        Ok(lang)
+        log::info!(
+            "catalog language {:?}, market group {:?}, default VAT {:?} %",
+            market.language,
+            market.group,
+            market.tax_rate
+        );
+        self.market = Some(market.clone());
+        Ok(market)
     }
 
     fn pull_stores(&mut self, sync: &Sync) -> Result<bool, Failure> {
@@ -300,8 +301,8 @@ impl Puller {
     }
 
     fn pull_categories(&mut self, sync: &Sync) -> Result<bool, Failure> {
-        let language = self.language(sync)?;
-        let scope = scope(&sync.ctx, language.as_deref());
+        let market = self.market(sync)?;
+        let scope = scope(&sync.ctx, Some(&market));
         let mut all = Vec::new();
         for page_no in 1..=100 {
             let page = sync.api.categories_page(page_no)?;
@@ -406,12 +407,12 @@ impl Puller {
 
     /// One page of the products or stock scroll. `Ok(true)` when the scroll is done.
     fn pull_scroll(&mut self, sync: &Sync, dataset: Dataset) -> Result<bool, Failure> {
-        let language = if dataset == Dataset::Products {
-            self.language(sync)?
+        let market = if dataset == Dataset::Products {
+            Some(self.market(sync)?)
         } else {
             None
         };
-        let scope = scope(&sync.ctx, language.as_deref());
+        let scope = scope(&sync.ctx, market.as_ref());
         let resource = if dataset == Dataset::Products {
             "Products"
         } else {
@@ -542,12 +543,15 @@ fn finished_resume(sync: &Sync, limit: Option<i64>, max_seen: Option<i64>) -> Op
     })
 }
 
-fn scope<'a>(ctx: &'a SyncContext, language: Option<&'a str>) -> CatalogScope<'a> {
+fn scope<'a>(ctx: &'a SyncContext, market: Option<&'a MarketInfo>) -> CatalogScope<'a> {
     CatalogScope {
         market_id: &ctx.market_id,
         store_id: &ctx.store_id,
         currency: &ctx.currency,
-        language,
+        language: market.map(|m| m.language.as_str()),
+        market_group: market.and_then(|m| m.group.as_deref()),
+        default_tax_rate: market.and_then(|m| m.tax_rate),
+        time_zone: ctx.time_zone,
     }
 }
 

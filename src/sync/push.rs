@@ -24,6 +24,8 @@ pub struct SyncContext {
     pub pull_stock: bool,
     /// How far before a cursor each delta re-reads.
     pub pull_overlap_ms: i64,
+    /// The store's time zone (price bounds without an offset).
+    pub time_zone: chrono_tz::Tz,
 }
 
 /// The outcome of one try of a job: `Ok` carries the instant Omnium accepted it, by
