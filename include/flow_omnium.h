@@ -506,9 +506,11 @@ enum fo_result fo_product_search(struct fo_client *c,
                                  char **out_json);
 
 // Stock of a SKU in this store's warehouses: `{"sku", "warehouses": [{"warehouse_id",
-// "quantity", "reserved", "pending", "available"}]}`. `quantity` and `reserved` are
+// "quantity", "reserved", "pending", "available", "as_of"}]}`. `quantity` and `reserved` are
 // Omnium's last known levels; `pending` is the local change Omnium has not counted yet
-// (sales −, restocked returns +); `available = quantity − reserved + pending`.
+// (sales −, restocked returns +); `available = quantity − reserved + pending`. `as_of` is
+// Omnium's `modified` of the level (ISO 8601), or null when no level was ever pulled for
+// that SKU and warehouse: then `quantity` and `reserved` are 0 and mean "unknown", not 0.
 // `FO_NOT_FOUND` if nothing is known of the SKU. Free `*out_json` with `fo_string_free`.
 //
 // Results: `FO_OK`; `FO_NULL_ARGUMENT` (`c`, `sku` or `out_json` is NULL); `FO_INVALID_INPUT`

@@ -80,6 +80,7 @@ pub fn stock(s: &StockView) -> Value {
             json!({
                 "warehouse_id": w.warehouse_id, "quantity": w.quantity, "reserved": w.reserved,
                 "pending": w.pending, "available": w.quantity - w.reserved + w.pending,
+                "as_of": w.as_of.map(rfc3339),
             })
         })
         .collect();

@@ -705,3 +705,37 @@ fn without_the_markets_list_no_language_is_mixed_into_the_catalog() {
         "the English product is not applied"
     );
 }
+
+/// CONTRACT §9 rule 6: each warehouse row says when Omnium stamped its level, or null when no
+/// level was ever pulled (0 then means "unknown").
+#[test]
+fn stock_rows_say_as_of_when_or_that_the_level_is_unknown() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim();
+    let loaded = sim.load_catalog(&spec(10));
+    let sku = sim.sku_ids()[0].clone();
+    sim.set_stock(&sku, "oslo-1", 7.0, 1.0);
+    let client = open(
+        &dir.path().join("pos.db"),
+        &sim,
+        json!({"warehouse_ids": ["oslo-1", "tromso-lager"]}),
+    );
+    assert!(synced(&client, loaded.skus));
+    assert!(wait_until(Duration::from_secs(20), || {
+        let s: Value = serde_json::from_str(&client.stock_json(&sku).unwrap()).unwrap();
+        s["warehouses"][0]["quantity"] == 7.0
+    }));
+    let s: Value = serde_json::from_str(&client.stock_json(&sku).unwrap()).unwrap();
+    let known = &s["warehouses"][0];
+    let stamp = chrono::DateTime::parse_from_rfc3339(known["as_of"].as_str().expect("as_of"))
+        .unwrap()
+        .timestamp_millis();
+    assert!(
+        (stamp - chrono::Utc::now().timestamp_millis()).abs() < 120_000,
+        "{s}"
+    );
+    let unknown = &s["warehouses"][1];
+    assert_eq!(unknown["warehouse_id"], "tromso-lager");
+    assert!(unknown["as_of"].is_null(), "{s}");
+    assert_eq!(unknown["quantity"], 0.0);
+}

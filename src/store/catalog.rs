@@ -55,6 +55,9 @@ pub struct WarehouseStock {
     pub quantity: f64,
     pub reserved: f64,
     pub pending: f64,
+    /// Omnium's `modified` of the level, unix ms; `None` when no level was ever pulled
+    /// (then `quantity` and `reserved` are 0 and mean "unknown", CONTRACT §9 rule 6).
+    pub as_of: Option<i64>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -443,6 +446,7 @@ impl Store {
                     quantity,
                     reserved,
                     pending,
+                    as_of: modified,
                 });
             }
             Ok(Some(StockView {
