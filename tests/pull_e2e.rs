@@ -739,3 +739,37 @@ fn stock_rows_say_as_of_when_or_that_the_level_is_unknown() {
     assert!(unknown["as_of"].is_null(), "{s}");
     assert_eq!(unknown["quantity"], 0.0);
 }
+
+/// Issue 13 item 3: the orders pull asks only for the order types a till needs, so no till
+/// re-reads the store's POS sales (its own or another till's) on every pull.
+#[test]
+fn the_orders_pull_never_re_reads_the_stores_pos_sales() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim();
+    sim.load_catalog(&spec(5));
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now().timestamp_millis()));
+    let client = open_clocked(&dir.path().join("pos.db"), &sim, json!({}), clock.clone());
+    for i in 0..30 {
+        client.record_sale(&sale(&format!("S-{i}"), 2)).unwrap();
+    }
+    client.flush(Duration::from_secs(60)).unwrap();
+    let cc = sim.new_web_order("ClickAndCollect", "oslo-1", 1);
+    let web = sim.new_web_order("Online", "oslo-1", 1);
+    sim.add_web_order(cc.clone());
+    sim.add_web_order(web.clone());
+    pull_after(&client, &sim, &clock, 300_000);
+    for o in [&cc, &web] {
+        let id = o["orderId"]
+            .as_str()
+            .or(o["id"].as_str())
+            .unwrap()
+            .to_string();
+        assert!(
+            wait_until(Duration::from_secs(10), || client.order_json(&id).is_ok()),
+            "{id} arrives"
+        );
+    }
+    let stats = sim.stats();
+    assert_eq!(stats.pos_orders_served, 0, "{stats:?}");
+    assert!(stats.orders_served >= 2, "{stats:?}");
+}

@@ -285,12 +285,16 @@ impl OmniumApi {
         &self,
         resource: &str,
         store_id: &str,
+        order_type: Option<&str>,
         from_ms: Option<i64>,
         page: u32,
         take: u32,
     ) -> Result<Page, Failure> {
         let mut body = json!({"selectedStores": [store_id], "take": take, "page": page,
                               "sortOrder": "ModifiedAscending", "disableFacets": true});
+        if let Some(t) = order_type {
+            body["orderType"] = t.into();
+        }
         if let Some(ms) = from_ms {
             body["modifiedFrom"] = super::catalog::time_text(ms).into();
         }

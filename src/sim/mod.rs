@@ -110,6 +110,9 @@ pub struct SimStats {
     pub products_served: u64,
     /// Inventory items sent in inventory search/scroll pages.
     pub stock_items_served: u64,
+    /// Orders sent in `POST /api/Orders/Search` pages, POS orders among them.
+    pub orders_served: u64,
+    pub pos_orders_served: u64,
     /// Status changes and line updates refused because the order was already cancelled.
     pub rejected_on_cancelled: u64,
     /// `OrderLinesUpdate` requests applied.

@@ -543,6 +543,11 @@ impl State {
             .take(q.take)
             .map(|h| h.2)
             .collect();
+        self.stats.orders_served += result.len() as u64;
+        self.stats.pos_orders_served += result
+            .iter()
+            .filter(|o| o["orderType"].as_str() == Some("Pos"))
+            .count() as u64;
         Response::json(
             200,
             &json!({"result": result, "totalHits": total, "facets": []}),

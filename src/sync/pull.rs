@@ -93,6 +93,8 @@ pub struct Puller {
     search_key: Option<i64>,
     /// Omnium's `Date` on the search's first page.
     search_date: Option<i64>,
+    /// Which of [`ORDER_TYPES`] the orders search is at.
+    search_type: usize,
     /// The newest `modified` already announced per data set, so a window re-read does not
     /// announce the same change twice.
     announced: std::collections::HashMap<&'static str, i64>,
@@ -100,6 +102,11 @@ pub struct Puller {
 
 /// Purchase orders change seldom: pulled on every this-many-th run (and when asked).
 const PURCHASE_ORDER_EVERY: u64 = 3;
+/// The order types a till needs from Omnium (issue 13 item 3): its own and other tills' POS
+/// sales are never re-read. `orderType` takes one value, so each type is its own search with
+/// its own cursor.
+const ORDER_TYPES: [&str; 2] = ["ClickAndCollect", "Online"];
+
 /// Page size of order and purchase-order searches (Omnium's maximum).
 const SEARCH_TAKE: u32 = 100;
 
@@ -157,6 +164,7 @@ impl Puller {
         self.queue.clear();
         self.scroll = None;
         self.reset_search();
+        self.search_type = 0;
         self.next_run_at = retry_at;
     }
 
@@ -181,6 +189,7 @@ impl Puller {
                 log::error!("pulling {} failed: {f}", dataset.name());
                 self.scroll = None;
                 self.reset_search();
+                self.search_type = 0;
                 true
             }
             Err(f) => return Err(f),
@@ -331,17 +340,22 @@ impl Puller {
     /// One page of the order or purchase-order search. `Ok(true)` when the run is done; the
     /// cursor moves to the newest `modified` seen when it is.
     fn pull_search(&mut self, sync: &Sync, dataset: Dataset) -> Result<bool, Failure> {
-        let (_, from) = delta_from(sync, dataset)?;
+        let (resource, order_type) = if dataset == Dataset::Orders {
+            ("Orders", ORDER_TYPES.get(self.search_type).copied())
+        } else {
+            ("PurchaseOrders", None)
+        };
+        let cursor_name = match order_type {
+            Some(t) => format!("orders.{t}"),
+            None => dataset.name().to_string(),
+        };
+        let (_, from) = delta_from_named(sync, &cursor_name)?;
         let first = self.search_key.is_none() && self.search_page == 0;
         let from = self.search_key.or(from);
-        let resource = if dataset == Dataset::Orders {
-            "Orders"
-        } else {
-            "PurchaseOrders"
-        };
         let page = sync.api.search_for_store(
             resource,
             &sync.ctx.store_id,
+            order_type,
             from,
             self.search_page,
             SEARCH_TAKE,
@@ -393,9 +407,15 @@ impl Puller {
                 finished_resume(sync, limit, self.search_max)
             };
             sync.store
-                .advance_cursor(&advance(dataset.name(), resume))
+                .advance_cursor(&advance(&cursor_name, resume))
                 .map_err(storage)?;
             self.reset_search();
+            if order_type.is_some() && self.search_type + 1 < ORDER_TYPES.len() {
+                // The next order type, in the same run.
+                self.search_type += 1;
+                return Ok(false);
+            }
+            self.search_type = 0;
         } else if newest.is_some_and(|n| Some(n) > from) {
             self.search_key = newest;
             self.search_page = 0;
@@ -514,7 +534,11 @@ impl Puller {
 /// Where a delta starts: the cursor itself (inclusive), which already lies the index lag
 /// before what Omnium had surely shown (see the module doc).
 fn delta_from(sync: &Sync, dataset: Dataset) -> Result<(Option<i64>, Option<i64>), Failure> {
-    let (cursor, _) = sync.store.cursor(dataset.name()).map_err(storage)?;
+    delta_from_named(sync, dataset.name())
+}
+
+fn delta_from_named(sync: &Sync, name: &str) -> Result<(Option<i64>, Option<i64>), Failure> {
+    let (cursor, _) = sync.store.cursor(name).map_err(storage)?;
     Ok((cursor, cursor))
 }
 
