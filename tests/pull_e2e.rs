@@ -746,9 +746,10 @@ fn stock_rows_say_as_of_when_or_that_the_level_is_unknown() {
 fn the_orders_pull_never_re_reads_the_stores_pos_sales() {
     let dir = tempfile::tempdir().unwrap();
     let sim = sim();
-    sim.load_catalog(&spec(5));
+    let loaded = sim.load_catalog(&spec(5));
     let clock = Arc::new(ManualClock::new(chrono::Utc::now().timestamp_millis()));
     let client = open_clocked(&dir.path().join("pos.db"), &sim, json!({}), clock.clone());
+    assert!(pull_until(&client, &sim, &clock, 300_000, loaded.skus));
     for i in 0..30 {
         client.record_sale(&sale(&format!("S-{i}"), 2)).unwrap();
     }
