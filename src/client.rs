@@ -65,6 +65,7 @@ impl Client {
                 pull_stock: config.stock_master == crate::config::StockMaster::Omnium,
                 pull_overlap_ms: config.sync.pull_overlap_ms as i64,
                 time_zone: config.time_zone,
+                full_resync_ms: i64::try_from(config.sync.full_resync_ms).unwrap_or(i64::MAX),
             },
             RetryPolicy {
                 initial_ms: config.sync.retry_initial_ms,

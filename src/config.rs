@@ -42,6 +42,8 @@ pub struct SyncConfig {
     pub customer_retention_ms: u64,
     /// How long an inbound order stays on disk once it is finished.
     pub finished_order_retention_ms: u64,
+    /// How often a full pull removes what Omnium no longer returns; 0 = never.
+    pub full_resync_ms: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -91,6 +93,7 @@ const SYNC_KEYS: &[&str] = &[
     "pull_overlap_ms",
     "customer_retention_ms",
     "finished_order_retention_ms",
+    "full_resync_ms",
 ];
 
 /// `sync.customer_retention_ms`: 90 days.
@@ -254,6 +257,7 @@ impl Config {
                 finished_order_retention_ms: sync
                     .u64_opt("finished_order_retention_ms")?
                     .unwrap_or(DEFAULT_FINISHED_ORDER_RETENTION_MS),
+                full_resync_ms: sync.u64_opt("full_resync_ms")?.unwrap_or(86_400_000),
             },
         })
     }

@@ -774,3 +774,97 @@ fn the_orders_pull_never_re_reads_the_stores_pos_sales() {
     assert_eq!(stats.pos_orders_served, 0, "{stats:?}");
     assert!(stats.orders_served >= 2, "{stats:?}");
 }
+
+/// CONTRACT §9 rule 14, issue 12 defect 2: nothing announces a product moved out of the
+/// market, a hard delete or a deleted inventory item; the full resync removes them, and a data
+/// set Omnium fails to serve (404, not a page) wipes nothing.
+#[test]
+fn the_full_resync_removes_what_omnium_no_longer_returns_and_a_failure_wipes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim();
+    sim.set_index_lag_ms(200);
+    let loaded = sim.load_catalog(&spec(30));
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now().timestamp_millis()));
+    let client = open_clocked(
+        &dir.path().join("pos.db"),
+        &sim,
+        json!({"sync": {"full_resync_ms": 3_600_000}}),
+        clock.clone(),
+    );
+    assert!(pull_until(&client, &sim, &clock, 300_000, loaded.skus));
+    let categories = client.categories_json().unwrap();
+    assert_ne!(categories, "[]");
+    let sku_of = |pid: &str| -> String {
+        let p = sim.product(pid).unwrap();
+        p["variants"][0]["skuId"]
+            .as_str()
+            .or(p["skuId"].as_str())
+            .unwrap()
+            .to_string()
+    };
+    let mut pids: Vec<String> = sim
+        .sku_ids()
+        .iter()
+        .filter_map(|s| {
+            product(&client, s)["product_id"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .collect();
+    pids.dedup();
+    let (moved, deleted) = (pids[0].clone(), pids[1].clone());
+    let (moved_sku, deleted_sku) = (sku_of(&moved), sku_of(&deleted));
+    let stocked = sim
+        .sku_ids()
+        .into_iter()
+        .find(|s| {
+            sim.stock(s, "oslo-1").is_some()
+                && product(&client, s)["product_id"] != moved.as_str()
+                && product(&client, s)["product_id"] != deleted.as_str()
+        })
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(5), || {
+        let s: Value = serde_json::from_str(&client.stock_json(&stocked).unwrap()).unwrap();
+        s["warehouses"][0]["as_of"].is_string()
+    }));
+    sim.remove_product_from_market(&moved, "NOR");
+    sim.hard_delete_product(&deleted);
+    sim.delete_stock(&stocked, "oslo-1");
+    std::thread::sleep(Duration::from_millis(300));
+    // Deltas cannot see any of it.
+    pull_after(&client, &sim, &clock, 300_000);
+    assert_eq!(product(&client, &moved_sku)["active"], true);
+    // Omnium fails the categories (404) and answers the store search with something that
+    // is not a page: neither wipes anything, and the rest of the resync goes on.
+    sim.inject(
+        flow_omnium::sim::Fault::new(flow_omnium::sim::FaultKind::Status(404), 1)
+            .on_path("ProductCategories"),
+    );
+    clock.advance(3_600_000);
+    pull_after(&client, &sim, &clock, 300_000);
+    assert_eq!(
+        client.categories_json().unwrap(),
+        categories,
+        "a 404 wipes nothing"
+    );
+    for sku in [&moved_sku, &deleted_sku] {
+        let p = product(&client, sku);
+        assert_eq!(p["active"], false, "{p}");
+        assert!(p["price"].is_null(), "its price goes with it: {p}");
+    }
+    let s: Value = serde_json::from_str(&client.stock_json(&stocked).unwrap()).unwrap();
+    assert!(
+        s["warehouses"][0]["as_of"].is_null(),
+        "the deleted level is unknown again: {s}"
+    );
+    assert!(search(&client, json!({"text": moved_sku}))["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|p| p["sku"] != moved_sku.as_str()));
+    assert_eq!(
+        client.store().sku_count().unwrap() as usize,
+        loaded.skus,
+        "the others stay"
+    );
+}

@@ -44,6 +44,27 @@ pub struct Page {
 }
 
 impl Page {
+    /// A page that must be one: a list, or an object whose `result` is a list. Anything else
+    /// (a 404's `None`, an error body, HTML from a proxy) is a failure, never an empty page,
+    /// so a data set Omnium failed to serve never wipes local data.
+    pub fn strict(v: Option<Value>, what: &str) -> Result<Page, Failure> {
+        let ok = match &v {
+            Some(Value::Array(_)) => true,
+            Some(Value::Object(m)) => m.get("result").is_some_and(Value::is_array),
+            _ => false,
+        };
+        match v {
+            Some(v) if ok => Ok(Page::from_json(v)),
+            None => Err(Failure::Rejected {
+                status: 404,
+                message: format!("{what} answered 404"),
+            }),
+            Some(_) => Err(Failure::Uncertain(format!(
+                "{what}: the answer is not a page of results"
+            ))),
+        }
+    }
+
     pub fn from_json(v: Value) -> Page {
         match v {
             Value::Array(items) => Page {
@@ -481,10 +502,7 @@ impl OmniumApi {
         if let Some(lang) = scope.language {
             body["productLanguage"] = lang.into();
         }
-        let page = self
-            .post_json("/api/Products/Scroll", &body)?
-            .map(Page::from_json)
-            .unwrap_or_default();
+        let page = Page::strict(self.post_json("/api/Products/Scroll", &body)?, "POST /api/Products/Scroll")?;
         self.track_scroll("Products", true, &page)?;
         Ok(page)
     }
@@ -502,10 +520,7 @@ impl OmniumApi {
     /// `GET /api/ProductCategories` (no delta filter exists: always the full list).
     pub fn categories_page(&self, page: u32) -> Result<Page, Failure> {
         let path = format!("/api/ProductCategories?page={page}&pageSize=1000");
-        Ok(self
-            .get_json(&path)?
-            .map(Page::from_json)
-            .unwrap_or_default())
+        Page::strict(self.get_json(&path)?, "GET /api/ProductCategories")
     }
 
     /// `POST /api/Stores/SearchStores` for the given stores.
@@ -519,10 +534,10 @@ impl OmniumApi {
         if let Some(ms) = from_ms {
             body["modifiedFrom"] = time_text(ms).into();
         }
-        Ok(self
-            .post_json("/api/Stores/SearchStores", &body)?
-            .map(Page::from_json)
-            .unwrap_or_default())
+        Page::strict(
+            self.post_json("/api/Stores/SearchStores", &body)?,
+            "POST /api/Stores/SearchStores",
+        )
     }
 
     /// `POST /api/Inventory/Search` for the warehouses, modified since `from_ms`.
@@ -535,10 +550,7 @@ impl OmniumApi {
         if let Some(ms) = from_ms {
             body["lastModified"] = time_text(ms).into();
         }
-        let page = self
-            .post_json("/api/Inventory/Search", &body)?
-            .map(Page::from_json)
-            .unwrap_or_default();
+        let page = Page::strict(self.post_json("/api/Inventory/Search", &body)?, "POST /api/Inventory/Search")?;
         self.track_scroll("Inventory", true, &page)?;
         Ok(page)
     }

@@ -211,6 +211,92 @@ impl Store {
         Ok(())
     }
 
+    /// After a full read of the catalog: every SKU of a product Omnium did not return (gone,
+    /// deleted, out of this market or language) stops being sellable, and its prices and
+    /// levels go with it (CONTRACT §9 rule 14). Returns how many SKUs left.
+    pub fn sweep_products(&self, seen: &std::collections::HashSet<String>) -> Result<usize> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute_batch(
+            "CREATE TEMP TABLE IF NOT EXISTS seen_product (id TEXT PRIMARY KEY) WITHOUT ROWID;
+             DELETE FROM temp.seen_product;
+             CREATE TEMP TABLE IF NOT EXISTS gone_sku (sku TEXT PRIMARY KEY) WITHOUT ROWID;
+             DELETE FROM temp.gone_sku;",
+        )?;
+        for id in seen {
+            tx.prepare_cached("INSERT OR IGNORE INTO temp.seen_product (id) VALUES (?1)")?
+                .execute([id])?;
+        }
+        tx.execute(
+            "INSERT INTO temp.gone_sku (sku) SELECT sku FROM product
+             WHERE product_id NOT IN (SELECT id FROM temp.seen_product)
+               AND (active = 1 OR sku IN (SELECT sku FROM price) OR sku IN (SELECT sku FROM stock_level))",
+            [],
+        )?;
+        let gone = tx.execute(
+            "UPDATE product SET active = 0 WHERE active = 1 AND sku IN (SELECT sku FROM temp.gone_sku)",
+            [],
+        )?;
+        tx.execute(
+            "DELETE FROM price WHERE sku IN (SELECT sku FROM temp.gone_sku)",
+            [],
+        )?;
+        tx.execute(
+            "DELETE FROM stock_level WHERE sku IN (SELECT sku FROM temp.gone_sku)",
+            [],
+        )?;
+        tx.execute_batch("DELETE FROM temp.seen_product; DELETE FROM temp.gone_sku;")?;
+        tx.commit()?;
+        Ok(gone)
+    }
+
+    /// After a full read of the levels of `warehouses`: a level Omnium no longer has is
+    /// removed (it reads as unknown again). Returns how many.
+    pub fn sweep_stock(
+        &self,
+        seen: &std::collections::HashSet<(String, String)>,
+        warehouses: &[String],
+    ) -> Result<usize> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute_batch(
+            "CREATE TEMP TABLE IF NOT EXISTS seen_level (sku TEXT, warehouse_id TEXT,
+                 PRIMARY KEY (sku, warehouse_id)) WITHOUT ROWID;
+             DELETE FROM temp.seen_level;",
+        )?;
+        for (sku, wh) in seen {
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO temp.seen_level (sku, warehouse_id) VALUES (?1, ?2)",
+            )?
+            .execute([sku, wh])?;
+        }
+        let mut gone = 0;
+        for wh in warehouses {
+            gone += tx
+                .prepare_cached(
+                    "DELETE FROM stock_level WHERE warehouse_id = ?1 AND NOT EXISTS
+                     (SELECT 1 FROM temp.seen_level s WHERE s.sku = stock_level.sku AND s.warehouse_id = ?1)",
+                )?
+                .execute([wh])?;
+        }
+        tx.execute("DELETE FROM temp.seen_level", [])?;
+        tx.commit()?;
+        Ok(gone)
+    }
+
+    /// After a full read of the configured stores: one Omnium no longer returns is removed.
+    pub fn sweep_stores(&self, returned: &[String]) -> Result<usize> {
+        let ids = serde_json::to_string(returned).unwrap_or_else(|_| "[]".into());
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let gone = tx.execute(
+            "DELETE FROM store WHERE id NOT IN (SELECT value FROM json_each(?1))",
+            [ids],
+        )?;
+        tx.commit()?;
+        Ok(gone)
+    }
+
     /// Replaces every category (Omnium offers no delta for them).
     pub fn replace_categories(
         &self,

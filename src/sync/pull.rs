@@ -95,6 +95,12 @@ pub struct Puller {
     search_date: Option<i64>,
     /// Which of [`ORDER_TYPES`] the orders search is at.
     search_type: usize,
+    /// This run is a full resync (`sync.full_resync_ms`): data sets are read whole and what
+    /// Omnium did not return is removed.
+    full: bool,
+    /// What the full read has returned so far: product ids, and (sku, warehouse) levels.
+    seen_products: std::collections::HashSet<String>,
+    seen_stock: std::collections::HashSet<(String, String)>,
     /// The newest `modified` already announced per data set, so a window re-read does not
     /// announce the same change twice.
     announced: std::collections::HashMap<&'static str, i64>,
@@ -139,6 +145,11 @@ impl Puller {
             return;
         }
         self.rerun = false;
+        self.full = full_resync_due(sync);
+        if self.full {
+            log::info!("full resync: every data set is read whole; what Omnium no longer returns leaves the till");
+        }
+        let force = force || self.full;
         if force
             || self
                 .last_slow_run
@@ -165,6 +176,9 @@ impl Puller {
         self.scroll = None;
         self.reset_search();
         self.search_type = 0;
+        self.full = false;
+        self.seen_products.clear();
+        self.seen_stock.clear();
         self.next_run_at = retry_at;
     }
 
@@ -190,6 +204,9 @@ impl Puller {
                 self.scroll = None;
                 self.reset_search();
                 self.search_type = 0;
+                // A data set that failed is never swept: what was not read is not gone.
+                self.seen_products.clear();
+                self.seen_stock.clear();
                 true
             }
             Err(f) => return Err(f),
@@ -198,6 +215,12 @@ impl Puller {
             self.queue.pop_front();
             if self.queue.is_empty() {
                 self.next_run_at = sync.clock.mono_ms() + sync.pull_interval_ms as i64;
+                if std::mem::take(&mut self.full) {
+                    let at = sync.clock.wall_ms().to_string();
+                    if let Err(e) = sync.store.set_state("full_resync_at", &at) {
+                        log::warn!("cannot record the full resync: {e}");
+                    }
+                }
             }
         }
         Ok(if self.queue.is_empty() {
@@ -274,6 +297,7 @@ impl Puller {
 
     fn pull_stores(&mut self, sync: &Sync) -> Result<bool, Failure> {
         let (cursor, from) = delta_from(sync, Dataset::Stores)?;
+        let from = from.filter(|_| !self.full);
         let mut ids = vec![sync.ctx.store_id.clone()];
         for w in &sync.ctx.warehouse_ids {
             if !ids.contains(w) {
@@ -302,6 +326,13 @@ impl Puller {
         sync.store
             .upsert_stores(&stores, Some(&advance("stores", resume)))
             .map_err(storage)?;
+        if self.full {
+            let returned: Vec<String> = stores.iter().map(|(id, _)| id.clone()).collect();
+            let gone = sync.store.sweep_stores(&returned).map_err(storage)?;
+            if gone > 0 {
+                log::info!("full resync: {gone} store(s) Omnium no longer returns removed");
+            }
+        }
         if news > 0 {
             sync.events
                 .push(json!({"type": "catalog.changed", "dataset": "stores", "count": news}));
@@ -468,6 +499,7 @@ impl Puller {
             None => {
                 let restarts = self.scroll.as_ref().map_or(0, |s| s.restarts);
                 let (base, from) = delta_from(sync, dataset)?;
+                let from = from.filter(|_| !self.full);
                 let page = if dataset == Dataset::Products {
                     sync.api.products_scroll_start(from, &scope, SCROLL_TAKE)?
                 } else {
@@ -498,6 +530,25 @@ impl Puller {
         // Read to the empty page even when totalHits says everything came: Omnium asks
         // integrations to finish their scrolls rather than leave them to expire.
         let done = page.items.is_empty() || page.scroll_id.is_none();
+        if self.full {
+            if dataset == Dataset::Products {
+                // Every product returned counts as present, whatever its language (one in
+                // another language is not applied, and is swept if it was).
+                self.seen_products.extend(page.items.iter().filter_map(|p| {
+                    p["productId"]
+                        .as_str()
+                        .or(p["id"].as_str())
+                        .map(|id| id.trim().to_string())
+                }));
+            } else {
+                self.seen_stock.extend(
+                    page.items
+                        .iter()
+                        .filter_map(catalog::stock_level)
+                        .map(|l| (l.sku, l.warehouse_id)),
+                );
+            }
+        }
         let applied = if dataset == Dataset::Products {
             apply_products_page(sync, &mut scroll, &page, &scope, done)
         } else {
@@ -526,8 +577,56 @@ impl Puller {
         }
         if !done {
             self.scroll = Some(scroll);
+        } else if self.full {
+            let gone = if dataset == Dataset::Products {
+                let seen = std::mem::take(&mut self.seen_products);
+                sync.store.sweep_products(&seen).map_err(storage)?
+            } else {
+                let seen = std::mem::take(&mut self.seen_stock);
+                sync.store
+                    .sweep_stock(&seen, &sync.ctx.warehouse_ids)
+                    .map_err(storage)?
+            };
+            if gone > 0 {
+                log::info!(
+                    "full resync: {gone} {} Omnium no longer returns removed",
+                    if dataset == Dataset::Products {
+                        "SKU(s)"
+                    } else {
+                        "stock level(s)"
+                    }
+                );
+                let kind = if dataset == Dataset::Products {
+                    "catalog.changed"
+                } else {
+                    "stock.changed"
+                };
+                sync.events
+                    .push(json!({"type": kind, "dataset": dataset.name(), "count": gone}));
+            }
         }
         Ok(done)
+    }
+}
+
+/// Whether this run is a full resync: `sync.full_resync_ms` after the last one (by the wall
+/// clock, since it must outlive restarts; a wall clock set back by more than the interval
+/// makes it due rather than never), or none was ever done.
+fn full_resync_due(sync: &Sync) -> bool {
+    let interval = sync.ctx.full_resync_ms;
+    if interval <= 0 {
+        return false;
+    }
+    let now = sync.clock.wall_ms();
+    match sync
+        .store
+        .get_state("full_resync_at")
+        .ok()
+        .flatten()
+        .and_then(|v| v.parse::<i64>().ok())
+    {
+        None => true,
+        Some(last) => now.saturating_sub(last) >= interval || last > now.saturating_add(interval),
     }
 }
 

@@ -26,6 +26,8 @@ pub struct SyncContext {
     pub pull_overlap_ms: i64,
     /// The store's time zone (price bounds without an offset).
     pub time_zone: chrono_tz::Tz,
+    /// How often a full pull removes what Omnium no longer returns; 0 = never.
+    pub full_resync_ms: i64,
 }
 
 /// The outcome of one try of a job: `Ok` carries the instant Omnium accepted it, by
