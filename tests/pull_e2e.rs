@@ -834,8 +834,8 @@ fn the_full_resync_removes_what_omnium_no_longer_returns_and_a_failure_wipes_not
     // Deltas cannot see any of it.
     pull_after(&client, &sim, &clock, 300_000);
     assert_eq!(product(&client, &moved_sku)["active"], true);
-    // Omnium fails the categories (404) and answers the store search with something that
-    // is not a page: neither wipes anything, and the rest of the resync goes on.
+    // Omnium fails the categories (404): that wipes nothing, and the rest of the resync goes
+    // on.
     sim.inject(
         flow_omnium::sim::Fault::new(flow_omnium::sim::FaultKind::Status(404), 1)
             .on_path("ProductCategories"),

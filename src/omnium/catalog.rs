@@ -502,7 +502,10 @@ impl OmniumApi {
         if let Some(lang) = scope.language {
             body["productLanguage"] = lang.into();
         }
-        let page = Page::strict(self.post_json("/api/Products/Scroll", &body)?, "POST /api/Products/Scroll")?;
+        let page = Page::strict(
+            self.post_json("/api/Products/Scroll", &body)?,
+            "POST /api/Products/Scroll",
+        )?;
         self.track_scroll("Products", true, &page)?;
         Ok(page)
     }
@@ -550,7 +553,10 @@ impl OmniumApi {
         if let Some(ms) = from_ms {
             body["lastModified"] = time_text(ms).into();
         }
-        let page = Page::strict(self.post_json("/api/Inventory/Search", &body)?, "POST /api/Inventory/Search")?;
+        let page = Page::strict(
+            self.post_json("/api/Inventory/Search", &body)?,
+            "POST /api/Inventory/Search",
+        )?;
         self.track_scroll("Inventory", true, &page)?;
         Ok(page)
     }
@@ -636,6 +642,7 @@ mod scroll_tests {
             Ok(HttpResponse {
                 status: 200,
                 retry_after: None,
+                date: None,
                 body: body.into_bytes(),
             })
         }
@@ -662,6 +669,9 @@ mod scroll_tests {
         store_id: "oslo-1",
         currency: "NOK",
         language: None,
+        market_group: None,
+        default_tax_rate: None,
+        time_zone: chrono_tz::Europe::Oslo,
     };
 
     #[test]
