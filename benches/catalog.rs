@@ -90,6 +90,9 @@ const SCOPE: CatalogScope<'static> = CatalogScope {
     store_id: "oslo-1",
     currency: "NOK",
     language: Some("no"),
+    market_group: None,
+    default_tax_rate: Some(25.0),
+    time_zone: chrono_tz::Europe::Oslo,
 };
 
 /// Starts this binary as the simulator process.

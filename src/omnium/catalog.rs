@@ -104,7 +104,7 @@ pub fn time_ms(v: &Value) -> Option<i64> {
 /// does not parse. A time without an offset (or a bare date, read as its midnight) is local
 /// time in `tz`: a time inside a DST gap is read with the offset before it; an ambiguous one (the hour
 /// the clocks go back) is its first occurrence.
-pub fn bound_ms(v: &Value, tz: Tz) -> Result<Option<i64>, ()> {
+pub(crate) fn bound_ms(v: &Value, tz: Tz) -> Result<Option<i64>, ()> {
     if v.is_null() {
         return Ok(None);
     }
