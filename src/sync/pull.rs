@@ -611,7 +611,7 @@ impl Puller {
 
 /// Whether this run is a full resync: `sync.full_resync_ms` after the last one (by the wall
 /// clock, since it must outlive restarts; a wall clock set back by more than the interval
-/// makes it due rather than never), or none was ever done.
+/// makes it due rather than never).
 fn full_resync_due(sync: &Sync) -> bool {
     let interval = sync.ctx.full_resync_ms;
     if interval <= 0 {
@@ -625,7 +625,23 @@ fn full_resync_due(sync: &Sync) -> bool {
         .flatten()
         .and_then(|v| v.parse::<i64>().ok())
     {
-        None => true,
+        // A first sync reads everything anyway: it starts the interval (so a kill during it
+        // resumes from its cursors rather than starting whole again). A database that was
+        // synced before without this record (an upgrade) is resynced now.
+        None => {
+            let synced_before = sync
+                .store
+                .cursor(Dataset::Products.name())
+                .ok()
+                .and_then(|(c, _)| c)
+                .is_some();
+            if !synced_before {
+                if let Err(e) = sync.store.set_state("full_resync_at", &now.to_string()) {
+                    log::warn!("cannot record the first sync: {e}");
+                }
+            }
+            synced_before
+        }
         Some(last) => now.saturating_sub(last) >= interval || last > now.saturating_add(interval),
     }
 }
