@@ -28,6 +28,7 @@ mod catalog_tests;
 #[cfg(test)]
 mod flows_tests;
 mod http;
+mod limits;
 mod orders_in;
 mod state;
 #[cfg(test)]
@@ -40,6 +41,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+
+pub use limits::{Limits, TillStats};
 
 use http::{lock, Handler, Outcome, Request, Response, Server, ServerCtl};
 use state::{Route, State};
@@ -96,6 +99,8 @@ pub struct SimStats {
     /// Status changes to an "OrderCanceled*" status plus line cancels that changed something.
     pub cancellations: u64,
     pub faults_injected: u64,
+    /// 429s answered by the rate limits ([`Simulator::set_limits`]; injected faults not included).
+    pub throttled: u64,
     /// Non-control requests that arrived while the last 429's Retry-After window was still open.
     pub requests_while_paused: u64,
     /// Most /api requests handled at the same time.
@@ -235,6 +240,24 @@ struct Shared {
     state: Mutex<State>,
     in_flight: AtomicU64,
     max_in_flight: AtomicU64,
+    /// /api requests subject to the limits (all but the token endpoint) being handled now.
+    limited_in_flight: AtomicU64,
+}
+
+/// Counts a request against the concurrency limit for as long as it lives.
+struct Limited<'a>(&'a Shared, u64);
+
+impl<'a> Limited<'a> {
+    fn enter(shared: &'a Shared) -> Limited<'a> {
+        let now = shared.limited_in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        Limited(shared, now)
+    }
+}
+
+impl Drop for Limited<'_> {
+    fn drop(&mut self) {
+        self.0.limited_in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Counts a request as in flight for as long as it lives.
@@ -272,6 +295,7 @@ impl Simulator {
             state: Mutex::new(State::new(cfg)),
             in_flight: AtomicU64::new(0),
             max_in_flight: AtomicU64::new(0),
+            limited_in_flight: AtomicU64::new(0),
         });
         let s = shared.clone();
         let handler: Handler = Arc::new(move |req, ctl| handle(&s, req, ctl));
@@ -560,8 +584,26 @@ impl Simulator {
         lock(&self.shared.state).office.purchase_order(id)
     }
 
+    /// Enforces Omnium's rate limits from now on (`None`: off, the default): more than
+    /// `concurrency` /api requests at once, or an empty token bucket, is answered 429 with
+    /// `Retry-After` and nothing applied. The token endpoint is exempt. Turning limits on fills
+    /// the bucket.
+    pub fn set_limits(&self, limits: Option<Limits>) {
+        lock(&self.shared.state).limiter.set(limits);
+    }
+
+    /// Per-till counters of /api requests (token endpoint excluded), kept whether or not limits
+    /// are on; a till is identified by its bearer token, labelled `till-1`, `till-2`, … in order
+    /// of its first request.
+    pub fn till_stats(&self) -> BTreeMap<String, TillStats> {
+        lock(&self.shared.state).limiter.till_stats()
+    }
+
     pub fn reset_stats(&self) {
-        lock(&self.shared.state).stats = SimStats::default();
+        let mut st = lock(&self.shared.state);
+        st.limiter.reset_stats();
+        st.stats = SimStats::default();
+        drop(st);
         self.shared.max_in_flight.store(0, Ordering::SeqCst);
     }
 
@@ -601,7 +643,21 @@ fn handle(shared: &Shared, req: &Request, ctl: &Arc<ServerCtl>) -> Outcome {
     if control {
         return Outcome::Respond(control_request(shared, &route, req, ctl));
     }
-    if latency > 0 && req.path.to_ascii_lowercase().starts_with("/api") {
+    let api = req.path.to_ascii_lowercase().starts_with("/api");
+    let limited = (api && route != Route::Token).then(|| Limited::enter(shared));
+    if let Some(l) = &limited {
+        let token = req.header("Authorization").unwrap_or_default();
+        let token = token.strip_prefix("Bearer ").unwrap_or(token);
+        let mut st = lock(&shared.state);
+        if let limits::Verdict::Throttle(secs) = st.limiter.admit(token, l.1, Instant::now()) {
+            st.stats.throttled += 1;
+            return Outcome::Respond(
+                Response::text(429, "Too many requests")
+                    .with_header("Retry-After", &secs.to_string()),
+            );
+        }
+    }
+    if latency > 0 && api {
         thread::sleep(Duration::from_millis(latency));
     }
     let mut st = lock(&shared.state);

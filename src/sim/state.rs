@@ -216,6 +216,8 @@ pub(crate) struct State {
     pub faults: VecDeque<Fault>,
     pub stats: SimStats,
     pub paused_until: Option<Instant>,
+    /// Rate limits (off unless set) and per-till counters.
+    pub limiter: super::limits::Limiter,
     /// Strictly increasing time source for every `modified` the simulator sets.
     pub clock: Clock,
     /// Products, categories, stock, stores, markets and open scrolls.
@@ -239,6 +241,7 @@ impl State {
             faults: VecDeque::new(),
             stats: SimStats::default(),
             paused_until: None,
+            limiter: super::limits::Limiter::new(),
             clock,
             catalog,
             web: WebOrders::default(),

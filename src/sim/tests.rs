@@ -718,3 +718,100 @@ fn latency_and_in_flight() {
     assert_eq!(sim.stats().requests, 0);
     assert_eq!(sim.stats().max_in_flight, 0);
 }
+
+#[test]
+fn limits_are_off_by_default() {
+    let sim = start();
+    let a = agent();
+    let tok = token(&a, &sim);
+    let url = format!("{}/api/Orders/none", sim.base_url());
+    for _ in 0..30 {
+        assert_eq!(call(&a, "GET", &url, Some(&tok), None).0, 404);
+    }
+    assert_eq!(sim.stats().throttled, 0);
+    let tills = sim.till_stats();
+    assert_eq!(tills.len(), 1);
+    assert_eq!(tills["till-1"].requests, 30);
+}
+
+#[test]
+fn token_bucket_answers_429_with_retry_after_and_counts_per_till() {
+    let sim = start();
+    let a = agent();
+    let (t1, t2) = (token(&a, &sim), token(&a, &sim));
+    sim.set_limits(Some(Limits {
+        concurrency: 20,
+        bucket: 3.0,
+        refill_per_sec: 0.5,
+    }));
+    let url = format!("{}/api/Orders/none", sim.base_url());
+    for _ in 0..3 {
+        assert_eq!(call(&a, "GET", &url, Some(&t1), None).0, 404);
+    }
+    let resp = a
+        .get(&url)
+        .header("Authorization", &format!("Bearer {t1}"))
+        .call()
+        .expect("call");
+    assert_eq!(resp.status().as_u16(), 429);
+    let retry = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok());
+    assert_eq!(retry, Some("2"), "one request refills in 2 s at 0.5/s");
+    // Ignoring the Retry-After is counted against that till only.
+    assert_eq!(call(&a, "GET", &url, Some(&t1), None).0, 429);
+    assert_eq!(call(&a, "GET", &url, Some(&t2), None).0, 429);
+    // The token endpoint is exempt.
+    token(&a, &sim);
+    let s = sim.till_stats();
+    let want1 = TillStats {
+        requests: 5,
+        throttled: 2,
+        inside_retry_after: 1,
+    };
+    let want2 = TillStats {
+        requests: 1,
+        throttled: 1,
+        inside_retry_after: 0,
+    };
+    assert_eq!((&s["till-1"], &s["till-2"]), (&want1, &want2));
+    assert_eq!(sim.stats().throttled, 3);
+    // After the pause the bucket has refilled enough for one request.
+    std::thread::sleep(Duration::from_millis(2300));
+    assert_eq!(call(&a, "GET", &url, Some(&t2), None).0, 404);
+    sim.set_limits(None);
+    for _ in 0..5 {
+        assert_eq!(call(&a, "GET", &url, Some(&t1), None).0, 404);
+    }
+    assert_eq!(sim.stats().throttled, 3);
+}
+
+#[test]
+fn concurrency_above_the_limit_is_answered_429() {
+    let sim = start();
+    let a = agent();
+    let tok = token(&a, &sim);
+    sim.set_limits(Some(Limits {
+        concurrency: 2,
+        bucket: 1000.0,
+        refill_per_sec: 10.0,
+    }));
+    sim.set_latency_ms(1500);
+    let url = format!("{}/api/Orders/none", sim.base_url());
+    let handles: Vec<_> = (0..6)
+        .map(|_| {
+            let (a, url, tok) = (a.clone(), url.clone(), tok.clone());
+            std::thread::spawn(move || call(&a, "GET", &url, Some(&tok), None).0)
+        })
+        .collect();
+    let codes: Vec<u16> = handles
+        .into_iter()
+        .map(|h| h.join().expect("join"))
+        .collect();
+    let throttled = codes.iter().filter(|c| **c == 429).count();
+    assert!(throttled >= 1, "{codes:?}");
+    assert!(codes.iter().all(|c| *c == 429 || *c == 404), "{codes:?}");
+    assert_eq!(sim.stats().throttled as usize, throttled);
+    assert!(sim.stats().max_in_flight >= 3, "{:?}", sim.stats());
+}

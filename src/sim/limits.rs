@@ -1,0 +1,136 @@
+//! Omnium's rate limits, enforced when asked ([`super::Simulator::set_limits`]): a concurrency cap
+//! per API user and a token bucket, both answered with 429 and `Retry-After`; the token endpoint is
+//! exempt. Every /api request is also counted per till, a till being identified by the bearer
+//! token it sends (each till takes its own token; a renewed token counts as a new till).
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
+
+/// The limits to enforce. Omnium's are 20 concurrent requests per API user and a bucket of 12,000
+/// refilled 1,000 per 10 s; [`Limits::scaled`] keeps those ratios at a tenth of the size.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Limits {
+    /// Most /api requests of the (single) API user handled at once; one more is answered 429.
+    pub concurrency: u64,
+    /// Bucket size (requests).
+    pub bucket: f64,
+    /// Requests added to the bucket per second.
+    pub refill_per_sec: f64,
+}
+
+impl Limits {
+    /// Omnium's limits scaled down 10x with the ratios kept: 20 concurrent, bucket 1,200, 10/s.
+    pub fn scaled() -> Limits {
+        Limits {
+            concurrency: 20,
+            bucket: 1200.0,
+            refill_per_sec: 10.0,
+        }
+    }
+}
+
+/// What one till (one bearer token) did against the limited simulator.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TillStats {
+    /// /api requests other than the token endpoint.
+    pub requests: u64,
+    /// Of those, answered 429 by the limits.
+    pub throttled: u64,
+    /// Of those, sent while a `Retry-After` this simulator had given this till was still running.
+    pub inside_retry_after: u64,
+}
+
+#[derive(Default)]
+struct Till {
+    label: String,
+    stats: TillStats,
+    retry_until: Option<Instant>,
+}
+
+pub(crate) struct Limiter {
+    pub limits: Option<Limits>,
+    level: f64,
+    refilled_at: Instant,
+    tills: HashMap<String, Till>,
+}
+
+/// The limiter's verdict on one request.
+pub(crate) enum Verdict {
+    Pass,
+    /// Answer 429 with this `Retry-After` (seconds).
+    Throttle(u64),
+}
+
+impl Limiter {
+    pub fn new() -> Limiter {
+        Limiter {
+            limits: None,
+            level: 0.0,
+            refilled_at: Instant::now(),
+            tills: HashMap::new(),
+        }
+    }
+
+    /// Turns the limits on (a full bucket) or off; per-till counters are kept.
+    pub fn set(&mut self, limits: Option<Limits>) {
+        self.level = limits.as_ref().map_or(0.0, |l| l.bucket);
+        self.refilled_at = Instant::now();
+        self.limits = limits;
+    }
+
+    pub fn reset_stats(&mut self) {
+        for t in self.tills.values_mut() {
+            t.stats = TillStats::default();
+        }
+    }
+
+    /// Counters per till label (`till-1`, `till-2`, … in order of first request).
+    pub fn till_stats(&self) -> BTreeMap<String, TillStats> {
+        self.tills
+            .values()
+            .map(|t| (t.label.clone(), t.stats.clone()))
+            .collect()
+    }
+
+    /// Decides on an /api request (not the token endpoint) from the till holding `token`, with
+    /// `in_flight` limited requests running (this one included).
+    pub fn admit(&mut self, token: &str, in_flight: u64, now: Instant) -> Verdict {
+        if !self.tills.contains_key(token) {
+            let label = format!("till-{}", self.tills.len() + 1);
+            self.tills.insert(
+                token.to_string(),
+                Till {
+                    label,
+                    ..Till::default()
+                },
+            );
+        }
+        let Some(till) = self.tills.get_mut(token) else {
+            return Verdict::Pass;
+        };
+        till.stats.requests += 1;
+        if till.retry_until.is_some_and(|t| now < t) {
+            till.stats.inside_retry_after += 1;
+        }
+        let Some(l) = &self.limits else {
+            return Verdict::Pass;
+        };
+        let elapsed = now
+            .saturating_duration_since(self.refilled_at)
+            .as_secs_f64();
+        self.level = (self.level + elapsed * l.refill_per_sec).min(l.bucket);
+        self.refilled_at = now;
+        let wait_secs = if in_flight > l.concurrency {
+            1
+        } else if self.level >= 1.0 {
+            self.level -= 1.0;
+            return Verdict::Pass;
+        } else {
+            // Whole seconds until the bucket holds one request again (at least 1).
+            (((1.0 - self.level) / l.refill_per_sec.max(1e-9)).ceil() as u64).max(1)
+        };
+        till.stats.throttled += 1;
+        till.retry_until = Some(now + std::time::Duration::from_secs(wait_secs));
+        Verdict::Throttle(wait_secs)
+    }
+}
