@@ -1,6 +1,6 @@
 /*
  * flow-omnium: keeps a Flow Retail POS terminal in step with the Omnium OMS.
- * The contract behind every function: README.md ("The C API") and CONTRACT.md.
+ * The contract behind every function: docs/c-api.md and README.md ("The C API").
  *
  * Rules for every function below (each one's comment adds its own Results, Threads,
  * Blocks and Pointers):
@@ -34,6 +34,12 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#define FO_VERSION_MAJOR 0
+#define FO_VERSION_MINOR 1
+#define FO_VERSION_PATCH 0
+#define FO_VERSION_STRING "0.1.0"
+
 
 // Result codes of the C API (CONTRACT §2). The numbers are fixed.
 typedef enum fo_result {

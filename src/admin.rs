@@ -32,6 +32,11 @@ use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// What `events` prints: the database's story (these are not the POS's `fo_next_event`
+/// types, which live in the POS's process).
+const RECORDED: &str = "job.recorded";
+const ORDER_STORED: &str = "order.stored";
+
 /// Outbox states as stored.
 pub const STATES: &[&str] = &["pending", "in_flight", "delivered", "dead"];
 
@@ -539,7 +544,9 @@ impl Admin {
             for row in rows {
                 let j = row?;
                 mark.max_job_id = mark.max_job_id.max(j.id);
-                out.push(json!({"type": "job.recorded", "at": time(Some(j.created_at)), "job": j.to_json()}));
+                out.push(
+                    json!({"type": RECORDED, "at": time(Some(j.created_at)), "job": j.to_json()}),
+                );
             }
         }
         // Jobs whose state changed (tries stamp last_attempt_at; retries reset dead_at).
@@ -608,7 +615,7 @@ impl Admin {
                 let (id, order_type, status, rowid) = row?;
                 mark.max_order_rowid = mark.max_order_rowid.max(rowid);
                 if since.started {
-                    out.push(json!({"type": "order.stored", "order_id": id, "order_type": order_type, "status": status}));
+                    out.push(json!({"type": ORDER_STORED, "order_id": id, "order_type": order_type, "status": status}));
                 }
             }
         }
@@ -627,9 +634,7 @@ impl Admin {
         let mut out = Vec::new();
         for row in rows {
             let j = row?;
-            out.push(
-                json!({"type": "job.recorded", "at": time(Some(j.created_at)), "job": j.to_json()}),
-            );
+            out.push(json!({"type": RECORDED, "at": time(Some(j.created_at)), "job": j.to_json()}));
             if let Some(at) = j.last_attempt_at {
                 out.push(
                     json!({"type": state_event(&j), "at": time(Some(at)), "job": j.to_json()}),
