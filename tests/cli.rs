@@ -354,20 +354,22 @@ fn forget_customer_erases_beside_the_running_client() {
 fn events_follow_shows_what_the_worker_does() {
     let t = terminal();
     let db = db_arg(&t);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_flow-omnium"))
-        .args([
-            "--database",
-            &db,
-            "--json",
-            "events",
-            "--follow",
-            "--interval-ms",
-            "100",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_flow-omnium"))
+            .args([
+                "--database",
+                &db,
+                "--json",
+                "events",
+                "--follow",
+                "--interval-ms",
+                "100",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     // Past events are not replayed: only what happens after the CLI started.
     std::thread::sleep(Duration::from_millis(800));
     t.client.record_sale(&sale("S-NEW", 1)).unwrap();
@@ -375,7 +377,7 @@ fn events_follow_shows_what_the_worker_does() {
     t.sim.set_down(false);
     t.client.sync_now().unwrap();
     let mut seen = Vec::new();
-    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    let mut reader = BufReader::new(child.0.stdout.take().unwrap());
     let delivered = |e: &Value| e["type"] == "job.delivered" && e["job"]["event_id"] == "S-NEW";
     while !seen.iter().any(delivered) {
         let mut line = String::new();
@@ -384,8 +386,7 @@ fn events_follow_shows_what_the_worker_does() {
         }
         seen.push(serde_json::from_str::<Value>(&line).unwrap_or_else(|_| panic!("{line:?}")));
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(child);
     let at = |f: &dyn Fn(&Value) -> bool| seen.iter().position(f);
     let recorded = at(&|e| e["type"] == "job.recorded" && e["job"]["event_id"] == "S-NEW");
     let delivered_at = at(&delivered);
@@ -419,6 +420,17 @@ fn events_follow_shows_what_the_worker_does() {
         human.contains("job.dead") && human.contains("S-DEAD"),
         "{human}"
     );
+}
+
+/// A follower that is killed however the test ends (a failed assertion must not leave it
+/// polling forever).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 fn write_config(t: &Terminal, base_url: &str) -> PathBuf {
