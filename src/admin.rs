@@ -153,6 +153,23 @@ impl Admin {
                 )))
             }
         }
+        // SQLite may create -wal and -shm beside the database: made by another account
+        // (root, say), the POS could not open them afterwards.
+        {
+            use std::os::unix::fs::MetadataExt;
+            let owner = std::fs::metadata(&path)
+                .map_err(|e| Error::Storage(format!("{}: {e}", path.display())))?
+                .uid();
+            // SAFETY: geteuid has no preconditions.
+            let me = unsafe { libc::geteuid() };
+            if owner != me {
+                return Err(Error::Storage(format!(
+                    "{} belongs to uid {owner}; run this as that account (uid {me} could leave \
+                     files beside it that the POS cannot open)",
+                    path.display()
+                )));
+            }
+        }
         let base = OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_NOFOLLOW;
         let flags = if writable {
             base | OpenFlags::SQLITE_OPEN_READ_WRITE

@@ -229,6 +229,20 @@ fn reads_alongside_a_running_client() {
         .status
         .success());
 
+    // A database another account owns is refused (as root, the CLI would leave -wal/-shm
+    // files the POS's account cannot open).
+    if unsafe { libc::geteuid() } == 0 {
+        let c = std::ffi::CString::new(db.as_str()).unwrap();
+        assert_eq!(unsafe { libc::chown(c.as_ptr(), 4242, 4242) }, 0);
+        let out = cli(&["--database", &db, "status"]);
+        assert_eq!(unsafe { libc::chown(c.as_ptr(), 0, 0) }, 0);
+        assert!(!out.status.success());
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("belongs to uid 4242"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     // A database path that is not a flow-omnium database is refused and left alone.
     let other = t.db.with_file_name("other.db");
     std::fs::write(&other, b"not a database").unwrap();

@@ -1009,11 +1009,16 @@ fn export_diagnostics(
     let tmp = file.with_extension("partial");
     let result = (|| -> std::io::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
+        // A fresh file, never through a symlink planted at the temporary name.
+        match std::fs::remove_file(&tmp) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
         let f = std::fs::OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&tmp)?;
         let gz = flate2::write::GzEncoder::new(f, flate2::Compression::default());
         let mut ar = tar::Builder::new(gz);
