@@ -438,6 +438,10 @@ fn an_idle_terminal_sends_few_requests_and_does_not_re_read_a_bulk_import() {
         pull_after(&client, &sim, &clock, 300_000);
     }
     let stats = sim.stats();
+    eprintln!(
+        "idle hour at the default interval: {} requests {:?}",
+        stats.requests, stats.by_route
+    );
     assert_eq!(
         stats.products_served, 0,
         "the import is not read again: {stats:?}"
@@ -866,5 +870,27 @@ fn the_full_resync_removes_what_omnium_no_longer_returns_and_a_failure_wipes_not
         client.store().sku_count().unwrap() as usize,
         loaded.skus,
         "the others stay"
+    );
+}
+
+/// Issue 12, search at the till: punctuation alone finds nothing, never the whole catalog.
+#[test]
+fn punctuation_only_search_text_finds_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim();
+    let loaded = sim.load_catalog(&spec(20));
+    let client = open(&dir.path().join("pos.db"), &sim, json!({}));
+    assert!(synced(&client, loaded.skus));
+    for text in ["\"", "*", "--", " - * \" "] {
+        let r = search(&client, json!({"text": text}));
+        assert_eq!(r["total"], 0, "{text:?}: {r}");
+        assert_eq!(r["items"].as_array().unwrap().len(), 0, "{text:?}");
+    }
+    assert!(
+        search(&client, json!({"text": ""}))["total"]
+            .as_u64()
+            .unwrap()
+            > 0,
+        "browsing still lists"
     );
 }

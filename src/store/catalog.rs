@@ -379,6 +379,14 @@ impl Store {
     /// exact SKU or EAN first), among sellable products. Returns one page and the total.
     pub fn search_products(&self, q: &SearchQuery, now_ms: i64) -> Result<(Vec<ProductView>, u64)> {
         self.read(|c| {
+            // Text with nothing searchable in it (`"`, `*`, `--`) finds nothing; it never
+            // lists the whole catalog the way an empty text (browsing) does.
+            if q.text
+                .as_deref()
+                .is_some_and(|t| !t.trim().is_empty() && fts_query(t).is_empty())
+            {
+                return Ok((Vec::new(), 0));
+            }
             let fts = q.text.as_deref().map(fts_query).filter(|s| !s.is_empty());
             let mut filter = String::from("p.active = 1");
             if fts.is_some() {
