@@ -24,6 +24,9 @@ use std::time::{Duration, Instant};
 /// worker finishes on its own (its results still commit) and `close` returns.
 const CLOSE_WAIT: Duration = Duration::from_secs(8);
 
+/// How long after a request's timeout Omnium may still be applying it, at most.
+const SETTLE_MARGIN_MS: i64 = 5_000;
+
 pub struct Client {
     config: Config,
     defaults: Defaults,
@@ -37,7 +40,12 @@ impl Client {
     /// Parses the config, opens (and migrates) the database and, unless
     /// `sync.autostart` is false, starts the worker.
     pub fn open(config_json: &str) -> Result<Client> {
-        Client::open_with_clock(config_json, Arc::new(crate::clock::SystemClock))
+        Client::open_with(
+            config_json,
+            None,
+            Arc::new(crate::clock::SystemClock),
+            false,
+        )
     }
 
     /// [`Client::open`] with the clocks the worker schedules by (tests pass a
@@ -46,14 +54,54 @@ impl Client {
         config_json: &str,
         clock: Arc<dyn crate::clock::Clock>,
     ) -> Result<Client> {
-        let config = Config::from_json(config_json)?;
+        Client::open_with(config_json, None, clock, false)
+    }
+
+    /// Opens a client for the deterministic simulation (`tests/dst.rs`): Omnium behind
+    /// `transport`, every clock the library reads is `clock`, and no worker thread (the
+    /// simulation drives a [`crate::sync::Worker`] over [`Client::sync_handle`] itself; the
+    /// worker never sleeps).
+    #[doc(hidden)]
+    pub fn open_simulated(
+        config_json: &str,
+        transport: Arc<dyn crate::omnium::transport::Transport>,
+        clock: Arc<dyn crate::clock::Clock>,
+    ) -> Result<Client> {
+        Client::open_with(config_json, Some(transport), clock, true)
+    }
+
+    /// The worker's shared state (the deterministic simulation drives it).
+    #[doc(hidden)]
+    pub fn sync_handle(&self) -> Arc<Sync> {
+        self.sync.clone()
+    }
+
+    fn open_with(
+        config_json: &str,
+        transport: Option<Arc<dyn crate::omnium::transport::Transport>>,
+        clock: Arc<dyn crate::clock::Clock>,
+        simulated: bool,
+    ) -> Result<Client> {
+        let mut config = Config::from_json(config_json)?;
+        if simulated {
+            config.sync.autostart = false;
+        }
         let store = Arc::new(Store::open(&config.database_path)?);
         store.set_retention(crate::store::Retention {
             customers_ms: config.sync.customer_retention_ms,
             finished_orders_ms: config.sync.finished_order_retention_ms,
         });
-        let api = OmniumApi::new(&config.omnium).with_clock(clock.clone());
-        let sync = Arc::new(Sync::new(
+        // An uncertain job is read back only after its request's whole timeout (connect
+        // and answer) plus a settle margin: Omnium may still be applying it (rule 9.8).
+        let timeout = config.omnium.timeout_ms as i64;
+        store.set_settle_ms(timeout + timeout.min(10_000) + timeout.min(SETTLE_MARGIN_MS));
+        store.set_clock(clock.clone());
+        let api = match transport {
+            Some(t) => OmniumApi::with_transport(&config.omnium, t),
+            None => OmniumApi::new(&config.omnium),
+        }
+        .with_clock(clock.clone());
+        let sync = Sync::new(
             store.clone(),
             api,
             SyncContext {
@@ -76,7 +124,8 @@ impl Client {
             config.sync.pull_interval_ms,
             config.sync.delivered_retention_ms,
             clock,
-        ));
+        );
+        let sync = Arc::new(if simulated { sync.simulated() } else { sync });
         if let Some(d) = store.damage() {
             // CONTRACT §9 rule 4: the till goes on selling on a fresh file; the POS is told.
             sync.events.push(json!({
@@ -171,7 +220,7 @@ impl Client {
             content: &canonical,
             blob,
         };
-        let outcome = self.store.record(&job, now_ms(), check)?;
+        let outcome = self.store.record(&job, self.sync.wall_ms(), check)?;
         if let crate::store::Recorded::New(_) = outcome {
             self.sync.nudge();
         }
@@ -320,9 +369,11 @@ impl Client {
             content: &canonical,
             blob: None,
         };
-        let outcome = self.store.record_state(&job, now_ms(), |lookup| {
-            lookup.put_customer(&customer.id, &canonical)
-        })?;
+        let outcome = self
+            .store
+            .record_state(&job, self.sync.wall_ms(), |lookup| {
+                lookup.put_customer(&customer.id, &canonical)
+            })?;
         if let crate::store::Recorded::New(_) = outcome {
             self.sync.nudge();
         }
@@ -440,7 +491,7 @@ impl Client {
             })
             .collect();
         self.store
-            .write(|lookup| lookup.push_levels(&levels, now_ms()))?;
+            .write(|lookup| lookup.push_levels(&levels, self.sync.wall_ms()))?;
         self.sync.nudge();
         Ok(())
     }
@@ -588,7 +639,7 @@ impl Client {
                 )
             })?),
         };
-        let revived = self.store.retry_dead(id, now_ms())?;
+        let revived = self.store.retry_dead(id, self.sync.wall_ms())?;
         if let (Some(id), 0) = (id, revived) {
             if self.store.dead_job_erased(id)? {
                 return Err(Error::NotFound(format!(
@@ -752,7 +803,8 @@ impl Client {
                 return Ok(());
             }
         }
-        self.store.queue_order_fetch(order_id, now_ms())?;
+        self.store
+            .queue_order_fetch(order_id, self.sync.wall_ms())?;
         self.sync.nudge();
         Ok(())
     }

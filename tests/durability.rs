@@ -52,6 +52,7 @@ fn kill_9_of_the_recording_process_loses_nothing_it_acknowledged() {
         assert!(sim.order(id).is_some(), "acknowledged sale {id} was lost");
     }
     assert_eq!(sim.stats().duplicate_orders_rejected, 0);
+    assert_eq!(sim.stats().orders_reapplied, 0, "no sale applied twice");
     // At most one unacknowledged sale per kill may have committed before the kill.
     let extra = sim.orders().len() - acked.len();
     assert!(

@@ -637,16 +637,16 @@ fn customers_finished_orders_and_dead_payloads_leave_after_their_retention() {
     store
         .record(&receipt, now, |_| Ok(Default::default()))
         .unwrap();
-    let job = store.claim_due(now, 10).unwrap()[0].id;
+    let claimed = store.claim_due(now, 10).unwrap().remove(0);
+    let job = claimed.id;
     store
         .finish(
-            &[flow_omnium::store::JobUpdate {
-                job_id: job,
-                fate: flow_omnium::store::JobFate::Dead {
+            &[flow_omnium::store::JobUpdate::new(
+                &claimed,
+                flow_omnium::store::JobFate::Dead {
                     error: "400".into(),
                 },
-                step: None,
-            }],
+            )],
             now,
         )
         .unwrap();
@@ -797,13 +797,12 @@ fn dead_job(
     let id = claimed[0].id;
     store
         .finish(
-            &[JobUpdate {
-                job_id: id,
-                fate: JobFate::Dead {
+            &[JobUpdate::new(
+                &claimed[0],
+                JobFate::Dead {
                     error: "400 refused".into(),
                 },
-                step: None,
-            }],
+            )],
             now,
         )
         .unwrap();

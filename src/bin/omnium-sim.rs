@@ -1,4 +1,6 @@
-//! Runs the Omnium simulator until killed: `omnium-sim [--port N] [--client-id X] [--client-secret Y] [--latency-ms N]`.
+//! Runs the Omnium simulator until killed: `omnium-sim [--port N] [--client-id X] [--client-secret Y] [--latency-ms N]
+//! [--no-dedup] [--stale-reads-ms N] [--write-outage] [--date-skew-ms N]` (the last four: the adversarial
+//! modes of issue 8, see `SimModes`).
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -6,7 +8,8 @@ use std::process::ExitCode;
 use flow_omnium::sim::{SimConfig, Simulator};
 
 const USAGE: &str =
-    "usage: omnium-sim [--port N] [--client-id X] [--client-secret Y] [--latency-ms N]";
+    "usage: omnium-sim [--port N] [--client-id X] [--client-secret Y] [--latency-ms N] \
+     [--no-dedup] [--stale-reads-ms N] [--write-outage] [--date-skew-ms N]";
 
 /// Parsed command line: port plus simulator config.
 fn parse_args(args: &[String]) -> Result<(u16, SimConfig), String> {
@@ -29,6 +32,20 @@ fn parse_args(args: &[String]) -> Result<(u16, SimConfig), String> {
             "--latency-ms" => {
                 let v = value()?;
                 cfg.latency_ms = v.parse().map_err(|_| format!("bad latency '{v}'"))?;
+            }
+            "--no-dedup" => {
+                cfg.modes.dedup_orders = false;
+                cfg.modes.dedup_returns = false;
+            }
+            "--stale-reads-ms" => {
+                let v = value()?;
+                cfg.modes.stale_reads_ms =
+                    v.parse().map_err(|_| format!("bad stale reads '{v}'"))?;
+            }
+            "--write-outage" => cfg.modes.write_outage = true,
+            "--date-skew-ms" => {
+                let v = value()?;
+                cfg.modes.date_skew_ms = Some(v.parse().map_err(|_| format!("bad skew '{v}'"))?);
             }
             other => return Err(format!("unknown argument '{other}'")),
         }

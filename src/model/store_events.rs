@@ -443,6 +443,16 @@ impl Pickup {
     }
 }
 
+/// A level to push to Omnium: the newest count of one SKU in one warehouse (absolute).
+/// Here, not in store/, so that omnium/ knows nothing of SQLite (issue 8 defect 12).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PushLevel {
+    pub sku: String,
+    pub warehouse_id: String,
+    pub quantity: f64,
+    pub counted_at_ms: i64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

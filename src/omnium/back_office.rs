@@ -5,8 +5,8 @@
 use super::catalog::{time_ms, Page};
 use super::{classify, encode_component, Created, Failure, OmniumApi};
 use crate::model::money::{minor_digits, Decimal};
+use crate::model::store_events::PushLevel;
 use crate::model::store_events::{Customer, CustomerType, GoodsReception, Receipt};
-use crate::store::PushLevel;
 use serde_json::{json, Value};
 
 /// Omnium statuses that mean the order will not be handed over.

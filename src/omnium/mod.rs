@@ -32,6 +32,9 @@ pub enum Failure {
     Throttled { retry_after_ms: u64 },
     /// 409 while Omnium is still processing the order (Queued); nothing was applied.
     Busy(String),
+    /// Omnium said the event exists ("already exists"), but the read-back cannot see it
+    /// yet (its index lags): check again later; never a reason to give up on the job.
+    Unconfirmed(String),
     /// 401 even with a fresh token: the API user is wrong or deactivated.
     Unauthorized(String),
     /// A permanent rejection (any other 4xx).
@@ -48,6 +51,7 @@ impl std::fmt::Display for Failure {
                 write!(f, "HTTP 429: rate limited, retry after {retry_after_ms} ms")
             }
             Failure::Busy(m) => write!(f, "HTTP 409: {m}"),
+            Failure::Unconfirmed(m) => write!(f, "not confirmed yet: {m}"),
             Failure::Unauthorized(m) => write!(f, "HTTP 401: {m}"),
             // Status 0: the library itself refused (Omnium's answer showed it cannot work).
             Failure::Rejected { status: 0, message } => f.write_str(message),
@@ -132,7 +136,10 @@ pub struct OmniumApi {
     clock: Arc<dyn Clock>,
     /// Last time Omnium gave an answer that was not 5xx/429 (unix ms); 0 = never.
     last_healthy_at: AtomicI64,
-    /// After a 429 no request leaves before this (unix ms), from any thread.
+    /// The same, for answers to requests that change something (not reads): only these
+    /// say that a write's failure is the job's own (a write-only outage burns no attempts).
+    last_healthy_write_at: AtomicI64,
+    /// After a 429 no request leaves before this (monotonic ms), from any thread.
     paused_until: AtomicI64,
     /// Set at close: no token is asked for again.
     forgotten: AtomicBool,
@@ -178,7 +185,8 @@ impl OmniumApi {
             secrets,
             clock: Arc::new(SystemClock),
             last_healthy_at: AtomicI64::new(0),
-            paused_until: AtomicI64::new(0),
+            last_healthy_write_at: AtomicI64::new(0),
+            paused_until: AtomicI64::new(i64::MIN),
             forgotten: AtomicBool::new(false),
             scrolls: Mutex::default(),
             answer_date_ms: AtomicI64::new(0),
@@ -211,8 +219,17 @@ impl OmniumApi {
         Some(self.answer_date_ms.load(Ordering::Relaxed)).filter(|&d| d > 0)
     }
 
-    fn now_ms() -> i64 {
-        chrono::Utc::now().timestamp_millis()
+    /// When Omnium last answered a request that changes something with neither 5xx nor
+    /// 429 (unix ms); 0 = never.
+    pub fn last_healthy_write_at(&self) -> i64 {
+        self.last_healthy_write_at.load(Ordering::Relaxed)
+    }
+
+    /// How many requests that may change something in Omnium this thread has let leave
+    /// (any answer, or a failure after sending): a job that sent one is read back before it
+    /// sends again, whatever happened next (CONTRACT §9 rule 8).
+    pub fn writes_sent() -> u64 {
+        WRITES_SENT.with(std::cell::Cell::get)
     }
 
     fn url(&self, path: &str) -> String {
@@ -328,10 +345,13 @@ impl OmniumApi {
 
     /// A redirect is not Omnium answering (a captive portal or a proxy did), so it does not
     /// count as healthy.
-    fn note_answer(&self, status: u16) {
+    fn note_answer(&self, status: u16, write: bool) {
         if status < 500 && status != 429 && !(300..400).contains(&status) {
-            self.last_healthy_at
-                .fetch_max(Self::now_ms(), Ordering::Relaxed);
+            let now = self.clock.wall_ms();
+            self.last_healthy_at.fetch_max(now, Ordering::Relaxed);
+            if write {
+                self.last_healthy_write_at.fetch_max(now, Ordering::Relaxed);
+            }
         }
     }
 
@@ -355,7 +375,10 @@ impl OmniumApi {
     ) -> Result<HttpResponse, Failure> {
         // A 429 answered to another thread (or to an earlier step of this job) holds
         // every request, so none arrives inside the Retry-After window.
-        let wait = self.paused_until.load(Ordering::Relaxed) - Self::now_ms();
+        let wait = self
+            .paused_until
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.clock.mono_ms());
         if wait > 0 {
             return Err(Failure::Throttled {
                 retry_after_ms: wait as u64,
@@ -385,8 +408,13 @@ impl OmniumApi {
                 bearer: Some(token.value.expose()),
                 body: this_body,
             };
-            let resp = self.transport.send(&req).map_err(net_failure)?;
-            self.note_answer(resp.status);
+            let write = changes_state(method, path);
+            let sent = self.transport.send(&req);
+            if write && !matches!(sent, Err(NetError::NotSent(_))) {
+                WRITES_SENT.with(|w| w.set(w.get() + 1));
+            }
+            let resp = sent.map_err(net_failure)?;
+            self.note_answer(resp.status, write);
             if let Some(at) = resp
                 .date
                 .as_deref()
@@ -400,9 +428,10 @@ impl OmniumApi {
                 return Err(redirected(&what, resp.status, method != "GET"));
             }
             if resp.status == 429 {
-                let pause = parse_retry_after(resp.retry_after.as_deref()) as i64;
+                let pause =
+                    parse_retry_after(resp.retry_after.as_deref(), resp.date.as_deref()) as i64;
                 self.paused_until
-                    .fetch_max(Self::now_ms() + pause, Ordering::Relaxed);
+                    .fetch_max(self.clock.mono_ms() + pause, Ordering::Relaxed);
             }
             if resp.status != 401 {
                 return Ok(resp);
@@ -541,6 +570,23 @@ impl OmniumApi {
     }
 }
 
+thread_local! {
+    static WRITES_SENT: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Whether a request may change something in Omnium. Reads sent as POST (searches, the
+/// existence check) do not.
+fn changes_state(method: &str, path: &str) -> bool {
+    if method == "GET" {
+        return false;
+    }
+    let p = path.split('?').next().unwrap_or(path).to_ascii_lowercase();
+    !(p.ends_with("/search")
+        || p.ends_with("/searchstores")
+        || p.ends_with("/scroll")
+        || p.ends_with("/existmany"))
+}
+
 fn parse_body(resp: &HttpResponse, path: &str) -> Result<Value, Failure> {
     if resp.body.is_empty() {
         return Ok(Value::Null);
@@ -618,7 +664,7 @@ pub fn classify(resp: &HttpResponse, what: &str) -> Result<(), Failure> {
         200..=299 => Ok(()),
         300..=399 => Err(redirected(what, status, !what.starts_with("GET "))),
         429 => Err(Failure::Throttled {
-            retry_after_ms: parse_retry_after(resp.retry_after.as_deref()),
+            retry_after_ms: parse_retry_after(resp.retry_after.as_deref(), resp.date.as_deref()),
         }),
         408 => Err(Failure::Uncertain(format!("HTTP 408 {}", message()))),
         409 if !says_already_exists(&resp.text()) => Err(Failure::Busy(message())),
@@ -667,7 +713,11 @@ pub fn reason(resp: &HttpResponse) -> String {
 }
 
 /// Retry-After in seconds (or an HTTP date), capped at two hours.
-pub fn parse_retry_after(header: Option<&str>) -> u64 {
+///
+/// An HTTP-date `Retry-After` is read against the answer's own `Date` (Omnium's clock), not
+/// the till's clock, which may be hours off (CONTRACT §9 rule 9); without a `Date` the
+/// till's clock is the only reference (and the cap bounds the pause).
+pub fn parse_retry_after(header: Option<&str>, date: Option<&str>) -> u64 {
     let Some(h) = header.map(str::trim) else {
         return DEFAULT_RETRY_AFTER_MS;
     };
@@ -678,7 +728,13 @@ pub fn parse_retry_after(header: Option<&str>) -> u64 {
             DEFAULT_RETRY_AFTER_MS
         }
     } else if let Ok(at) = chrono::DateTime::parse_from_rfc2822(h) {
-        (at.timestamp_millis() - chrono::Utc::now().timestamp_millis()).max(0) as u64
+        let now = date
+            .and_then(|d| chrono::DateTime::parse_from_rfc2822(d.trim()).ok())
+            .map_or_else(
+                || chrono::Utc::now().timestamp_millis(),
+                |d| d.timestamp_millis(),
+            );
+        (at.timestamp_millis() - now).max(0) as u64
     } else {
         DEFAULT_RETRY_AFTER_MS
     };
@@ -979,10 +1035,27 @@ mod tests {
 
     #[test]
     fn retry_after_is_capped_at_two_hours() {
-        assert_eq!(parse_retry_after(Some("99999")), MAX_RETRY_AFTER_MS);
-        assert_eq!(parse_retry_after(Some("2")), 2000);
-        assert_eq!(parse_retry_after(None), DEFAULT_RETRY_AFTER_MS);
-        assert_eq!(parse_retry_after(Some("soon")), DEFAULT_RETRY_AFTER_MS);
+        assert_eq!(parse_retry_after(Some("99999"), None), MAX_RETRY_AFTER_MS);
+        assert_eq!(parse_retry_after(Some("2"), None), 2000);
+        assert_eq!(parse_retry_after(None, None), DEFAULT_RETRY_AFTER_MS);
+        assert_eq!(
+            parse_retry_after(Some("soon"), None),
+            DEFAULT_RETRY_AFTER_MS
+        );
+    }
+
+    /// Rule 9.9: an HTTP-date Retry-After is read against Omnium's Date, so a till whose
+    /// clock is a day behind (or ahead) pauses for what Omnium asked, not a day.
+    #[test]
+    fn an_http_date_retry_after_is_read_against_omniums_date() {
+        let at = "Tue, 01 Dec 2026 10:00:07 GMT";
+        let date = "Tue, 01 Dec 2026 10:00:00 GMT";
+        assert_eq!(parse_retry_after(Some(at), Some(date)), 7_000);
+        assert_eq!(
+            parse_retry_after(Some(date), Some(at)),
+            0,
+            "a date in the past means now"
+        );
     }
 
     #[test]

@@ -160,15 +160,86 @@ fn gross_roundoff(sale: &Sale) -> ScaledDecimal {
     }
 }
 
-/// Whether an order read back from Omnium is this sale (same store and lines), so an
-/// "already exists" answer can be trusted. `Err` describes the difference.
-pub fn matches_sale(order: &Value, sale: &Sale) -> Result<(), String> {
+/// Whether an order read back from Omnium is this sale, so an "already exists" answer (or
+/// a read-back after an unknown outcome) can be trusted: the same store, terminal (when the
+/// till has one), lines (id, SKU, quantity, unit price) and payments (id, amount). Another
+/// till's order under the same id is never taken for ours. `Err` describes the difference
+/// (a conflict, reported on the job).
+pub fn matches_sale(order: &Value, sale: &Sale, terminal_id: Option<&str>) -> Result<(), String> {
+    let conflict = |what: String| {
+        Err(format!(
+            "conflict: Omnium already holds an order {:?} that is not this sale ({what})",
+            sale.id
+        ))
+    };
     let store = order["storeId"].as_str().unwrap_or("");
     if store != sale.store_id {
-        return Err(format!(
-            "Omnium already holds an order {:?} for store {store:?}, not this sale of store {:?}",
-            sale.id, sale.store_id
+        return conflict(format!("store {store:?}, not {:?}", sale.store_id));
+    }
+    if let Some(ours) = terminal_id {
+        let theirs = order["properties"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["key"] == "flowTerminalId")
+            .and_then(|p| p["value"].as_str());
+        if theirs != Some(ours) {
+            return conflict(format!("terminal {theirs:?}, not {ours:?}"));
+        }
+    }
+    let unit = 10f64.powi(minor_digits(&sale.currency) as i32);
+    let same_money = |v: &Value, minor: i64| {
+        v.as_f64()
+            .is_some_and(|x| (x * unit - minor as f64).abs() < 0.5)
+    };
+    let lines = order["orderForm"]["lineItems"].as_array();
+    for l in &sale.lines {
+        let Some(theirs) = lines
+            .into_iter()
+            .flatten()
+            .find(|t| t["lineItemId"].as_str() == Some(l.line_id.as_str()))
+        else {
+            return conflict(format!("no line {:?}", l.line_id));
+        };
+        let quantity_ok = theirs["quantity"]
+            .as_f64()
+            .is_some_and(|q| (q - l.quantity).abs() < 1e-9);
+        if theirs["code"].as_str() != Some(l.sku.as_str())
+            || !quantity_ok
+            || !same_money(&theirs["placedPrice"], l.unit_price)
+        {
+            return conflict(format!(
+                "line {:?}: {} × {} at {}, not {} × {} at {} minor units",
+                l.line_id,
+                theirs["quantity"],
+                theirs["code"],
+                theirs["placedPrice"],
+                l.quantity,
+                l.sku,
+                l.unit_price
+            ));
+        }
+    }
+    let their_lines = lines.map_or(0, Vec::len);
+    if their_lines != sale.lines.len() {
+        return conflict(format!("{their_lines} line(s), not {}", sale.lines.len()));
+    }
+    let payments = order["orderForm"]["payments"].as_array();
+    if payments.map_or(0, Vec::len) != sale.payments.len() {
+        return conflict(format!(
+            "{} payment(s), not {}",
+            payments.map_or(0, Vec::len),
+            sale.payments.len()
         ));
+    }
+    for p in &sale.payments {
+        let found = payments
+            .into_iter()
+            .flatten()
+            .find(|t| t["id"].as_str() == Some(p.id.as_str()));
+        if !found.is_some_and(|t| same_money(&t["amount"], p.amount)) {
+            return conflict(format!("payment {:?} differs", p.id));
+        }
     }
     let mut theirs: Vec<(&str, &str)> = order["orderForm"]["lineItems"]
         .as_array()
@@ -362,9 +433,47 @@ mod tests {
         assert_eq!(v["orderForm"]["lineItems"][0]["code"], "SKU-1");
         assert_eq!(v["orderForm"]["payments"][0]["transactionType"], "Sale");
         assert_eq!(v["orderForm"]["payments"][0]["transactionId"], "S-1-P-1");
-        assert!(matches_sale(&v, &sale()).is_ok());
-        let mut other = v.clone();
-        other["storeId"] = "bergen-1".into();
-        assert!(matches_sale(&other, &sale()).is_err());
+        assert!(matches_sale(&v, &sale(), Some("t01")).is_ok());
+        assert!(matches_sale(&v, &sale(), None).is_ok());
+    }
+
+    /// Issue 8 defect 10: another till's order under the same id is never taken for ours.
+    #[test]
+    fn an_order_that_differs_in_anything_the_sale_says_is_not_the_sale() {
+        let v: Value = serde_json::from_slice(&pos_order_json(
+            &sale(),
+            &OrderContext {
+                market_id: "NOR",
+                terminal_id: Some("t01"),
+            },
+        ))
+        .unwrap();
+        let differs = |f: &dyn Fn(&mut Value)| {
+            let mut other = v.clone();
+            f(&mut other);
+            let r = matches_sale(&other, &sale(), Some("t01"));
+            assert!(
+                r.as_ref().is_err_and(|m| m.starts_with("conflict")),
+                "{r:?}"
+            );
+        };
+        differs(&|o| o["storeId"] = "bergen-1".into());
+        differs(&|o| o["properties"][1]["value"] = "t02".into());
+        differs(&|o| o["orderForm"]["lineItems"][0]["quantity"] = 2.0.into());
+        differs(&|o| o["orderForm"]["lineItems"][0]["placedPrice"] = 189.90.into());
+        differs(&|o| o["orderForm"]["lineItems"][0]["code"] = "SKU-9".into());
+        differs(&|o| o["orderForm"]["payments"][0]["amount"] = 590.0.into());
+        differs(&|o| {
+            o["orderForm"]["payments"]
+                .as_array_mut()
+                .unwrap()
+                .push(serde_json::json!({"id": "X", "amount": 1.0}))
+        });
+        differs(&|o| {
+            o["orderForm"]["lineItems"]
+                .as_array_mut()
+                .unwrap()
+                .push(serde_json::json!({"lineItemId": "9", "code": "SKU-9"}))
+        });
     }
 }

@@ -123,7 +123,7 @@ impl Transport for UreqTransport {
                 }
             }
         };
-        let mut resp = result.map_err(classify_error)?;
+        let mut resp = result.map_err(|e| classify_error(e, Phase::Exchange))?;
         let status = resp.status().as_u16();
         let retry_after = resp
             .headers()
@@ -140,7 +140,7 @@ impl Transport for UreqTransport {
             .with_config()
             .limit(MAX_RESPONSE_BYTES)
             .read_to_vec()
-            .map_err(classify_error)?;
+            .map_err(|e| classify_error(e, Phase::Body))?;
         Ok(HttpResponse {
             status,
             retry_after,
@@ -150,26 +150,82 @@ impl Transport for UreqTransport {
     }
 }
 
-fn classify_error(e: ureq::Error) -> NetError {
+/// Where a ureq error arose: in the exchange (connecting, sending, up to the status line
+/// and headers), or while reading the body of an answer that had begun.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Phase {
+    Exchange,
+    Body,
+}
+
+/// "Never sent" only for errors that provably come before any byte of the request is
+/// written: the name did not resolve, the connection was refused or never made, the URL or
+/// request could not be built. Everything else may have reached Omnium (issue 8 defect 3):
+/// an I/O error (unreachable host or network, not found) can come from a write on a pooled
+/// connection, a TLS error from a record after the handshake, and any error reading the
+/// body comes after the status line arrived.
+fn classify_error(e: ureq::Error, phase: Phase) -> NetError {
     use std::io::ErrorKind;
     let text = crate::redact::redact(&e.to_string());
+    if phase == Phase::Body {
+        return NetError::Unknown(text);
+    }
     match &e {
-        ureq::Error::Io(io) => match io.kind() {
-            ErrorKind::ConnectionRefused
-            | ErrorKind::AddrNotAvailable
-            | ErrorKind::NetworkUnreachable
-            | ErrorKind::HostUnreachable
-            | ErrorKind::NotFound => NetError::NotSent(text),
-            _ => NetError::Unknown(text),
-        },
+        // Only `connect` reports a refusal (a TCP connection that exists is reset, not
+        // refused).
+        ureq::Error::Io(io) if io.kind() == ErrorKind::ConnectionRefused => NetError::NotSent(text),
         ureq::Error::Timeout(ureq::Timeout::Resolve | ureq::Timeout::Connect) => {
             NetError::NotSent(text)
         }
         ureq::Error::HostNotFound
         | ureq::Error::ConnectionFailed
         | ureq::Error::BadUri(_)
-        | ureq::Error::Tls(_)
-        | ureq::Error::Rustls(_) => NetError::NotSent(text),
+        | ureq::Error::Http(_)
+        | ureq::Error::InvalidProxyUrl => NetError::NotSent(text),
         _ => NetError::Unknown(text),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Error as IoError, ErrorKind};
+
+    fn io(kind: ErrorKind) -> ureq::Error {
+        ureq::Error::Io(IoError::new(kind, "x"))
+    }
+
+    /// Issue 8 defect 3: only errors before any byte of the request left are "not sent".
+    #[test]
+    fn only_errors_before_the_request_left_count_as_never_sent() {
+        let not_sent = |e, phase| matches!(classify_error(e, phase), NetError::NotSent(_));
+        assert!(not_sent(io(ErrorKind::ConnectionRefused), Phase::Exchange));
+        assert!(not_sent(ureq::Error::HostNotFound, Phase::Exchange));
+        assert!(not_sent(ureq::Error::ConnectionFailed, Phase::Exchange));
+        assert!(not_sent(
+            ureq::Error::Timeout(ureq::Timeout::Connect),
+            Phase::Exchange
+        ));
+        for kind in [
+            ErrorKind::HostUnreachable,
+            ErrorKind::NetworkUnreachable,
+            ErrorKind::NotFound,
+            ErrorKind::AddrNotAvailable,
+            ErrorKind::ConnectionReset,
+            ErrorKind::BrokenPipe,
+        ] {
+            assert!(!not_sent(io(kind), Phase::Exchange), "{kind:?}");
+        }
+        assert!(!not_sent(
+            ureq::Error::Tls("bad record mac"),
+            Phase::Exchange
+        ));
+        assert!(!not_sent(
+            ureq::Error::Timeout(ureq::Timeout::RecvResponse),
+            Phase::Exchange
+        ));
+        // Reading the body: the status line arrived, so the request surely left.
+        assert!(!not_sent(io(ErrorKind::ConnectionRefused), Phase::Body));
+        assert!(!not_sent(ureq::Error::HostNotFound, Phase::Body));
     }
 }

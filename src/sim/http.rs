@@ -41,6 +41,33 @@ pub(crate) struct Request {
 }
 
 impl Request {
+    /// A request as the parser would make it from `method` and `target` (path and query).
+    pub fn from_parts(
+        method: &str,
+        target: &str,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    ) -> Request {
+        let (path, query) = match target.split_once('?') {
+            Some((p, q)) => (p.to_string(), parse_query(q)),
+            None => (target.to_string(), Vec::new()),
+        };
+        Request {
+            segments: path
+                .split('/')
+                .filter(|s| !s.is_empty())
+                .map(|s| percent_decode(s, false))
+                .collect(),
+            method: method.to_string(),
+            path,
+            query,
+            headers,
+            body,
+            conn_id: 0,
+            keep_alive: true,
+        }
+    }
+
     /// First header with this name (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
@@ -632,11 +659,18 @@ fn write_response(stream: &mut TcpStream, resp: &Response, head_only: bool) -> i
         if resp.close { "close" } else { "keep-alive" }
     );
     // As every HTTP server does (RFC 9110 §6.6.1); `flow-omnium doctor` reads it for clock skew.
-    let _ = write!(
-        out,
-        "Date: {}\r\n",
-        chrono::Utc::now().format("%a, %d %b %Y %H:%M:%S GMT")
-    );
+    // Unless the handler set its own (a skewed clock, `SimModes::date_skew_ms`).
+    if !resp
+        .headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("date"))
+    {
+        let _ = write!(
+            out,
+            "Date: {}\r\n",
+            chrono::Utc::now().format("%a, %d %b %Y %H:%M:%S GMT")
+        );
+    }
     for (k, v) in &resp.headers {
         let _ = write!(out, "{k}: {v}\r\n");
     }

@@ -64,6 +64,45 @@ pub struct SimConfig {
     pub queued_ms: u64,
     /// A product or inventory scroll expires after this long without a GET.
     pub scroll_ttl_ms: u64,
+    /// Adversarial behaviour Omnium does not promise to avoid (issue 8); switchable at runtime
+    /// with [`Simulator::set_modes`].
+    pub modes: SimModes,
+}
+
+/// Ways the simulated Omnium is less kind than the default one. Each is allowed by what
+/// Omnium documents (or does not document); exactly-once must hold under all of them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SimModes {
+    /// A repeated `PUT /api/Orders/PosOrders` is refused ("already exists"). Off: it is an
+    /// upsert that applies the order's effects (stock) again, counted in
+    /// `SimStats::orders_reapplied`.
+    pub dedup_orders: bool,
+    /// A return repeating an `rmaNumber` is refused. Off: it is applied again as another
+    /// return form, counted in `SimStats::returns_reapplied`.
+    pub dedup_returns: bool,
+    /// For this long after a write to an order, `GET /api/Orders/{id}` serves the order as
+    /// it was before the write (404 for an order just created): a lagging read model.
+    pub stale_reads_ms: u64,
+    /// Writes answer 503 (applying nothing) while reads are served.
+    pub write_outage: bool,
+    /// Every answer carries a `Date` header this far from the real time, and a 429's
+    /// `Retry-After` is then an HTTP date on that skewed clock.
+    pub date_skew_ms: Option<i64>,
+}
+
+impl Default for SimModes {
+    /// Deduplicating, unless the environment says `FO_SIM_DEDUP=off` (CI runs the
+    /// end-to-end tests both ways).
+    fn default() -> SimModes {
+        let dedup = std::env::var("FO_SIM_DEDUP").map_or(true, |v| v != "off");
+        SimModes {
+            dedup_orders: dedup,
+            dedup_returns: dedup,
+            stale_reads_ms: 0,
+            write_outage: false,
+            date_skew_ms: None,
+        }
+    }
 }
 
 impl Default for SimConfig {
@@ -77,6 +116,7 @@ impl Default for SimConfig {
             latency_ms: 0,
             queued_ms: 0,
             scroll_ttl_ms: 300_000,
+            modes: SimModes::default(),
         }
     }
 }
@@ -94,8 +134,15 @@ pub struct SimStats {
     pub orders_created: u64,
     /// PUT PosOrders for an id that already exists.
     pub duplicate_orders_rejected: u64,
+    /// PUT PosOrders for an id that already exists, applied again (`dedup_orders` off): each
+    /// is a sale counted twice.
+    pub orders_reapplied: u64,
     pub returns_created: u64,
     pub duplicate_returns_rejected: u64,
+    /// Returns repeating an `rmaNumber`, applied again (`dedup_returns` off).
+    pub returns_reapplied: u64,
+    /// Requests applied after the client had given up on them (`ApplyAfterTimeout`).
+    pub applied_late: u64,
     /// Status changes to an "OrderCanceled*" status plus line cancels that changed something.
     pub cancellations: u64,
     pub faults_injected: u64,
@@ -213,6 +260,9 @@ pub enum FaultKind {
     /// Answer with a redirect (`status`, 3xx) to `location`, as a captive portal on store
     /// Wi-Fi does; nothing applied. `/__sim/portal` answers any method with 200 and HTML.
     Redirect { status: u16, location: String },
+    /// Stay silent for `hold_ms` and close, then apply the request (Omnium finished it after
+    /// the client gave up).
+    ApplyAfterTimeout { hold_ms: u64 },
 }
 
 impl Fault {
@@ -238,6 +288,13 @@ impl Fault {
 
 struct Shared {
     state: Mutex<State>,
+    /// In process: Omnium is unreachable (every request "refused").
+    down: std::sync::atomic::AtomicBool,
+    /// In process: requests to apply once the simulator's time reaches the instant
+    /// (`ApplyAfterTimeout`), in order.
+    late: Mutex<Vec<(Instant, Route, Request)>>,
+    /// In process: each request and what became of it, until taken.
+    journal: Mutex<Vec<String>>,
     in_flight: AtomicU64,
     max_in_flight: AtomicU64,
     /// /api requests subject to the limits (all but the token endpoint) being handled now.
@@ -280,7 +337,8 @@ impl Drop for InFlight<'_> {
 /// A running simulator; dropping it shuts it down.
 pub struct Simulator {
     shared: Arc<Shared>,
-    server: Server,
+    /// `None` in process (no sockets: the deterministic simulation).
+    server: Option<Server>,
 }
 
 impl Simulator {
@@ -291,16 +349,54 @@ impl Simulator {
 
     /// Starts on 127.0.0.1:`port` (0 = any).
     pub fn start_on(port: u16, cfg: SimConfig) -> std::io::Result<Simulator> {
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State::new(cfg)),
-            in_flight: AtomicU64::new(0),
-            max_in_flight: AtomicU64::new(0),
-            limited_in_flight: AtomicU64::new(0),
-        });
+        let shared = Arc::new(Shared::new(State::new(cfg)));
         let s = shared.clone();
-        let handler: Handler = Arc::new(move |req, ctl| handle(&s, req, ctl));
+        let handler: Handler = Arc::new(move |req, ctl| handle(&s, req, ctl).dated(&s));
         let server = Server::start(port, handler)?;
-        Ok(Simulator { shared, server })
+        Ok(Simulator {
+            shared,
+            server: Some(server),
+        })
+    }
+
+    /// A simulator in this process, without sockets, on `clock`'s time, and the transport
+    /// that reaches it (for [`crate::Client::open_simulated`]). Faults behave as over HTTP,
+    /// except that time passes only on `clock`: a request that times out moves it by
+    /// `timeout_ms` (the client's timeout), and `ApplyAfterTimeout` applies when
+    /// [`Simulator::run_due`] finds its time come. The same calls give the same answers.
+    pub fn in_process(
+        cfg: SimConfig,
+        clock: Arc<crate::clock::ManualClock>,
+        timeout_ms: u64,
+    ) -> (Simulator, Arc<dyn crate::omnium::transport::Transport>) {
+        let mut state = State::new(cfg);
+        state.time = Some((
+            Instant::now(),
+            clock.clone() as Arc<dyn crate::clock::Clock>,
+        ));
+        let shared = Arc::new(Shared::new(state));
+        let transport = Arc::new(InProcess {
+            shared: shared.clone(),
+            clock,
+            timeout_ms,
+        });
+        (
+            Simulator {
+                shared,
+                server: None,
+            },
+            transport,
+        )
+    }
+
+    /// Applies the late requests whose time has come (in process).
+    pub fn run_due(&self) {
+        run_due(&self.shared);
+    }
+
+    /// In process: every request since the last call and what became of it (for a trace).
+    pub fn take_journal(&self) -> Vec<String> {
+        std::mem::take(&mut *lock(&self.shared.journal))
     }
 
     pub fn base_url(&self) -> String {
@@ -308,16 +404,28 @@ impl Simulator {
     }
 
     pub fn port(&self) -> u16 {
-        self.server.port()
+        self.server.as_ref().map_or(0, Server::port)
     }
 
     /// Down: connections are refused and open ones are cut. Up: listens on the same port again.
     pub fn set_down(&self, down: bool) {
-        self.server.set_down(down);
+        match &self.server {
+            Some(s) => s.set_down(down),
+            None => self.shared.down.store(down, Ordering::SeqCst),
+        }
     }
 
     pub fn set_latency_ms(&self, ms: u64) {
         lock(&self.shared.state).cfg.latency_ms = ms;
+    }
+
+    /// Switches the adversarial modes at runtime.
+    pub fn set_modes(&self, modes: SimModes) {
+        lock(&self.shared.state).cfg.modes = modes;
+    }
+
+    pub fn modes(&self) -> SimModes {
+        lock(&self.shared.state).cfg.modes.clone()
     }
 
     /// Queues a fault; faults are matched first-in first-out, one unit of `count` per request.
@@ -351,13 +459,14 @@ impl Simulator {
     /// The order as a client would read it now.
     pub fn order(&self, id: &str) -> Option<Value> {
         let st = lock(&self.shared.state);
-        st.orders.get(id).map(|o| o.view(Instant::now()))
+        let now = st.now();
+        st.orders.get(id).map(|o| o.view(now))
     }
 
     /// All orders in creation order.
     pub fn orders(&self) -> Vec<Value> {
         let st = lock(&self.shared.state);
-        let now = Instant::now();
+        let now = st.now();
         st.order_ids
             .iter()
             .filter_map(|id| st.orders.get(id))
@@ -612,6 +721,162 @@ impl Simulator {
     }
 }
 
+impl Shared {
+    fn new(state: State) -> Shared {
+        Shared {
+            state: Mutex::new(state),
+            down: std::sync::atomic::AtomicBool::new(false),
+            late: Mutex::new(Vec::new()),
+            journal: Mutex::new(Vec::new()),
+            in_flight: AtomicU64::new(0),
+            max_in_flight: AtomicU64::new(0),
+            limited_in_flight: AtomicU64::new(0),
+        }
+    }
+}
+
+fn run_due(shared: &Shared) {
+    let now = lock(&shared.state).now();
+    let due: Vec<(Instant, Route, Request)> = {
+        let mut late = lock(&shared.late);
+        let (due, later) = std::mem::take(&mut *late)
+            .into_iter()
+            .partition(|(at, _, _)| *at <= now);
+        *late = later;
+        due
+    };
+    for (at, route, req) in due {
+        let mut st = lock(&shared.state);
+        st.as_of = Some(at);
+        let r = st.apply(&route, &req);
+        st.as_of = None;
+        st.stats.applied_late += 1;
+        lock(&shared.journal).push(format!(
+            "late apply of {} {}: {}",
+            req.method, req.path, r.status
+        ));
+    }
+}
+
+/// The in-process transport: a request goes straight to the simulator's state.
+struct InProcess {
+    shared: Arc<Shared>,
+    clock: Arc<crate::clock::ManualClock>,
+    timeout_ms: u64,
+}
+
+impl crate::omnium::transport::Transport for InProcess {
+    fn send(
+        &self,
+        r: &crate::omnium::transport::HttpRequest<'_, '_>,
+    ) -> Result<crate::omnium::transport::HttpResponse, crate::omnium::transport::NetError> {
+        use crate::omnium::transport::{Body, HttpResponse, NetError};
+        run_due(&self.shared);
+        if self.shared.down.load(Ordering::SeqCst) {
+            return Err(NetError::NotSent("connection refused (simulated)".into()));
+        }
+        let target = match r.url.find("://") {
+            Some(i) => r.url[i + 3..]
+                .find('/')
+                .map_or("/", |j| &r.url[i + 3 + j..]),
+            None => r.url,
+        };
+        let mut headers = Vec::new();
+        if let Some(b) = r.bearer {
+            headers.push(("authorization".to_string(), format!("Bearer {b}")));
+        }
+        let body = match &r.body {
+            None => Vec::new(),
+            Some((content_type, Body::Bytes(b))) => {
+                headers.push(("content-type".into(), content_type.to_string()));
+                b.to_vec()
+            }
+            Some((content_type, Body::Stream(reader))) => {
+                headers.push(("content-type".into(), content_type.to_string()));
+                let mut v = Vec::new();
+                std::io::Read::read_to_end(&mut *reader.borrow_mut(), &mut v)
+                    .map_err(|e| NetError::NotSent(e.to_string()))?;
+                v
+            }
+        };
+        let req = Request::from_parts(r.method, target, headers, body);
+        let route = Route::classify(&req);
+        let mut st = lock(&self.shared.state);
+        st.stats.requests += 1;
+        *st.stats
+            .by_route
+            .entry(route.key(&req.method).into_owned())
+            .or_default() += 1;
+        let answer = |resp: Response| {
+            let header = |name: &str| {
+                resp.headers
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v.clone())
+            };
+            Ok(HttpResponse {
+                status: resp.status,
+                retry_after: header("retry-after"),
+                date: header("date"),
+                body: resp.body.clone(),
+            })
+        };
+        let timed_out = |st: std::sync::MutexGuard<'_, State>| {
+            drop(st);
+            self.clock.advance(self.timeout_ms as i64);
+            Err(NetError::Unknown("timed out (simulated)".into()))
+        };
+        // A write-only outage refuses writes before anything else (no fault "commits").
+        if st.cfg.modes.write_outage && route.writes() {
+            lock(&self.shared.journal)
+                .push(format!("{} {}: 503 (write outage)", req.method, req.path));
+            return answer(Response::text(
+                503,
+                "Service Unavailable: writes are failing",
+            ));
+        }
+        let Some(fault) = st.take_fault(&req, &route) else {
+            let resp = st.apply(&route, &req);
+            lock(&self.shared.journal)
+                .push(format!("{} {}: {}", req.method, req.path, resp.status));
+            return answer(resp);
+        };
+        lock(&self.shared.journal).push(format!(
+            "{} {}: fault {:?}",
+            req.method, req.path, fault.kind
+        ));
+        match fault.kind {
+            FaultKind::Status(s) => answer(Response::text(s, "injected fault")),
+            FaultKind::TooManyRequests { retry_after_secs } => answer(
+                Response::text(429, "Too many requests")
+                    .with_header("Retry-After", &retry_after_secs.to_string()),
+            ),
+            FaultKind::Timeout { .. } => timed_out(st),
+            FaultKind::Reset => Err(NetError::Unknown("connection reset (simulated)".into())),
+            FaultKind::CommitThenStatus(s) => {
+                let _ = st.apply(&route, &req);
+                answer(Response::text(s, "injected fault"))
+            }
+            FaultKind::CommitThenReset => {
+                let _ = st.apply(&route, &req);
+                Err(NetError::Unknown("connection reset (simulated)".into()))
+            }
+            FaultKind::CommitThenTimeout { .. } => {
+                let _ = st.apply(&route, &req);
+                timed_out(st)
+            }
+            FaultKind::ApplyAfterTimeout { hold_ms } => {
+                let at = st.now() + Duration::from_millis(hold_ms);
+                lock(&self.shared.late).push((at, route, req));
+                timed_out(st)
+            }
+            FaultKind::Redirect { status, location } => {
+                answer(Response::text(status, "Moved").with_header("Location", &location))
+            }
+        }
+    }
+}
+
 fn stats_of(shared: &Shared) -> SimStats {
     let mut s = lock(&shared.state).stats.clone();
     s.max_in_flight = shared.max_in_flight.load(Ordering::SeqCst);
@@ -619,7 +884,7 @@ fn stats_of(shared: &Shared) -> SimStats {
 }
 
 /// Entry point for every request: counting, latency, faults, then the real work.
-fn handle(shared: &Shared, req: &Request, ctl: &Arc<ServerCtl>) -> Outcome {
+fn handle(shared: &Arc<Shared>, req: &Request, ctl: &Arc<ServerCtl>) -> Outcome {
     let route = Route::classify(req);
     let control = route.is_control();
     // Control traffic is the test harness, not the client under test: keep it out of the client's numbers.
@@ -661,6 +926,13 @@ fn handle(shared: &Shared, req: &Request, ctl: &Arc<ServerCtl>) -> Outcome {
         thread::sleep(Duration::from_millis(latency));
     }
     let mut st = lock(&shared.state);
+    // A write-only outage refuses writes before anything else (no fault "commits").
+    if st.cfg.modes.write_outage && route.writes() {
+        return Outcome::Respond(Response::text(
+            503,
+            "Service Unavailable: writes are failing",
+        ));
+    }
     let Some(fault) = st.take_fault(req, &route) else {
         return Outcome::Respond(st.apply(&route, req));
     };
@@ -674,9 +946,13 @@ fn handle(shared: &Shared, req: &Request, ctl: &Arc<ServerCtl>) -> Outcome {
         FaultKind::Status(s) => Outcome::Respond(Response::text(s, "injected fault")),
         FaultKind::TooManyRequests { retry_after_secs } => {
             st.paused_until = Some(Instant::now() + Duration::from_secs(retry_after_secs));
+            // With a skewed Date, Retry-After is an HTTP date on that same skewed clock.
+            let retry_after = match st.cfg.modes.date_skew_ms {
+                Some(skew) => http_date(skew + retry_after_secs as i64 * 1000),
+                None => retry_after_secs.to_string(),
+            };
             Outcome::Respond(
-                Response::text(429, "Too many requests")
-                    .with_header("Retry-After", &retry_after_secs.to_string()),
+                Response::text(429, "Too many requests").with_header("Retry-After", &retry_after),
             )
         }
         FaultKind::Timeout { hold_ms } => Outcome::Hold(Duration::from_millis(hold_ms)),
@@ -696,7 +972,44 @@ fn handle(shared: &Shared, req: &Request, ctl: &Arc<ServerCtl>) -> Outcome {
         FaultKind::Redirect { status, location } => {
             Outcome::Respond(Response::text(status, "Moved").with_header("Location", &location))
         }
+        FaultKind::ApplyAfterTimeout { hold_ms } => {
+            drop(st);
+            let (s, req, route) = (shared.clone(), req.clone(), route.clone());
+            let spawned = thread::Builder::new()
+                .name("omnium-sim-late".into())
+                .spawn(move || {
+                    thread::sleep(Duration::from_millis(hold_ms));
+                    let mut st = lock(&s.state);
+                    let _ = st.apply(&route, &req);
+                    st.stats.applied_late += 1;
+                });
+            if spawned.is_err() {
+                return Outcome::Reset;
+            }
+            // The connection closes a little before the late apply lands.
+            Outcome::Hold(Duration::from_millis(hold_ms.saturating_sub(hold_ms / 10)))
+        }
     }
+}
+
+impl Outcome {
+    /// In `date_skew_ms` mode, the `Date` header is on the skewed clock (otherwise the
+    /// server writes the real time).
+    fn dated(self, shared: &Shared) -> Outcome {
+        match self {
+            Outcome::Respond(r) => match lock(&shared.state).cfg.modes.date_skew_ms {
+                Some(skew) => Outcome::Respond(r.with_header("Date", &http_date(skew))),
+                None => Outcome::Respond(r),
+            },
+            other => other,
+        }
+    }
+}
+
+/// The time now, moved by `skew_ms`, as an HTTP date (RFC 7231 IMF-fixdate).
+pub(crate) fn http_date(skew_ms: i64) -> String {
+    let at = chrono::Utc::now() + chrono::Duration::milliseconds(skew_ms);
+    at.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
 }
 
 fn control_request(
@@ -793,6 +1106,7 @@ fn fault_from_json(body: &[u8]) -> Result<Fault, String> {
                 .unwrap_or(PORTAL_PATH)
                 .to_string(),
         },
+        "apply_after_timeout" => FaultKind::ApplyAfterTimeout { hold_ms },
         other => return Err(format!("unknown fault kind '{other}'")),
     };
     let count = match v.get("count") {

@@ -319,6 +319,7 @@ impl State {
             StoredOrder {
                 order,
                 queued_until: None,
+                stale: None,
             },
         );
         self.order_ids.push(id);

@@ -132,6 +132,37 @@ impl Route {
         }
     }
 
+    /// Whether the request changes something (not a read, not a token).
+    pub fn writes(&self) -> bool {
+        matches!(
+            self,
+            Route::PutPosOrder
+                | Route::Return(_)
+                | Route::UpdateStatus(_)
+                | Route::CancelLine(..)
+                | Route::OrderLinesUpdate(_)
+                | Route::PutInvoice
+                | Route::AddFileToInvoice(_)
+                | Route::CustomersUpsert(_)
+                | Route::GoodsReception(_)
+                | Route::InventoryUpdateMany
+        )
+    }
+
+    /// The order a write changes, if it writes one.
+    pub fn order_written(&self, req: &Request) -> Option<String> {
+        match self {
+            Route::PutPosOrder => serde_json::from_slice::<Value>(&req.body)
+                .ok()
+                .and_then(|v| v["id"].as_str().map(str::to_string)),
+            Route::Return(id)
+            | Route::UpdateStatus(id)
+            | Route::CancelLine(id, _)
+            | Route::OrderLinesUpdate(id) => Some(id.clone()),
+            _ => None,
+        }
+    }
+
     /// The `SimStats::by_route` key.
     pub fn key(&self, method: &str) -> Cow<'static, str> {
         Cow::Borrowed(match self {
@@ -189,6 +220,8 @@ pub(crate) struct StoredOrder {
     pub order: Value,
     /// Until then the order reads back as "Queued" and refuses updates (409), like Omnium's queue.
     pub queued_until: Option<Instant>,
+    /// `stale_reads_ms` mode: until then a GET serves this earlier version (`None`: 404).
+    pub stale: Option<(Instant, Option<Value>)>,
 }
 
 impl StoredOrder {
@@ -226,9 +259,25 @@ pub(crate) struct State {
     pub web: WebOrders,
     /// Invoices, customers, purchase orders and goods receptions.
     pub office: BackOffice,
+    /// In process (the deterministic simulation), time is this clock's monotonic time from
+    /// `origin`; otherwise the real time.
+    pub time: Option<(Instant, std::sync::Arc<dyn crate::clock::Clock>)>,
+    /// While a late request is applied: the instant it was due (it happened then).
+    pub as_of: Option<Instant>,
 }
 
 impl State {
+    /// Now, on the simulator's time.
+    pub fn now(&self) -> Instant {
+        if let Some(at) = self.as_of {
+            return at;
+        }
+        match &self.time {
+            Some((origin, clock)) => *origin + Duration::from_millis(clock.mono_ms().max(0) as u64),
+            None => Instant::now(),
+        }
+    }
+
     pub fn new(cfg: SimConfig) -> State {
         let mut clock = Clock::default();
         let catalog = Catalog::new(&cfg, clock.tick());
@@ -246,6 +295,8 @@ impl State {
             catalog,
             web: WebOrders::default(),
             office: BackOffice::default(),
+            time: None,
+            as_of: None,
         }
     }
 
@@ -288,13 +339,43 @@ impl State {
             self.stats.unauthorized += 1;
             return Response::text(401, "Unauthorized");
         }
-        let now = Instant::now();
+        if self.cfg.modes.write_outage && route.writes() {
+            return Response::text(503, "Service Unavailable: writes are failing");
+        }
+        let now = self.now();
+        // A lagging read model: reads keep seeing the order as it was before a write.
+        let written = route.order_written(req);
+        let before = written
+            .as_ref()
+            .filter(|_| self.cfg.modes.stale_reads_ms > 0)
+            .map(|id| self.orders.get(id).map(|o| o.view(now)));
+        let resp = self.apply_route(route, req, now);
+        if let (Some(id), Some(before)) = (written, before) {
+            let stale_ms = self.cfg.modes.stale_reads_ms;
+            if let Some(o) = self.orders.get_mut(&id) {
+                let changed = before.as_ref() != Some(&o.view(now));
+                let open = o.stale.as_ref().is_some_and(|(until, _)| now < *until);
+                if changed && !open {
+                    o.stale = Some((now + Duration::from_millis(stale_ms), before));
+                }
+            }
+        }
+        resp
+    }
+
+    fn apply_route(&mut self, route: &Route, req: &Request, now: Instant) -> Response {
         match route {
             Route::PutPosOrder => self.put_pos_order(req, now),
-            Route::GetOrder(id) => match self.orders.get(id) {
-                Some(o) => Response::json(200, &o.view(now)),
-                None => Response::text(404, "Order not found"),
-            },
+            Route::GetOrder(id) => {
+                let order = self.orders.get(id).map(|o| match &o.stale {
+                    Some((until, old)) if now < *until => old.clone(),
+                    _ => Some(o.view(now)),
+                });
+                match order.flatten() {
+                    Some(v) => Response::json(200, &v),
+                    None => Response::text(404, "Order not found"),
+                }
+            }
             Route::Return(id) => self.create_return(id, req, now),
             Route::UpdateStatus(id) => self.update_status(id, req, now),
             Route::CancelLine(id, line) => self.cancel_line(id, line, now),
@@ -341,7 +422,8 @@ impl State {
         }
         let token = format!("sim.{}{}", random_hex(), random_hex());
         let ttl = Duration::from_secs(self.cfg.token_ttl_secs.max(0) as u64);
-        self.tokens.insert(token.clone(), Instant::now() + ttl);
+        let now = self.now();
+        self.tokens.insert(token.clone(), now + ttl);
         self.stats.tokens_issued += 1;
         let as_json = param("returnAsJson").is_some_and(|v| v.eq_ignore_ascii_case("true"));
         if as_json {
@@ -370,7 +452,7 @@ impl State {
             && self
                 .tokens
                 .get(token.trim())
-                .is_some_and(|exp| Instant::now() < *exp)
+                .is_some_and(|exp| self.now() < *exp)
     }
 
     fn put_pos_order(&mut self, req: &Request, now: Instant) -> Response {
@@ -393,8 +475,14 @@ impl State {
             .unwrap_or_default()
             .to_string();
         if self.orders.contains_key(&id) {
-            self.stats.duplicate_orders_rejected += 1;
-            return Response::text(400, &format!("Order with id '{id}' already exists"));
+            if self.cfg.modes.dedup_orders {
+                self.stats.duplicate_orders_rejected += 1;
+                return Response::text(400, &format!("Order with id '{id}' already exists"));
+            }
+            // An upsert: the order is replaced and its effects applied again.
+            self.stats.orders_reapplied += 1;
+            self.order_ids.retain(|o| *o != id);
+            self.stats.orders_created = self.stats.orders_created.saturating_sub(1);
         }
         let stamp_ms = self.clock.tick();
         let stamp = fmt_ms(stamp_ms);
@@ -422,6 +510,7 @@ impl State {
             order: Value::Object(order),
             queued_until: (self.cfg.queued_ms > 0)
                 .then(|| now + Duration::from_millis(self.cfg.queued_ms)),
+            stale: None,
         };
         let view = stored.view(now);
         // The sale leaves the selling store's shelf: stock goes down by each line's quantity.
@@ -459,11 +548,14 @@ impl State {
             .as_array()
             .is_some_and(|forms| forms.iter().any(|f| f["rmaNumber"] == json!(rma)));
         if exists {
-            self.stats.duplicate_returns_rejected += 1;
-            return Response::text(
-                400,
-                &format!("Return with rmaNumber '{rma}' already exists on order '{id}'"),
-            );
+            if self.cfg.modes.dedup_returns {
+                self.stats.duplicate_returns_rejected += 1;
+                return Response::text(
+                    400,
+                    &format!("Return with rmaNumber '{rma}' already exists on order '{id}'"),
+                );
+            }
+            self.stats.returns_reapplied += 1;
         }
         let Some(returns) = body.get("returns").and_then(Value::as_array) else {
             return Response::text(400, "returns is required");

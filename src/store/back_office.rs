@@ -7,14 +7,7 @@ use rusqlite::{params, OptionalExtension, TransactionBehavior, MAIN_DB};
 use std::io::Read;
 use std::time::Duration;
 
-/// A level to push: the newest count of one SKU in one warehouse.
-#[derive(Clone, Debug, PartialEq)]
-pub struct PushLevel {
-    pub sku: String,
-    pub warehouse_id: String,
-    pub quantity: f64,
-    pub counted_at_ms: i64,
-}
+pub use crate::model::store_events::PushLevel;
 
 /// What happened to an inbound order when it was stored.
 #[derive(Clone, Debug, PartialEq)]

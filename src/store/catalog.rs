@@ -785,11 +785,21 @@ mod tests {
         let fate = JobFate::Delivered {
             accepted_ms: Some(accepted_ms),
         };
+        let claim: i64 = s
+            .conn()
+            .query_row(
+                "SELECT claim FROM outbox_job WHERE id = ?1",
+                [job_id],
+                |r| r.get(0),
+            )
+            .unwrap();
         s.finish(
             &[JobUpdate {
                 job_id,
+                claim,
                 fate,
                 step: None,
+                sent: true,
             }],
             5,
         )

@@ -19,7 +19,8 @@ pub use catalog::{
 };
 
 pub use outbox::{
-    DeadJob, Extras, JobFate, JobUpdate, Lookup, NewJob, OutboxCounts, OutboxJob, Recorded,
+    DeadJob, Extras, JobFate, JobUpdate, Lookup, NewJob, OutboxCounts, OutboxJob, OutboxRow,
+    Recorded, DELIVERED_ID_RETENTION_MS, MAX_WAIT_MS,
 };
 
 use crate::error::{Error, Result};
@@ -30,6 +31,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 pub use files::{DbLock, APPLICATION_ID};
+
 pub use salvage::DamageReport;
 
 /// How long a writer waits for another process's lock before giving up.
@@ -48,6 +50,62 @@ pub struct Store {
     damage: Option<DamageReport>,
     /// How long personal data the till no longer needs is kept.
     retention: Mutex<Retention>,
+    /// The outbox's claims and read-back timing (see [`Claims`]).
+    claims: Claims,
+}
+
+/// Claim tokens, the schedule's clock and the settle time before a read-back.
+struct Claims {
+    /// The next claim token: random high bits per store, so tokens of two stores (two
+    /// processes one after the other) never coincide.
+    next: std::sync::atomic::AtomicI64,
+    /// How long after a job's last request may have left it is read back (ms): the
+    /// request timeout plus a settle margin (CONTRACT §9 rule 8).
+    settle_ms: std::sync::atomic::AtomicI64,
+    /// This store instance's epoch: schedules stamped with it are on `clock`'s monotonic
+    /// time (which restarts with the process).
+    epoch: i64,
+    /// Monotonic time for schedules, wall time for stamps (the client's clock).
+    clock: Mutex<std::sync::Arc<dyn crate::clock::Clock>>,
+    /// Test and simulation hook: this many coming outbox writes fail as the disk would.
+    fail_writes: std::sync::atomic::AtomicU32,
+    /// Which writes the hook fails ([`WriteOp`] as a number).
+    fail_op: std::sync::atomic::AtomicU8,
+}
+
+/// The worker's writes to the outbox, for [`Store::fail_next_writes`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum WriteOp {
+    Any = 0,
+    /// Claiming jobs (marking them in flight).
+    Claim = 1,
+    /// Saving a multi-step job's progress.
+    Step = 2,
+    /// Recording outcomes.
+    Finish = 3,
+}
+
+impl Default for Claims {
+    fn default() -> Claims {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0)
+            ^ (u64::from(std::process::id()) << 32);
+        let mut j = crate::sync::policy::Jitter::from_seed(seed);
+        // 31 random bits above a 32-bit counter: positive, never 0 (0 is "no claim").
+        let high = ((j.next_unit() * f64::from(1u32 << 31)) as i64).max(1);
+        let epoch = (j.next_unit() * f64::from(1u32 << 31)) as i64 + 1;
+        Claims {
+            epoch,
+            clock: Mutex::new(std::sync::Arc::new(crate::clock::SystemClock)),
+            next: std::sync::atomic::AtomicI64::new(high << 32),
+            settle_ms: std::sync::atomic::AtomicI64::new(0),
+            fail_writes: std::sync::atomic::AtomicU32::new(0),
+            fail_op: std::sync::atomic::AtomicU8::new(0),
+        }
+    }
 }
 
 /// Idle read connections kept open; more are opened under load and closed after.
@@ -108,8 +166,14 @@ impl Store {
             lock: Mutex::new(Some(lock)),
             damage,
             retention: Mutex::new(Retention::default()),
+            claims: Claims::default(),
         };
-        store.recover_in_flight()?;
+        // Anything a request of the last process sent has left by now.
+        use crate::clock::Clock;
+        let n = store.recover_in_flight(crate::clock::SystemClock.wall_ms())?;
+        if n > 0 {
+            log::warn!("{n} job(s) were in flight at the last stop; each is checked in Omnium before it is sent again");
+        }
         Ok(store)
     }
 
@@ -141,7 +205,75 @@ impl Store {
             lock: Mutex::new(None),
             damage: None,
             retention: Mutex::new(Retention::default()),
+            claims: Claims::default(),
         }
+    }
+
+    /// How long after a job's last request may have left an uncertain job is read back:
+    /// the request timeout plus a settle margin (CONTRACT §9 rule 8).
+    pub fn set_settle_ms(&self, ms: i64) {
+        self.claims
+            .settle_ms
+            .store(ms.max(0), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The clock schedules run on (the client's; tests and the simulation pass a manual one).
+    pub fn set_clock(&self, clock: std::sync::Arc<dyn crate::clock::Clock>) {
+        *self.claims.clock.lock().unwrap_or_else(|p| p.into_inner()) = clock;
+    }
+
+    /// Monotonic ms of this store's clock.
+    pub(crate) fn mono_ms(&self) -> i64 {
+        self.claims
+            .clock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .mono_ms()
+    }
+
+    pub(crate) fn epoch(&self) -> i64 {
+        self.claims.epoch
+    }
+
+    pub(crate) fn settle_ms(&self) -> i64 {
+        self.claims
+            .settle_ms
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn next_claim_token(&self) -> i64 {
+        self.claims
+            .next
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Makes the next `n` outbox writes of the worker of kind `op` (claim, step, outcome)
+    /// fail as a full or failing disk would, before they change anything: for tests and the
+    /// simulation.
+    pub fn fail_next_writes(&self, op: WriteOp, n: u32) {
+        use std::sync::atomic::Ordering;
+        self.claims.fail_op.store(op as u8, Ordering::SeqCst);
+        self.claims.fail_writes.store(n, Ordering::SeqCst);
+    }
+
+    pub(crate) fn fail_point(&self, op: WriteOp) -> Result<()> {
+        use std::sync::atomic::Ordering;
+        let f = &self.claims.fail_writes;
+        if f.load(Ordering::SeqCst) == 0 {
+            return Ok(());
+        }
+        let only = self.claims.fail_op.load(Ordering::SeqCst);
+        if only != WriteOp::Any as u8 && only != op as u8 {
+            return Ok(());
+        }
+        if f.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(Error::Storage(
+                "injected write failure (disk I/O error)".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Lets another client open the database: called once this client's worker has stopped
@@ -178,19 +310,6 @@ impl Store {
             idle.push(conn);
         }
         result
-    }
-
-    /// Jobs that were being sent when the process died may have landed: send them again
-    /// only after checking Omnium.
-    fn recover_in_flight(&self) -> Result<()> {
-        let n = self.conn().execute(
-            "UPDATE outbox_job SET state = 'pending', uncertain = 1 WHERE state = 'in_flight'",
-            [],
-        )?;
-        if n > 0 {
-            log::warn!("{n} job(s) were in flight at the last stop; each is checked in Omnium before it is sent again");
-        }
-        Ok(())
     }
 
     pub fn get_state(&self, key: &str) -> Result<Option<String>> {

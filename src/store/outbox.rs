@@ -73,6 +73,9 @@ pub struct OutboxJob {
     /// How far a multi-step job (a receipt) got: its steps that landed.
     pub step: i64,
     pub extra: Option<String>,
+    /// The token of the claim that put this job in flight: its outcome is recorded only
+    /// under it (a late result of another claim changes nothing).
+    pub claim: i64,
 }
 
 impl OutboxJob {
@@ -90,6 +93,7 @@ impl OutboxJob {
             created_at: r.get("created_at")?,
             step: r.get("step")?,
             extra: r.get("extra")?,
+            claim: r.get::<_, Option<i64>>("claim")?.unwrap_or(0),
         })
     }
 }
@@ -117,9 +121,42 @@ pub enum JobFate {
 #[derive(Clone, Debug)]
 pub struct JobUpdate {
     pub job_id: i64,
+    /// The claim the try ran under ([`OutboxJob::claim`]): the update applies only while
+    /// the job is still in flight under it.
+    pub claim: i64,
     pub fate: JobFate,
     /// Steps that landed during this try, kept whatever the fate.
     pub step: Option<i64>,
+    /// A request that may change Omnium left during this try: unless delivered, the job is
+    /// read back before anything is sent again, whatever the fate (CONTRACT §9 rule 8).
+    pub sent: bool,
+}
+
+impl JobUpdate {
+    pub fn new(job: &OutboxJob, fate: JobFate) -> JobUpdate {
+        JobUpdate {
+            job_id: job.id,
+            claim: job.claim,
+            fate,
+            step: None,
+            sent: false,
+        }
+    }
+}
+
+/// A job as the deterministic simulation checks it.
+#[derive(Clone, Debug)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub kind: String,
+    pub event_id: String,
+    pub entity_id: String,
+    pub state: String,
+    pub uncertain: bool,
+    pub next_attempt_at: i64,
+    /// How long until it is due (ms, the monotonic schedule once armed; settle included).
+    pub due_in_ms: i64,
+    pub last_error: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -141,7 +178,49 @@ pub struct DeadJob {
 }
 
 const JOB_COLUMNS: &str =
-    "id, kind, event_id, entity_id, content, attempts, tries, uncertain, last_attempt_at, created_at, step, extra";
+    "id, kind, event_id, entity_id, content, attempts, tries, uncertain, last_attempt_at, created_at, step, extra, claim";
+
+/// Due (every pending row being of this epoch, see [`Store::claim`]): its time has come on
+/// the monotonic clock, and an uncertain job (whose last request may still be working its
+/// way through Omnium) only a settle time after that request could have left.
+/// `?5` is the monotonic now, `?4` the settle time (ms).
+const DUE: &str = "state = 'pending' AND next_mono <= ?5
+     AND (NOT uncertain OR settle_from <= ?5 - ?4)";
+
+/// How long the compact record of a delivered event outlives its job: far longer than any
+/// till replays an event (a year; about 100 bytes an event).
+pub const DELIVERED_ID_RETENTION_MS: i64 = 365 * 24 * 3_600_000;
+
+/// The longest any job waits, whatever the wall clock did (CONTRACT §9 rule 9).
+pub const MAX_WAIT_MS: i64 = 2 * 3_600_000;
+
+/// The wall-clock now of the store's clock.
+fn now_wall_ms(store: &Store) -> i64 {
+    store
+        .claims
+        .clock
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .wall_ms()
+}
+
+fn delivered_hash(tx: &Transaction, job_id: i64) -> Result<String> {
+    let content: String = tx
+        .prepare_cached("SELECT content FROM outbox_job WHERE id = ?1")?
+        .query_row([job_id], |r| r.get(0))?;
+    Ok(content_hash(&content))
+}
+
+/// The content hash kept in `delivered_id`: FNV-1a, 128 bits, hex. It tells "the same
+/// event again" from "another event under a used id" once the full job is purged.
+pub(crate) fn content_hash(content: &str) -> String {
+    let mut h: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
+    for b in content.as_bytes() {
+        h ^= u128::from(*b);
+        h = h.wrapping_mul(0x0000_0000_0100_0000_0000_0000_0000_013b);
+    }
+    format!("{h:032x}")
+}
 
 /// An earlier job of the same entity that is not delivered yet.
 const HELD_BEHIND_EARLIER: &str = "EXISTS (SELECT 1 FROM outbox_job e
@@ -168,6 +247,24 @@ impl Store {
             } else {
                 Err(Error::Conflict(format!(
                     "{} {:?} is already recorded with different content",
+                    job.kind, job.event_id
+                )))
+            };
+        }
+        // Delivered and purged since: the compact record still knows it, so a till that
+        // replays an old event never has it stored and sent again.
+        let delivered: Option<String> = tx
+            .prepare_cached(
+                "SELECT content_hash FROM delivered_id WHERE kind = ?1 AND event_id = ?2",
+            )?
+            .query_row([job.kind, job.event_id], |r| r.get(0))
+            .optional()?;
+        if let Some(hash) = delivered {
+            return if hash == content_hash(job.content) {
+                Ok(Recorded::AlreadyRecorded(0))
+            } else {
+                Err(Error::Conflict(format!(
+                    "{} {:?} was recorded and delivered earlier with different content",
                     job.kind, job.event_id
                 )))
             };
@@ -207,7 +304,8 @@ impl Store {
             Some((id, content)) if content == job.content => Recorded::AlreadyRecorded(id),
             Some((id, _)) => {
                 tx.prepare_cached(
-                    "UPDATE outbox_job SET content = ?2, next_attempt_at = MIN(next_attempt_at, ?3) WHERE id = ?1",
+                    "UPDATE outbox_job SET content = ?2, next_attempt_at = MIN(next_attempt_at, ?3),
+                     sched_epoch = NULL WHERE id = ?1",
                 )?
                 .execute(params![id, job.content, now_ms])?;
                 Recorded::New(id)
@@ -254,42 +352,141 @@ impl Store {
     }
 
     fn claim(&self, now_ms: i64, limit: usize, kind: Option<&str>) -> Result<Vec<OutboxJob>> {
+        self.fail_point(super::WriteOp::Claim)?;
+        let settle = self.settle_ms();
+        let token = self.next_claim_token();
+        let mono = self.mono_ms();
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let jobs = {
+        self.arm_in(&tx, now_ms, mono)?;
+        let mut jobs = {
             let mut stmt = tx.prepare_cached(&format!(
                 "SELECT {JOB_COLUMNS} FROM outbox_job j
-                 WHERE state = 'pending' AND next_attempt_at <= ?1 AND (?3 IS NULL OR kind = ?3)
+                 WHERE {DUE} AND (?3 IS NULL OR kind = ?3)
                    AND NOT {HELD_BEHIND_EARLIER}
                  ORDER BY next_attempt_at, id LIMIT ?2"
             ))?;
-            let rows = stmt.query_map(params![now_ms, limit as i64, kind], OutboxJob::from_row)?;
+            let rows = stmt.query_map(
+                params![now_ms, limit as i64, kind, settle, mono],
+                OutboxJob::from_row,
+            )?;
             rows.collect::<rusqlite::Result<Vec<_>>>()?
         };
         {
-            let mut mark =
-                tx.prepare_cached("UPDATE outbox_job SET state = 'in_flight' WHERE id = ?1")?;
-            for job in &jobs {
-                mark.execute([job.id])?;
+            let mut mark = tx.prepare_cached(
+                "UPDATE outbox_job SET state = 'in_flight', claim = ?2 WHERE id = ?1",
+            )?;
+            for job in &mut jobs {
+                mark.execute(params![job.id, token])?;
+                job.claim = token;
             }
         }
         tx.commit()?;
         Ok(jobs)
     }
 
+    /// Arms rows of another epoch (new, recovered, revived, from an earlier process) on this
+    /// process's monotonic clock: due in what their wall-clock schedule says, never more than
+    /// the cap (a wall clock that was a year fast or has been stepped back), never less than
+    /// 0; an uncertain one is read back a settle time from now (its request, if any, left
+    /// before this moment). The worker calls it every round; it writes nothing when every
+    /// row is armed.
+    pub fn arm_schedules(&self, now_ms: i64) -> Result<()> {
+        let mono = self.mono_ms();
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        self.arm_in(&tx, now_ms, mono)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn arm_in(&self, tx: &Transaction, now_ms: i64, mono: i64) -> Result<()> {
+        tx.prepare_cached(
+            "UPDATE outbox_job SET sched_epoch = ?1, settle_from = ?2,
+               next_mono = ?2 + MIN(MAX(next_attempt_at - ?3, 0), ?4)
+             WHERE state = 'pending' AND sched_epoch IS NOT ?1",
+        )?
+        .execute(params![self.epoch(), mono, now_ms, MAX_WAIT_MS])?;
+        Ok(())
+    }
+
+    /// Records that a multi-step job got this far, between its steps, so a crash before
+    /// its outcome is recorded does not repeat a step that landed. Only under its claim.
+    pub fn save_step(&self, job: &OutboxJob, step: i64) -> Result<bool> {
+        self.fail_point(super::WriteOp::Step)?;
+        Ok(self.conn().execute(
+            "UPDATE outbox_job SET step = MAX(step, ?3) WHERE id = ?1 AND state = 'in_flight' AND claim = ?2",
+            params![job.id, job.claim, step],
+        )? == 1)
+    }
+
+    /// Puts every job in flight back to pending, to be read back before anything is sent
+    /// again (its request may have landed): at open after a crash, and when a round of the
+    /// worker failed after claiming (the database refused the outcome, a bug). Only the
+    /// client holding the database lock calls it, so no other worker's claim is touched.
+    /// Their schedule is re-armed at the next claim (a settle time from then).
+    pub fn recover_in_flight(&self, now_ms: i64) -> Result<usize> {
+        let n = self.conn().execute(
+            "UPDATE outbox_job SET state = 'pending', uncertain = 1, claim = NULL,
+             sched_epoch = NULL, next_attempt_at = MIN(next_attempt_at, ?1)
+             WHERE state = 'in_flight'",
+            [now_ms],
+        )?;
+        Ok(n)
+    }
+
     /// Applies the outcome of a batch in one commit.
-    pub fn finish(&self, updates: &[JobUpdate], now_ms: i64) -> Result<()> {
+    ///
+    /// Each update applies only while its job is still in flight under the update's claim:
+    /// a late result from a try whose claim was since given up (recovered as uncertain, and
+    /// perhaps claimed and delivered again) changes nothing. Returns how many applied.
+    pub fn finish(&self, updates: &[JobUpdate], now_ms: i64) -> Result<usize> {
+        self.fail_point(super::WriteOp::Finish)?;
+        let mono = self.mono_ms();
+        let epoch = self.epoch();
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut delivered_any = false;
+        let mut applied = 0;
         for u in updates {
+            let ours: bool = tx
+                .prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM outbox_job WHERE id = ?1 AND state = 'in_flight' AND claim = ?2)",
+                )?
+                .query_row(params![u.job_id, u.claim], |r| r.get(0))?;
+            if !ours {
+                log::warn!(
+                    "job {}: an outcome of a claim no longer held was dropped ({:?})",
+                    u.job_id,
+                    u.fate
+                );
+                continue;
+            }
+            applied += 1;
             if let Some(step) = u.step {
-                tx.prepare_cached("UPDATE outbox_job SET step = ?2 WHERE id = ?1")?
+                tx.prepare_cached("UPDATE outbox_job SET step = MAX(step, ?2) WHERE id = ?1")?
                     .execute(params![u.job_id, step])?;
             }
+            if u.sent && !matches!(u.fate, JobFate::Delivered { .. }) {
+                tx.prepare_cached("UPDATE outbox_job SET uncertain = 1 WHERE id = ?1")?
+                    .execute([u.job_id])?;
+            }
+            // Whatever the fate, no request of this try leaves after now (monotonic).
+            tx.prepare_cached(
+                "UPDATE outbox_job SET settle_from = ?2, sched_epoch = ?3, claim = NULL WHERE id = ?1",
+            )?
+            .execute(params![u.job_id, mono, epoch])?;
             match &u.fate {
                 JobFate::Delivered { accepted_ms } => {
                     delivered_any = true;
+                    // Before the state changes (a trigger may erase a forgotten customer's
+                    // content then); customers and stock pushes are state, not events.
+                    tx.prepare_cached(
+                        "INSERT OR REPLACE INTO delivered_id (kind, event_id, content_hash, delivered_at)
+                         SELECT kind, event_id, ?3, ?2 FROM outbox_job
+                         WHERE id = ?1 AND kind NOT IN ('customer', 'stock_push')",
+                    )?
+                    .execute(params![u.job_id, now_ms, delivered_hash(&tx, u.job_id)?])?;
                     Store::mark_movements_delivered(&tx, u.job_id, accepted_ms.unwrap_or(now_ms))?;
                     // The PDF now lives in Omnium; only the job row stays for the retention.
                     tx.prepare_cached("DELETE FROM receipt_pdf WHERE job_id = ?1")?
@@ -310,10 +507,13 @@ impl Store {
                     uncertain,
                     error,
                 } => {
+                    // The wall-clock time is for people and a later process; this one waits
+                    // on the monotonic clock.
                     tx.prepare_cached(
                         "UPDATE outbox_job SET state = 'pending', tries = tries + 1,
                          attempts = attempts + ?2, uncertain = (uncertain OR ?3),
-                         next_attempt_at = ?4, last_attempt_at = ?5, last_error = ?6 WHERE id = ?1",
+                         next_attempt_at = ?4, last_attempt_at = ?5, last_error = ?6,
+                         next_mono = ?7 WHERE id = ?1",
                     )?
                     .execute(params![
                         u.job_id,
@@ -321,7 +521,8 @@ impl Store {
                         uncertain,
                         at,
                         now_ms,
-                        error
+                        error,
+                        mono + (at - now_ms).max(0)
                     ])?;
                 }
                 JobFate::Dead { error } => {
@@ -341,7 +542,7 @@ impl Store {
             .execute([now_ms.to_string()])?;
         }
         tx.commit()?;
-        Ok(())
+        Ok(applied)
     }
 
     /// When the next pending job that is not held behind another falls due.
@@ -349,17 +550,30 @@ impl Store {
         Ok(self
             .conn()
             .prepare_cached(&format!(
-                "SELECT MIN(next_attempt_at) FROM outbox_job j
-                 WHERE state = 'pending' AND NOT {HELD_BEHIND_EARLIER}"
+                "SELECT MIN(CASE WHEN sched_epoch = ?2 THEN ?3 - ?4 + MAX(next_mono,
+                                   CASE WHEN uncertain THEN settle_from + ?1 ELSE next_mono END)
+                            ELSE next_attempt_at END)
+                 FROM outbox_job j WHERE state = 'pending' AND NOT {HELD_BEHIND_EARLIER}"
             ))?
-            .query_row([], |r| r.get(0))?)
+            .query_row(
+                params![
+                    self.settle_ms(),
+                    self.epoch(),
+                    now_wall_ms(self),
+                    self.mono_ms()
+                ],
+                |r| r.get(0),
+            )?)
     }
 
     /// Makes every waiting job due now (the POS asked to sync now).
     pub fn make_all_due(&self, now_ms: i64) -> Result<usize> {
+        let mono = self.mono_ms();
         Ok(self.conn().execute(
-            "UPDATE outbox_job SET next_attempt_at = ?1 WHERE state = 'pending' AND next_attempt_at > ?1",
-            [now_ms],
+            "UPDATE outbox_job SET next_attempt_at = MIN(next_attempt_at, ?1),
+               next_mono = MIN(COALESCE(next_mono, ?2), ?2)
+             WHERE state = 'pending' AND (next_attempt_at > ?1 OR next_mono > ?2)",
+            params![now_ms, mono],
         )?)
     }
 
@@ -408,19 +622,42 @@ impl Store {
     /// Returns how many were revived.
     pub fn retry_dead(&self, job_id: Option<i64>, now_ms: i64) -> Result<usize> {
         let sql = "UPDATE outbox_job SET state = 'pending', attempts = 0, tries = 0, next_attempt_at = ?1,
-                   dead_at = NULL WHERE state = 'dead' AND (?2 IS NULL OR id = ?2)";
+                   dead_at = NULL, sched_epoch = NULL WHERE state = 'dead' AND (?2 IS NULL OR id = ?2)";
         Ok(self.conn().execute(sql, params![now_ms, job_id])?)
     }
 
     /// Deletes delivered jobs older than the retention, with their stock movements.
     /// Returns how many went.
+    ///
+    /// What must outlive the retention stays (CONTRACT §9 rule 17): each event's id and
+    /// content hash go to `delivered_id` (kept [`DELIVERED_ID_RETENTION_MS`]), and stock
+    /// movements stay until a pulled level counts them (`apply_stock` removes them then).
     pub fn purge_delivered(&self, older_than_ms: i64) -> Result<usize> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // Jobs delivered before the record existed (an older schema) are added to it now.
+        let unrecorded: Vec<(String, String, String, i64)> = {
+            let mut stmt = tx.prepare_cached(
+                "SELECT kind, event_id, content, delivered_at FROM outbox_job j
+                 WHERE state = 'delivered' AND delivered_at < ?1
+                   AND kind NOT IN ('customer', 'stock_push')
+                   AND NOT EXISTS (SELECT 1 FROM delivered_id d WHERE d.kind = j.kind AND d.event_id = j.event_id)",
+            )?;
+            let rows = stmt.query_map([older_than_ms], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()?
+        };
+        for (kind, event_id, content, at) in &unrecorded {
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO delivered_id (kind, event_id, content_hash, delivered_at)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![kind, event_id, content_hash(content), at])?;
+        }
         tx.execute(
-            "DELETE FROM stock_movement WHERE job_id IN
-               (SELECT id FROM outbox_job WHERE state = 'delivered' AND delivered_at < ?1)",
-            [older_than_ms],
+            "DELETE FROM delivered_id WHERE delivered_at < ?1",
+            [older_than_ms.saturating_sub(DELIVERED_ID_RETENTION_MS)],
         )?;
         let n = tx.execute(
             "DELETE FROM outbox_job WHERE state = 'delivered' AND delivered_at < ?1",
@@ -432,6 +669,50 @@ impl Store {
         )?;
         tx.commit()?;
         Ok(n)
+    }
+
+    /// Every job, in id order (the deterministic simulation's checks).
+    #[doc(hidden)]
+    pub fn outbox_rows(&self) -> Result<Vec<OutboxRow>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, kind, event_id, entity_id, state, uncertain, next_attempt_at, last_error,
+               CASE WHEN sched_epoch = ?1 THEN MAX(next_mono,
+                      CASE WHEN uncertain THEN settle_from + ?2 ELSE next_mono END) - ?3
+                    ELSE MIN(MAX(next_attempt_at - ?4, 0), ?5) END
+             FROM outbox_job ORDER BY id",
+        )?;
+        let p = params![
+            self.epoch(),
+            self.settle_ms(),
+            self.mono_ms(),
+            now_wall_ms(self),
+            MAX_WAIT_MS
+        ];
+        let rows = stmt.query_map(p, |r| {
+            Ok(OutboxRow {
+                id: r.get(0)?,
+                kind: r.get(1)?,
+                event_id: r.get(2)?,
+                entity_id: r.get(3)?,
+                state: r.get(4)?,
+                uncertain: r.get(5)?,
+                next_attempt_at: r.get(6)?,
+                last_error: r.get(7)?,
+                due_in_ms: r.get(8)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// Whether the compact record knows this event as delivered.
+    pub fn delivered_id(&self, kind: &str, event_id: &str) -> Result<bool> {
+        Ok(self
+            .conn()
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM delivered_id WHERE kind = ?1 AND event_id = ?2)",
+            )?
+            .query_row([kind, event_id], |r| r.get(0))?)
     }
 
     /// Whether any job is pending (not delivered, not dead, not held behind a dead job).
@@ -508,18 +789,13 @@ mod tests {
         assert_eq!(ids, ["S-1", "S-2"]);
         s.finish(
             &[
-                JobUpdate {
-                    job_id: claimed[0].id,
-                    fate: JobFate::Dead {
+                JobUpdate::new(
+                    &claimed[0],
+                    JobFate::Dead {
                         error: "400".into(),
                     },
-                    step: None,
-                },
-                JobUpdate {
-                    job_id: claimed[1].id,
-                    fate: JobFate::Delivered { accepted_ms: None },
-                    step: None,
-                },
+                ),
+                JobUpdate::new(&claimed[1], JobFate::Delivered { accepted_ms: None }),
             ],
             11,
         )
@@ -543,7 +819,8 @@ mod tests {
             ..job("RC-1", "S-1", "{}")
         };
         s.record(&job, 0, |_| Ok(Extras::default())).unwrap();
-        let id = s.claim_due(1, 10).unwrap()[0].id;
+        let claimed = s.claim_due(1, 10).unwrap().remove(0);
+        let id = claimed.id;
         let read = |s: &Store| {
             s.with_receipt_pdf(id, |r, _| {
                 let mut v = Vec::new();
@@ -554,14 +831,206 @@ mod tests {
         let fate = JobFate::Delivered { accepted_ms: None };
         s.finish(
             &[JobUpdate {
-                job_id: id,
-                fate,
                 step: Some(2),
+                ..JobUpdate::new(&claimed, fate)
             }],
             5,
         )
         .unwrap();
         assert_eq!(read(&s).unwrap(), None, "the PDF is in Omnium now");
+    }
+
+    fn state_of(s: &Store, id: i64) -> (String, bool) {
+        s.conn()
+            .query_row(
+                "SELECT state, uncertain FROM outbox_job WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap()
+    }
+
+    /// Issue 8 defect 1: a late result of a claim that was given up (the jobs recovered as
+    /// uncertain, claimed again and delivered) changes nothing.
+    #[test]
+    fn an_outcome_is_recorded_only_under_the_claim_that_is_still_held() {
+        let (_d, s) = store();
+        s.record(&job("S-1", "S-1", "{}"), 0, |_| Ok(Extras::default()))
+            .unwrap();
+        let old = s.claim_due(1, 10).unwrap().remove(0);
+        assert_eq!(s.recover_in_flight(2).unwrap(), 1);
+        let new = s.claim_due(3, 10).unwrap().remove(0);
+        assert_ne!(old.claim, new.claim);
+        assert!(new.uncertain);
+        let delivered = JobUpdate::new(&new, JobFate::Delivered { accepted_ms: None });
+        assert_eq!(s.finish(&[delivered], 4).unwrap(), 1);
+        let late = JobUpdate::new(
+            &old,
+            JobFate::Dead {
+                error: "HTTP 400".into(),
+            },
+        );
+        assert_eq!(s.finish(std::slice::from_ref(&late), 5).unwrap(), 0);
+        assert_eq!(state_of(&s, old.id), ("delivered".into(), false));
+        assert!(!s.save_step(&old, 2).unwrap(), "nor does a late step");
+    }
+
+    /// Issue 8 defect 2: a try that sent a request keeps the job "check first", whatever
+    /// its fate (released after a 429 on the read-back, say).
+    #[test]
+    fn a_job_that_sent_a_request_stays_uncertain_until_delivered() {
+        let (_d, s) = store();
+        s.record(&job("S-1", "S-1", "{}"), 0, |_| Ok(Extras::default()))
+            .unwrap();
+        let claimed = s.claim_due(1, 10).unwrap().remove(0);
+        let released = JobUpdate {
+            sent: true,
+            ..JobUpdate::new(&claimed, JobFate::Released)
+        };
+        s.finish(&[released], 2).unwrap();
+        assert_eq!(state_of(&s, claimed.id), ("pending".into(), true));
+        // Not sent: a released job keeps what it had.
+        s.record(&job("S-2", "S-2", "{}"), 0, |_| Ok(Extras::default()))
+            .unwrap();
+        let other = s
+            .claim_due(3, 10)
+            .unwrap()
+            .into_iter()
+            .find(|j| j.event_id == "S-2")
+            .unwrap();
+        s.finish(&[JobUpdate::new(&other, JobFate::Released)], 4)
+            .unwrap();
+        assert_eq!(state_of(&s, other.id), ("pending".into(), false));
+    }
+
+    fn manual(s: &Store, wall: i64) -> std::sync::Arc<crate::clock::ManualClock> {
+        let clock = std::sync::Arc::new(crate::clock::ManualClock::new(wall));
+        s.set_clock(clock.clone());
+        clock
+    }
+
+    /// Issue 8 defect 9: an uncertain job is read back only a settle time after its last
+    /// request could have left (after a restart or a failed round: from the moment it was
+    /// put back), on the monotonic clock.
+    #[test]
+    fn an_uncertain_job_waits_the_settle_time_before_its_read_back() {
+        use crate::clock::Clock;
+        let (_d, s) = store();
+        let clock = manual(&s, 0);
+        s.set_settle_ms(1_000);
+        s.record(&job("S-1", "S-1", "{}"), 0, |_| Ok(Extras::default()))
+            .unwrap();
+        assert_eq!(s.claim_due(0, 10).unwrap().len(), 1);
+        s.recover_in_flight(0).unwrap();
+        assert!(s.claim_due(0, 10).unwrap().is_empty());
+        assert_eq!(s.next_due_at().unwrap(), Some(1_000));
+        // A wall clock jumping a year ahead does not make it due.
+        clock.jump_wall(365 * 86_400_000);
+        assert!(s.claim_due(clock.wall_ms(), 10).unwrap().is_empty());
+        clock.advance(999);
+        assert!(s.claim_due(clock.wall_ms(), 10).unwrap().is_empty());
+        clock.advance(1);
+        assert_eq!(s.claim_due(clock.wall_ms(), 10).unwrap().len(), 1);
+    }
+
+    /// Rule 9.9: a back-off runs on the monotonic clock (a wall clock stepped a year ahead
+    /// does not make it due early, one stepped back does not hold it), and a schedule an
+    /// earlier process left a year ahead (its clock was a year fast) is due within the cap.
+    #[test]
+    fn schedules_run_on_the_monotonic_clock_and_never_past_the_cap() {
+        use crate::clock::Clock;
+        let (_d, s) = store();
+        let clock = manual(&s, 1_000);
+        s.record(&job("S-1", "S-1", "{}"), 1_000, |_| Ok(Extras::default()))
+            .unwrap();
+        let claimed = s.claim_due(1_000, 10).unwrap().remove(0);
+        let retry = JobFate::Retry {
+            at: 61_000,
+            counted: false,
+            uncertain: false,
+            error: "HTTP 503".into(),
+        };
+        s.finish(&[JobUpdate::new(&claimed, retry)], 1_000).unwrap();
+        clock.jump_wall(365 * 86_400_000);
+        assert!(s.claim_due(clock.wall_ms(), 10).unwrap().is_empty());
+        clock.jump_wall(-2 * 365 * 86_400_000);
+        clock.advance(60_000);
+        assert_eq!(s.claim_due(clock.wall_ms(), 10).unwrap().len(), 1);
+
+        // An earlier process's schedule, a year ahead by its fast clock.
+        let (_d, s) = store();
+        let clock = manual(&s, 1_000);
+        s.record(&job("S-2", "S-2", "{}"), 0, |_| Ok(Extras::default()))
+            .unwrap();
+        let year: i64 = 365 * 24 * 3_600_000;
+        s.conn()
+            .execute("UPDATE outbox_job SET next_attempt_at = ?1", [year])
+            .unwrap();
+        assert!(s.claim_due(1_000, 10).unwrap().is_empty());
+        assert_eq!(s.next_due_at().unwrap(), Some(1_000 + MAX_WAIT_MS));
+        clock.advance(MAX_WAIT_MS);
+        assert_eq!(s.claim_due(clock.wall_ms(), 10).unwrap().len(), 1);
+    }
+
+    /// Issue 8 defect 11: after the purge, the same event recorded again is recognised (and
+    /// not stored or sent again); other content under its id is a conflict; stock movements
+    /// no level has counted stay.
+    #[test]
+    fn a_purged_event_recorded_again_is_not_stored_again() {
+        let (_d, s) = store();
+        let content = r#"{"id":"S-1","lines":[1]}"#;
+        s.record(&job("S-1", "S-1", content), 0, |_| {
+            Ok(Extras {
+                effects: vec![StockEffect {
+                    sku: "SKU-1".into(),
+                    warehouse_id: "oslo-1".into(),
+                    quantity: -1.0,
+                }],
+                extra: None,
+            })
+        })
+        .unwrap();
+        let claimed = s.claim_due(1, 10).unwrap().remove(0);
+        s.finish(
+            &[JobUpdate::new(
+                &claimed,
+                JobFate::Delivered {
+                    accepted_ms: Some(5),
+                },
+            )],
+            10,
+        )
+        .unwrap();
+        assert_eq!(s.purge_delivered(1_000).unwrap(), 1);
+        let again = s
+            .record(
+                &job("S-1", "S-1", content),
+                2_000,
+                |_| Ok(Extras::default()),
+            )
+            .unwrap();
+        assert_eq!(again, Recorded::AlreadyRecorded(0));
+        let other = s.record(&job("S-1", "S-1", "{}"), 2_000, |_| Ok(Extras::default()));
+        assert!(matches!(other, Err(Error::Conflict(_))), "{other:?}");
+        assert!(s.claim_due(3_000, 10).unwrap().is_empty());
+        let movements: i64 = s
+            .conn()
+            .query_row("SELECT COUNT(*) FROM stock_movement", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(movements, 1, "no level has counted the sale yet");
+        // Kept a year past the job's own retention, then dropped.
+        s.purge_delivered(5 + DELIVERED_ID_RETENTION_MS).unwrap();
+        let kept: i64 = s
+            .conn()
+            .query_row("SELECT COUNT(*) FROM delivered_id", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(kept, 1);
+        s.purge_delivered(11 + DELIVERED_ID_RETENTION_MS).unwrap();
+        let kept: i64 = s
+            .conn()
+            .query_row("SELECT COUNT(*) FROM delivered_id", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(kept, 0);
     }
 
     #[test]

@@ -209,6 +209,29 @@ const MIGRATIONS: &[&str] = &[
     // [inbound] customer-club prices are kept apart from the shelf price (CONTRACT §9 rule
     // 15): `member` 1 is offered only as `member_price`.
     "ALTER TABLE price ADD COLUMN member INTEGER NOT NULL DEFAULT 0;",
+    // [exactly] 8: exactly once without Omnium's help (CONTRACT §9 rules 2, 8). `claim`: the
+    // token of the claim that put a job in flight; an outcome is recorded only under the same
+    // token. `settle_from`: wall ms after which no request of this job can have left (set when
+    // an outcome is recorded, and at recovery); an uncertain job is read back only a settle
+    // time after it. `delivered_id`: the compact record of delivered events (id + content
+    // hash), kept a year after the full job is purged, so a replayed event is never sent again.
+    "ALTER TABLE outbox_job ADD COLUMN claim INTEGER;
+    ALTER TABLE outbox_job ADD COLUMN settle_from INTEGER;
+    CREATE TABLE delivered_id (
+        kind TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        content_hash TEXT NOT NULL,
+        delivered_at INTEGER NOT NULL,
+        PRIMARY KEY (kind, event_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX delivered_id_by_time ON delivered_id (delivered_at);",
+    // [exactly] 9: schedules on the monotonic clock (CONTRACT §9 rule 9). `sched_epoch`: the
+    // store instance (one per process) whose monotonic clock `next_mono` and `settle_from`
+    // are read on; a row of another epoch (recorded, recovered, revived, or written by an
+    // earlier process) is re-armed from its wall-clock `next_attempt_at`, capped at 2 h,
+    // when the worker next claims.
+    "ALTER TABLE outbox_job ADD COLUMN sched_epoch INTEGER;
+    ALTER TABLE outbox_job ADD COLUMN next_mono INTEGER;",
 ];
 
 pub const LATEST: i64 = MIGRATIONS.len() as i64;

@@ -26,6 +26,37 @@ const OUTAGE_FAILURES: usize = 3;
 /// After a storage error the worker waits this long before trying again.
 const STORAGE_RETRY_MS: u64 = 1_000;
 
+/// Test hook (feature `sim` only): with `FO_TEST_KILL_AT=<point>[:<n>]` in the environment,
+/// the process SIGKILLs itself the `n`-th time (default 1st) the worker reaches `point`:
+/// `after_claim` (jobs committed in flight, nothing sent), `after_send` (requests sent,
+/// outcomes not recorded), `between_invoice_and_file` (a receipt's invoice landed, its PDF
+/// not sent), `mid_scroll` (a catalog page applied, the scroll not finished).
+/// `tests/kill_points.rs` kills a delivering process at each, many times.
+pub fn kill_point(point: &str) {
+    #[cfg(feature = "sim")]
+    {
+        use std::sync::atomic::AtomicU32;
+        use std::sync::OnceLock;
+        static AT: OnceLock<Option<(String, u32)>> = OnceLock::new();
+        static HITS: AtomicU32 = AtomicU32::new(0);
+        let at = AT.get_or_init(|| {
+            let v = std::env::var("FO_TEST_KILL_AT").ok()?;
+            let (name, n) = v.split_once(':').unwrap_or((v.as_str(), "1"));
+            Some((name.to_string(), n.parse().unwrap_or(1)))
+        });
+        if let Some((name, n)) = at {
+            if name == point && HITS.fetch_add(1, Ordering::SeqCst) + 1 == *n {
+                // SAFETY: kill(2) on our own pid with a valid signal has no memory effects.
+                unsafe {
+                    libc::kill(libc::getpid(), libc::SIGKILL);
+                }
+            }
+        }
+    }
+    #[cfg(not(feature = "sim"))]
+    let _ = point;
+}
+
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
@@ -73,8 +104,10 @@ pub struct Sync {
     pub concurrency: usize,
     pub pull_interval_ms: u64,
     pub retention_ms: u64,
-    /// Wall clock for stamps, monotonic clock for schedules (CONTRACT §9 rule 9).
+    /// Wall clock for stamps, monotonic clock for every schedule (CONTRACT §9 rule 9).
     pub clock: Arc<dyn Clock>,
+    /// Driven by the deterministic simulation: never sleeps (the simulation moves time).
+    simulated: bool,
     control: Mutex<Control>,
     signal: Condvar,
     link: Mutex<LinkState>,
@@ -105,12 +138,41 @@ impl Sync {
             pull_interval_ms,
             retention_ms,
             clock,
+            simulated: false,
             control: Mutex::default(),
             signal: Condvar::new(),
             link: Mutex::default(),
             progress: Mutex::new(0),
             progressed: Condvar::new(),
         }
+    }
+
+    /// Runs the worker on another clock (tests, the deterministic simulation).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Sync {
+        self.api = self.api.with_clock(clock.clone());
+        self.clock = clock;
+        self
+    }
+
+    /// Driven step by step (the deterministic simulation): the worker never sleeps.
+    pub fn simulated(mut self) -> Sync {
+        self.simulated = true;
+        self
+    }
+
+    pub fn wall_ms(&self) -> i64 {
+        self.clock.wall_ms()
+    }
+
+    pub fn mono_ms(&self) -> i64 {
+        self.clock.mono_ms()
+    }
+
+    /// A monotonic deadline for a persisted wall-clock time: how far ahead it is now,
+    /// never less than 0 nor more than the cap (a wall clock that jumped cannot stall it).
+    pub fn mono_deadline(&self, wall_at: i64) -> i64 {
+        let ahead = wall_at.saturating_sub(self.wall_ms());
+        self.mono_ms() + ahead.clamp(0, crate::store::MAX_WAIT_MS)
     }
 
     fn control(&self) -> std::sync::MutexGuard<'_, Control> {
@@ -152,7 +214,9 @@ impl Sync {
         let _ = self.progressed.wait_timeout(guard, timeout);
     }
 
+    /// `hold_until` is monotonic; `fo_status` reports it as a wall-clock time.
     fn set_link(&self, online: bool, hold_until: Option<i64>, reason: &str) {
+        let hold_until = hold_until.map(|m| self.wall_ms() + (m - self.mono_ms()).max(0));
         let mut link = self.link.lock().unwrap_or_else(|p| p.into_inner());
         let changed = !link.known || link.online != online;
         link.known = true;
@@ -170,7 +234,7 @@ impl Sync {
             } else {
                 log::warn!("Omnium is unreachable: {reason}");
             }
-            let mut event = json!({"type": kind, "at": rfc3339(now_ms())});
+            let mut event = json!({"type": kind, "at": rfc3339(self.wall_ms())});
             if !online {
                 event["reason"] = reason.into();
             }
@@ -178,11 +242,14 @@ impl Sync {
         }
     }
 
-    /// Sleeps until `until_ms` (or a nudge), returning early on shutdown.
+    /// Sleeps until the monotonic `until_ms` (or a nudge), returning early on shutdown.
     fn sleep_until(&self, until_ms: i64) {
+        if self.simulated {
+            return;
+        }
         let mut c = self.control();
         while !c.wake && !c.shutdown {
-            let left = until_ms - now_ms();
+            let left = until_ms - self.mono_ms();
             if left <= 0 {
                 break;
             }
@@ -196,15 +263,7 @@ impl Sync {
 
     /// The worker thread's body.
     pub fn run(self: Arc<Self>) {
-        let mut worker = Worker {
-            sync: &self,
-            jitter: Jitter::seeded(),
-            gate: Gate::Open,
-            hold_until: 0,
-            offline_tries: 0,
-            last_purge: 0,
-            puller: pull::Puller::default(),
-        };
+        let mut worker = Worker::new(self.clone(), Jitter::seeded());
         log::info!("sync worker started");
         worker.probe();
         loop {
@@ -216,37 +275,120 @@ impl Sync {
                 c.wake = false;
                 std::mem::take(&mut c.sync_now)
             };
-            // A bug in one round must not end syncing for good: log it and go on (claimed
-            // jobs come back as uncertain on the next open, or stay in flight until then).
-            let round =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| worker.round(sync_now)));
-            match round {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    log::error!("sync round failed: {e}");
-                    self.sleep_until(now_ms() + STORAGE_RETRY_MS as i64);
-                }
-                Err(_) => {
-                    log::error!("a bug was caught in the sync worker; it goes on after a pause");
-                    self.sleep_until(now_ms() + STORAGE_RETRY_MS as i64);
-                }
+            if !worker.step(sync_now) {
+                self.sleep_until(self.mono_ms() + STORAGE_RETRY_MS as i64);
             }
         }
         log::info!("sync worker stopped");
     }
 }
 
-struct Worker<'a> {
-    sync: &'a Sync,
-    jitter: Jitter,
-    gate: Gate,
-    hold_until: i64,
-    offline_tries: u32,
-    last_purge: i64,
-    puller: pull::Puller,
+/// Outcomes of a batch not yet recorded (the database refused them): recorded first in
+/// the next round, before anything else is claimed.
+struct Unrecorded {
+    updates: Vec<JobUpdate>,
+    finished: i64,
+    dead: Vec<(OutboxJob, String)>,
 }
 
-impl Worker<'_> {
+/// The worker's state between rounds. The thread in [`Sync::run`] is a thin loop around
+/// [`Worker::step`]; the deterministic simulation drives the same steps itself.
+pub struct Worker {
+    sync: Arc<Sync>,
+    jitter: Jitter,
+    gate: Gate,
+    /// No request before this (monotonic ms).
+    hold_until: i64,
+    offline_tries: u32,
+    /// Monotonic ms of the last purge; `None` before the first.
+    last_purge: Option<i64>,
+    puller: pull::Puller,
+    unrecorded: Option<Unrecorded>,
+    /// A round failed after claiming: jobs may be left in flight with nobody sending them.
+    stranded: bool,
+}
+
+impl Worker {
+    pub fn new(sync: Arc<Sync>, jitter: Jitter) -> Worker {
+        Worker {
+            sync,
+            jitter,
+            gate: Gate::Open,
+            hold_until: 0,
+            offline_tries: 0,
+            last_purge: None,
+            puller: pull::Puller::default(),
+            unrecorded: None,
+            stranded: false,
+        }
+    }
+
+    /// One round, with its failures contained: a storage error or a bug in one round must
+    /// not end syncing, nor leave claimed jobs in flight until the next open (issue 8
+    /// defect 6). Outcomes the database refused are kept and recorded first next round;
+    /// other claimed jobs go back to pending as uncertain. Returns false after a failure
+    /// (the caller pauses before the next round).
+    pub fn step(&mut self, sync_now: bool) -> bool {
+        let round = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.round(sync_now)));
+        let panicked = match round {
+            Ok(Ok(())) => return true,
+            Ok(Err(e)) => {
+                log::error!("sync round failed: {e}");
+                false
+            }
+            Err(_) => {
+                log::error!("a bug was caught in the sync worker; it goes on after a pause");
+                // What the panic interrupted cannot be trusted: its outcomes are dropped and
+                // the jobs are read back.
+                self.unrecorded = None;
+                true
+            }
+        };
+        if panicked || self.unrecorded.is_none() {
+            self.stranded = true;
+            self.recover_stranded();
+        }
+        false
+    }
+
+    /// Jobs left in flight by a failed round go back to pending, to be read back first.
+    fn recover_stranded(&mut self) {
+        if !self.stranded || self.unrecorded.is_some() {
+            return;
+        }
+        match self.sync.store.recover_in_flight(self.sync.wall_ms()) {
+            Ok(n) => {
+                self.stranded = false;
+                if n > 0 {
+                    log::warn!("{n} job(s) left in flight by a failed round were put back; each is read back before it is sent again");
+                }
+            }
+            Err(e) => log::error!("jobs left in flight cannot be put back yet: {e}"),
+        }
+    }
+
+    /// Records a batch's outcomes, then reports its dead jobs.
+    fn record(&mut self, batch: Unrecorded) -> crate::error::Result<()> {
+        if let Err(e) = self.sync.store.finish(&batch.updates, batch.finished) {
+            self.unrecorded = Some(batch);
+            return Err(e);
+        }
+        for (job, error) in batch.dead {
+            log::error!(
+                "job {} ({} {:?}) is dead: {error}",
+                job.id,
+                job.kind,
+                job.event_id
+            );
+            self.sync.events.push(json!({
+                "type": "job.dead", "job_id": job.id.to_string(), "kind": job.kind,
+                "entity_id": job.entity_id, "event_id": job.event_id, "error": error,
+                "at": rfc3339(batch.finished),
+            }));
+        }
+        Ok(())
+    }
+
     /// Learns whether Omnium is reachable at start-up by fetching a token (not rate-limited).
     fn probe(&mut self) {
         match self.sync.api.probe() {
@@ -256,8 +398,15 @@ impl Worker<'_> {
     }
 
     fn round(&mut self, sync_now: bool) -> crate::error::Result<()> {
-        let sync = self.sync;
-        let now = now_ms();
+        let sync = self.sync.clone();
+        let sync = &*sync;
+        if let Some(batch) = self.unrecorded.take() {
+            self.record(batch)?;
+        }
+        self.recover_stranded();
+        let now = sync.wall_ms();
+        let mono = sync.mono_ms();
+        sync.store.arm_schedules(now)?;
         if sync_now {
             // Only an outage's back-off may be cut short. A Retry-After is Omnium's word, and
             // refused credentials stay refused until their back-off passes (each retry sends
@@ -268,7 +417,7 @@ impl Worker<'_> {
             }
             sync.store.make_all_due(now)?;
         }
-        if now < self.hold_until {
+        if mono < self.hold_until {
             sync.sleep_until(self.hold_until);
             return Ok(());
         }
@@ -304,30 +453,29 @@ impl Worker<'_> {
                 self.pull_step();
                 return Ok(());
             }
-            self.purge(now)?;
+            self.purge(mono)?;
             let next = sync.store.next_due_at()?.unwrap_or(i64::MAX);
             let fetch = sync.store.next_fetch_at()?.unwrap_or(i64::MAX);
             // The pull schedule runs on the monotonic clock: a wall clock set back does not
             // stop pulls, one set forward does not hurry them.
-            let pull_at = now.saturating_add(self.puller.due_in_ms(sync));
-            sync.sleep_until(next.min(fetch).min(pull_at));
+            let pull_at = mono.saturating_add(self.puller.due_in_ms(sync));
+            let wake = sync.mono_deadline(next.min(fetch));
+            sync.sleep_until(wake.min(pull_at));
             return Ok(());
         }
+        kill_point("after_claim");
         let results = self.send_batch(&jobs);
-        let healthy = sync.api.last_healthy_at();
-        let finished = now_ms();
+        kill_point("after_send");
+        let healthy = sync.api.last_healthy_write_at();
+        let finished = sync.wall_ms();
         let mut updates = Vec::with_capacity(jobs.len());
         let mut dead = Vec::new();
         let mut strongest = (Signal::None, String::new());
         let mut answered = false;
         let mut failed = 0;
         for (job, outcome) in jobs.iter().zip(results) {
-            let Some(Delivery { result, step }) = outcome else {
-                updates.push(JobUpdate {
-                    job_id: job.id,
-                    fate: crate::store::JobFate::Released,
-                    step: None,
-                });
+            let Some(Delivery { result, step, sent }) = outcome else {
+                updates.push(JobUpdate::new(job, crate::store::JobFate::Released));
                 continue;
             };
             answered |= !matches!(
@@ -358,27 +506,18 @@ impl Worker<'_> {
                 dead.push((job.clone(), error.clone()));
             }
             updates.push(JobUpdate {
-                job_id: job.id,
-                fate,
                 step,
+                sent,
+                ..JobUpdate::new(job, fate)
             });
         }
-        sync.store.finish(&updates, finished)?;
-        for (job, error) in dead {
-            log::error!(
-                "job {} ({} {:?}) is dead: {error}",
-                job.id,
-                job.kind,
-                job.event_id
-            );
-            sync.events.push(json!({
-                "type": "job.dead", "job_id": job.id.to_string(), "kind": job.kind,
-                "entity_id": job.entity_id, "event_id": job.event_id, "error": error,
-                "at": rfc3339(finished),
-            }));
-        }
+        self.record(Unrecorded {
+            updates,
+            finished,
+            dead,
+        })?;
         match strongest.0 {
-            Signal::None if answered || healthy >= now => self.open_gate(),
+            Signal::None if answered || sync.api.last_healthy_at() >= now => self.open_gate(),
             // While online, one or two failures are those jobs' own (each backs off).
             Signal::None if self.gate == Gate::Open && failed < OUTAGE_FAILURES => {}
             // Every answer was a 5xx or a reset: Omnium is down, not each job bad.
@@ -402,7 +541,7 @@ impl Worker<'_> {
 
     /// Fetches orders announced by events, and customers they name. Returns how many.
     fn fetch_step(&mut self) -> usize {
-        match inbound::fetch_due(self.sync) {
+        match inbound::fetch_due(&self.sync) {
             Ok(n) => n,
             Err(f) => {
                 let reason = f.to_string();
@@ -413,7 +552,7 @@ impl Worker<'_> {
     }
 
     fn pull_step(&mut self) {
-        let result = self.puller.step(self.sync);
+        let result = self.puller.step(&self.sync);
         self.sync
             .link
             .lock()
@@ -424,8 +563,7 @@ impl Worker<'_> {
             Err(f) => {
                 log::warn!("pull stopped: {f}");
                 let retry = policy::backoff_ms(&self.sync.policy, 1, self.jitter.next_unit());
-                self.puller
-                    .abort(self.sync.clock.mono_ms().saturating_add(retry as i64));
+                self.puller.abort(self.sync.mono_ms() + retry as i64);
                 match f {
                     Failure::Rejected { .. } | Failure::Busy(_) => {}
                     Failure::Uncertain(_) => {}
@@ -448,14 +586,12 @@ impl Worker<'_> {
     }
 
     fn signal(&mut self, signal: Signal, reason: &str) {
-        let now = now_ms();
+        let now = self.sync.mono_ms();
         match signal {
             Signal::None => {}
-            Signal::PauseUntil(until) => {
-                log::warn!(
-                    "Omnium asked to slow down; every request waits until {}",
-                    rfc3339(until)
-                );
+            Signal::PauseFor(ms) => {
+                let until = now + ms.min(crate::omnium::MAX_RETRY_AFTER_MS) as i64;
+                log::warn!("Omnium asked to slow down; every request waits {ms} ms");
                 self.gate = Gate::Throttled;
                 self.hold_until = self.hold_until.max(until);
                 self.sync.set_link(true, Some(self.hold_until), reason);
@@ -470,9 +606,10 @@ impl Worker<'_> {
                 self.hold_until = now + delay as i64;
                 if signal == Signal::AuthFailed && self.gate != Gate::AuthFailed {
                     log::error!("Omnium refuses the API user: {reason}");
-                    self.sync.events.push(
-                        json!({"type": "sync.auth_failed", "reason": reason, "at": rfc3339(now)}),
-                    );
+                    self.sync.events.push(json!({
+                        "type": "sync.auth_failed", "reason": reason,
+                        "at": rfc3339(self.sync.wall_ms()),
+                    }));
                 }
                 self.gate = if signal == Signal::AuthFailed {
                     Gate::AuthFailed
@@ -488,7 +625,7 @@ impl Worker<'_> {
     /// together (up to 100 a call). A job is left untried (`None`) when an earlier answer in
     /// the batch said to stop: unreachable, 429 or refused credentials.
     fn send_batch(&self, jobs: &[OutboxJob]) -> Vec<Option<Delivery>> {
-        let sync = self.sync;
+        let sync = &*self.sync;
         let groups = group_jobs(jobs);
         let next = AtomicUsize::new(0);
         let stop = AtomicBool::new(false);
@@ -534,24 +671,23 @@ impl Worker<'_> {
             .collect()
     }
 
-    fn purge(&mut self, now: i64) -> crate::error::Result<()> {
-        if now - self.last_purge < 3_600_000 {
+    /// Hourly by the monotonic clock; the cut-offs are wall-clock, as the stamps are.
+    fn purge(&mut self, mono: i64) -> crate::error::Result<()> {
+        if self.last_purge.is_some_and(|last| mono - last < 3_600_000) {
             return Ok(());
         }
-        self.last_purge = now;
+        self.last_purge = Some(mono);
+        let wall = self.sync.wall_ms();
         let n = self
             .sync
             .store
-            .purge_delivered(now - self.sync.retention_ms as i64)?;
+            .purge_delivered(wall - self.sync.retention_ms as i64)?;
         if n > 0 {
             log::info!("purged {n} delivered job(s) past their retention");
         }
         // Personal data past its retention leaves the tables, free pages and the WAL. Its
         // stamps are wall-clock times, so the cut-off is too.
-        use crate::clock::Clock;
-        self.sync
-            .store
-            .erase_expired(crate::clock::SystemClock.wall_ms())?;
+        self.sync.store.erase_expired(wall)?;
         Ok(())
     }
 }
@@ -583,9 +719,7 @@ fn group_jobs(jobs: &[OutboxJob]) -> Vec<Vec<usize>> {
 fn signal_of(f: &Failure) -> Signal {
     match f {
         Failure::Unauthorized(_) => Signal::AuthFailed,
-        Failure::Throttled { retry_after_ms } => {
-            Signal::PauseUntil(now_ms() + *retry_after_ms as i64)
-        }
+        Failure::Throttled { retry_after_ms } => Signal::PauseFor(*retry_after_ms),
         _ => Signal::Unreachable,
     }
 }

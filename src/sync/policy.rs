@@ -32,20 +32,21 @@ pub enum Signal {
     None,
     /// Nothing could be sent: stop the batch, probe again after the offline back-off.
     Unreachable,
-    /// 429: every request waits until then.
-    PauseUntil(i64),
+    /// 429: every request waits this long (ms, on the monotonic clock).
+    PauseFor(u64),
     /// Credentials refused even after renewing the token.
     AuthFailed,
 }
 
-/// The fate of a job the worker tried. `last_healthy_at` is when Omnium last gave an API
-/// answer that was not 5xx or 429: a failure counts as an attempt only if Omnium answered
-/// something well since this job's previous try, so an outage never uses up attempts.
+/// The fate of a job the worker tried. `last_healthy_write_at` is when Omnium last gave an
+/// answer that was not 5xx or 429 to a request that changes something: a failure counts as
+/// an attempt only if Omnium took a write well since this job's previous try, so an outage
+/// (a write-only one too, with reads answered) never uses up attempts.
 pub fn decide(
     job: &OutboxJob,
     result: &Result<(), Failure>,
     now_ms: i64,
-    last_healthy_at: i64,
+    last_healthy_write_at: i64,
     policy: &RetryPolicy,
     jitter: f64,
 ) -> (JobFate, Signal) {
@@ -74,12 +75,12 @@ pub fn decide(
         // Like unreachable (no attempt used), but the write may have got through whatever
         // redirected it: check Omnium before sending it again.
         Failure::Redirected(_) => (retry(false, true), Signal::Unreachable),
-        Failure::Throttled { retry_after_ms } => (
-            JobFate::Released,
-            Signal::PauseUntil(now_ms + *retry_after_ms as i64),
-        ),
+        Failure::Throttled { retry_after_ms } => {
+            (JobFate::Released, Signal::PauseFor(*retry_after_ms))
+        }
         Failure::Unauthorized(_) => (JobFate::Released, Signal::AuthFailed),
-        Failure::Uncertain(_) => (retry(last_healthy_at > since, true), Signal::None),
+        Failure::Uncertain(_) => (retry(last_healthy_write_at > since, true), Signal::None),
+        Failure::Unconfirmed(_) => (retry(false, true), Signal::None),
         Failure::Busy(_) => (retry(true, false), Signal::None),
         Failure::Rejected { .. } => (
             JobFate::Dead {
@@ -100,6 +101,11 @@ impl Jitter {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0x9E37_79B9);
         Jitter(t ^ (std::process::id() as u64) << 32)
+    }
+
+    /// A generator replaying the same sequence for the same seed (the simulation).
+    pub fn from_seed(seed: u64) -> Jitter {
+        Jitter(seed)
     }
 
     /// A number in [0, 1).
@@ -137,6 +143,7 @@ mod tests {
             created_at: 0,
             step: 0,
             extra: None,
+            claim: 1,
         }
     }
 
@@ -196,10 +203,7 @@ mod tests {
             &P,
             0.5,
         );
-        assert_eq!(
-            (fate, signal),
-            (JobFate::Released, Signal::PauseUntil(2200))
-        );
+        assert_eq!((fate, signal), (JobFate::Released, Signal::PauseFor(2000)));
     }
 
     #[test]

@@ -566,6 +566,9 @@ impl Puller {
                 return Err(f);
             }
         };
+        if !done {
+            super::kill_point("mid_scroll");
+        }
         if news > 0 {
             let kind = if dataset == Dataset::Products {
                 "catalog.changed"

@@ -36,11 +36,32 @@ pub struct SyncContext {
 pub struct Delivery {
     pub result: Result<Option<i64>, Failure>,
     pub step: Option<i64>,
+    /// A request that may change Omnium left during this try (CONTRACT §9 rule 8).
+    pub sent: bool,
 }
 
 impl From<Result<Option<i64>, Failure>> for Delivery {
     fn from(result: Result<Option<i64>, Failure>) -> Delivery {
-        Delivery { result, step: None }
+        Delivery {
+            result,
+            step: None,
+            sent: false,
+        }
+    }
+}
+
+/// Omnium's index lags its writes: right after a sale lands, a return, cancellation or
+/// pickup on it may be answered 404. Nothing was applied, so the job waits and tries again
+/// (each try counted) instead of dying at once.
+fn lagging(f: Failure, what: &str) -> Failure {
+    match f {
+        Failure::Rejected {
+            status: 404,
+            message,
+        } => Failure::Busy(format!(
+            "{what}: the order is not found yet (Omnium may not have indexed it): {message}"
+        )),
+        other => other,
     }
 }
 
@@ -68,6 +89,13 @@ fn split_private(mut content: Value) -> (Value, serde_json::Map<String, Value>) 
 /// plays no part. Until a level that new is pulled, the sale stays pending: `available`
 /// never jumps while the sale travels, and never counts it twice.
 pub fn deliver(job: &OutboxJob, sync: &Sync) -> Delivery {
+    let before = OmniumApi::writes_sent();
+    let mut delivery = deliver_once(job, sync);
+    delivery.sent = OmniumApi::writes_sent() != before;
+    delivery
+}
+
+fn deliver_once(job: &OutboxJob, sync: &Sync) -> Delivery {
     let (api, ctx) = (&sync.api, &sync.ctx);
     let unreadable = |e: String| Failure::Rejected {
         status: 0,
@@ -100,6 +128,7 @@ pub fn deliver(job: &OutboxJob, sync: &Sync) -> Delivery {
         Some(JobKind::Cancellation) => match Cancellation::parse(&public) {
             Ok(c) => deliver_cancellation(&c, job.uncertain, api)
                 .map(|()| None)
+                .map_err(|f| lagging(f, "cancellation"))
                 .into(),
             Err(e) => Err(unreadable(e.to_string())).into(),
         },
@@ -122,7 +151,9 @@ pub fn deliver(job: &OutboxJob, sync: &Sync) -> Delivery {
         },
         Some(JobKind::StockPush) => deliver_stock_push(sync).into(),
         Some(JobKind::Pickup) => match Pickup::parse(&public) {
-            Ok(p) => deliver_pickup(&p, &private, sync).into(),
+            Ok(p) => deliver_pickup(&p, &private, sync)
+                .map_err(|f| lagging(f, "pickup"))
+                .into(),
             Err(e) => Err(unreadable(e.to_string())).into(),
         },
         None => Err(unreadable(format!("unknown job kind {:?}", job.kind))).into(),
@@ -146,7 +177,9 @@ pub fn deliver_customers(jobs: &[&OutboxJob], sync: &Sync) -> Vec<Delivery> {
             None => return jobs.iter().map(|j| deliver(j, sync)).collect(),
         }
     }
+    let before = OmniumApi::writes_sent();
     let result = sync.api.put_customers(business, &bodies).map(|()| None);
+    let sent = OmniumApi::writes_sent() != before;
     if matches!(result, Err(Failure::Rejected { .. })) && jobs.len() > 1 {
         // Omnium refused the batch: send each alone, so only the bad one dies.
         return jobs.iter().map(|j| deliver(j, sync)).collect();
@@ -155,13 +188,32 @@ pub fn deliver_customers(jobs: &[&OutboxJob], sync: &Sync) -> Vec<Delivery> {
         .map(|_| Delivery {
             result: result.clone(),
             step: None,
+            sent,
         })
         .collect()
 }
 
+/// A receipt is two steps: the invoice, then its PDF. Progress is saved between them (a
+/// crash after the invoice does not send it again), and whenever an earlier try may have
+/// landed (uncertain, whatever step was saved) the invoice's files are read before the PDF
+/// is uploaded again: a file attached twice is a duplicate nobody can undo.
 fn deliver_receipt(job: &OutboxJob, r: &Receipt, sync: &Sync) -> Delivery {
     let api = &sync.api;
     let mut step = job.step;
+    let done = |result: Result<Option<i64>, Failure>, step: i64| Delivery {
+        result,
+        step: Some(step),
+        sent: false,
+    };
+    if job.uncertain {
+        match api.invoice_has_file(&r.id, &r.file_name) {
+            Ok(Some(true)) => return done(Ok(None), 2),
+            // The invoice exists without the file: the invoice step landed.
+            Ok(Some(false)) => step = step.max(1),
+            Ok(None) => {}
+            Err(f) => return done(Err(f), step),
+        }
+    }
     // Step 1: the invoice (an upsert by id, so a repeat never makes a second one).
     if step < 1 {
         let invoice = back_office::invoice_json(r, &sync.ctx.store_id, &sync.ctx.market_id);
@@ -169,23 +221,12 @@ fn deliver_receipt(job: &OutboxJob, r: &Receipt, sync: &Sync) -> Delivery {
             return Err(f).into();
         }
         step = 1;
-    }
-    // Step 2: the PDF. After an unknown outcome, look before uploading it again.
-    if job.uncertain && job.step >= 1 {
-        match api.invoice_has_file(&r.id, &r.file_name) {
-            Ok(Some(true)) => {
-                return Delivery {
-                    result: Ok(None),
-                    step: Some(2),
-                }
-            }
-            Ok(_) => {}
-            Err(f) => {
-                return Delivery {
-                    result: Err(f),
-                    step: Some(step),
-                }
-            }
+        super::kill_point("between_invoice_and_file");
+        if let Err(e) = sync.store.save_step(job, step) {
+            return done(
+                Err(Failure::Uncertain(format!("local database: {e}"))),
+                step,
+            );
         }
     }
     let uploaded = sync.store.with_receipt_pdf(job.id, |pdf, _len| {
@@ -203,10 +244,7 @@ fn deliver_receipt(job: &OutboxJob, r: &Receipt, sync: &Sync) -> Delivery {
         }),
         Err(e) => Err(Failure::Uncertain(format!("local database: {e}"))),
     };
-    Delivery {
-        result,
-        step: Some(step),
-    }
+    done(result, step)
 }
 
 fn deliver_goods_reception(
@@ -294,15 +332,12 @@ fn deliver_pickup(
     sync: &Sync,
 ) -> Result<Option<i64>, Failure> {
     let api = &sync.api;
-    let order = api
-        .get_order(&p.order_id)?
-        .ok_or_else(|| Failure::Rejected {
-            status: 404,
-            message: format!(
-                "order {:?} is not in Omnium; pickup {:?} was not sent",
-                p.order_id, p.id
-            ),
-        })?;
+    let order = api.get_order(&p.order_id)?.ok_or_else(|| {
+        Failure::Busy(format!(
+            "order {:?} is not found in Omnium (yet); pickup {:?} was not sent",
+            p.order_id, p.id
+        ))
+    })?;
     let status = order["status"].as_str().unwrap_or("");
     // Already there (an earlier try landed, its answer lost): nothing to send.
     let reached = match p.status {
@@ -389,7 +424,10 @@ fn deliver_sale(
                 "sale {:?} had already landed in Omnium; not sending it again",
                 sale.id
             );
-            return confirm(&order, orders::matches_sale(&order, sale));
+            return confirm(
+                &order,
+                orders::matches_sale(&order, sale, ctx.terminal_id.as_deref()),
+            );
         }
     }
     let body = orders::pos_order_json(
@@ -406,8 +444,11 @@ fn deliver_sale(
             None => Ok(api.get_order(&sale.id)?.as_ref().and_then(accepted_at)),
         },
         Created::AlreadyExists(message) => match api.get_order(&sale.id)? {
-            Some(order) => confirm(&order, orders::matches_sale(&order, sale)),
-            None => Err(Failure::Uncertain(format!(
+            Some(order) => confirm(
+                &order,
+                orders::matches_sale(&order, sale, ctx.terminal_id.as_deref()),
+            ),
+            None => Err(Failure::Unconfirmed(format!(
                 "Omnium said order {:?} exists ({message}) but GET /api/Orders finds nothing",
                 sale.id
             ))),
@@ -429,15 +470,20 @@ fn deliver_return(
         }
     }
     let body = orders::return_json(ret, &ctx.store_id, &ctx.currency);
-    match api.create_return(&ret.sale_id, &body)? {
+    let created = api
+        .create_return(&ret.sale_id, &body)
+        .map_err(|f| lagging(f, "return"))?;
+    match created {
         // A return form's `created` is stamped by Omnium (unlike a POS order's).
         Created::New(form) => Ok(accepted_at(&form).or_else(|| time_ms(&form["created"]))),
+        // Omnium says it has it but the read-back cannot see it yet (its index lags):
+        // tried again later as uncertain, never killed (CONTRACT §9 rule 8).
         Created::AlreadyExists(message) => match api.get_order(&ret.sale_id)? {
             Some(order) if orders::has_return(&order, &ret.id) => Ok(accepted_at(&order)),
-            _ => Err(Failure::Rejected {
-                status: 400,
-                message,
-            }),
+            _ => Err(Failure::Unconfirmed(format!(
+                "Omnium said return {:?} exists ({message}) but order {:?} does not show it yet",
+                ret.id, ret.sale_id
+            ))),
         },
     }
 }

@@ -1,0 +1,245 @@
+//! Exactly once without Omnium's help (issue 8, CONTRACT §9 rules 8 and 9), end to end
+//! against a simulator that does not deduplicate, reads stale, applies late and fails only
+//! writes. Each test names the defect it guards; each failed before its fix.
+
+mod common;
+
+use common::*;
+use flow_omnium::sim::{Fault, FaultKind, SimConfig, SimModes, Simulator};
+use flow_omnium::store::WriteOp;
+use serde_json::json;
+use std::time::Duration;
+
+/// A simulator that refuses nothing twice: a repeated sale or return is applied again.
+fn no_dedup(extra: SimModes) -> Simulator {
+    let sim = Simulator::start(SimConfig::default()).expect("simulator starts");
+    sim.set_modes(SimModes {
+        dedup_orders: false,
+        dedup_returns: false,
+        ..extra
+    });
+    sim
+}
+
+/// Short timeouts, so the read-back's settle time (timeout × 2 + margin) is 1.5 s.
+fn fast() -> serde_json::Value {
+    json!({"omnium": {"timeout_ms": 500}})
+}
+
+fn assert_once(sim: &Simulator) {
+    let stats = sim.stats();
+    assert_eq!(
+        (stats.orders_reapplied, stats.returns_reapplied),
+        (0, 0),
+        "a sale or return applied twice: {stats:?}"
+    );
+}
+
+/// Defect 2: a sale whose PUT landed (201 without `modified`) and whose read-back was then
+/// refused (429) stays "check first": it is never PUT again blind.
+#[test]
+fn a_request_that_may_have_landed_keeps_the_job_check_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = no_dedup(SimModes::default());
+    // The PUT is applied and answered 201 with a body that is not the order.
+    sim.inject(
+        Fault::new(FaultKind::CommitThenStatus(201), 1)
+            .on_path("/api/Orders/PosOrders")
+            .on_method("PUT"),
+    );
+    sim.inject(
+        Fault::new(
+            FaultKind::TooManyRequests {
+                retry_after_secs: 1,
+            },
+            1,
+        )
+        .on_path("/api/Orders/S-1")
+        .on_method("GET"),
+    );
+    let client = open(&dir.path().join("pos.db"), &sim, fast());
+    client.record_sale(&sale("S-1", 2)).unwrap();
+    client.flush(Duration::from_secs(30)).unwrap();
+    assert_once(&sim);
+    assert_eq!(sim.orders().len(), 1);
+}
+
+/// Defect 9 (rule 9.8): Omnium finishes a PUT after the client gave up; the read-back waits
+/// the timeout plus a settle margin, so it sees the order instead of sending it again.
+#[test]
+fn a_request_applied_after_the_client_gave_up_is_not_sent_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = no_dedup(SimModes::default());
+    sim.inject(
+        Fault::new(FaultKind::ApplyAfterTimeout { hold_ms: 1_200 }, 1)
+            .on_path("/api/Orders/PosOrders")
+            .on_method("PUT"),
+    );
+    let client = open(&dir.path().join("pos.db"), &sim, fast());
+    client.record_sale(&sale("S-LATE", 1)).unwrap();
+    client.flush(Duration::from_secs(30)).unwrap();
+    assert!(wait_until(Duration::from_secs(5), || sim
+        .stats()
+        .applied_late
+        == 1));
+    assert_once(&sim);
+    assert_eq!(sim.orders().len(), 1);
+}
+
+/// Defect 5 (rule 9.8): a return Omnium says exists but its lagging read model does not
+/// show yet is tried again as uncertain, never killed; it lands once.
+#[test]
+fn a_return_omnium_has_but_cannot_show_yet_is_not_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(SimConfig::default()).unwrap();
+    sim.set_modes(SimModes {
+        stale_reads_ms: 4_000,
+        ..SimModes::default()
+    });
+    let client = open(
+        &dir.path().join("pos.db"),
+        &sim,
+        json!({"omnium": {"timeout_ms": 500}, "sync": {"max_attempts": 2}}),
+    );
+    client.record_sale(&sale("S-R", 1)).unwrap();
+    client.flush(Duration::from_secs(20)).unwrap();
+    // The return lands, but its answer is lost; the read-back then sees the old order, the
+    // resend is refused as a duplicate, and the read-back still cannot see it.
+    sim.inject(
+        Fault::new(FaultKind::CommitThenStatus(500), 1)
+            .on_path("/Return")
+            .on_method("POST"),
+    );
+    client.record_return(&return_of("R-1", "S-R", "1")).unwrap();
+    client.flush(Duration::from_secs(30)).unwrap();
+    let dead: serde_json::Value = serde_json::from_str(&client.dead_jobs_json().unwrap()).unwrap();
+    assert_eq!(dead["items"].as_array().map(Vec::len), Some(0), "{dead}");
+    let order = sim.order("S-R").unwrap();
+    assert_eq!(order["returnOrderForms"].as_array().unwrap().len(), 1);
+}
+
+/// Defect 5: a return sent right after its sale, while Omnium's index does not know the
+/// order yet (404), waits and is delivered instead of dying at once.
+#[test]
+fn a_return_answered_404_right_after_its_sale_waits_instead_of_dying() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(SimConfig::default()).unwrap();
+    let client = open(&dir.path().join("pos.db"), &sim, json!({}));
+    client.record_sale(&sale("S-404", 1)).unwrap();
+    client.flush(Duration::from_secs(20)).unwrap();
+    sim.inject(
+        Fault::new(FaultKind::Status(404), 2)
+            .on_path("/Return")
+            .on_method("POST"),
+    );
+    client
+        .record_return(&return_of("R-404", "S-404", "1"))
+        .unwrap();
+    client.flush(Duration::from_secs(20)).unwrap();
+    assert_eq!(sim.stats().returns_created, 1);
+}
+
+/// Defect 8: with reads answered and writes failing (503), an uncertain sale's read-backs
+/// do not make its failures count: it never dies, and lands once writes come back.
+#[test]
+fn a_write_only_outage_uses_up_no_attempts() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = no_dedup(SimModes {
+        write_outage: true,
+        ..SimModes::default()
+    });
+    let client = open(
+        &dir.path().join("pos.db"),
+        &sim,
+        json!({"omnium": {"timeout_ms": 300}, "sync": {"max_attempts": 2}}),
+    );
+    client.record_sale(&sale("S-W", 1)).unwrap();
+    // Several tries, each reading the order back (404, a healthy answer) first.
+    assert!(wait_until(Duration::from_secs(30), || {
+        sim.stats()
+            .by_route
+            .get("GET /api/Orders/{id}")
+            .copied()
+            .unwrap_or(0)
+            >= 3
+    }));
+    let dead: serde_json::Value = serde_json::from_str(&client.dead_jobs_json().unwrap()).unwrap();
+    assert_eq!(dead["items"].as_array().map(Vec::len), Some(0), "{dead}");
+    sim.set_modes(SimModes {
+        write_outage: false,
+        ..sim.modes()
+    });
+    client.sync_now().unwrap();
+    client.flush(Duration::from_secs(30)).unwrap();
+    assert_eq!(sim.orders().len(), 1);
+    assert_once(&sim);
+}
+
+/// Defect 6: outcomes the database refuses (a full disk after the HTTP call) are recorded
+/// in the same run once it accepts them again; nothing waits for the next open.
+#[test]
+fn outcomes_the_database_refused_are_recorded_in_the_same_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = no_dedup(SimModes::default());
+    let client = open(&dir.path().join("pos.db"), &sim, json!({}));
+    client.store().fail_next_writes(WriteOp::Finish, 2);
+    client.record_sale(&sale("S-F", 1)).unwrap();
+    client.flush(Duration::from_secs(20)).unwrap();
+    assert_eq!(sim.orders().len(), 1);
+    assert_once(&sim);
+}
+
+/// Defect 4: a crash after a receipt's PDF was attached, before its outcome was recorded,
+/// does not attach it again: progress is saved between steps and an uncertain receipt
+/// looks at the invoice's files first.
+#[test]
+fn a_crash_between_upload_and_finish_attaches_the_pdf_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("pos.db");
+    let sim = no_dedup(SimModes::default());
+    let client = open(&db, &sim, json!({}));
+    client.record_sale(&sale("S-P", 1)).unwrap();
+    client.flush(Duration::from_secs(20)).unwrap();
+    // From now on no outcome is recorded: the process "dies" before it can be.
+    client.store().fail_next_writes(WriteOp::Finish, u32::MAX);
+    let receipt = json!({"id": "RC-P", "sale_id": "S-P", "receipt_number": "1", "issued_at": "2026-11-28T10:15:00+01:00",
+           "total": 10000, "tax_total": 2000, "currency": "NOK", "customer_id": null, "file_name": "r.pdf"});
+    let mut pdf = b"%PDF-1.7\n% receipt\n".to_vec();
+    pdf.extend_from_slice(&[b'x'; 2_000]);
+    pdf.extend_from_slice(b"\n%%EOF\n");
+    client.record_receipt(&receipt.to_string(), &pdf).unwrap();
+    assert!(wait_until(Duration::from_secs(20), || sim
+        .invoice_files("RC-P")
+        .len()
+        == 1));
+    client.close();
+    drop(client);
+    let client = open(&db, &sim, json!({}));
+    client.flush(Duration::from_secs(30)).unwrap();
+    assert_eq!(sim.invoice_files("RC-P").len(), 1, "attached once");
+}
+
+/// Rule 9.9: a 429 whose Retry-After is an HTTP date is read against Omnium's `Date`: with
+/// Omnium's clock an hour ahead of the till's, the pause is the 2 s asked, not an hour.
+#[test]
+fn an_http_date_retry_after_is_read_on_omniums_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(SimConfig::default()).unwrap();
+    sim.set_modes(SimModes {
+        date_skew_ms: Some(3_600_000),
+        ..SimModes::default()
+    });
+    sim.inject(
+        Fault::new(
+            FaultKind::TooManyRequests {
+                retry_after_secs: 2,
+            },
+            1,
+        )
+        .on_path("/api/Orders/PosOrders"),
+    );
+    let client = open(&dir.path().join("pos.db"), &sim, json!({}));
+    client.record_sale(&sale("S-D", 1)).unwrap();
+    client.flush(Duration::from_secs(30)).unwrap();
+    assert_eq!(sim.orders().len(), 1);
+}
