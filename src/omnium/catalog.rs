@@ -513,7 +513,16 @@ impl OmniumApi {
     /// The next page of a scroll; `None` when the scroll expired (404).
     pub fn scroll_next(&self, resource: &str, scroll_id: &str) -> Result<Option<Page>, Failure> {
         let path = format!("/api/{resource}/Scroll/{}", encode_component(scroll_id));
-        let page = self.get_json(&path)?.map(Page::from_json);
+        // A 404 is an expired scroll (`None`); an answer that is not a page is a failure,
+        // never an empty page that would end the scroll early (and, in a full resync, sweep
+        // what was not read yet).
+        let page = match self.get_json(&path)? {
+            None => None,
+            answer => Some(Page::strict(
+                answer,
+                &format!("GET /api/{resource}/Scroll"),
+            )?),
+        };
         if let Some(page) = &page {
             self.track_scroll(resource, false, page)?;
         }
@@ -905,5 +914,28 @@ mod tests {
             !rows.prices.iter().any(|r| r.unit_price == 80_000),
             "without a rate a tax-excluded price is skipped, never shown as if it included VAT"
         );
+    }
+
+    #[test]
+    fn only_a_page_of_results_is_a_page() {
+        assert!(Page::strict(Some(json!({"result": [], "totalHits": 0})), "x").is_ok());
+        assert!(Page::strict(Some(json!([])), "x").is_ok());
+        assert!(matches!(
+            Page::strict(None, "x"),
+            Err(Failure::Rejected { status: 404, .. })
+        ));
+        for body in [
+            json!({"error": "busy"}),
+            json!("<html>"),
+            json!({"result": null}),
+        ] {
+            assert!(
+                matches!(
+                    Page::strict(Some(body.clone()), "x"),
+                    Err(Failure::Uncertain(_))
+                ),
+                "{body}"
+            );
+        }
     }
 }
