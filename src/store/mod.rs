@@ -383,7 +383,15 @@ fn open_checked(path: &Path) -> std::result::Result<Connection, Opened> {
     if check != "ok" {
         return Err(Opened::Damaged(format!("integrity check: {check}")));
     }
+    let fresh: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     schema::migrate(&conn)?;
+    if fresh == 0 {
+        // A new database has deleted nothing: nothing to rewrite.
+        conn.execute(
+            "DELETE FROM sync_state WHERE key = ?1",
+            [schema::VACUUM_OWED],
+        )?;
+    }
     let app: i64 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
     if app != APPLICATION_ID {
         conn.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID}"))?;
@@ -434,10 +442,14 @@ fn vacuum_if_owed(conn: &Connection, path: &Path) {
                 ""
             }
         ),
-        Err(e) => log::warn!(
-            "database {} could not be rewritten now ({e}); tried again at the next open",
-            path.display()
-        ),
+        Err(e) => {
+            // A VACUUM cut short (a full disk) leaves its pages in the WAL: give the space back.
+            let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+            log::warn!(
+                "database {} could not be rewritten now ({e}); tried again at the next open",
+                path.display()
+            )
+        }
     }
 }
 
