@@ -91,9 +91,14 @@ fn a_request_applied_after_the_client_gave_up_is_not_sent_again() {
 #[test]
 fn a_return_omnium_has_but_cannot_show_yet_is_not_killed() {
     let dir = tempfile::tempdir().unwrap();
+    // Omnium refuses the repeated return here ("already exists"), whatever FO_SIM_DEDUP says:
+    // that refusal is what this test is about. (Its read model lags longer than the settle
+    // time on purpose; without the refusal nothing could tell the return had landed.)
     let sim = Simulator::start(SimConfig::default()).unwrap();
     sim.set_modes(SimModes {
         stale_reads_ms: 4_000,
+        dedup_orders: true,
+        dedup_returns: true,
         ..SimModes::default()
     });
     let client = open(
