@@ -265,6 +265,16 @@ impl Sync {
     pub fn run(self: Arc<Self>) {
         let mut worker = Worker::new(self.clone(), Jitter::seeded());
         log::info!("sync worker started");
+        // A till that has pulled before starts its first run after a random part of the
+        // interval: a chain's tills opening at the same minute must not pull all at once.
+        // A new till (no catalog yet) pulls at once.
+        if matches!(self.store.cursor("products"), Ok((Some(_), _))) {
+            let delay =
+                policy::first_pull_delay_ms(self.pull_interval_ms, worker.jitter.next_unit());
+            worker
+                .puller
+                .schedule(self.mono_ms().saturating_add(delay as i64));
+        }
         worker.probe();
         loop {
             let sync_now = {
@@ -306,6 +316,9 @@ pub struct Worker {
     unrecorded: Option<Unrecorded>,
     /// A round failed after claiming: jobs may be left in flight with nobody sending them.
     stranded: bool,
+    /// 429s recently answered to this till (one more per 429, one less per good answer):
+    /// the pause after a 429 and the pull interval grow with it.
+    throttle_streak: u32,
 }
 
 impl Worker {
@@ -320,6 +333,7 @@ impl Worker {
             puller: pull::Puller::default(),
             unrecorded: None,
             stranded: false,
+            throttle_streak: 0,
         }
     }
 
@@ -516,6 +530,9 @@ impl Worker {
             finished,
             dead,
         })?;
+        if answered && strongest.0 == Signal::None {
+            self.throttle_streak = self.throttle_streak.saturating_sub(1);
+        }
         match strongest.0 {
             Signal::None if answered || sync.api.last_healthy_at() >= now => self.open_gate(),
             // While online, one or two failures are those jobs' own (each backs off).
@@ -531,7 +548,12 @@ impl Worker {
         if self.gate == Gate::Open {
             self.fetch_step();
         }
-        if self.gate == Gate::Open && self.puller.is_running() {
+        // Pending sales go before pulls: a pull page only once no job is due.
+        let more_due = sync
+            .store
+            .next_due_at()?
+            .is_some_and(|t| t <= sync.wall_ms());
+        if self.gate == Gate::Open && self.puller.is_running() && !more_due {
             self.pull_step();
         }
         *sync.progress.lock().unwrap_or_else(|p| p.into_inner()) += 1;
@@ -559,19 +581,45 @@ impl Worker {
             .unwrap_or_else(|p| p.into_inner())
             .pulling = self.puller.is_running();
         match result {
-            Ok(_) => {}
+            Ok(_) => {
+                self.throttle_streak = self.throttle_streak.saturating_sub(1);
+                if !self.puller.is_running() {
+                    // The run is over: the next one after the interval, spread, and later
+                    // while Omnium has been throttling this till.
+                    let next = policy::next_pull_in_ms(
+                        self.sync.pull_interval_ms,
+                        self.throttle_streak,
+                        self.jitter.next_unit(),
+                    );
+                    let mono = self.sync.mono_ms();
+                    self.puller.schedule(mono.saturating_add(next as i64));
+                }
+            }
             Err(f) => {
                 log::warn!("pull stopped: {f}");
-                let retry = policy::backoff_ms(&self.sync.policy, 1, self.jitter.next_unit());
-                self.puller.abort(self.sync.mono_ms() + retry as i64);
-                match f {
+                let throttled = matches!(f, Failure::Throttled { .. });
+                match &f {
                     Failure::Rejected { .. } | Failure::Busy(_) => {}
                     Failure::Uncertain(_) => {}
                     other => {
                         let reason = other.to_string();
-                        self.signal(signal_of(&other), &reason);
+                        self.signal(signal_of(other), &reason);
                     }
                 }
+                // A throttled pull waits out the pause and then a back-off that grows with
+                // repeated 429s, so sales waiting behind the pause go first.
+                let (pause_left, tries) = if throttled {
+                    (
+                        (self.hold_until - self.sync.mono_ms()).max(0),
+                        self.throttle_streak.max(1),
+                    )
+                } else {
+                    (0, 1)
+                };
+                let retry = policy::backoff_ms(&self.sync.policy, tries, self.jitter.next_unit());
+                let mono = self.sync.mono_ms();
+                self.puller
+                    .abort(mono.saturating_add(pause_left + retry as i64));
             }
         }
         *self.sync.progress.lock().unwrap_or_else(|p| p.into_inner()) += 1;
@@ -590,8 +638,15 @@ impl Worker {
         match signal {
             Signal::None => {}
             Signal::PauseFor(ms) => {
-                let until = now + ms.min(crate::omnium::MAX_RETRY_AFTER_MS) as i64;
-                log::warn!("Omnium asked to slow down; every request waits {ms} ms");
+                // Never before Omnium's Retry-After; longer (and spread) after repeated 429s.
+                self.throttle_streak = self.throttle_streak.saturating_add(1);
+                let hold = policy::throttle_hold_ms(
+                    ms.min(crate::omnium::MAX_RETRY_AFTER_MS),
+                    self.throttle_streak,
+                    self.jitter.next_unit(),
+                );
+                let until = now + hold as i64;
+                log::warn!("Omnium asked to slow down; every request waits {hold} ms");
                 self.gate = Gate::Throttled;
                 self.hold_until = self.hold_until.max(until);
                 self.sync.set_link(true, Some(self.hold_until), reason);

@@ -91,6 +91,36 @@ pub fn decide(
     }
 }
 
+/// Longest a till holds every request after repeated 429s.
+pub const THROTTLE_CAP_MS: u64 = 60_000;
+
+/// How long a till holds every request after its `streak`-th 429 in a row (no good answer
+/// between): never less than Omnium's Retry-After; from the second 429 on the pause doubles
+/// each time up to `THROTTLE_CAP_MS` (a till that keeps being throttled lowers its own rate),
+/// and it is spread by up to +50 % so tills throttled together do not come back together.
+pub fn throttle_hold_ms(retry_after_ms: u64, streak: u32, jitter: f64) -> u64 {
+    let doubled = retry_after_ms
+        .max(1)
+        .saturating_mul(1u64 << streak.saturating_sub(1).min(16));
+    let grown = doubled.min(THROTTLE_CAP_MS.max(retry_after_ms));
+    ((grown as f64 * (1.0 + 0.5 * jitter)) as u64).max(retry_after_ms)
+}
+
+/// Time from the end of a pull run to the start of the next: the interval spread by ±10 % so
+/// tills started together drift apart, and doubled per recent 429 (up to 8×): pulls slow down
+/// before sales do.
+pub fn next_pull_in_ms(interval_ms: u64, streak: u32, jitter: f64) -> u64 {
+    let slowed = interval_ms.saturating_mul(1u64 << streak.min(3));
+    ((slowed as f64 * (0.9 + 0.2 * jitter)) as u64).max(1)
+}
+
+/// Delay of the first pull run after start for a till that has pulled before (a new till
+/// needs its catalog at once): up to a quarter of the interval, at most a minute, so a
+/// chain's tills opening at the same minute do not all pull at once.
+pub fn first_pull_delay_ms(interval_ms: u64, jitter: f64) -> u64 {
+    ((interval_ms / 4).min(60_000) as f64 * jitter) as u64
+}
+
 /// A small, fast generator for jitter (splitmix64); not for anything secret.
 pub struct Jitter(u64);
 
@@ -100,7 +130,10 @@ impl Jitter {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0x9E37_79B9);
-        Jitter(t ^ (std::process::id() as u64) << 32)
+        // Tills in one process started in the same instant still get different sequences.
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Jitter(t ^ (std::process::id() as u64) << 32 ^ n.wrapping_mul(0xD1B5_4A32_D192_ED03))
     }
 
     /// A generator replaying the same sequence for the same seed (the simulation).
@@ -122,6 +155,42 @@ impl Jitter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn throttle_pause_grows_with_repeated_429s_and_never_undercuts_retry_after() {
+        for j in [0.0, 0.5, 0.999] {
+            assert!(throttle_hold_ms(1000, 1, j) >= 1000);
+            assert!(throttle_hold_ms(1000, 1, j) <= 1500);
+            assert!(throttle_hold_ms(1000, 2, j) >= 2000);
+            assert!(throttle_hold_ms(1000, 4, j) >= 8000);
+            assert!(throttle_hold_ms(1000, 30, j) <= THROTTLE_CAP_MS * 3 / 2);
+            assert!(throttle_hold_ms(1000, 30, j) >= THROTTLE_CAP_MS);
+            // A Retry-After above the cap is still honoured.
+            assert!(throttle_hold_ms(120_000, 3, j) >= 120_000);
+        }
+        // Spread: two tills with different jitter come back at different times.
+        assert_ne!(
+            throttle_hold_ms(1000, 1, 0.1),
+            throttle_hold_ms(1000, 1, 0.9)
+        );
+    }
+
+    #[test]
+    fn pulls_are_spread_and_slow_down_while_throttled() {
+        assert_eq!(next_pull_in_ms(300_000, 0, 0.0), 270_000);
+        assert_eq!(next_pull_in_ms(300_000, 0, 0.999_999), 329_999);
+        assert_eq!(next_pull_in_ms(300_000, 2, 0.5), 1_200_000);
+        assert_eq!(next_pull_in_ms(300_000, 9, 0.5), 2_400_000);
+        assert_eq!(first_pull_delay_ms(300_000, 0.5), 30_000);
+        assert_eq!(first_pull_delay_ms(60_000, 0.5), 7_500);
+        let mut a = Jitter::seeded();
+        let mut b = Jitter::seeded();
+        assert_ne!(
+            a.next_unit(),
+            b.next_unit(),
+            "seeded twice in a row, same sequence"
+        );
+    }
 
     const P: RetryPolicy = RetryPolicy {
         initial_ms: 60_000,

@@ -132,6 +132,12 @@ impl Puller {
         (self.next_run_at - sync.clock.mono_ms()).max(0)
     }
 
+    /// Moves the start of the next run, on the monotonic clock (the worker spreads the
+    /// schedule with jitter).
+    pub fn schedule(&mut self, at_mono_ms: i64) {
+        self.next_run_at = at_mono_ms;
+    }
+
     /// Starts a run now if one is due (or `force`, from `fo_sync_now`). The schedule runs on
     /// the monotonic clock, so a wall clock corrected backwards never stops pulls.
     pub fn maybe_start(&mut self, force: bool, sync: &Sync) {
