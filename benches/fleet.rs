@@ -153,9 +153,9 @@ fn main() {
     }
     fleet.report("morning", t, Some(flushed));
 
-    // Trading: 40 simulated minutes, a sale every 30 s per till, twice as often at "lunch".
+    // Trading: 30 simulated minutes, a sale every 30 s per till, twice as often at "lunch".
     let t = Instant::now();
-    let phase = 2400.0 / c;
+    let phase = 1800.0 / c;
     let mut next = vec![0.0f64; n];
     for (i, x) in next.iter_mut().enumerate() {
         *x = SALE_EVERY_S / c * i as f64 / n as f64;
