@@ -106,12 +106,12 @@ pub fn throttle_hold_ms(retry_after_ms: u64, streak: u32, jitter: f64) -> u64 {
     ((grown as f64 * (1.0 + 0.5 * jitter)) as u64).max(retry_after_ms)
 }
 
-/// Time from the end of a pull run to the start of the next: the interval spread by ±10 % so
-/// tills started together drift apart, and doubled per recent 429 (up to 8×): pulls slow down
-/// before sales do.
+/// Time from the end of a pull run to the start of the next: spread over the last fifth of
+/// the interval (never later than configured) so tills started together drift apart, and
+/// doubled per recent 429 (up to 8×): pulls slow down before sales do.
 pub fn next_pull_in_ms(interval_ms: u64, streak: u32, jitter: f64) -> u64 {
     let slowed = interval_ms.saturating_mul(1u64 << streak.min(3));
-    ((slowed as f64 * (0.9 + 0.2 * jitter)) as u64).max(1)
+    ((slowed as f64 * (0.8 + 0.2 * jitter)) as u64).max(1)
 }
 
 /// Delay of the first pull run after start for a till that has pulled before (a new till
@@ -177,10 +177,10 @@ mod tests {
 
     #[test]
     fn pulls_are_spread_and_slow_down_while_throttled() {
-        assert_eq!(next_pull_in_ms(300_000, 0, 0.0), 270_000);
-        assert_eq!(next_pull_in_ms(300_000, 0, 0.999_999), 329_999);
-        assert_eq!(next_pull_in_ms(300_000, 2, 0.5), 1_200_000);
-        assert_eq!(next_pull_in_ms(300_000, 9, 0.5), 2_400_000);
+        assert_eq!(next_pull_in_ms(300_000, 0, 0.0), 240_000);
+        assert_eq!(next_pull_in_ms(300_000, 0, 0.999_999), 299_999);
+        assert_eq!(next_pull_in_ms(300_000, 2, 0.5), 1_080_000);
+        assert_eq!(next_pull_in_ms(300_000, 9, 0.5), 2_160_000);
         assert_eq!(first_pull_delay_ms(300_000, 0.5), 30_000);
         assert_eq!(first_pull_delay_ms(60_000, 0.5), 7_500);
         let mut a = Jitter::seeded();
