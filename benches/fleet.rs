@@ -167,10 +167,10 @@ fn main() {
         }
         let lunch = now > phase / 3.0 && now < 2.0 * phase / 3.0;
         let every = SALE_EVERY_S / c / if lunch { 2.0 } else { 1.0 };
-        for till in 0..n {
-            if next[till] <= now {
+        for (till, due) in next.iter_mut().enumerate() {
+            if *due <= now {
                 fleet.record(till, "D");
-                next[till] += every;
+                *due += every;
             }
         }
         std::thread::sleep(Duration::from_millis(20));
