@@ -679,9 +679,14 @@ impl Client {
         let handle = self.worker.lock().unwrap_or_else(|p| p.into_inner()).take();
         // Closed from the worker's own thread (a log callback called fo_client_close): it
         // cannot wait for itself; it stops once the callback returns, and is joined then.
-        let on_worker = handle
-            .as_ref()
-            .is_some_and(|h| h.thread().id() == std::thread::current().id());
+        // Compared by pthread identity, not `std::thread::current()`: that panics on a
+        // thread whose thread-locals are already destroyed (a close from a pthread_key
+        // destructor), which would abandon the close halfway.
+        let on_worker = handle.as_ref().is_some_and(|h| {
+            use std::os::unix::thread::JoinHandleExt;
+            // SAFETY: pthread_equal and pthread_self only compare/read thread ids.
+            unsafe { libc::pthread_equal(h.as_pthread_t(), libc::pthread_self()) != 0 }
+        });
         let wait = wait && !on_worker;
         if let Some(handle) = handle {
             let deadline = if !wait {

@@ -51,6 +51,11 @@ fn every_kind_of_export_is_safe_from_a_thread_local_destructor() {
 }
 
 #[test]
+fn closing_from_a_thread_local_destructor_joins_the_running_worker_and_releases_the_database() {
+    run("tls_destructor_autostart");
+}
+
+#[test]
 fn config_codes_absurd_lengths_and_long_ids_are_refused_cleanly() {
     run("inputs");
 }
