@@ -67,6 +67,10 @@ pub const MAX_RETRY_AFTER_MS: u64 = 2 * 3_600_000;
 
 /// Omnium's tokens live 10 days; a lifetime outside these bounds is clamped (a huge
 /// `expiresIn` must not overflow into "expired", a tiny one must not mean a request each).
+/// A health stamp that was never set (`OmniumApi::last_healthy_at`): before any monotonic
+/// time.
+pub const NEVER: i64 = i64::MIN;
+
 const MIN_TOKEN_LIFETIME_MS: i64 = 60_000;
 const MAX_TOKEN_LIFETIME_MS: i64 = 10 * 24 * 3_600_000;
 /// Without `expiresIn` a token is taken to live this long (Omnium's documented lifetime).
@@ -184,8 +188,8 @@ impl OmniumApi {
             renewal: Mutex::new(()),
             secrets,
             clock: Arc::new(SystemClock),
-            last_healthy_at: AtomicI64::new(0),
-            last_healthy_write_at: AtomicI64::new(0),
+            last_healthy_at: AtomicI64::new(NEVER),
+            last_healthy_write_at: AtomicI64::new(NEVER),
             paused_until: AtomicI64::new(i64::MIN),
             forgotten: AtomicBool::new(false),
             scrolls: Mutex::default(),
@@ -208,6 +212,9 @@ impl OmniumApi {
         self.forgotten.store(true, Ordering::SeqCst);
     }
 
+    /// When Omnium last gave an answer that was neither 5xx, 429 nor a redirect, on the
+    /// monotonic clock (`Clock::mono_ms`, so a wall clock stepped back cannot leave it in the
+    /// future); [`NEVER`] = not since this client was made.
     pub fn last_healthy_at(&self) -> i64 {
         self.last_healthy_at.load(Ordering::Relaxed)
     }
@@ -220,7 +227,8 @@ impl OmniumApi {
     }
 
     /// When Omnium last answered a request that changes something with neither 5xx nor
-    /// 429 (unix ms); 0 = never.
+    /// 429, on the monotonic clock (`Clock::mono_ms`); [`NEVER`] = not since this client was
+    /// made. Compare it only with monotonic times of this process.
     pub fn last_healthy_write_at(&self) -> i64 {
         self.last_healthy_write_at.load(Ordering::Relaxed)
     }
@@ -293,10 +301,13 @@ impl OmniumApi {
         let mask = |m: String| crate::redact::redact_with(&m, &[&self.client_secret]);
         // Token answers do not count as Omnium being healthy: the token endpoint is
         // separate from (and not rate-limited like) the API the jobs need.
-        let resp = self.transport.send(&req).map_err(|e| match e {
+        let mut resp = self.transport.send(&req).map_err(|e| match e {
             NetError::NotSent(m) => Failure::Unreachable(mask(m)),
             NetError::Unknown(m) => Failure::Uncertain(mask(m)),
         })?;
+        if resp.status == 429 {
+            self.settle_retry_after(&mut resp);
+        }
         match resp.status {
             200..=299 => {}
             300..=399 => return Err(redirected("POST /api/token", resp.status, false)),
@@ -343,11 +354,27 @@ impl OmniumApi {
         self.token(Some(current.unwrap_or(0))).map(|_| ())
     }
 
+    /// Reads a 429's Retry-After once, as it arrives: an HTTP date against the answer's
+    /// `Date`, or without one against this client's clock (never the system's, which a test
+    /// or simulation does not control); the header is replaced by the pause in seconds, so
+    /// whatever classifies the answer later pauses the same. Returns the pause (ms).
+    fn settle_retry_after(&self, resp: &mut HttpResponse) -> u64 {
+        let ms = parse_retry_after(
+            resp.retry_after.as_deref(),
+            resp.date.as_deref(),
+            Some(self.clock.wall_ms()),
+        );
+        resp.retry_after = Some(format!("{}.{:03}", ms / 1000, ms % 1000));
+        ms
+    }
+
     /// A redirect is not Omnium answering (a captive portal or a proxy did), so it does not
     /// count as healthy.
     fn note_answer(&self, status: u16, write: bool) {
         if status < 500 && status != 429 && !(300..400).contains(&status) {
-            let now = self.clock.wall_ms();
+            // Monotonic: compared with the worker's own try times, which a wall clock that
+            // ran fast and was stepped back would otherwise trail for as long as it ran ahead.
+            let now = self.clock.mono_ms();
             self.last_healthy_at.fetch_max(now, Ordering::Relaxed);
             if write {
                 self.last_healthy_write_at.fetch_max(now, Ordering::Relaxed);
@@ -413,7 +440,7 @@ impl OmniumApi {
             if write && !matches!(sent, Err(NetError::NotSent(_))) {
                 WRITES_SENT.with(|w| w.set(w.get() + 1));
             }
-            let resp = sent.map_err(net_failure)?;
+            let mut resp = sent.map_err(net_failure)?;
             self.note_answer(resp.status, write);
             if let Some(at) = resp
                 .date
@@ -428,8 +455,7 @@ impl OmniumApi {
                 return Err(redirected(&what, resp.status, method != "GET"));
             }
             if resp.status == 429 {
-                let pause =
-                    parse_retry_after(resp.retry_after.as_deref(), resp.date.as_deref()) as i64;
+                let pause = self.settle_retry_after(&mut resp) as i64;
                 self.paused_until
                     .fetch_max(self.clock.mono_ms() + pause, Ordering::Relaxed);
             }
@@ -664,7 +690,13 @@ pub fn classify(resp: &HttpResponse, what: &str) -> Result<(), Failure> {
         200..=299 => Ok(()),
         300..=399 => Err(redirected(what, status, !what.starts_with("GET "))),
         429 => Err(Failure::Throttled {
-            retry_after_ms: parse_retry_after(resp.retry_after.as_deref(), resp.date.as_deref()),
+            // OmniumApi has already turned an HTTP date into seconds by its clock
+            // (`settle_retry_after`): no clock is needed here.
+            retry_after_ms: parse_retry_after(
+                resp.retry_after.as_deref(),
+                resp.date.as_deref(),
+                None,
+            ),
         }),
         408 => Err(Failure::Uncertain(format!("HTTP 408 {}", message()))),
         409 if !says_already_exists(&resp.text()) => Err(Failure::Busy(message())),
@@ -716,25 +748,31 @@ pub fn reason(resp: &HttpResponse) -> String {
 ///
 /// An HTTP-date `Retry-After` is read against the answer's own `Date` (Omnium's clock), not
 /// the till's clock, which may be hours off (CONTRACT §9 rule 9); without a `Date` the
-/// till's clock is the only reference (and the cap bounds the pause).
-pub fn parse_retry_after(header: Option<&str>, date: Option<&str>) -> u64 {
+/// till's clock `till_now_ms` (the injected clock's wall time) is the only reference (and
+/// the cap bounds the pause). Without either, the default pause.
+pub fn parse_retry_after(
+    header: Option<&str>,
+    date: Option<&str>,
+    till_now_ms: Option<i64>,
+) -> u64 {
     let Some(h) = header.map(str::trim) else {
         return DEFAULT_RETRY_AFTER_MS;
     };
     let ms = if let Ok(secs) = h.parse::<f64>() {
         if secs.is_finite() && secs >= 0.0 {
-            (secs * 1000.0) as u64
+            (secs * 1000.0).round() as u64
         } else {
             DEFAULT_RETRY_AFTER_MS
         }
     } else if let Ok(at) = chrono::DateTime::parse_from_rfc2822(h) {
         let now = date
             .and_then(|d| chrono::DateTime::parse_from_rfc2822(d.trim()).ok())
-            .map_or_else(
-                || chrono::Utc::now().timestamp_millis(),
-                |d| d.timestamp_millis(),
-            );
-        (at.timestamp_millis() - now).max(0) as u64
+            .map(|d| d.timestamp_millis())
+            .or(till_now_ms);
+        match now {
+            Some(now) => at.timestamp_millis().saturating_sub(now).max(0) as u64,
+            None => DEFAULT_RETRY_AFTER_MS,
+        }
     } else {
         DEFAULT_RETRY_AFTER_MS
     };
@@ -1035,11 +1073,14 @@ mod tests {
 
     #[test]
     fn retry_after_is_capped_at_two_hours() {
-        assert_eq!(parse_retry_after(Some("99999"), None), MAX_RETRY_AFTER_MS);
-        assert_eq!(parse_retry_after(Some("2"), None), 2000);
-        assert_eq!(parse_retry_after(None, None), DEFAULT_RETRY_AFTER_MS);
         assert_eq!(
-            parse_retry_after(Some("soon"), None),
+            parse_retry_after(Some("99999"), None, None),
+            MAX_RETRY_AFTER_MS
+        );
+        assert_eq!(parse_retry_after(Some("2"), None, None), 2000);
+        assert_eq!(parse_retry_after(None, None, None), DEFAULT_RETRY_AFTER_MS);
+        assert_eq!(
+            parse_retry_after(Some("soon"), None, None),
             DEFAULT_RETRY_AFTER_MS
         );
     }
@@ -1050,11 +1091,54 @@ mod tests {
     fn an_http_date_retry_after_is_read_against_omniums_date() {
         let at = "Tue, 01 Dec 2026 10:00:07 GMT";
         let date = "Tue, 01 Dec 2026 10:00:00 GMT";
-        assert_eq!(parse_retry_after(Some(at), Some(date)), 7_000);
+        assert_eq!(parse_retry_after(Some(at), Some(date), Some(0)), 7_000);
         assert_eq!(
-            parse_retry_after(Some(date), Some(at)),
+            parse_retry_after(Some(date), Some(at), Some(0)),
             0,
             "a date in the past means now"
+        );
+    }
+
+    /// Answers tokens, and 429 with an HTTP-date Retry-After and no Date to the rest.
+    struct ThrottlesUntil(String);
+
+    impl Transport for ThrottlesUntil {
+        fn send(&self, req: &HttpRequest<'_, '_>) -> Result<HttpResponse, NetError> {
+            if req.url.contains("/api/token") {
+                return Ok(resp(
+                    200,
+                    r#"{"accessToken": "t1", "expiresIn": 3600}"#,
+                    None,
+                ));
+            }
+            Ok(resp(429, "", Some(&self.0)))
+        }
+    }
+
+    /// Without a Date, an HTTP-date Retry-After is read against the injected clock (the
+    /// till's), not the system's: a till (or a simulation) whose clock is not the machine's
+    /// pauses for what Omnium asked.
+    #[test]
+    fn an_http_date_retry_after_without_a_date_is_read_against_the_clock() {
+        let clock = Arc::new(crate::clock::ManualClock::new(1_700_000_000_000));
+        let at = chrono::DateTime::from_timestamp_millis(1_700_000_030_000)
+            .unwrap()
+            .to_rfc2822();
+        let cfg = OmniumConfig {
+            base_url: "https://omnium.test".into(),
+            client_id: "id".into(),
+            client_secret: Secret::new("secret-of-the-test"),
+            timeout_ms: 1000,
+            max_concurrency: 4,
+            proxy: None,
+        };
+        let api =
+            OmniumApi::with_transport(&cfg, Arc::new(ThrottlesUntil(at))).with_clock(clock.clone());
+        assert_eq!(
+            api.get_json("/api/Markets").unwrap_err(),
+            Failure::Throttled {
+                retry_after_ms: 30_000
+            }
         );
     }
 

@@ -15,6 +15,7 @@ use events::EventQueue;
 use policy::{Jitter, RetryPolicy, Signal};
 use push::{Delivery, SyncContext};
 use serde_json::json;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -319,6 +320,10 @@ pub struct Worker {
     /// 429s recently answered to this till (one more per 429, one less per good answer):
     /// the pause after a 429 and the pull interval grow with it.
     throttle_streak: u32,
+    /// Monotonic ms at which this worker last finished trying each job still pending: a
+    /// failure counts as an attempt only if Omnium took a write after it
+    /// ([`Worker::tried_since`]).
+    tried_mono: HashMap<i64, i64>,
 }
 
 impl Worker {
@@ -334,7 +339,23 @@ impl Worker {
             unrecorded: None,
             stranded: false,
             throttle_streak: 0,
+            tried_mono: HashMap::new(),
         }
+    }
+
+    /// The monotonic time of `job`'s previous try, to compare with Omnium's health stamps
+    /// (monotonic too; a wall clock that ran fast and was stepped back must not make every
+    /// later failure look like Omnium answered others since). A try this worker made is
+    /// remembered; one made before (another process) is before any stamp this client made;
+    /// a job never tried is dated from its creation, no later than now.
+    fn tried_since(&self, job: &OutboxJob, mono: i64, wall: i64) -> i64 {
+        if let Some(&at) = self.tried_mono.get(&job.id) {
+            return at;
+        }
+        if job.last_attempt_at.is_some() {
+            return crate::omnium::NEVER;
+        }
+        mono.saturating_sub(wall.saturating_sub(job.created_at).max(0))
     }
 
     /// One round, with its failures contained: a storage error or a bug in one round must
@@ -482,6 +503,7 @@ impl Worker {
         kill_point("after_send");
         let healthy = sync.api.last_healthy_write_at();
         let finished = sync.wall_ms();
+        let finished_mono = sync.mono_ms();
         let mut updates = Vec::with_capacity(jobs.len());
         let mut dead = Vec::new();
         let mut strongest = (Signal::None, String::new());
@@ -499,11 +521,12 @@ impl Worker {
             failed += usize::from(matches!(&result, Err(Failure::Uncertain(_))));
             let accepted_ms = result.as_ref().ok().copied().flatten();
             let result = result.map(|_| ());
+            let since = self.tried_since(job, mono, now);
             let (mut fate, signal) = policy::decide(
                 job,
                 &result,
                 finished,
-                healthy,
+                healthy > since,
                 &sync.policy,
                 self.jitter.next_unit(),
             );
@@ -518,6 +541,15 @@ impl Worker {
             }
             if let crate::store::JobFate::Dead { error } = &fate {
                 dead.push((job.clone(), error.clone()));
+            }
+            match &fate {
+                crate::store::JobFate::Retry { .. } => {
+                    self.tried_mono.insert(job.id, finished_mono);
+                }
+                crate::store::JobFate::Released => {}
+                _ => {
+                    self.tried_mono.remove(&job.id);
+                }
             }
             updates.push(JobUpdate {
                 step,
@@ -534,7 +566,7 @@ impl Worker {
             self.throttle_streak = self.throttle_streak.saturating_sub(1);
         }
         match strongest.0 {
-            Signal::None if answered || sync.api.last_healthy_at() >= now => self.open_gate(),
+            Signal::None if answered || sync.api.last_healthy_at() >= mono => self.open_gate(),
             // While online, one or two failures are those jobs' own (each backs off).
             Signal::None if self.gate == Gate::Open && failed < OUTAGE_FAILURES => {}
             // Every answer was a 5xx or a reset: Omnium is down, not each job bad.

@@ -38,15 +38,16 @@ pub enum Signal {
     AuthFailed,
 }
 
-/// The fate of a job the worker tried. `last_healthy_write_at` is when Omnium last gave an
-/// answer that was not 5xx or 429 to a request that changes something: a failure counts as
-/// an attempt only if Omnium took a write well since this job's previous try, so an outage
-/// (a write-only one too, with reads answered) never uses up attempts.
+/// The fate of a job the worker tried. `took_write_since_try` says whether Omnium gave an
+/// answer that was not 5xx or 429 to a request that changes something since this job's
+/// previous try (judged on the monotonic clock by the worker): a failure counts as an
+/// attempt only then, so an outage (a write-only one too, with reads answered) never uses
+/// up attempts.
 pub fn decide(
     job: &OutboxJob,
     result: &Result<(), Failure>,
     now_ms: i64,
-    last_healthy_write_at: i64,
+    took_write_since_try: bool,
     policy: &RetryPolicy,
     jitter: f64,
 ) -> (JobFate, Signal) {
@@ -54,7 +55,6 @@ pub fn decide(
         Ok(()) => return (JobFate::Delivered { accepted_ms: None }, Signal::None),
         Err(f) => f,
     };
-    let since = job.last_attempt_at.unwrap_or(job.created_at);
     let retry = |counted: bool, uncertain: bool| {
         let error = failure.to_string();
         if counted && job.attempts + 1 >= policy.max_attempts {
@@ -79,7 +79,7 @@ pub fn decide(
             (JobFate::Released, Signal::PauseFor(*retry_after_ms))
         }
         Failure::Unauthorized(_) => (JobFate::Released, Signal::AuthFailed),
-        Failure::Uncertain(_) => (retry(last_healthy_write_at > since, true), Signal::None),
+        Failure::Uncertain(_) => (retry(took_write_since_try, true), Signal::None),
         Failure::Unconfirmed(_) => (retry(false, true), Signal::None),
         Failure::Busy(_) => (retry(true, false), Signal::None),
         Failure::Rejected { .. } => (
@@ -237,7 +237,7 @@ mod tests {
             &j,
             &Err(Failure::Unreachable("refused".into())),
             200,
-            0,
+            false,
             &P,
             0.5,
         );
@@ -247,7 +247,7 @@ mod tests {
             &j,
             &Err(Failure::Uncertain("HTTP 500".into())),
             200,
-            50,
+            false,
             &P,
             0.5,
         );
@@ -268,7 +268,7 @@ mod tests {
                 retry_after_ms: 2000,
             }),
             200,
-            150,
+            true,
             &P,
             0.5,
         );
@@ -282,17 +282,17 @@ mod tests {
             message: "bad".into(),
         });
         assert!(matches!(
-            decide(&job(0, 0, None), &rejected, 1, 0, &P, 0.0).0,
+            decide(&job(0, 0, None), &rejected, 1, false, &P, 0.0).0,
             JobFate::Dead { .. }
         ));
         // 5xx for this job while Omnium answered others: counted, and the third one kills it.
         let err = Err(Failure::Uncertain("HTTP 500".into()));
         assert!(matches!(
-            decide(&job(1, 1, Some(10)), &err, 20, 15, &P, 0.0).0,
+            decide(&job(1, 1, Some(10)), &err, 20, true, &P, 0.0).0,
             JobFate::Retry { counted: true, .. }
         ));
         assert!(matches!(
-            decide(&job(2, 2, Some(10)), &err, 20, 15, &P, 0.0).0,
+            decide(&job(2, 2, Some(10)), &err, 20, true, &P, 0.0).0,
             JobFate::Dead { .. }
         ));
     }
@@ -304,7 +304,7 @@ mod tests {
             &job(2, 9, Some(10)),
             &Err(Failure::Redirected("HTTP 302".into())),
             20,
-            15,
+            true,
             &P,
             0.0,
         );

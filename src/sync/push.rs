@@ -222,11 +222,26 @@ fn deliver_receipt(job: &OutboxJob, r: &Receipt, sync: &Sync) -> Delivery {
         }
         step = 1;
         super::kill_point("between_invoice_and_file");
-        if let Err(e) = sync.store.save_step(job, step) {
-            return done(
-                Err(Failure::Uncertain(format!("local database: {e}"))),
-                step,
-            );
+        match sync.store.save_step(job, step) {
+            Ok(true) => {}
+            // The job is no longer ours (recovered and claimed again): whoever holds it now
+            // sends the file, after checking what landed; uploading it here too would send
+            // it twice. The outcome is not recorded either (it applies only under our claim).
+            Ok(false) => {
+                return done(
+                    Err(Failure::Unconfirmed(format!(
+                        "receipt {:?}: the job was claimed again after its invoice step",
+                        r.id
+                    ))),
+                    step,
+                )
+            }
+            Err(e) => {
+                return done(
+                    Err(Failure::Uncertain(format!("local database: {e}"))),
+                    step,
+                )
+            }
         }
     }
     let uploaded = sync.store.with_receipt_pdf(job.id, |pdf, _len| {
