@@ -448,6 +448,9 @@ impl Store {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut delivered_any = false;
         let mut applied = 0;
+        // Logged after the commit, with the connection free: a log callback may call back
+        // into the library on this thread (fo_record_*), which would wait for this lock.
+        let mut dropped = Vec::new();
         for u in updates {
             let ours: bool = tx
                 .prepare_cached(
@@ -455,11 +458,10 @@ impl Store {
                 )?
                 .query_row(params![u.job_id, u.claim], |r| r.get(0))?;
             if !ours {
-                log::warn!(
+                dropped.push(format!(
                     "job {}: an outcome of a claim no longer held was dropped ({:?})",
-                    u.job_id,
-                    u.fate
-                );
+                    u.job_id, u.fate
+                ));
                 continue;
             }
             applied += 1;
@@ -542,6 +544,10 @@ impl Store {
             .execute([now_ms.to_string()])?;
         }
         tx.commit()?;
+        drop(conn);
+        for m in dropped {
+            log::warn!("{m}");
+        }
         Ok(applied)
     }
 
@@ -848,6 +854,52 @@ mod tests {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .unwrap()
+    }
+
+    /// Review: the warning about a dropped outcome used to be logged inside finish()'s
+    /// transaction, with the connection locked; a log callback calling back into the library
+    /// on that thread (fo_record_*) then waited for that lock forever.
+    #[test]
+    fn a_dropped_outcome_is_logged_with_the_connection_free() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static SEEN: AtomicUsize = AtomicUsize::new(0);
+        static LOCKED: AtomicUsize = AtomicUsize::new(0);
+        unsafe extern "C" fn cb(ud: *mut std::ffi::c_void, _l: i32, m: *const std::ffi::c_char) {
+            let m = unsafe { std::ffi::CStr::from_ptr(m) }.to_string_lossy();
+            if !m.contains("no longer held") || !m.contains("HTTP 409 probe") {
+                return;
+            }
+            let s = unsafe { &*(ud as *const Store) };
+            SEEN.fetch_add(1, Ordering::SeqCst);
+            if s.conn.try_lock().is_err() {
+                LOCKED.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let (_d, s) = store();
+        s.record(&job("S-1", "S-1", "{}"), 0, |_| Ok(Extras::default()))
+            .unwrap();
+        let old = s.claim_due(1, 10).unwrap().remove(0);
+        assert_eq!(s.recover_in_flight(2).unwrap(), 1);
+        let late = JobUpdate::new(
+            &old,
+            JobFate::Dead {
+                error: "HTTP 409 probe".into(),
+            },
+        );
+        unsafe { crate::ffi::fo_set_log_callback(Some(cb), &s as *const Store as *mut _, 2) };
+        let applied = s.finish(std::slice::from_ref(&late), 5);
+        unsafe { crate::ffi::fo_set_log_callback(None, std::ptr::null_mut(), 0) };
+        assert_eq!(applied.unwrap(), 0);
+        assert_eq!(
+            SEEN.load(Ordering::SeqCst),
+            1,
+            "the warning reached the callback"
+        );
+        assert_eq!(
+            LOCKED.load(Ordering::SeqCst),
+            0,
+            "the connection was free then"
+        );
     }
 
     /// Issue 8 defect 1: a late result of a claim that was given up (the jobs recovered as
