@@ -1054,12 +1054,12 @@ pub unsafe extern "C" fn fo_job_retry(c: *mut fo_client, job_id: *const c_char) 
 ///
 /// Results: none.
 /// Threads: any thread, including from inside the callback itself (to replace or remove it).
-/// Process-wide: one callback for every client. A call already running on another thread when
-/// it is replaced may still finish after this returns; once it returns, no new call of the old
-/// callback starts.
+/// Process-wide: one callback for every client. A call another thread had already begun when
+/// it is replaced (its line being formatted) may still reach the old callback shortly after this
+/// returns: keep the old callback and `user_data` valid while any `fo_` call may still be running.
 /// Blocks: never (a short internal lock; the callback is never called while it is held).
 /// Pointers: `cb` is NULL (logging off) or a function that stays callable, and `user_data`
-/// valid, until it is replaced and any call already running has returned (the library does not
+/// valid, as long as the paragraph above says (the library does not
 /// free `user_data`). The callback runs on the library's threads and on the threads of calls
 /// that log, with `message` valid only during the call; it must be thread-safe and must not
 /// unwind (C++ exceptions) or `longjmp` out: it must return. It may call any `fo_` function;
