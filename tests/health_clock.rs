@@ -23,15 +23,15 @@ fn a_wall_clock_stepped_back_after_a_healthy_write_does_not_make_an_outage_count
     let clock = Arc::new(ManualClock::new(1_795_000_000_000));
     let (sim, transport) = Simulator::in_process(SimConfig::default(), clock.clone(), 2_000);
     let dir = tempfile::tempdir().unwrap();
-    let cfg = json!({
-        "database_path": dir.path().join("pos.db").to_str().unwrap(),
-        "store_id": "oslo-1", "market_id": "NOR", "currency": "NOK", "terminal_id": "t01",
-        "omnium": {"base_url": "http://127.0.0.1:9", "client_id": common::CLIENT_ID,
-                   "client_secret": common::CLIENT_SECRET, "timeout_ms": 2_000, "max_concurrency": 1},
-        "sync": {"retry_initial_ms": 1_000, "retry_max_ms": 5_000, "pull_interval_ms": 36_000_000,
-                 "max_attempts": 3, "autostart": false},
-    })
-    .to_string();
+    let cfg = common::config(
+        &dir.path().join("pos.db"),
+        "http://127.0.0.1:9",
+        json!({
+            "omnium": {"max_concurrency": 1},
+            "sync": {"retry_initial_ms": 1_000, "retry_max_ms": 5_000,
+                     "pull_interval_ms": 36_000_000, "max_attempts": 3, "autostart": false},
+        }),
+    );
     let client = Client::open_simulated(&cfg, transport, clock.clone()).unwrap();
     let mut worker = Worker::new(client.sync_handle(), Jitter::from_seed(7));
 

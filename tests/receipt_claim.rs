@@ -17,15 +17,15 @@ fn a_receipt_that_lost_its_claim_after_the_invoice_does_not_upload_its_file() {
     let clock = Arc::new(ManualClock::new(1_795_000_000_000));
     let (sim, transport) = Simulator::in_process(SimConfig::default(), clock.clone(), 2_000);
     let dir = tempfile::tempdir().unwrap();
-    let cfg = json!({
-        "database_path": dir.path().join("pos.db").to_str().unwrap(),
-        "store_id": "oslo-1", "market_id": "NOR", "currency": "NOK", "terminal_id": "t01",
-        "omnium": {"base_url": "http://127.0.0.1:9", "client_id": common::CLIENT_ID,
-                   "client_secret": common::CLIENT_SECRET, "timeout_ms": 2_000, "max_concurrency": 1},
-        "sync": {"retry_initial_ms": 1_000, "retry_max_ms": 5_000, "pull_interval_ms": 36_000_000,
-                 "max_attempts": 3, "autostart": false},
-    })
-    .to_string();
+    let cfg = common::config(
+        &dir.path().join("pos.db"),
+        "http://127.0.0.1:9",
+        json!({
+            "omnium": {"max_concurrency": 1},
+            "sync": {"retry_initial_ms": 1_000, "retry_max_ms": 5_000,
+                     "pull_interval_ms": 36_000_000, "max_attempts": 3, "autostart": false},
+        }),
+    );
     let client = Client::open_simulated(&cfg, transport, clock.clone()).unwrap();
     let sync = client.sync_handle();
     let mut worker = Worker::new(sync.clone(), Jitter::from_seed(3));
