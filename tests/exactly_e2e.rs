@@ -248,3 +248,73 @@ fn an_http_date_retry_after_is_read_on_omniums_clock() {
     client.flush(Duration::from_secs(30)).unwrap();
     assert_eq!(sim.orders().len(), 1);
 }
+
+/// Review finding (a): a resend that Omnium refuses with a plain 400 (its duplicate check
+/// does not say "already exists"), after a read-back that was stale past the settle time,
+/// is no proof of rejection: the first try may have landed. The job stays uncertain, is
+/// read back again after its back-off, and lands once; it does not die.
+#[test]
+fn a_4xx_on_a_resend_after_a_stale_read_back_does_not_kill_a_sale_or_return() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(SimConfig::default()).unwrap();
+    // Reads lag 4 s, longer than the settle time (1.5 s): the read-back misses what landed.
+    sim.set_modes(SimModes {
+        stale_reads_ms: 4_000,
+        dedup_orders: true,
+        dedup_returns: true,
+        plain_duplicate_refusal: true,
+        ..SimModes::default()
+    });
+    let client = open(&dir.path().join("pos.db"), &sim, fast());
+    // The sale lands; its answer is lost.
+    sim.inject(
+        Fault::new(FaultKind::CommitThenStatus(500), 1)
+            .on_path("/api/Orders/PosOrders")
+            .on_method("PUT"),
+    );
+    client.record_sale(&sale("S-A", 1)).unwrap();
+    client.flush(Duration::from_secs(30)).unwrap();
+    let dead: serde_json::Value = serde_json::from_str(&client.dead_jobs_json().unwrap()).unwrap();
+    assert_eq!(dead["items"].as_array().map(Vec::len), Some(0), "{dead}");
+    assert!(
+        sim.stats().duplicate_orders_rejected >= 1,
+        "the resend was refused: {:?}",
+        sim.stats()
+    );
+    assert_eq!(sim.orders().len(), 1);
+    // The same for a return on it.
+    sim.inject(
+        Fault::new(FaultKind::CommitThenStatus(500), 1)
+            .on_path("/Return")
+            .on_method("POST"),
+    );
+    client.record_return(&return_of("R-A", "S-A", "1")).unwrap();
+    client.flush(Duration::from_secs(30)).unwrap();
+    let dead: serde_json::Value = serde_json::from_str(&client.dead_jobs_json().unwrap()).unwrap();
+    assert_eq!(dead["items"].as_array().map(Vec::len), Some(0), "{dead}");
+    assert!(sim.stats().duplicate_returns_rejected >= 1);
+    let order = sim.order("S-A").unwrap();
+    assert_eq!(order["returnOrderForms"].as_array().unwrap().len(), 1);
+    let status: serde_json::Value = serde_json::from_str(&client.status_json().unwrap()).unwrap();
+    assert_eq!(status["outbox"]["pending"], 0, "{status}");
+}
+
+/// The other side of finding (a): a 4xx on a job that never sent anything before is a
+/// rejection of its content, and kills it at once.
+#[test]
+fn a_4xx_on_a_first_try_still_kills_the_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(SimConfig::default()).unwrap();
+    sim.inject(
+        Fault::new(FaultKind::Status(400), 1)
+            .on_path("/api/Orders/PosOrders")
+            .on_method("PUT"),
+    );
+    let client = open(&dir.path().join("pos.db"), &sim, json!({}));
+    client.record_sale(&sale("S-BAD", 1)).unwrap();
+    assert!(wait_until(Duration::from_secs(20), || {
+        let dead: serde_json::Value =
+            serde_json::from_str(&client.dead_jobs_json().unwrap()).unwrap();
+        dead["items"].as_array().map(Vec::len) == Some(1)
+    }));
+}

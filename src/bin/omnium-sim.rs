@@ -1,5 +1,5 @@
 //! Runs the Omnium simulator until killed: `omnium-sim [--port N] [--client-id X] [--client-secret Y] [--latency-ms N]
-//! [--no-dedup] [--stale-reads-ms N] [--write-outage] [--date-skew-ms N]` (the last four: the adversarial
+//! [--no-dedup] [--plain-duplicate-refusal] [--stale-reads-ms N] [--write-outage] [--date-skew-ms N]` (the last five: the adversarial
 //! modes of issue 8, see `SimModes`).
 
 use std::io::Write;
@@ -9,7 +9,7 @@ use flow_omnium::sim::{SimConfig, Simulator};
 
 const USAGE: &str =
     "usage: omnium-sim [--port N] [--client-id X] [--client-secret Y] [--latency-ms N] \
-     [--no-dedup] [--stale-reads-ms N] [--write-outage] [--date-skew-ms N]";
+     [--no-dedup] [--plain-duplicate-refusal] [--stale-reads-ms N] [--write-outage] [--date-skew-ms N]";
 
 /// Parsed command line: port plus simulator config.
 fn parse_args(args: &[String]) -> Result<(u16, SimConfig), String> {
@@ -43,6 +43,7 @@ fn parse_args(args: &[String]) -> Result<(u16, SimConfig), String> {
                     v.parse().map_err(|_| format!("bad stale reads '{v}'"))?;
             }
             "--write-outage" => cfg.modes.write_outage = true,
+            "--plain-duplicate-refusal" => cfg.modes.plain_duplicate_refusal = true,
             "--date-skew-ms" => {
                 let v = value()?;
                 cfg.modes.date_skew_ms = Some(v.parse().map_err(|_| format!("bad skew '{v}'"))?);

@@ -240,6 +240,12 @@ impl OmniumApi {
         WRITES_SENT.with(std::cell::Cell::get)
     }
 
+    /// How many of [`OmniumApi::writes_sent`] Omnium answered with a 4xx other than 408 (this
+    /// thread): a refusal, so that request changed nothing.
+    pub fn writes_refused() -> u64 {
+        WRITES_REFUSED.with(std::cell::Cell::get)
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base_url)
     }
@@ -441,6 +447,9 @@ impl OmniumApi {
                 WRITES_SENT.with(|w| w.set(w.get() + 1));
             }
             let mut resp = sent.map_err(net_failure)?;
+            if write && (400..500).contains(&resp.status) && resp.status != 408 {
+                WRITES_REFUSED.with(|w| w.set(w.get() + 1));
+            }
             self.note_answer(resp.status, write);
             if let Some(at) = resp
                 .date
@@ -598,6 +607,7 @@ impl OmniumApi {
 
 thread_local! {
     static WRITES_SENT: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    static WRITES_REFUSED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
 /// Whether a request may change something in Omnium. Reads sent as POST (searches, the

@@ -80,6 +80,10 @@ pub struct SimModes {
     /// A return repeating an `rmaNumber` is refused. Off: it is applied again as another
     /// return form, counted in `SimStats::returns_reapplied`.
     pub dedup_returns: bool,
+    /// With `dedup_orders` / `dedup_returns` on, the repeat is refused with a plain 400 that
+    /// does not say "already exists" (a duplicate check worded differently, or a validation
+    /// error on the resend): the client cannot tell it from a rejection of the content.
+    pub plain_duplicate_refusal: bool,
     /// For this long after a write to an order, `GET /api/Orders/{id}` serves the order as
     /// it was before the write (404 for an order just created): a lagging read model.
     pub stale_reads_ms: u64,
@@ -98,6 +102,7 @@ impl Default for SimModes {
         SimModes {
             dedup_orders: dedup,
             dedup_returns: dedup,
+            plain_duplicate_refusal: false,
             stale_reads_ms: 0,
             write_outage: false,
             date_skew_ms: None,

@@ -477,6 +477,9 @@ impl State {
         if self.orders.contains_key(&id) {
             if self.cfg.modes.dedup_orders {
                 self.stats.duplicate_orders_rejected += 1;
+                if self.cfg.modes.plain_duplicate_refusal {
+                    return Response::text(400, "One or more validation errors occurred: id");
+                }
                 return Response::text(400, &format!("Order with id '{id}' already exists"));
             }
             // An upsert: the order is replaced and its effects applied again.
@@ -550,6 +553,9 @@ impl State {
         if exists {
             if self.cfg.modes.dedup_returns {
                 self.stats.duplicate_returns_rejected += 1;
+                if self.cfg.modes.plain_duplicate_refusal {
+                    return Response::text(400, "One or more validation errors occurred: rmaNumber");
+                }
                 return Response::text(
                     400,
                     &format!("Return with rmaNumber '{rma}' already exists on order '{id}'"),

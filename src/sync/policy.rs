@@ -82,6 +82,15 @@ pub fn decide(
         Failure::Uncertain(_) => (retry(took_write_since_try, true), Signal::None),
         Failure::Unconfirmed(_) => (retry(false, true), Signal::None),
         Failure::Busy(_) => (retry(true, false), Signal::None),
+        // A 4xx on a job that has sent before is no proof of rejection: an earlier try may
+        // have landed, the read-back may have been stale, and the refusal may be Omnium's
+        // duplicate check in other words. Read back again after the settle time and a
+        // back-off; each such answer counts (Omnium took the write), so a job Omnium
+        // really refuses still dies after `max_attempts`, hours later. Status 0 is the
+        // library's own verdict on what it read back (another till's order): final.
+        Failure::Rejected { status, .. } if *status != 0 && job.uncertain => {
+            (retry(true, true), Signal::None)
+        }
         Failure::Rejected { .. } => (
             JobFate::Dead {
                 error: failure.to_string(),
@@ -293,6 +302,46 @@ mod tests {
         ));
         assert!(matches!(
             decide(&job(2, 2, Some(10)), &err, 20, true, &P, 0.0).0,
+            JobFate::Dead { .. }
+        ));
+    }
+
+    #[test]
+    fn a_4xx_on_a_job_that_sent_before_is_read_back_not_final() {
+        let rejected = Err(Failure::Rejected {
+            status: 400,
+            message: "One or more validation errors occurred".into(),
+        });
+        let mut j = job(0, 1, Some(10));
+        j.uncertain = true;
+        let (fate, _) = decide(&j, &rejected, 20, true, &P, 0.0);
+        assert!(
+            matches!(
+                fate,
+                JobFate::Retry {
+                    counted: true,
+                    uncertain: true,
+                    ..
+                }
+            ),
+            "{fate:?}"
+        );
+        // Still bounded: at its last attempt it dies.
+        let mut j = job(2, 5, Some(10));
+        j.uncertain = true;
+        assert!(matches!(
+            decide(&j, &rejected, 20, true, &P, 0.0).0,
+            JobFate::Dead { .. }
+        ));
+        // The library's own verdict on what it read back (status 0) stays final.
+        let mut j = job(0, 1, Some(10));
+        j.uncertain = true;
+        let conflict = Err(Failure::Rejected {
+            status: 0,
+            message: "another till's order".into(),
+        });
+        assert!(matches!(
+            decide(&j, &conflict, 20, true, &P, 0.0).0,
             JobFate::Dead { .. }
         ));
     }

@@ -89,9 +89,17 @@ fn split_private(mut content: Value) -> (Value, serde_json::Map<String, Value>) 
 /// plays no part. Until a level that new is pulled, the sale stays pending: `available`
 /// never jumps while the sale travels, and never counts it twice.
 pub fn deliver(job: &OutboxJob, sync: &Sync) -> Delivery {
-    let before = OmniumApi::writes_sent();
+    let (before, refused_before) = (OmniumApi::writes_sent(), OmniumApi::writes_refused());
     let mut delivery = deliver_once(job, sync);
-    delivery.sent = OmniumApi::writes_sent() != before;
+    let writes = OmniumApi::writes_sent() - before;
+    let refused = OmniumApi::writes_refused() - refused_before;
+    // A job that never sent before, whose every write of this try was refused with a 4xx,
+    // changed nothing: it dies as a rejection and, retried by hand, is sent as new. On a job
+    // that sent before, a 4xx proves nothing (the policy reads it back again).
+    let refused_first = !job.uncertain
+        && refused == writes
+        && matches!(delivery.result, Err(Failure::Rejected { status: 400..=499, .. }));
+    delivery.sent = writes > 0 && !refused_first;
     delivery
 }
 
