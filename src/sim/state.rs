@@ -554,7 +554,10 @@ impl State {
             if self.cfg.modes.dedup_returns {
                 self.stats.duplicate_returns_rejected += 1;
                 if self.cfg.modes.plain_duplicate_refusal {
-                    return Response::text(400, "One or more validation errors occurred: rmaNumber");
+                    return Response::text(
+                        400,
+                        "One or more validation errors occurred: rmaNumber",
+                    );
                 }
                 return Response::text(
                     400,

@@ -98,7 +98,13 @@ pub fn deliver(job: &OutboxJob, sync: &Sync) -> Delivery {
     // that sent before, a 4xx proves nothing (the policy reads it back again).
     let refused_first = !job.uncertain
         && refused == writes
-        && matches!(delivery.result, Err(Failure::Rejected { status: 400..=499, .. }));
+        && matches!(
+            delivery.result,
+            Err(Failure::Rejected {
+                status: 400..=499,
+                ..
+            })
+        );
     delivery.sent = writes > 0 && !refused_first;
     delivery
 }
