@@ -348,8 +348,10 @@ enum fo_result fo_record_pickup(struct fo_client *c,
                                 const char *pickup_json);
 
 // Takes an Omnium event-subscription payload as is (`className`, `objectId`, `storeId`,
-// `status`, …). An order event for this store queues one fetch of the order; repeats
-// coalesce; other classes and other stores are ignored (`FO_OK`).
+// `status`, …). An order event queues one fetch of the order whatever store it names (the
+// payload does not say where the order is picked up; the fetched order decides whether it
+// is this store's, and an order that moved away leaves the till); repeats coalesce; other
+// classes and POS orders (`subClassName` "Pos") are ignored (`FO_OK`).
 //
 // Results: `FO_OK`; `FO_NULL_ARGUMENT` (`c` or `omnium_event_json` is NULL); `FO_INVALID_JSON`
 // (not UTF-8, not JSON, not an object, or nested too deeply); `FO_INVALID_INPUT` (a rule is
@@ -656,7 +658,9 @@ enum fo_result fo_status(struct fo_client *c,
 // are queued in order (at most 10,000; beyond that the oldest is dropped and a warning
 // logged) and each is returned once. `"type"` is one of:
 // - `order.received`, `order.updated`, `order.cancelled`: an inbound order for this store
-//   (`order_id`, `order_type`, `status`, `at`);
+//   (`order_id`, `order_type`, `status`, `at`); an `order.updated` with `"removed": true`
+//   says the order left the till (`reason` `"moved"`, with the new `store_id`, or
+//   `"deleted"`: Omnium no longer has it);
 // - `stock.changed`, `catalog.changed`: pulled data changed (`dataset`, `count`);
 // - `job.dead`: a job was given up (`job_id`, `kind`, `entity_id`, `error`; see
 //   `fo_dead_jobs`);

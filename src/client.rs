@@ -781,8 +781,10 @@ impl Client {
         Ok(json!({ "items": self.store.brands()? }).to_string())
     }
 
-    /// Takes a forwarded Omnium event as is. An order event for this store queues one fetch
-    /// of that order (repeats coalesce); other events and other stores are ignored.
+    /// Takes a forwarded Omnium event as is. An order event queues one fetch of that order
+    /// (repeats coalesce) whatever store it names (CONTRACT §9 rule 16: the payload does not
+    /// say where the order is picked up, and a move names the new store); the fetched order
+    /// decides. Events of POS orders (`subClassName` "Pos") and of other classes are ignored.
     pub fn event_notify(&self, event_json: &str) -> Result<()> {
         self.check_open()?;
         let v = parse_object(event_json, "event")?;
@@ -800,13 +802,12 @@ impl Client {
         if order_id.len() > crate::model::fields::MAX_ID_BYTES {
             return Err(Error::invalid("event.objectId", "is longer than 128 bytes"));
         }
-        if let Some(store) = v["storeId"].as_str().filter(|s| !s.is_empty()) {
-            if store != self.config.store_id
-                && !self.config.warehouse_ids.iter().any(|w| w == store)
-            {
-                log::debug!("ignoring an event for order {order_id:?} of store {store:?}");
-                return Ok(());
-            }
+        if v["subClassName"]
+            .as_str()
+            .is_some_and(|t| t.eq_ignore_ascii_case("Pos"))
+        {
+            log::debug!("ignoring an event for POS order {order_id:?}");
+            return Ok(());
         }
         self.store
             .queue_order_fetch(order_id, self.sync.wall_ms())?;

@@ -462,7 +462,7 @@ pub fn omnium_orders(data: &[u8]) {
     };
     let sale = recorded_sale();
     for order in Page::from_json(v.clone()).items.iter().chain([&v]) {
-        let _ = back_office::is_for_store(order, "oslo-1");
+        let _ = back_office::is_for_store(order, "oslo-1", &["oslo-lager".to_string()]);
         let _ = back_office::modified_ms(order);
         let _ = back_office::local_purchase_order(order).to_string();
         let _ = orders::is_canceled(order);

@@ -96,14 +96,17 @@ pub fn inventory_json(levels: &[PushLevel]) -> Value {
     )
 }
 
-/// Whether an order belongs to this store: sold by it, or to be picked up there.
-pub fn is_for_store(order: &Value, store_id: &str) -> bool {
+/// Whether an order belongs to this store (CONTRACT §9 rule 16): sold by it, or to be
+/// picked up at it or one of its warehouses (`shipments[].pickUpWarehouseCode`, on the order
+/// form, where Omnium keeps shipments, or on the order).
+pub fn is_for_store(order: &Value, store_id: &str, warehouses: &[String]) -> bool {
+    let here = |id: &str| id == store_id || warehouses.iter().any(|w| w == id);
     order["storeId"].as_str() == Some(store_id)
-        || order["orderForm"]["shipments"]
-            .as_array()
+        || [&order["orderForm"]["shipments"], &order["shipments"]]
             .into_iter()
+            .filter_map(Value::as_array)
             .flatten()
-            .any(|s| s["pickUpWarehouseCode"].as_str() == Some(store_id))
+            .any(|s| s["pickUpWarehouseCode"].as_str().is_some_and(here))
 }
 
 /// An inbound order in the POS's terms (CONTRACT §5).
@@ -302,6 +305,35 @@ impl OmniumApi {
             .post_json(&format!("/api/{resource}/Search"), &body)?
             .map(Page::from_json)
             .unwrap_or_default())
+    }
+}
+
+impl OmniumApi {
+    /// `GET /api/Orders/GetOrdersForPickUpPoint`: orders picked up at `store_ids` (sold by
+    /// any store; `POST /api/Orders/Search`'s `selectedStores` is the selling store only),
+    /// changed after `changed_since_ms` (exclusive), `page` from 1. An answer that is not a
+    /// list of orders is a failure, never an empty page.
+    pub fn orders_for_pickup_point(
+        &self,
+        store_ids: &[String],
+        changed_since_ms: Option<i64>,
+        page: u32,
+        page_size: u32,
+    ) -> Result<Page, Failure> {
+        let mut path =
+            format!("/api/Orders/GetOrdersForPickUpPoint?page={page}&pageSize={page_size}");
+        for id in store_ids {
+            path.push_str("&storeId=");
+            path.push_str(&encode_component(id));
+        }
+        if let Some(ms) = changed_since_ms {
+            path.push_str("&changedSince=");
+            path.push_str(&encode_component(&super::catalog::time_text(ms)));
+        }
+        Page::strict(
+            self.get_json(&path)?,
+            "GET /api/Orders/GetOrdersForPickUpPoint",
+        )
     }
 }
 

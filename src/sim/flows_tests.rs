@@ -304,14 +304,41 @@ fn order_search_by_store_modified_from_type_and_status() {
     assert_eq!((&v["totalHits"], &v["facets"]), (&json!(4), &json!([])));
     assert_eq!(v["result"][1], f.sim.order(cc_oslo).expect("order"));
 
+    // `selectedStores` is the selling store only: Bergen's order picked up in Oslo is not
+    // found by Oslo's search, only by the pickup-point list.
     assert_eq!(
         f.search(json!({"selectedStores": ["oslo-1"]})),
-        ["P-1", cc_oslo, cc_pickup_oslo]
+        ["P-1", cc_oslo]
     );
     assert_eq!(
         f.search(json!({"selectedStores": ["oslo-1"], "orderType": "ClickAndCollect"})),
-        [cc_oslo, cc_pickup_oslo]
+        [cc_oslo]
     );
+    assert_eq!(
+        f.search(json!({"selectedStores": ["bergen-1"]})),
+        [online_bergen, cc_pickup_oslo]
+    );
+    let (status, v) = f.get("/api/Orders/GetOrdersForPickUpPoint?storeId=oslo-1");
+    assert_eq!(status, 200, "{v}");
+    let picked: Vec<&str> = v
+        .as_array()
+        .expect("a bare array")
+        .iter()
+        .map(|o| o["id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(picked, [cc_oslo, cc_pickup_oslo], "oldest change first");
+    let m = f.sim.order(cc_oslo).expect("order")["modified"].clone();
+    let since = m.as_str().expect("modified").replace(':', "%3A");
+    let (_, v) = f.get(&format!(
+        "/api/Orders/GetOrdersForPickUpPoint?storeId=oslo-1&changedSince={since}"
+    ));
+    assert_eq!(
+        v.as_array().expect("array").len(),
+        1,
+        "changedSince is exclusive: {v}"
+    );
+    let (_, v) = f.get("/api/Orders/GetOrdersForPickUpPoint?storeId=bergen-1");
+    assert_eq!(v, json!([]), "no pickup in Bergen");
     assert_eq!(f.search(json!({"orderType": "Pos"})), ["P-1"]);
     assert_eq!(f.search(json!({"selectedStatuses": ["New"]})).len(), 3);
 

@@ -544,7 +544,8 @@ impl Simulator {
     }
 
     /// Omnium's search index shows every write this long after it was made, with the write's
-    /// original `modified` (until then searches see the version before it). `GET` by id is
+    /// original `modified` (until then searches see the version before it): products, stock
+    /// and orders (`POST /api/Orders/Search`, `GetOrdersForPickUpPoint`). `GET` by id is
     /// never late. 0 (the default) turns the lag off for later writes (waiting ones keep theirs).
     pub fn set_index_lag_ms(&self, lag_ms: u64) {
         let lag = i64::try_from(lag_ms).unwrap_or(i64::MAX);
@@ -641,6 +642,19 @@ impl Simulator {
     /// (and returns) the event with `previousStatus`; `None` for an unknown order.
     pub fn cancel_order_remotely(&self, id: &str, expired: bool) -> Option<Value> {
         lock(&self.shared.state).cancel_order_remotely(id, expired)
+    }
+
+    /// Moves an order to another store (its `storeId` and its shipments' warehouses, pickup
+    /// included), bumps `modified` and emits (and returns) the "Updated" event naming the new
+    /// store; `None` for an unknown order.
+    pub fn move_web_order(&self, id: &str, store_id: &str) -> Option<Value> {
+        lock(&self.shared.state).move_web_order(id, store_id)
+    }
+
+    /// Deletes an order for good: no search or `GET` returns it again, and no event says so.
+    /// False when there was no such order.
+    pub fn delete_order_permanently(&self, id: &str) -> bool {
+        lock(&self.shared.state).delete_order_permanently(id)
     }
 
     /// The order (web or POS) as a client would read it now; same as [`Simulator::order`].

@@ -4,10 +4,18 @@
 //!
 //! Traps kept on purpose:
 //! - the search also returns the POS orders the client created itself (`orderType: "Pos"`);
-//! - a C&C order's pickup store may differ from its `storeId` (`shipments[].pickUpWarehouseCode`);
+//! - a C&C order's pickup store may differ from its `storeId` (`shipments[].pickUpWarehouseCode`),
+//!   and `selectedStores` matches `storeId` only: an order sold by another store and picked up
+//!   here is found by `GET /api/Orders/GetOrdersForPickUpPoint`, not by the search;
+//! - with an index lag set, both searches show an order's write that long after its `modified`
+//!   (until then the version before it, or nothing), like products and stock; `GET` by id is
+//!   never late;
+//! - an order can move to another store (`storeId` and its shipments), with an event that
+//!   names the new store;
 //! - a cancelled web order refuses every further status change and line update with 400;
 //! - `OrderLinesUpdate` quantities are absolute (the line's new totals), not increments.
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use serde_json::{json, Map, Value};
@@ -44,6 +52,9 @@ const LAST_NAMES: [&str; 10] = [
 pub(crate) struct WebOrders {
     pub events: Vec<Value>,
     next_order: u64,
+    /// The versions of each order the search index has been shown, oldest first, with
+    /// their `modified` (ms): a version is searchable once `modified + index lag` has passed.
+    index: HashMap<String, Vec<(i64, Value)>>,
 }
 
 impl Default for WebOrders {
@@ -51,6 +62,7 @@ impl Default for WebOrders {
         WebOrders {
             events: Vec::new(),
             next_order: 1001,
+            index: HashMap::new(),
         }
     }
 }
@@ -226,15 +238,11 @@ impl OrderQuery {
     }
 
     fn matches(&self, o: &Value, modified_ms: i64) -> bool {
-        let store_ok = self.stores.is_empty() || {
-            let store = o["storeId"].as_str();
-            let pickup = shipments(o).any(|s| {
-                s["pickUpWarehouseCode"]
-                    .as_str()
-                    .is_some_and(|p| self.stores.iter().any(|x| x == p))
-            });
-            pickup || store.is_some_and(|s| self.stores.iter().any(|x| x == s))
-        };
+        // `selectedStores` is the selling store only, never the pickup place.
+        let store_ok = self.stores.is_empty()
+            || o["storeId"]
+                .as_str()
+                .is_some_and(|s| self.stores.iter().any(|x| x == s));
         let type_ok = self.order_type.as_ref().is_none_or(|t| {
             o["orderType"]
                 .as_str()
@@ -524,13 +532,9 @@ impl State {
             Err(msg) => return Response::text(400, &msg),
         };
         let mut hits: Vec<(i64, String, Value)> = self
-            .orders
-            .iter()
-            .filter_map(|(id, o)| {
-                let v = o.view(now);
-                let m = modified_ms(&v);
-                q.matches(&v, m).then(|| (m, id.clone(), v))
-            })
+            .indexed_orders(now)
+            .into_iter()
+            .filter(|(m, _, v)| q.matches(v, *m))
             .collect();
         match q.modified_sort {
             None => hits.sort_by(|a, b| a.1.cmp(&b.1)),
@@ -553,6 +557,123 @@ impl State {
             200,
             &json!({"result": result, "totalHits": total, "facets": []}),
         )
+    }
+
+    /// Every order as the search index shows it now: `(modified, id, order)`. Without an
+    /// index lag, the orders themselves; with one, each order's newest version whose
+    /// `modified` is at least the lag old (versions are noted when a search looks, so a
+    /// version replaced before any search saw it is never shown: only its successor).
+    fn indexed_orders(&mut self, now: Instant) -> Vec<(i64, String, Value)> {
+        let lag = self.catalog.index_lag_ms;
+        let now_ms = self.clock.now_ms();
+        let mut out = Vec::with_capacity(self.orders.len());
+        for (id, o) in &self.orders {
+            let v = o.view(now);
+            let m = modified_ms(&v);
+            if lag <= 0 {
+                out.push((m, id.clone(), v));
+                continue;
+            }
+            let versions = self.web.index.entry(id.clone()).or_default();
+            if versions.last().is_none_or(|(seen, _)| *seen != m) {
+                versions.push((m, v));
+            }
+            if let Some(i) = versions.iter().rposition(|(seen, _)| seen + lag <= now_ms) {
+                versions.drain(..i);
+                out.push((versions[0].0, id.clone(), versions[0].1.clone()));
+            }
+        }
+        // A hard-deleted order leaves the index at once (as deleted products do here).
+        let orders = &self.orders;
+        self.web.index.retain(|id, _| orders.contains_key(id));
+        out
+    }
+
+    /// `GET /api/Orders/GetOrdersForPickUpPoint`: orders whose shipment is picked up at one of
+    /// `storeId` (repeatable), changed after `changedSince` (exclusive, like Omnium's GET
+    /// lists), oldest change first, `page` from 1, `pageSize` up to 100 (default 20). A bare
+    /// JSON array.
+    pub fn orders_for_pickup_point(&mut self, req: &Request, now: Instant) -> Response {
+        let stores: Vec<&str> = req
+            .query
+            .iter()
+            .filter(|(k, _)| {
+                k.eq_ignore_ascii_case("storeId") || k.eq_ignore_ascii_case("storeId[]")
+            })
+            .map(|(_, v)| v.as_str())
+            .collect();
+        let since = match req.query("changedSince") {
+            None => None,
+            Some(t) => match parse_time_ns(t) {
+                Some(ns) => Some(ns),
+                None => return Response::text(400, &format!("changedSince {t:?} is not a date")),
+            },
+        };
+        let page = match req.query("page").map(str::parse::<usize>) {
+            None => 1,
+            Some(Ok(p)) if p >= 1 => p,
+            _ => return Response::text(400, "page must be a number of at least 1"),
+        };
+        let size = match req.query("pageSize").map(str::parse::<usize>) {
+            None => DEFAULT_LIST_PAGE_SIZE as usize,
+            Some(Ok(n)) if (1..=100).contains(&n) => n,
+            _ => return Response::text(400, "pageSize must be between 1 and 100"),
+        };
+        let mut hits: Vec<(i64, String, Value)> = self
+            .indexed_orders(now)
+            .into_iter()
+            .filter(|(m, _, v)| {
+                since.is_none_or(|s| i128::from(*m) * 1_000_000 > s)
+                    && shipments(v).any(|s| {
+                        s["pickUpWarehouseCode"]
+                            .as_str()
+                            .is_some_and(|p| stores.contains(&p))
+                    })
+            })
+            .collect();
+        hits.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        let result: Vec<Value> = hits
+            .into_iter()
+            .skip((page - 1).saturating_mul(size))
+            .take(size)
+            .map(|h| h.2)
+            .collect();
+        self.stats.orders_served += result.len() as u64;
+        Response::json(200, &Value::Array(result))
+    }
+
+    /// Moves an order to another store, as Omnium's UI does: its `storeId`, and each
+    /// shipment's sending and pickup warehouse, become `store_id`; emits (and returns) the
+    /// "Updated" event, which names the new store.
+    pub fn move_web_order(&mut self, id: &str, store_id: &str) -> Option<Value> {
+        self.update_web_order(id, |o| {
+            o["storeId"] = json!(store_id);
+            for form in ["orderForm", ""] {
+                let ships = if form.is_empty() {
+                    o.get_mut("shipments")
+                } else {
+                    o.get_mut(form).and_then(|f| f.get_mut("shipments"))
+                };
+                for s in ships
+                    .and_then(Value::as_array_mut)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_object_mut)
+                {
+                    s.insert("warehouseCode".into(), json!(store_id));
+                    if s.get("pickUpWarehouseCode").is_some_and(|p| !p.is_null()) {
+                        s.insert("pickUpWarehouseCode".into(), json!(store_id));
+                    }
+                }
+            }
+        })
+    }
+
+    /// Deletes an order for good (`DELETE /api/Orders/{id}?deletePermanently=true`): no search
+    /// and no `GET` finds it again, and no event says so.
+    pub fn delete_order_permanently(&mut self, id: &str) -> bool {
+        self.order_ids.retain(|o| o != id);
+        self.orders.remove(id).is_some()
     }
 
     /// `POST /api/Orders/{id}/OrderLinesUpdate`: absolute per-line quantities.

@@ -39,6 +39,7 @@ pub(crate) enum Route {
     InventorySearch,
     InventoryScrollNext(String),
     OrdersSearch,
+    OrdersForPickUpPoint,
     OrderLinesUpdate(String),
     PutInvoice,
     GetInvoice(String),
@@ -69,6 +70,9 @@ impl Route {
             ("POST", 2) if api && is(1, "token") => Route::Token,
             ("PUT", 3) if api && is(1, "Orders") && is(2, "PosOrders") => Route::PutPosOrder,
             ("POST", 3) if api && is(1, "Orders") && is(2, "Search") => Route::OrdersSearch,
+            ("GET", 3) if api && is(1, "Orders") && is(2, "GetOrdersForPickUpPoint") => {
+                Route::OrdersForPickUpPoint
+            }
             ("POST", 4) if api && is(1, "Orders") && is(3, "OrderLinesUpdate") => {
                 Route::OrderLinesUpdate(s[2].to_string())
             }
@@ -180,6 +184,7 @@ impl Route {
             Route::InventorySearch => "POST /api/Inventory/Search",
             Route::InventoryScrollNext(_) => "GET /api/Inventory/Scroll/{scrollId}",
             Route::OrdersSearch => "POST /api/Orders/Search",
+            Route::OrdersForPickUpPoint => "GET /api/Orders/GetOrdersForPickUpPoint",
             Route::OrderLinesUpdate(_) => "POST /api/Orders/{id}/OrderLinesUpdate",
             Route::PutInvoice => "PUT /api/Invoices/UpdateInvoice",
             Route::GetInvoice(_) => "GET /api/Invoices/{id}",
@@ -280,7 +285,15 @@ impl State {
 
     pub fn new(cfg: SimConfig) -> State {
         let mut clock = Clock::default();
-        let catalog = Catalog::new(&cfg, clock.tick());
+        let mut catalog = Catalog::new(&cfg, clock.tick());
+        // CI runs the inbound end-to-end tests again with the search index lagging
+        // (`FO_SIM_INDEX_LAG_MS`); tests that set a lag themselves override it.
+        if let Some(lag) = std::env::var("FO_SIM_INDEX_LAG_MS")
+            .ok()
+            .and_then(|v| v.parse::<i64>().ok())
+        {
+            catalog.set_index_lag(lag);
+        }
         State {
             cfg,
             tokens: HashMap::new(),
@@ -387,6 +400,7 @@ impl State {
             Route::InventorySearch => self.inventory_search(req),
             Route::InventoryScrollNext(id) => self.scroll_next(ScrollKind::Inventory, id),
             Route::OrdersSearch => self.orders_search(req, now),
+            Route::OrdersForPickUpPoint => self.orders_for_pickup_point(req, now),
             Route::OrderLinesUpdate(id) => self.order_lines_update(id, req, now),
             Route::PutInvoice => self.put_invoice(req),
             Route::GetInvoice(id) => self.get_invoice(id),

@@ -112,9 +112,14 @@ impl Lookup<'_> {
     }
 
     /// The till's own view of an order it is handling (shown at once, before Omnium has it).
+    /// The till's own progress on an inbound order (a pickup being recorded). Its
+    /// `modified_ms` becomes NULL: this version is the till's, not Omnium's, so whatever
+    /// Omnium says next replaces it once no pickup is on its way (see `put_inbound_order`).
     pub fn set_inbound_order(&self, id: &str, status: &str, json: &str) -> Result<()> {
         self.tx
-            .prepare_cached("UPDATE inbound_order SET status = ?2, json = ?3 WHERE id = ?1")?
+            .prepare_cached(
+                "UPDATE inbound_order SET status = ?2, json = ?3, modified_ms = NULL WHERE id = ?1",
+            )?
             .execute([id, status, json])?;
         Ok(())
     }
@@ -241,8 +246,11 @@ impl Store {
         )?)
     }
 
-    /// Stores an inbound order as the till sees it. While the till has pickup progress not
-    /// yet delivered, Omnium's older status does not overwrite it, unless Omnium cancelled.
+    /// Stores an inbound order as the till sees it. While the till has pickup progress on
+    /// its way to Omnium, Omnium's status does not overwrite it, unless Omnium cancelled; a
+    /// pickup held behind a dead job is not on its way, so Omnium's changes show again.
+    /// A row the till changed itself (`modified_ms` NULL) takes Omnium's next version
+    /// whatever its `modified`: a refused pickup shows Omnium's status again.
     pub fn put_inbound_order(
         &self,
         id: &str,
@@ -259,10 +267,7 @@ impl Store {
             .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
         let till_busy: bool = tx
-            .prepare_cached(
-                "SELECT EXISTS (SELECT 1 FROM outbox_job WHERE kind = 'pickup' AND entity_id = ?1
-                   AND state IN ('pending', 'in_flight'))",
-            )?
+            .prepare_cached(&format!("SELECT EXISTS ({PICKUP_ON_ITS_WAY})"))?
             .query_row([id], |r| r.get(0))?;
         let change = match &previous {
             None => OrderChange::New,
@@ -283,17 +288,62 @@ impl Store {
                    CASE WHEN EXISTS (SELECT 1 FROM forgotten_customer
                                      WHERE customer_id = json_extract(?4, '$.customer.id'))
                         THEN json_set(?4, {ERASE_CONTACT}) ELSE ?4 END,
-                   ?5, {SQL_NOW_MS})
+                   COALESCE(?5, 0), {SQL_NOW_MS})
                  ON CONFLICT (id) DO UPDATE SET order_type = excluded.order_type, status = excluded.status,
                    json = excluded.json, modified_ms = excluded.modified_ms, stored_at = excluded.stored_at"
             ))?
             .execute(params![id, order_type, status, json, modified_ms])?;
         } else if change != OrderChange::Unchanged {
-            tx.prepare_cached("UPDATE inbound_order SET modified_ms = ?2 WHERE id = ?1")?
-                .execute(params![id, modified_ms])?;
+            // The till's pickup is on its way: its version stays, and stays marked as the
+            // till's (NULL), so Omnium's next answer after it is applied.
+            tx.commit()?;
+            return Ok(OrderChange::Unchanged);
         }
         tx.commit()?;
         Ok(change)
+    }
+
+    /// Orders the till changed itself (a pickup) whose pickups are no longer on their way
+    /// (delivered, dead, or held behind a dead job): Omnium's version must be read again,
+    /// so the till shows what Omnium made of them.
+    pub fn orders_awaiting_omnium(&self) -> Result<Vec<String>> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT id FROM inbound_order o WHERE modified_ms IS NULL
+                   AND NOT EXISTS ({})",
+                PICKUP_ON_ITS_WAY.replace("?1", "o.id")
+            ))?;
+            let rows = stmt.query_map([], |r| r.get(0))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
+        })
+    }
+
+    /// Queues a fetch of an order unless one is already queued (an earlier one's back-off
+    /// after a failure is kept).
+    pub fn queue_order_fetch_once(&self, order_id: &str, now_ms: i64) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO order_fetch (order_id, next_at) VALUES (?1, ?2)
+             ON CONFLICT (order_id) DO NOTHING",
+            params![order_id, now_ms],
+        )?;
+        Ok(())
+    }
+
+    /// Removes an inbound order from the till (moved to another store, or gone from
+    /// Omnium); its `(order_type, status)` when it was held.
+    pub fn remove_inbound_order(&self, id: &str) -> Result<Option<(String, String)>> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let held: Option<(String, String)> = tx
+            .prepare_cached("SELECT order_type, status FROM inbound_order WHERE id = ?1")?
+            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        if held.is_some() {
+            tx.prepare_cached("DELETE FROM inbound_order WHERE id = ?1")?
+                .execute([id])?;
+        }
+        tx.commit()?;
+        Ok(held)
     }
 
     pub fn inbound_orders(
@@ -394,6 +444,13 @@ impl Store {
         Ok(())
     }
 }
+
+/// A pickup of order `?1` still on its way to Omnium: pending or in flight, and not held
+/// behind a dead job of the same order (that one waits for `fo_job_retry`, maybe for ever).
+const PICKUP_ON_ITS_WAY: &str = "SELECT 1 FROM outbox_job j WHERE j.kind = 'pickup'
+    AND j.entity_id = ?1 AND j.state IN ('pending', 'in_flight')
+    AND NOT EXISTS (SELECT 1 FROM outbox_job d WHERE d.entity_id = j.entity_id
+                    AND d.id < j.id AND d.state = 'dead')";
 
 /// The database's wall clock in ms: stamps `stored_at` where no caller passes a time.
 const SQL_NOW_MS: &str = "CAST(unixepoch('subsec') * 1000 AS INTEGER)";

@@ -10,16 +10,33 @@ use serde_json::{json, Value};
 /// Fetches done per worker round, so a burst of events never starves the outbox.
 const FETCHES_PER_ROUND: usize = 20;
 
-/// Stores an order read from Omnium and tells the POS what changed. Orders of other
-/// stores and the terminal's own POS orders are skipped.
+/// Stores an order read from Omnium and tells the POS what changed. POS orders are
+/// skipped. An order that is not this store's (sold or picked up here, CONTRACT §9 rule 16)
+/// is skipped too, and leaves the till if it was here: it moved to another store.
 pub fn apply_order(sync: &Sync, order: &Value) {
     let Some(id) = order["id"].as_str() else {
         return;
     };
     let order_type = order["orderType"].as_str().unwrap_or("");
-    if order_type.eq_ignore_ascii_case("Pos")
-        || !back_office::is_for_store(order, &sync.ctx.store_id)
-    {
+    if order_type.eq_ignore_ascii_case("Pos") {
+        return;
+    }
+    if !back_office::is_for_store(order, &sync.ctx.store_id, &sync.ctx.warehouse_ids) {
+        match sync.store.remove_inbound_order(id) {
+            Ok(Some(_)) => {
+                log::info!(
+                    "order {id:?} moved to store {:?}: it leaves this till",
+                    order["storeId"].as_str().unwrap_or("")
+                );
+                sync.events.push(json!({
+                    "type": "order.updated", "order_id": id, "order_type": order_type,
+                    "status": order["status"], "removed": true, "reason": "moved",
+                    "store_id": order["storeId"], "at": rfc3339(now_ms()),
+                }));
+            }
+            Ok(None) => {}
+            Err(e) => log::error!("cannot remove order {id:?} that moved away: {e}"),
+        }
         return;
     }
     let status = order["status"].as_str().unwrap_or("");
@@ -67,6 +84,13 @@ pub fn fetch_due(sync: &Sync) -> Result<usize, Failure> {
     let now = now_ms();
     let storage = |e: crate::error::Error| Failure::Uncertain(format!("local database: {e}"));
     let mut done = 0;
+    // Orders the till changed itself whose pickups have gone (delivered, or refused and
+    // dead): read Omnium's version again, so the till shows what Omnium made of them.
+    for order_id in sync.store.orders_awaiting_omnium().map_err(storage)? {
+        sync.store
+            .queue_order_fetch_once(&order_id, now)
+            .map_err(storage)?;
+    }
     for (order_id, tries) in sync
         .store
         .due_fetches(FetchQueue::Orders, now, FETCHES_PER_ROUND)
@@ -80,7 +104,21 @@ pub fn fetch_due(sync: &Sync) -> Result<usize, Failure> {
                     .map_err(storage)?;
             }
             Ok(None) => {
-                log::warn!("order {order_id:?} from an event is not in Omnium; dropped");
+                // Gone from Omnium (deleted for good): it leaves the till too.
+                if let Some((order_type, status)) = sync
+                    .store
+                    .remove_inbound_order(&order_id)
+                    .map_err(storage)?
+                {
+                    log::info!("order {order_id:?} is no longer in Omnium: it leaves this till");
+                    sync.events.push(json!({
+                        "type": "order.updated", "order_id": order_id, "order_type": order_type,
+                        "status": status, "removed": true, "reason": "deleted",
+                        "at": rfc3339(now_ms()),
+                    }));
+                } else {
+                    log::warn!("order {order_id:?} from an event is not in Omnium; dropped");
+                }
                 sync.store
                     .fetch_done(FetchQueue::Orders, &order_id)
                     .map_err(storage)?;

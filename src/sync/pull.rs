@@ -93,8 +93,12 @@ pub struct Puller {
     search_key: Option<i64>,
     /// Omnium's `Date` on the search's first page.
     search_date: Option<i64>,
-    /// Which of [`ORDER_TYPES`] the orders search is at.
+    /// Which of [`ORDER_TYPES`] the orders search is at; past them, the orders picked up here.
     search_type: usize,
+    /// A page of the search came out of `modified` order: this run's cursor stays put.
+    search_unsorted: bool,
+    /// Order passes (the [`ORDER_TYPES`], then the orders picked up here) this run leaves out.
+    skip_order_pass: [bool; ORDER_PASSES],
     /// This run is a full resync (`sync.full_resync_ms`): data sets are read whole and what
     /// Omnium did not return is removed.
     full: bool,
@@ -112,6 +116,12 @@ const PURCHASE_ORDER_EVERY: u64 = 3;
 /// sales are never re-read. `orderType` takes one value, so each type is its own search with
 /// its own cursor.
 const ORDER_TYPES: [&str; 2] = ["ClickAndCollect", "Online"];
+
+/// The order passes of a run: each of [`ORDER_TYPES`], then the orders picked up here.
+const ORDER_PASSES: usize = ORDER_TYPES.len() + 1;
+
+/// Pages of the orders picked up here read in one run; the next run continues.
+const MAX_PICKUP_PAGES: u32 = 100;
 
 /// Page size of order and purchase-order searches (Omnium's maximum).
 const SEARCH_TAKE: u32 = 100;
@@ -170,6 +180,16 @@ impl Puller {
             self.queue.push_back(Dataset::Stock);
         }
         self.queue.push_back(Dataset::Orders);
+        // Click & collect orders of this store every run; web orders and orders sold
+        // elsewhere for pickup here on alternate runs (events are the fast path for both),
+        // all of them when asked or in a full resync: the idle cost stays within 60 an hour.
+        self.skip_order_pass = if force {
+            [false; ORDER_PASSES]
+        } else {
+            let odd = self.runs % 2 == 1;
+            [false, odd, !odd]
+        };
+        self.search_type = 0;
         if force || self.runs % PURCHASE_ORDER_EVERY == 0 {
             self.queue.push_back(Dataset::PurchaseOrders);
         }
@@ -197,6 +217,9 @@ impl Puller {
             Dataset::Stores => self.pull_stores(sync),
             Dataset::Categories => self.pull_categories(sync),
             Dataset::Products | Dataset::Stock => self.pull_scroll(sync, dataset),
+            Dataset::Orders if self.search_type >= ORDER_TYPES.len() => {
+                self.pull_pickup_point(sync)
+            }
             Dataset::Orders | Dataset::PurchaseOrders => self.pull_search(sync, dataset),
         };
         let finished = match result {
@@ -236,7 +259,21 @@ impl Puller {
         })
     }
 
+    /// Moves to the next order pass this run makes; false when none is left.
+    fn next_order_pass(&mut self) -> bool {
+        loop {
+            self.search_type += 1;
+            if self.search_type >= ORDER_PASSES {
+                return false;
+            }
+            if !self.skip_order_pass[self.search_type] {
+                return true;
+            }
+        }
+    }
+
     fn reset_search(&mut self) {
+        self.search_unsorted = false;
         self.search_page = 0;
         self.search_max = None;
         self.search_key = None;
@@ -447,9 +484,8 @@ impl Puller {
                 .advance_cursor(&advance(&cursor_name, resume))
                 .map_err(storage)?;
             self.reset_search();
-            if order_type.is_some() && self.search_type + 1 < ORDER_TYPES.len() {
-                // The next order type, in the same run.
-                self.search_type += 1;
+            if order_type.is_some() && self.next_order_pass() {
+                // The next order type, or the orders picked up here, in the same run.
                 return Ok(false);
             }
             self.search_type = 0;
@@ -460,6 +496,78 @@ impl Puller {
             self.search_page += 1;
         }
         Ok(done)
+    }
+
+    /// One page of the orders to be picked up here (at the store or one of its warehouses)
+    /// whatever store sold them: Omnium's order search filters on the selling store only, so
+    /// a web order sold by another store and collected here is found only this way
+    /// (`GET /api/Orders/GetOrdersForPickUpPoint`). Keyset paging on `changedSince` while
+    /// pages come oldest change first (an order changed meanwhile moves to the end and
+    /// shifts nothing unread); a page out of that order pages on by offset, and the cursor
+    /// then stays where it was, so the next run reads the window again rather than skip.
+    /// `Ok(true)` when the orders data set is done.
+    fn pull_pickup_point(&mut self, sync: &Sync) -> Result<bool, Failure> {
+        const NAME: &str = "orders.PickUpPoint";
+        let (cursor, from) = delta_from_named(sync, NAME)?;
+        let first = self.search_key.is_none() && self.search_page == 0;
+        let key = self.search_key.or(from);
+        let mut places = vec![sync.ctx.store_id.clone()];
+        for w in &sync.ctx.warehouse_ids {
+            if !places.contains(w) {
+                places.push(w.clone());
+            }
+        }
+        // `changedSince` is exclusive: one millisecond earlier reads the key's ties again.
+        let page = sync.api.orders_for_pickup_point(
+            &places,
+            key.map(|k| k.saturating_sub(1)),
+            self.search_page + 1,
+            SEARCH_TAKE,
+        )?;
+        if first {
+            self.search_date = sync.api.answer_date_ms();
+        }
+        let stamps: Vec<Option<i64>> = page
+            .items
+            .iter()
+            .map(crate::omnium::back_office::modified_ms)
+            .collect();
+        let sorted = stamps.windows(2).all(|w| w[0] <= w[1])
+            && stamps.first().is_none_or(|m| key.is_none() || *m >= key);
+        self.search_unsorted |= !sorted;
+        let newest = stamps.iter().flatten().copied().max();
+        self.search_max = self.search_max.max(newest);
+        for order in &page.items {
+            super::inbound::apply_order(sync, order);
+        }
+        let full = page.items.len() >= SEARCH_TAKE as usize;
+        let capped = self.search_page + 1 >= MAX_PICKUP_PAGES;
+        if full && !capped {
+            if !self.search_unsorted && newest.is_some_and(|n| Some(n) > key) {
+                self.search_key = newest;
+                self.search_page = 0;
+            } else {
+                self.search_page += 1;
+            }
+            return Ok(false);
+        }
+        let resume = if self.search_unsorted {
+            cursor
+        } else {
+            let limit = limit(sync, self.search_date, self.search_max);
+            if full {
+                // Capped: the next run continues from here.
+                newest.map(|m| limit.map_or(m, |l| m.min(l)))
+            } else {
+                finished_resume(sync, limit, self.search_max)
+            }
+        };
+        sync.store
+            .advance_cursor(&advance(NAME, resume))
+            .map_err(storage)?;
+        self.reset_search();
+        self.search_type = 0;
+        Ok(true)
     }
 
     /// One page of the products or stock scroll. `Ok(true)` when the scroll is done.
