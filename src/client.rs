@@ -418,15 +418,11 @@ impl Client {
                 })
                 .collect();
             let Some(po_id) = &r.purchase_order_id else {
-                // No purchase order: the level to push is the one known here plus what came.
-                let mut levels = Vec::new();
-                for l in &r.lines {
-                    let level = lookup.local_level(&l.sku, &r.warehouse_id)? + l.quantity;
-                    levels.push(json!({"sku": l.sku, "warehouse_id": r.warehouse_id, "quantity": level}));
-                }
+                // No purchase order: the absolute levels are worked out when it is sent
+                // (sync/push.rs), from Omnium's level then, not from this moment's.
                 return Ok(Extras {
                     effects,
-                    extra: Some(json!({ "_levels": levels }).to_string()),
+                    extra: None,
                 });
             };
             if let Some(po) = lookup.purchase_order(po_id)? {

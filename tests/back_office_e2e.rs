@@ -552,3 +552,144 @@ fn a_pickup_whose_answer_was_lost_is_delivered_not_killed() {
     assert_eq!(sim.order(&id).unwrap()["status"], "NotCollected");
     assert_eq!(sim.stats().faults_injected, 1, "the answer really was lost");
 }
+
+/// Review finding (b): a reception without a purchase order sends absolute levels. Worked
+/// out when it was recorded, a sale of the same SKU delivered before the reception was
+/// overwritten (4 + 6 − 1 became 10). Worked out when sent, and again on a resend from the
+/// saved level plus what this till delivered since, Omnium ends at 9.
+#[test]
+fn a_reception_without_a_purchase_order_keeps_a_sale_delivered_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim();
+    sim.load_catalog(&CatalogSpec {
+        products: 5,
+        ..Default::default()
+    });
+    let sku = sim.sku_ids()[0].clone();
+    sim.set_stock(&sku, "oslo-1", 4.0, 0.0);
+    let client = open(&dir.path().join("pos.db"), &sim, json!({}));
+    assert!(wait_until(Duration::from_secs(10), || client
+        .stock_json(&sku)
+        .map(|s| s.contains("\"quantity\":4.0"))
+        .unwrap_or(false)));
+    // The reception's first try is answered 503 (it may have landed): the sale goes first.
+    sim.inject(
+        Fault::new(FaultKind::Status(503), 1)
+            .on_path("/api/Inventory/UpdateMany")
+            .on_method("PUT"),
+    );
+    client
+        .record_goods_reception(
+            &json!({"id": "GR-S", "received_at": "2026-11-28T08:00:00+01:00",
+        "lines": [{"sku": sku, "quantity": 6}]})
+            .to_string(),
+        )
+        .unwrap();
+    let sale = json!({"id": "S-GR", "created_at": "2026-11-28T10:15:00+01:00",
+        "lines": [{"line_id": "1", "sku": sku, "name": "Item", "quantity": 1, "unit_price": 10_000, "tax_rate": 25}],
+        "payments": [{"id": "P1", "method": "Card", "amount": 10_000, "transaction_id": "tx-S-GR"}]});
+    client.record_sale(&sale.to_string()).unwrap();
+    client.flush(Duration::from_secs(20)).unwrap();
+    assert_eq!(status(&client)["outbox"]["dead"], 0);
+    assert_eq!(sim.stock(&sku, "oslo-1").unwrap().0, 9.0, "4 + 6 − 1");
+    let till: Value = serde_json::from_str(&client.stock_json(&sku).unwrap()).unwrap();
+    let w = &till["warehouses"][0];
+    assert_eq!(
+        w["quantity"].as_f64().unwrap() + w["pending"].as_f64().unwrap(),
+        9.0,
+        "{till}"
+    );
+}
+
+/// The same when the first try did land (its answer lost) and the sale came after it.
+#[test]
+fn a_reception_resent_after_a_lost_answer_is_counted_once_with_the_sale() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim();
+    sim.load_catalog(&CatalogSpec {
+        products: 5,
+        ..Default::default()
+    });
+    let sku = sim.sku_ids()[0].clone();
+    sim.set_stock(&sku, "oslo-1", 4.0, 0.0);
+    let client = open(&dir.path().join("pos.db"), &sim, json!({}));
+    assert!(wait_until(Duration::from_secs(10), || client
+        .stock_json(&sku)
+        .map(|s| s.contains("\"quantity\":4.0"))
+        .unwrap_or(false)));
+    sim.inject(
+        Fault::new(FaultKind::CommitThenStatus(500), 1)
+            .on_path("/api/Inventory/UpdateMany")
+            .on_method("PUT"),
+    );
+    client
+        .record_goods_reception(
+            &json!({"id": "GR-L", "received_at": "2026-11-28T08:00:00+01:00",
+        "lines": [{"sku": sku, "quantity": 6}]})
+            .to_string(),
+        )
+        .unwrap();
+    let sale = json!({"id": "S-GL", "created_at": "2026-11-28T10:15:00+01:00",
+        "lines": [{"line_id": "1", "sku": sku, "name": "Item", "quantity": 1, "unit_price": 10_000, "tax_rate": 25}],
+        "payments": [{"id": "P1", "method": "Card", "amount": 10_000, "transaction_id": "tx-S-GL"}]});
+    client.record_sale(&sale.to_string()).unwrap();
+    client.flush(Duration::from_secs(20)).unwrap();
+    assert_eq!(status(&client)["outbox"]["dead"], 0);
+    assert_eq!(sim.stock(&sku, "oslo-1").unwrap().0, 9.0, "4 + 6 − 1");
+}
+
+/// Issue 12 defect 6: two PO lines of one SKU are one level at Omnium; the reception lands
+/// once and is delivered, not tried until it dies.
+#[test]
+fn a_goods_reception_with_two_lines_of_one_sku_is_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim();
+    sim.load_catalog(&CatalogSpec {
+        products: 10,
+        ..Default::default()
+    });
+    let mut po = sim.new_purchase_order("oslo-1", 2);
+    let sku = po["purchaseOrderForm"]["lineItems"][0]["code"].clone();
+    po["purchaseOrderForm"]["lineItems"][1]["code"] = sku.clone();
+    let sku = sku.as_str().unwrap().to_string();
+    let po_id = po["id"].as_str().unwrap().to_string();
+    let delivery = po["deliveryId"].as_str().unwrap().to_string();
+    let lines: Vec<String> = (0..2)
+        .map(|i| {
+            po["purchaseOrderForm"]["lineItems"][i]["lineItemId"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    sim.add_purchase_order(po);
+    let before = sim.stock(&sku, "oslo-1").map(|s| s.0).unwrap_or(0.0);
+    let client = open(
+        &dir.path().join("pos.db"),
+        &sim,
+        json!({"sync": {"max_attempts": 3}}),
+    );
+    assert!(wait_until(Duration::from_secs(10), || {
+        client
+            .purchase_orders_json(None)
+            .unwrap()
+            .contains(po_id.as_str())
+    }));
+    client
+        .record_goods_reception(
+            &json!({"id": "GR-2L", "purchase_order_id": po_id, "delivery_id": delivery,
+        "warehouse_id": "oslo-1", "received_at": "2026-11-28T08:00:00+01:00",
+        "lines": [{"line_id": lines[0], "sku": sku, "quantity": 2},
+                  {"line_id": lines[1], "sku": sku, "quantity": 3}]})
+            .to_string(),
+        )
+        .unwrap();
+    client.flush(Duration::from_secs(20)).unwrap();
+    assert_eq!(status(&client)["outbox"]["dead"], 0, "{}", client.dead_jobs_json().unwrap());
+    assert_eq!(sim.stats().goods_receptions, 1);
+    assert_eq!(sim.stock(&sku, "oslo-1").unwrap().0, before + 5.0);
+    let till: Value = serde_json::from_str(&client.stock_json(&sku).unwrap()).unwrap();
+    let w = &till["warehouses"][0];
+    assert_eq!(w["quantity"].as_f64(), Some(before + 5.0), "{till}");
+    assert_eq!(w["pending"].as_f64(), Some(0.0), "{till}");
+}

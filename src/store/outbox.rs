@@ -420,6 +420,58 @@ impl Store {
         )? == 1)
     }
 
+    /// Replaces a job's worked-out extras (what a try computed and must send the same way
+    /// if it is tried again), before the request that uses them leaves. Only under its claim.
+    pub fn save_extra(&self, job: &OutboxJob, extra: &str) -> Result<bool> {
+        self.fail_point(super::WriteOp::Step)?;
+        Ok(self.conn().execute(
+            "UPDATE outbox_job SET extra = ?3 WHERE id = ?1 AND state = 'in_flight' AND claim = ?2",
+            params![job.id, job.claim, extra],
+        )? == 1)
+    }
+
+    /// Another job moving stock of `sku` in `warehouse_id` whose effect at Omnium is not
+    /// known yet (in flight, or pending after a try that may have landed): a goods reception
+    /// that sends absolute levels waits for it. Receptions wait only for earlier receptions,
+    /// so two never wait for each other.
+    pub fn unsettled_stock_job(
+        &self,
+        job_id: i64,
+        sku: &str,
+        warehouse_id: &str,
+    ) -> Result<Option<String>> {
+        Ok(self
+            .conn()
+            .prepare_cached(
+                "SELECT j.kind || ' ' || j.event_id FROM stock_movement m JOIN outbox_job j ON j.id = m.job_id
+                 WHERE m.sku = ?2 AND m.warehouse_id = ?3 AND m.job_id != ?1
+                   AND (j.state = 'in_flight' OR (j.state = 'pending' AND j.uncertain))
+                   AND (j.kind != 'goods_reception' OR j.id < ?1)
+                 LIMIT 1",
+            )?
+            .query_row(params![job_id, sku, warehouse_id], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// The stock effect at Omnium of other jobs delivered at or after `since_ms` (wall
+    /// clock) for `sku` in `warehouse_id`.
+    pub fn delivered_stock_since(
+        &self,
+        job_id: i64,
+        sku: &str,
+        warehouse_id: &str,
+        since_ms: i64,
+    ) -> Result<f64> {
+        Ok(self
+            .conn()
+            .prepare_cached(
+                "SELECT COALESCE(SUM(m.quantity), 0) FROM stock_movement m JOIN outbox_job j ON j.id = m.job_id
+                 WHERE m.sku = ?2 AND m.warehouse_id = ?3 AND m.job_id != ?1
+                   AND j.state = 'delivered' AND j.delivered_at >= ?4",
+            )?
+            .query_row(params![job_id, sku, warehouse_id, since_ms], |r| r.get(0))?)
+    }
+
     /// Puts every job in flight back to pending, to be read back before anything is sent
     /// again (its request may have landed): at open after a crash, and when a round of the
     /// worker failed after claiming (the database refused the outcome, a bug). Only the

@@ -160,7 +160,7 @@ fn deliver_once(job: &OutboxJob, sync: &Sync) -> Delivery {
             Err(e) => Err(unreadable(e.to_string())).into(),
         },
         Some(JobKind::GoodsReception) => match GoodsReception::parse(&public) {
-            Ok(r) => deliver_goods_reception(&r, &private, sync).into(),
+            Ok(r) => deliver_goods_reception(job, &r, &private, sync).into(),
             Err(e) => Err(unreadable(e.to_string())).into(),
         },
         Some(JobKind::StockPush) => deliver_stock_push(sync).into(),
@@ -277,6 +277,7 @@ fn deliver_receipt(job: &OutboxJob, r: &Receipt, sync: &Sync) -> Delivery {
 }
 
 fn deliver_goods_reception(
+    job: &OutboxJob,
     r: &GoodsReception,
     private: &serde_json::Map<String, Value>,
     sync: &Sync,
@@ -292,21 +293,7 @@ fn deliver_goods_reception(
             }
         }
         _ => {
-            // No purchase order: absolute levels, computed when the reception was recorded.
-            let levels: Vec<PushLevel> = private
-                .get("_levels")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(|l| {
-                    Some(PushLevel {
-                        sku: l["sku"].as_str()?.to_string(),
-                        warehouse_id: l["warehouse_id"].as_str()?.to_string(),
-                        quantity: l["quantity"].as_f64()?,
-                        counted_at_ms: 0,
-                    })
-                })
-                .collect();
+            let levels = reception_levels(job, r, private, sync)?;
             for chunk in levels.chunks(UPDATE_MANY_MAX) {
                 api.update_inventory(chunk)?;
             }
@@ -315,13 +302,118 @@ fn deliver_goods_reception(
     counted_levels(r, sync)
 }
 
+/// Each SKU of a reception once, in line order, with the total received (two lines of one
+/// SKU are one level at Omnium).
+fn received_per_sku(r: &GoodsReception) -> Vec<(String, f64)> {
+    let mut totals: Vec<(String, f64)> = Vec::new();
+    for l in &r.lines {
+        match totals.iter_mut().find(|(sku, _)| *sku == l.sku) {
+            Some((_, q)) => *q += l.quantity,
+            None => totals.push((l.sku.clone(), l.quantity)),
+        }
+    }
+    totals
+}
+
+/// The absolute levels a reception without a purchase order sends (Omnium's `UpdateMany`
+/// takes nothing else), worked out when it is sent, never when it was recorded: a sale of
+/// the same SKU delivered in between would otherwise be overwritten.
+///
+/// The first time, the level is Omnium's own current level (read now; it has every sale it
+/// accepted, from any till) plus what came. It is saved with the job before it is sent.
+/// Once a try may have landed (uncertain), the saved level is sent again plus the stock
+/// effect of this till's jobs delivered since it was worked out: right whether the first
+/// try landed (they were applied before it and overwritten, or after it) or not (they are
+/// in Omnium's level). While another job moving the same stock has an unknown outcome
+/// (in flight, or uncertain), the reception waits: its effect cannot be placed yet.
+/// Not covered: another till's change of the same level between the read and the write,
+/// and, on a resend, since the first read (absolute levels cannot merge them).
+fn reception_levels(
+    job: &OutboxJob,
+    r: &GoodsReception,
+    private: &serde_json::Map<String, Value>,
+    sync: &Sync,
+) -> Result<Vec<PushLevel>, Failure> {
+    let storage = |e: crate::error::Error| Failure::Uncertain(format!("local database: {e}"));
+    let totals = received_per_sku(r);
+    let wh = &r.warehouse_id;
+    for (sku, _) in &totals {
+        if let Some(other) = sync
+            .store
+            .unsettled_stock_job(job.id, sku, wh)
+            .map_err(storage)?
+        {
+            return Err(Failure::Unconfirmed(format!(
+                "goods reception {:?} waits until Omnium's answer to {other} (same SKU {sku:?}) is known",
+                r.id
+            )));
+        }
+    }
+    let level = |sku: &str, quantity: f64| PushLevel {
+        sku: sku.to_string(),
+        warehouse_id: wh.clone(),
+        quantity,
+        counted_at_ms: 0,
+    };
+    let saved = &private.get("_sent");
+    if let (true, Some(saved)) = (job.uncertain, saved) {
+        let since = saved["at"].as_i64().unwrap_or(i64::MIN);
+        let mut levels = Vec::new();
+        for (sku, _) in &totals {
+            let sent = saved["levels"][sku.as_str()].as_f64().ok_or_else(|| {
+                Failure::Uncertain(format!(
+                    "goods reception {:?}: the level saved for {sku:?} is missing",
+                    r.id
+                ))
+            })?;
+            let since_then = sync
+                .store
+                .delivered_stock_since(job.id, sku, wh, since)
+                .map_err(storage)?;
+            levels.push(level(sku, sent + since_then));
+        }
+        return Ok(levels);
+    }
+    let skus: Vec<String> = totals.iter().map(|(s, _)| s.clone()).collect();
+    let current = sync
+        .api
+        .inventory_levels(&skus, std::slice::from_ref(wh))?;
+    let levels: Vec<PushLevel> = totals
+        .iter()
+        .map(|(sku, received)| {
+            let now = current
+                .iter()
+                .find(|l| l.sku == *sku && l.warehouse_id == *wh)
+                .map_or(0.0, |l| l.quantity);
+            level(sku, now + received)
+        })
+        .collect();
+    let mut extra = serde_json::Map::new();
+    extra.insert(
+        "_sent".into(),
+        serde_json::json!({
+            "at": sync.wall_ms(),
+            "levels": levels.iter().map(|l| (l.sku.clone(), Value::from(l.quantity))).collect::<serde_json::Map<_, _>>(),
+        }),
+    );
+    match sync.store.save_extra(job, &Value::Object(extra).to_string()) {
+        Ok(true) => Ok(levels),
+        Ok(false) => Err(Failure::Unconfirmed(format!(
+            "goods reception {:?}: the job was claimed again before its levels were sent",
+            r.id
+        ))),
+        Err(e) => Err(storage(e)),
+    }
+}
+
 /// Omnium's answer to a goods reception carries no time, so the levels it produced are
 /// read back: they include the goods (they were read after Omnium took them), they become
 /// the till's levels at once, and the oldest of their `modified` stamps is when Omnium
 /// counted the reception, which takes it out of `pending` exactly when a level has it.
 /// If they cannot be read, the job is tried again (the resend is recognised as landed).
 fn counted_levels(r: &GoodsReception, sync: &Sync) -> Result<Option<i64>, Failure> {
-    let skus: Vec<String> = r.lines.iter().map(|l| l.sku.clone()).collect();
+    // One level per SKU, however many lines name it (two PO lines of one SKU).
+    let skus: Vec<String> = received_per_sku(r).into_iter().map(|(s, _)| s).collect();
     let levels = sync
         .api
         .inventory_levels(&skus, std::slice::from_ref(&r.warehouse_id))?;
