@@ -685,7 +685,12 @@ fn a_goods_reception_with_two_lines_of_one_sku_is_delivered() {
         )
         .unwrap();
     client.flush(Duration::from_secs(20)).unwrap();
-    assert_eq!(status(&client)["outbox"]["dead"], 0, "{}", client.dead_jobs_json().unwrap());
+    assert_eq!(
+        status(&client)["outbox"]["dead"],
+        0,
+        "{}",
+        client.dead_jobs_json().unwrap()
+    );
     assert_eq!(sim.stats().goods_receptions, 1);
     assert_eq!(sim.stock(&sku, "oslo-1").unwrap().0, before + 5.0);
     let till: Value = serde_json::from_str(&client.stock_json(&sku).unwrap()).unwrap();

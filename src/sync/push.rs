@@ -375,9 +375,7 @@ fn reception_levels(
         return Ok(levels);
     }
     let skus: Vec<String> = totals.iter().map(|(s, _)| s.clone()).collect();
-    let current = sync
-        .api
-        .inventory_levels(&skus, std::slice::from_ref(wh))?;
+    let current = sync.api.inventory_levels(&skus, std::slice::from_ref(wh))?;
     let levels: Vec<PushLevel> = totals
         .iter()
         .map(|(sku, received)| {
@@ -396,7 +394,10 @@ fn reception_levels(
             "levels": levels.iter().map(|l| (l.sku.clone(), Value::from(l.quantity))).collect::<serde_json::Map<_, _>>(),
         }),
     );
-    match sync.store.save_extra(job, &Value::Object(extra).to_string()) {
+    match sync
+        .store
+        .save_extra(job, &Value::Object(extra).to_string())
+    {
         Ok(true) => Ok(levels),
         Ok(false) => Err(Failure::Unconfirmed(format!(
             "goods reception {:?}: the job was claimed again before its levels were sent",
