@@ -9,14 +9,21 @@
 //! Omnium's 12,000 scaled 10x as in the issue) refills 10 x C per second; per-user concurrency
 //! is 20. Requests per till per hour are given in simulated time (real seconds x C).
 //! Retry-After is whole seconds and is not compressed (it is Omnium's word), which only makes
-//! the throttled phases slower than they would be.
+//! the throttled phases slower than they would be. The back-off after an outage is compressed
+//! like the rest (`sync.retry_initial_ms` 60 s / C, `retry_max_ms` 2 h / C).
+//!
+//! Limits: `scaled` (default; the issue's: Omnium's scaled down 10x, so 50 tills meet a tenth
+//! of the capacity Omnium gives one API user) or `omnium` (Omnium's own: bucket 12,000,
+//! 100 per second, 20 concurrent). Under the scaled bucket the catch-up cannot be faster than
+//! (requests − bucket) / refill, printed as its floor.
 //!
 //! Scenarios: the day before (new tills, first full sync; not reported), a morning start of
 //! every till at once with a burst of 20 sales each, a trading day, a 2-hour outage of the whole
 //! chain (the simulator down while each till records 2 h of sales, 240, as fast as it can;
 //! then up) and the catch-up, and idle (four pull intervals).
 //!
-//! Run: `cargo bench --features sim --bench fleet` or `... --bench fleet -- <tills> <C>`.
+//! Run: `cargo bench --features sim --bench fleet` or
+//! `... --bench fleet -- <tills> <C> <scaled|omnium>`.
 
 use flow_omnium::sim::{CatalogSpec, Limits, SimConfig, Simulator};
 use flow_omnium::Client;
@@ -28,6 +35,10 @@ const PULL_INTERVAL_S: f64 = 300.0;
 const SALE_EVERY_S: f64 = 30.0;
 const OUTAGE_SALES: usize = 240;
 const MORNING_BURST: usize = 20;
+/// The outage lasts 2 h simulated, but at most this long in real time: by then every till's
+/// probe back-off has long reached its cap (5 × `retry_initial_ms`), so a longer outage
+/// changes nothing after Omnium returns.
+const OUTAGE_REAL_MAX_S: f64 = 90.0;
 
 fn config(db: &Path, base_url: &str, till: usize, c: f64) -> String {
     json!({
@@ -38,7 +49,9 @@ fn config(db: &Path, base_url: &str, till: usize, c: f64) -> String {
         "terminal_id": format!("t{till:03}"),
         "omnium": {"base_url": base_url, "client_id": "sim-client", "client_secret": "sim-secret",
                    "timeout_ms": 10_000},
-        "sync": {"pull_interval_ms": (PULL_INTERVAL_S * 1000.0 / c) as u64},
+        "sync": {"pull_interval_ms": (PULL_INTERVAL_S * 1000.0 / c) as u64,
+                 "retry_initial_ms": (60_000.0 / c) as u64,
+                 "retry_max_ms": (7_200_000.0 / c) as u64},
     })
     .to_string()
 }
@@ -87,7 +100,7 @@ impl Fleet {
         started.elapsed().as_secs_f64()
     }
 
-    fn report(&self, name: &str, started: Instant, flushed_s: Option<f64>) {
+    fn report(&self, name: &str, started: Instant, flushed_s: Option<f64>) -> u64 {
         let real_s = started.elapsed().as_secs_f64();
         let s = self.sim.stats();
         let per_till = self.sim.till_stats();
@@ -104,6 +117,8 @@ impl Fleet {
             s.tokens_issued,
         );
         self.sim.reset_stats();
+        // Requests the bucket let through.
+        s.requests - s.throttled
     }
 }
 
@@ -111,9 +126,20 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let n: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(50);
     let c: f64 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(20.0);
+    let omnium_limits = args.get(3).is_some_and(|a| a == "omnium");
     let sim = Simulator::start(SimConfig::default()).expect("simulator");
     sim.load_catalog(&CatalogSpec::default());
-    let mut limits = Limits::scaled();
+    let mut limits = if omnium_limits {
+        Limits {
+            concurrency: 20,
+            bucket: 12_000.0,
+            refill_per_sec: 100.0,
+        }
+    } else {
+        Limits::scaled()
+    };
+    let simulated_refill = limits.refill_per_sec;
+    let bucket = limits.bucket;
     limits.refill_per_sec *= c;
     sim.set_limits(Some(limits));
     let dir = tempfile::tempdir().expect("temp dir");
@@ -125,8 +151,8 @@ fn main() {
         c,
         sales: 0,
     };
-    println!("fleet: {n} tills, one API user, time compressed {c}x (pull every {:.1} s, a sale every {:.2} s per till)",
-        PULL_INTERVAL_S / c, SALE_EVERY_S / c);
+    println!("fleet: {n} tills, one API user, time compressed {c}x (pull every {:.1} s, a sale every {:.2} s per till), limits: {} (bucket {bucket}, {simulated_refill}/s simulated, 20 concurrent)",
+        PULL_INTERVAL_S / c, SALE_EVERY_S / c, if omnium_limits { "Omnium's" } else { "Omnium's scaled 10x down" });
 
     // The day before: new tills, first full sync.
     fleet.open_all();
@@ -186,7 +212,10 @@ fn main() {
             fleet.record(till, "O");
         }
     }
-    let outage_real = t.elapsed().as_secs_f64().max(2.0);
+    let outage_real = t
+        .elapsed()
+        .as_secs_f64()
+        .max((7200.0 / c).min(OUTAGE_REAL_MAX_S));
     std::thread::sleep(Duration::from_secs_f64(
         (outage_real - t.elapsed().as_secs_f64()).max(0.0),
     ));
@@ -194,7 +223,13 @@ fn main() {
     fleet.sim.set_down(false);
     let t = Instant::now();
     let flushed = fleet.flush_all(t);
-    fleet.report("catch-up", t, Some(flushed));
+    let requests = fleet.report("catch-up", t, Some(flushed));
+    // The bucket lets no fleet through faster than this.
+    let floor_s = (requests as f64 - bucket).max(0.0) / simulated_refill;
+    println!(
+        "catch-up floor set by the bucket: ({requests} requests let through - {bucket}) / {simulated_refill} per s = {:.1} min simulated",
+        floor_s / 60.0
+    );
 
     // Idle: four pull intervals.
     let t = Instant::now();

@@ -98,6 +98,9 @@ impl Client {
         store.set_clock(clock.clone());
         let api = match transport {
             Some(t) => OmniumApi::with_transport(&config.omnium, t),
+            // On the network and the process's clock: throttled together with every other
+            // client of the same API user in this process (issue 13).
+            None if clock.is_process_clock() => OmniumApi::new(&config.omnium).shared_by_user(),
             None => OmniumApi::new(&config.omnium),
         }
         .with_clock(clock.clone());

@@ -18,6 +18,11 @@ pub trait Clock: Send + Sync {
     /// Monotonic milliseconds since an arbitrary origin fixed for this process. Never
     /// decreases.
     fn mono_ms(&self) -> i64;
+    /// True for the machine's clocks ([`SystemClock`]): times on it may be shared with
+    /// other clients of the process (a pause of the API user they share).
+    fn is_process_clock(&self) -> bool {
+        false
+    }
 }
 
 /// The real clocks of the machine.
@@ -33,6 +38,10 @@ impl Clock for SystemClock {
         static ORIGIN: OnceLock<Instant> = OnceLock::new();
         let origin = *ORIGIN.get_or_init(Instant::now);
         i64::try_from(origin.elapsed().as_millis()).unwrap_or(i64::MAX)
+    }
+
+    fn is_process_clock(&self) -> bool {
+        true
     }
 }
 

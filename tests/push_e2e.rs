@@ -7,35 +7,7 @@ use common::*;
 use flow_omnium::sim::{Fault, FaultKind, SimConfig, Simulator};
 use flow_omnium::{Client, Error};
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-
-fn order_ids(sim: &Simulator) -> BTreeMap<String, usize> {
-    let mut ids = BTreeMap::new();
-    for o in sim.orders() {
-        *ids.entry(o["id"].as_str().unwrap().to_string())
-            .or_insert(0) += 1;
-    }
-    ids
-}
-
-fn assert_each_once(sim: &Simulator, expected: &[String]) {
-    let ids = order_ids(sim);
-    for id in expected {
-        assert_eq!(
-            ids.get(id),
-            Some(&1),
-            "sale {id} must be in Omnium exactly once"
-        );
-    }
-    assert_eq!(ids.len(), expected.len(), "no other orders");
-    let stats = sim.stats();
-    assert_eq!(
-        (stats.duplicate_orders_rejected, stats.orders_reapplied),
-        (0, 0),
-        "no sale was sent twice (refused, or applied again when the simulator does not deduplicate)"
-    );
-}
 
 #[test]
 fn sales_recorded_while_omnium_is_down_arrive_once_when_it_returns() {

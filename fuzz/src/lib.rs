@@ -559,7 +559,9 @@ pub fn omnium_http(data: &[u8]) {
         date: None,
         body: answer.body.clone(),
     };
-    if let Err(flow_omnium::omnium::Failure::Throttled { retry_after_ms }) = classify(&resp, "x") {
+    if let Err(flow_omnium::omnium::Failure::Throttled { retry_after_ms, .. }) =
+        classify(&resp, "x")
+    {
         assert!(retry_after_ms <= MAX_RETRY_AFTER_MS);
     }
     let api = OmniumApi::with_transport(&cfg.omnium, std::sync::Arc::new(answer));

@@ -5,6 +5,7 @@ pub mod back_office;
 pub mod catalog;
 pub mod orders;
 pub mod transport;
+pub mod user_gate;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{OmniumConfig, Secret};
@@ -28,8 +29,10 @@ pub enum Failure {
     Redirected(String),
     /// Sent, but the outcome is unknown (timeout, reset, 5xx, 408): check before resending.
     Uncertain(String),
-    /// 429: every request waits this long.
-    Throttled { retry_after_ms: u64 },
+    /// 429: every request waits this long. `held`: Omnium did not answer 429 to this
+    /// request; this process held it back (a pause another till or thread of the same API
+    /// user received, or every place of the user's window taken).
+    Throttled { retry_after_ms: u64, held: bool },
     /// 409 while Omnium is still processing the order (Queued); nothing was applied.
     Busy(String),
     /// Omnium said the event exists ("already exists"), but the read-back cannot see it
@@ -47,9 +50,19 @@ impl std::fmt::Display for Failure {
             Failure::Unreachable(m) => write!(f, "Omnium unreachable: {m}"),
             Failure::Redirected(m) => write!(f, "Omnium unreachable: {m}"),
             Failure::Uncertain(m) => write!(f, "outcome unknown: {m}"),
-            Failure::Throttled { retry_after_ms } => {
+            Failure::Throttled {
+                retry_after_ms,
+                held: false,
+            } => {
                 write!(f, "HTTP 429: rate limited, retry after {retry_after_ms} ms")
             }
+            Failure::Throttled {
+                retry_after_ms,
+                held: true,
+            } => write!(
+                f,
+                "held back for {retry_after_ms} ms: Omnium is rate limiting this API user"
+            ),
             Failure::Busy(m) => write!(f, "HTTP 409: {m}"),
             Failure::Unconfirmed(m) => write!(f, "not confirmed yet: {m}"),
             Failure::Unauthorized(m) => write!(f, "HTTP 401: {m}"),
@@ -59,6 +72,9 @@ impl std::fmt::Display for Failure {
         }
     }
 }
+
+/// Longest a request waits for a place in the API user's window before it is held back.
+const WINDOW_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Without a Retry-After header a 429 still pauses this long.
 const DEFAULT_RETRY_AFTER_MS: u64 = 5_000;
@@ -143,8 +159,9 @@ pub struct OmniumApi {
     /// The same, for answers to requests that change something (not reads): only these
     /// say that a write's failure is the job's own (a write-only outage burns no attempts).
     last_healthy_write_at: AtomicI64,
-    /// After a 429 no request leaves before this (monotonic ms), from any thread.
-    paused_until: AtomicI64,
+    /// The pause after a 429 and the window of requests in flight, shared by every client
+    /// of this process using the same API user ([`user_gate`]).
+    gate: Arc<user_gate::UserGate>,
     /// Set at close: no token is asked for again.
     forgotten: AtomicBool,
     /// Pages served so far by the scroll of each resource (Products, Inventory).
@@ -190,7 +207,7 @@ impl OmniumApi {
             clock: Arc::new(SystemClock),
             last_healthy_at: AtomicI64::new(NEVER),
             last_healthy_write_at: AtomicI64::new(NEVER),
-            paused_until: AtomicI64::new(i64::MIN),
+            gate: user_gate::UserGate::private(),
             forgotten: AtomicBool::new(false),
             scrolls: Mutex::default(),
             answer_date_ms: AtomicI64::new(0),
@@ -200,6 +217,15 @@ impl OmniumApi {
     /// Token renewal runs on this clock's monotonic time (tests pass a manual one).
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> OmniumApi {
         self.clock = clock;
+        self
+    }
+
+    /// Throttled together with every other client of this process using the same API user
+    /// (base URL and client id): one pause after a 429, one window of requests in flight,
+    /// one end of an outage ([`user_gate`]). Only for clients on the process's own clock
+    /// ([`SystemClock`]): the shared pause is a time on it.
+    pub fn shared_by_user(mut self) -> OmniumApi {
+        self.gate = user_gate::UserGate::shared(&self.base_url, &self.client_id);
         self
     }
 
@@ -308,7 +334,10 @@ impl OmniumApi {
         // Token answers do not count as Omnium being healthy: the token endpoint is
         // separate from (and not rate-limited like) the API the jobs need.
         let mut resp = self.transport.send(&req).map_err(|e| match e {
-            NetError::NotSent(m) => Failure::Unreachable(mask(m)),
+            NetError::NotSent(m) => {
+                self.gate.note_down();
+                Failure::Unreachable(mask(m))
+            }
             NetError::Unknown(m) => Failure::Uncertain(mask(m)),
         })?;
         if resp.status == 429 {
@@ -382,10 +411,45 @@ impl OmniumApi {
             // ran fast and was stepped back would otherwise trail for as long as it ran ahead.
             let now = self.clock.mono_ms();
             self.last_healthy_at.fetch_max(now, Ordering::Relaxed);
+            self.gate.note_healthy(now);
             if write {
                 self.last_healthy_write_at.fetch_max(now, Ordering::Relaxed);
             }
         }
+    }
+
+    /// `Throttled { held: true }` while a pause of this API user runs.
+    fn check_pause(&self) -> Result<(), Failure> {
+        let wait = self.gate.pause_left(self.clock.mono_ms());
+        if wait > 0 {
+            return Err(Failure::Throttled {
+                retry_after_ms: wait as u64,
+                held: true,
+            });
+        }
+        Ok(())
+    }
+
+    /// Holds every request of this API user (every client of it in this process) until
+    /// monotonic `until`: the worker's pause after a 429, grown after repeated ones.
+    pub fn hold_until(&self, until: i64) {
+        self.gate.hold_until(until);
+    }
+
+    /// Milliseconds left of the API user's pause (≤ 0: none).
+    pub fn pause_left(&self) -> i64 {
+        self.gate.pause_left(self.clock.mono_ms())
+    }
+
+    /// When any client of this API user in this process last had an answer that was not
+    /// 5xx, 429 or a redirect (monotonic ms; [`NEVER`]: not yet).
+    pub fn user_healthy_at(&self) -> i64 {
+        self.gate.healthy_at()
+    }
+
+    /// Calls `waker` when Omnium answers a client of this API user again after an outage.
+    pub fn on_recovery(&self, waker: &Arc<user_gate::Waker>) {
+        self.gate.on_recovery(waker);
     }
 
     /// Sends with the bearer token; on 401 renews the token once and sends again.
@@ -406,17 +470,9 @@ impl OmniumApi {
         path: &str,
         body: Option<(&'static str, Body<'_>)>,
     ) -> Result<HttpResponse, Failure> {
-        // A 429 answered to another thread (or to an earlier step of this job) holds
-        // every request, so none arrives inside the Retry-After window.
-        let wait = self
-            .paused_until
-            .load(Ordering::Relaxed)
-            .saturating_sub(self.clock.mono_ms());
-        if wait > 0 {
-            return Err(Failure::Throttled {
-                retry_after_ms: wait as u64,
-            });
-        }
+        // A 429 answered to another thread or till of this API user (or to an earlier step
+        // of this job) holds every request, so none arrives inside the Retry-After window.
+        self.check_pause()?;
         if has_dot_segment(path) {
             // Ids recorded by the POS cannot be dots only; one from Omnium's own data could.
             return Err(Failure::Rejected {
@@ -442,14 +498,34 @@ impl OmniumApi {
                 body: this_body,
             };
             let write = changes_state(method, path);
+            // A place in the API user's window, then the pause checked again: a 429 may
+            // have arrived on another thread while this one waited.
+            let permit = self.gate.acquire(WINDOW_WAIT).ok_or(Failure::Throttled {
+                retry_after_ms: WINDOW_WAIT.as_millis() as u64,
+                held: true,
+            })?;
+            self.check_pause()?;
             let sent = self.transport.send(&req);
             if write && !matches!(sent, Err(NetError::NotSent(_))) {
                 WRITES_SENT.with(|w| w.set(w.get() + 1));
+            }
+            if matches!(sent, Err(NetError::NotSent(_))) {
+                self.gate.note_down();
             }
             let mut resp = sent.map_err(net_failure)?;
             if write && (400..500).contains(&resp.status) && resp.status != 408 {
                 WRITES_REFUSED.with(|w| w.set(w.get() + 1));
             }
+            if resp.status == 429 {
+                // Hold every thread and till of this API user at once, before anything else.
+                let pause = self.settle_retry_after(&mut resp) as i64;
+                self.gate
+                    .hold_until(self.clock.mono_ms().saturating_add(pause));
+                permit.throttled();
+            } else if resp.status < 500 {
+                permit.answered();
+            }
+            drop(permit);
             self.note_answer(resp.status, write);
             if let Some(at) = resp
                 .date
@@ -462,11 +538,6 @@ impl OmniumApi {
             if (300..400).contains(&resp.status) {
                 let what = format!("{method} {path}");
                 return Err(redirected(&what, resp.status, method != "GET"));
-            }
-            if resp.status == 429 {
-                let pause = self.settle_retry_after(&mut resp) as i64;
-                self.paused_until
-                    .fetch_max(self.clock.mono_ms() + pause, Ordering::Relaxed);
             }
             if resp.status != 401 {
                 return Ok(resp);
@@ -700,6 +771,7 @@ pub fn classify(resp: &HttpResponse, what: &str) -> Result<(), Failure> {
         200..=299 => Ok(()),
         300..=399 => Err(redirected(what, status, !what.starts_with("GET "))),
         429 => Err(Failure::Throttled {
+            held: false,
             // OmniumApi has already turned an HTTP date into seconds by its clock
             // (`settle_retry_after`): no clock is needed here.
             retry_after_ms: parse_retry_after(
@@ -843,7 +915,8 @@ mod tests {
         assert_eq!(
             classify(&resp(429, "", Some("7")), "x"),
             Err(Failure::Throttled {
-                retry_after_ms: 7000
+                retry_after_ms: 7000,
+                held: false
             })
         );
         assert!(matches!(
@@ -1147,7 +1220,8 @@ mod tests {
         assert_eq!(
             api.get_json("/api/Markets").unwrap_err(),
             Failure::Throttled {
-                retry_after_ms: 30_000
+                retry_after_ms: 30_000,
+                held: false
             }
         );
     }

@@ -93,6 +93,19 @@ pub(crate) struct Response {
     pub body: Vec<u8>,
     /// Close the connection after sending.
     pub close: bool,
+    /// Called once the response has been written to the socket.
+    pub after_write: Option<AfterWrite>,
+}
+
+/// A hook run when a response has been written (the limits date a 429's `Retry-After` from
+/// the moment the till can have it, not from when it was decided).
+#[derive(Clone)]
+pub(crate) struct AfterWrite(pub Arc<dyn Fn() + Send + Sync>);
+
+impl std::fmt::Debug for AfterWrite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AfterWrite")
+    }
 }
 
 impl Response {
@@ -102,6 +115,7 @@ impl Response {
             headers: vec![("Content-Type".into(), "text/plain; charset=utf-8".into())],
             body: body.as_bytes().to_vec(),
             close: false,
+            after_write: None,
         }
     }
 
@@ -114,6 +128,7 @@ impl Response {
             )],
             body: value.to_string().into_bytes(),
             close: false,
+            after_write: None,
         }
     }
 
@@ -606,7 +621,11 @@ fn serve_conn(ctl: &Arc<ServerCtl>, stream: TcpStream, conn_id: u64) {
         match (ctl.handler)(&req, ctl) {
             Outcome::Respond(mut resp) => {
                 resp.close |= wants_close || ctl.is_shutdown();
-                if write_response(&mut conn.stream, &resp, head_only).is_err() || resp.close {
+                let written = write_response(&mut conn.stream, &resp, head_only);
+                if let Some(hook) = &resp.after_write {
+                    (hook.0)();
+                }
+                if written.is_err() || resp.close {
                     return;
                 }
             }

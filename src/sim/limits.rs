@@ -36,7 +36,12 @@ pub struct TillStats {
     pub requests: u64,
     /// Of those, answered 429 by the limits.
     pub throttled: u64,
-    /// Of those, sent while a `Retry-After` this simulator had given this till was still running.
+    /// Of those, sent while a `Retry-After` this simulator had given this till was still
+    /// running: arrived after the 429 had been written to the till's socket (so the till
+    /// could have read it) and before its `Retry-After` ran out. A request that arrived
+    /// before the 429 was written was sent before the till could know of it and is not
+    /// counted; one sent just before the till read the 429 but arriving after it was
+    /// written is (the count errs on the side of the simulator).
     pub inside_retry_after: u64,
 }
 
@@ -57,7 +62,8 @@ pub(crate) struct Limiter {
 /// The limiter's verdict on one request.
 pub(crate) enum Verdict {
     Pass,
-    /// Answer 429 with this `Retry-After` (seconds).
+    /// Answer 429 with this `Retry-After` (seconds); call [`Limiter::written`] with the
+    /// token once the answer is written.
     Throttle(u64),
 }
 
@@ -130,7 +136,15 @@ impl Limiter {
             (((1.0 - self.level) / l.refill_per_sec.max(1e-9)).ceil() as u64).max(1)
         };
         till.stats.throttled += 1;
-        till.retry_until = Some(now + std::time::Duration::from_secs(wait_secs));
         Verdict::Throttle(wait_secs)
+    }
+
+    /// A 429 with `Retry-After: secs` has been written to the till holding `token` at `now`:
+    /// its requests arriving from now until the pause ends are inside the Retry-After.
+    pub fn written(&mut self, token: &str, secs: u64, now: Instant) {
+        if let Some(till) = self.tills.get_mut(token) {
+            let until = now + std::time::Duration::from_secs(secs);
+            till.retry_until = Some(till.retry_until.map_or(until, |t| t.max(until)));
+        }
     }
 }

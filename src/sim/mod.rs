@@ -935,10 +935,17 @@ fn handle(shared: &Arc<Shared>, req: &Request, ctl: &Arc<ServerCtl>) -> Outcome 
         let mut st = lock(&shared.state);
         if let limits::Verdict::Throttle(secs) = st.limiter.admit(token, l.1, Instant::now()) {
             st.stats.throttled += 1;
-            return Outcome::Respond(
-                Response::text(429, "Too many requests")
-                    .with_header("Retry-After", &secs.to_string()),
-            );
+            let mut resp = Response::text(429, "Too many requests")
+                .with_header("Retry-After", &secs.to_string());
+            let (shared, token) = (Arc::downgrade(shared), token.to_string());
+            resp.after_write = Some(http::AfterWrite(Arc::new(move || {
+                if let Some(shared) = shared.upgrade() {
+                    lock(&shared.state)
+                        .limiter
+                        .written(&token, secs, Instant::now());
+                }
+            })));
+            return Outcome::Respond(resp);
         }
     }
     if latency > 0 && api {

@@ -266,6 +266,14 @@ impl Sync {
     pub fn run(self: Arc<Self>) {
         let mut worker = Worker::new(self.clone(), Jitter::seeded());
         log::info!("sync worker started");
+        // Another till of this API user finding Omnium back ends this one's outage back-off.
+        let me = Arc::downgrade(&self);
+        let waker: Arc<crate::omnium::user_gate::Waker> = Arc::new(move || {
+            if let Some(sync) = me.upgrade() {
+                sync.nudge();
+            }
+        });
+        self.api.on_recovery(&waker);
         // A till that has pulled before starts its first run after a random part of the
         // interval: a chain's tills opening at the same minute must not pull all at once.
         // A new till (no catalog yet) pulls at once.
@@ -311,6 +319,9 @@ pub struct Worker {
     /// No request before this (monotonic ms).
     hold_until: i64,
     offline_tries: u32,
+    /// Monotonic ms at which this worker last found Omnium unreachable: an answer to any
+    /// client of the same API user after it ends the outage for this one too.
+    offline_since: i64,
     /// Monotonic ms of the last purge; `None` before the first.
     last_purge: Option<i64>,
     puller: pull::Puller,
@@ -334,6 +345,7 @@ impl Worker {
             gate: Gate::Open,
             hold_until: 0,
             offline_tries: 0,
+            offline_since: crate::omnium::NEVER,
             last_purge: None,
             puller: pull::Puller::default(),
             unrecorded: None,
@@ -452,6 +464,12 @@ impl Worker {
             }
             sync.store.make_all_due(now)?;
         }
+        if self.gate == Gate::Offline && sync.api.user_healthy_at() > self.offline_since {
+            // Omnium answered another till (or thread) of this API user since this one
+            // found it down: the outage is over for every till, not at each one's next probe.
+            log::info!("Omnium answered another client of this API user: the outage is over");
+            self.open_gate();
+        }
         if mono < self.hold_until {
             sync.sleep_until(self.hold_until);
             return Ok(());
@@ -516,7 +534,10 @@ impl Worker {
             };
             answered |= !matches!(
                 &result,
-                Err(Failure::Unreachable(_) | Failure::Redirected(_) | Failure::Uncertain(_))
+                Err(Failure::Unreachable(_)
+                    | Failure::Redirected(_)
+                    | Failure::Uncertain(_)
+                    | Failure::Throttled { held: true, .. })
             );
             failed += usize::from(matches!(&result, Err(Failure::Uncertain(_))));
             let accepted_ms = result.as_ref().ok().copied().flatten();
@@ -679,17 +700,39 @@ impl Worker {
                 );
                 let until = now + hold as i64;
                 log::warn!("Omnium asked to slow down; every request waits {hold} ms");
+                // Every till and thread of this API user in the process waits as long.
+                self.sync.api.hold_until(until);
+                self.gate = Gate::Throttled;
+                self.hold_until = self.hold_until.max(until);
+                self.sync.set_link(true, Some(self.hold_until), reason);
+            }
+            Signal::HeldFor(ms) => {
+                // Another till or thread got the 429 (and grew the pause): wait it out
+                // without counting a 429 of this till's own.
+                let until = now.saturating_add(ms.min(crate::omnium::MAX_RETRY_AFTER_MS) as i64);
+                log::debug!("held back {ms} ms: this API user is being rate limited");
                 self.gate = Gate::Throttled;
                 self.hold_until = self.hold_until.max(until);
                 self.sync.set_link(true, Some(self.hold_until), reason);
             }
             Signal::Unreachable | Signal::AuthFailed => {
                 self.offline_tries += 1;
-                let delay = policy::backoff_ms(
-                    &self.sync.policy,
-                    self.offline_tries,
-                    self.jitter.next_unit(),
-                );
+                let delay = if signal == Signal::Unreachable {
+                    policy::probe_backoff_ms(
+                        &self.sync.policy,
+                        self.offline_tries,
+                        self.jitter.next_unit(),
+                    )
+                } else {
+                    policy::backoff_ms(
+                        &self.sync.policy,
+                        self.offline_tries,
+                        self.jitter.next_unit(),
+                    )
+                };
+                if signal == Signal::Unreachable {
+                    self.offline_since = now;
+                }
                 self.hold_until = now + delay as i64;
                 if signal == Signal::AuthFailed && self.gate != Gate::AuthFailed {
                     log::error!("Omnium refuses the API user: {reason}");
@@ -806,7 +849,14 @@ fn group_jobs(jobs: &[OutboxJob]) -> Vec<Vec<usize>> {
 fn signal_of(f: &Failure) -> Signal {
     match f {
         Failure::Unauthorized(_) => Signal::AuthFailed,
-        Failure::Throttled { retry_after_ms } => Signal::PauseFor(*retry_after_ms),
+        Failure::Throttled {
+            retry_after_ms,
+            held: false,
+        } => Signal::PauseFor(*retry_after_ms),
+        Failure::Throttled {
+            retry_after_ms,
+            held: true,
+        } => Signal::HeldFor(*retry_after_ms),
         _ => Signal::Unreachable,
     }
 }

@@ -26,6 +26,24 @@ pub fn backoff_ms(p: &RetryPolicy, tries: u32, jitter: f64) -> u64 {
     .max(1)
 }
 
+/// Offline probes back off like jobs, but never beyond this many times
+/// `retry_initial_ms` (5 minutes by default): after a long outage of the whole chain, a till
+/// finds Omnium back within minutes, not at a probe an hour away (issue 13's catch-up).
+pub const PROBE_CAP_FACTOR: u64 = 5;
+
+/// Delay before the next probe of an Omnium found unreachable `tries` times in a row: the
+/// job back-off, capped at [`PROBE_CAP_FACTOR`] × `initial_ms` (and at `max_ms`).
+pub fn probe_backoff_ms(p: &RetryPolicy, tries: u32, jitter: f64) -> u64 {
+    let capped = RetryPolicy {
+        max_ms: p
+            .max_ms
+            .min(p.initial_ms.saturating_mul(PROBE_CAP_FACTOR))
+            .max(p.initial_ms),
+        ..*p
+    };
+    backoff_ms(&capped, tries, jitter)
+}
+
 /// What a failure tells the worker about Omnium as a whole.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Signal {
@@ -34,6 +52,9 @@ pub enum Signal {
     Unreachable,
     /// 429: every request waits this long (ms, on the monotonic clock).
     PauseFor(u64),
+    /// No 429 to this till's request, but its API user is paused (another till or thread
+    /// got the 429) or its window is full: wait this long, without counting a 429.
+    HeldFor(u64),
     /// Credentials refused even after renewing the token.
     AuthFailed,
 }
@@ -75,9 +96,14 @@ pub fn decide(
         // Like unreachable (no attempt used), but the write may have got through whatever
         // redirected it: check Omnium before sending it again.
         Failure::Redirected(_) => (retry(false, true), Signal::Unreachable),
-        Failure::Throttled { retry_after_ms } => {
-            (JobFate::Released, Signal::PauseFor(*retry_after_ms))
-        }
+        Failure::Throttled {
+            retry_after_ms,
+            held: false,
+        } => (JobFate::Released, Signal::PauseFor(*retry_after_ms)),
+        Failure::Throttled {
+            retry_after_ms,
+            held: true,
+        } => (JobFate::Released, Signal::HeldFor(*retry_after_ms)),
         Failure::Unauthorized(_) => (JobFate::Released, Signal::AuthFailed),
         Failure::Uncertain(_) => (retry(took_write_since_try, true), Signal::None),
         Failure::Unconfirmed(_) => (retry(false, true), Signal::None),
@@ -106,13 +132,18 @@ pub const THROTTLE_CAP_MS: u64 = 60_000;
 /// How long a till holds every request after its `streak`-th 429 in a row (no good answer
 /// between): never less than Omnium's Retry-After; from the second 429 on the pause doubles
 /// each time up to `THROTTLE_CAP_MS` (a till that keeps being throttled lowers its own rate),
-/// and it is spread by up to +50 % so tills throttled together do not come back together.
+/// and it is spread by up to +50 % so tills throttled together do not come back together,
+/// but never past the 2-hour cap on a Retry-After (a 2-hour Retry-After is not stretched).
 pub fn throttle_hold_ms(retry_after_ms: u64, streak: u32, jitter: f64) -> u64 {
+    let cap = crate::omnium::MAX_RETRY_AFTER_MS;
+    let retry_after_ms = retry_after_ms.min(cap);
     let doubled = retry_after_ms
         .max(1)
         .saturating_mul(1u64 << streak.saturating_sub(1).min(16));
     let grown = doubled.min(THROTTLE_CAP_MS.max(retry_after_ms));
-    ((grown as f64 * (1.0 + 0.5 * jitter)) as u64).max(retry_after_ms)
+    ((grown as f64 * (1.0 + 0.5 * jitter)) as u64)
+        .min(cap)
+        .max(retry_after_ms)
 }
 
 /// Time from the end of a pull run to the start of the next: spread over the last fifth of
@@ -176,6 +207,11 @@ mod tests {
             assert!(throttle_hold_ms(1000, 30, j) >= THROTTLE_CAP_MS);
             // A Retry-After above the cap is still honoured.
             assert!(throttle_hold_ms(120_000, 3, j) >= 120_000);
+            // Jitter never stretches a pause past the 2-hour cap on Retry-After.
+            let cap = crate::omnium::MAX_RETRY_AFTER_MS;
+            assert_eq!(throttle_hold_ms(cap, 1, j), cap);
+            assert!(throttle_hold_ms(cap - 1_000, 5, j) <= cap);
+            assert!(throttle_hold_ms(cap - 1_000, 5, j) >= cap - 1_000);
         }
         // Spread: two tills with different jitter come back at different times.
         assert_ne!(
@@ -240,6 +276,26 @@ mod tests {
     }
 
     #[test]
+    fn offline_probes_back_off_to_five_minutes_at_most() {
+        assert_eq!(probe_backoff_ms(&P, 1, 0.0), 60_000);
+        assert_eq!(probe_backoff_ms(&P, 2, 0.0), 120_000);
+        for tries in 0..100 {
+            for j in [0.0, 0.5, 0.9999] {
+                let d = probe_backoff_ms(&P, tries, j);
+                assert!((60_000..=300_000).contains(&d), "tries {tries}: {d}");
+            }
+        }
+        // After a 2-hour outage the next probe is at most 5 minutes away.
+        assert!(probe_backoff_ms(&P, 8, 0.0) >= 240_000);
+        // A policy whose cap is below that keeps its own cap.
+        let short = RetryPolicy {
+            max_ms: 90_000,
+            ..P
+        };
+        assert!(probe_backoff_ms(&short, 10, 0.9) <= 90_000);
+    }
+
+    #[test]
     fn an_outage_never_uses_up_attempts() {
         let j = job(2, 9, Some(100));
         let (fate, signal) = decide(
@@ -275,6 +331,7 @@ mod tests {
             &j,
             &Err(Failure::Throttled {
                 retry_after_ms: 2000,
+                held: false,
             }),
             200,
             true,
@@ -282,6 +339,19 @@ mod tests {
             0.5,
         );
         assert_eq!((fate, signal), (JobFate::Released, Signal::PauseFor(2000)));
+        // Held back by this process (another till's 429): released, no 429 counted.
+        let (fate, signal) = decide(
+            &j,
+            &Err(Failure::Throttled {
+                retry_after_ms: 700,
+                held: true,
+            }),
+            200,
+            true,
+            &P,
+            0.5,
+        );
+        assert_eq!((fate, signal), (JobFate::Released, Signal::HeldFor(700)));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use flow_omnium::sim::{SimConfig, Simulator};
 use flow_omnium::Client;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -163,4 +164,33 @@ pub fn compile_c(sources: &[&str], out_name: &str) -> PathBuf {
         String::from_utf8_lossy(&output.stderr)
     );
     out
+}
+
+/// How many orders Omnium holds under each id.
+pub fn order_ids(sim: &Simulator) -> BTreeMap<String, usize> {
+    let mut ids = BTreeMap::new();
+    for o in sim.orders() {
+        *ids.entry(o["id"].as_str().unwrap().to_string())
+            .or_insert(0) += 1;
+    }
+    ids
+}
+
+/// Each of `expected` is in Omnium exactly once, nothing else is, and no sale was sent twice.
+pub fn assert_each_once(sim: &Simulator, expected: &[String]) {
+    let ids = order_ids(sim);
+    for id in expected {
+        assert_eq!(
+            ids.get(id),
+            Some(&1),
+            "sale {id} must be in Omnium exactly once"
+        );
+    }
+    assert_eq!(ids.len(), expected.len(), "no other orders");
+    let stats = sim.stats();
+    assert_eq!(
+        (stats.duplicate_orders_rejected, stats.orders_reapplied),
+        (0, 0),
+        "no sale was sent twice (refused, or applied again when the simulator does not deduplicate)"
+    );
 }
