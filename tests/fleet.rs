@@ -101,6 +101,13 @@ fn a_429_to_one_till_pauses_every_till_of_the_api_user() {
     let (a, b) = (open_till(0), open_till(1));
     a.flush(Duration::from_secs(10)).unwrap();
     b.flush(Duration::from_secs(10)).unwrap();
+    // Nothing else in flight when the 429 comes: both first pulls are over.
+    for till in [&a, &b] {
+        assert!(wait_until(Duration::from_secs(20), || {
+            let s = status(till);
+            s["pulling"] == false && !s["last_pull_at"].is_null()
+        }));
+    }
     sim.inject(
         Fault::new(
             FaultKind::TooManyRequests {
