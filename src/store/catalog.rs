@@ -610,8 +610,9 @@ fn text_search(
     Ok((items, total.max(0) as u64))
 }
 
-/// A category's sellable SKUs by name: walks the name index and probes category
-/// membership, stopping at the page, instead of sorting the whole category.
+/// A category's sellable SKUs by name: one range of `category_member` (kept by triggers,
+/// sellable SKUs only), read in name order up to the page and counted on its own, so the cost
+/// follows the page and the category's size, never the catalog's.
 fn category_listing(
     c: &Connection,
     category: &str,
@@ -620,10 +621,8 @@ fn category_listing(
 ) -> Result<(Vec<ProductView>, u64)> {
     let skus: Vec<String> = c
         .prepare_cached(
-            "SELECT p.sku FROM product p INDEXED BY product_by_active_name
-             WHERE p.active = 1 AND EXISTS (SELECT 1 FROM product_category pc
-               WHERE pc.product_sku = p.sku AND pc.category_id = ?1)
-             ORDER BY p.name LIMIT ?2 OFFSET ?3",
+            "SELECT sku FROM category_member INDEXED BY category_member_by_name
+             WHERE category_id = ?1 ORDER BY name, sku LIMIT ?2 OFFSET ?3",
         )?
         .query_map(
             params![category, i64::from(q.limit), i64::from(q.offset)],
@@ -631,10 +630,7 @@ fn category_listing(
         )?
         .collect::<rusqlite::Result<_>>()?;
     let total: i64 = c
-        .prepare_cached(
-            "SELECT COUNT(*) FROM product_category pc JOIN product p ON p.sku = pc.product_sku
-             WHERE pc.category_id = ?1 AND p.active = 1",
-        )?
+        .prepare_cached("SELECT COUNT(*) FROM category_member WHERE category_id = ?1")?
         .query_row([category], |r| r.get(0))?;
     let mut items = Vec::with_capacity(skus.len());
     for sku in skus {
@@ -645,14 +641,7 @@ fn category_listing(
     Ok((items, total.max(0) as u64))
 }
 
-/// Quotes each word as an FTS5 prefix term; all must match.
-fn fts_query(text: &str) -> String {
-    text.split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(|w| format!("\"{w}\"*"))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
+use super::fold::fts_query;
 
 fn product_view(c: &Connection, sku: &str, now_ms: i64) -> Result<Option<ProductView>> {
     let row = c
@@ -862,10 +851,215 @@ mod tests {
         assert_eq!(read(&s), (8.0, 0.0));
     }
 
+    fn sku(sku: &str, name: &str, brand: &str, categories: &[&str]) -> CatalogProduct {
+        CatalogProduct {
+            product_id: format!("P-{sku}"),
+            skus: vec![crate::model::catalog::SkuRow {
+                sku: sku.into(),
+                product_id: format!("P-{sku}"),
+                name: name.into(),
+                brand: Some(brand.into()),
+                ean: None,
+                gtins: Vec::new(),
+                category_ids: categories.iter().map(|c| c.to_string()).collect(),
+                image_urls: Vec::new(),
+                active: true,
+                language: Some("no".into()),
+                cost_price: None,
+            }],
+            prices: Vec::new(),
+            modified_ms: None,
+        }
+    }
+
+    fn find(s: &Store, text: &str) -> Vec<String> {
+        let q = SearchQuery {
+            text: Some(text.into()),
+            limit: 50,
+            ..SearchQuery::default()
+        };
+        let (items, total) = s.search_products(&q, 0).unwrap();
+        assert_eq!(total as usize, items.len(), "{text:?}");
+        let mut skus: Vec<String> = items.into_iter().map(|p| p.sku).collect();
+        skus.sort();
+        skus
+    }
+
+    /// Issue 12, search at the till: CJK words, `ß`, and the Nordic letters as a Norwegian
+    /// cashier types them on any keyboard; index and query folded alike.
     #[test]
-    fn fts_queries_are_quoted_prefix_terms() {
-        assert_eq!(fts_query("ull gen"), "\"ull\"* \"gen\"*");
-        assert_eq!(fts_query("SKU-1 \"x"), "\"SKU\"* \"1\"* \"x\"*");
-        assert_eq!(fts_query("  --  "), "");
+    fn search_finds_cjk_words_sharp_s_and_nordic_letters_typed_either_way() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("s.db")).unwrap();
+        s.apply_products(
+            &[
+                sku("MATCHA", "抹茶ラテ 200g", "Uji", &["te"]),
+                sku("KIMCHI", "김치 볶음밥", "Bibigo", &["mat"]),
+                sku("KART-1", "Straßenkarte Oslo", "Kümmerly", &["kart"]),
+                sku("SMOR", "Smørbrødpapir", "Fjord", &["kjokken"]),
+                sku("BLAB", "Blåbærsyltetøy", "Nora", &["mat"]),
+                sku("ERF", "Ærfugldyne", "Nordisk", &["tekstil"]),
+                sku("OST", "Ost Gulost", "Tine", &["mat"]),
+                sku("OST2", "Østlandsk flatbrød", "Bakehuset", &["mat"]),
+            ],
+            None,
+        )
+        .unwrap();
+        // A word inside a CJK name, and a CJK run typed as it appears.
+        assert_eq!(find(&s, "ラテ"), ["MATCHA"]);
+        assert_eq!(find(&s, "茶"), ["MATCHA"]);
+        assert_eq!(find(&s, "볶음"), ["KIMCHI"]);
+        assert!(find(&s, "茶抹").is_empty(), "a CJK run matches in order");
+        // ß and ss.
+        assert_eq!(find(&s, "strasse"), ["KART-1"]);
+        assert_eq!(find(&s, "straße"), ["KART-1"]);
+        assert_eq!(find(&s, "kummerly"), ["KART-1"]);
+        // ø, æ, å typed as themselves, as the letter a foreign keyboard has, or spelt out.
+        for typed in ["smørbrød", "smorbrod", "smoerbroed", "SMØR"] {
+            assert_eq!(find(&s, typed), ["SMOR"], "{typed}");
+        }
+        for typed in ["blåbær", "blabaer", "blaabaer", "blabar", "bla"] {
+            assert_eq!(find(&s, typed), ["BLAB"], "{typed}");
+        }
+        for typed in ["ærfugl", "aerfugl", "arfugl", "Æ"] {
+            assert_eq!(find(&s, typed), ["ERF"], "{typed}");
+        }
+        // "ø" never fails to find "ø", and "o" finds it too (the cashier may lack the key):
+        // one folded index, so both spellings give the same answer.
+        assert_eq!(find(&s, "øst"), ["OST", "OST2"]);
+        assert_eq!(find(&s, "ost"), ["OST", "OST2"]);
+        // Each keystroke of a word still finds it.
+        let word: Vec<char> = "Smørbrødpapir".chars().collect();
+        for n in 1..=word.len() {
+            let typed: String = word[..n].iter().collect();
+            assert!(find(&s, &typed).contains(&"SMOR".to_string()), "{typed}");
+        }
+        // A rename and a deactivation reach the folded index.
+        s.apply_products(&[sku("KART-1", "Gatekart", "Kümmerly", &["kart"])], None)
+            .unwrap();
+        assert!(find(&s, "strasse").is_empty());
+        assert_eq!(find(&s, "gatekart"), ["KART-1"]);
+        let mut gone = sku("MATCHA", "抹茶ラテ 200g", "Uji", &["te"]);
+        gone.skus[0].active = false;
+        s.apply_products(&[gone], None).unwrap();
+        assert!(find(&s, "ラテ").is_empty());
+    }
+
+    /// How many SQLite VM instructions (in thousands) `f` runs on `c`.
+    fn vm_kilo_ops(c: &Connection, f: impl FnOnce()) -> usize {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static OPS: AtomicUsize = AtomicUsize::new(0);
+        extern "C" fn count(_: *mut std::ffi::c_void) -> std::ffi::c_int {
+            OPS.fetch_add(1, Ordering::Relaxed);
+            0
+        }
+        OPS.store(0, Ordering::Relaxed);
+        // SAFETY: the handle is live for the call; the handler is removed before returning.
+        unsafe {
+            rusqlite::ffi::sqlite3_progress_handler(
+                c.handle(),
+                1000,
+                Some(count),
+                std::ptr::null_mut(),
+            )
+        };
+        f();
+        unsafe {
+            rusqlite::ffi::sqlite3_progress_handler(c.handle(), 0, None, std::ptr::null_mut())
+        };
+        OPS.load(Ordering::Relaxed)
+    }
+
+    /// Issue 12: listing a small category costs the same at 300 and at 6,000 SKUs (it was a
+    /// walk of every sellable SKU by name); renames, deactivations and relinks keep it right.
+    #[test]
+    fn a_category_listing_is_indexed_not_linear_in_the_catalog() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("s.db")).unwrap();
+        let q = SearchQuery {
+            category_id: Some("small".into()),
+            limit: 50,
+            ..SearchQuery::default()
+        };
+        let listing = |s: &Store| -> (Vec<String>, u64, usize) {
+            let conn = s.conn();
+            let mut out = None;
+            let ops = vm_kilo_ops(&conn, || {
+                out = Some(category_listing(&conn, "small", &q, 0).unwrap())
+            });
+            let (items, total) = out.unwrap();
+            (items.into_iter().map(|p| p.sku).collect(), total, ops)
+        };
+        let mut products = vec![
+            sku("S-2", "Bukse", "A", &["small", "big"]),
+            sku("S-1", "Anorakk", "A", &["small"]),
+            sku("S-3", "Caps", "A", &["small"]),
+        ];
+        products.extend(
+            (0..300).map(|i| sku(&format!("B-{i}"), &format!("Genser {i:05}"), "B", &["big"])),
+        );
+        s.apply_products(&products, None).unwrap();
+        let (skus, total, small_ops) = listing(&s);
+        assert_eq!(skus, ["S-1", "S-2", "S-3"]);
+        assert_eq!(total, 3);
+        let more: Vec<_> = (300..6000)
+            .map(|i| sku(&format!("B-{i}"), &format!("Genser {i:05}"), "B", &["big"]))
+            .collect();
+        s.apply_products(&more, None).unwrap();
+        let (skus, total, big_ops) = listing(&s);
+        assert_eq!((skus.len(), total), (3, 3));
+        assert!(
+            big_ops <= small_ops + 2,
+            "{big_ops}k VM instructions at 6,000 SKUs, {small_ops}k at 300"
+        );
+        // Kept right by the writes that touch it.
+        s.apply_products(&[sku("S-1", "Zebra-anorakk", "A", &["small"])], None)
+            .unwrap();
+        let mut off = sku("S-3", "Caps", "A", &["small"]);
+        off.skus[0].active = false;
+        s.apply_products(&[off, sku("S-2", "Bukse", "A", &["big"])], None)
+            .unwrap();
+        s.apply_products(&[sku("B-7", "Alpakka", "B", &["big", "small"])], None)
+            .unwrap();
+        let (skus, total, _) = listing(&s);
+        assert_eq!(skus, ["B-7", "S-1"]);
+        assert_eq!(total, 2);
+    }
+
+    /// A database from before folded search is re-indexed by the migration: its products are
+    /// found folded and its categories listed from the new index.
+    #[test]
+    fn an_older_database_is_reindexed_folded_on_upgrade() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch("PRAGMA journal_mode = WAL").unwrap();
+            let before = super::super::schema::version_with("CREATE TABLE category_member") - 1;
+            super::super::schema::migrate_to(&conn, before).unwrap();
+            conn.execute_batch(&format!(
+                "PRAGMA application_id = {};
+                 INSERT INTO product (sku, product_id, name, brand, ean, gtins, category_ids, image_urls, active)
+                 VALUES ('G-1', 'P-1', 'Gløgg Straße', 'Ærlig', NULL, '', '[\"jul\"]', '[]', 1),
+                        ('G-2', 'P-2', 'Gløgg alkoholfri', 'Ærlig', NULL, '', '[\"jul\"]', '[]', 0);
+                 INSERT INTO product_category (product_sku, category_id) VALUES ('G-1', 'jul'), ('G-2', 'jul');",
+                super::super::APPLICATION_ID
+            ))
+            .unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        assert_eq!(find(&s, "glogg strasse"), ["G-1"]);
+        assert_eq!(
+            find(&s, "aerlig"),
+            ["G-1"],
+            "inactive SKUs stay out of the index"
+        );
+        let q = SearchQuery {
+            category_id: Some("jul".into()),
+            limit: 10,
+            ..SearchQuery::default()
+        };
+        let (items, total) = s.search_products(&q, 0).unwrap();
+        assert_eq!((items.len(), total), (1, 1));
     }
 }

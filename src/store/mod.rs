@@ -5,6 +5,7 @@
 mod back_office;
 mod catalog;
 pub mod files;
+mod fold;
 mod outbox;
 mod replace;
 mod salvage;

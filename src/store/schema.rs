@@ -232,9 +232,79 @@ const MIGRATIONS: &[&str] = &[
     // when the worker next claims.
     "ALTER TABLE outbox_job ADD COLUMN sched_epoch INTEGER;
     ALTER TABLE outbox_job ADD COLUMN next_mono INTEGER;",
+    // [search] 10: search at the till (issue 12). The index holds folded text (`fo_fold`,
+    // store/fold.rs: `ø`/`o`, `æ`/`ae`, `ß`/`ss`, CJK characters one token each), so it keeps
+    // no copy of the product's columns (contentless, deleted by rowid). `category_member`: a
+    // category's sellable SKUs in name order, so a listing reads one index range instead of
+    // walking every product.
+    "DROP TRIGGER product_fts_insert;
+    DROP TRIGGER product_fts_delete;
+    DROP TRIGGER product_fts_update;
+    DROP TABLE product_fts;
+    CREATE VIRTUAL TABLE product_fts USING fts5 (
+        sku, name, ean, brand, gtins,
+        content = '', contentless_delete = 1,
+        tokenize = 'unicode61 remove_diacritics 2', prefix = '1 2 3'
+    );
+    INSERT INTO product_fts (product_fts, rank) VALUES ('rank', 'bm25(10.0, 4.0, 10.0, 2.0, 6.0)');
+    CREATE TRIGGER product_fts_insert AFTER INSERT ON product WHEN new.active = 1 BEGIN
+        INSERT INTO product_fts (rowid, sku, name, ean, brand, gtins)
+        VALUES (new.rowid, fo_fold(new.sku), fo_fold(new.name), fo_fold(new.ean),
+                fo_fold(new.brand), fo_fold(new.gtins));
+    END;
+    CREATE TRIGGER product_fts_delete AFTER DELETE ON product WHEN old.active = 1 BEGIN
+        DELETE FROM product_fts WHERE rowid = old.rowid;
+    END;
+    CREATE TRIGGER product_fts_update AFTER UPDATE OF sku, name, ean, brand, gtins, active ON product
+    WHEN (old.active = 1 OR new.active = 1)
+      AND (old.active IS NOT new.active OR old.sku IS NOT new.sku OR old.name IS NOT new.name
+        OR old.ean IS NOT new.ean OR old.brand IS NOT new.brand OR old.gtins IS NOT new.gtins) BEGIN
+        DELETE FROM product_fts WHERE old.active = 1 AND rowid = old.rowid;
+        INSERT INTO product_fts (rowid, sku, name, ean, brand, gtins)
+        SELECT new.rowid, fo_fold(new.sku), fo_fold(new.name), fo_fold(new.ean),
+               fo_fold(new.brand), fo_fold(new.gtins) WHERE new.active = 1;
+    END;
+    INSERT INTO product_fts (rowid, sku, name, ean, brand, gtins)
+    SELECT rowid, fo_fold(sku), fo_fold(name), fo_fold(ean), fo_fold(brand), fo_fold(gtins)
+    FROM product WHERE active = 1;
+    CREATE TABLE category_member (
+        category_id TEXT NOT NULL,
+        sku TEXT NOT NULL,
+        name TEXT NOT NULL,
+        PRIMARY KEY (category_id, sku)
+    ) WITHOUT ROWID;
+    CREATE INDEX category_member_by_name ON category_member (category_id, name, sku);
+    CREATE TRIGGER category_member_link AFTER INSERT ON product_category BEGIN
+        INSERT OR REPLACE INTO category_member (category_id, sku, name)
+        SELECT new.category_id, p.sku, p.name FROM product p WHERE p.sku = new.product_sku AND p.active = 1;
+    END;
+    CREATE TRIGGER category_member_unlink AFTER DELETE ON product_category BEGIN
+        DELETE FROM category_member WHERE category_id = old.category_id AND sku = old.product_sku;
+    END;
+    CREATE TRIGGER category_member_product AFTER UPDATE OF name, active ON product
+    WHEN old.name IS NOT new.name OR old.active IS NOT new.active BEGIN
+        DELETE FROM category_member WHERE sku = old.sku AND category_id IN
+            (SELECT category_id FROM product_category WHERE product_sku = old.sku);
+        INSERT OR REPLACE INTO category_member (category_id, sku, name)
+        SELECT pc.category_id, new.sku, new.name FROM product_category pc
+        WHERE pc.product_sku = new.sku AND new.active = 1;
+    END;
+    INSERT INTO category_member (category_id, sku, name)
+    SELECT pc.category_id, p.sku, p.name FROM product_category pc JOIN product p ON p.sku = pc.product_sku
+    WHERE p.active = 1;",
 ];
 
 pub const LATEST: i64 = MIGRATIONS.len() as i64;
+
+/// The version a migration containing `sql` brings a database to (tests of upgrades).
+#[cfg(test)]
+pub(crate) fn version_with(sql: &str) -> i64 {
+    MIGRATIONS
+        .iter()
+        .position(|m| m.contains(sql))
+        .map(|i| i as i64 + 1)
+        .expect("no such migration")
+}
 
 /// The `sync_state` key the VACUUM migration sets.
 pub const VACUUM_OWED: &str = "storage.vacuum_owed";
@@ -245,6 +315,8 @@ pub fn migrate(conn: &Connection) -> Result<()> {
 
 /// Migrates up to `target` (tests build older databases with it).
 pub(crate) fn migrate_to(conn: &Connection, target: i64) -> Result<()> {
+    // The search triggers call it: every connection that migrates may write the catalog.
+    super::fold::register(conn)?;
     conn.execute_batch("BEGIN IMMEDIATE")?;
     let result = (|| {
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;

@@ -1,0 +1,275 @@
+//! The one folding rule search applies to the index and to what the cashier types, so that
+//! both sides always meet.
+//!
+//! - Lower case, and Latin letters lose their marks: `é` → `e`, `ü` → `u`, `å` → `a`.
+//! - Letters a foreign keyboard lacks fold to what is typed instead: `ø` → `o`, `æ` → `ae`,
+//!   `œ` → `oe`, `ß` → `ss`, `þ` → `th`.
+//! - The spellings Norwegian and German use when those keys are missing are the same word:
+//!   `aa`, `ae`, `oe` and `ue` become `a`, `a`, `o` and `u` (left to right, a pair at a time).
+//!   So "Blåbær", "blabaer", "blaabaer" and "blabar" are one word, "Aasen" finds "Åsen",
+//!   "Norrona" and "Norroena" find "Norrøna", "Mueller" finds "Müller", "strasse" finds
+//!   "Straße". A cashier typing `ø` always finds `ø`; one typing `o` for it finds it too (and
+//!   `ost` then also finds `øst`: never failing to find weighs more than a few extra hits).
+//! - Chinese, Japanese and Korean characters are a token each (their words are not separated
+//!   by spaces), and what the cashier types in those scripts is searched as a phrase: "ラテ"
+//!   finds "抹茶ラテ".
+//!
+//! Folding is prefix-stable: a prefix of a word folds to a prefix of the folded word (a pair
+//! folds to its first letter), so typing a word one letter at a time never loses the product
+//! on the way.
+
+/// One searchable unit of folded text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Token {
+    pub text: String,
+    /// A single CJK character.
+    pub cjk: bool,
+    /// Nothing separated it from the token before it in the input.
+    pub glued: bool,
+}
+
+/// Chinese (Han), Japanese kana and Korean Hangul.
+fn is_cjk(c: char) -> bool {
+    matches!(c as u32,
+        0x1100..=0x11FF       // Hangul Jamo
+        | 0x2E80..=0x2FDF     // CJK radicals
+        | 0x3040..=0x30FF     // Hiragana, Katakana
+        | 0x3130..=0x318F     // Hangul compatibility Jamo
+        | 0x31F0..=0x31FF     // Katakana phonetic extensions
+        | 0x3400..=0x4DBF     // CJK extension A
+        | 0x4E00..=0x9FFF     // CJK unified ideographs
+        | 0xAC00..=0xD7AF     // Hangul syllables
+        | 0xF900..=0xFAFF     // CJK compatibility ideographs
+        | 0xFF66..=0xFF9F     // halfwidth Katakana
+        | 0x20000..=0x3134F) // CJK extensions B-G
+}
+
+/// A lower-case letter's folded spelling (`None`: the letter itself).
+fn fold_char(c: char) -> Option<&'static str> {
+    Some(match c {
+        'à' | 'á' | 'â' | 'ã' | 'ä' | 'å' | 'ā' | 'ă' | 'ą' => "a",
+        'æ' => "ae",
+        'ç' | 'ć' | 'ĉ' | 'ċ' | 'č' => "c",
+        'ď' | 'đ' | 'ð' => "d",
+        'è' | 'é' | 'ê' | 'ë' | 'ē' | 'ĕ' | 'ė' | 'ę' | 'ě' => "e",
+        'ĝ' | 'ğ' | 'ġ' | 'ģ' => "g",
+        'ĥ' | 'ħ' => "h",
+        'ì' | 'í' | 'î' | 'ï' | 'ĩ' | 'ī' | 'ĭ' | 'į' | 'ı' => "i",
+        'ĳ' => "ij",
+        'ĵ' => "j",
+        'ķ' => "k",
+        'ĺ' | 'ļ' | 'ľ' | 'ŀ' | 'ł' => "l",
+        'ñ' | 'ń' | 'ņ' | 'ň' | 'ŉ' => "n",
+        'ò' | 'ó' | 'ô' | 'õ' | 'ö' | 'ø' | 'ō' | 'ŏ' | 'ő' => "o",
+        'œ' => "oe",
+        'ŕ' | 'ŗ' | 'ř' => "r",
+        'ś' | 'ŝ' | 'ş' | 'š' | 'ſ' => "s",
+        'ß' => "ss",
+        'ţ' | 'ť' | 'ŧ' => "t",
+        'þ' => "th",
+        'ù' | 'ú' | 'û' | 'ü' | 'ũ' | 'ū' | 'ŭ' | 'ů' | 'ű' | 'ų' => "u",
+        'ŵ' => "w",
+        'ý' | 'ÿ' | 'ŷ' => "y",
+        'ź' | 'ż' | 'ž' => "z",
+        _ => return None,
+    })
+}
+
+struct Folder {
+    tokens: Vec<Token>,
+    word: String,
+    word_glued: bool,
+    /// The last letter of the current word, while it may start a pair.
+    pair_start: Option<char>,
+    /// No separator since the last token ended.
+    touching: bool,
+}
+
+impl Folder {
+    fn end_word(&mut self) {
+        if !self.word.is_empty() {
+            self.tokens.push(Token {
+                text: std::mem::take(&mut self.word),
+                cjk: false,
+                glued: self.word_glued,
+            });
+            self.touching = true;
+        }
+        self.pair_start = None;
+    }
+
+    fn separator(&mut self) {
+        self.end_word();
+        self.touching = false;
+    }
+
+    fn letter(&mut self, c: char) {
+        if is_cjk(c) {
+            self.end_word();
+            self.tokens.push(Token {
+                text: c.to_string(),
+                cjk: true,
+                glued: self.touching && !self.tokens.is_empty(),
+            });
+            self.touching = true;
+            return;
+        }
+        if !c.is_alphanumeric() {
+            self.separator();
+            return;
+        }
+        if let Some(first) = self.pair_start {
+            if matches!(
+                (first, c),
+                ('a', 'a') | ('a', 'e') | ('o', 'e') | ('u', 'e')
+            ) {
+                // The pair folds to its first letter, already written.
+                self.pair_start = None;
+                return;
+            }
+        }
+        if self.word.is_empty() {
+            self.word_glued = self.touching && !self.tokens.is_empty();
+        }
+        self.word.push(c);
+        self.pair_start = matches!(c, 'a' | 'o' | 'u').then_some(c);
+    }
+
+    fn feed(&mut self, c: char) {
+        for lower in c.to_lowercase() {
+            match fold_char(lower) {
+                Some(s) => s.chars().for_each(|f| self.letter(f)),
+                None => self.letter(lower),
+            }
+        }
+    }
+}
+
+/// The folded tokens of `text`, in order.
+pub(crate) fn tokens(text: &str) -> Vec<Token> {
+    let mut f = Folder {
+        tokens: Vec::new(),
+        word: String::new(),
+        word_glued: false,
+        pair_start: None,
+        touching: false,
+    };
+    text.chars().for_each(|c| f.feed(c));
+    f.end_word();
+    f.tokens
+}
+
+/// What the index holds for `text`: its folded tokens separated by spaces.
+pub(crate) fn fold(text: &str) -> String {
+    let toks = tokens(text);
+    let mut out = String::with_capacity(text.len() + toks.len());
+    for (i, t) in toks.iter().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        out.push_str(&t.text);
+    }
+    out
+}
+
+/// An FTS5 query for what the cashier typed: every word must match as a prefix; words typed
+/// together without a space in between (a CJK run, "抹茶latte") must match as a phrase.
+/// Empty when nothing searchable was typed.
+pub(crate) fn fts_query(text: &str) -> String {
+    let mut groups: Vec<Vec<String>> = Vec::new();
+    for t in tokens(text) {
+        match groups.last_mut() {
+            Some(g) if t.glued => g.push(t.text),
+            _ => groups.push(vec![t.text]),
+        }
+    }
+    groups
+        .iter()
+        .map(|g| format!("\"{}\"*", g.join(" ")))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Registers `fo_fold(text)` (the index side of [`fold`], used by the search triggers) on a
+/// connection that writes the catalog.
+pub(crate) fn register(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
+    use rusqlite::functions::FunctionFlags;
+    conn.create_scalar_function(
+        "fo_fold",
+        1,
+        FunctionFlags::SQLITE_UTF8
+            | FunctionFlags::SQLITE_DETERMINISTIC
+            | FunctionFlags::SQLITE_INNOCUOUS,
+        // The catalog's text columns hold text (TEXT affinity) or NULL.
+        |ctx| Ok(ctx.get::<Option<String>>(0)?.map(|t| fold(&t))),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nordic_and_german_spellings_fold_together() {
+        for (a, b) in [
+            ("Blåbær", "blabaer"),
+            ("Blåbær", "blaabaer"),
+            ("Blåbær", "blabar"),
+            ("Norrøna", "norrona"),
+            ("Norrøna", "NORROENA"),
+            ("Åsen", "Aasen"),
+            ("Straße", "strasse"),
+            ("Müller", "mueller"),
+            ("Müller", "muller"),
+            ("Crème brûlée", "creme brulee"),
+            ("Smørbrød", "smorbrod"),
+            ("Ærfugl", "aerfugl"),
+        ] {
+            assert_eq!(fold(a), fold(b), "{a} / {b}");
+        }
+        assert_eq!(fold("Øl"), "ol");
+        assert_eq!(fold("SKU-100 XL"), "sku 100 xl");
+    }
+
+    #[test]
+    fn a_prefix_folds_to_a_prefix() {
+        for word in [
+            "blåbærsyltetøy",
+            "aaaeoeue",
+            "Straße",
+            "Norrøna",
+            "Ærfuglædun",
+            "Mueller",
+            "抹茶ラテ",
+        ] {
+            let whole = fold(word);
+            let chars: Vec<char> = word.chars().collect();
+            for n in 1..=chars.len() {
+                let p: String = chars[..n].iter().collect();
+                assert!(
+                    whole.starts_with(&fold(&p)),
+                    "{p:?} -> {:?} is no prefix of {whole:?}",
+                    fold(&p)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn cjk_characters_are_tokens_and_typed_runs_are_phrases() {
+        assert_eq!(fold("抹茶ラテ 500ml"), "抹 茶 ラ テ 500ml");
+        assert_eq!(fold("김치 볶음밥"), "김 치 볶 음 밥");
+        assert_eq!(fts_query("ラテ"), "\"ラ テ\"*");
+        assert_eq!(fts_query("茶la"), "\"茶 la\"*");
+        assert_eq!(fts_query("抹茶 ラテ"), "\"抹 茶\"* \"ラ テ\"*");
+    }
+
+    #[test]
+    fn queries_are_quoted_prefix_terms_and_punctuation_is_nothing() {
+        assert_eq!(fts_query("ull gen"), "\"ull\"* \"gen\"*");
+        assert_eq!(fts_query("SKU-1 \"x"), "\"sku\"* \"1\"* \"x\"*");
+        assert_eq!(fts_query("  --  "), "");
+        assert_eq!(fts_query("\"*"), "");
+        assert_eq!(fts_query("Straße"), "\"strasse\"*");
+    }
+}
