@@ -1,20 +1,33 @@
 //! Runs the Omnium simulator until killed: `omnium-sim [--port N] [--client-id X] [--client-secret Y] [--latency-ms N]
-//! [--no-dedup] [--plain-duplicate-refusal] [--stale-reads-ms N] [--write-outage] [--date-skew-ms N]` (the last five: the adversarial
-//! modes of issue 8, see `SimModes`).
+//! [--no-dedup] [--plain-duplicate-refusal] [--stale-reads-ms N] [--write-outage] [--date-skew-ms N]
+//! [--catalog N] [--seed S]` (`--no-dedup` to `--date-skew-ms`: the adversarial modes of issue 8, see
+//! `SimModes`; `--catalog N` serves N generated products, with variants, prices, categories and
+//! stock, from seed S, default 1, loaded before it says it listens).
 
 use std::io::Write;
 use std::process::ExitCode;
 
-use flow_omnium::sim::{SimConfig, Simulator};
+use flow_omnium::sim::{CatalogSpec, SimConfig, Simulator};
+
+/// What the command line asks for.
+struct Args {
+    port: u16,
+    cfg: SimConfig,
+    /// Products to generate and serve (none: stores only).
+    catalog: Option<CatalogSpec>,
+}
 
 const USAGE: &str =
     "usage: omnium-sim [--port N] [--client-id X] [--client-secret Y] [--latency-ms N] \
-     [--no-dedup] [--plain-duplicate-refusal] [--stale-reads-ms N] [--write-outage] [--date-skew-ms N]";
+     [--no-dedup] [--plain-duplicate-refusal] [--stale-reads-ms N] [--write-outage] [--date-skew-ms N] \
+     [--catalog N] [--seed S]";
 
-/// Parsed command line: port plus simulator config.
-fn parse_args(args: &[String]) -> Result<(u16, SimConfig), String> {
+/// Parsed command line: port, simulator config and catalog.
+fn parse_args(args: &[String]) -> Result<Args, String> {
     let mut port = 0u16;
     let mut cfg = SimConfig::default();
+    let mut products: Option<usize> = None;
+    let mut seed = 1u64;
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let mut value = || {
@@ -48,10 +61,23 @@ fn parse_args(args: &[String]) -> Result<(u16, SimConfig), String> {
                 let v = value()?;
                 cfg.modes.date_skew_ms = Some(v.parse().map_err(|_| format!("bad skew '{v}'"))?);
             }
+            "--catalog" => {
+                let v = value()?;
+                products = Some(v.parse().map_err(|_| format!("bad product count '{v}'"))?);
+            }
+            "--seed" => {
+                let v = value()?;
+                seed = v.parse().map_err(|_| format!("bad seed '{v}'"))?;
+            }
             other => return Err(format!("unknown argument '{other}'")),
         }
     }
-    Ok((port, cfg))
+    let catalog = products.map(|products| CatalogSpec {
+        products,
+        seed,
+        ..CatalogSpec::default()
+    });
+    Ok(Args { port, cfg, catalog })
 }
 
 fn main() -> ExitCode {
@@ -60,7 +86,7 @@ fn main() -> ExitCode {
         println!("{USAGE}");
         return ExitCode::SUCCESS;
     }
-    let (port, cfg) = match parse_args(&args) {
+    let Args { port, cfg, catalog } = match parse_args(&args) {
         Ok(p) => p,
         Err(msg) => {
             eprintln!("omnium-sim: {msg}\n{USAGE}");
@@ -75,6 +101,15 @@ fn main() -> ExitCode {
         }
     };
     let mut out = std::io::stdout();
+    if let Some(spec) = catalog {
+        // Loaded before the line parents wait for, so a client sees the whole catalog.
+        // The first line on stdout stays the one parents parse; this goes to stderr.
+        let s = sim.load_catalog(&spec);
+        eprintln!(
+            "omnium-sim catalog: {} products, {} SKUs, {} categories, {} stock items",
+            s.products, s.skus, s.categories, s.stock_items
+        );
+    }
     let _ = writeln!(out, "omnium-sim listening on {}", sim.base_url());
     // Parents wait for this line through a pipe, so it must not sit in a buffer.
     let _ = out.flush();

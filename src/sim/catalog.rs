@@ -20,6 +20,7 @@ use serde_json::{json, Map, Value};
 
 use super::http::{Request, Response};
 use super::state::{parse_object, random_hex, State};
+use super::vocab::Vocabulary;
 use super::{CatalogSpec, CatalogSummary, SimConfig};
 
 pub(crate) const DAY_MS: i64 = 86_400_000;
@@ -142,72 +143,6 @@ impl Rng {
     }
 }
 
-const BRANDS: [&str; 15] = [
-    "Bergans",
-    "Devold",
-    "Dale of Norway",
-    "Helly Hansen",
-    "Norrøna",
-    "Swix",
-    "Kari Traa",
-    "Ulvang",
-    "Janus",
-    "Amundsen Sports",
-    "Stormberg",
-    "Skogstad",
-    "Aclima",
-    "Alfa",
-    "Viking",
-];
-const GARMENTS: [&str; 20] = [
-    "Ullgenser",
-    "Regnjakke",
-    "Turbukse",
-    "Skalljakke",
-    "Dunjakke",
-    "Fleecejakke",
-    "Ullundertrøye",
-    "Superundertøy",
-    "Lue",
-    "Votter",
-    "Ullsokker",
-    "Tursko",
-    "Anorakk",
-    "Vindjakke",
-    "Strikkegenser",
-    "Softshelljakke",
-    "Lusekofte",
-    "Skibukse",
-    "Parkas",
-    "Hettegenser",
-];
-const MODELS: [&str; 12] = [
-    "Fjell",
-    "Tind",
-    "Storm",
-    "Vidde",
-    "Nord",
-    "Myr",
-    "Fonna",
-    "Lofoten",
-    "Hardanger",
-    "Rondane",
-    "Jotunheimen",
-    "Senja",
-];
-const COLOURS: [&str; 10] = [
-    "svart",
-    "marineblå",
-    "rød",
-    "grønn",
-    "grå",
-    "hvit",
-    "oliven",
-    "sennep",
-    "lyseblå",
-    "brun",
-];
-const SIZES: [&str; 8] = ["XS", "S", "M", "L", "XL", "XXL", "3XL", "4XL"];
 const TOP_CATEGORIES: [&str; 8] = [
     "Dame",
     "Herre",
@@ -319,6 +254,9 @@ struct Gen<'a> {
     leaves: Vec<usize>,
     used_ids: HashSet<String>,
     used_eans: HashSet<String>,
+    /// Names come from their own stream, so ids, prices and EANs do not depend on them.
+    names: Rng,
+    vocab: Vocabulary,
 }
 
 impl Gen<'_> {
@@ -388,26 +326,29 @@ impl Gen<'_> {
     fn product(&mut self, total: usize, max_variants: usize) -> Value {
         let lang = self.lang;
         let pid = self.product_id(total);
-        let brand = self.rng.pick(&BRANDS);
-        let garment = self.rng.pick(&GARMENTS);
-        let model = self.rng.pick(&MODELS);
-        let colour = self.rng.pick(&COLOURS);
-        let name = format!("{garment} {model}, {colour}");
+        let naming = self.vocab.naming(&mut self.names);
+        let (brand, garment, colour) = (naming.brand.as_str(), naming.kind.as_str(), naming.colour);
+        let name = naming.name.clone();
         let n_variants = if max_variants == 0 || self.rng.below(3) == 0 {
             0
         } else {
             1 + self.rng.below_usize(max_variants)
         };
-        let sizes: Vec<String> = if n_variants <= SIZES.len() {
-            let start = self.rng.below_usize(SIZES.len() - n_variants + 1);
-            SIZES[start..start + n_variants]
-                .iter()
-                .map(|s| s.to_string())
-                .collect()
-        } else {
-            (0..n_variants).map(|k| (34 + 2 * k).to_string()).collect()
-        };
-        let skus: Vec<String> = sizes.iter().map(|s| format!("{pid}-{s}")).collect();
+        let labels = self
+            .vocab
+            .variant_labels(&mut self.names, &naming, n_variants);
+        let skus: Vec<String> = labels
+            .iter()
+            .enumerate()
+            .map(|(k, (size, c))| {
+                // One colour keeps the size as the SKU's suffix ("…-XL"); two number them.
+                if labels.iter().all(|(_, other)| other == c) {
+                    format!("{pid}-{}", size.replace([' ', ','], ""))
+                } else {
+                    format!("{pid}-{}", k + 1)
+                }
+            })
+            .collect();
         let base = self.price_cents();
         let cost = base * (35 + self.rng.below_i64(20)) / 100;
         let created = fmt_ms(
@@ -521,7 +462,12 @@ impl Gen<'_> {
         let prices: Vec<Value> = rows.iter().map(|r| r.json(&self.stamp)).collect();
 
         let mut variants = Vec::with_capacity(skus.len());
-        for (sku, size) in skus.iter().zip(&sizes) {
+        for (sku, (size, vcolour)) in skus.iter().zip(&labels) {
+            let vname = if *vcolour == colour {
+                format!("{name} {size}")
+            } else {
+                format!("{name} {vcolour} {size}")
+            };
             let ean = self.ean();
             variants.push(json!({
                 "id": format!("{sku}_{lang}"),
@@ -529,11 +475,11 @@ impl Gen<'_> {
                 "productId": pid,
                 "variantParentId": format!("{pid}_{lang}"),
                 "language": lang,
-                "name": format!("{name} {size}"),
+                "name": vname,
                 "ean": ean,
                 "gtins": [ean],
                 "size": size,
-                "color": colour,
+                "color": vcolour,
                 "unit": "stk",
                 "isActive": true,
                 "isSku": true,
@@ -1124,6 +1070,8 @@ impl Catalog {
             leaves,
             used_ids: HashSet::new(),
             used_eans: HashSet::new(),
+            names: Rng::new(spec.seed ^ 0x4e41_4d45_5320_5f5f),
+            vocab: Vocabulary::new(&mut Rng::new(spec.seed ^ 0x564f_4341_4255_4c41)),
         };
         let mut products = BTreeMap::new();
         let mut skus = Vec::new();

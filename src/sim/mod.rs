@@ -33,6 +33,7 @@ mod orders_in;
 mod state;
 #[cfg(test)]
 mod tests;
+mod vocab;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};

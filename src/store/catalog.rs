@@ -621,8 +621,8 @@ fn category_listing(
 ) -> Result<(Vec<ProductView>, u64)> {
     let skus: Vec<String> = c
         .prepare_cached(
-            "SELECT sku FROM category_member INDEXED BY category_member_by_name
-             WHERE category_id = ?1 ORDER BY name, sku LIMIT ?2 OFFSET ?3",
+            "SELECT sku FROM category_member WHERE category_id = ?1
+             ORDER BY name, sku LIMIT ?2 OFFSET ?3",
         )?
         .query_map(
             params![category, i64::from(q.limit), i64::from(q.offset)],

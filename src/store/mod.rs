@@ -393,6 +393,11 @@ fn open_checked(path: &Path) -> std::result::Result<Connection, Opened> {
             [schema::VACUUM_OWED],
         )?;
     }
+    if fresh != schema::LATEST {
+        // What a migration wrote (a new database's whole schema, a re-index of the catalog)
+        // goes into the file now: the WAL does not start out holding a copy of it.
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    }
     let app: i64 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
     if app != APPLICATION_ID {
         conn.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID}"))?;

@@ -269,28 +269,33 @@ const MIGRATIONS: &[&str] = &[
     FROM product WHERE active = 1;
     CREATE TABLE category_member (
         category_id TEXT NOT NULL,
-        sku TEXT NOT NULL,
         name TEXT NOT NULL,
-        PRIMARY KEY (category_id, sku)
+        sku TEXT NOT NULL,
+        PRIMARY KEY (category_id, name, sku)
     ) WITHOUT ROWID;
-    CREATE INDEX category_member_by_name ON category_member (category_id, name, sku);
     CREATE TRIGGER category_member_link AFTER INSERT ON product_category BEGIN
-        INSERT OR REPLACE INTO category_member (category_id, sku, name)
-        SELECT new.category_id, p.sku, p.name FROM product p WHERE p.sku = new.product_sku AND p.active = 1;
+        INSERT OR IGNORE INTO category_member (category_id, name, sku)
+        SELECT new.category_id, p.name, p.sku FROM product p WHERE p.sku = new.product_sku AND p.active = 1;
     END;
     CREATE TRIGGER category_member_unlink AFTER DELETE ON product_category BEGIN
-        DELETE FROM category_member WHERE category_id = old.category_id AND sku = old.product_sku;
+        DELETE FROM category_member WHERE category_id = old.category_id AND sku = old.product_sku
+          AND name = (SELECT name FROM product WHERE sku = old.product_sku);
     END;
     CREATE TRIGGER category_member_product AFTER UPDATE OF name, active ON product
     WHEN old.name IS NOT new.name OR old.active IS NOT new.active BEGIN
-        DELETE FROM category_member WHERE sku = old.sku AND category_id IN
+        DELETE FROM category_member WHERE sku = old.sku AND name = old.name AND category_id IN
             (SELECT category_id FROM product_category WHERE product_sku = old.sku);
-        INSERT OR REPLACE INTO category_member (category_id, sku, name)
-        SELECT pc.category_id, new.sku, new.name FROM product_category pc
+        INSERT OR IGNORE INTO category_member (category_id, name, sku)
+        SELECT pc.category_id, new.name, new.sku FROM product_category pc
         WHERE pc.product_sku = new.sku AND new.active = 1;
     END;
-    INSERT INTO category_member (category_id, sku, name)
-    SELECT pc.category_id, p.sku, p.name FROM product_category pc JOIN product p ON p.sku = pc.product_sku
+    -- Before the row goes (its links cascade after it, when its name can no longer be read).
+    CREATE TRIGGER category_member_product_gone BEFORE DELETE ON product BEGIN
+        DELETE FROM category_member WHERE sku = old.sku AND name = old.name AND category_id IN
+            (SELECT category_id FROM product_category WHERE product_sku = old.sku);
+    END;
+    INSERT OR IGNORE INTO category_member (category_id, name, sku)
+    SELECT pc.category_id, p.name, p.sku FROM product_category pc JOIN product p ON p.sku = pc.product_sku
     WHERE p.active = 1;",
 ];
 
