@@ -168,6 +168,8 @@ pub struct OmniumApi {
     scrolls: Mutex<std::collections::HashMap<String, catalog::ScrollTrail>>,
     /// Omnium's clock (its `Date` header) on the last answer that had one; 0 = never.
     answer_date_ms: AtomicI64,
+    /// The monotonic time at which that answer came.
+    answer_date_mono: AtomicI64,
 }
 
 impl OmniumApi {
@@ -211,6 +213,7 @@ impl OmniumApi {
             forgotten: AtomicBool::new(false),
             scrolls: Mutex::default(),
             answer_date_ms: AtomicI64::new(0),
+            answer_date_mono: AtomicI64::new(0),
         }
     }
 
@@ -250,6 +253,16 @@ impl OmniumApi {
     /// back a delta must re-read on this clock, never the till's.
     pub fn answer_date_ms(&self) -> Option<i64> {
         Some(self.answer_date_ms.load(Ordering::Relaxed)).filter(|&d| d > 0)
+    }
+
+    /// Omnium's clock now, as far as this client can tell: its last `Date` plus the
+    /// monotonic time since that answer (whole seconds, rounded down; a racing answer can
+    /// pair one answer's date with another's instant, a second or so off). `None` before
+    /// any answer carried a `Date`.
+    pub fn omnium_now_ms(&self) -> Option<i64> {
+        let date = self.answer_date_ms()?;
+        let since = self.clock.mono_ms() - self.answer_date_mono.load(Ordering::Relaxed);
+        Some(date.saturating_add(since.max(0)))
     }
 
     /// When Omnium last answered a request that changes something with neither 5xx nor
@@ -534,6 +547,8 @@ impl OmniumApi {
             {
                 self.answer_date_ms
                     .store(at.timestamp_millis().max(1), Ordering::Relaxed);
+                self.answer_date_mono
+                    .store(self.clock.mono_ms(), Ordering::Relaxed);
             }
             if (300..400).contains(&resp.status) {
                 let what = format!("{method} {path}");

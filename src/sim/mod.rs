@@ -35,6 +35,7 @@ mod state;
 mod tests;
 mod vocab;
 
+use crate::clock::Clock as _;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -383,6 +384,7 @@ impl Simulator {
         let shared = Arc::new(Shared::new(state));
         let transport = Arc::new(InProcess {
             shared: shared.clone(),
+            epoch_wall_ms: clock.wall_ms() - clock.mono_ms(),
             clock,
             timeout_ms,
         });
@@ -782,6 +784,9 @@ fn run_due(shared: &Shared) {
 struct InProcess {
     shared: Arc<Shared>,
     clock: Arc<crate::clock::ManualClock>,
+    /// Omnium's clock is the manual clock's time passing from its start (its monotonic
+    /// clock), not the till's wall clock, which tests jump.
+    epoch_wall_ms: i64,
     timeout_ms: u64,
 }
 
@@ -827,6 +832,8 @@ impl crate::omnium::transport::Transport for InProcess {
             .by_route
             .entry(route.key(&req.method).into_owned())
             .or_default() += 1;
+        // In `date_skew_ms` mode every answer carries Omnium's clock (off by the skew).
+        let skew = st.cfg.modes.date_skew_ms;
         let answer = |resp: Response| {
             let header = |name: &str| {
                 resp.headers
@@ -834,10 +841,17 @@ impl crate::omnium::transport::Transport for InProcess {
                     .find(|(k, _)| k.eq_ignore_ascii_case(name))
                     .map(|(_, v)| v.clone())
             };
+            let omnium_date = |skew: i64| {
+                let at = self.epoch_wall_ms + self.clock.mono_ms() + skew;
+                chrono::DateTime::from_timestamp_millis(at)
+                    .unwrap_or_default()
+                    .format("%a, %d %b %Y %H:%M:%S GMT")
+                    .to_string()
+            };
             Ok(HttpResponse {
                 status: resp.status,
                 retry_after: header("retry-after"),
-                date: header("date"),
+                date: header("date").or_else(|| skew.map(omnium_date)),
                 body: resp.body.clone(),
             })
         };

@@ -729,6 +729,17 @@ impl Store {
         Ok(n)
     }
 
+    /// The newest delivery stamp this database holds (a job's or a compact record's),
+    /// wall-clock ms.
+    pub fn newest_delivered_at(&self) -> Result<Option<i64>> {
+        Ok(self.conn().query_row(
+            "SELECT MAX(m) FROM (SELECT MAX(delivered_at) AS m FROM outbox_job WHERE state = 'delivered'
+                                 UNION ALL SELECT MAX(delivered_at) FROM delivered_id)",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
     /// Every job, in id order (the deterministic simulation's checks).
     #[doc(hidden)]
     pub fn outbox_rows(&self) -> Result<Vec<OutboxRow>> {

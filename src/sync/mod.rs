@@ -801,13 +801,37 @@ impl Worker {
             .collect()
     }
 
+    /// The "now" retention is judged from: the wall clock, but never ahead of Omnium's
+    /// clock (its last `Date` plus the time since) nor, when no answer carried a `Date`, of
+    /// the newest delivery stamp. A till clock a year fast must not purge young rows (nor
+    /// the record of delivered ids that keeps a replayed sale from being sent again); a
+    /// clock behind only keeps rows longer.
+    fn purge_clock(&self) -> crate::error::Result<i64> {
+        let wall = self.sync.wall_ms();
+        let bound = match self.sync.api.omnium_now_ms() {
+            // A minute of slack for the Date header's whole seconds and the answer's travel.
+            Some(omnium) => {
+                let bound = omnium.saturating_add(60_000);
+                if bound < wall {
+                    log::warn!(
+                        "the till's clock is {} s ahead of Omnium's; retention is judged on Omnium's",
+                        (wall - bound) / 1000
+                    );
+                }
+                bound
+            }
+            None => self.sync.store.newest_delivered_at()?.unwrap_or(wall),
+        };
+        Ok(wall.min(bound))
+    }
+
     /// Hourly by the monotonic clock; the cut-offs are wall-clock, as the stamps are.
     fn purge(&mut self, mono: i64) -> crate::error::Result<()> {
         if self.last_purge.is_some_and(|last| mono - last < 3_600_000) {
             return Ok(());
         }
         self.last_purge = Some(mono);
-        let wall = self.sync.wall_ms();
+        let wall = self.purge_clock()?;
         let n = self
             .sync
             .store
