@@ -96,6 +96,104 @@ pub(crate) fn advance_in(tx: &Transaction, cursor: Option<&CursorAdvance>) -> Re
     Ok(())
 }
 
+/// The longest a background write keeps one transaction open when nobody waits: bounds
+/// the dirty pages a commit writes out at once.
+const MAX_BACKGROUND_TX: std::time::Duration = std::time::Duration::from_millis(25);
+
+/// One product's SKUs, category links and prices (see [`Store::apply_products`]).
+fn upsert_product(tx: &Transaction, p: &CatalogProduct) -> Result<()> {
+    // SKUs that left the product stop being sellable (the others are upserted below,
+    // untouched if unchanged, so a delta re-read does not churn the search index).
+    let skus = serde_json::to_string(&p.skus.iter().map(|s| &s.sku).collect::<Vec<_>>())
+        .unwrap_or_else(|_| "[]".into());
+    tx.prepare_cached(
+        // Without statistics SQLite would pick the (active, name) index and walk every
+        // active SKU per product: the first 100k-SKU sync took minutes.
+        "UPDATE product INDEXED BY product_by_product_id SET active = 0
+         WHERE product_id = ?1 AND active = 1 AND sku NOT IN (SELECT value FROM json_each(?2))",
+    )?
+    .execute(params![p.product_id, skus])?;
+    for s in &p.skus {
+        tx.prepare_cached(
+            "INSERT INTO product (sku, product_id, name, brand, ean, gtins, category_ids, image_urls,
+                                  active, language, cost_price)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+             ON CONFLICT (sku) DO UPDATE SET product_id = excluded.product_id, name = excluded.name,
+               brand = excluded.brand, ean = excluded.ean, gtins = excluded.gtins,
+               category_ids = excluded.category_ids, image_urls = excluded.image_urls,
+               active = excluded.active, language = excluded.language, cost_price = excluded.cost_price",
+        )?
+        .execute(params![
+            s.sku,
+            s.product_id,
+            s.name,
+            s.brand,
+            s.ean,
+            s.gtins.join(" "),
+            json_list(&s.category_ids),
+            json_list(&s.image_urls),
+            s.active,
+            s.language,
+            s.cost_price
+        ])?;
+        tx.prepare_cached("DELETE FROM product_category WHERE product_sku = ?1")?
+            .execute([&s.sku])?;
+        for c in &s.category_ids {
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO product_category (product_sku, category_id) VALUES (?1, ?2)",
+            )?
+            .execute([&s.sku, c])?;
+        }
+        tx.prepare_cached("DELETE FROM price WHERE sku = ?1")?
+            .execute([&s.sku])?;
+    }
+    for pr in &p.prices {
+        tx.prepare_cached(
+            "INSERT INTO price (sku, unit_price, currency, store_specific, variant_specific, valid_from, valid_until, member)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?
+        .execute(params![
+            pr.sku,
+            pr.unit_price,
+            pr.currency,
+            pr.store_specific,
+            pr.variant_specific,
+            pr.valid_from,
+            pr.valid_until,
+            pr.member
+        ])?;
+    }
+    Ok(())
+}
+
+/// One level (see [`Store::apply_stock`]): 1 when it changed the stored one.
+fn apply_level(tx: &Transaction, l: &StockLevel) -> Result<usize> {
+    let changed = tx
+        .prepare_cached(
+            "INSERT INTO stock_level (sku, warehouse_id, quantity, reserved, modified_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (sku, warehouse_id) DO UPDATE SET quantity = excluded.quantity,
+               reserved = excluded.reserved, modified_ms = excluded.modified_ms
+             WHERE excluded.modified_ms >= stock_level.modified_ms
+               AND (excluded.quantity, excluded.reserved, excluded.modified_ms)
+                   IS NOT (stock_level.quantity, stock_level.reserved, stock_level.modified_ms)",
+        )?
+        .execute(params![
+            l.sku,
+            l.warehouse_id,
+            l.quantity,
+            l.reserved,
+            l.modified_ms
+        ])?;
+    tx.prepare_cached(
+        "DELETE FROM stock_movement WHERE sku = ?1 AND warehouse_id = ?2
+         AND counted_after_ms IS NOT NULL
+         AND counted_after_ms <= (SELECT modified_ms FROM stock_level WHERE sku = ?1 AND warehouse_id = ?2)",
+    )?
+    .execute(params![l.sku, l.warehouse_id])?;
+    Ok(changed)
+}
+
 fn json_list(items: &[String]) -> String {
     serde_json::to_string(items).unwrap_or_else(|_| "[]".into())
 }
@@ -135,80 +233,39 @@ impl Store {
     }
 
     /// Upserts products: their SKUs (a SKU that left the product becomes inactive), their
-    /// category links and their price candidates, in one transaction with the cursor.
+    /// category links and their price candidates, the cursor with the last of them. A
+    /// background write (see [`Store::background_write`]): it commits between two products
+    /// as soon as another caller waits for the connection (or after `MAX_BACKGROUND_TX`),
+    /// and goes on in a new transaction, so a long page never holds a record call up. The
+    /// cursor commits only with the last product, so a crash between transactions
+    /// re-fetches the page (upserts are idempotent).
     pub fn apply_products(
         &self,
         products: &[CatalogProduct],
         cursor: Option<&CursorAdvance>,
     ) -> Result<()> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        for p in products {
-            // SKUs that left the product stop being sellable (the others are upserted below,
-            // untouched if unchanged, so a delta re-read does not churn the search index).
-            let skus = serde_json::to_string(&p.skus.iter().map(|s| &s.sku).collect::<Vec<_>>())
-                .unwrap_or_else(|_| "[]".into());
-            tx.prepare_cached(
-                // Without statistics SQLite would pick the (active, name) index and walk every
-                // active SKU per product: the first 100k-SKU sync took minutes.
-                "UPDATE product INDEXED BY product_by_product_id SET active = 0
-                 WHERE product_id = ?1 AND active = 1 AND sku NOT IN (SELECT value FROM json_each(?2))",
-            )?
-            .execute(params![p.product_id, skus])?;
-            for s in &p.skus {
-                tx.prepare_cached(
-                    "INSERT INTO product (sku, product_id, name, brand, ean, gtins, category_ids, image_urls,
-                                          active, language, cost_price)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-                     ON CONFLICT (sku) DO UPDATE SET product_id = excluded.product_id, name = excluded.name,
-                       brand = excluded.brand, ean = excluded.ean, gtins = excluded.gtins,
-                       category_ids = excluded.category_ids, image_urls = excluded.image_urls,
-                       active = excluded.active, language = excluded.language, cost_price = excluded.cost_price",
-                )?
-                .execute(params![
-                    s.sku,
-                    s.product_id,
-                    s.name,
-                    s.brand,
-                    s.ean,
-                    s.gtins.join(" "),
-                    json_list(&s.category_ids),
-                    json_list(&s.image_urls),
-                    s.active,
-                    s.language,
-                    s.cost_price
-                ])?;
-                tx.prepare_cached("DELETE FROM product_category WHERE product_sku = ?1")?
-                    .execute([&s.sku])?;
-                for c in &s.category_ids {
-                    tx.prepare_cached(
-                        "INSERT OR IGNORE INTO product_category (product_sku, category_id) VALUES (?1, ?2)",
-                    )?
-                    .execute([&s.sku, c])?;
+        let mut rest = products;
+        loop {
+            let started = std::time::Instant::now();
+            let applied = self.background_write(|tx, yield_now| {
+                let mut n = 0;
+                while let Some(p) = rest.get(n) {
+                    upsert_product(tx, p)?;
+                    n += 1;
+                    if n < rest.len() && (yield_now() || started.elapsed() >= MAX_BACKGROUND_TX) {
+                        break;
+                    }
                 }
-                tx.prepare_cached("DELETE FROM price WHERE sku = ?1")?
-                    .execute([&s.sku])?;
-            }
-            for pr in &p.prices {
-                tx.prepare_cached(
-                    "INSERT INTO price (sku, unit_price, currency, store_specific, variant_specific, valid_from, valid_until, member)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                )?
-                .execute(params![
-                    pr.sku,
-                    pr.unit_price,
-                    pr.currency,
-                    pr.store_specific,
-                    pr.variant_specific,
-                    pr.valid_from,
-                    pr.valid_until,
-                    pr.member
-                ])?;
+                if n == rest.len() {
+                    advance_in(tx, cursor)?;
+                }
+                Ok(n)
+            })?;
+            rest = &rest[applied..];
+            if rest.is_empty() {
+                return Ok(());
             }
         }
-        advance_in(&tx, cursor)?;
-        tx.commit()?;
-        Ok(())
     }
 
     /// After a full read of the catalog: every SKU of a product Omnium did not return (gone,
@@ -344,31 +401,31 @@ impl Store {
         levels: &[StockLevel],
         cursor: Option<&CursorAdvance>,
     ) -> Result<usize> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut rest = levels;
         let mut changed = 0;
-        for l in levels {
-            changed += tx
-                .prepare_cached(
-                    "INSERT INTO stock_level (sku, warehouse_id, quantity, reserved, modified_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5)
-                     ON CONFLICT (sku, warehouse_id) DO UPDATE SET quantity = excluded.quantity,
-                       reserved = excluded.reserved, modified_ms = excluded.modified_ms
-                     WHERE excluded.modified_ms >= stock_level.modified_ms
-                       AND (excluded.quantity, excluded.reserved, excluded.modified_ms)
-                           IS NOT (stock_level.quantity, stock_level.reserved, stock_level.modified_ms)",
-                )?
-                .execute(params![l.sku, l.warehouse_id, l.quantity, l.reserved, l.modified_ms])?;
-            tx.prepare_cached(
-                "DELETE FROM stock_movement WHERE sku = ?1 AND warehouse_id = ?2
-                 AND counted_after_ms IS NOT NULL
-                 AND counted_after_ms <= (SELECT modified_ms FROM stock_level WHERE sku = ?1 AND warehouse_id = ?2)",
-            )?
-            .execute(params![l.sku, l.warehouse_id])?;
+        loop {
+            let started = std::time::Instant::now();
+            let (applied, n_changed) = self.background_write(|tx, yield_now| {
+                let mut n = 0;
+                let mut changed = 0;
+                while let Some(l) = rest.get(n) {
+                    changed += apply_level(tx, l)?;
+                    n += 1;
+                    if n < rest.len() && (yield_now() || started.elapsed() >= MAX_BACKGROUND_TX) {
+                        break;
+                    }
+                }
+                if n == rest.len() {
+                    advance_in(tx, cursor)?;
+                }
+                Ok((n, changed))
+            })?;
+            changed += n_changed;
+            rest = &rest[applied..];
+            if rest.is_empty() {
+                return Ok(changed);
+            }
         }
-        advance_in(&tx, cursor)?;
-        tx.commit()?;
-        Ok(changed)
     }
 
     pub fn product(&self, sku: &str, now_ms: i64) -> Result<Option<ProductView>> {
@@ -793,6 +850,150 @@ mod tests {
             5,
         )
         .unwrap();
+    }
+
+    fn product(n: usize) -> CatalogProduct {
+        let sku = format!("SKU-{n}");
+        CatalogProduct {
+            product_id: format!("P-{n}"),
+            skus: vec![crate::model::catalog::SkuRow {
+                sku: sku.clone(),
+                product_id: format!("P-{n}"),
+                name: format!("Product {n}"),
+                brand: Some("Brand".into()),
+                ean: None,
+                gtins: vec![],
+                category_ids: vec!["C-1".into()],
+                image_urls: vec![],
+                active: true,
+                language: Some("no".into()),
+                cost_price: None,
+            }],
+            prices: vec![crate::model::catalog::PriceRow {
+                sku,
+                unit_price: 100,
+                currency: "NOK".into(),
+                store_specific: false,
+                variant_specific: false,
+                member: false,
+                valid_from: None,
+                valid_until: None,
+            }],
+            modified_ms: Some(1),
+        }
+    }
+
+    fn synchronous(s: &Store) -> i64 {
+        s.conn()
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    /// Issue 10 target 4: a record call that waits for the writer goes before a catalog
+    /// page queued for it. With a plain mutex the page (queued first) took the lock first
+    /// and committed everything before the caller got in.
+    #[test]
+    fn a_caller_waiting_for_the_writer_goes_before_a_catalog_page() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = std::sync::Arc::new(Store::open(&dir.path().join("a.db")).unwrap());
+        let products: Vec<CatalogProduct> = (0..50).map(product).collect();
+        let held = s.conn();
+        let page = {
+            let s = s.clone();
+            std::thread::spawn(move || s.apply_products(&products, None).unwrap())
+        };
+        // The page is queued for the lock (not counted as a waiting caller).
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let caller = {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                s.conn()
+                    .query_row("SELECT count(*) FROM product", [], |r| r.get::<_, i64>(0))
+                    .unwrap()
+            })
+        };
+        while !s.callers_waiting() {
+            std::thread::yield_now();
+        }
+        drop(held);
+        assert_eq!(caller.join().unwrap(), 0, "the caller went first");
+        page.join().unwrap();
+        assert_eq!(s.sku_count().unwrap(), 50);
+        assert_eq!(synchronous(&s), 2, "FULL again after the page");
+    }
+
+    /// A page commits early when a caller starts waiting in the middle of it, and the rest
+    /// follows in later transactions, with the cursor in the last.
+    #[test]
+    fn a_page_commits_early_for_a_caller_and_the_cursor_comes_with_the_last_product() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("a.db")).unwrap();
+        let cursor = CursorAdvance {
+            dataset: "products",
+            high_water_ms: Some(77),
+            now_ms: 1,
+        };
+        // As if a caller were waiting throughout: one transaction per product, each seeing
+        // the cursor unmoved until the last.
+        s.yield_always
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let products: Vec<CatalogProduct> = (0..25).map(product).collect();
+        let s = std::sync::Arc::new(s);
+        let watcher = {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                // Reads (another connection) see whole products, and no cursor before all.
+                let mut seen = Vec::new();
+                loop {
+                    let (n, c) = s
+                        .read(|c| {
+                            // One statement: one snapshot.
+                            Ok(c.query_row(
+                                "SELECT (SELECT count(*) FROM product),
+                                        (SELECT high_water_ms FROM pull_cursor WHERE dataset = 'products')",
+                                [],
+                                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?)),
+                            )?)
+                        })
+                        .unwrap();
+                    assert!(c.is_none() || n == 25, "{n} products with the cursor moved");
+                    seen.push(n);
+                    if n == 25 {
+                        return seen;
+                    }
+                    std::thread::yield_now();
+                }
+            })
+        };
+        s.apply_products(&products, Some(&cursor)).unwrap();
+        let seen = watcher.join().unwrap();
+        assert!(seen.iter().all(|&n| (0..=25).contains(&n)));
+        assert_eq!(s.cursor("products").unwrap().0, Some(77));
+        assert_eq!(s.sku_count().unwrap(), 25);
+        assert_eq!(synchronous(&s), 2);
+    }
+
+    /// A background write that fails leaves the writer at synchronous=FULL.
+    #[test]
+    fn a_failed_background_write_leaves_the_writer_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("a.db")).unwrap();
+        let r: Result<()> = s.background_write(|tx, _| {
+            let sync: i64 = tx.query_row("PRAGMA synchronous", [], |r| r.get(0))?;
+            assert_eq!(sync, 1, "NORMAL inside");
+            tx.execute("INSERT INTO no_such_table VALUES (1)", [])?;
+            Ok(())
+        });
+        assert!(r.is_err());
+        assert_eq!(synchronous(&s), 2);
+        // A background write that panics: the next use of the writer restores FULL.
+        let s = std::sync::Arc::new(s);
+        let s2 = s.clone();
+        let _ = std::thread::spawn(move || {
+            let _: Result<()> = s2.background_write(|_, _| panic!("a bug in a page"));
+        })
+        .join();
+        assert_eq!(synchronous(&s), 2);
     }
 
     /// Omnium stamps the order at 1000 when it accepts the sale; a level stamped at or

@@ -37,9 +37,28 @@ pub use salvage::DamageReport;
 
 /// How long a writer waits for another process's lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest a background write steps aside for other callers before queueing with them.
+const BACKGROUND_MAX_DEFER: Duration = Duration::from_secs(1);
 
 pub struct Store {
+    /// A second read-write connection that only checkpoints the WAL, after background
+    /// writes and without the writer's lock (see [`Store::checkpoint_aside`]); opened when
+    /// first needed. Declared first: dropped before the writer.
+    checkpointer: Mutex<Checkpointer>,
     conn: Mutex<Connection>,
+    /// Threads blocked waiting for `conn` (the till's record calls, the worker's outbox
+    /// writes). Background writes (catalog and stock pages) step aside while any wait, and
+    /// commit early when one starts waiting, so a record call never queues behind a page
+    /// (issue 10 target 4: a std `Mutex` is not fair, and back-to-back page transactions
+    /// kept a recorder waiting 193 ms).
+    waiting: std::sync::atomic::AtomicUsize,
+    /// Set while the writer may be at `synchronous = NORMAL` (a background write, or one
+    /// whose FULL could not be restored): the next `conn()` restores FULL before anything
+    /// else commits on it.
+    relaxed: std::sync::atomic::AtomicBool,
+    /// Tests: background writes commit after every row as if a caller were waiting.
+    #[cfg(test)]
+    yield_always: std::sync::atomic::AtomicBool,
     /// Read-only connections for the till's reads, so a sync page being applied never
     /// makes a product lookup wait (WAL lets readers run beside the writer).
     readers: Mutex<Vec<Connection>>,
@@ -109,6 +128,16 @@ impl Default for Claims {
     }
 }
 
+/// The side connection that checkpoints, and when it last did.
+#[derive(Default)]
+struct Checkpointer {
+    conn: Option<Connection>,
+    last: Option<std::time::Instant>,
+}
+
+/// Background writes checkpoint at most this often.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+
 /// Idle read connections kept open; more are opened under load and closed after.
 const MAX_IDLE_READERS: usize = 4;
 
@@ -161,7 +190,12 @@ impl Store {
         let damage = replace::take_report(&conn)?;
         files::make_private(&path)?;
         let store = Store {
+            checkpointer: Mutex::new(Checkpointer::default()),
             conn: Mutex::new(conn),
+            waiting: std::sync::atomic::AtomicUsize::new(0),
+            relaxed: std::sync::atomic::AtomicBool::new(false),
+            #[cfg(test)]
+            yield_always: std::sync::atomic::AtomicBool::new(false),
             readers: Mutex::new(Vec::new()),
             path,
             lock: Mutex::new(Some(lock)),
@@ -200,7 +234,12 @@ impl Store {
     /// nothing recovered or migrated): for tools.
     pub(crate) fn alongside(conn: Connection, path: PathBuf) -> Store {
         Store {
+            checkpointer: Mutex::new(Checkpointer::default()),
             conn: Mutex::new(conn),
+            waiting: std::sync::atomic::AtomicUsize::new(0),
+            relaxed: std::sync::atomic::AtomicBool::new(false),
+            #[cfg(test)]
+            yield_always: std::sync::atomic::AtomicBool::new(false),
             readers: Mutex::new(Vec::new()),
             path,
             lock: Mutex::new(None),
@@ -293,9 +332,117 @@ impl Store {
     }
 
     pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
+        use std::sync::atomic::Ordering;
+        use std::sync::TryLockError;
         // A panic while holding the lock leaves SQLite consistent (transactions roll back
         // on drop), so a poisoned lock is safe to reuse.
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+        let guard = match self.conn.try_lock() {
+            Ok(guard) => guard,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => {
+                // Announced while blocked: a background write holding the lock commits at
+                // its next product, and none starts until this caller got its turn.
+                self.waiting.fetch_add(1, Ordering::SeqCst);
+                let guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+                self.waiting.fetch_sub(1, Ordering::SeqCst);
+                guard
+            }
+        };
+        if self.relaxed.load(Ordering::SeqCst) {
+            // Only after a background write failed to restore FULL (no I/O is involved, so
+            // only a broken connection could): nothing commits at NORMAL but catalog data.
+            match restore_full_sync(&guard) {
+                Ok(()) => self.relaxed.store(false, Ordering::SeqCst),
+                Err(e) => panic!("the database cannot be set back to synchronous=FULL: {e}"),
+            }
+        }
+        guard
+    }
+
+    /// Whether a caller is blocked waiting for the writer connection.
+    pub(crate) fn callers_waiting(&self) -> bool {
+        self.waiting.load(std::sync::atomic::Ordering::SeqCst) > 0
+    }
+
+    /// The writer connection for background work (applying pulled pages): taken only when
+    /// no other caller is waiting for it, so background transactions, however many follow
+    /// each other, never make a record call wait longer than one of them. A caller that
+    /// keeps the connection busy cannot starve the worker: after `BACKGROUND_MAX_DEFER`
+    /// it queues like anyone else.
+    pub(crate) fn conn_background(&self) -> MutexGuard<'_, Connection> {
+        let started = std::time::Instant::now();
+        loop {
+            if !self.callers_waiting() || started.elapsed() >= BACKGROUND_MAX_DEFER {
+                let guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+                if !self.callers_waiting() || started.elapsed() >= BACKGROUND_MAX_DEFER {
+                    return guard;
+                }
+            }
+            // The waiting caller is being woken: let it run its transaction first.
+            std::thread::sleep(Duration::from_micros(100));
+        }
+    }
+
+    /// Runs `f` in a background write transaction (see [`Store::conn_background`]) with
+    /// `synchronous = NORMAL`: for data Omnium can send again (catalog, prices, stock
+    /// levels and their cursors). In WAL mode a NORMAL commit is atomic and never corrupts;
+    /// a power cut may lose the last such commits (never half of one, and never one that a
+    /// later FULL commit, a recorded sale, has followed: that commit syncs the WAL up to its
+    /// own end). What is lost is pulled again from the cursor it committed with. The
+    /// connection is back at `synchronous = FULL` before the lock is released, whatever `f`
+    /// returned, or this errs and the next use sets it again.
+    pub(crate) fn background_write<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction, &dyn Fn() -> bool) -> Result<T>,
+    ) -> Result<T> {
+        use std::sync::atomic::Ordering;
+        let mut conn = self.conn_background();
+        self.relaxed.store(true, Ordering::SeqCst);
+        conn.execute_batch("PRAGMA synchronous = NORMAL")?;
+        let result = (|| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            #[cfg(test)]
+            let yield_now = || self.callers_waiting() || self.yield_always.load(Ordering::SeqCst);
+            #[cfg(not(test))]
+            let yield_now = || self.callers_waiting();
+            let value = f(&tx, &yield_now)?;
+            tx.commit()?;
+            Ok(value)
+        })();
+        restore_full_sync(&conn)?;
+        self.relaxed.store(false, Ordering::SeqCst);
+        drop(conn);
+        self.checkpoint_aside();
+        result
+    }
+
+    /// Copies the WAL's committed pages into the database from the side connection, with
+    /// the writer free: a pull writes far more than a till's calls, and SQLite's automatic
+    /// checkpoint would otherwise run inside whichever commit crosses 1,000 pages, a
+    /// record call's included, holding the writer lock for its whole copy and sync. PASSIVE:
+    /// it never waits for readers or the writer and copies what it can. At most every
+    /// `CHECKPOINT_EVERY`; a failure is only logged (the automatic checkpoint remains).
+    pub(crate) fn checkpoint_aside(&self) {
+        let mut cp = self.checkpointer.lock().unwrap_or_else(|p| p.into_inner());
+        if cp.last.is_some_and(|t| t.elapsed() < CHECKPOINT_EVERY) {
+            return;
+        }
+        cp.last = Some(std::time::Instant::now());
+        if cp.conn.is_none() {
+            let flags = BASE_FLAGS | OpenFlags::SQLITE_OPEN_READ_WRITE;
+            match Connection::open_with_flags(&self.path, flags) {
+                Ok(c) => cp.conn = Some(c),
+                Err(e) => {
+                    log::warn!("cannot open a connection to checkpoint the WAL: {e}");
+                    return;
+                }
+            }
+        }
+        if let Some(c) = &cp.conn {
+            if let Err(e) = c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                log::warn!("WAL checkpoint failed: {e}");
+            }
+        }
     }
 
     /// Runs `f` on a read-only connection from the pool.
@@ -535,6 +682,18 @@ pub(crate) fn crash_point(name: &str) {
     }
     #[cfg(not(feature = "sim"))]
     let _ = name;
+}
+
+/// Puts the writer back at `synchronous = FULL` after a background write, read back.
+fn restore_full_sync(conn: &Connection) -> Result<()> {
+    conn.execute_batch("PRAGMA synchronous = FULL")?;
+    let sync: i64 = conn.query_row("PRAGMA synchronous", [], |r| r.get(0))?;
+    if sync != 2 {
+        return Err(Error::Storage(format!(
+            "PRAGMA synchronous is {sync} after setting it back to FULL"
+        )));
+    }
+    Ok(())
 }
 
 /// Sets each pragma and reads it back: a misspelt or refused pragma is an error, not a

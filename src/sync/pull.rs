@@ -25,8 +25,6 @@ use std::collections::VecDeque;
 
 /// Stores and categories change rarely; they are pulled at most this often unless asked.
 const SLOW_DATASET_INTERVAL_MS: i64 = 3_600_000;
-/// Products are applied in transactions of this many, so the writer lock is never held long.
-const APPLY_CHUNK: usize = 200;
 /// Page size asked of Omnium's scrolls.
 const SCROLL_TAKE: usize = 1000;
 /// An expired scroll is restarted from the cursor at most this many times per run.
@@ -868,18 +866,12 @@ fn apply_products_page(
     let modified = page.items.iter().map(|p| catalog::time_ms(&p["modified"]));
     let cursor = page_cursor(sync, scroll, modified.clone(), done);
     let news = rows.len();
-    let chunks: Vec<&[CatalogProduct]> = rows.chunks(APPLY_CHUNK).collect();
-    if chunks.is_empty() {
-        let adv = advance("products", cursor);
-        sync.store.advance_cursor(&adv).map_err(storage)?;
-    }
-    for (i, chunk) in chunks.iter().enumerate() {
-        let last = i + 1 == chunks.len();
-        let adv = advance("products", cursor);
-        sync.store
-            .apply_products(chunk, last.then_some(&adv))
-            .map_err(storage)?;
-    }
+    // The store splits the page into short transactions itself (committing whenever a
+    // record call waits), the cursor with the last.
+    let adv = advance("products", cursor);
+    sync.store
+        .apply_products(&rows, Some(&adv))
+        .map_err(storage)?;
     Ok(news)
 }
 
