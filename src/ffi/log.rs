@@ -6,15 +6,49 @@
 //! library logs on a thread that is already inside the callback (because the callback
 //! called back in) are dropped instead of re-entering it, so a callback can never recurse
 //! into itself.
+//!
+//! Each sink counts the calls of it in progress. `fo_set_log_callback` swaps the sink, then
+//! waits until no call of the old one is running, except calls on threads that are waiting
+//! in `fo_set_log_callback` themselves (a callback replacing itself, on one thread or on
+//! several at once): when it returns, the old callback is not running and will not be
+//! called again, so the POS may free its `user_data`.
 
 use super::fo_log_fn;
 use std::cell::Cell;
 use std::ffi::{c_int, c_void, CString};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Condvar, Mutex, Once};
 
 struct Sink {
     callback: unsafe extern "C" fn(*mut c_void, c_int, *const std::ffi::c_char),
     user_data: usize,
+    calls: Mutex<Calls>,
+    /// Signalled when a call ends or a caller inside starts waiting.
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct Calls {
+    /// Lines that took this sink and have not returned from it (counted under [`SINK`]'s
+    /// lock, so none can start once the sink has been replaced).
+    running: usize,
+    /// Of those, threads inside this sink's callback waiting in `set_callback` for it.
+    waiting_inside: usize,
+}
+
+impl Sink {
+    fn calls(&self) -> std::sync::MutexGuard<'_, Calls> {
+        self.calls.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// One call of a sink in progress; ends it when dropped.
+struct Running(Arc<Sink>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.calls().running -= 1;
+        self.0.changed.notify_all();
+    }
 }
 
 /// The current sink. Only swapped or cloned under the lock, never called under it.
@@ -25,6 +59,8 @@ thread_local! {
     // A const-initialised Cell has no destructor, so it stays readable while the thread's
     // other thread-locals are being destroyed (`try_with` is used all the same).
     static IN_CALLBACK: Cell<bool> = const { Cell::new(false) };
+    /// The sink whose callback this thread is inside (its address), 0 when none.
+    static INSIDE: Cell<usize> = const { Cell::new(0) };
 }
 
 /// Clears the thread's in-callback mark when the callback returns.
@@ -33,6 +69,7 @@ struct InCallback;
 impl Drop for InCallback {
     fn drop(&mut self) {
         let _ = IN_CALLBACK.try_with(|f| f.set(false));
+        let _ = INSIDE.try_with(|f| f.set(0));
     }
 }
 
@@ -61,8 +98,13 @@ impl log::Log for CallbackLogger {
         if IN_CALLBACK.try_with(|f| f.get()).unwrap_or(true) {
             return;
         }
-        let sink = SINK.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let Some(sink) = sink else { return };
+        let sink = {
+            let current = SINK.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(sink) = current.as_ref() else { return };
+            // Counted while the sink cannot be swapped: a replacement waits for this call.
+            sink.calls().running += 1;
+            Running(sink.clone())
+        };
         let text = crate::redact::redact(&format!("{}: {}", record.target(), record.args()));
         let Ok(message) = CString::new(text.replace('\0', " ")) else {
             return;
@@ -71,6 +113,8 @@ impl log::Log for CallbackLogger {
             return;
         }
         let _mark = InCallback;
+        let _ = INSIDE.try_with(|f| f.set(Arc::as_ptr(&sink.0) as usize));
+        let sink = &sink.0;
         // SAFETY: the POS registered this function for exactly this call shape; the
         // message lives until the call returns. No lock of ours is held here.
         unsafe {
@@ -116,11 +160,41 @@ pub fn set_callback(cb: fo_log_fn, user_data: *mut c_void, max_level: c_int) {
         Arc::new(Sink {
             callback,
             user_data: user_data as usize,
+            calls: Mutex::default(),
+            changed: Condvar::new(),
         })
     });
     // The sink and the level change together, so two threads setting callbacks at once
     // cannot leave one's sink with the other's level. Neither step runs foreign code.
-    let mut sink = SINK.lock().unwrap_or_else(|p| p.into_inner());
-    *sink = new;
-    log::set_max_level(filter);
+    let old = {
+        let mut sink = SINK.lock().unwrap_or_else(|p| p.into_inner());
+        let old = std::mem::replace(&mut *sink, new);
+        log::set_max_level(filter);
+        old
+    };
+    if let Some(old) = old {
+        wait_until_idle(&old);
+    }
+}
+
+/// Returns when no call of `sink` is running but those of threads waiting here themselves
+/// (this thread included, when it is inside `sink`'s callback): no new call can start, as
+/// the sink has been replaced. Threads inside the callback that all replace it at once wait
+/// for the others' calls only, so they cannot wait for each other.
+fn wait_until_idle(sink: &Arc<Sink>) {
+    let inside = INSIDE.try_with(Cell::get).unwrap_or(0) == Arc::as_ptr(sink) as usize;
+    let mut calls = sink.calls();
+    if inside {
+        calls.waiting_inside += 1;
+        sink.changed.notify_all();
+    }
+    while calls.running > calls.waiting_inside {
+        calls = sink
+            .changed
+            .wait(calls)
+            .unwrap_or_else(|p| p.into_inner());
+    }
+    if inside {
+        calls.waiting_inside -= 1;
+    }
 }

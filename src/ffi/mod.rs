@@ -1058,12 +1058,15 @@ pub unsafe extern "C" fn fo_job_retry(c: *mut fo_client, job_id: *const c_char) 
 ///
 /// Results: none.
 /// Threads: any thread, including from inside the callback itself (to replace or remove it).
-/// Process-wide: one callback for every client. A call another thread had already begun when
-/// it is replaced (its line being formatted) may still reach the old callback shortly after this
-/// returns: keep the old callback and `user_data` valid while any `fo_` call may still be running.
-/// Blocks: never (a short internal lock; the callback is never called while it is held).
+/// Process-wide: one callback for every client. When this returns, the callback it replaced
+/// is not running on any other thread and is never called again, so its `user_data` may be
+/// freed; the exceptions are threads that are inside that callback and themselves calling
+/// this function (a callback replacing itself), whose own calls are still on their stacks.
+/// Blocks: until calls of the replaced callback that other threads had begun have returned
+/// (a short internal lock otherwise; no callback is called while it is held). Do not call it
+/// while holding a lock the callback takes.
 /// Pointers: `cb` is NULL (logging off) or a function that stays callable, and `user_data`
-/// valid, as long as the paragraph above says (the library does not
+/// valid, until it is replaced and this call returns (the library does not
 /// free `user_data`). The callback runs on the library's threads and on the threads of calls
 /// that log, with `message` valid only during the call; it must be thread-safe and must not
 /// unwind (C++ exceptions) or `longjmp` out: it must return. It may call any `fo_` function;

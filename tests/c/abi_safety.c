@@ -8,6 +8,8 @@
  *                      close; a pointer that is no handle
  *   log_reentry        a log callback that removes itself, calls back in, and races with
  *                      fo_set_log_callback on other threads
+ *   log_replace_waits  fo_set_log_callback returns only when no call of the old callback
+ *                      is running on another thread; none starts after it returned
  *   close_in_callback  the log callback closes the client from the sync thread
  *   tls_destructor     every kind of export from a pthread_key destructor
  *   tls_destructor_autostart  the same with a running sync worker: close from the
@@ -268,6 +270,65 @@ static int log_reentry(const char *dir) {
   return 0;
 }
 
+/* --------------------------------------------------------- log_replace_waits */
+
+static atomic_int old_running = 0;   /* calls of slow_old in progress */
+static atomic_int old_calls = 0;
+static atomic_int retired = 0;       /* set once fo_set_log_callback replaced slow_old */
+static atomic_int late_calls = 0;    /* slow_old running or starting after that */
+
+static void slow_old(void *user_data, int level, const char *message) {
+  (void)user_data;
+  (void)level;
+  (void)message;
+  atomic_fetch_add(&old_running, 1);
+  atomic_fetch_add(&old_calls, 1);
+  if (atomic_load(&retired)) atomic_fetch_add(&late_calls, 1);
+  /* Long enough that a replacement usually finds calls of it in progress. */
+  struct timespec ts = {0, 300 * 1000};
+  nanosleep(&ts, NULL);
+  if (atomic_load(&retired)) atomic_fetch_add(&late_calls, 1);
+  atomic_fetch_sub(&old_running, 1);
+}
+
+static void quiet_new(void *user_data, int level, const char *message) {
+  (void)user_data;
+  (void)level;
+  (void)message;
+}
+
+static int log_replace_waits(const char *dir) {
+  make_config(dir, "replace.db", 0);
+  fo_client *c = NULL;
+  EXPECT(fo_client_open(config, &c), FO_OK);
+  if (c == NULL) return 1;
+  enum { LOGGERS = 4 };
+  pthread_t t[LOGGERS];
+  atomic_store(&stop_flag, 0);
+  for (int i = 0; i < LOGGERS; i++) pthread_create(&t[i], NULL, logger_thread, c);
+  for (int round = 0; round < 200; round++) {
+    atomic_store(&retired, 0);
+    fo_set_log_callback(slow_old, NULL, 5);
+    sleep_ms(2);
+    fo_set_log_callback(quiet_new, NULL, 5);
+    /* From here slow_old must not be running, nor start again. */
+    atomic_store(&retired, 1);
+    int running = atomic_load(&old_running);
+    CHECK(running == 0, "round %d: %d call(s) of the replaced callback still running", round,
+          running);
+  }
+  sleep_ms(20);
+  atomic_store(&stop_flag, 1);
+  for (int i = 0; i < LOGGERS; i++) pthread_join(t[i], NULL);
+  fo_set_log_callback(NULL, NULL, 0);
+  CHECK(atomic_load(&old_calls) > 200, "the old callback was called (%d)", atomic_load(&old_calls));
+  CHECK(atomic_load(&late_calls) == 0,
+        "%d call(s) of a replaced callback ran after fo_set_log_callback returned",
+        atomic_load(&late_calls));
+  fo_client_close(c);
+  return 0;
+}
+
 /* --------------------------------------------------------- close_in_callback */
 
 static fo_client *closing_client = NULL;
@@ -503,6 +564,8 @@ int main(int argc, char **argv) {
     rc = close_race(dir);
   else if (strcmp(scenario, "log_reentry") == 0)
     rc = log_reentry(dir);
+  else if (strcmp(scenario, "log_replace_waits") == 0)
+    rc = log_replace_waits(dir);
   else if (strcmp(scenario, "close_in_callback") == 0)
     rc = close_in_callback(dir);
   else if (strcmp(scenario, "tls_destructor") == 0)
