@@ -189,10 +189,7 @@ fn wait_until_idle(sink: &Arc<Sink>) {
         sink.changed.notify_all();
     }
     while calls.running > calls.waiting_inside {
-        calls = sink
-            .changed
-            .wait(calls)
-            .unwrap_or_else(|p| p.into_inner());
+        calls = sink.changed.wait(calls).unwrap_or_else(|p| p.into_inner());
     }
     if inside {
         calls.waiting_inside -= 1;
