@@ -116,7 +116,8 @@ pub fn time(ms: Option<i64>) -> Value {
 const JOB_ROW_SQL: &str = "SELECT id, kind, event_id, entity_id, state, attempts, tries, uncertain,
        created_at, last_attempt_at, next_attempt_at, delivered_at, dead_at, last_error,
        state IN ('pending', 'in_flight') AND EXISTS (SELECT 1 FROM outbox_job d
-         WHERE d.entity_id = j.entity_id AND d.id < j.id AND d.state = 'dead') AS blocked
+         WHERE d.entity_id = j.entity_id AND d.id < j.id AND d.state = 'dead'
+           AND NOT (d.kind = j.kind AND j.kind IN ('customer', 'stock_push'))) AS blocked
      FROM outbox_job j";
 
 fn job_row(r: &rusqlite::Row) -> rusqlite::Result<JobRow> {

@@ -698,3 +698,63 @@ fn a_goods_reception_with_two_lines_of_one_sku_is_delivered() {
     assert_eq!(w["quantity"].as_f64(), Some(before + 5.0), "{till}");
     assert_eq!(w["pending"].as_f64(), Some(0.0), "{till}");
 }
+
+/// Issue 8 defect 12: a newer customer version and a newer flow-master stock count are not
+/// held behind a dead older one; the dead one stays reported as dead, and retrying it after
+/// the newer one landed does not overwrite it.
+#[test]
+fn a_newer_customer_or_stock_count_supersedes_a_dead_older_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim();
+    let client = open(
+        &dir.path().join("pos.db"),
+        &sim,
+        json!({"stock_master": "flow"}),
+    );
+    // Omnium refuses the first version of each.
+    sim.inject(
+        Fault::new(FaultKind::Status(400), 1)
+            .on_path("/api/PrivateCustomers/AddOrUpdateMany")
+            .on_method("PUT"),
+    );
+    sim.inject(
+        Fault::new(FaultKind::Status(400), 1)
+            .on_path("/api/Inventory/UpdateMany")
+            .on_method("PUT"),
+    );
+    let customer = |v: u32| {
+        json!({"id": "C-SUP", "type": "person", "first_name": "Kari",
+               "last_name": format!("Nordmann v{v}")})
+        .to_string()
+    };
+    let count = |q: u32, at: &str| {
+        json!({"warehouse_id": "oslo-1", "counted_at": at, "items": [{"sku": "SKU-SUP", "quantity": q}]})
+            .to_string()
+    };
+    client.record_customer(&customer(1)).unwrap();
+    client
+        .record_stock_count(&count(5, "2026-11-28T08:00:00Z"))
+        .unwrap();
+    client.flush(Duration::from_secs(20)).unwrap();
+    assert_eq!(status(&client)["outbox"]["dead"], 2);
+    client.record_customer(&customer(2)).unwrap();
+    client
+        .record_stock_count(&count(7, "2026-11-28T09:00:00Z"))
+        .unwrap();
+    client.flush(Duration::from_secs(20)).unwrap();
+    let s = status(&client);
+    assert_eq!(
+        (&s["outbox"]["dead"], &s["outbox"]["blocked"]),
+        (&json!(2), &json!(0)),
+        "{s}"
+    );
+    let name = |sim: &Simulator| sim.customer("C-SUP").map(|(_, c)| c["lastName"].clone());
+    assert_eq!(name(&sim), Some(json!("Nordmann v2")));
+    assert_eq!(sim.stock("SKU-SUP", "oslo-1").map(|s| s.0), Some(7.0));
+    // Retrying the dead ones changes nothing at Omnium: the newer versions stay.
+    client.retry_job(None).unwrap();
+    client.flush(Duration::from_secs(20)).unwrap();
+    assert_eq!(status(&client)["outbox"]["dead"], 0);
+    assert_eq!(name(&sim), Some(json!("Nordmann v2")));
+    assert_eq!(sim.stock("SKU-SUP", "oslo-1").map(|s| s.0), Some(7.0));
+}

@@ -222,9 +222,18 @@ pub(crate) fn content_hash(content: &str) -> String {
     format!("{h:032x}")
 }
 
-/// An earlier job of the same entity that is not delivered yet.
+/// An earlier job of the same entity that is not delivered yet. A customer or a stock
+/// push is state, not an event: a newer one supersedes a dead older one of its kind (which
+/// stays dead and visible), so only a live older one holds it.
 const HELD_BEHIND_EARLIER: &str = "EXISTS (SELECT 1 FROM outbox_job e
-     WHERE e.entity_id = j.entity_id AND e.id < j.id AND e.state <> 'delivered')";
+     WHERE e.entity_id = j.entity_id AND e.id < j.id AND e.state <> 'delivered'
+       AND NOT (e.state = 'dead' AND e.kind = j.kind AND j.kind IN ('customer', 'stock_push')))";
+
+/// `BLOCKED_BY_DEAD` for a job `j`: an earlier dead job of its entity holds it (see
+/// [`HELD_BEHIND_EARLIER`] for the kinds a newer job supersedes).
+const BLOCKED_BY_DEAD: &str = "EXISTS (SELECT 1 FROM outbox_job d
+     WHERE d.entity_id = j.entity_id AND d.id < j.id AND d.state = 'dead'
+       AND NOT (d.kind = j.kind AND j.kind IN ('customer', 'stock_push')))";
 
 impl Store {
     /// Records an event in one durable transaction. The same id with the same content is
@@ -637,16 +646,15 @@ impl Store {
 
     pub fn counts(&self) -> Result<OutboxCounts> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
+        let mut stmt = conn.prepare_cached(&format!(
             "SELECT
                COALESCE(SUM(state <> 'dead' AND NOT blocked), 0),
                COALESCE(SUM(state <> 'dead' AND blocked), 0),
                COALESCE(SUM(state = 'dead'), 0),
                MIN(CASE WHEN state <> 'dead' AND NOT blocked THEN created_at END)
-             FROM (SELECT state, created_at, EXISTS (SELECT 1 FROM outbox_job d
-                     WHERE d.entity_id = j.entity_id AND d.id < j.id AND d.state = 'dead') AS blocked
-                   FROM outbox_job j WHERE state <> 'delivered')",
-        )?;
+             FROM (SELECT state, created_at, {BLOCKED_BY_DEAD} AS blocked
+                   FROM outbox_job j WHERE state <> 'delivered')"
+        ))?;
         Ok(stmt.query_row([], |r| {
             Ok(OutboxCounts {
                 pending: r.get::<_, i64>(0)? as u64,
@@ -729,6 +737,19 @@ impl Store {
         Ok(n)
     }
 
+    /// Whether a newer job of the same kind and entity that is not dead exists: for a
+    /// customer (state, not an event) that newer version supersedes this one, which then
+    /// has nothing left to send (a dead old version retried after a newer one landed must
+    /// not overwrite it).
+    pub fn superseded(&self, job: &OutboxJob) -> Result<bool> {
+        Ok(self
+            .conn()
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM outbox_job WHERE entity_id = ?1 AND kind = ?2 AND id > ?3 AND state <> 'dead')",
+            )?
+            .query_row(params![job.entity_id, job.kind, job.id], |r| r.get(0))?)
+    }
+
     /// The newest delivery stamp this database holds (a job's or a compact record's),
     /// wall-clock ms.
     pub fn newest_delivered_at(&self) -> Result<Option<i64>> {
@@ -788,11 +809,10 @@ impl Store {
     pub fn has_pending(&self) -> Result<bool> {
         Ok(self
             .conn()
-            .prepare_cached(
+            .prepare_cached(&format!(
                 "SELECT EXISTS (SELECT 1 FROM outbox_job j WHERE state IN ('pending', 'in_flight')
-                   AND NOT EXISTS (SELECT 1 FROM outbox_job d
-                     WHERE d.entity_id = j.entity_id AND d.id < j.id AND d.state = 'dead'))",
-            )?
+                   AND NOT {BLOCKED_BY_DEAD})"
+            ))?
             .query_row([], |r| r.get(0))?)
     }
 }
@@ -877,6 +897,52 @@ mod tests {
         assert_eq!((c.pending, c.blocked, c.dead), (0, 1, 1));
         assert_eq!(s.retry_dead(None, 30).unwrap(), 1);
         assert_eq!(s.claim_due(30, 10).unwrap()[0].event_id, "S-1");
+    }
+
+    /// Issue 8 defect 12: a newer customer version (state, not an event) supersedes a dead
+    /// older one instead of waiting behind it; the dead one stays dead and, retried after
+    /// the newer landed, is superseded. A sale's return still waits behind its dead sale.
+    #[test]
+    fn a_newer_customer_version_is_not_held_behind_a_dead_older_one() {
+        let (_d, s) = store();
+        let customer = |event: &'static str| NewJob {
+            kind: "customer",
+            ..job(event, "C-1", "{}")
+        };
+        s.record(&customer("C-1-v1"), 0, |_| Ok(Extras::default()))
+            .unwrap();
+        let claimed = s.claim_due(10, 10).unwrap();
+        s.finish(
+            &[JobUpdate::new(
+                &claimed[0],
+                JobFate::Dead {
+                    error: "400".into(),
+                },
+            )],
+            11,
+        )
+        .unwrap();
+        s.record(&customer("C-1-v2"), 12, |_| Ok(Extras::default()))
+            .unwrap();
+        let c = s.counts().unwrap();
+        assert_eq!((c.pending, c.blocked, c.dead), (1, 0, 1));
+        let claimed = s.claim_due(20, 10).unwrap();
+        let ids: Vec<_> = claimed.iter().map(|j| j.event_id.as_str()).collect();
+        assert_eq!(ids, ["C-1-v2"]);
+        assert!(!s.superseded(&claimed[0]).unwrap());
+        s.finish(
+            &[JobUpdate::new(
+                &claimed[0],
+                JobFate::Delivered { accepted_ms: None },
+            )],
+            21,
+        )
+        .unwrap();
+        assert_eq!(s.counts().unwrap().dead, 1, "the old version stays dead");
+        assert_eq!(s.retry_dead(None, 30).unwrap(), 1);
+        let old = s.claim_due(30, 10).unwrap();
+        assert_eq!(old[0].event_id, "C-1-v1");
+        assert!(s.superseded(&old[0]).unwrap(), "retried after v2 landed");
     }
 
     #[test]

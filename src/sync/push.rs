@@ -151,12 +151,24 @@ fn deliver_once(job: &OutboxJob, sync: &Sync) -> Delivery {
             Err(e) => Err(unreadable(e.to_string())).into(),
         },
         Some(JobKind::Customer) => match Customer::parse(&public) {
-            Ok(c) => {
-                let business = c.kind == CustomerType::Company;
-                api.put_customers(business, &[back_office::customer_json(&c, &ctx.market_id)])
-                    .map(|()| None)
-                    .into()
-            }
+            // A newer version of the customer (delivered or on its way) supersedes this one.
+            Ok(c) => match superseded(job, sync) {
+                Ok(true) => {
+                    log::info!(
+                        "customer {:?}: job {} is superseded by a newer version; not sent",
+                        job.entity_id,
+                        job.id
+                    );
+                    Ok(None).into()
+                }
+                Err(f) => Err(f).into(),
+                Ok(false) => {
+                    let business = c.kind == CustomerType::Company;
+                    api.put_customers(business, &[back_office::customer_json(&c, &ctx.market_id)])
+                        .map(|()| None)
+                        .into()
+                }
+            },
             Err(e) => Err(unreadable(e.to_string())).into(),
         },
         Some(JobKind::GoodsReception) => match GoodsReception::parse(&public) {
@@ -174,9 +186,27 @@ fn deliver_once(job: &OutboxJob, sync: &Sync) -> Delivery {
     }
 }
 
+/// Whether a newer live job of the same customer exists.
+fn superseded(job: &OutboxJob, sync: &Sync) -> Result<bool, Failure> {
+    if job.kind != JobKind::Customer.as_str() {
+        return Ok(false);
+    }
+    sync.store
+        .superseded(job)
+        .map_err(|e| Failure::Uncertain(format!("local database: {e}")))
+}
+
 /// Customers go to Omnium up to 100 a call: the jobs of one batch that share a type are
 /// sent together, and share the outcome.
 pub fn deliver_customers(jobs: &[&OutboxJob], sync: &Sync) -> Vec<Delivery> {
+    if jobs.len() > 1
+        && jobs
+            .iter()
+            .any(|j| !matches!(superseded(j, sync), Ok(false)))
+    {
+        // Rare (an old version retried by hand): each on its own, the old one skipped.
+        return jobs.iter().map(|j| deliver(j, sync)).collect();
+    }
     let mut bodies = Vec::new();
     let mut business = false;
     for job in jobs {
