@@ -230,8 +230,22 @@ impl Client {
         Ok(())
     }
 
+    /// The store's own warehouse: the store itself when it is one of `warehouse_ids` (in
+    /// Omnium a store that holds stock is its own warehouse, and a POS order's and a return's
+    /// stock move there), else the first configured (its default warehouse).
     fn main_warehouse(&self) -> &str {
-        &self.config.warehouse_ids[0]
+        self.warehouse_of(&self.config.store_id)
+            .unwrap_or(&self.config.warehouse_ids[0])
+    }
+
+    /// The warehouse a sale of `store_id` draws its goods from, when this till pulls its
+    /// levels: that store's own, or this store's main warehouse for this store. A sale
+    /// recorded for a store whose levels are not pulled moves no local level.
+    fn warehouse_of(&self, store_id: &str) -> Option<&str> {
+        if let Some(w) = self.config.warehouse_ids.iter().find(|w| *w == store_id) {
+            return Some(w);
+        }
+        (store_id == self.config.store_id).then(|| self.config.warehouse_ids[0].as_str())
     }
 
     /// Records a sale (CONTRACT §4). Returns once it is durably stored.
@@ -240,14 +254,17 @@ impl Client {
         let mut value = parse_object(sale_json, "sale")?;
         Sale::normalize(&mut value, &self.defaults);
         let sale = Sale::parse(&value)?;
-        // The goods leave this store's (first) warehouse now; see fo_stock_get's pending.
+        // The goods leave the selling store's warehouse now; see fo_stock_get's pending.
+        let warehouse = self.warehouse_of(&sale.store_id);
         let effects: Vec<StockEffect> = sale
             .lines
             .iter()
-            .map(|l| StockEffect {
-                sku: l.sku.clone(),
-                warehouse_id: self.main_warehouse().to_string(),
-                quantity: -l.quantity,
+            .filter_map(|l| {
+                Some(StockEffect {
+                    sku: l.sku.clone(),
+                    warehouse_id: warehouse?.to_string(),
+                    quantity: -l.quantity,
+                })
             })
             .collect();
         self.record_checked(JobKind::Sale, &sale.id, &sale.id, &value, |_| {

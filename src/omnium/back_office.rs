@@ -9,6 +9,24 @@ use crate::model::store_events::PushLevel;
 use crate::model::store_events::{Customer, CustomerType, GoodsReception, Receipt};
 use serde_json::{json, Value};
 
+/// Omnium statuses after which an order is finished (handed over, cancelled, closed): a
+/// full resync reads the other, open, orders.
+pub const FINISHED_STATUSES: [&str; 13] = [
+    "Completed",
+    "PickedUp",
+    "PickedUpAndPaid",
+    "Closed",
+    "Delivered",
+    "OrderCanceled",
+    "OrderCanceledByCustomer",
+    "OrderCanceledByStore",
+    "Canceled",
+    "Expired",
+    "NotCollected",
+    "Deleted",
+    "Returned",
+];
+
 /// Omnium statuses that mean the order will not be handed over.
 pub fn is_cancel_status(status: &str) -> bool {
     status.starts_with("OrderCanceled")
@@ -283,28 +301,35 @@ impl OmniumApi {
     }
 
     /// One page of a store's delta search, `POST /api/{resource}/Search`
-    /// (`Orders` or `PurchaseOrders`), modified since `from_ms`, oldest first.
+    /// (`Orders` or `PurchaseOrders`), modified since `from_ms`, oldest first; `open_only`
+    /// leaves out finished orders (`excludedStatuses`).
     pub fn search_for_store(
         &self,
         resource: &str,
-        store_id: &str,
+        store_ids: &[String],
         order_type: Option<&str>,
         from_ms: Option<i64>,
         page: u32,
         take: u32,
+        open_only: bool,
     ) -> Result<Page, Failure> {
-        let mut body = json!({"selectedStores": [store_id], "take": take, "page": page,
+        let mut body = json!({"selectedStores": store_ids, "take": take, "page": page,
                               "sortOrder": "ModifiedAscending", "disableFacets": true});
+        if open_only {
+            body["excludedStatuses"] = json!(FINISHED_STATUSES);
+        }
         if let Some(t) = order_type {
             body["orderType"] = t.into();
         }
         if let Some(ms) = from_ms {
             body["modifiedFrom"] = super::catalog::time_text(ms).into();
         }
-        Ok(self
-            .post_json(&format!("/api/{resource}/Search"), &body)?
-            .map(Page::from_json)
-            .unwrap_or_default())
+        // Strict: a 404 or a body that is not a page fails the data set, never reads as
+        // "nothing there" (a full resync would sweep on it).
+        Page::strict(
+            self.post_json(&format!("/api/{resource}/Search"), &body)?,
+            &format!("POST /api/{resource}/Search"),
+        )
     }
 }
 

@@ -12,7 +12,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde_json::{json, Map, Value};
 
-use super::catalog::{ean_check_digit, fmt_ms, in_window, opt_strings, opt_time, DAY_MS};
+use super::catalog::{
+    ean_check_digit, fmt_ms, in_window, opt_string, opt_strings, opt_time, DAY_MS,
+};
 use super::http::{Request, Response};
 use super::orders_in::{qty_json, search_paging};
 use super::state::{non_empty_str, num_or_zero, parse_object, State, QTY_EPS};
@@ -40,7 +42,7 @@ pub(crate) struct BackOffice {
     next_asset: u64,
     private: BTreeMap<String, Value>,
     business: BTreeMap<String, Value>,
-    purchase_orders: BTreeMap<String, Value>,
+    pub(crate) purchase_orders: BTreeMap<String, Value>,
     next_po: u64,
     /// Every `goodsReceptionId` processed so far.
     receptions: HashSet<String>,
@@ -446,13 +448,14 @@ impl State {
                 opt_time(&body, "modifiedTo")?,
                 opt_strings(&body, "selectedStores")?,
                 opt_strings(&body, "selectedStatuses")?,
+                opt_string(&body, "sortOrder")?,
             ))
         })();
-        let (take, page, from, to, stores, statuses) = match parsed {
+        let (take, page, from, to, stores, statuses, sort) = match parsed {
             Ok(p) => p,
             Err(msg) => return Response::text(400, &msg),
         };
-        let hits: Vec<&Value> = self
+        let mut hits: Vec<&Value> = self
             .office
             .purchase_orders
             .values()
@@ -473,6 +476,10 @@ impl State {
                 store_ok && status_ok && in_window(modified_ms(po), from, to)
             })
             .collect();
+        // `ModifiedAscending` (as the client asks); otherwise by id.
+        if sort.is_some_and(|s| s.eq_ignore_ascii_case("ModifiedAscending")) {
+            hits.sort_by_key(|po| (modified_ms(po), po["id"].as_str().unwrap_or_default()));
+        }
         let result: Vec<&Value> = hits
             .iter()
             .skip(take.saturating_mul(page))

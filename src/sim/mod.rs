@@ -695,6 +695,15 @@ impl Simulator {
         st.office.upsert_customer(business, customer, stamp);
     }
 
+    /// Deletes a purchase order for good: no search returns it again. False when unknown.
+    pub fn delete_purchase_order(&self, id: &str) -> bool {
+        lock(&self.shared.state)
+            .office
+            .purchase_orders
+            .remove(id)
+            .is_some()
+    }
+
     /// Stores (or replaces) a purchase order; its `deliveryId` (or a line's own) is what goods
     /// reception addresses.
     ///

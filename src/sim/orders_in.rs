@@ -190,6 +190,7 @@ struct OrderQuery {
     to: Option<i128>,
     stores: Vec<String>,
     statuses: Vec<String>,
+    excluded_statuses: Vec<String>,
     order_type: Option<String>,
     take: usize,
     page: usize,
@@ -230,6 +231,7 @@ impl OrderQuery {
             to: opt_time(b, "modifiedTo")?,
             stores: opt_strings(b, "selectedStores")?,
             statuses: opt_strings(b, "selectedStatuses")?,
+            excluded_statuses: opt_strings(b, "excludedStatuses")?,
             order_type: opt_string(b, "orderType")?,
             take,
             page,
@@ -248,10 +250,15 @@ impl OrderQuery {
                 .as_str()
                 .is_some_and(|ot| ot.eq_ignore_ascii_case(t))
         });
-        let status_ok = self.statuses.is_empty()
+        let status_ok = (self.statuses.is_empty()
             || o["status"]
                 .as_str()
-                .is_some_and(|s| self.statuses.iter().any(|x| x.eq_ignore_ascii_case(s)));
+                .is_some_and(|s| self.statuses.iter().any(|x| x.eq_ignore_ascii_case(s))))
+            && !o["status"].as_str().is_some_and(|s| {
+                self.excluded_statuses
+                    .iter()
+                    .any(|x| x.eq_ignore_ascii_case(s))
+            });
         store_ok && type_ok && status_ok && in_window(modified_ms, self.from, self.to)
     }
 }

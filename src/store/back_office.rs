@@ -329,6 +329,68 @@ impl Store {
         Ok(())
     }
 
+    /// The full resync's sweep of inbound orders (CONTRACT §9 rule 14): removes the open
+    /// orders Omnium's full read did not return (`returned` holds every id it did), except
+    /// what that read could not have seen yet: an order modified at or after
+    /// `visible_before_ms` (Omnium's clock less the index lag), stored by the till at or after
+    /// `stored_before_ms` (an event's fetch during the read), or changed by the till itself
+    /// (a pickup on its way). Finished orders stay for their retention. Returns the removed
+    /// `(id, order_type, status)`.
+    pub fn sweep_inbound_orders(
+        &self,
+        returned: &std::collections::HashSet<String>,
+        visible_before_ms: i64,
+        stored_before_ms: i64,
+    ) -> Result<Vec<(String, String, String)>> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let candidates: Vec<(String, String, String)> = tx
+            .prepare_cached(&format!(
+                "SELECT id, order_type, status FROM inbound_order
+                 WHERE NOT {FINISHED_ORDER} AND modified_ms IS NOT NULL AND modified_ms < ?1
+                   AND (stored_at IS NULL OR stored_at < ?2)"
+            ))?
+            .query_map(params![visible_before_ms, stored_before_ms], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        let gone: Vec<_> = candidates
+            .into_iter()
+            .filter(|(id, _, _)| !returned.contains(id))
+            .collect();
+        for (id, _, _) in &gone {
+            tx.prepare_cached("DELETE FROM inbound_order WHERE id = ?1")?
+                .execute([id])?;
+        }
+        tx.commit()?;
+        Ok(gone)
+    }
+
+    /// The full resync's sweep of purchase orders: removes those Omnium's full read did not
+    /// return, unless modified at or after `visible_before_ms` (not surely visible to it).
+    pub fn sweep_purchase_orders(
+        &self,
+        returned: &std::collections::HashSet<String>,
+        visible_before_ms: i64,
+    ) -> Result<usize> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let candidates: Vec<String> = tx
+            .prepare_cached(
+                "SELECT id FROM purchase_order WHERE modified_ms IS NULL OR modified_ms < ?1",
+            )?
+            .query_map([visible_before_ms], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut gone = 0;
+        for id in candidates.iter().filter(|id| !returned.contains(*id)) {
+            gone += tx
+                .prepare_cached("DELETE FROM purchase_order WHERE id = ?1")?
+                .execute([id])?;
+        }
+        tx.commit()?;
+        Ok(gone)
+    }
+
     /// Removes an inbound order from the till (moved to another store, or gone from
     /// Omnium); its `(order_type, status)` when it was held.
     pub fn remove_inbound_order(&self, id: &str) -> Result<Option<(String, String)>> {

@@ -15,7 +15,7 @@
 //! kill -9 mid-scroll re-fetches at most about one page. Stock pages are never assumed to
 //! be sorted (the search has no sort): their cursor moves when the scroll ends.
 
-use super::{now_ms, Sync, SyncContext};
+use super::{now_ms, rfc3339, Sync, SyncContext};
 use crate::model::catalog::CatalogProduct;
 use crate::omnium::catalog::{self, CatalogScope, MarketInfo, Page};
 use crate::omnium::Failure;
@@ -97,6 +97,13 @@ pub struct Puller {
     search_unsorted: bool,
     /// Order passes (the [`ORDER_TYPES`], then the orders picked up here) this run leaves out.
     skip_order_pass: [bool; ORDER_PASSES],
+    /// A full resync's read of orders or purchase orders: the ids Omnium returned, whether
+    /// some search was not read to its end, what was surely visible to all of it (Omnium's
+    /// clock less the index lag), and when it started (the database's clock).
+    seen_ids: std::collections::HashSet<String>,
+    full_read_partial: bool,
+    full_visible_before: Option<i64>,
+    full_read_started: Option<i64>,
     /// This run is a full resync (`sync.full_resync_ms`): data sets are read whole and what
     /// Omnium did not return is removed.
     full: bool,
@@ -203,7 +210,15 @@ impl Puller {
         self.full = false;
         self.seen_products.clear();
         self.seen_stock.clear();
+        self.forget_full_read();
         self.next_run_at = retry_at;
+    }
+
+    fn forget_full_read(&mut self) {
+        self.seen_ids.clear();
+        self.full_read_partial = false;
+        self.full_visible_before = None;
+        self.full_read_started = None;
     }
 
     /// Does one request's worth of pulling.
@@ -234,6 +249,7 @@ impl Puller {
                 // A data set that failed is never swept: what was not read is not gone.
                 self.seen_products.clear();
                 self.seen_stock.clear();
+                self.forget_full_read();
                 true
             }
             Err(f) => return Err(f),
@@ -409,8 +425,10 @@ impl Puller {
         Ok(true)
     }
 
-    /// One page of the order or purchase-order search. `Ok(true)` when the run is done; the
-    /// cursor moves to the newest `modified` seen when it is.
+    /// One page of the order or purchase-order search. `Ok(true)` when the data set is done;
+    /// the cursor moves when a search is read to its end. Orders are searched for this
+    /// store (`selectedStores` is the selling store); purchase orders for the store and
+    /// every configured warehouse (a PO's `storeId` is its receiving warehouse).
     fn pull_search(&mut self, sync: &Sync, dataset: Dataset) -> Result<bool, Failure> {
         let (resource, order_type) = if dataset == Dataset::Orders {
             ("Orders", ORDER_TYPES.get(self.search_type).copied())
@@ -421,26 +439,44 @@ impl Puller {
             Some(t) => format!("orders.{t}"),
             None => dataset.name().to_string(),
         };
+        let stores = if dataset == Dataset::Orders {
+            vec![sync.ctx.store_id.clone()]
+        } else {
+            store_and_warehouses(&sync.ctx)
+        };
         let (_, from) = delta_from_named(sync, &cursor_name)?;
+        // A full resync reads open orders and every purchase order whole.
+        let from = from.filter(|_| !self.full);
         let first = self.search_key.is_none() && self.search_page == 0;
         let from = self.search_key.or(from);
         let page = sync.api.search_for_store(
             resource,
-            &sync.ctx.store_id,
+            &stores,
             order_type,
             from,
             self.search_page,
             SEARCH_TAKE,
+            self.full && dataset == Dataset::Orders,
         )?;
         if first {
             self.search_date = sync.api.answer_date_ms();
+            self.note_full_read(sync, self.search_date);
         }
-        let newest = page
+        let stamps: Vec<Option<i64>> = page
             .items
             .iter()
-            .filter_map(crate::omnium::back_office::modified_ms)
-            .max();
+            .map(crate::omnium::back_office::modified_ms)
+            .collect();
+        self.search_unsorted |= !in_modified_order(&stamps, from);
+        let newest = stamps.iter().flatten().copied().max();
         self.search_max = self.search_max.max(newest);
+        if self.full {
+            self.seen_ids.extend(
+                page.items
+                    .iter()
+                    .filter_map(|o| o["id"].as_str().map(str::to_string)),
+            );
+        }
         if dataset == Dataset::Orders {
             for order in &page.items {
                 super::inbound::apply_order(sync, order);
@@ -464,20 +500,25 @@ impl Puller {
         }
         // Keyset paging in `modified` order: the next page starts at this page's newest
         // `modified` (its ties are read again), so an order modified meanwhile (it moves to
-        // the end) never shifts an unread one onto a page already read. Only a page made
-        // entirely of one `modified` pages on by offset within it.
+        // the end) never shifts an unread one onto a page already read. A page made
+        // entirely of one `modified` pages on by offset within it; so does a search whose
+        // pages came out of `modified` order, and its cursor then stays where it was (the
+        // next run reads the window again rather than skip what an offset shift hid).
         let full = page.items.len() >= SEARCH_TAKE as usize;
         let capped = (self.search_page + 2) * SEARCH_TAKE > 10_000;
         let done = !full || capped;
         if done {
-            let resume = if full {
+            let limit = limit(sync, self.search_date, self.search_max);
+            let resume = if self.search_unsorted {
+                None
+            } else if full {
                 // Omnium caps take × page at 10,000: the next run continues from here.
-                let limit = limit(sync, self.search_date, self.search_max);
                 newest.map(|m| limit.map_or(m, |l| m.min(l)))
             } else {
-                let limit = limit(sync, self.search_date, self.search_max);
                 finished_resume(sync, limit, self.search_max)
             };
+            // A capped full read did not see everything: nothing is swept this run.
+            self.full_read_partial |= full;
             sync.store
                 .advance_cursor(&advance(&cursor_name, resume))
                 .map_err(storage)?;
@@ -487,13 +528,75 @@ impl Puller {
                 return Ok(false);
             }
             self.search_type = 0;
-        } else if newest.is_some_and(|n| Some(n) > from) {
+            self.finish_full_read(sync, dataset)?;
+        } else if !self.search_unsorted && newest.is_some_and(|n| Some(n) > from) {
             self.search_key = newest;
             self.search_page = 0;
         } else {
             self.search_page += 1;
         }
         Ok(done)
+    }
+
+    /// In a full resync, notes Omnium's clock of a search's first page: only what was
+    /// modified before it, less the index lag, was surely visible to the whole read.
+    fn note_full_read(&mut self, sync: &Sync, date: Option<i64>) {
+        if !self.full {
+            return;
+        }
+        self.full_read_started.get_or_insert_with(now_ms);
+        match limit(sync, date, None) {
+            Some(v) => {
+                self.full_visible_before = Some(self.full_visible_before.map_or(v, |a| a.min(v)));
+            }
+            // Without Omnium's Date the window cannot be judged: nothing is swept.
+            None => self.full_read_partial = true,
+        }
+    }
+
+    /// The end of a data set's full read: what Omnium did not return leaves the till
+    /// (rule 9.14), only when every search of it was read whole.
+    fn finish_full_read(&mut self, sync: &Sync, dataset: Dataset) -> Result<(), Failure> {
+        let seen = std::mem::take(&mut self.seen_ids);
+        let partial = std::mem::take(&mut self.full_read_partial);
+        let visible = self.full_visible_before.take();
+        let started = self.full_read_started.take();
+        if !self.full {
+            return Ok(());
+        }
+        let (Some(visible), Some(started), false) = (visible, started, partial) else {
+            log::info!("full resync: {} not swept (not read whole)", dataset.name());
+            return Ok(());
+        };
+        if dataset == Dataset::Orders {
+            let gone = sync
+                .store
+                .sweep_inbound_orders(&seen, visible, started)
+                .map_err(storage)?;
+            for (id, order_type, status) in &gone {
+                sync.events.push(json!({
+                    "type": "order.updated", "order_id": id, "order_type": order_type,
+                    "status": status, "removed": true, "reason": "gone", "at": rfc3339(now_ms()),
+                }));
+            }
+            if !gone.is_empty() {
+                log::info!(
+                    "full resync: {} open order(s) Omnium no longer returns for this store removed",
+                    gone.len()
+                );
+            }
+        } else {
+            let gone = sync
+                .store
+                .sweep_purchase_orders(&seen, visible)
+                .map_err(storage)?;
+            if gone > 0 {
+                log::info!(
+                    "full resync: {gone} purchase order(s) Omnium no longer returns removed"
+                );
+            }
+        }
+        Ok(())
     }
 
     /// One page of the orders to be picked up here (at the store or one of its warehouses)
@@ -507,14 +610,10 @@ impl Puller {
     fn pull_pickup_point(&mut self, sync: &Sync) -> Result<bool, Failure> {
         const NAME: &str = "orders.PickUpPoint";
         let (cursor, from) = delta_from_named(sync, NAME)?;
+        let from = from.filter(|_| !self.full);
         let first = self.search_key.is_none() && self.search_page == 0;
         let key = self.search_key.or(from);
-        let mut places = vec![sync.ctx.store_id.clone()];
-        for w in &sync.ctx.warehouse_ids {
-            if !places.contains(w) {
-                places.push(w.clone());
-            }
-        }
+        let places = store_and_warehouses(&sync.ctx);
         // `changedSince` is exclusive: one millisecond earlier reads the key's ties again.
         let page = sync.api.orders_for_pickup_point(
             &places,
@@ -524,17 +623,23 @@ impl Puller {
         )?;
         if first {
             self.search_date = sync.api.answer_date_ms();
+            self.note_full_read(sync, self.search_date);
         }
         let stamps: Vec<Option<i64>> = page
             .items
             .iter()
             .map(crate::omnium::back_office::modified_ms)
             .collect();
-        let sorted = stamps.windows(2).all(|w| w[0] <= w[1])
-            && stamps.first().is_none_or(|m| key.is_none() || *m >= key);
-        self.search_unsorted |= !sorted;
+        self.search_unsorted |= !in_modified_order(&stamps, key);
         let newest = stamps.iter().flatten().copied().max();
         self.search_max = self.search_max.max(newest);
+        if self.full {
+            self.seen_ids.extend(
+                page.items
+                    .iter()
+                    .filter_map(|o| o["id"].as_str().map(str::to_string)),
+            );
+        }
         for order in &page.items {
             super::inbound::apply_order(sync, order);
         }
@@ -560,11 +665,13 @@ impl Puller {
                 finished_resume(sync, limit, self.search_max)
             }
         };
+        self.full_read_partial |= full;
         sync.store
             .advance_cursor(&advance(NAME, resume))
             .map_err(storage)?;
         self.reset_search();
         self.search_type = 0;
+        self.finish_full_read(sync, Dataset::Orders)?;
         Ok(true)
     }
 
@@ -761,6 +868,25 @@ fn full_resync_due(sync: &Sync) -> bool {
     }
 }
 
+/// The store, then each configured warehouse not already named.
+fn store_and_warehouses(ctx: &SyncContext) -> Vec<String> {
+    let mut ids = vec![ctx.store_id.clone()];
+    for w in &ctx.warehouse_ids {
+        if !ids.contains(w) {
+            ids.push(w.clone());
+        }
+    }
+    ids
+}
+
+/// Whether a page of a search came oldest change first, starting at its key (the keyset
+/// paging rests on it). An item without `modified` counts as out of order.
+fn in_modified_order(stamps: &[Option<i64>], key: Option<i64>) -> bool {
+    stamps.iter().all(Option::is_some)
+        && stamps.windows(2).all(|w| w[0] <= w[1])
+        && stamps.first().is_none_or(|m| key.is_none() || *m >= key)
+}
+
 /// Where a delta starts: the cursor itself (inclusive), which already lies the index lag
 /// before what Omnium had surely shown (see the module doc).
 fn delta_from(sync: &Sync, dataset: Dataset) -> Result<(Option<i64>, Option<i64>), Failure> {
@@ -893,4 +1019,24 @@ fn apply_stock_page(
         .apply_stock(&levels, Some(&advance("stock", cursor)))
         .map_err(storage)?;
     Ok(changed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::in_modified_order;
+
+    #[test]
+    fn keyset_paging_trusts_only_pages_in_modified_order_from_their_key() {
+        assert!(in_modified_order(&[Some(5), Some(5), Some(9)], Some(5)));
+        assert!(in_modified_order(&[], Some(5)));
+        assert!(!in_modified_order(&[Some(9), Some(5)], None), "descending");
+        assert!(
+            !in_modified_order(&[Some(4), Some(9)], Some(5)),
+            "before its key"
+        );
+        assert!(
+            !in_modified_order(&[Some(5), None], None),
+            "a stamp missing"
+        );
+    }
 }
