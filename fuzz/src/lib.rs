@@ -591,15 +591,15 @@ pub fn omnium_http(data: &[u8]) {
         12 => drop(api.get_customer("C-1")),
         13 => drop(api.invoice_has_file("RC-1", "RC-1.pdf")),
         14 => drop(api.process_goods_reception("D-1", "GR-1", &json!([]))),
-        _ => drop(api.search_for_store(
-            "Orders",
-            &["oslo-1".to_string()],
-            Some("ClickAndCollect"),
-            Some(0),
-            0,
-            100,
-            false,
-        )),
+        _ => drop(api.search_for_store(&back_office::StoreSearch {
+            resource: "Orders",
+            store_ids: &["oslo-1".to_string()],
+            order_type: Some("ClickAndCollect"),
+            from_ms: Some(0),
+            page: 0,
+            take: 100,
+            open_only: false,
+        })),
     }
 }
 

@@ -303,16 +303,16 @@ impl OmniumApi {
     /// One page of a store's delta search, `POST /api/{resource}/Search`
     /// (`Orders` or `PurchaseOrders`), modified since `from_ms`, oldest first; `open_only`
     /// leaves out finished orders (`excludedStatuses`).
-    pub fn search_for_store(
-        &self,
-        resource: &str,
-        store_ids: &[String],
-        order_type: Option<&str>,
-        from_ms: Option<i64>,
-        page: u32,
-        take: u32,
-        open_only: bool,
-    ) -> Result<Page, Failure> {
+    pub fn search_for_store(&self, q: &StoreSearch) -> Result<Page, Failure> {
+        let StoreSearch {
+            resource,
+            store_ids,
+            order_type,
+            from_ms,
+            page,
+            take,
+            open_only,
+        } = *q;
         let mut body = json!({"selectedStores": store_ids, "take": take, "page": page,
                               "sortOrder": "ModifiedAscending", "disableFacets": true});
         if open_only {
@@ -360,6 +360,20 @@ impl OmniumApi {
             "GET /api/Orders/GetOrdersForPickUpPoint",
         )
     }
+}
+
+/// What [`OmniumApi::search_for_store`] asks for.
+#[derive(Clone, Copy, Debug)]
+pub struct StoreSearch<'a> {
+    /// `Orders` or `PurchaseOrders`.
+    pub resource: &'a str,
+    pub store_ids: &'a [String],
+    pub order_type: Option<&'a str>,
+    pub from_ms: Option<i64>,
+    /// 0-based.
+    pub page: u32,
+    pub take: u32,
+    pub open_only: bool,
 }
 
 /// Omnium's `modified` of an order, unix ms.

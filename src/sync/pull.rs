@@ -449,15 +449,17 @@ impl Puller {
         let from = from.filter(|_| !self.full);
         let first = self.search_key.is_none() && self.search_page == 0;
         let from = self.search_key.or(from);
-        let page = sync.api.search_for_store(
-            resource,
-            &stores,
-            order_type,
-            from,
-            self.search_page,
-            SEARCH_TAKE,
-            self.full && dataset == Dataset::Orders,
-        )?;
+        let page = sync
+            .api
+            .search_for_store(&crate::omnium::back_office::StoreSearch {
+                resource,
+                store_ids: &stores,
+                order_type,
+                from_ms: from,
+                page: self.search_page,
+                take: SEARCH_TAKE,
+                open_only: self.full && dataset == Dataset::Orders,
+            })?;
         if first {
             self.search_date = sync.api.answer_date_ms();
             self.note_full_read(sync, self.search_date);
