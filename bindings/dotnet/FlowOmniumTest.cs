@@ -130,6 +130,7 @@ static class FlowOmniumTest
         try
         {
             Run(dirs);
+            CatalogReads(args[0], dirs);
         }
         catch (Exception e)
         {
@@ -145,6 +146,72 @@ static class FlowOmniumTest
         }
         Console.WriteLine(passed + " passed, " + failed + " failed");
         return failed == 0 ? 0 : 1;
+    }
+
+    static string Field(string json, string key)
+    {
+        var m = Regex.Match(json, "\"" + key + "\":\"([^\"]*)\"");
+        return m.Success ? m.Groups[1].Value : null;
+    }
+
+    // Catalog reads on a real catalog: a second simulator serving generated products.
+    static void CatalogReads(string simExe, List<string> dirs)
+    {
+        var cat = new Process();
+        cat.StartInfo = new ProcessStartInfo(simExe, "--port 0 --catalog 30 --seed 7")
+        {
+            UseShellExecute = false,
+            RedirectStandardOutput = true,
+        };
+        cat.Start();
+        try
+        {
+            string line = cat.StandardOutput.ReadLine() ?? "";
+            Check(line.StartsWith("omnium-sim listening on "), "catalog simulator: " + line);
+            string url = line.Substring("omnium-sim listening on ".Length).Trim();
+            string dir = NewDir();
+            dirs.Add(dir);
+            using (var c = new Client(Config(dir, "").Replace(simUrl, url)))
+            {
+                bool arrived = false;
+                for (int i = 0; i < 400 && !arrived; i++)
+                {
+                    arrived = !c.SearchProducts("{\"limit\": 1}").Contains("\"total\":0") &&
+                              c.Categories() != "{\"items\":[]}" && c.Status().Contains("\"pulling\":false");
+                    if (!arrived) Thread.Sleep(50);
+                }
+                Check(arrived, "the generated catalog arrived");
+                string listed = c.SearchProducts("{\"limit\": 100}");
+                string sku = Field(listed, "sku");
+                Check(sku != null, listed);
+                string product = c.Product(sku);
+                Check(Field(product, "sku") == sku && product.Contains("\"active\":true") &&
+                      product.Contains("\"currency\":\"NOK\""), product);
+                var cm = Regex.Match(product, "\"category_ids\":\\[\"([^\"]*)\"");
+                Check(cm.Success, product);
+                string category = cm.Groups[1].Value;
+                Check(c.Categories().Contains("\"id\":\"" + category + "\""), c.Categories());
+                string inCategory = c.SearchProducts("{\"category_id\": \"" + category + "\", \"limit\": 100}");
+                Check(inCategory.Contains("\"sku\":\"" + sku + "\""), inCategory);
+                string word = Field(product, "name").Split(' ').Select(w => w.TrimEnd(','))
+                    .First(w => w.Length >= 3);
+                Check(c.SearchProducts("{\"text\": \"" + word + "\", \"limit\": 100}").Contains("\"sku\":\"" + sku + "\""),
+                      "search " + word);
+                Check(Field(c.SearchProducts("{\"text\": \"" + sku + "\"}"), "sku") == sku, "by SKU");
+                string ean = Field(product, "ean");
+                if (ean != null)
+                    Check(Field(c.SearchProducts("{\"text\": \"" + ean + "\"}"), "sku") == sku, "by EAN " + ean);
+                string brand = Field(product, "brand");
+                Check(c.Brands().Contains("\"" + brand + "\""), c.Brands());
+                Check(c.SearchProducts("{\"brand\": \"" + brand + "\", \"limit\": 100}").Contains("\"sku\":\"" + sku + "\""),
+                      "brand " + brand);
+            }
+        }
+        finally
+        {
+            cat.Kill();
+            cat.WaitForExit();
+        }
     }
 
     static void Run(List<string> dirs)

@@ -18,15 +18,13 @@ import (
 	"time"
 )
 
-// The simulator every test talks to: omnium-sim on a free loopback port.
-var simURL string
+// The simulator every test talks to: omnium-sim on a free loopback port; and a second one
+// serving a generated catalog, for the catalog reads.
+var simURL, catalogURL string
 
-func TestMain(m *testing.M) {
-	exe := os.Getenv("FO_SIM_BIN")
-	if exe == "" {
-		exe = filepath.Join("..", "..", "target", "debug", "omnium-sim")
-	}
-	cmd := exec.Command(exe, "--port", "0")
+// startSim runs omnium-sim with args and returns its URL and process.
+func startSim(exe string, args ...string) (string, *exec.Cmd) {
+	cmd := exec.Command(exe, append([]string{"--port", "0"}, args...)...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		panic(err)
@@ -42,10 +40,22 @@ func TestMain(m *testing.M) {
 		_ = cmd.Process.Kill()
 		os.Exit(2)
 	}
-	simURL = strings.TrimSpace(strings.TrimPrefix(line, prefix))
+	return strings.TrimSpace(strings.TrimPrefix(line, prefix)), cmd
+}
+
+func TestMain(m *testing.M) {
+	exe := os.Getenv("FO_SIM_BIN")
+	if exe == "" {
+		exe = filepath.Join("..", "..", "target", "debug", "omnium-sim")
+	}
+	var sim, catalog *exec.Cmd
+	simURL, sim = startSim(exe)
+	catalogURL, catalog = startSim(exe, "--catalog", "30", "--seed", "7")
 	code := m.Run()
-	_ = cmd.Process.Kill()
-	_ = cmd.Wait()
+	for _, cmd := range []*exec.Cmd{sim, catalog} {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	}
 	os.Exit(code)
 }
 
@@ -300,6 +310,109 @@ func TestEveryRead(t *testing.T) {
 	_, err = c.Customer("GO-C9")
 	wantErr(t, err, ErrNotFound, "")
 	wantErr(t, c.ForgetCustomer("GO-NEVER"), ErrNotFound, "")
+}
+
+// A product, a category listing, brands and search hits, on the generated catalog.
+func TestCatalogReadsOnARealCatalog(t *testing.T) {
+	c := open(t, strings.Replace(config(t, ""), simURL, catalogURL, 1))
+	type product struct {
+		SKU         string   `json:"sku"`
+		Name        string   `json:"name"`
+		Brand       string   `json:"brand"`
+		EAN         *string  `json:"ean"`
+		Active      bool     `json:"active"`
+		CategoryIDs []string `json:"category_ids"`
+		Price       *struct {
+			UnitPrice int64  `json:"unit_price"`
+			Currency  string `json:"currency"`
+		} `json:"price"`
+	}
+	type page struct {
+		Items []product `json:"items"`
+		Total int       `json:"total"`
+	}
+	search := func(query string) page {
+		t.Helper()
+		raw, err := c.SearchProducts(query)
+		must(t, err)
+		var p page
+		must(t, json.Unmarshal(raw, &p))
+		return p
+	}
+	skus := func(p page) map[string]bool {
+		out := map[string]bool{}
+		for _, it := range p.Items {
+			out[it.SKU] = true
+		}
+		return out
+	}
+	// The first pull brings the catalog: wait until it is all there.
+	for i := 0; ; i++ {
+		cats, err := c.Categories()
+		must(t, err)
+		st, err := c.Status()
+		must(t, err)
+		if search(`{"limit": 1}`).Total > 0 && string(cats) != `{"items":[]}` && !st.Pulling {
+			break
+		}
+		if i == 400 {
+			t.Fatal("the catalog never arrived")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	listed := search(`{"limit": 100}`)
+	if listed.Total < 30 || len(listed.Items) == 0 {
+		t.Fatalf("listed %d", listed.Total)
+	}
+	raw, err := c.Product(listed.Items[0].SKU)
+	must(t, err)
+	var p product
+	must(t, json.Unmarshal(raw, &p))
+	if p.SKU != listed.Items[0].SKU || p.Name == "" || !p.Active || p.Price == nil ||
+		p.Price.Currency != "NOK" || p.Price.UnitPrice <= 0 || len(p.CategoryIDs) == 0 {
+		t.Fatalf("product: %s", raw)
+	}
+	cats, err := c.Categories()
+	must(t, err)
+	if !strings.Contains(string(cats), fmt.Sprintf(`"id":%q`, p.CategoryIDs[0])) {
+		t.Fatalf("category %s not in %s", p.CategoryIDs[0], cats)
+	}
+	inCategory := search(fmt.Sprintf(`{"category_id": %q, "limit": 100}`, p.CategoryIDs[0]))
+	if !skus(inCategory)[p.SKU] || inCategory.Total != len(inCategory.Items) {
+		t.Fatalf("category listing: %+v", inCategory)
+	}
+	for _, it := range inCategory.Items {
+		if !strings.Contains(strings.Join(it.CategoryIDs, ","), p.CategoryIDs[0]) {
+			t.Fatalf("%s is not in %s", it.SKU, p.CategoryIDs[0])
+		}
+	}
+	word := ""
+	for _, w := range strings.Fields(p.Name) {
+		if w = strings.Trim(w, ","); len([]rune(w)) >= 3 {
+			word = w
+			break
+		}
+	}
+	if !skus(search(fmt.Sprintf(`{"text": %q, "limit": 100}`, word)))[p.SKU] {
+		t.Fatalf("searching %q did not find %s", word, p.SKU)
+	}
+	if got := search(fmt.Sprintf(`{"text": %q}`, p.SKU)); got.Items[0].SKU != p.SKU {
+		t.Fatalf("by SKU: %+v", got)
+	}
+	if p.EAN != nil {
+		if got := search(fmt.Sprintf(`{"text": %q}`, *p.EAN)); got.Items[0].SKU != p.SKU {
+			t.Fatalf("by EAN: %+v", got)
+		}
+	}
+	brands, err := c.Brands()
+	must(t, err)
+	if !strings.Contains(string(brands), fmt.Sprintf("%q", p.Brand)) {
+		t.Fatalf("brand %q not in %s", p.Brand, brands)
+	}
+	ofBrand := search(fmt.Sprintf(`{"brand": %q, "limit": 100}`, p.Brand))
+	if !skus(ofBrand)[p.SKU] {
+		t.Fatalf("brand listing: %+v", ofBrand)
+	}
 }
 
 func TestDeadJobEventsAndRetry(t *testing.T) {

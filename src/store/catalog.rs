@@ -467,7 +467,9 @@ impl Store {
             let order = if fts.is_some() {
                 "(p.sku = :exact OR p.ean = :exact) DESC, f.rank, p.name"
             } else {
-                "p.name, p.sku"
+                // The name indexes hold (…, name, rowid): a page is read in index order and
+                // never sorted (a brand of 20,000 SKUs sorted by name and SKU took 20 ms).
+                "p.name, p.rowid"
             };
             let exact = q.text.as_deref().map(str::trim).unwrap_or("");
             let mut named: Vec<(&str, &dyn rusqlite::ToSql)> = Vec::new();
@@ -615,6 +617,10 @@ impl Store {
     }
 }
 
+/// Text searches with at most this many matches are ranked (bm25); broader ones are listed
+/// in index order. Chosen from `benches/search.rs`: ranking costs about a microsecond a match.
+const RANKED_MATCHES: i64 = 2_000;
+
 /// A text search without filters, ranked in the FTS index alone (it holds sellable SKUs
 /// only): the page's rowids, the count, and an exact SKU or EAN hit put first.
 fn text_search(
@@ -637,9 +643,21 @@ fn text_search(
     let total: i64 = c
         .prepare_cached("SELECT COUNT(*) FROM product_fts WHERE product_fts MATCH ?1")?
         .query_row([fts], |r| r.get(0))?;
+    // Ranking scores every match; past RANKED_MATCHES (a letter or two typed, a digit of an
+    // EAN) that costs more than a keystroke may, and a ranking of thousands of hits for "u"
+    // helps nobody: those pages come in index order, which FTS5 reads only up to the page.
+    let order = if total <= RANKED_MATCHES {
+        "ORDER BY rank"
+    } else {
+        "ORDER BY rowid"
+    };
     let mut rowids: Vec<i64> = c
-        .prepare_cached("SELECT rowid FROM product_fts WHERE product_fts MATCH ?1 ORDER BY rank LIMIT ?2 OFFSET ?3")?
-        .query_map(params![fts, i64::from(q.limit), i64::from(q.offset)], |r| r.get(0))?
+        .prepare_cached(&format!(
+            "SELECT rowid FROM product_fts WHERE product_fts MATCH ?1 {order} LIMIT ?2 OFFSET ?3"
+        ))?
+        .query_map(params![fts, i64::from(q.limit), i64::from(q.offset)], |r| {
+            r.get(0)
+        })?
         .collect::<rusqlite::Result<_>>()?;
     if let Some(hit) = exact_hit {
         if let Some(i) = rowids.iter().position(|r| *r == hit) {

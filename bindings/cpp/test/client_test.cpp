@@ -68,7 +68,12 @@ struct sim {
   int port = 0;
   std::string base_url;
 
-  explicit sim(const char* exe) {
+  explicit sim(const char* exe, std::vector<std::string> extra = {}) {
+    std::vector<std::string> args{exe, "--port", "0"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
     int fds[2];
     if (pipe(fds) != 0) std::abort();
     pid = fork();
@@ -76,7 +81,7 @@ struct sim {
       dup2(fds[1], 1);
       close(fds[0]);
       close(fds[1]);
-      execl(exe, exe, "--port", "0", static_cast<char*>(nullptr));
+      execv(exe, argv.data());
       _exit(127);
     }
     close(fds[1]);
@@ -403,6 +408,57 @@ int main(int argc, char** argv) {
     EXPECT_THROW(fo::closed, c.status());
     fo::client again(cfg);  // released when the call returned
     EXPECT_THROW(fo::not_found, again.customer("CPP-RE"));
+  }
+
+  // Catalog reads on a real catalog: a second simulator serving generated products.
+  {
+    sim cat(argv[1], {"--catalog", "30", "--seed", "7"});
+    fo::client c(config_for(cat, dir + "/catalog.db"));
+    bool arrived = false;
+    for (int i = 0; i < 400 && !arrived; ++i) {
+      arrived = !contains(c.search_products("{\"limit\": 1}"), "\"total\":0") &&
+                c.categories() != "{\"items\":[]}" && contains(c.status(), "\"pulling\":false");
+      if (!arrived) std::this_thread::sleep_for(50ms);
+    }
+    CHECK(arrived, "the generated catalog arrived");
+    const std::string listed = c.search_products("{\"limit\": 100}");
+    const std::string sku = string_field(listed, "sku");
+    CHECK(!sku.empty(), listed);
+    const std::string product = c.product(sku);
+    CHECK(string_field(product, "sku") == sku && contains(product, "\"active\":true") &&
+              contains(product, "\"currency\":\"NOK\""),
+          product);
+    // Its first category: listed by the library, and its listing holds the product.
+    const size_t cats_at = product.find("\"category_ids\":[\"");
+    CHECK(cats_at != std::string::npos, product);
+    const size_t cat_start = cats_at + std::strlen("\"category_ids\":[\"");
+    const std::string category = product.substr(cat_start, product.find('"', cat_start) - cat_start);
+    CHECK(contains(c.categories(), "\"id\":\"" + category + "\""), c.categories());
+    const std::string in_category =
+        c.search_products("{\"category_id\": \"" + category + "\", \"limit\": 100}");
+    CHECK(contains(in_category, "\"sku\":\"" + sku + "\""), in_category);
+    // Search hits: a word of its name, its SKU first, its EAN first.
+    const std::string name = string_field(product, "name");
+    std::string word;
+    for (size_t at = 0; at <= name.size() && word.empty();) {
+      size_t end = name.find(' ', at);
+      if (end == std::string::npos) end = name.size();
+      std::string w = name.substr(at, end - at);
+      if (!w.empty() && w.back() == ',') w.pop_back();
+      if (w.size() >= 3) word = w;
+      at = end + 1;
+    }
+    CHECK(contains(c.search_products("{\"text\": \"" + word + "\", \"limit\": 100}"), "\"sku\":\"" + sku + "\""),
+          word);
+    CHECK(string_field(c.search_products("{\"text\": \"" + sku + "\"}"), "sku") == sku, "by SKU");
+    const std::string ean = string_field(product, "ean");
+    if (!ean.empty()) {
+      CHECK(string_field(c.search_products("{\"text\": \"" + ean + "\"}"), "sku") == sku, "by EAN " << ean);
+    }
+    const std::string brand = string_field(product, "brand");
+    CHECK(contains(c.brands(), "\"" + brand + "\""), c.brands());
+    CHECK(contains(c.search_products("{\"brand\": \"" + brand + "\", \"limit\": 100}"), "\"sku\":\"" + sku + "\""),
+          brand);
   }
 
   fo::set_log_callback(nullptr);

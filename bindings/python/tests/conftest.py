@@ -20,10 +20,11 @@ sys.path.insert(0, str(ROOT / "bindings" / "python"))
 
 
 class Sim:
-    def __init__(self) -> None:
+    def __init__(self, *args: str) -> None:
         exe = os.environ.get("FO_SIM_BIN", str(TARGET / "omnium-sim"))
         self.proc = subprocess.Popen(
-            [exe, "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+            [exe, "--port", "0", *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            text=True,
         )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline().strip()
@@ -66,6 +67,15 @@ class Sim:
 @pytest.fixture(scope="session")
 def sim() -> Iterator[Sim]:
     s = Sim()
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="session")
+def catalog_sim() -> Iterator[Sim]:
+    """A second simulator serving a generated catalog (products with variants, prices,
+    categories, brands, stock), so the catalog reads are tested on real data."""
+    s = Sim("--catalog", "30", "--seed", "7")
     yield s
     s.stop()
 

@@ -209,6 +209,40 @@ def test_every_read(sim: Any, config: Dict[str, Any]) -> None:
             client.forget_customer("C-NEVER-HERE")
 
 
+def test_catalog_reads_on_a_real_catalog(catalog_sim: Any, config: Dict[str, Any]) -> None:
+    config["omnium"]["base_url"] = catalog_sim.base_url
+    with fo.Client(config) as client:
+        # The first pull brings the generated catalog: products, categories, brands.
+        assert wait_for(lambda: client.search_products({"limit": 1})["total"] > 0
+                        and client.categories() != [])
+        assert wait_for(lambda: client.status()["pulling"] is False)
+        listed = client.search_products({"limit": 100})
+        assert listed["total"] >= 30 and len(listed["items"]) == min(100, listed["total"])
+        first = listed["items"][0]
+        product = client.product(first["sku"])
+        assert product["sku"] == first["sku"] and product["name"] and product["active"] is True
+        assert product["price"]["currency"] == "NOK" and product["price"]["unit_price"] > 0
+        # A category listing holds the product, and only products of that category.
+        category = product["category_ids"][0]
+        assert category in {c["id"] for c in client.categories()}
+        in_category = client.search_products({"category_id": category, "limit": 100})
+        assert product["sku"] in {p["sku"] for p in in_category["items"]}
+        assert all(category in p["category_ids"] for p in in_category["items"])
+        assert in_category["total"] == len(in_category["items"])
+        # A search hit: a word of its name, its SKU (first), its EAN (first).
+        word = next(w for w in product["name"].split() if len(w.strip(",")) >= 3).strip(",")
+        assert product["sku"] in {p["sku"] for p in
+                                  client.search_products({"text": word, "limit": 100})["items"]}
+        assert client.search_products({"text": product["sku"]})["items"][0]["sku"] == product["sku"]
+        if product["ean"]:
+            by_ean = client.search_products({"text": product["ean"]})
+            assert by_ean["items"][0]["sku"] == product["sku"]
+        assert product["brand"] in client.brands()
+        of_brand = client.search_products({"brand": product["brand"], "limit": 100})
+        assert all(p["brand"] == product["brand"] for p in of_brand["items"])
+        assert product["sku"] in {p["sku"] for p in of_brand["items"]}
+
+
 def _store(client: fo.Client) -> Any:
     try:
         return client.store("oslo-1")
