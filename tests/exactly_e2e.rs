@@ -318,3 +318,77 @@ fn a_4xx_on_a_first_try_still_kills_the_job() {
         dead["items"].as_array().map(Vec::len) == Some(1)
     }));
 }
+
+fn stock_of(client: &flow_omnium::Client, sku: &str) -> (f64, f64) {
+    let Ok(json) = client.stock_json(sku) else {
+        return (f64::NAN, f64::NAN);
+    };
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let w = &v["warehouses"][0];
+    (
+        w["quantity"].as_f64().unwrap_or(f64::NAN),
+        w["pending"].as_f64().unwrap_or(f64::NAN),
+    )
+}
+
+/// Issue 12 defect 4: a sale is counted once in the till's stock whether Omnium stamps its
+/// stock change before or after the order's `modified`, and whether its answer came or was
+/// lost (the read-back used to stamp it with the order's current `modified`, later than the
+/// level that has the sale, which then stayed pending: counted twice).
+#[test]
+fn a_sale_is_counted_once_whatever_the_order_of_omniums_stamps() {
+    for offset in [-1_500i64, 1_500] {
+        for lost_answer in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let sim = Simulator::start(SimConfig::default()).unwrap();
+            sim.load_catalog(&flow_omnium::sim::CatalogSpec {
+                products: 3,
+                ..Default::default()
+            });
+            sim.set_modes(SimModes {
+                stock_stamp_offset_ms: offset,
+                ..sim.modes()
+            });
+            let sku = sim.sku_ids()[0].clone();
+            sim.set_stock(&sku, "oslo-1", 10.0, 0.0);
+            let client = open(&dir.path().join("pos.db"), &sim, fast());
+            assert!(wait_until(Duration::from_secs(20), || stock_of(
+                &client, &sku
+            )
+            .0 == 10.0));
+            // The inventory's clock may run behind the orders': its next stamp must still
+            // be after the level the till holds.
+            std::thread::sleep(Duration::from_millis(1_600));
+            if lost_answer {
+                sim.inject(
+                    Fault::new(FaultKind::CommitThenStatus(500), 1)
+                        .on_path("/api/Orders/PosOrders")
+                        .on_method("PUT"),
+                );
+            }
+            let sale = json!({"id": "S-STAMP", "created_at": "2026-11-28T10:15:00+01:00",
+                "lines": [{"line_id": "1", "sku": sku, "name": "Item", "quantity": 1, "unit_price": 10_000, "tax_rate": 25}],
+                "payments": [{"id": "P1", "method": "Card", "amount": 10_000, "transaction_id": "tx"}]});
+            client.record_sale(&sale.to_string()).unwrap();
+            client.flush(Duration::from_secs(30)).unwrap();
+            // A pull brings Omnium's level with the sale.
+            assert!(
+                wait_until(Duration::from_secs(20), || {
+                    let _ = client.sync_now();
+                    std::thread::sleep(Duration::from_millis(100));
+                    stock_of(&client, &sku).0 == 9.0
+                }),
+                "offset {offset}, lost answer {lost_answer}: {:?}",
+                stock_of(&client, &sku)
+            );
+            let (quantity, pending) = stock_of(&client, &sku);
+            assert_eq!(
+                quantity + pending,
+                9.0,
+                "offset {offset} ms, lost answer {lost_answer}: the sale counted {} time(s)",
+                10.0 - quantity - pending
+            );
+            assert_once(&sim);
+        }
+    }
+}

@@ -94,6 +94,10 @@ pub struct SimModes {
     /// Every answer carries a `Date` header this far from the real time, and a 429's
     /// `Retry-After` is then an HTTP date on that skewed clock.
     pub date_skew_ms: Option<i64>,
+    /// The inventory's clock runs this far from the orders' (ms): a sale's or restocked
+    /// return's stock change is stamped `modified + offset`, earlier (negative) or later
+    /// than the order's own `modified`. Omnium documents no ordering between the two.
+    pub stock_stamp_offset_ms: i64,
 }
 
 impl Default for SimModes {
@@ -108,6 +112,7 @@ impl Default for SimModes {
             stale_reads_ms: 0,
             write_outage: false,
             date_skew_ms: None,
+            stock_stamp_offset_ms: 0,
         }
     }
 }

@@ -538,7 +538,8 @@ impl State {
             .unwrap_or_default()
         {
             if let (Some(code), Some(qty)) = (line["code"].as_str(), line["quantity"].as_f64()) {
-                self.catalog.adjust_stock(code, store, -qty, stamp_ms);
+                let stamp = stamp_ms + self.cfg.modes.stock_stamp_offset_ms;
+                self.catalog.adjust_stock(code, store, -qty, stamp);
             }
         }
         self.orders.insert(id.clone(), stored);
@@ -674,7 +675,8 @@ impl State {
         }
         o.order["modified"] = json!(stamp);
         for (code, qty) in &restock {
-            self.catalog.adjust_stock(code, &restock_in, *qty, stamp_ms);
+            let stamp = stamp_ms + self.cfg.modes.stock_stamp_offset_ms;
+            self.catalog.adjust_stock(code, &restock_in, *qty, stamp);
         }
         self.stats.returns_created += 1;
         Response::json(200, &form)

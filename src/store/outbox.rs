@@ -750,6 +750,30 @@ impl Store {
             .query_row(params![job.entity_id, job.kind, job.id], |r| r.get(0))?)
     }
 
+    /// The newest `modified` (Omnium's inventory clock) of the stored levels a job's stock
+    /// movements touch: Omnium applies the job after that, so a level stamped later than it
+    /// and pulled after the job was sent has the job's effect.
+    pub fn stock_floor(&self, job_id: i64) -> Result<Option<i64>> {
+        Ok(self
+            .conn()
+            .prepare_cached(
+                "SELECT MAX(l.modified_ms) FROM stock_movement m
+                 JOIN stock_level l ON l.sku = m.sku AND l.warehouse_id = m.warehouse_id
+                 WHERE m.job_id = ?1",
+            )?
+            .query_row([job_id], |r| r.get(0))?)
+    }
+
+    /// The (SKU, warehouse) items a job's stock movements touch.
+    pub fn movement_items(&self, job_id: i64) -> Result<Vec<(String, String)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT DISTINCT sku, warehouse_id FROM stock_movement WHERE job_id = ?1 ORDER BY warehouse_id, sku",
+        )?;
+        let rows = stmt.query_map([job_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
     /// The newest delivery stamp this database holds (a job's or a compact record's),
     /// wall-clock ms.
     pub fn newest_delivered_at(&self) -> Result<Option<i64>> {

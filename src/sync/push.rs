@@ -7,7 +7,6 @@ use crate::model::store_events::{
 };
 use crate::model::{Cancellation, JobKind, Return, Sale};
 use crate::omnium::back_office;
-use crate::omnium::catalog::time_ms;
 use crate::omnium::orders::{self, OrderContext};
 use crate::omnium::{Created, Failure, OmniumApi};
 use crate::store::{OutboxJob, PushLevel};
@@ -82,12 +81,12 @@ fn split_private(mut content: Value) -> (Value, serde_json::Map<String, Value>) 
 
 /// Delivers a job.
 ///
-/// The acceptance instant decides when a sale leaves the stock overlay (`fo_stock_get`'s
-/// `pending`): Omnium applies a POS order's stock change when it accepts the order, so an
-/// inventory level whose `modified` is at or after it already counts the sale, and one
-/// stamped before it does not. Both stamps come from Omnium's clock, so the terminal's clock
-/// plays no part. Until a level that new is pulled, the sale stays pending: `available`
-/// never jumps while the sale travels, and never counts it twice.
+/// A delivered sale's or return's `Ok` carries the mark that takes it out of the stock
+/// overlay (`fo_stock_get`'s `pending`): a pulled level stamped at or after it has the
+/// sale (see [`stock_floor`] and [`stock_read_back`]). Both are stamps of Omnium's
+/// inventory clock, so neither the terminal's clock nor the order's stamps play a part.
+/// Until a level that new is pulled, the sale stays pending: `available` never jumps while
+/// the sale travels, and never counts it twice.
 pub fn deliver(job: &OutboxJob, sync: &Sync) -> Delivery {
     let (before, refused_before) = (OmniumApi::writes_sent(), OmniumApi::writes_refused());
     let mut delivery = deliver_once(job, sync);
@@ -132,11 +131,11 @@ fn deliver_once(job: &OutboxJob, sync: &Sync) -> Delivery {
     }
     match JobKind::parse(&job.kind) {
         Some(JobKind::Sale) => match Sale::parse(&public) {
-            Ok(sale) => deliver_sale(&sale, job.uncertain, api, ctx).into(),
+            Ok(sale) => deliver_sale(job, &sale, sync).into(),
             Err(e) => Err(unreadable(e.to_string())).into(),
         },
         Some(JobKind::Return) => match Return::parse(&public) {
-            Ok(ret) => deliver_return(&ret, job.uncertain, api, ctx).into(),
+            Ok(ret) => deliver_return(job, &ret, sync).into(),
             Err(e) => Err(unreadable(e.to_string())).into(),
         },
         Some(JobKind::Cancellation) => match Cancellation::parse(&public) {
@@ -554,34 +553,96 @@ fn deliver_pickup(
 }
 
 /// A read-back order that is not ours is a permanent problem for this job.
-fn confirm(order: &Value, check: Result<(), String>) -> Result<Option<i64>, Failure> {
-    check.map_err(|message| Failure::Rejected { status: 0, message })?;
-    Ok(accepted_at(order))
+fn confirm(check: Result<(), String>) -> Result<(), Failure> {
+    check.map_err(|message| Failure::Rejected { status: 0, message })
 }
 
-/// Omnium's `modified` (its clock). Not `created`: for a POS order that is the till's own time.
-fn accepted_at(v: &Value) -> Option<i64> {
-    time_ms(&v["modified"])
+/// When a sale or return sent in this try leaves the stock overlay (`fo_stock_get`'s
+/// `pending`): a pulled level of its SKUs stamped after every level the till held when
+/// it was sent. Omnium applied it after those, on the same inventory clock, and a pull
+/// reads the current level, so such a level has it. This rests on one assumption about
+/// Omnium: its inventory `modified` stamps come from one clock that does not run
+/// backwards. It does not compare inventory stamps with order stamps (Omnium documents no
+/// ordering between the two; the simulator can stamp them apart, `stock_stamp_offset_ms`).
+/// With no level held yet, the first level pulled counts it.
+fn stock_floor(job: &OutboxJob, sync: &Sync) -> Result<i64, Failure> {
+    sync.store
+        .stock_floor(job.id)
+        .map(|m| m.map_or(0, |m| m.saturating_add(1)))
+        .map_err(|e| Failure::Uncertain(format!("local database: {e}")))
 }
 
-fn deliver_sale(
-    sale: &Sale,
-    uncertain: bool,
-    api: &OmniumApi,
-    ctx: &SyncContext,
-) -> Result<Option<i64>, Failure> {
-    if uncertain {
+/// The same for a sale or return found at Omnium by a read-back (an earlier try landed,
+/// when is unknown, and a level the till pulled since may already have it): its SKUs'
+/// levels are read now (they have it) and stored, and the oldest of their stamps is the
+/// mark. If they cannot be read, any level counts it (the mark is 0): the till may then
+/// show the sale's stock as back until the next pull brings the level that has it, never
+/// the sale twice.
+fn stock_read_back(job: &OutboxJob, sync: &Sync) -> i64 {
+    let items = match sync.store.movement_items(job.id) {
+        Ok(items) => items,
+        Err(e) => {
+            log::warn!("job {}: its stock items cannot be read: {e}", job.id);
+            return 0;
+        }
+    };
+    let mut oldest = i64::MAX;
+    let mut i = 0;
+    while i < items.len() {
+        let wh = items[i].1.clone();
+        let skus: Vec<String> = items[i..]
+            .iter()
+            .take_while(|(_, w)| *w == wh)
+            .map(|(s, _)| s.clone())
+            .collect();
+        i += skus.len();
+        let levels = match sync.api.inventory_levels(&skus, std::slice::from_ref(&wh)) {
+            Ok(levels) => levels,
+            Err(f) => {
+                log::info!("job {}: its stock levels cannot be read back ({f}); the next pull settles them", job.id);
+                return 0;
+            }
+        };
+        let found: std::collections::HashSet<&str> = levels
+            .iter()
+            .filter(|l| l.warehouse_id == wh)
+            .map(|l| l.sku.as_str())
+            .collect();
+        if skus.iter().any(|s| !found.contains(s.as_str())) {
+            return 0;
+        }
+        if let Err(e) = sync.store.apply_stock(&levels, None) {
+            log::warn!("job {}: stock levels read back not stored: {e}", job.id);
+            return 0;
+        }
+        for l in levels.iter().filter(|l| l.warehouse_id == wh) {
+            oldest = oldest.min(l.modified_ms);
+        }
+    }
+    if oldest == i64::MAX {
+        0
+    } else {
+        oldest
+    }
+}
+
+fn deliver_sale(job: &OutboxJob, sale: &Sale, sync: &Sync) -> Result<Option<i64>, Failure> {
+    let (api, ctx) = (&sync.api, &sync.ctx);
+    if job.uncertain {
         if let Some(order) = api.get_order(&sale.id)? {
             log::info!(
                 "sale {:?} had already landed in Omnium; not sending it again",
                 sale.id
             );
-            return confirm(
+            confirm(orders::matches_sale(
                 &order,
-                orders::matches_sale(&order, sale, ctx.terminal_id.as_deref()),
-            );
+                sale,
+                ctx.terminal_id.as_deref(),
+            ))?;
+            return Ok(Some(stock_read_back(job, sync)));
         }
     }
+    let floor = stock_floor(job, sync)?;
     let body = orders::pos_order_json(
         sale,
         &OrderContext {
@@ -590,16 +651,16 @@ fn deliver_sale(
         },
     );
     match api.create_pos_order(&sale.id, &body)? {
-        Created::New(order) => match accepted_at(&order) {
-            Some(at) => Ok(Some(at)),
-            // No `modified` in the answer: read the order for Omnium's own stamp.
-            None => Ok(api.get_order(&sale.id)?.as_ref().and_then(accepted_at)),
-        },
+        Created::New(_) => Ok(Some(floor)),
         Created::AlreadyExists(message) => match api.get_order(&sale.id)? {
-            Some(order) => confirm(
-                &order,
-                orders::matches_sale(&order, sale, ctx.terminal_id.as_deref()),
-            ),
+            Some(order) => {
+                confirm(orders::matches_sale(
+                    &order,
+                    sale,
+                    ctx.terminal_id.as_deref(),
+                ))?;
+                Ok(Some(stock_read_back(job, sync)))
+            }
             None => Err(Failure::Unconfirmed(format!(
                 "Omnium said order {:?} exists ({message}) but GET /api/Orders finds nothing",
                 sale.id
@@ -608,30 +669,28 @@ fn deliver_sale(
     }
 }
 
-fn deliver_return(
-    ret: &Return,
-    uncertain: bool,
-    api: &OmniumApi,
-    ctx: &SyncContext,
-) -> Result<Option<i64>, Failure> {
-    if uncertain {
+fn deliver_return(job: &OutboxJob, ret: &Return, sync: &Sync) -> Result<Option<i64>, Failure> {
+    let (api, ctx) = (&sync.api, &sync.ctx);
+    if job.uncertain {
         if let Some(order) = api.get_order(&ret.sale_id)? {
             if orders::has_return(&order, &ret.id) {
-                return Ok(accepted_at(&order));
+                return Ok(Some(stock_read_back(job, sync)));
             }
         }
     }
+    let floor = stock_floor(job, sync)?;
     let body = orders::return_json(ret, &ctx.store_id, &ctx.currency);
     let created = api
         .create_return(&ret.sale_id, &body)
         .map_err(|f| lagging(f, "return"))?;
     match created {
-        // A return form's `created` is stamped by Omnium (unlike a POS order's).
-        Created::New(form) => Ok(accepted_at(&form).or_else(|| time_ms(&form["created"]))),
+        Created::New(_) => Ok(Some(floor)),
         // Omnium says it has it but the read-back cannot see it yet (its index lags):
         // tried again later as uncertain, never killed (CONTRACT §9 rule 8).
         Created::AlreadyExists(message) => match api.get_order(&ret.sale_id)? {
-            Some(order) if orders::has_return(&order, &ret.id) => Ok(accepted_at(&order)),
+            Some(order) if orders::has_return(&order, &ret.id) => {
+                Ok(Some(stock_read_back(job, sync)))
+            }
             _ => Err(Failure::Unconfirmed(format!(
                 "Omnium said return {:?} exists ({message}) but order {:?} does not show it yet",
                 ret.id, ret.sale_id
