@@ -762,6 +762,8 @@ fn the_orders_pull_never_re_reads_the_stores_pos_sales() {
     let web = sim.new_web_order("Online", "oslo-1", 1);
     sim.add_web_order(cc.clone());
     sim.add_web_order(web.clone());
+    // Click & collect orders are searched every run, web orders every other run.
+    pull_after(&client, &sim, &clock, 300_000);
     pull_after(&client, &sim, &clock, 300_000);
     for o in [&cc, &web] {
         let id = o["orderId"]
