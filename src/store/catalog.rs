@@ -96,9 +96,147 @@ pub(crate) fn advance_in(tx: &Transaction, cursor: Option<&CursorAdvance>) -> Re
     Ok(())
 }
 
-/// The longest a background write keeps one transaction open when nobody waits: bounds
-/// the dirty pages a commit writes out at once.
-const MAX_BACKGROUND_TX: std::time::Duration = std::time::Duration::from_millis(25);
+/// The longest a background write keeps one transaction open when nobody waits (it commits
+/// at once when someone does). Long, because each commit writes every page it changed to
+/// the WAL again: the search index and b-tree pages a page of products touches are shared.
+const MAX_BACKGROUND_TX: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Products written per batch of set-wise statements: a caller waits at most for one batch.
+const UPSERT_BATCH: usize = 32;
+
+/// Temporary tables the products of one batch are staged in (the temp schema: never in the
+/// database file or its WAL).
+const STAGE_SCHEMA: &str = "
+    CREATE TEMP TABLE IF NOT EXISTS stage_sku (
+        n INTEGER PRIMARY KEY, sku TEXT NOT NULL, product_id TEXT NOT NULL, name TEXT NOT NULL,
+        brand TEXT, ean TEXT, gtins TEXT NOT NULL, category_ids TEXT NOT NULL,
+        image_urls TEXT NOT NULL, active INTEGER NOT NULL, language TEXT, cost_price INTEGER
+    );
+    CREATE TEMP TABLE IF NOT EXISTS stage_product (product_id TEXT NOT NULL);
+    CREATE TEMP TABLE IF NOT EXISTS stage_category (sku TEXT NOT NULL, category_id TEXT NOT NULL);
+    CREATE TEMP TABLE IF NOT EXISTS stage_price (
+        sku TEXT NOT NULL, unit_price INTEGER NOT NULL, currency TEXT NOT NULL,
+        store_specific INTEGER NOT NULL, variant_specific INTEGER NOT NULL,
+        valid_from INTEGER, valid_until INTEGER, member INTEGER NOT NULL
+    );";
+
+/// Products as [`upsert_product`] writes them one by one, in a few set-wise statements per
+/// batch: every statement that fires the search index's triggers opens a statement
+/// savepoint, and FTS5 writes its pending index data out at each savepoint, so row by row
+/// the index was flushed (and its segments merged) once per SKU. Staged, it is flushed once
+/// per batch. A batch naming a product or a SKU twice is written one by one, so the last
+/// occurrence wins exactly as it does there.
+fn upsert_products(tx: &Transaction, products: &[CatalogProduct]) -> Result<()> {
+    if products.is_empty() {
+        return Ok(());
+    }
+    let mut ids = std::collections::HashSet::new();
+    let mut skus = std::collections::HashSet::new();
+    let distinct = products.iter().all(|p| {
+        ids.insert(p.product_id.as_str()) && p.skus.iter().all(|s| skus.insert(s.sku.as_str()))
+    });
+    if !distinct {
+        for p in products {
+            upsert_product(tx, p)?;
+        }
+        return Ok(());
+    }
+    tx.execute_batch(STAGE_SCHEMA)?;
+    {
+        let mut stage_product =
+            tx.prepare_cached("INSERT INTO temp.stage_product (product_id) VALUES (?1)")?;
+        let mut stage_sku = tx.prepare_cached(
+            "INSERT INTO temp.stage_sku (sku, product_id, name, brand, ean, gtins, category_ids,
+                                         image_urls, active, language, cost_price)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        )?;
+        let mut stage_category = tx
+            .prepare_cached("INSERT INTO temp.stage_category (sku, category_id) VALUES (?1, ?2)")?;
+        let mut stage_price = tx.prepare_cached(
+            "INSERT INTO temp.stage_price (sku, unit_price, currency, store_specific,
+                                           variant_specific, valid_from, valid_until, member)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?;
+        for p in products {
+            stage_product.execute([&p.product_id])?;
+            for s in &p.skus {
+                stage_sku.execute(params![
+                    s.sku,
+                    s.product_id,
+                    s.name,
+                    s.brand,
+                    s.ean,
+                    s.gtins.join(" "),
+                    json_list(&s.category_ids),
+                    json_list(&s.image_urls),
+                    s.active,
+                    s.language,
+                    s.cost_price
+                ])?;
+                for c in &s.category_ids {
+                    stage_category.execute([&s.sku, c])?;
+                }
+            }
+            for pr in &p.prices {
+                stage_price.execute(params![
+                    pr.sku,
+                    pr.unit_price,
+                    pr.currency,
+                    pr.store_specific,
+                    pr.variant_specific,
+                    pr.valid_from,
+                    pr.valid_until,
+                    pr.member
+                ])?;
+            }
+        }
+    }
+    // SKUs that left their product stop being sellable (one that moved to another product
+    // of this batch is upserted right after, as it would be one by one).
+    tx.prepare_cached(
+        "UPDATE product INDEXED BY product_by_product_id SET active = 0
+         WHERE product_id IN (SELECT product_id FROM temp.stage_product) AND active = 1
+           AND sku NOT IN (SELECT sku FROM temp.stage_sku)",
+    )?
+    .execute([])?;
+    // `WHERE true`: the SELECT of an upsert needs a WHERE clause to parse as one.
+    tx.prepare_cached(
+        "INSERT INTO product (sku, product_id, name, brand, ean, gtins, category_ids, image_urls,
+                              active, language, cost_price)
+         SELECT sku, product_id, name, brand, ean, gtins, category_ids, image_urls, active,
+                language, cost_price
+         FROM temp.stage_sku WHERE true ORDER BY n
+         ON CONFLICT (sku) DO UPDATE SET product_id = excluded.product_id, name = excluded.name,
+           brand = excluded.brand, ean = excluded.ean, gtins = excluded.gtins,
+           category_ids = excluded.category_ids, image_urls = excluded.image_urls,
+           active = excluded.active, language = excluded.language, cost_price = excluded.cost_price",
+    )?
+    .execute([])?;
+    tx.prepare_cached(
+        "DELETE FROM product_category WHERE product_sku IN (SELECT sku FROM temp.stage_sku)",
+    )?
+    .execute([])?;
+    tx.prepare_cached(
+        "INSERT OR IGNORE INTO product_category (product_sku, category_id)
+         SELECT sku, category_id FROM temp.stage_category ORDER BY rowid",
+    )?
+    .execute([])?;
+    tx.prepare_cached("DELETE FROM price WHERE sku IN (SELECT sku FROM temp.stage_sku)")?
+        .execute([])?;
+    tx.prepare_cached(
+        "INSERT INTO price (sku, unit_price, currency, store_specific, variant_specific,
+                            valid_from, valid_until, member)
+         SELECT sku, unit_price, currency, store_specific, variant_specific, valid_from,
+                valid_until, member
+         FROM temp.stage_price ORDER BY rowid",
+    )?
+    .execute([])?;
+    tx.execute_batch(
+        "DELETE FROM temp.stage_sku; DELETE FROM temp.stage_product;
+         DELETE FROM temp.stage_category; DELETE FROM temp.stage_price;",
+    )?;
+    Ok(())
+}
 
 /// One product's SKUs, category links and prices (see [`Store::apply_products`]).
 fn upsert_product(tx: &Transaction, p: &CatalogProduct) -> Result<()> {
@@ -234,8 +372,9 @@ impl Store {
 
     /// Upserts products: their SKUs (a SKU that left the product becomes inactive), their
     /// category links and their price candidates, the cursor with the last of them. A
-    /// background write (see [`Store::background_write`]): it commits between two products
-    /// as soon as another caller waits for the connection (or after `MAX_BACKGROUND_TX`),
+    /// background write (see [`Store::background_write`]): it commits between two batches
+    /// of `UPSERT_BATCH` products as soon as another caller waits for the connection (or
+    /// after `MAX_BACKGROUND_TX`),
     /// and goes on in a new transaction, so a long page never holds a record call up. The
     /// cursor commits only with the last product, so a crash between transactions
     /// re-fetches the page (upserts are idempotent).
@@ -249,10 +388,11 @@ impl Store {
             let started = std::time::Instant::now();
             let applied = self.background_write(|tx, yield_now| {
                 let mut n = 0;
-                while let Some(p) = rest.get(n) {
-                    upsert_product(tx, p)?;
-                    n += 1;
-                    if n < rest.len() && (yield_now() || started.elapsed() >= MAX_BACKGROUND_TX) {
+                loop {
+                    let take = UPSERT_BATCH.min(rest.len() - n);
+                    upsert_products(tx, &rest[n..n + take])?;
+                    n += take;
+                    if n == rest.len() || yield_now() || started.elapsed() >= MAX_BACKGROUND_TX {
                         break;
                     }
                 }
@@ -989,6 +1129,108 @@ mod tests {
         assert_eq!(s.cursor("products").unwrap().0, Some(77));
         assert_eq!(s.sku_count().unwrap(), 25);
         assert_eq!(synchronous(&s), 2);
+    }
+
+    /// Everything a product batch writes, in a comparable form.
+    fn dump(s: &Store) -> Vec<String> {
+        let c = s.conn();
+        let mut out = Vec::new();
+        for sql in [
+            "SELECT sku || '|' || product_id || '|' || name || '|' || IFNULL(brand, '-') || '|' ||
+                    active || '|' || category_ids FROM product ORDER BY sku",
+            "SELECT product_sku || '|' || category_id FROM product_category
+             ORDER BY product_sku, category_id",
+            "SELECT sku || '|' || unit_price || '|' || variant_specific FROM price
+             ORDER BY sku, unit_price",
+            "SELECT p.sku FROM product_fts f JOIN product p ON p.rowid = f.rowid
+             WHERE product_fts MATCH 'brand OR product*' ORDER BY p.sku",
+        ] {
+            let mut stmt = c.prepare(sql).unwrap();
+            let rows = stmt.query_map([], |r| r.get::<_, String>(0)).unwrap();
+            out.extend(rows.map(Result::unwrap));
+            out.push("--".into());
+        }
+        out
+    }
+
+    fn with_skus(id: &str, skus: &[&str], name: &str, price: i64) -> CatalogProduct {
+        let mut p = product(0);
+        p.product_id = id.into();
+        let template = p.skus[0].clone();
+        p.skus = skus
+            .iter()
+            .map(|sku| crate::model::catalog::SkuRow {
+                sku: (*sku).into(),
+                product_id: id.into(),
+                name: format!("{name} {sku}"),
+                category_ids: vec![format!("C-{name}")],
+                ..template.clone()
+            })
+            .collect();
+        let price_template = p.prices[0].clone();
+        p.prices = skus
+            .iter()
+            .map(|sku| crate::model::catalog::PriceRow {
+                sku: (*sku).into(),
+                unit_price: price,
+                ..price_template.clone()
+            })
+            .collect();
+        p
+    }
+
+    /// The set-wise batch writes exactly what product-by-product upserts write: SKUs that
+    /// move between products or leave one, changed categories and prices, and batches
+    /// naming a product or a SKU twice (the last occurrence wins).
+    #[test]
+    fn a_batch_writes_what_one_product_at_a_time_writes() {
+        let pages: Vec<Vec<CatalogProduct>> = vec![
+            vec![
+                with_skus("P-1", &["A", "B", "C"], "shirt", 100),
+                with_skus("P-2", &["D"], "cap", 200),
+            ],
+            // B leaves P-1 for P-2, C leaves the catalog's P-1 altogether.
+            vec![
+                with_skus("P-2", &["D", "B"], "hat", 210),
+                with_skus("P-1", &["A"], "shirt", 110),
+            ],
+            // The old owner after the new one, in one batch.
+            vec![
+                with_skus("P-3", &["A"], "sock", 5),
+                with_skus("P-1", &["E"], "shirt", 120),
+            ],
+            // A product twice, and a SKU in two products: one by one, the last wins.
+            vec![
+                with_skus("P-4", &["F", "G"], "belt", 300),
+                with_skus("P-4", &["F"], "belt", 310),
+                with_skus("P-5", &["D"], "scarf", 400),
+            ],
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let one = Store::open(&dir.path().join("one.db")).unwrap();
+        let batch = Store::open(&dir.path().join("batch.db")).unwrap();
+        for page in &pages {
+            one.background_write(|tx, _| {
+                for p in page {
+                    upsert_product(tx, p)?;
+                }
+                Ok(())
+            })
+            .unwrap();
+            batch
+                .background_write(|tx, _| upsert_products(tx, page))
+                .unwrap();
+            assert_eq!(dump(&one), dump(&batch));
+        }
+        let d = dump(&batch);
+        assert!(
+            d.contains(&"C|P-1|shirt C|Brand|0|[\"C-shirt\"]".to_string()),
+            "{d:?}"
+        );
+        assert!(
+            d.contains(&"G|P-4|belt G|Brand|0|[\"C-belt\"]".to_string()),
+            "{d:?}"
+        );
     }
 
     /// A background write that fails leaves the writer at synchronous=FULL.

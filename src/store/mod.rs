@@ -711,6 +711,11 @@ fn apply_pragmas(conn: &Connection) -> std::result::Result<(), Opened> {
     conn.execute_batch("PRAGMA cache_size = -16384")?;
     let cache: i64 = conn.query_row("PRAGMA cache_size", [], |r| r.get(0))?;
     expect_pragma("cache_size", &cache.to_string(), "-16384")?;
+    // Temporary tables (a catalog batch being staged, a full resync's list of what Omnium
+    // returned) and statement journals stay in memory: nothing of them reaches a disk.
+    conn.execute_batch("PRAGMA temp_store = MEMORY")?;
+    let temp: i64 = conn.query_row("PRAGMA temp_store", [], |r| r.get(0))?;
+    expect_pragma("temp_store", &temp.to_string(), "2")?;
     // Deleted rows (a delivered receipt's PDF, a forgotten customer) are overwritten with
     // zeros, not left in free pages.
     conn.execute_batch("PRAGMA secure_delete = ON")?;
