@@ -142,6 +142,13 @@ pub enum Created {
     AlreadyExists(String),
 }
 
+/// What the thread holding the token renewal knows of the token requests made.
+#[derive(Default)]
+struct TokenAttempts {
+    made: u64,
+    last_failure: Option<Failure>,
+}
+
 pub struct OmniumApi {
     transport: Arc<dyn Transport>,
     base_url: String,
@@ -149,8 +156,11 @@ pub struct OmniumApi {
     client_secret: Secret,
     /// The token in use; read under a short lock, never held across a request.
     token: Mutex<Option<Arc<Token>>>,
-    /// Held across the token request: one renewal at a time for every thread (single flight).
-    renewal: Mutex<()>,
+    /// Held across the token request: one renewal at a time for every thread (single
+    /// flight). Holds the number of token requests made and the failure of the last one, if
+    /// it failed: a thread that waited while another's request failed takes that failure
+    /// instead of asking again (each request sends the secret).
+    renewal: Mutex<TokenAttempts>,
     /// The client's secrets (client secret, tokens), masked in every message while it lives.
     secrets: crate::redact::Scope,
     clock: Arc<dyn Clock>,
@@ -164,6 +174,8 @@ pub struct OmniumApi {
     gate: Arc<user_gate::UserGate>,
     /// Set at close: no token is asked for again.
     forgotten: AtomicBool,
+    /// Token requests made so far (also in `renewal`; read without its lock).
+    token_requests: std::sync::atomic::AtomicU64,
     /// Pages served so far by the scroll of each resource (Products, Inventory).
     scrolls: Mutex<std::collections::HashMap<String, catalog::ScrollTrail>>,
     /// Omnium's clock (its `Date` header) on the last answer that had one; 0 = never.
@@ -204,13 +216,14 @@ impl OmniumApi {
             client_id: cfg.client_id.clone(),
             client_secret: cfg.client_secret.clone(),
             token: Mutex::new(None),
-            renewal: Mutex::new(()),
+            renewal: Mutex::new(TokenAttempts::default()),
             secrets,
             clock: Arc::new(SystemClock),
             last_healthy_at: AtomicI64::new(NEVER),
             last_healthy_write_at: AtomicI64::new(NEVER),
             gate: user_gate::UserGate::private(),
             forgotten: AtomicBool::new(false),
+            token_requests: Default::default(),
             scrolls: Mutex::default(),
             answer_date_ms: AtomicI64::new(0),
             answer_date_mono: AtomicI64::new(0),
@@ -301,7 +314,8 @@ impl OmniumApi {
         if let Some(t) = current().filter(|t| usable(t)) {
             return Ok(t);
         }
-        let flight = self.renewal.lock().unwrap_or_else(|p| p.into_inner());
+        let made_before = self.token_requests.load(Ordering::SeqCst);
+        let mut flight = self.renewal.lock().unwrap_or_else(|p| p.into_inner());
         // A newer token may have arrived while this thread waited for the renewal.
         let previous = current();
         if let Some(t) = previous.clone().filter(|t| usable(t)) {
@@ -310,7 +324,18 @@ impl OmniumApi {
         if self.forgotten.load(Ordering::SeqCst) {
             return Err(Failure::Unauthorized("the client is closed".into()));
         }
-        let token = self.request_token()?;
+        // Another thread's request failed while this one waited: its answer is this one's
+        // too (single flight for failures: the secret is not sent again at once).
+        if flight.made != made_before {
+            if let Some(f) = &flight.last_failure {
+                return Err(f.clone());
+            }
+        }
+        let asked = self.request_token();
+        flight.made += 1;
+        self.token_requests.store(flight.made, Ordering::SeqCst);
+        flight.last_failure = asked.as_ref().err().cloned();
+        let token = asked?;
         let now = self.clock.mono_ms();
         let lifetime = token_lifetime_ms(token.expires_in.as_ref());
         let value = token.access_token;
@@ -992,6 +1017,8 @@ mod tests {
     struct FakeOmnium {
         expires_in: String,
         token_delay: std::time::Duration,
+        /// Token requests are answered with this status instead (0: a token).
+        token_status: u16,
         tokens: std::sync::atomic::AtomicU64,
         valid_from: std::sync::atomic::AtomicU64,
     }
@@ -1001,6 +1028,7 @@ mod tests {
             Arc::new(FakeOmnium {
                 expires_in: expires_in.to_string(),
                 token_delay: std::time::Duration::ZERO,
+                token_status: 0,
                 tokens: Default::default(),
                 valid_from: Default::default(),
             })
@@ -1021,6 +1049,14 @@ mod tests {
             if req.url.contains("/api/token") {
                 std::thread::sleep(self.token_delay);
                 let n = self.tokens.fetch_add(1, Ordering::SeqCst) + 1;
+                if self.token_status != 0 {
+                    return Ok(HttpResponse {
+                        status: self.token_status,
+                        retry_after: None,
+                        date: None,
+                        body: Vec::new(),
+                    });
+                }
                 return Ok(ok(format!(
                     r#"{{"accessToken": "t{n}", "expiresIn": {}}}"#,
                     self.expires_in
@@ -1128,6 +1164,29 @@ mod tests {
             }
         });
         assert_eq!(fake.issued(), 1, "single flight");
+    }
+
+    /// A token request that fails is not repeated by each thread that was waiting for it:
+    /// they all take its failure (each request would send the secret again).
+    #[test]
+    fn threads_waiting_for_a_token_share_its_failure() {
+        for status in [401, 503] {
+            let clock = Arc::new(crate::clock::ManualClock::new(0));
+            let mut fake = FakeOmnium::new("864000");
+            let f = Arc::get_mut(&mut fake).unwrap();
+            f.token_delay = std::time::Duration::from_millis(300);
+            f.token_status = status;
+            let api = api(&fake, &clock);
+            std::thread::scope(|s| {
+                for _ in 0..8 {
+                    s.spawn(|| assert!(api.get_json("/api/Markets").is_err()));
+                }
+            });
+            assert_eq!(fake.issued(), 1, "HTTP {status}: one request for all threads");
+            // A later call asks again: a failure is shared, not cached.
+            assert!(api.get_json("/api/Markets").is_err());
+            assert_eq!(fake.issued(), 2);
+        }
     }
 
     #[test]
