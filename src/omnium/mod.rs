@@ -1182,7 +1182,11 @@ mod tests {
                     s.spawn(|| assert!(api.get_json("/api/Markets").is_err()));
                 }
             });
-            assert_eq!(fake.issued(), 1, "HTTP {status}: one request for all threads");
+            assert_eq!(
+                fake.issued(),
+                1,
+                "HTTP {status}: one request for all threads"
+            );
             // A later call asks again: a failure is shared, not cached.
             assert!(api.get_json("/api/Markets").is_err());
             assert_eq!(fake.issued(), 2);

@@ -240,6 +240,11 @@ impl OrderQuery {
     }
 
     fn matches(&self, o: &Value, modified_ms: i64) -> bool {
+        self.matches_lazy(o, || modified_ms)
+    }
+
+    /// [`Self::matches`], reading `modified` only for an order the other filters keep.
+    fn matches_lazy(&self, o: &Value, modified_ms: impl FnOnce() -> i64) -> bool {
         // `selectedStores` is the selling store only, never the pickup place.
         let store_ok = self.stores.is_empty()
             || o["storeId"]
@@ -259,7 +264,7 @@ impl OrderQuery {
                     .iter()
                     .any(|x| x.eq_ignore_ascii_case(s))
             });
-        store_ok && type_ok && status_ok && in_window(modified_ms, self.from, self.to)
+        store_ok && type_ok && status_ok && in_window(modified_ms(), self.from, self.to)
     }
 }
 
@@ -538,11 +543,27 @@ impl State {
             Ok(q) => q,
             Err(msg) => return Response::text(400, &msg),
         };
-        let mut hits: Vec<(i64, String, Value)> = self
-            .indexed_orders(now)
-            .into_iter()
-            .filter(|(m, _, v)| q.matches(v, *m))
-            .collect();
+        let mut hits: Vec<(i64, String, Value)> = if self.catalog.index_lag_ms <= 0 {
+            // No index lag: the orders themselves, and only the hits copied (a fleet of
+            // tills searching every few seconds over tens of thousands of orders).
+            self.orders
+                .iter()
+                .filter_map(|(id, o)| {
+                    if o.queued_until.is_some_and(|t| now < t) {
+                        let v = o.view(now);
+                        let m = modified_ms(&v);
+                        return q.matches(&v, m).then(|| (m, id.clone(), v));
+                    }
+                    q.matches_lazy(&o.order, || modified_ms(&o.order))
+                        .then(|| (modified_ms(&o.order), id.clone(), o.order.clone()))
+                })
+                .collect()
+        } else {
+            self.indexed_orders(now)
+                .into_iter()
+                .filter(|(m, _, v)| q.matches(v, *m))
+                .collect()
+        };
         match q.modified_sort {
             None => hits.sort_by(|a, b| a.1.cmp(&b.1)),
             Some(true) => hits.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1))),
