@@ -144,6 +144,7 @@ impl Admin {
     /// Opens an existing flow-omnium database beside whoever holds it. `writable` opens a
     /// read-write connection (for retry and forget); otherwise every write fails.
     pub fn open(path: &Path, writable: bool) -> Result<Admin> {
+        crate::store::prepare_sqlite();
         let path = files::checked_path(path)?;
         match files::inspect(&path)? {
             files::Existing::Ours | files::Existing::Untagged => {}

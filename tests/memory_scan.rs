@@ -1,8 +1,9 @@
-//! After `fo_client_close` the client secret and every token are gone from the process's
-//! memory, not only from logs: tests/c/memscan.c scans its own writable memory through
-//! /proc/self/mem, first while the client is open (the scan must find both: it works), then
-//! after close (it must find neither). A forgotten customer's name is scanned for in the
-//! database and WAL by tests/storage_files.rs.
+//! After `fo_client_close` the client secret, every token and the name of a customer
+//! forgotten with `fo_forget_customer` are gone from the process's memory, not only from
+//! logs: tests/c/memscan.c scans its own writable memory through /proc/self/mem, first while
+//! the client is open and holds them (the scan must find each: it works), then after close
+//! (it must find none; SQLite's freed memory included, src/store/sqlite_heap.rs). The
+//! database and WAL are scanned for the name by tests/storage_files.rs.
 
 mod common;
 
@@ -16,7 +17,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 #[test]
-fn neither_the_secret_nor_a_token_survives_fo_client_close_in_memory() {
+fn neither_the_secret_nor_a_token_nor_a_forgotten_name_survives_fo_client_close_in_memory() {
     if !std::path::Path::new("/proc/self/mem").exists() {
         panic!("this test needs /proc/self/mem (Linux)");
     }

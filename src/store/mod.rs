@@ -12,6 +12,8 @@ mod salvage;
 
 pub use back_office::{Erased, FetchQueue, OrderChange, PushLevel, Retention};
 mod schema;
+#[cfg(feature = "wipe-heap")]
+pub mod sqlite_heap;
 /// The schema version this build writes (`PRAGMA user_version`).
 pub use schema::LATEST as SCHEMA_VERSION;
 
@@ -149,6 +151,7 @@ impl Store {
     /// A flow-omnium database that is damaged is moved aside (never deleted), a fresh one is
     /// created, and the outbox jobs still readable are carried over: see [`Store::damage`].
     pub fn open(path: &Path) -> Result<Store> {
+        prepare_sqlite();
         let path = files::checked_path(path)?;
         // A client of this process holds it: refused before the file is even read (closing
         // a descriptor of it would drop that client's SQLite locks).
@@ -215,6 +218,7 @@ impl Store {
     /// Opens an existing database for reading only, beside a client that holds it (an
     /// operator tool): no lock, no migration, no recovery, no worker. Writes fail.
     pub fn open_read_only(path: &Path) -> Result<Store> {
+        prepare_sqlite();
         let path = files::checked_path(path)?;
         let existing = files::inspect(&path)?;
         if existing == files::Existing::Untagged {
@@ -505,6 +509,13 @@ impl From<Error> for Opened {
 /// Flags for every connection: never through a symlink, never a URI.
 pub(super) const BASE_FLAGS: OpenFlags =
     OpenFlags::SQLITE_OPEN_NO_MUTEX.union(OpenFlags::SQLITE_OPEN_NOFOLLOW);
+
+/// Configures SQLite before the first connection of the process: with `wipe-heap`, its
+/// freed memory is wiped ([`sqlite_heap`]). Every way the library opens a database calls it.
+pub fn prepare_sqlite() {
+    #[cfg(feature = "wipe-heap")]
+    sqlite_heap::install();
+}
 
 fn open_reader(path: &Path) -> Result<Connection> {
     let c = Connection::open_with_flags(path, BASE_FLAGS | OpenFlags::SQLITE_OPEN_READ_ONLY)?;

@@ -1,5 +1,6 @@
-/* After fo_client_close, neither the client secret nor any token Omnium issued is left in
- * the process's memory (tests/memory_scan.rs drives this program).
+/* After fo_client_close, neither the client secret nor any token Omnium issued nor the name
+ * of a customer forgotten with fo_forget_customer is left in the process's memory
+ * (tests/memory_scan.rs drives this program).
  *
  *   memscan <base_url> <database_path> <secret as hex>
  *
@@ -7,8 +8,9 @@
  * into the config buffer, which is wiped after fo_client_open. The program records a sale and
  * flushes, prints "flushed", reads the tokens the simulator issued (hex, one line), and scans
  * its own writable memory (/proc/self/maps + /proc/self/mem) while the client is open: both
- * must be found there, which shows the scan sees them. It then closes the client and scans
- * again: nothing may be found. Needles are kept XOR-masked, so the scan never plants the very
+ * must be found there, which shows the scan sees them. The customer's name, made up at run
+ * time, is recorded, delivered, found by a scan, then forgotten. It then closes the client
+ * and scans again: nothing may be found. Needles are kept XOR-masked, so the scan never plants the very
  * bytes it looks for. Prints "memscan: N passed, M failed". */
 #define _GNU_SOURCE
 #include "flow_omnium.h"
@@ -17,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MASK 0x5A
@@ -165,6 +168,26 @@ int main(int argc, char **argv) {
     explicit_bzero(tokens, sizeof tokens);
     check(n_needles >= 2, "the secret and at least one token to look for");
 
+    /* A customer whose last name exists nowhere else: made up now, kept masked. */
+    char name[40];
+    snprintf(name, sizeof name, "Qzmemscanova%08lx", (unsigned long)(getpid() * 2654435761u ^ (unsigned long)time(NULL)));
+    char name_hex[2 * sizeof name + 1];
+    for (size_t i = 0; name[i]; i++) snprintf(name_hex + 2 * i, 3, "%02x", (unsigned char)name[i]);
+    int name_needle = n_needles;
+    add_needle("forgotten customer's name", name_hex, strlen(name_hex));
+    explicit_bzero(name_hex, sizeof name_hex);
+    char *customer = malloc(512);
+    snprintf(customer, 512,
+             "{\"id\": \"C-MEM-1\", \"type\": \"person\", \"first_name\": \"Kari\","
+             " \"last_name\": \"%s\", \"email\": \"kari@example.com\"}", name);
+    explicit_bzero(name, sizeof name);
+    rc = fo_record_customer(c, customer);
+    explicit_bzero(customer, 512);
+    free(customer);
+    check(rc == FO_OK, "fo_record_customer");
+    rc = fo_flush(c, 10000);
+    check(rc == FO_OK, "fo_flush (customer)");
+
     long counts[MAX_NEEDLES];
     scan(counts);
     /* While the client is open it holds the secret and its token: the scan must see them. */
@@ -172,7 +195,12 @@ int main(int argc, char **argv) {
     long live_tokens = 0;
     for (int k = 1; k < n_needles; k++) live_tokens += counts[k];
     check(live_tokens >= 1, "the scan finds the token while the client is open");
-    printf("open: secret %ld, tokens %ld\n", counts[0], live_tokens);
+    check(counts[name_needle] >= 1, "the scan finds the customer's name while it is held");
+    printf("open: secret %ld, tokens %ld, customer's name %ld\n", counts[0], live_tokens,
+           counts[name_needle]);
+
+    rc = fo_forget_customer(c, "C-MEM-1");
+    check(rc == FO_OK, "fo_forget_customer");
 
     fo_client_close(c);
     scan(counts);
