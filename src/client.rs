@@ -608,6 +608,15 @@ impl Client {
             "last_push_at": stored_time("last_push_at")?,
             "last_pull_at": stored_time("last_pull_at")?,
             "pulling": link.pulling,
+            "failing_datasets": self
+                .store
+                .pull_failures()?
+                .into_iter()
+                .map(|(dataset, since, runs, error)| json!({
+                    "dataset": dataset, "failing_since": time(Some(since)),
+                    "failed_runs": runs, "last_error": error,
+                }))
+                .collect::<Vec<_>>(),
         })
         .to_string())
     }

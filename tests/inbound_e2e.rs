@@ -140,11 +140,47 @@ fn the_full_resync_removes_orders_and_purchase_orders_omnium_no_longer_returns()
         2,
         "a failed data set wipes nothing"
     );
+    // fo_status says which data set keeps failing, since when and why.
+    let failing = |client: &Client| {
+        status(client)["failing_datasets"]
+            .as_array()
+            .expect("failing_datasets is a list")
+            .iter()
+            .find(|d| d["dataset"] == "purchase_orders")
+            .cloned()
+    };
+    let mut f = None;
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            f = failing(&client);
+            f.as_ref()
+                .is_some_and(|f| f["failed_runs"].as_i64() >= Some(2))
+        }),
+        "{}",
+        status(&client)
+    );
+    let f = f.unwrap();
+    assert!(f["failing_since"].is_string(), "{f}");
+    assert!(f["last_error"].as_str().unwrap().contains("403"), "{f}");
+    assert_eq!(
+        status(&client)["failing_datasets"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "the others are pulled: {}",
+        status(&client)
+    );
     sim.clear_faults();
     assert!(
         wait_until(Duration::from_secs(20), || purchase_order_ids(&client)
             == [kept_po.clone()]),
         "{:?}",
         purchase_order_ids(&client)
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || failing(&client).is_none()),
+        "no longer reported once pulled: {}",
+        status(&client)
     );
 }

@@ -442,6 +442,15 @@ func isTimeout(err error) bool {
 	return ok && e.Code == CodeTimeout
 }
 
+// FailingDataset is a data set whose last pull failed: since when, how many pull runs in a
+// row, and Omnium's short reason.
+type FailingDataset struct {
+	Dataset      string `json:"dataset"`
+	FailingSince string `json:"failing_since"`
+	FailedRuns   int    `json:"failed_runs"`
+	LastError    string `json:"last_error"`
+}
+
 // Status is the sync status (fo_status).
 type Status struct {
 	Online bool `json:"online"`
@@ -455,6 +464,8 @@ type Status struct {
 	LastPushAt    *string `json:"last_push_at"`
 	LastPullAt    *string `json:"last_pull_at"`
 	Pulling       bool    `json:"pulling"`
+	// FailingDatasets lists each data set whose last pull failed (empty when none).
+	FailingDatasets []FailingDataset `json:"failing_datasets"`
 	// Raw is the whole JSON, for fields added later.
 	Raw json.RawMessage `json:"-"`
 }

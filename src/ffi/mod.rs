@@ -913,8 +913,13 @@ pub unsafe extern "C" fn fo_flush(c: *mut fo_client, timeout_ms: u32) -> fo_resu
 }
 
 /// The sync status as JSON: `{"online", "outbox": {"pending", "blocked", "dead",
-/// "oldest_pending_at"}, "next_attempt_at", "last_push_at", "last_pull_at", "pulling"}`
-/// (`pulling`, an addition, is true while a pull run is in progress).
+/// "oldest_pending_at"}, "next_attempt_at", "last_push_at", "last_pull_at", "pulling",
+/// "failing_datasets"}` (additions: `pulling` is true while a pull run is in progress;
+/// `failing_datasets` lists each data set whose last pull failed, `[{"dataset", "failing_since",
+/// "failed_runs", "last_error"}]`, empty when none: `dataset` is `stores`, `categories`,
+/// `products`, `stock`, `orders` or `purchase_orders`, `failed_runs` counts pull runs in a row,
+/// `last_error` is Omnium's short reason; the till keeps its last data for that set, and
+/// `last_pull_at` still moves with the others).
 /// Free `*out_json` with `fo_string_free`.
 ///
 /// Results: `FO_OK`; `FO_NULL_ARGUMENT` (`c` or `out_json` is NULL); `FO_INVALID_INPUT` also

@@ -391,6 +391,50 @@ impl Store {
         Ok(gone)
     }
 
+    /// Notes that pulling `dataset` failed this run: its first failure time stays, the
+    /// count of runs in a row grows, the last reason is kept (already cut short and
+    /// redacted by the HTTP client; capped again here).
+    pub fn note_pull_failure(&self, dataset: &str, now_ms: i64, reason: &str) -> Result<()> {
+        let reason: String = reason.chars().take(200).collect();
+        self.conn().execute(
+            "INSERT INTO sync_state (key, value)
+             VALUES ('pull_failure:' || ?1, json_object('since', ?2, 'runs', 1, 'error', ?3))
+             ON CONFLICT (key) DO UPDATE SET value = json_set(value,
+               '$.runs', COALESCE(json_extract(value, '$.runs'), 0) + 1, '$.error', ?3)",
+            params![dataset, now_ms, reason],
+        )?;
+        Ok(())
+    }
+
+    /// `dataset` was pulled without failing: it is no longer reported.
+    pub fn clear_pull_failure(&self, dataset: &str) -> Result<()> {
+        self.conn().execute(
+            "DELETE FROM sync_state WHERE key = 'pull_failure:' || ?1",
+            [dataset],
+        )?;
+        Ok(())
+    }
+
+    /// Data sets whose last pull failed: `(dataset, since_ms, failed runs in a row, reason)`.
+    pub fn pull_failures(&self) -> Result<Vec<(String, i64, i64, String)>> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT substr(key, 14), json_extract(value, '$.since'), json_extract(value, '$.runs'),
+                        json_extract(value, '$.error')
+                 FROM sync_state WHERE key LIKE 'pull_failure:%' ORDER BY key",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get::<_, Option<i64>>(1)?.unwrap_or(0),
+                    r.get::<_, Option<i64>>(2)?.unwrap_or(0),
+                    r.get::<_, Option<String>>(3)?.unwrap_or_default(),
+                ))
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+    }
+
     /// Removes an inbound order from the till (moved to another store, or gone from
     /// Omnium); its `(order_type, status)` when it was held.
     pub fn remove_inbound_order(&self, id: &str) -> Result<Option<(String, String)>> {

@@ -236,13 +236,27 @@ impl Puller {
             Dataset::Orders | Dataset::PurchaseOrders => self.pull_search(sync, dataset),
         };
         let finished = match result {
-            Ok(done) => done,
+            Ok(true) => {
+                if let Err(e) = sync.store.clear_pull_failure(dataset.name()) {
+                    log::warn!("cannot record that {} was pulled: {e}", dataset.name());
+                }
+                true
+            }
+            Ok(false) => false,
             // Omnium refuses or fails this data set (a missing role, an endpoint that errs):
             // the others still come, and this one is tried again on the next run from its
             // committed cursor. Only an Omnium that is down, throttling or refusing the API
             // user stops the run.
             Err(f @ (Failure::Rejected { .. } | Failure::Uncertain(_) | Failure::Busy(_))) => {
                 log::error!("pulling {} failed: {f}", dataset.name());
+                // Reported in fo_status until the data set is pulled whole again.
+                if let Err(e) = sync.store.note_pull_failure(
+                    dataset.name(),
+                    sync.clock.wall_ms(),
+                    &f.to_string(),
+                ) {
+                    log::warn!("cannot record that {} failed: {e}", dataset.name());
+                }
                 self.scroll = None;
                 self.reset_search();
                 self.search_type = 0;
