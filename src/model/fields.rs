@@ -227,13 +227,25 @@ impl<'a> Fields<'a> {
     pub fn objects_opt(&self, key: &str) -> Result<Option<Vec<Fields<'a>>>> {
         match self.get(key) {
             None => Ok(None),
-            Some(Value::Array(items)) => items
-                .iter()
-                .enumerate()
-                .map(|(i, v)| Fields::new(v, &format!("{}[{i}]", self.path(key))))
-                .map(|r| r.map_err(|e| Error::InvalidInput(e.to_string())))
-                .collect::<Result<Vec<_>>>()
-                .map(Some),
+            Some(Value::Array(items)) => {
+                let base = self.path(key);
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| match v {
+                        // The item's path is formatted once, straight into its reader.
+                        Value::Object(obj) => Ok(Fields {
+                            obj,
+                            path: format!("{base}[{i}]"),
+                        }),
+                        other => Err(Error::InvalidInput(format!(
+                            "{base}[{i}]: expected a JSON object, got {}",
+                            type_name(other)
+                        ))),
+                    })
+                    .collect::<Result<Vec<_>>>()
+                    .map(Some)
+            }
             Some(other) => Err(self.wrong(key, "an array", other)),
         }
     }
@@ -303,7 +315,8 @@ pub fn canonical_json(value: &Value) -> String {
             .is_ok_and(|text| text == r#"{"a":2,"b":1}"#)
     });
     if sorted {
-        return value.to_string();
+        // Straight into a byte buffer: `to_string` (Display) would go through a formatter.
+        return serde_json::to_string(value).unwrap_or_else(|_| value.to_string());
     }
     sorted_json(value)
 }

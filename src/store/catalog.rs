@@ -914,6 +914,38 @@ fn product_view(c: &Connection, sku: &str, now_ms: i64) -> Result<Option<Product
     Ok(Some(view))
 }
 
+/// Rows per INSERT of stock movements, largest first.
+const MOVEMENT_ROWS_PER_INSERT: [usize; 3] = [16, 4, 1];
+
+/// `INSERT INTO stock_movement … VALUES` with `rows` rows: parameters 4i+1..4i+4 are row i's
+/// line, SKU, warehouse and quantity, the last one the job id.
+fn movement_insert(rows: usize) -> &'static str {
+    static SQL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let all = SQL.get_or_init(|| {
+        MOVEMENT_ROWS_PER_INSERT
+            .iter()
+            .map(|&n| {
+                let job = 4 * n + 1;
+                let values: Vec<String> = (0..n)
+                    .map(|i| {
+                        let p = 4 * i;
+                        format!("(?{job}, ?{}, ?{}, ?{}, ?{})", p + 1, p + 2, p + 3, p + 4)
+                    })
+                    .collect();
+                format!(
+                    "INSERT INTO stock_movement (job_id, line, sku, warehouse_id, quantity) VALUES {}",
+                    values.join(", ")
+                )
+            })
+            .collect()
+    });
+    let i = MOVEMENT_ROWS_PER_INSERT
+        .iter()
+        .position(|&n| n == rows)
+        .unwrap_or(MOVEMENT_ROWS_PER_INSERT.len() - 1);
+    &all[i]
+}
+
 impl Store {
     /// Stamps a delivered job's stock movements with the instant Omnium accepted it.
     pub(crate) fn mark_movements_delivered(
@@ -927,15 +959,30 @@ impl Store {
     }
 
     pub(crate) fn insert_movements(
-        tx: &Transaction,
+        tx: &rusqlite::Connection,
         job_id: i64,
         effects: &[StockEffect],
     ) -> Result<()> {
-        for (line, e) in effects.iter().enumerate() {
-            tx.prepare_cached(
-                "INSERT INTO stock_movement (job_id, line, sku, warehouse_id, quantity) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![job_id, line as i64, e.sku, e.warehouse_id, e.quantity])?;
+        // Several rows per statement (fixed sizes, so each statement is prepared once): each
+        // statement executed costs more than the row it adds.
+        let mut line = 0;
+        while line < effects.len() {
+            let left = effects.len() - line;
+            let rows = MOVEMENT_ROWS_PER_INSERT
+                .into_iter()
+                .find(|&n| n <= left)
+                .unwrap_or(1);
+            let mut stmt = tx.prepare_cached(movement_insert(rows))?;
+            for (i, e) in effects[line..line + rows].iter().enumerate() {
+                let at = 4 * i;
+                stmt.raw_bind_parameter(at + 1, (line + i) as i64)?;
+                stmt.raw_bind_parameter(at + 2, e.sku.as_str())?;
+                stmt.raw_bind_parameter(at + 3, e.warehouse_id.as_str())?;
+                stmt.raw_bind_parameter(at + 4, e.quantity)?;
+            }
+            stmt.raw_bind_parameter(4 * rows + 1, job_id)?;
+            stmt.raw_execute()?;
+            line += rows;
         }
         Ok(())
     }

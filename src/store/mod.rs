@@ -4,8 +4,10 @@
 
 mod back_office;
 mod catalog;
+mod checkpoint;
 pub mod files;
 mod fold;
+mod group;
 mod outbox;
 mod replace;
 mod salvage;
@@ -74,6 +76,11 @@ pub struct Store {
     retention: Mutex<Retention>,
     /// The outbox's claims and read-back timing (see [`Claims`]).
     claims: Claims,
+    /// The thread that checkpoints the WAL so that no recording call does (stopped with the
+    /// lock's release). `None` for a read-only store.
+    wal_thread: Mutex<Option<checkpoint::Checkpointer>>,
+    /// Recording calls on several threads share commits (see [`group`]).
+    group: group::Group,
 }
 
 /// Claim tokens, the schedule's clock and the settle time before a read-back.
@@ -169,7 +176,7 @@ impl Store {
         if files::inspect(&path)? == files::Existing::Missing {
             files::create_private(&path)?;
         }
-        let conn = match open_checked(&path) {
+        let mut conn = match open_checked(&path) {
             Ok(conn) => conn,
             Err(Opened::Damaged(reason)) => {
                 replace::replace(&path, &reason)?;
@@ -192,6 +199,7 @@ impl Store {
         };
         let damage = replace::take_report(&conn)?;
         files::make_private(&path)?;
+        let wal_thread = checkpoint::Checkpointer::start(&mut conn, &path);
         let store = Store {
             checkpointer: Mutex::new(Checkpointer::default()),
             conn: Mutex::new(conn),
@@ -205,6 +213,8 @@ impl Store {
             damage,
             retention: Mutex::new(Retention::default()),
             claims: Claims::default(),
+            wal_thread: Mutex::new(wal_thread),
+            group: group::Group::default(),
         };
         // Anything a request of the last process sent has left by now.
         use crate::clock::Clock;
@@ -250,6 +260,8 @@ impl Store {
             damage: None,
             retention: Mutex::new(Retention::default()),
             claims: Claims::default(),
+            wal_thread: Mutex::new(None),
+            group: group::Group::default(),
         }
     }
 
@@ -323,6 +335,13 @@ impl Store {
     /// Lets another client open the database: called once this client's worker has stopped
     /// and no call may write any more (a closed client whose handle lives on).
     pub fn release_lock(&self) {
+        // The checkpoint thread's connection goes first (it stops between checkpoints).
+        drop(
+            self.wal_thread
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take(),
+        );
         self.lock.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
 
@@ -335,7 +354,16 @@ impl Store {
         &self.path
     }
 
+    /// The writer, with no recording batch open on it: one left open by recording callers
+    /// is committed (and its members told) first.
     pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
+        let conn = self.conn_raw();
+        self.group.finish(&conn);
+        conn
+    }
+
+    /// The writer as it is (a recording batch may be open on it; see [`Store::conn`]).
+    fn conn_raw(&self) -> MutexGuard<'_, Connection> {
         use std::sync::atomic::Ordering;
         use std::sync::TryLockError;
         // A panic while holding the lock leaves SQLite consistent (transactions roll back
@@ -379,6 +407,9 @@ impl Store {
             if !self.callers_waiting() || started.elapsed() >= BACKGROUND_MAX_DEFER {
                 let guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
                 if !self.callers_waiting() || started.elapsed() >= BACKGROUND_MAX_DEFER {
+                    // A recording batch left open for a caller still on its way is
+                    // committed first: no background transaction runs inside one.
+                    self.group.finish(&guard);
                     return guard;
                 }
             }
@@ -425,7 +456,7 @@ impl Store {
     /// checkpoint would otherwise run inside whichever commit crosses 1,000 pages, a
     /// record call's included, holding the writer lock for its whole copy and sync. PASSIVE:
     /// it never waits for readers or the writer and copies what it can. At most every
-    /// `CHECKPOINT_EVERY`; a failure is only logged (the automatic checkpoint remains).
+    /// `CHECKPOINT_EVERY`; a failure is only logged (the WAL thread, `checkpoint.rs`, remains).
     pub(crate) fn checkpoint_aside(&self) {
         let mut cp = self.checkpointer.lock().unwrap_or_else(|p| p.into_inner());
         if cp.last.is_some_and(|t| t.elapsed() < CHECKPOINT_EVERY) {
@@ -481,6 +512,18 @@ impl Store {
             [key, value],
         )?;
         Ok(())
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        // Stop the checkpoint thread before the database lock goes with the other fields.
+        drop(
+            self.wal_thread
+                .get_mut()
+                .unwrap_or_else(|p| p.into_inner())
+                .take(),
+        );
     }
 }
 

@@ -36,7 +36,7 @@ pub enum Recorded {
 /// Access to what is already recorded, inside the recording transaction (reads, and the
 /// writes that must commit with the event).
 pub struct Lookup<'t> {
-    pub(crate) tx: &'t Transaction<'t>,
+    pub(crate) tx: &'t rusqlite::Connection,
 }
 
 impl Lookup<'_> {
@@ -222,6 +222,74 @@ pub(crate) fn content_hash(content: &str) -> String {
     format!("{h:032x}")
 }
 
+/// Ends a recording caller's part in its batch if `check` panics: its savepoint is rolled
+/// back and the batch committed for the others.
+struct UndoOnUnwind<'a> {
+    group: &'a super::group::Group,
+    conn: &'a rusqlite::Connection,
+    armed: bool,
+}
+
+impl Drop for UndoOnUnwind<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.group
+                .undo_member(self.conn, &Error::Internal("a recording panicked".into()));
+            self.group.finish(self.conn);
+        }
+    }
+}
+
+/// One event's rows, inside the recording batch's transaction (see [`Store::record`]).
+fn record_in<F>(tx: &rusqlite::Connection, job: &NewJob, now_ms: i64, check: F) -> Result<Recorded>
+where
+    F: FnOnce(&Lookup) -> Result<Extras>,
+{
+    let existing: Option<(i64, String)> = tx
+        .prepare_cached("SELECT id, content FROM outbox_job WHERE kind = ?1 AND event_id = ?2")?
+        .query_row([job.kind, job.event_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    if let Some((id, content)) = existing {
+        return if content == job.content {
+            Ok(Recorded::AlreadyRecorded(id))
+        } else {
+            Err(Error::Conflict(format!(
+                "{} {:?} is already recorded with different content",
+                job.kind, job.event_id
+            )))
+        };
+    }
+    // Delivered and purged since: the compact record still knows it, so a till that
+    // replays an old event never has it stored and sent again.
+    let delivered: Option<String> = tx
+        .prepare_cached("SELECT content_hash FROM delivered_id WHERE kind = ?1 AND event_id = ?2")?
+        .query_row([job.kind, job.event_id], |r| r.get(0))
+        .optional()?;
+    if let Some(hash) = delivered {
+        return if hash == content_hash(job.content) {
+            Ok(Recorded::AlreadyRecorded(0))
+        } else {
+            Err(Error::Conflict(format!(
+                "{} {:?} was recorded and delivered earlier with different content",
+                job.kind, job.event_id
+            )))
+        };
+    }
+    let Extras { effects, extra } = check(&Lookup { tx })?;
+    tx.prepare_cached(
+        "INSERT INTO outbox_job (kind, event_id, entity_id, content, extra, next_attempt_at, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+    )?
+    .execute(params![job.kind, job.event_id, job.entity_id, job.content, extra, now_ms])?;
+    let id = tx.last_insert_rowid();
+    Store::insert_movements(tx, id, &effects)?;
+    if let Some(blob) = job.blob {
+        tx.prepare_cached("INSERT INTO receipt_pdf (job_id, pdf) VALUES (?1, ?2)")?
+            .execute(params![id, blob])?;
+    }
+    Ok(Recorded::New(id))
+}
+
 /// An earlier job of the same entity that is not delivered yet. A customer or a stock
 /// push is state, not an event: a newer one supersedes a dead older one of its kind (which
 /// stays dead and visible), so only a live older one holds it.
@@ -240,58 +308,68 @@ impl Store {
     /// `AlreadyRecorded`; with other content it is `Error::Conflict`. `check` runs inside
     /// the transaction for rules that depend on what is already recorded, and returns the
     /// event's effect on local stock, stored with it.
+    ///
+    /// Calls on several threads at once share one transaction and one commit (see
+    /// `store::group`); each returns only after the commit holding its rows.
     pub fn record<F>(&self, job: &NewJob, now_ms: i64, check: F) -> Result<Recorded>
     where
         F: FnOnce(&Lookup) -> Result<Extras>,
     {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let existing: Option<(i64, String)> = tx
-            .prepare_cached("SELECT id, content FROM outbox_job WHERE kind = ?1 AND event_id = ?2")?
-            .query_row([job.kind, job.event_id], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
-        if let Some((id, content)) = existing {
-            return if content == job.content {
-                Ok(Recorded::AlreadyRecorded(id))
-            } else {
-                Err(Error::Conflict(format!(
-                    "{} {:?} is already recorded with different content",
-                    job.kind, job.event_id
-                )))
-            };
+        use std::sync::atomic::Ordering;
+        let group = &self.group;
+        group.waiting.fetch_add(1, Ordering::AcqRel);
+        let conn = self.conn_raw();
+        group.waiting.fetch_sub(1, Ordering::AcqRel);
+        let batch = group.join(&conn)?;
+        let own = match conn
+            .prepare_cached("SAVEPOINT rec")
+            .and_then(|mut s| s.execute([]))
+        {
+            Err(e) => Err(Error::from(e)),
+            Ok(_) => {
+                // Should `check` panic, the guard undoes this caller's part and commits the
+                // others' before the writer is unlocked.
+                let mut guard = UndoOnUnwind {
+                    group,
+                    conn: &conn,
+                    armed: true,
+                };
+                let own = record_in(&conn, job, now_ms, check);
+                guard.armed = false;
+                let own = own.and_then(|r| {
+                    conn.prepare_cached("RELEASE rec")
+                        .and_then(|mut s| s.execute([]))
+                        .map_err(Error::from)
+                        .map(|_| r)
+                });
+                match &own {
+                    Ok(_) => group.add_member(),
+                    Err(e) => group.undo_member(&conn, e),
+                }
+                own
+            }
+        };
+        if group.leave_to_next() {
+            // Another recording caller is about to take the writer: it (or the next one)
+            // commits this batch.
+            drop(conn);
+            let recorded = own?;
+            group.wait(batch)?;
+            return Ok(recorded);
         }
-        // Delivered and purged since: the compact record still knows it, so a till that
-        // replays an old event never has it stored and sent again.
-        let delivered: Option<String> = tx
-            .prepare_cached(
-                "SELECT content_hash FROM delivered_id WHERE kind = ?1 AND event_id = ?2",
-            )?
-            .query_row([job.kind, job.event_id], |r| r.get(0))
-            .optional()?;
-        if let Some(hash) = delivered {
-            return if hash == content_hash(job.content) {
-                Ok(Recorded::AlreadyRecorded(0))
-            } else {
-                Err(Error::Conflict(format!(
-                    "{} {:?} was recorded and delivered earlier with different content",
-                    job.kind, job.event_id
-                )))
-            };
+        let finished = group.finish(&conn);
+        drop(conn);
+        let recorded = own?;
+        match finished {
+            Some((id, result)) if id == batch => {
+                group.collect_own(id);
+                result?;
+                Ok(recorded)
+            }
+            _ => Err(Error::Internal(
+                "a recording's commit batch ended without it".into(),
+            )),
         }
-        let Extras { effects, extra } = check(&Lookup { tx: &tx })?;
-        tx.prepare_cached(
-            "INSERT INTO outbox_job (kind, event_id, entity_id, content, extra, next_attempt_at, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-        )?
-        .execute(params![job.kind, job.event_id, job.entity_id, job.content, extra, now_ms])?;
-        let id = tx.last_insert_rowid();
-        Store::insert_movements(&tx, id, &effects)?;
-        if let Some(blob) = job.blob {
-            tx.prepare_cached("INSERT INTO receipt_pdf (job_id, pdf) VALUES (?1, ?2)")?
-                .execute(params![id, blob])?;
-        }
-        tx.commit()?;
-        Ok(Recorded::New(id))
     }
 
     /// Records state (a customer): a pending job of the same entity that is not in flight

@@ -1,0 +1,347 @@
+//! Group commit for recording calls made at the same time on several threads.
+//!
+//! Every recorded event must be durable before its call returns, and with
+//! `synchronous=FULL` each commit is an fsync: one thread after another, eight threads get
+//! no more through than one. So calls that arrive while another holds the writer share one
+//! transaction and one fsync:
+//!
+//! * A caller takes the writer and, if no batch transaction is open, opens one
+//!   (`BEGIN IMMEDIATE`). Its own work runs in a `SAVEPOINT`: when it fails (a conflict, a
+//!   rule checked against what is recorded) only its own rows are rolled back and only it
+//!   gets the error; the others' rows stay in the batch.
+//! * Then, if other recording callers are already waiting for the writer (and the batch is
+//!   not full), it leaves the commit to them and waits; otherwise it commits the batch (one
+//!   fsync) and tells every member the outcome. A lone caller commits at once: no hop to
+//!   another thread, no waiting for company.
+//! * A member returns `Ok` only after the COMMIT that holds its rows returned; a commit that
+//!   fails fails every member (nothing was written); an error that made SQLite roll the
+//!   whole transaction back fails every member before it too.
+//! * Anyone else who takes the writer (the worker) first commits an open batch the same way,
+//!   so no other transaction ever runs inside one.
+
+use crate::error::{Error, Result};
+use rusqlite::Connection;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
+
+/// At most this many callers share one commit: a steady stream still commits regularly.
+pub const MAX_MEMBERS: usize = 64;
+
+#[derive(Default)]
+pub(crate) struct Group {
+    /// Recording callers waiting for the writer's lock (counted before they lock it).
+    pub(crate) waiting: AtomicUsize,
+    state: Mutex<State>,
+    done: Condvar,
+    /// Tests: the next commit fails as a full disk would (and is rolled back).
+    #[cfg(test)]
+    pub(crate) fail_commit: std::sync::atomic::AtomicBool,
+    /// Tests: commits made.
+    #[cfg(test)]
+    pub(crate) commits: AtomicUsize,
+}
+
+#[derive(Default)]
+struct State {
+    /// The open batch: its number and how many callers' rows it holds. Changed only by the
+    /// holder of the writer's lock.
+    open: Option<(u64, usize)>,
+    next: u64,
+    /// Outcomes of finished batches not yet collected by all their waiting members:
+    /// (result, members still to collect it).
+    outcomes: HashMap<u64, (Result<()>, usize)>,
+}
+
+impl Group {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The open batch's number, opening one (`BEGIN IMMEDIATE`) if there is none. The
+    /// caller holds the writer.
+    pub(crate) fn join(&self, conn: &Connection) -> Result<u64> {
+        if let Some((id, _)) = self.state().open {
+            return Ok(id);
+        }
+        conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+        let mut s = self.state();
+        s.next += 1;
+        let id = s.next;
+        s.open = Some((id, 0));
+        Ok(id)
+    }
+
+    /// Counts the caller's rows into the open batch (its savepoint was released).
+    pub(crate) fn add_member(&self) {
+        if let Some((_, members)) = &mut self.state().open {
+            *members += 1;
+        }
+    }
+
+    /// After an error in a caller's savepoint: if SQLite rolled the whole transaction back,
+    /// every member so far is failed with `error`; otherwise only the savepoint is undone.
+    pub(crate) fn undo_member(&self, conn: &Connection, error: &Error) {
+        if conn.is_autocommit() {
+            self.publish(Err(shared_failure(error)));
+            return;
+        }
+        let undone = conn
+            .prepare_cached("ROLLBACK TO rec")
+            .and_then(|mut s| s.execute([]))
+            .and_then(|_| conn.prepare_cached("RELEASE rec"))
+            .and_then(|mut s| s.execute([]));
+        if let Err(e) = undone {
+            // Cannot undo this caller's part alone: nothing of the batch is kept.
+            let e = Error::from(e);
+            log::error!(
+                "a recording's rows could not be undone alone; its batch is rolled back: {e}"
+            );
+            if !conn.is_autocommit() {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+            self.publish(Err(shared_failure(&e)));
+        }
+    }
+
+    /// Whether the holder of the writer should leave the open batch to a caller already
+    /// waiting for it (true) or commit it now (false).
+    pub(crate) fn leave_to_next(&self) -> bool {
+        match self.state().open {
+            Some((_, members)) => {
+                members > 0 && members < MAX_MEMBERS && self.waiting.load(Ordering::Acquire) > 0
+            }
+            None => false,
+        }
+    }
+
+    /// Commits the open batch, if any, and tells its members. The caller holds the writer.
+    /// Returns the batch's number and the commit's result (`None` when none was open).
+    pub(crate) fn finish(&self, conn: &Connection) -> Option<(u64, Result<()>)> {
+        let (id, _) = self.state().open?;
+        #[cfg(test)]
+        {
+            self.commits.fetch_add(1, Ordering::SeqCst);
+            if self.fail_commit.swap(false, Ordering::SeqCst) {
+                let _ = conn.execute_batch("ROLLBACK");
+                let e = Error::StorageFull("injected: database or disk is full".into());
+                self.publish(Err(shared_failure(&e)));
+                return Some((id, Err(e)));
+            }
+        }
+        let result = conn
+            .prepare_cached("COMMIT")
+            .and_then(|mut s| s.execute([]))
+            .map(|_| ())
+            .map_err(Error::from);
+        if result.is_err() && !conn.is_autocommit() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        self.publish(result.as_ref().map_err(shared_failure).map(|_| ()));
+        Some((id, result))
+    }
+
+    /// Ends the open batch with `outcome` for every member waiting on it.
+    fn publish(&self, outcome: Result<()>) {
+        let mut s = self.state();
+        if let Some((id, members)) = s.open.take() {
+            // The member that finishes collects nothing: it knows the result already.
+            if members > 0 {
+                s.outcomes.insert(id, (outcome, members));
+            }
+            drop(s);
+            self.done.notify_all();
+        }
+    }
+
+    /// Waits until batch `id` is finished and returns its outcome. The caller is a member
+    /// that left the commit to another and holds nothing.
+    pub(crate) fn wait(&self, id: u64) -> Result<()> {
+        let mut s = self.state();
+        loop {
+            if s.open.map(|(open, _)| open) != Some(id) {
+                if let Some((outcome, left)) = s.outcomes.get_mut(&id) {
+                    let out = outcome.clone();
+                    *left -= 1;
+                    if *left == 0 {
+                        s.outcomes.remove(&id);
+                    }
+                    return out;
+                }
+                // Finished by the member that committed it, which counted this one: only
+                // reachable if the outcome was collected already, which cannot happen.
+                return Err(Error::Internal(format!(
+                    "the outcome of commit batch {id} is missing"
+                )));
+            }
+            s = self.done.wait(s).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// The member that commits collects its own share of the outcome.
+    pub(crate) fn collect_own(&self, id: u64) {
+        let mut s = self.state();
+        if let Some((_, left)) = s.outcomes.get_mut(&id) {
+            *left -= 1;
+            if *left == 0 {
+                s.outcomes.remove(&id);
+            }
+        }
+    }
+}
+
+/// The error every member of a failed batch gets: the same kind (a full disk stays
+/// `StorageFull`), saying it was the shared commit.
+fn shared_failure(e: &Error) -> Error {
+    match e {
+        Error::StorageFull(m) => Error::StorageFull(format!("the shared commit failed: {m}")),
+        Error::Storage(m) => Error::Storage(format!("the shared commit failed: {m}")),
+        other => Error::Storage(format!("the shared commit failed: {other}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Extras, NewJob, Recorded, Store};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    fn job<'a>(id: &'a str, content: &'a str) -> NewJob<'a> {
+        NewJob {
+            kind: "sale",
+            event_id: id,
+            entity_id: id,
+            content,
+            blob: None,
+        }
+    }
+
+    fn stored(store: &Store) -> Vec<String> {
+        store
+            .conn()
+            .prepare("SELECT event_id FROM outbox_job ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    /// A records and, inside its transaction, waits until B waits for the writer; then B
+    /// records `b` (its content) and both return. Returns (A's result, B's result).
+    fn a_then_b(
+        store: &Arc<Store>,
+        b: (&'static str, &'static str),
+    ) -> (Result<Recorded>, Result<Recorded>) {
+        let (inside, is_inside) = std::sync::mpsc::channel();
+        let s = store.clone();
+        let a = std::thread::spawn(move || {
+            s.record(&job("A", "{\"a\":1}"), 1, |_| {
+                inside.send(()).unwrap();
+                let deadline = Instant::now() + Duration::from_secs(20);
+                while s.group.waiting.load(Ordering::SeqCst) == 0 && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Ok(Extras::default())
+            })
+        });
+        is_inside.recv().unwrap();
+        let s = store.clone();
+        let b = std::thread::spawn(move || s.record(&job(b.0, b.1), 1, |_| Ok(Extras::default())));
+        (a.join().unwrap(), b.join().unwrap())
+    }
+
+    #[test]
+    fn a_caller_waiting_for_the_writer_shares_the_commit_of_the_one_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("a.db")).unwrap());
+        let (a, b) = a_then_b(&store, ("B", "{\"b\":1}"));
+        assert!(matches!(a, Ok(Recorded::New(_))), "{a:?}");
+        assert!(matches!(b, Ok(Recorded::New(_))), "{b:?}");
+        assert_eq!(
+            store.group.commits.load(Ordering::SeqCst),
+            1,
+            "one commit for both"
+        );
+        assert_eq!(stored(&store), ["A", "B"]);
+    }
+
+    #[test]
+    fn a_failed_shared_commit_fails_every_caller_in_it_and_keeps_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("a.db")).unwrap());
+        store.group.fail_commit.store(true, Ordering::SeqCst);
+        let (a, b) = a_then_b(&store, ("B", "{\"b\":1}"));
+        for r in [&a, &b] {
+            assert!(matches!(r, Err(Error::StorageFull(_))), "{r:?}");
+        }
+        assert!(
+            stored(&store).is_empty(),
+            "nothing of the failed batch was kept"
+        );
+        // The next call commits normally.
+        store
+            .record(&job("C", "{}"), 1, |_| Ok(Extras::default()))
+            .unwrap();
+        assert_eq!(stored(&store), ["C"]);
+    }
+
+    #[test]
+    fn one_callers_conflict_fails_only_that_caller() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("a.db")).unwrap());
+        store
+            .record(&job("B", "{\"b\":1}"), 1, |_| Ok(Extras::default()))
+            .unwrap();
+        let (a, b) = a_then_b(&store, ("B", "{\"b\":2}"));
+        assert!(matches!(a, Ok(Recorded::New(_))), "{a:?}");
+        assert!(matches!(b, Err(Error::Conflict(_))), "{b:?}");
+        assert_eq!(stored(&store), ["B", "A"]);
+    }
+
+    #[test]
+    fn a_panicking_check_leaves_the_others_committed_and_the_writer_usable() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("a.db")).unwrap());
+        let s = store.clone();
+        let panicked = std::thread::spawn(move || {
+            s.record(&job("P", "{}"), 1, |_| -> Result<Extras> {
+                panic!("a bug")
+            })
+        })
+        .join();
+        assert!(panicked.is_err());
+        store
+            .record(&job("Q", "{}"), 1, |_| Ok(Extras::default()))
+            .unwrap();
+        assert_eq!(stored(&store), ["Q"]);
+    }
+
+    #[test]
+    fn eight_threads_recording_at_once_all_land() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("a.db")).unwrap());
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let s = store.clone();
+                std::thread::spawn(move || {
+                    for i in 0..50 {
+                        let id = format!("T{t}-{i}");
+                        s.record(&job(&id, "{}"), 1, |_| Ok(Extras::default()))
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(stored(&store).len(), 400);
+        assert!(
+            store.group.state().outcomes.is_empty(),
+            "every outcome collected"
+        );
+        assert!(store.group.state().open.is_none());
+    }
+}
