@@ -326,7 +326,11 @@ fn apply_level(tx: &Transaction, l: &StockLevel) -> Result<usize> {
     tx.prepare_cached(
         "DELETE FROM stock_movement WHERE sku = ?1 AND warehouse_id = ?2
          AND counted_after_ms IS NOT NULL
-         AND counted_after_ms <= (SELECT modified_ms FROM stock_level WHERE sku = ?1 AND warehouse_id = ?2)",
+         AND counted_after_ms <= (SELECT modified_ms FROM stock_level WHERE sku = ?1 AND warehouse_id = ?2)
+         -- A goods reception without a PO that may be sent again adds what was delivered
+         -- since its first try (sync/push.rs): counted movements stay until it is settled.
+         AND NOT EXISTS (SELECT 1 FROM outbox_job r WHERE r.kind = 'goods_reception'
+                         AND r.state IN ('pending', 'in_flight') AND r.extra IS NOT NULL)",
     )?
     .execute(params![l.sku, l.warehouse_id])?;
     Ok(changed)

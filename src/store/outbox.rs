@@ -540,23 +540,57 @@ impl Store {
             .optional()?)
     }
 
-    /// The stock effect at Omnium of other jobs delivered at or after `since_ms` (wall
-    /// clock) for `sku` in `warehouse_id`.
+    /// Where the outbox stood when a goods reception worked out its levels: the newest job
+    /// id, and the jobs moving `skus` in `warehouse_id` not delivered then (the reception
+    /// excluded). [`Store::delivered_stock_since`] takes it back.
+    pub fn stock_baseline(
+        &self,
+        job_id: i64,
+        skus: &[String],
+        warehouse_id: &str,
+    ) -> Result<(i64, Vec<i64>)> {
+        let conn = self.conn();
+        let newest: i64 =
+            conn.query_row("SELECT COALESCE(MAX(id), 0) FROM outbox_job", [], |r| {
+                r.get(0)
+            })?;
+        let mut open = Vec::new();
+        let mut stmt = conn.prepare_cached(
+            "SELECT DISTINCT m.job_id FROM stock_movement m JOIN outbox_job j ON j.id = m.job_id
+             WHERE m.sku = ?2 AND m.warehouse_id = ?3 AND m.job_id != ?1 AND j.state <> 'delivered'",
+        )?;
+        for sku in skus {
+            let ids = stmt.query_map(params![job_id, sku, warehouse_id], |r| r.get::<_, i64>(0))?;
+            for id in ids {
+                let id = id?;
+                if !open.contains(&id) {
+                    open.push(id);
+                }
+            }
+        }
+        Ok((newest, open))
+    }
+
+    /// The stock effect of other jobs on `sku` in `warehouse_id` delivered since a
+    /// [`Store::stock_baseline`] (`newest`, `open`): recorded after it, or open then and
+    /// delivered now. Counted movements are kept while such a reception is unsettled.
     pub fn delivered_stock_since(
         &self,
         job_id: i64,
         sku: &str,
         warehouse_id: &str,
-        since_ms: i64,
+        newest: i64,
+        open: &[i64],
     ) -> Result<f64> {
+        let open = serde_json::to_string(open).unwrap_or_else(|_| "[]".into());
         Ok(self
             .conn()
             .prepare_cached(
                 "SELECT COALESCE(SUM(m.quantity), 0) FROM stock_movement m JOIN outbox_job j ON j.id = m.job_id
-                 WHERE m.sku = ?2 AND m.warehouse_id = ?3 AND m.job_id != ?1
-                   AND j.state = 'delivered' AND j.delivered_at >= ?4",
+                 WHERE m.sku = ?2 AND m.warehouse_id = ?3 AND m.job_id != ?1 AND j.state = 'delivered'
+                   AND (j.id > ?4 OR j.id IN (SELECT value FROM json_each(?5)))",
             )?
-            .query_row(params![job_id, sku, warehouse_id, since_ms], |r| r.get(0))?)
+            .query_row(params![job_id, sku, warehouse_id, newest, open], |r| r.get(0))?)
     }
 
     /// Puts every job in flight back to pending, to be read back before anything is sent

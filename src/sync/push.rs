@@ -351,9 +351,10 @@ fn received_per_sku(r: &GoodsReception) -> Vec<(String, f64)> {
 /// The first time, the level is Omnium's own current level (read now; it has every sale it
 /// accepted, from any till) plus what came. It is saved with the job before it is sent.
 /// Once a try may have landed (uncertain), the saved level is sent again plus the stock
-/// effect of this till's jobs delivered since it was worked out: right whether the first
-/// try landed (they were applied before it and overwritten, or after it) or not (they are
-/// in Omnium's level). While another job moving the same stock has an unknown outcome
+/// effect of this till's jobs delivered since it was worked out (jobs recorded after it, or
+/// not delivered then; by job id, not by clock; their counted movements are kept while the
+/// reception is unsettled): right whether the first try landed (they were applied before
+/// it and overwritten, or after it) or not (they are in Omnium's level). While another job moving the same stock has an unknown outcome
 /// (in flight, or uncertain), the reception waits: its effect cannot be placed yet.
 /// Not covered: another till's change of the same level between the read and the write,
 /// and, on a resend, since the first read (absolute levels cannot merge them).
@@ -386,7 +387,13 @@ fn reception_levels(
     };
     let saved = &private.get("_sent");
     if let (true, Some(saved)) = (job.uncertain, saved) {
-        let since = saved["at"].as_i64().unwrap_or(i64::MIN);
+        let newest = saved["newest"].as_i64().unwrap_or(i64::MAX);
+        let open: Vec<i64> = saved["open"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_i64)
+            .collect();
         let mut levels = Vec::new();
         for (sku, _) in &totals {
             let sent = saved["levels"][sku.as_str()].as_f64().ok_or_else(|| {
@@ -397,13 +404,17 @@ fn reception_levels(
             })?;
             let since_then = sync
                 .store
-                .delivered_stock_since(job.id, sku, wh, since)
+                .delivered_stock_since(job.id, sku, wh, newest, &open)
                 .map_err(storage)?;
             levels.push(level(sku, sent + since_then));
         }
         return Ok(levels);
     }
     let skus: Vec<String> = totals.iter().map(|(s, _)| s.clone()).collect();
+    let (newest, open) = sync
+        .store
+        .stock_baseline(job.id, &skus, wh)
+        .map_err(storage)?;
     let current = sync.api.inventory_levels(&skus, std::slice::from_ref(wh))?;
     let levels: Vec<PushLevel> = totals
         .iter()
@@ -419,7 +430,8 @@ fn reception_levels(
     extra.insert(
         "_sent".into(),
         serde_json::json!({
-            "at": sync.wall_ms(),
+            "newest": newest,
+            "open": open,
             "levels": levels.iter().map(|l| (l.sku.clone(), Value::from(l.quantity))).collect::<serde_json::Map<_, _>>(),
         }),
     );
