@@ -59,6 +59,10 @@ impl Rng {
 const TIMEOUT_MS: u64 = 2_000;
 const MAX_LATE_APPLY_MS: u64 = TIMEOUT_MS + 2_000;
 const MAX_STALE_MS: u64 = 3_000;
+/// The read-back's settle time for `TIMEOUT_MS` (timeout × 2 + margin).
+const SETTLE_MS: u64 = 6_000;
+/// Receptions without a purchase order move the sales' SKUs (`common::sale`: SKU-0..2).
+const SKUS: u64 = 3;
 const START_WALL_MS: i64 = 1_764_547_200_000; // 2025-12-01T00:00:00Z
 
 #[derive(Clone, Debug)]
@@ -84,6 +88,12 @@ enum Event {
         id: String,
         version: u32,
     },
+    /// Goods received without a purchase order: absolute levels at Omnium.
+    Reception {
+        id: String,
+        sku: usize,
+        quantity: u32,
+    },
 }
 
 struct Run {
@@ -107,6 +117,9 @@ struct Run {
     trace: Vec<String>,
     /// Counts of what was injected, for the summary.
     pub faults: BTreeMap<&'static str, u64>,
+    /// This seed's Omnium refuses a repeated sale or return with a plain 400 (no "already
+    /// exists"), and its read model may lag past the read-back's settle time.
+    refusing: bool,
 }
 
 fn config(db: &Path) -> String {
@@ -157,14 +170,34 @@ impl Run {
             next_id: 0,
             trace: Vec::new(),
             faults: BTreeMap::new(),
+            refusing: false,
         };
-        run.sim.set_modes(SimModes {
-            dedup_orders: false,
-            dedup_returns: false,
-            ..SimModes::default()
-        });
+        run.refusing = run.rng.chance(25);
+        run.sim.set_modes(run.base_modes());
         run.open();
         run
+    }
+
+    /// Omnium as this seed has it when healthy: deduplicating nothing, or (a quarter of the
+    /// seeds) refusing repeats with a plain 400.
+    fn base_modes(&self) -> SimModes {
+        SimModes {
+            dedup_orders: self.refusing,
+            dedup_returns: self.refusing,
+            plain_duplicate_refusal: self.refusing,
+            ..SimModes::default()
+        }
+    }
+
+    /// How long the read model may lag: below the settle time when Omnium deduplicates
+    /// nothing (beyond it, nothing could tell a landed write from a lost one), up to three
+    /// times it when it refuses repeats.
+    fn max_stale_ms(&self) -> u64 {
+        if self.refusing {
+            3 * SETTLE_MS
+        } else {
+            MAX_STALE_MS
+        }
     }
 
     fn open(&mut self) {
@@ -258,6 +291,16 @@ impl Run {
                 .client()
                 .record_receipt(&receipt.to_string(), &pdf(&id));
             (Event::Receipt { id, _sale: sale }, r)
+        } else if choice < 90 {
+            let id = self.id("GR");
+            let sku = self.rng.below(SKUS) as usize;
+            let quantity = 1 + self.rng.below(20) as u32;
+            let r = self.client().record_goods_reception(
+                &json!({"id": id, "warehouse_id": "oslo-1", "received_at": "2026-11-28T08:00:00+01:00",
+                        "lines": [{"sku": format!("SKU-{sku}"), "quantity": quantity}]})
+                .to_string(),
+            );
+            (Event::Reception { id, sku, quantity }, r)
         } else {
             let existing: Vec<String> = self.customers.keys().cloned().collect();
             let id = match self.rng.pick(&existing) {
@@ -289,7 +332,7 @@ impl Run {
                     Event::Customer { id, version } => {
                         self.customers.insert(id.clone(), *version);
                     }
-                    Event::Receipt { .. } => {}
+                    Event::Receipt { .. } | Event::Reception { .. } => {}
                 }
                 self.note(format!("recorded {event:?}"));
                 self.recorded.push(event);
@@ -372,7 +415,7 @@ impl Run {
                 self.count("write-only outage toggled");
             }
             1 => {
-                modes.stale_reads_ms = self.rng.below(MAX_STALE_MS + 1);
+                modes.stale_reads_ms = self.rng.below(self.max_stale_ms() + 1);
                 self.count("stale read model");
             }
             2 => {
@@ -444,6 +487,7 @@ impl Run {
                 Event::Return { id, .. } => ("return", id),
                 Event::Cancel { id, .. } => ("cancellation", id),
                 Event::Receipt { id, .. } => ("receipt", id),
+                Event::Reception { id, .. } => ("goods_reception", id),
                 Event::Customer { .. } => continue,
             };
             let known = by_event.contains_key(&(kind, id.as_str()))
@@ -508,11 +552,7 @@ impl Run {
     fn drain(&mut self) -> Result<(), String> {
         self.sim.clear_faults();
         self.sim.set_down(false);
-        self.sim.set_modes(SimModes {
-            dedup_orders: false,
-            dedup_returns: false,
-            ..SimModes::default()
-        });
+        self.sim.set_modes(self.base_modes());
         self.client().store().fail_next_writes(WriteOp::Any, 0);
         let started = self.clock.mono_ms();
         loop {
@@ -525,8 +565,25 @@ impl Run {
             let waited = self.clock.mono_ms() - started;
             // The cap, one settle time and a few back-offs of slack.
             if waited > MAX_WAIT_MS + 3_600_000 {
+                let stuck: Vec<String> = store
+                    .outbox_rows()
+                    .map_err(|e| e.to_string())?
+                    .iter()
+                    .filter(|r| r.state != "delivered")
+                    .map(|r| {
+                        format!(
+                            "{} {} {} due in {} ms: {}",
+                            r.kind,
+                            r.event_id,
+                            r.state,
+                            r.due_in_ms,
+                            r.last_error.as_deref().unwrap_or("")
+                        )
+                    })
+                    .collect();
                 return Err(format!(
-                    "still not delivered {waited} ms after Omnium healed"
+                    "still not delivered {waited} ms after Omnium healed: {}",
+                    stuck.join("; ")
                 ));
             }
             let next = store
@@ -589,7 +646,34 @@ impl Run {
                         return Err(format!("receipt {id}: {files} PDF(s) attached"));
                     }
                 }
-                Event::Customer { .. } => {}
+                Event::Customer { .. } | Event::Reception { .. } => {}
+            }
+        }
+        // Stock at Omnium: every reception once, on top of every sale and restocked return
+        // (a reception sends absolute levels, so one worked out from a stale view would
+        // overwrite a sale).
+        let mut expected = [0i64; SKUS as usize];
+        for e in &self.recorded {
+            match e {
+                Event::Sale { lines, .. } => {
+                    for level in expected.iter_mut().take(*lines) {
+                        *level -= 1;
+                    }
+                }
+                Event::Return { line, .. } => expected[line - 1] += 1,
+                Event::Reception { sku, quantity, .. } => expected[*sku] += i64::from(*quantity),
+                _ => {}
+            }
+        }
+        for (sku, want) in expected.iter().enumerate() {
+            let have = self
+                .sim
+                .stock(&format!("SKU-{sku}"), "oslo-1")
+                .map_or(0.0, |s| s.0);
+            if (have - *want as f64).abs() > 1e-9 {
+                return Err(format!(
+                    "SKU-{sku}: Omnium's stock is {have}, the till's sales, returns and receptions make {want}"
+                ));
             }
         }
         for (id, version) in &self.customers {
@@ -620,9 +704,18 @@ fn run(seed: u64) -> Result<BTreeMap<&'static str, u64>, String> {
             0..=24 => r.record(),
             25..=36 => r.inject(),
             37..=41 => r.weather(),
-            42..=44 => {
+            42..=43 => {
                 r.count("crash");
                 r.note("crash".into());
+                r.crash();
+            }
+            44 => {
+                // Killed in the middle of a try: its requests left, nothing it learnt was
+                // recorded (every write from now on fails), then the process is gone.
+                r.count("crash in the middle of a try");
+                r.client().store().fail_next_writes(WriteOp::Any, u32::MAX);
+                let _ = r.step();
+                r.note("crash in the middle of a try".into());
                 r.crash();
             }
             45..=59 => r.time().map_err(|e| fail(&r, e))?,

@@ -40,6 +40,9 @@ pub enum Failure {
     Unconfirmed(String),
     /// 401 even with a fresh token: the API user is wrong or deactivated.
     Unauthorized(String),
+    /// Nothing was sent: the job waits for another job's outcome first (the library's own
+    /// ordering, not Omnium's answer); looked at again soon, never counted.
+    Waiting(String),
     /// A permanent rejection (any other 4xx).
     Rejected { status: u16, message: String },
 }
@@ -65,6 +68,7 @@ impl std::fmt::Display for Failure {
             ),
             Failure::Busy(m) => write!(f, "HTTP 409: {m}"),
             Failure::Unconfirmed(m) => write!(f, "not confirmed yet: {m}"),
+            Failure::Waiting(m) => write!(f, "waiting: {m}"),
             Failure::Unauthorized(m) => write!(f, "HTTP 401: {m}"),
             // Status 0: the library itself refused (Omnium's answer showed it cannot work).
             Failure::Rejected { status: 0, message } => f.write_str(message),

@@ -519,6 +519,17 @@ impl Worker {
         kill_point("after_claim");
         let results = self.send_batch(&jobs);
         kill_point("after_send");
+        // Jobs that only waited for others sent nothing: they say nothing about Omnium, and
+        // must not stand in for the outage probe.
+        let only_waited = results.iter().all(|r| {
+            matches!(
+                r,
+                Some(Delivery {
+                    result: Err(Failure::Waiting(_)),
+                    ..
+                })
+            )
+        });
         let healthy = sync.api.last_healthy_write_at();
         let finished = sync.wall_ms();
         let finished_mono = sync.mono_ms();
@@ -537,6 +548,7 @@ impl Worker {
                 Err(Failure::Unreachable(_)
                     | Failure::Redirected(_)
                     | Failure::Uncertain(_)
+                    | Failure::Waiting(_)
                     | Failure::Throttled { held: true, .. })
             );
             failed += usize::from(matches!(&result, Err(Failure::Uncertain(_))));
@@ -587,6 +599,11 @@ impl Worker {
             self.throttle_streak = self.throttle_streak.saturating_sub(1);
         }
         match strongest.0 {
+            Signal::None if only_waited => {
+                if !matches!(self.gate, Gate::Open | Gate::Throttled) {
+                    self.probe();
+                }
+            }
             Signal::None if answered || sync.api.last_healthy_at() >= mono => self.open_gate(),
             // While online, one or two failures are those jobs' own (each backs off).
             Signal::None if self.gate == Gate::Open && failed < OUTAGE_FAILURES => {}

@@ -107,6 +107,17 @@ pub fn decide(
         Failure::Unauthorized(_) => (JobFate::Released, Signal::AuthFailed),
         Failure::Uncertain(_) => (retry(took_write_since_try, true), Signal::None),
         Failure::Unconfirmed(_) => (retry(false, true), Signal::None),
+        // Not tried at all: looked at again after its back-off, but never more than
+        // `WAITING_MAX_MS` later (the job it waits for may settle any time), never counted.
+        Failure::Waiting(_) => (
+            JobFate::Retry {
+                at: now_ms + backoff_ms(policy, job.tries + 1, jitter).min(WAITING_MAX_MS) as i64,
+                counted: false,
+                uncertain: false,
+                error: failure.to_string(),
+            },
+            Signal::None,
+        ),
         Failure::Busy(_) => (retry(true, false), Signal::None),
         // A 4xx on a job that has sent before is no proof of rejection: an earlier try may
         // have landed, the read-back may have been stale, and the refusal may be Omnium's
@@ -125,6 +136,9 @@ pub fn decide(
         ),
     }
 }
+
+/// Longest a job waiting for another job's outcome waits before it looks again.
+pub const WAITING_MAX_MS: u64 = 300_000;
 
 /// Longest a till holds every request after repeated 429s.
 pub const THROTTLE_CAP_MS: u64 = 60_000;

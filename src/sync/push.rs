@@ -373,7 +373,7 @@ fn reception_levels(
             .unsettled_stock_job(job.id, sku, wh)
             .map_err(storage)?
         {
-            return Err(Failure::Unconfirmed(format!(
+            return Err(Failure::Waiting(format!(
                 "goods reception {:?} waits until Omnium's answer to {other} (same SKU {sku:?}) is known",
                 r.id
             )));
