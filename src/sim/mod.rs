@@ -102,7 +102,8 @@ pub struct SimModes {
 
 impl Default for SimModes {
     /// Deduplicating, unless the environment says `FO_SIM_DEDUP=off` (CI runs the
-    /// end-to-end tests both ways).
+    /// end-to-end tests both ways); inventory stamped `FO_SIM_STOCK_STAMP_OFFSET_MS` from
+    /// orders (default 0).
     fn default() -> SimModes {
         let dedup = std::env::var("FO_SIM_DEDUP").map_or(true, |v| v != "off");
         SimModes {
@@ -112,7 +113,11 @@ impl Default for SimModes {
             stale_reads_ms: 0,
             write_outage: false,
             date_skew_ms: None,
-            stock_stamp_offset_ms: 0,
+            // CI runs the inbound end-to-end tests again with inventory stamped apart.
+            stock_stamp_offset_ms: std::env::var("FO_SIM_STOCK_STAMP_OFFSET_MS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
         }
     }
 }
