@@ -1297,6 +1297,11 @@ mod tests {
         });
         assert!(r.is_err());
         assert_eq!(synchronous(&s), 2);
+        let auto: i64 = s
+            .conn()
+            .query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(auto, 1000, "SQLite's automatic checkpoint is back on");
         // A background write that panics: the next use of the writer restores FULL.
         let s = std::sync::Arc::new(s);
         let s2 = s.clone();

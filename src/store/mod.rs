@@ -145,7 +145,7 @@ struct Checkpointer {
 }
 
 /// Background writes checkpoint at most this often.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
 
 /// Idle read connections kept open; more are opened under load and closed after.
 const MAX_IDLE_READERS: usize = 4;
@@ -433,7 +433,9 @@ impl Store {
         use std::sync::atomic::Ordering;
         let mut conn = self.conn_background();
         self.relaxed.store(true, Ordering::SeqCst);
-        conn.execute_batch("PRAGMA synchronous = NORMAL")?;
+        // No automatic checkpoint inside this commit (it would copy the whole WAL with the
+        // writer held): `checkpoint_aside` does it next, without the lock.
+        conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0")?;
         let result = (|| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             #[cfg(test)]
@@ -738,9 +740,10 @@ pub(crate) fn crash_point(name: &str) {
     let _ = name;
 }
 
-/// Puts the writer back at `synchronous = FULL` after a background write, read back.
+/// Puts the writer back at `synchronous = FULL` (read back) and SQLite's automatic
+/// checkpoint at its default after a background write.
 fn restore_full_sync(conn: &Connection) -> Result<()> {
-    conn.execute_batch("PRAGMA synchronous = FULL")?;
+    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 1000")?;
     let sync: i64 = conn.query_row("PRAGMA synchronous", [], |r| r.get(0))?;
     if sync != 2 {
         return Err(Error::Storage(format!(
