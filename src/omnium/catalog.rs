@@ -88,6 +88,31 @@ impl Page {
     }
 }
 
+/// What the till never reads of a product (`excludedFields` of the product scroll): the
+/// inventory snapshot (stock comes from the inventory pull), custom properties, texts and
+/// lists no view shows. A rich catalog's pages then stay far under the response cap; the
+/// fields `product_rows` reads are never excluded (a test parses a product both ways).
+pub fn product_exclusions() -> Value {
+    json!({
+        "isInventoryExcluded": true,
+        "isPropertiesExcluded": true,
+        "specificFields": EXCLUDED_PRODUCT_FIELDS,
+    })
+}
+
+/// Product (and variant) fields the till never reads.
+pub const EXCLUDED_PRODUCT_FIELDS: [&str; 9] = [
+    "description",
+    "shortDescription",
+    "alternativeProductName",
+    "components",
+    "externalIds",
+    "tags",
+    "units",
+    "availableInventory",
+    "inventory",
+];
+
 /// Omnium times are RFC 3339; one without an offset is taken as UTC (swagger says UTC).
 pub fn time_ms(v: &Value) -> Option<i64> {
     let s = v.as_str()?;
@@ -495,6 +520,7 @@ impl OmniumApi {
             "marketId": scope.market_id, "storeId": scope.store_id,
             "isUnionDeltaQuery": true, "isFacetsDisabled": true,
             "sortOrder": "ModifiedAscending", "take": take,
+            "excludedFields": product_exclusions(),
         });
         if let Some(ms) = from_ms {
             body["modifiedFrom"] = time_text(ms).into();
@@ -863,6 +889,50 @@ mod tests {
         assert_eq!(bound_ms(&json!(""), oslo), Ok(None));
         assert_eq!(bound_ms(&json!("next tuesday"), oslo), Err(()));
         assert_eq!(bound_ms(&json!(20261201), oslo), Err(()));
+    }
+
+    #[test]
+    fn the_fields_excluded_from_the_product_scroll_are_never_read() {
+        let scope = CatalogScope {
+            market_id: "NOR",
+            store_id: "oslo-1",
+            currency: "NOK",
+            language: Some("no"),
+            market_group: None,
+            default_tax_rate: Some(25.0),
+            time_zone: chrono_tz::Europe::Oslo,
+        };
+        let rich = json!({
+            "id": "P1_no", "productId": "P1", "language": "no", "name": "Skjorte", "brand": "B",
+            "modified": "2026-12-01T10:00:00Z", "marketIds": ["NOR"], "isActive": true,
+            "description": "lang tekst", "shortDescription": "kort", "alternativeProductName": "x",
+            "components": [{"skuId": "C"}], "externalIds": [{"id": "e"}], "tags": ["t"],
+            "units": [{"unit": "stk"}], "availableInventory": 3, "inventory": [{"warehouseCode": "oslo-1", "quantity": 3}],
+            "properties": [{"key": "k", "value": "v"}],
+            "categories": [{"categoryId": "C1", "language": "no", "name": "Klær"}],
+            "assets": [{"url": "https://i/1.jpg", "isMainImage": true}],
+            "prices": [{"unitPrice": 199.5, "currencyCode": "NOK", "marketId": "NOR"}],
+            "variants": [{"skuId": "P1-S", "name": "S", "ean": "7000000000001", "description": "v",
+                          "inventory": [{"warehouseCode": "oslo-1", "quantity": 1}],
+                          "properties": [{"key": "k", "value": "v"}], "tags": ["t"]}],
+        });
+        let mut lean = rich.clone();
+        let strip = |v: &mut Value| {
+            let m = v.as_object_mut().unwrap();
+            for f in EXCLUDED_PRODUCT_FIELDS.iter().chain(&["properties"]) {
+                m.remove(*f);
+            }
+        };
+        strip(&mut lean);
+        for v in lean["variants"].as_array_mut().unwrap() {
+            strip(v);
+        }
+        let a = product_rows(&rich, &scope).expect("rich parses");
+        let b = product_rows(&lean, &scope).expect("lean parses");
+        assert_eq!(format!("{a:?}"), format!("{b:?}"));
+        let ex = product_exclusions();
+        assert_eq!(ex["isInventoryExcluded"], true);
+        assert_eq!(ex["isPropertiesExcluded"], true);
     }
 
     #[test]
