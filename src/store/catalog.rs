@@ -573,13 +573,22 @@ impl Store {
     }
 
     pub fn product(&self, sku: &str, now_ms: i64) -> Result<Option<ProductView>> {
-        self.read(|c| product_view(c, sku, now_ms))
+        self.read(|c| snapshot(c, || product_view(c, sku, now_ms)))
     }
 
     /// Full-text search over SKU, name, EAN, GTINs and brand (prefix matching, ranked; an
     /// exact SKU or EAN first), among sellable products. Returns one page and the total.
     pub fn search_products(&self, q: &SearchQuery, now_ms: i64) -> Result<(Vec<ProductView>, u64)> {
-        self.read(|c| {
+        self.read(|c| snapshot(c, || self.search_in(c, q, now_ms)))
+    }
+
+    fn search_in(
+        &self,
+        c: &Connection,
+        q: &SearchQuery,
+        now_ms: i64,
+    ) -> Result<(Vec<ProductView>, u64)> {
+        {
             // Text with nothing searchable in it (`"`, `*`, `--`) finds nothing; it never
             // lists the whole catalog the way an empty text (browsing) does.
             if q.text
@@ -670,7 +679,7 @@ impl Store {
                 }
             }
             Ok((items, total.max(0) as u64))
-        })
+        }
     }
 
     pub fn categories(&self) -> Result<Vec<Category>> {
@@ -759,6 +768,20 @@ impl Store {
             Ok(c.query_row("SELECT COUNT(*) FROM product", [], |r| r.get::<_, i64>(0))? as u64)
         })
     }
+}
+
+/// Runs `f` in one read transaction: one snapshot for the page, its total and every price
+/// (a sync committing halfway cannot mix two catalogs in one answer), and one lock taken
+/// instead of one per statement.
+fn snapshot<T>(c: &Connection, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    c.execute_batch("BEGIN")?;
+    let result = f();
+    // Ending a read transaction cannot lose anything; the connection goes back to the pool
+    // out of any transaction whatever happened.
+    if c.execute_batch("COMMIT").is_err() {
+        let _ = c.execute_batch("ROLLBACK");
+    }
+    result
 }
 
 /// Text searches with at most this many matches are ranked (bm25); broader ones are listed
@@ -895,26 +918,40 @@ fn product_view(c: &Connection, sku: &str, now_ms: i64) -> Result<Option<Product
     view.image_urls = serde_json::from_str(&images).unwrap_or_default();
     // Store-specific beats market-wide, variant-specific beats product-level; among equals
     // the lowest (a campaign) wins. Windows are checked now, not at sync time. Club prices
-    // are chosen the same way, among themselves.
-    let choose = |member: bool| -> Result<Option<PriceView>> {
-        Ok(c.prepare_cached(
-            "SELECT unit_price, currency, valid_from, valid_until FROM price
-             WHERE sku = ?1 AND member = ?3 AND (valid_from IS NULL OR valid_from <= ?2)
-               AND (valid_until IS NULL OR valid_until > ?2)
-             ORDER BY store_specific DESC, variant_specific DESC, unit_price ASC LIMIT 1",
-        )?
-        .query_row(params![sku, now_ms, member], |r| {
-            Ok(PriceView {
-                unit_price: r.get(0)?,
-                currency: r.get(1)?,
-                valid_from: r.get(2)?,
-                valid_until: r.get(3)?,
-            })
-        })
-        .optional()?)
-    };
-    view.price = choose(false)?;
-    view.member_price = choose(true)?;
+    // are chosen the same way, among themselves. The SKU's few rows are read with one
+    // statement and chosen here: with `now` in the WHERE clause (`valid_from IS NULL OR
+    // valid_from <= ?`) SQLite recompiled the statement at every call (a bound value the plan
+    // had looked at changed), which cost most of a search's time.
+    let mut best: [Option<(PriceView, (bool, bool, i64))>; 2] = [None, None];
+    let mut stmt = c.prepare_cached(
+        "SELECT unit_price, currency, valid_from, valid_until, store_specific, variant_specific, member
+         FROM price WHERE sku = ?1",
+    )?;
+    let mut rows = stmt.query([sku])?;
+    while let Some(r) = rows.next()? {
+        let (from, until): (Option<i64>, Option<i64>) = (r.get(2)?, r.get(3)?);
+        if from.is_some_and(|f| f > now_ms) || until.is_some_and(|u| u <= now_ms) {
+            continue;
+        }
+        let unit_price: i64 = r.get(0)?;
+        // Higher is better: store-specific, then variant-specific, then the lower price.
+        let key = (r.get::<_, bool>(4)?, r.get::<_, bool>(5)?, -unit_price);
+        let slot = &mut best[usize::from(r.get::<_, bool>(6)?)];
+        if slot.as_ref().is_none_or(|(_, k)| key > *k) {
+            *slot = Some((
+                PriceView {
+                    unit_price,
+                    currency: r.get(1)?,
+                    valid_from: from,
+                    valid_until: until,
+                },
+                key,
+            ));
+        }
+    }
+    let [shelf, member] = best;
+    view.price = shelf.map(|(p, _)| p);
+    view.member_price = member.map(|(p, _)| p);
     Ok(Some(view))
 }
 
