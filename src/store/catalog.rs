@@ -770,6 +770,10 @@ impl Store {
     }
 }
 
+/// How a price ranks among the candidates valid now (higher wins): store-specific, then
+/// variant-specific, then the lower price.
+type PriceRank = (bool, bool, i64);
+
 /// Runs `f` in one read transaction: one snapshot for the page, its total and every price
 /// (a sync committing halfway cannot mix two catalogs in one answer), and one lock taken
 /// instead of one per statement.
@@ -922,7 +926,7 @@ fn product_view(c: &Connection, sku: &str, now_ms: i64) -> Result<Option<Product
     // statement and chosen here: with `now` in the WHERE clause (`valid_from IS NULL OR
     // valid_from <= ?`) SQLite recompiled the statement at every call (a bound value the plan
     // had looked at changed), which cost most of a search's time.
-    let mut best: [Option<(PriceView, (bool, bool, i64))>; 2] = [None, None];
+    let mut best: [Option<(PriceView, PriceRank)>; 2] = [None, None];
     let mut stmt = c.prepare_cached(
         "SELECT unit_price, currency, valid_from, valid_until, store_specific, variant_specific, member
          FROM price WHERE sku = ?1",
