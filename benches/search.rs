@@ -220,7 +220,7 @@ fn queries(skus: &[Sku], rng: &mut Rng, per_kind: usize) -> Vec<Query> {
         }
     };
     for _ in 0..per_kind {
-        let s = rng.pick(&skus);
+        let s = rng.pick(skus);
         let w = words(&s.name);
         if let Some(word) = w.first() {
             typed(&mut out, "one word (typed)", &word.to_lowercase(), None);
