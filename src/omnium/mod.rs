@@ -472,17 +472,6 @@ impl OmniumApi {
         Ok(())
     }
 
-    /// Holds every request of this API user (every client of it in this process) until
-    /// monotonic `until`: the worker's pause after a 429, grown after repeated ones.
-    pub fn hold_until(&self, until: i64) {
-        self.gate.hold_until(until);
-    }
-
-    /// Milliseconds left of the API user's pause (≤ 0: none).
-    pub fn pause_left(&self) -> i64 {
-        self.gate.pause_left(self.clock.mono_ms())
-    }
-
     /// When any client of this API user in this process last had an answer that was not
     /// 5xx, 429 or a redirect (monotonic ms; [`NEVER`]: not yet).
     pub fn user_healthy_at(&self) -> i64 {

@@ -43,6 +43,9 @@ pub struct TillStats {
     /// counted; one sent just before the till read the 429 but arriving after it was
     /// written is (the count errs on the side of the simulator).
     pub inside_retry_after: u64,
+    /// Of those, arrived within 10 ms of the last 429's write: most likely already on their
+    /// way (let go by another thread of the till before its code had read the 429).
+    pub inside_retry_after_within_10ms: u64,
 }
 
 #[derive(Default)]
@@ -50,6 +53,8 @@ struct Till {
     label: String,
     stats: TillStats,
     retry_until: Option<Instant>,
+    /// When the last 429 to this till was written.
+    throttled_at: Option<Instant>,
 }
 
 pub(crate) struct Limiter {
@@ -117,6 +122,12 @@ impl Limiter {
         till.stats.requests += 1;
         if till.retry_until.is_some_and(|t| now < t) {
             till.stats.inside_retry_after += 1;
+            if till
+                .throttled_at
+                .is_some_and(|w| now.saturating_duration_since(w).as_millis() <= 10)
+            {
+                till.stats.inside_retry_after_within_10ms += 1;
+            }
         }
         let Some(l) = &self.limits else {
             return Verdict::Pass;
@@ -145,6 +156,7 @@ impl Limiter {
         if let Some(till) = self.tills.get_mut(token) {
             let until = now + std::time::Duration::from_secs(secs);
             till.retry_until = Some(till.retry_until.map_or(until, |t| t.max(until)));
+            till.throttled_at = Some(now);
         }
     }
 }

@@ -717,8 +717,10 @@ impl Worker {
                 );
                 let until = now + hold as i64;
                 log::warn!("Omnium asked to slow down; every request waits {hold} ms");
-                // Every till and thread of this API user in the process waits as long.
-                self.sync.api.hold_until(until);
+                // Omnium's Retry-After already holds every till of this API user (the
+                // request path registered it as the 429 arrived); the growth and the jitter
+                // slow this till only: shared, one unlucky till's grown pause would stop the
+                // whole fleet while the bucket refills past full.
                 self.gate = Gate::Throttled;
                 self.hold_until = self.hold_until.max(until);
                 self.sync.set_link(true, Some(self.hold_until), reason);
