@@ -9,10 +9,6 @@ use flow_omnium::{Client, Error};
 use serde_json::{json, Value};
 use std::time::Duration;
 
-fn route(sim: &Simulator, key: &str) -> u64 {
-    sim.stats().by_route.get(key).copied().unwrap_or(0)
-}
-
 fn wait_event(client: &Client, kind: &str, order_id: &str) -> Option<Value> {
     let mut found = None;
     wait_until(Duration::from_secs(10), || {
@@ -43,13 +39,6 @@ fn level_pulled(client: &Client, sku: &str, text: &str) -> bool {
 
 fn order(client: &Client, id: &str) -> Value {
     serde_json::from_str(&client.order_json(id).unwrap()).unwrap()
-}
-
-/// A web order for oslo-1 placed in the simulator, and the event Omnium emitted for it.
-fn web_order(sim: &Simulator, order_type: &str, lines: usize) -> (String, Value) {
-    let o = sim.new_web_order(order_type, "oslo-1", lines);
-    let event = sim.add_web_order(o);
-    (event["objectId"].as_str().unwrap().to_string(), event)
 }
 
 #[test]
@@ -364,28 +353,17 @@ fn a_goods_reception_replayed_after_commit_then_timeout_counts_stock_once() {
         products: 10,
         ..Default::default()
     });
-    let po = sim.new_purchase_order("oslo-1", 2);
-    let po_id = po["id"].as_str().unwrap().to_string();
-    let delivery = po["deliveryId"].as_str().unwrap().to_string();
-    let line = po["purchaseOrderForm"]["lineItems"][0].clone();
-    let second = po["purchaseOrderForm"]["lineItems"][1].clone();
+    let po = place_purchase_order(&sim, "oslo-1", 2);
+    let (po_id, delivery) = (po.id.clone(), po.delivery_id.clone());
     let (line_id, sku, ordered) = (
-        line["lineItemId"].as_str().unwrap().to_string(),
-        line["code"].as_str().unwrap().to_string(),
-        line["quantity"].as_f64().unwrap(),
+        po.lines[0].line_id.clone(),
+        po.lines[0].sku.clone(),
+        po.lines[0].quantity,
     );
-    sim.add_purchase_order(po);
+    let second = &po.lines[1];
     let before = sim.stock(&sku, "oslo-1").map(|s| s.0).unwrap_or(0.0);
     let client = open(&dir.path().join("pos.db"), &sim, json!({}));
-    assert!(wait_until(Duration::from_secs(10), || {
-        let list: Value =
-            serde_json::from_str(&client.purchase_orders_json(None).unwrap()).unwrap();
-        list["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|p| p["id"] == po_id.as_str())
-    }));
+    assert!(purchase_order_listed(&client, &po_id));
     sim.inject(
         Fault::new(FaultKind::CommitThenTimeout { hold_ms: 2500 }, 1)
             .on_path("ProcessGoodsReception"),
@@ -434,7 +412,7 @@ fn a_goods_reception_replayed_after_commit_then_timeout_counts_stock_once() {
     client
         .record_goods_reception(
             &json!({"id": "GR-3", "purchase_order_id": po_id, "received_at": "2026-11-28T09:00:00+01:00",
-                "lines": [{"line_id": second["lineItemId"], "sku": second["code"], "quantity": 1}]})
+                "lines": [{"line_id": second.line_id, "sku": second.sku, "quantity": 1}]})
             .to_string(),
         )
         .unwrap();

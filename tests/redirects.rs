@@ -12,10 +12,6 @@ use flow_omnium::Client;
 use serde_json::{json, Value};
 use std::time::Duration;
 
-fn route(sim: &Simulator, key: &str) -> u64 {
-    sim.stats().by_route.get(key).copied().unwrap_or(0)
-}
-
 fn portal_visits(sim: &Simulator) -> u64 {
     route(sim, PORTAL_PATH)
 }
@@ -192,26 +188,12 @@ fn customers_stock_and_pickups_wait_out_a_redirect() {
     assert_eq!(sim.stats().inventory_update_calls, calls + 1);
 
     // A reception against a purchase order.
-    let po = sim.new_purchase_order("oslo-1", 1);
-    let po_id = po["id"].as_str().unwrap().to_string();
-    let delivery = po["deliveryId"].as_str().unwrap().to_string();
-    let line = po["purchaseOrderForm"]["lineItems"][0].clone();
-    let (line_id, po_sku) = (
-        line["lineItemId"].as_str().unwrap().to_string(),
-        line["code"].as_str().unwrap().to_string(),
-    );
-    sim.add_purchase_order(po);
+    let po = place_purchase_order(&sim, "oslo-1", 1);
+    let (po_id, delivery) = (po.id.clone(), po.delivery_id.clone());
+    let (line_id, po_sku) = (po.lines[0].line_id.clone(), po.lines[0].sku.clone());
     let before = sim.stock(&po_sku, "oslo-1").map(|s| s.0).unwrap_or(0.0);
     client.sync_now().unwrap();
-    assert!(wait_until(Duration::from_secs(10), || {
-        let list: Value =
-            serde_json::from_str(&client.purchase_orders_json(None).unwrap()).unwrap();
-        list["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|p| p["id"] == po_id.as_str())
-    }));
+    assert!(purchase_order_listed(&client, &po_id));
     through_a_portal(
         &sim,
         &client,
@@ -229,9 +211,7 @@ fn customers_stock_and_pickups_wait_out_a_redirect() {
     );
 
     // A pickup of a click & collect order.
-    let o = sim.new_web_order("ClickAndCollect", "oslo-1", 1);
-    let event = sim.add_web_order(o);
-    let id = event["objectId"].as_str().unwrap().to_string();
+    let (id, event) = web_order(&sim, "ClickAndCollect", 1);
     client.event_notify(&event.to_string()).unwrap();
     assert!(wait_until(Duration::from_secs(10), || client
         .order_json(&id)

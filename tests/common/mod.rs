@@ -194,3 +194,64 @@ pub fn assert_each_once(sim: &Simulator, expected: &[String]) {
         "no sale was sent twice (refused, or applied again when the simulator does not deduplicate)"
     );
 }
+
+/// Requests the simulator received on `key` (e.g. "GET /api/Orders/{id}").
+pub fn route(sim: &Simulator, key: &str) -> u64 {
+    sim.stats().by_route.get(key).copied().unwrap_or(0)
+}
+
+/// A web order of `order_type` for oslo-1 placed in the simulator, and the event Omnium
+/// emitted for it: `(order id, event)`.
+pub fn web_order(sim: &Simulator, order_type: &str, lines: usize) -> (String, Value) {
+    let o = sim.new_web_order(order_type, "oslo-1", lines);
+    let event = sim.add_web_order(o);
+    (event["objectId"].as_str().unwrap().to_string(), event)
+}
+
+/// One line of a purchase order placed with [`place_purchase_order`].
+pub struct PoLine {
+    pub line_id: String,
+    pub sku: String,
+    pub quantity: f64,
+}
+
+/// A purchase order placed in the simulator.
+pub struct PlacedPo {
+    pub id: String,
+    pub delivery_id: String,
+    pub lines: Vec<PoLine>,
+}
+
+/// Places a purchase order of `lines` lines for `store` in the simulator.
+pub fn place_purchase_order(sim: &Simulator, store: &str, lines: usize) -> PlacedPo {
+    let po = sim.new_purchase_order(store, lines);
+    let placed = PlacedPo {
+        id: po["id"].as_str().unwrap().to_string(),
+        delivery_id: po["deliveryId"].as_str().unwrap().to_string(),
+        lines: po["purchaseOrderForm"]["lineItems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| PoLine {
+                line_id: l["lineItemId"].as_str().unwrap().to_string(),
+                sku: l["code"].as_str().unwrap().to_string(),
+                quantity: l["quantity"].as_f64().unwrap(),
+            })
+            .collect(),
+    };
+    sim.add_purchase_order(po);
+    placed
+}
+
+/// Waits (10 s at most) until the client lists the purchase order `id`.
+pub fn purchase_order_listed(client: &Client, id: &str) -> bool {
+    wait_until(Duration::from_secs(10), || {
+        let list: Value =
+            serde_json::from_str(&client.purchase_orders_json(None).unwrap()).unwrap();
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["id"] == id)
+    })
+}
