@@ -318,6 +318,20 @@ impl Store {
         })
     }
 
+    /// Omnium's answer for an order the till changed was read: whatever became of it (stored,
+    /// or refused as not an order of this store), the row no longer waits for Omnium, so a
+    /// strange answer is not fetched again every round.
+    pub fn settle_awaiting_order(&self, id: &str) -> Result<()> {
+        self.conn().execute(
+            &format!(
+                "UPDATE inbound_order SET modified_ms = 0 WHERE id = ?1 AND modified_ms IS NULL
+                   AND NOT EXISTS ({PICKUP_ON_ITS_WAY})"
+            ),
+            [id],
+        )?;
+        Ok(())
+    }
+
     /// Queues a fetch of an order unless one is already queued (an earlier one's back-off
     /// after a failure is kept).
     pub fn queue_order_fetch_once(&self, order_id: &str, now_ms: i64) -> Result<()> {

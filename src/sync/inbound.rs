@@ -100,6 +100,9 @@ pub fn fetch_due(sync: &Sync) -> Result<usize, Failure> {
             Ok(Some(order)) => {
                 apply_order(sync, &order);
                 sync.store
+                    .settle_awaiting_order(&order_id)
+                    .map_err(storage)?;
+                sync.store
                     .fetch_done(FetchQueue::Orders, &order_id)
                     .map_err(storage)?;
             }
