@@ -549,9 +549,12 @@ impl OmniumApi {
             }
             if resp.status == 429 {
                 // Hold every thread and till of this API user at once, before anything else.
+                // One millisecond more: the monotonic clock reads whole milliseconds, rounded
+                // down, and the pause must not end before Omnium's (the fleet's tills all
+                // resume at its end).
                 let pause = self.settle_retry_after(&mut resp) as i64;
                 self.gate
-                    .hold_until(self.clock.mono_ms().saturating_add(pause));
+                    .hold_until(self.clock.mono_ms().saturating_add(pause).saturating_add(1));
                 permit.throttled();
             } else if resp.status < 500 {
                 permit.answered();
