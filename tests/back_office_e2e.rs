@@ -572,20 +572,13 @@ fn a_reception_without_a_purchase_order_keeps_a_sale_delivered_before_it() {
     client.flush(Duration::from_secs(20)).unwrap();
     assert_eq!(status(&client)["outbox"]["dead"], 0);
     assert_eq!(sim.stock(&sku, "oslo-1").unwrap().0, 9.0, "4 + 6 − 1");
-    // With Omnium's index lagging (`.ci/inbound.sh`) the reception's read-back can be the
-    // level before it (README, known limits): the till is right again after a pull.
-    let mut till = Value::Null;
-    let mut tries = 0;
-    let right = wait_until(Duration::from_secs(10), || {
-        tries += 1;
-        if tries % 25 == 0 {
-            let _ = client.sync_now();
-        }
-        till = serde_json::from_str(&client.stock_json(&sku).unwrap()).unwrap();
-        let w = &till["warehouses"][0];
-        w["quantity"].as_f64().unwrap() + w["pending"].as_f64().unwrap() == 9.0
-    });
-    assert!(right, "{till}");
+    let till: Value = serde_json::from_str(&client.stock_json(&sku).unwrap()).unwrap();
+    let w = &till["warehouses"][0];
+    assert_eq!(
+        w["quantity"].as_f64().unwrap() + w["pending"].as_f64().unwrap(),
+        9.0,
+        "{till}"
+    );
 }
 
 /// The same when the first try did land (its answer lost) and the sale came after it.
