@@ -714,7 +714,9 @@ fn run(seed: u64) -> Result<BTreeMap<&'static str, u64>, String> {
                 // left (a receipt's progress between steps was saved), but no outcome was
                 // recorded, then the process is gone.
                 r.count("crash in the middle of a try");
-                r.client().store().fail_next_writes(WriteOp::Finish, u32::MAX);
+                r.client()
+                    .store()
+                    .fail_next_writes(WriteOp::Finish, u32::MAX);
                 let _ = r.step();
                 r.note("crash in the middle of a try".into());
                 r.crash();
