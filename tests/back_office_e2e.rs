@@ -735,3 +735,84 @@ fn a_newer_customer_or_stock_count_supersedes_a_dead_older_one() {
     assert_eq!(name(&sim), Some(json!("Nordmann v2")));
     assert_eq!(sim.stock("SKU-SUP", "oslo-1").map(|s| s.0), Some(7.0));
 }
+
+/// Review (reviewa): a reception resent after a lost answer adds the stock this till
+/// delivered since its first try. A pull that counted such a sale in between deleted the
+/// sale's stock movement, so the resend no longer saw it and put the sale's stock back at
+/// Omnium (4 + 6 − 1 became 10). Movements of an item stay while a reception of it is not
+/// settled.
+#[test]
+fn a_reception_resent_after_a_pull_counted_the_sale_keeps_the_sale() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim();
+    sim.load_catalog(&CatalogSpec {
+        products: 5,
+        ..Default::default()
+    });
+    let sku = sim.sku_ids()[0].clone();
+    sim.set_stock(&sku, "oslo-1", 4.0, 0.0);
+    // A long request timeout: the reception's read-back waits timeout × 2 plus a margin,
+    // time enough for the sale and a pull to go first on a loaded machine.
+    let client = open(
+        &dir.path().join("pos.db"),
+        &sim,
+        json!({"omnium": {"timeout_ms": 15000}}),
+    );
+    let quantity = |client: &Client| -> Value {
+        client
+            .stock_json(&sku)
+            .ok()
+            .and_then(|s| serde_json::from_str::<Value>(&s).ok())
+            .map_or(Value::Null, |v| v["warehouses"][0]["quantity"].clone())
+    };
+    let mut tries = 0;
+    assert!(wait_until(Duration::from_secs(20), || {
+        tries += 1;
+        if tries % 25 == 0 {
+            client.sync_now().unwrap();
+        }
+        quantity(&client) == json!(4.0)
+    }));
+    // The reception lands, its answer is lost: it is read back after the settle time.
+    sim.inject(
+        Fault::new(FaultKind::CommitThenStatus(500), 1)
+            .on_path("/api/Inventory/UpdateMany")
+            .on_method("PUT"),
+    );
+    client
+        .record_goods_reception(
+            &json!({"id": "GR-P", "received_at": "2026-11-28T08:00:00+01:00",
+        "lines": [{"sku": sku, "quantity": 6}]})
+            .to_string(),
+        )
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(20), || sim.stock(&sku, "oslo-1")
+        .unwrap()
+        .0
+        == 10.0));
+    let sale = json!({"id": "S-GP", "created_at": "2026-11-28T10:15:00+01:00",
+        "lines": [{"line_id": "1", "sku": sku, "name": "Item", "quantity": 1, "unit_price": 10_000, "tax_rate": 25}],
+        "payments": [{"id": "P1", "method": "Card", "amount": 10_000, "transaction_id": "tx-S-GP"}]});
+    client.record_sale(&sale.to_string()).unwrap();
+    assert!(wait_until(Duration::from_secs(20), || sim.stock(&sku, "oslo-1")
+        .unwrap()
+        .0
+        == 9.0));
+    // A pull brings Omnium's level with the sale in it (9): the sale is counted.
+    let mut tries = 0;
+    assert!(wait_until(Duration::from_secs(20), || {
+        tries += 1;
+        if tries % 25 == 1 {
+            client.sync_now().unwrap();
+        }
+        quantity(&client) == json!(9.0)
+    }));
+    assert_eq!(
+        route(&sim, "PUT /api/Inventory/UpdateMany"),
+        1,
+        "the reception has not been read back yet (the test's premise)"
+    );
+    client.flush(Duration::from_secs(60)).unwrap();
+    assert_eq!(status(&client)["outbox"]["dead"], 0);
+    assert_eq!(sim.stock(&sku, "oslo-1").unwrap().0, 9.0, "4 + 6 − 1");
+}
