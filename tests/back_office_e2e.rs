@@ -786,7 +786,8 @@ fn a_reception_resent_after_a_pull_counted_the_sale_keeps_the_sale() {
             .to_string(),
         )
         .unwrap();
-    assert!(wait_until(Duration::from_secs(20), || sim.stock(&sku, "oslo-1")
+    assert!(wait_until(Duration::from_secs(20), || sim
+        .stock(&sku, "oslo-1")
         .unwrap()
         .0
         == 10.0));
@@ -794,7 +795,8 @@ fn a_reception_resent_after_a_pull_counted_the_sale_keeps_the_sale() {
         "lines": [{"line_id": "1", "sku": sku, "name": "Item", "quantity": 1, "unit_price": 10_000, "tax_rate": 25}],
         "payments": [{"id": "P1", "method": "Card", "amount": 10_000, "transaction_id": "tx-S-GP"}]});
     client.record_sale(&sale.to_string()).unwrap();
-    assert!(wait_until(Duration::from_secs(20), || sim.stock(&sku, "oslo-1")
+    assert!(wait_until(Duration::from_secs(20), || sim
+        .stock(&sku, "oslo-1")
         .unwrap()
         .0
         == 9.0));
