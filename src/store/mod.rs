@@ -383,12 +383,20 @@ impl Store {
         if self.relaxed.load(Ordering::SeqCst) {
             // Only after a background write failed to restore FULL (no I/O is involved, so
             // only a broken connection could): nothing commits at NORMAL but catalog data.
-            match restore_full_sync(&guard) {
+            match restore_full_sync(&guard, self.wal_hooked()) {
                 Ok(()) => self.relaxed.store(false, Ordering::SeqCst),
                 Err(e) => panic!("the database cannot be set back to synchronous=FULL: {e}"),
             }
         }
         guard
+    }
+
+    /// Whether the writer's commits wake the checkpoint thread (its WAL hook is installed).
+    fn wal_hooked(&self) -> bool {
+        self.wal_thread
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
     }
 
     /// Whether a caller is blocked waiting for the writer connection.
@@ -431,11 +439,20 @@ impl Store {
         f: impl FnOnce(&rusqlite::Transaction, &dyn Fn() -> bool) -> Result<T>,
     ) -> Result<T> {
         use std::sync::atomic::Ordering;
+        let hooked = self.wal_hooked();
         let mut conn = self.conn_background();
         self.relaxed.store(true, Ordering::SeqCst);
         // No automatic checkpoint inside this commit (it would copy the whole WAL with the
-        // writer held): `checkpoint_aside` does it next, without the lock.
-        conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0")?;
+        // writer held): `checkpoint_aside` does it next, without the lock. With the
+        // checkpoint thread's WAL hook in place there is none already; `PRAGMA
+        // wal_autocheckpoint` must then not be touched: it replaces the writer's WAL hook
+        // (SQLite implements it as one), and setting it back to 1,000 put the checkpoint
+        // inside recording callers' commits again after the first catalog page.
+        if hooked {
+            conn.execute_batch("PRAGMA synchronous = NORMAL")?;
+        } else {
+            conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0")?;
+        }
         let result = (|| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             #[cfg(test)]
@@ -446,7 +463,7 @@ impl Store {
             tx.commit()?;
             Ok(value)
         })();
-        restore_full_sync(&conn)?;
+        restore_full_sync(&conn, hooked)?;
         self.relaxed.store(false, Ordering::SeqCst);
         drop(conn);
         self.checkpoint_aside();
@@ -745,8 +762,14 @@ pub(crate) fn crash_point(name: &str) {
 
 /// Puts the writer back at `synchronous = FULL` (read back) and SQLite's automatic
 /// checkpoint at its default after a background write.
-fn restore_full_sync(conn: &Connection) -> Result<()> {
-    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 1000")?;
+/// `hooked`: the checkpoint thread's WAL hook is on the writer, and SQLite's automatic
+/// checkpoint (which would replace it) stays off.
+fn restore_full_sync(conn: &Connection, hooked: bool) -> Result<()> {
+    if hooked {
+        conn.execute_batch("PRAGMA synchronous = FULL")?;
+    } else {
+        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 1000")?;
+    }
     let sync: i64 = conn.query_row("PRAGMA synchronous", [], |r| r.get(0))?;
     if sync != 2 {
         return Err(Error::Storage(format!(
@@ -802,6 +825,45 @@ fn expect_pragma(name: &str, got: &str, want: &str) -> std::result::Result<(), O
 
 #[cfg(test)]
 mod tests {
+    /// A catalog page (a background write) leaves the checkpoint thread's WAL hook on the
+    /// writer: recording commits after it still never copy the WAL into the database.
+    /// Before, the page's `PRAGMA wal_autocheckpoint` replaced the hook with SQLite's own
+    /// automatic checkpoint, run inside whichever caller's commit crossed 1,000 pages.
+    #[test]
+    fn commits_after_a_background_write_leave_the_checkpoint_to_the_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db");
+        let store = super::Store::open(&path).unwrap();
+        store
+            .background_write(|tx, _| {
+                tx.execute("CREATE TABLE big (b BLOB NOT NULL)", [])?;
+                Ok(())
+            })
+            .unwrap();
+        // Let `checkpoint_aside` (at most every 50 ms) run now if it wants, not later.
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        store.checkpoint_aside();
+        let wal_thread = store.wal_thread.lock().unwrap();
+        let held = wal_thread.as_ref().expect("a checkpoint thread").hold();
+        let db_len = || std::fs::metadata(&path).unwrap().len();
+        let before = db_len();
+        // About 1,500 pages in 30 commits: past the 1,000 SQLite checkpoints at.
+        for _ in 0..30 {
+            store
+                .write(|l| {
+                    l.tx.execute("INSERT INTO big (b) VALUES (zeroblob(200000))", [])?;
+                    Ok(())
+                })
+                .unwrap();
+        }
+        assert_eq!(
+            db_len(),
+            before,
+            "a commit after the background write copied the WAL into the database"
+        );
+        drop(held);
+    }
+
     use super::*;
 
     #[test]
