@@ -639,7 +639,9 @@ enum fo_result fo_flush(struct fo_client *c, uint32_t timeout_ms);
 // "failing_datasets"}` (additions: `pulling` is true while a pull run is in progress;
 // `failing_datasets` lists each data set whose last pull failed, `[{"dataset", "failing_since",
 // "failed_runs", "last_error"}]`, empty when none: `dataset` is `stores`, `categories`,
-// `products`, `stock`, `orders` or `purchase_orders`, `failed_runs` counts pull runs in a row,
+// `products`, `stock`, `orders.ClickAndCollect`, `orders.Online`, `orders.PickUpPoint` (orders
+// are read in these passes, each reported on its own) or `purchase_orders`, `failed_runs`
+// counts pull runs in a row that read it,
 // `last_error` is Omnium's short reason; the till keeps its last data for that set, and
 // `last_pull_at` still moves with the others).
 // Free `*out_json` with `fo_string_free`.

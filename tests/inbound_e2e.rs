@@ -184,3 +184,54 @@ fn the_full_resync_removes_orders_and_purchase_orders_omnium_no_longer_returns()
         status(&client)
     );
 }
+
+/// Review (reviewa): the orders data set is read in passes, and the pickup-point pass runs
+/// every other run. Its failure was reported as "orders" and cleared by the next run that
+/// skipped it, so a pass that always fails never showed more than one failed run in a row
+/// (and vanished from fo_status every other run). Each pass is now reported on its own.
+#[test]
+fn a_failing_order_pass_stays_reported_across_runs_that_skip_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim();
+    sim.inject(
+        Fault::new(FaultKind::Status(403), 1_000_000)
+            .on_path("/api/Orders/GetOrdersForPickUpPoint"),
+    );
+    let client = open(
+        &dir.path().join("pos.db"),
+        &sim,
+        json!({"sync": {"pull_interval_ms": 300}}),
+    );
+    let failing = |client: &Client| {
+        status(client)["failing_datasets"]
+            .as_array()
+            .expect("failing_datasets is a list")
+            .iter()
+            .find(|d| {
+                d["dataset"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("orders"))
+            })
+            .cloned()
+    };
+    let mut f = None;
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            f = failing(&client);
+            f.as_ref()
+                .is_some_and(|f| f["failed_runs"].as_i64() >= Some(3))
+        }),
+        "{}",
+        status(&client)
+    );
+    let f = f.unwrap();
+    assert_eq!(f["dataset"], "orders.PickUpPoint", "{f}");
+    assert!(f["last_error"].as_str().unwrap().contains("403"), "{f}");
+    sim.clear_faults();
+    client.sync_now().unwrap();
+    assert!(
+        wait_until(Duration::from_secs(20), || failing(&client).is_none()),
+        "{}",
+        status(&client)
+    );
+}

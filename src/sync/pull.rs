@@ -226,6 +226,9 @@ impl Puller {
         let Some(&dataset) = self.queue.front() else {
             return Ok(Step::Idle);
         };
+        // Failures are reported per order pass: the passes do not all run every run, and
+        // a pass that fails must not be cleared by a run that skipped it.
+        let name = self.report_name(dataset);
         let result = match dataset {
             Dataset::Stores => self.pull_stores(sync),
             Dataset::Categories => self.pull_categories(sync),
@@ -236,26 +239,27 @@ impl Puller {
             Dataset::Orders | Dataset::PurchaseOrders => self.pull_search(sync, dataset),
         };
         let finished = match result {
-            Ok(true) => {
-                if let Err(e) = sync.store.clear_pull_failure(dataset.name()) {
-                    log::warn!("cannot record that {} was pulled: {e}", dataset.name());
+            Ok(done) => {
+                // This data set (or order pass) was read to its end.
+                if done || self.report_name(dataset) != name {
+                    if let Err(e) = sync.store.clear_pull_failure(&name) {
+                        log::warn!("cannot record that {name} was pulled: {e}");
+                    }
                 }
-                true
+                done
             }
-            Ok(false) => false,
             // Omnium refuses or fails this data set (a missing role, an endpoint that errs):
             // the others still come, and this one is tried again on the next run from its
             // committed cursor. Only an Omnium that is down, throttling or refusing the API
             // user stops the run.
             Err(f @ (Failure::Rejected { .. } | Failure::Uncertain(_) | Failure::Busy(_))) => {
-                log::error!("pulling {} failed: {f}", dataset.name());
+                log::error!("pulling {name} failed: {f}");
                 // Reported in fo_status until the data set is pulled whole again.
-                if let Err(e) = sync.store.note_pull_failure(
-                    dataset.name(),
-                    sync.clock.wall_ms(),
-                    &f.to_string(),
-                ) {
-                    log::warn!("cannot record that {} failed: {e}", dataset.name());
+                if let Err(e) =
+                    sync.store
+                        .note_pull_failure(&name, sync.clock.wall_ms(), &f.to_string())
+                {
+                    log::warn!("cannot record that {name} failed: {e}");
                 }
                 self.scroll = None;
                 self.reset_search();
@@ -285,6 +289,16 @@ impl Puller {
         } else {
             Step::More
         })
+    }
+
+    /// The name a data set's failure is reported under in `fo_status`: the order pass for
+    /// orders (`orders.ClickAndCollect`, `orders.Online`, `orders.PickUpPoint`).
+    fn report_name(&self, dataset: Dataset) -> String {
+        match (dataset, ORDER_TYPES.get(self.search_type)) {
+            (Dataset::Orders, Some(t)) => format!("orders.{t}"),
+            (Dataset::Orders, None) => "orders.PickUpPoint".to_string(),
+            _ => dataset.name().to_string(),
+        }
     }
 
     /// Moves to the next order pass this run makes; false when none is left.
