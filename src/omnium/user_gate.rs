@@ -106,23 +106,23 @@ impl UserGate {
 
     /// The gate of every client of this process using `client_id` at `base_url`.
     pub fn shared(base_url: &str, client_id: &str) -> Arc<UserGate> {
-        type Registry = Mutex<HashMap<(String, String), Weak<UserGate>>>;
+        // Held strongly while a client uses it or its pause lasts: a POS that closes and
+        // reopens its client inside Omnium's Retry-After must find the pause (shared gates
+        // run on the process's clock, `SystemClock`).
+        type Registry = Mutex<HashMap<(String, String), Arc<UserGate>>>;
         static REGISTRY: OnceLock<Registry> = OnceLock::new();
+        use crate::clock::Clock;
+        let now = crate::clock::SystemClock.mono_ms();
         let mut reg = REGISTRY
             .get_or_init(Registry::default)
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        reg.retain(|_, g| g.strong_count() > 0);
+        reg.retain(|_, g| Arc::strong_count(g) > 1 || g.pause_left(now) > 0);
         let key = (
             base_url.trim_end_matches('/').to_string(),
             client_id.to_string(),
         );
-        if let Some(g) = reg.get(&key).and_then(Weak::upgrade) {
-            return g;
-        }
-        let g = UserGate::private();
-        reg.insert(key, Arc::downgrade(&g));
-        g
+        reg.entry(key).or_insert_with(UserGate::private).clone()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Window> {
@@ -217,6 +217,21 @@ mod tests {
         a.hold_until(5_000);
         assert_eq!(b.pause_left(1_000), 4_000);
         assert!(c.pause_left(1_000) <= 0);
+    }
+
+    /// A client closed and opened again inside a Retry-After (same process) is still held:
+    /// before, the gate went with its last client and the new one sent at once.
+    #[test]
+    fn a_pause_outlives_the_clients_that_received_it() {
+        use crate::clock::{Clock, SystemClock};
+        let a = UserGate::shared("http://127.0.0.1:9", "gate-reopen-user");
+        a.hold_until(SystemClock.mono_ms() + 60_000);
+        drop(a);
+        let b = UserGate::shared("http://127.0.0.1:9", "gate-reopen-user");
+        assert!(
+            b.pause_left(SystemClock.mono_ms()) > 0,
+            "the reopened client is inside the pause"
+        );
     }
 
     #[test]
