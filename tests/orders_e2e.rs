@@ -185,3 +185,53 @@ fn a_pickup_held_behind_a_dead_one_does_not_hide_omniums_changes() {
     );
     assert_eq!(sim.order(&id).unwrap()["status"], "InProgress");
 }
+
+/// Review (reviewa): one 404 to the fetch of an order the till holds (a proxy mid-deploy, a
+/// replica behind) removed an open click & collect order from the till at once, and nothing
+/// brought it back before a delta touched it or the next full resync. It is asked again
+/// after a back-off; an order deleted for good still leaves (two 404s).
+#[test]
+fn one_404_does_not_remove_an_order_a_deleted_one_still_leaves() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim();
+    let client = open(&dir.path().join("pos.db"), &sim, json!({}));
+    let mut seen = Vec::new();
+    let (id, event) = cc_order(&sim, "oslo-1", "oslo-1");
+    client.event_notify(&event.to_string()).unwrap();
+    wait_event(&client, &mut seen, "order.received", &id);
+    let gets = |sim: &Simulator| {
+        sim.stats()
+            .by_route
+            .get("GET /api/Orders/{id}")
+            .copied()
+            .unwrap_or(0)
+    };
+    let before = gets(&sim);
+    sim.inject(
+        Fault::new(FaultKind::Status(404), 1)
+            .on_path(&format!("/api/Orders/{id}"))
+            .on_method("GET"),
+    );
+    client.event_notify(&event.to_string()).unwrap();
+    // Asked again after the 404, or (before the fix) removed at once.
+    wait_until(Duration::from_secs(20), || {
+        gets(&sim) >= before + 2 || !listed(&client, &id)
+    });
+    client.flush(Duration::from_secs(10)).unwrap();
+    seen.extend(drain_events(&client));
+    assert!(listed(&client, &id), "one 404 keeps the order: {seen:?}");
+    assert!(gets(&sim) >= before + 2, "asked again after the 404");
+    assert!(
+        !seen
+            .iter()
+            .any(|e| e["order_id"] == id.as_str() && e["removed"] == true),
+        "{seen:?}"
+    );
+    // Deleted for good: it leaves.
+    assert!(sim.delete_order_permanently(&id));
+    client.event_notify(&event.to_string()).unwrap();
+    let e = wait_event(&client, &mut seen, "order.updated", &id);
+    assert_eq!(e["removed"], true, "{e}");
+    assert_eq!(e["reason"], "deleted", "{e}");
+    assert!(!listed(&client, &id));
+}

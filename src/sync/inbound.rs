@@ -106,8 +106,25 @@ pub fn fetch_due(sync: &Sync) -> Result<usize, Failure> {
                     .fetch_done(FetchQueue::Orders, &order_id)
                     .map_err(storage)?;
             }
+            Ok(None)
+                if tries == 0
+                    && sync
+                        .store
+                        .inbound_order(&order_id)
+                        .map_err(storage)?
+                        .is_some() =>
+            {
+                // An order the till holds answered 404 once (a proxy mid-deploy, a replica
+                // behind): asked again after a back-off before it leaves the till.
+                log::info!("order {order_id:?} answered 404; asked again before it is removed");
+                let delay = policy::backoff_ms(&sync.policy, 1, 0.5) as i64;
+                sync.store
+                    .fetch_later(FetchQueue::Orders, &order_id, now_ms() + delay)
+                    .map_err(storage)?;
+            }
             Ok(None) => {
-                // Gone from Omnium (deleted for good): it leaves the till too.
+                // Gone from Omnium (deleted for good, two answers a back-off apart): it
+                // leaves the till too.
                 if let Some((order_type, status)) = sync
                     .store
                     .remove_inbound_order(&order_id)
