@@ -453,6 +453,38 @@ impl Puller {
         Ok(true)
     }
 
+    /// What every page of a search notes, whichever search it is: on the first page Omnium's
+    /// `Date` (the window's end) and the start of a full read; whether the page came in
+    /// `modified` order after `from`; the newest stamp so far; and, in a full resync, the ids
+    /// seen. Returns the page's newest stamp.
+    fn note_search_page(
+        &mut self,
+        sync: &Sync,
+        first: bool,
+        items: &[serde_json::Value],
+        from: Option<i64>,
+    ) -> Option<i64> {
+        if first {
+            self.search_date = sync.api.answer_date_ms();
+            self.note_full_read(sync, self.search_date);
+        }
+        let stamps: Vec<Option<i64>> = items
+            .iter()
+            .map(crate::omnium::back_office::modified_ms)
+            .collect();
+        self.search_unsorted |= !in_modified_order(&stamps, from);
+        let newest = stamps.iter().flatten().copied().max();
+        self.search_max = self.search_max.max(newest);
+        if self.full {
+            self.seen_ids.extend(
+                items
+                    .iter()
+                    .filter_map(|o| o["id"].as_str().map(str::to_string)),
+            );
+        }
+        newest
+    }
+
     /// One page of the order or purchase-order search. `Ok(true)` when the data set is done;
     /// the cursor moves when a search is read to its end. Orders are searched for this
     /// store (`selectedStores` is the selling store); purchase orders for the store and
@@ -488,25 +520,7 @@ impl Puller {
                 take: SEARCH_TAKE,
                 open_only: self.full && dataset == Dataset::Orders,
             })?;
-        if first {
-            self.search_date = sync.api.answer_date_ms();
-            self.note_full_read(sync, self.search_date);
-        }
-        let stamps: Vec<Option<i64>> = page
-            .items
-            .iter()
-            .map(crate::omnium::back_office::modified_ms)
-            .collect();
-        self.search_unsorted |= !in_modified_order(&stamps, from);
-        let newest = stamps.iter().flatten().copied().max();
-        self.search_max = self.search_max.max(newest);
-        if self.full {
-            self.seen_ids.extend(
-                page.items
-                    .iter()
-                    .filter_map(|o| o["id"].as_str().map(str::to_string)),
-            );
-        }
+        let newest = self.note_search_page(sync, first, &page.items, from);
         if dataset == Dataset::Orders {
             for order in &page.items {
                 super::inbound::apply_order(sync, order);
@@ -651,25 +665,7 @@ impl Puller {
             self.search_page + 1,
             SEARCH_TAKE,
         )?;
-        if first {
-            self.search_date = sync.api.answer_date_ms();
-            self.note_full_read(sync, self.search_date);
-        }
-        let stamps: Vec<Option<i64>> = page
-            .items
-            .iter()
-            .map(crate::omnium::back_office::modified_ms)
-            .collect();
-        self.search_unsorted |= !in_modified_order(&stamps, key);
-        let newest = stamps.iter().flatten().copied().max();
-        self.search_max = self.search_max.max(newest);
-        if self.full {
-            self.seen_ids.extend(
-                page.items
-                    .iter()
-                    .filter_map(|o| o["id"].as_str().map(str::to_string)),
-            );
-        }
+        let newest = self.note_search_page(sync, first, &page.items, key);
         for order in &page.items {
             super::inbound::apply_order(sync, order);
         }
