@@ -160,19 +160,7 @@ fn upsert_products(tx: &Transaction, products: &[CatalogProduct]) -> Result<()> 
         for p in products {
             stage_product.execute([&p.product_id])?;
             for s in &p.skus {
-                stage_sku.execute(params![
-                    s.sku,
-                    s.product_id,
-                    s.name,
-                    s.brand,
-                    s.ean,
-                    s.gtins.join(" "),
-                    json_list(&s.category_ids),
-                    json_list(&s.image_urls),
-                    s.active,
-                    s.language,
-                    s.cost_price
-                ])?;
+                execute_sku_row(&mut stage_sku, s)?;
                 for c in &s.category_ids {
                     stage_category.execute([&s.sku, c])?;
                 }
@@ -252,7 +240,7 @@ fn upsert_product(tx: &Transaction, p: &CatalogProduct) -> Result<()> {
     )?
     .execute(params![p.product_id, skus])?;
     for s in &p.skus {
-        tx.prepare_cached(
+        let mut upsert = tx.prepare_cached(
             "INSERT INTO product (sku, product_id, name, brand, ean, gtins, category_ids, image_urls,
                                   active, language, cost_price)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
@@ -260,20 +248,8 @@ fn upsert_product(tx: &Transaction, p: &CatalogProduct) -> Result<()> {
                brand = excluded.brand, ean = excluded.ean, gtins = excluded.gtins,
                category_ids = excluded.category_ids, image_urls = excluded.image_urls,
                active = excluded.active, language = excluded.language, cost_price = excluded.cost_price",
-        )?
-        .execute(params![
-            s.sku,
-            s.product_id,
-            s.name,
-            s.brand,
-            s.ean,
-            s.gtins.join(" "),
-            json_list(&s.category_ids),
-            json_list(&s.image_urls),
-            s.active,
-            s.language,
-            s.cost_price
-        ])?;
+        )?;
+        execute_sku_row(&mut upsert, s)?;
         tx.prepare_cached("DELETE FROM product_category WHERE product_sku = ?1")?
             .execute([&s.sku])?;
         for c in &s.category_ids {
@@ -334,6 +310,28 @@ fn apply_level(tx: &Transaction, l: &StockLevel) -> Result<usize> {
     )?
     .execute(params![l.sku, l.warehouse_id])?;
     Ok(changed)
+}
+
+/// Runs a statement whose 11 parameters are a SKU's `product` columns, in table order
+/// (staged batch and single upsert alike).
+fn execute_sku_row(
+    stmt: &mut rusqlite::Statement<'_>,
+    s: &crate::model::catalog::SkuRow,
+) -> Result<()> {
+    stmt.execute(params![
+        s.sku,
+        s.product_id,
+        s.name,
+        s.brand,
+        s.ean,
+        s.gtins.join(" "),
+        json_list(&s.category_ids),
+        json_list(&s.image_urls),
+        s.active,
+        s.language,
+        s.cost_price
+    ])?;
+    Ok(())
 }
 
 fn json_list(items: &[String]) -> String {
