@@ -60,8 +60,16 @@ fn cc_order(sim: &Simulator, store: &str, pickup_at: &str) -> (String, Value) {
     (event["objectId"].as_str().unwrap().to_string(), event)
 }
 
-#[test]
-fn an_order_moved_to_another_store_leaves_the_till() {
+/// A till (its database in the returned directory) holding a click & collect order of its
+/// own store, received through `event`; the events seen so far.
+fn a_till_holding_an_order_of_its_own() -> (
+    tempfile::TempDir,
+    Simulator,
+    Client,
+    String,
+    Value,
+    Vec<Value>,
+) {
     let dir = tempfile::tempdir().unwrap();
     let sim = sim();
     let client = open(&dir.path().join("pos.db"), &sim, json!({}));
@@ -69,6 +77,21 @@ fn an_order_moved_to_another_store_leaves_the_till() {
     let (id, event) = cc_order(&sim, "oslo-1", "oslo-1");
     client.event_notify(&event.to_string()).unwrap();
     wait_event(&client, &mut seen, "order.received", &id);
+    (dir, sim, client, id, event, seen)
+}
+
+/// Omnium's workflow answers the next status update with a 400.
+fn refuse_the_next_pickup(sim: &Simulator) {
+    sim.inject(
+        Fault::new(FaultKind::Status(400), 1)
+            .on_path("UpdateStatus")
+            .on_method("POST"),
+    );
+}
+
+#[test]
+fn an_order_moved_to_another_store_leaves_the_till() {
+    let (_dir, sim, client, id, _, mut seen) = a_till_holding_an_order_of_its_own();
     assert!(listed(&client, &id));
 
     // Omnium moves it to Bergen; the event names the new store.
@@ -122,20 +145,10 @@ fn a_web_order_sold_elsewhere_but_picked_up_here_is_pulled_and_its_event_acted_o
 
 #[test]
 fn a_pickup_omnium_refused_shows_omniums_status_again() {
-    let dir = tempfile::tempdir().unwrap();
-    let sim = sim();
-    let client = open(&dir.path().join("pos.db"), &sim, json!({}));
-    let mut seen = Vec::new();
-    let (id, event) = cc_order(&sim, "oslo-1", "oslo-1");
-    client.event_notify(&event.to_string()).unwrap();
-    wait_event(&client, &mut seen, "order.received", &id);
+    let (_dir, sim, client, id, _, _) = a_till_holding_an_order_of_its_own();
 
     // Omnium's workflow refuses the handover (a 400 is a permanent rejection).
-    sim.inject(
-        Fault::new(FaultKind::Status(400), 1)
-            .on_path("UpdateStatus")
-            .on_method("POST"),
-    );
+    refuse_the_next_pickup(&sim);
     pickup(&client, "PU-1", &id, "picked_up");
     assert_eq!(order(&client, &id).unwrap()["status"], "PickedUp");
     client.flush(Duration::from_secs(10)).unwrap();
@@ -152,18 +165,8 @@ fn a_pickup_omnium_refused_shows_omniums_status_again() {
 
 #[test]
 fn a_pickup_held_behind_a_dead_one_does_not_hide_omniums_changes() {
-    let dir = tempfile::tempdir().unwrap();
-    let sim = sim();
-    let client = open(&dir.path().join("pos.db"), &sim, json!({}));
-    let mut seen = Vec::new();
-    let (id, event) = cc_order(&sim, "oslo-1", "oslo-1");
-    client.event_notify(&event.to_string()).unwrap();
-    wait_event(&client, &mut seen, "order.received", &id);
-    sim.inject(
-        Fault::new(FaultKind::Status(400), 1)
-            .on_path("UpdateStatus")
-            .on_method("POST"),
-    );
+    let (_dir, sim, client, id, _, _) = a_till_holding_an_order_of_its_own();
+    refuse_the_next_pickup(&sim);
     pickup(&client, "PU-1", &id, "ready_for_pickup");
     client.flush(Duration::from_secs(10)).unwrap();
     assert_eq!(status(&client)["outbox"]["dead"], 1);
@@ -192,13 +195,7 @@ fn a_pickup_held_behind_a_dead_one_does_not_hide_omniums_changes() {
 /// after a back-off; an order deleted for good still leaves (two 404s).
 #[test]
 fn one_404_does_not_remove_an_order_a_deleted_one_still_leaves() {
-    let dir = tempfile::tempdir().unwrap();
-    let sim = sim();
-    let client = open(&dir.path().join("pos.db"), &sim, json!({}));
-    let mut seen = Vec::new();
-    let (id, event) = cc_order(&sim, "oslo-1", "oslo-1");
-    client.event_notify(&event.to_string()).unwrap();
-    wait_event(&client, &mut seen, "order.received", &id);
+    let (_dir, sim, client, id, event, mut seen) = a_till_holding_an_order_of_its_own();
     let gets = |sim: &Simulator| {
         sim.stats()
             .by_route
