@@ -289,6 +289,51 @@ impl OmniumApi {
         classify(&resp, "PUT /api/Inventory/UpdateMany")
     }
 
+    /// The SKU's current levels in `warehouses`, read by id (`GET /api/Inventory/{sku}?warehouseIds=`),
+    /// not through the search index: a write Omnium took is in it at once, however late
+    /// its search shows it. `None` when Omnium answers 404 (no such route or item: the
+    /// caller decides what that means). An answer that is not a list of items is refused.
+    pub fn inventory_item_levels(
+        &self,
+        sku: &str,
+        warehouses: &[String],
+    ) -> Result<Option<Vec<crate::model::catalog::StockLevel>>, Failure> {
+        let query: Vec<String> = warehouses
+            .iter()
+            .map(|w| format!("warehouseIds={}", encode_component(w)))
+            .collect();
+        let path = format!(
+            "/api/Inventory/{}?{}",
+            encode_component(sku),
+            query.join("&")
+        );
+        let Some(body) = self.get_json(&path)? else {
+            return Ok(None);
+        };
+        let items = match body {
+            Value::Array(items) => Some(items),
+            Value::Object(mut m) => match m.remove("result") {
+                Some(Value::Array(items)) => Some(items),
+                // One item rather than a list.
+                _ if m.contains_key("sku") => Some(vec![Value::Object(m)]),
+                _ => None,
+            },
+            _ => None,
+        };
+        let Some(items) = items.filter(|items| items.iter().all(Value::is_object)) else {
+            return Err(Failure::Uncertain(format!(
+                "GET /api/Inventory/{{id}} for {sku:?}: not a list of inventory items"
+            )));
+        };
+        Ok(Some(
+            items
+                .iter()
+                .filter_map(super::catalog::stock_level)
+                .filter(|l| l.sku == sku && warehouses.contains(&l.warehouse_id))
+                .collect(),
+        ))
+    }
+
     /// `POST /api/Orders/{id}/OrderLinesUpdate` (partial pickup progress).
     pub fn order_lines_update(&self, order_id: &str, body: &Value) -> Result<(), Failure> {
         let path = format!(

@@ -1985,6 +1985,31 @@ impl State {
         )
     }
 
+    /// `GET /api/Inventory/{sku}?warehouseIds=`: the SKU's items in those warehouses (all of
+    /// them when none is named), read by id: never behind the search index. An empty list
+    /// when the SKU has no item there.
+    pub fn get_inventory(&mut self, sku: &str, req: &Request) -> Response {
+        let whs: HashSet<&str> = req
+            .query
+            .iter()
+            .filter(|(k, _)| {
+                k.eq_ignore_ascii_case("warehouseIds") || k.eq_ignore_ascii_case("warehouseIds[]")
+            })
+            .flat_map(|(_, v)| v.split(','))
+            .map(str::trim)
+            .filter(|w| !w.is_empty())
+            .collect();
+        let items: Vec<Value> = self
+            .catalog
+            .stock
+            .range((sku.to_string(), String::new())..)
+            .take_while(|((s, _), _)| s == sku)
+            .filter(|((_, wh), _)| whs.is_empty() || whs.contains(wh.as_str()))
+            .map(|((s, wh), item)| stock_json(s, wh, item, false))
+            .collect();
+        Response::json(200, &Value::Array(items))
+    }
+
     /// `POST /api/Inventory/Search`: items modified at or after `lastModified`.
     pub fn inventory_search(&mut self, req: &Request) -> Response {
         let body = match parse_object(&req.body) {

@@ -5,7 +5,8 @@
 //!
 //! The read side a POS pulls is there too: product scroll with deltas (`POST /api/Products/Scroll`,
 //! `GET /api/Products/Scroll/{id}`), `GET /api/ProductCategories`, `POST /api/Stores/SearchStores`,
-//! `GET /api/Markets`, `POST /api/Inventory/Search` and `GET /api/Inventory/Scroll/{id}`, over a
+//! `GET /api/Markets`, `POST /api/Inventory/Search`, `GET /api/Inventory/Scroll/{id}` and
+//! `GET /api/Inventory/{sku}?warehouseIds=` (by id: never behind the search index), over a
 //! generated, deterministic Norwegian retail catalog ([`Simulator::load_catalog`]). Every `modified`
 //! comes from a strictly increasing clock, so high-water marks can be tested exactly.
 //!

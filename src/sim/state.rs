@@ -38,6 +38,8 @@ pub(crate) enum Route {
     Markets,
     InventorySearch,
     InventoryScrollNext(String),
+    /// `GET /api/Inventory/{sku}?warehouseIds=`: read by id, never behind the search index.
+    GetInventory(String),
     OrdersSearch,
     OrdersForPickUpPoint,
     OrderLinesUpdate(String),
@@ -126,6 +128,7 @@ impl Route {
             ("GET", 4) if api && is(1, "Inventory") && is(2, "Scroll") => {
                 Route::InventoryScrollNext(s[3].to_string())
             }
+            ("GET", 3) if api && is(1, "Inventory") => Route::GetInventory(s[2].to_string()),
             ("GET", 2) if is(0, "__sim") && is(1, "stats") => Route::SimStats,
             // Any method: a client that follows a 302 for a PUT comes back with a GET.
             (_, 2) if is(0, "__sim") && is(1, "portal") => Route::SimPortal,
@@ -183,6 +186,7 @@ impl Route {
             Route::Markets => "GET /api/Markets",
             Route::InventorySearch => "POST /api/Inventory/Search",
             Route::InventoryScrollNext(_) => "GET /api/Inventory/Scroll/{scrollId}",
+            Route::GetInventory(_) => "GET /api/Inventory/{id}",
             Route::OrdersSearch => "POST /api/Orders/Search",
             Route::OrdersForPickUpPoint => "GET /api/Orders/GetOrdersForPickUpPoint",
             Route::OrderLinesUpdate(_) => "POST /api/Orders/{id}/OrderLinesUpdate",
@@ -399,6 +403,7 @@ impl State {
             Route::Markets => Response::json(200, &Value::Array(self.catalog.markets.clone())),
             Route::InventorySearch => self.inventory_search(req),
             Route::InventoryScrollNext(id) => self.scroll_next(ScrollKind::Inventory, id),
+            Route::GetInventory(sku) => self.get_inventory(sku, req),
             Route::OrdersSearch => self.orders_search(req, now),
             Route::OrdersForPickUpPoint => self.orders_for_pickup_point(req, now),
             Route::OrderLinesUpdate(id) => self.order_lines_update(id, req, now),

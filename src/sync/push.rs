@@ -415,7 +415,7 @@ fn reception_levels(
         .store
         .stock_baseline(job.id, &skus, wh)
         .map_err(storage)?;
-    let current = sync.api.inventory_levels(&skus, std::slice::from_ref(wh))?;
+    let current = current_levels(&skus, wh, sync)?;
     let levels: Vec<PushLevel> = totals
         .iter()
         .map(|(sku, received)| {
@@ -448,17 +448,36 @@ fn reception_levels(
     }
 }
 
+/// Omnium's current levels of `skus` in `wh`, each read by id (`GET /api/Inventory/{sku}`),
+/// never through the search index: a level the index shows late can predate a sale Omnium
+/// already took, and the absolute level sent would then overwrite that sale. Only an Omnium
+/// that answers 404 to the read by id (an older API) is asked through the search instead.
+fn current_levels(
+    skus: &[String],
+    wh: &str,
+    sync: &Sync,
+) -> Result<Vec<crate::model::catalog::StockLevel>, Failure> {
+    let whs = [wh.to_string()];
+    let mut levels = Vec::new();
+    for sku in skus {
+        match sync.api.inventory_item_levels(sku, &whs)? {
+            Some(found) => levels.extend(found),
+            None => levels.extend(sync.api.inventory_levels(std::slice::from_ref(sku), &whs)?),
+        }
+    }
+    Ok(levels)
+}
+
 /// Omnium's answer to a goods reception carries no time, so the levels it produced are
-/// read back: they include the goods (they were read after Omnium took them), they become
+/// read back by id (a search could still show the level before the goods): they include
+/// the goods (they were read after Omnium took them), they become
 /// the till's levels at once, and the oldest of their `modified` stamps is when Omnium
 /// counted the reception, which takes it out of `pending` exactly when a level has it.
 /// If they cannot be read, the job is tried again (the resend is recognised as landed).
 fn counted_levels(r: &GoodsReception, sync: &Sync) -> Result<Option<i64>, Failure> {
     // One level per SKU, however many lines name it (two PO lines of one SKU).
     let skus: Vec<String> = received_per_sku(r).into_iter().map(|(s, _)| s).collect();
-    let levels = sync
-        .api
-        .inventory_levels(&skus, std::slice::from_ref(&r.warehouse_id))?;
+    let levels = current_levels(&skus, &r.warehouse_id, sync)?;
     if levels.len() < skus.len() {
         return Err(Failure::Uncertain(format!(
             "goods reception {:?} landed, but Omnium shows {} of its {} stock levels yet",
@@ -586,7 +605,8 @@ fn stock_floor(job: &OutboxJob, sync: &Sync) -> Result<i64, Failure> {
 
 /// The same for a sale or return found at Omnium by a read-back (an earlier try landed,
 /// when is unknown, and a level the till pulled since may already have it): its SKUs'
-/// levels are read now (they have it) and stored, and the oldest of their stamps is the
+/// levels are read now by id (they have it; a search could still show a level from before
+/// it) and stored, and the oldest of their stamps is the
 /// mark. If they cannot be read, any level counts it (the mark is 0): the till may then
 /// show the sale's stock as back until the next pull brings the level that has it, never
 /// the sale twice.
@@ -608,7 +628,7 @@ fn stock_read_back(job: &OutboxJob, sync: &Sync) -> i64 {
             .map(|(s, _)| s.clone())
             .collect();
         i += skus.len();
-        let levels = match sync.api.inventory_levels(&skus, std::slice::from_ref(&wh)) {
+        let levels = match current_levels(&skus, &wh, sync) {
             Ok(levels) => levels,
             Err(f) => {
                 log::info!("job {}: its stock levels cannot be read back ({f}); the next pull settles them", job.id);
