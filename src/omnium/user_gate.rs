@@ -10,6 +10,9 @@
 //!   [`GROWTH_ROUNDS`] (additive increase, multiplicative decrease), so tills coming back
 //!   from a pause do not all fire at once and the requests already in flight when the bucket
 //!   runs dry stay few.
+//! - **Order.** Places are handed out in the order callers asked for them, a pull's or a
+//!   fetch's only after every sale (push) waiting before or beside it ([`Class`]): a till
+//!   waiting longest is served first, and pending sales go before pulls across the fleet.
 //! - **Recovery.** The first client to get an answer after an outage wakes the others, so
 //!   tills backing off after an outage come back together with it, not each at its own
 //!   next probe.
@@ -18,7 +21,8 @@
 //! on the process's clock ([`UserGate::shared`]); a client with its own transport or clock
 //! (tests, the deterministic simulation) has a private one.
 
-use std::collections::HashMap;
+use std::cell::Cell;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
@@ -31,6 +35,38 @@ pub const GROWTH_ROUNDS: f64 = 4.0;
 /// Something to call when the API user's requests are answered again after an outage.
 pub type Waker = dyn Fn() + Send + Sync;
 
+/// Which queue a caller waits in for a place in the window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Class {
+    /// Delivering what the till recorded (sales, returns, customers, …): served first.
+    Push,
+    /// Reading from Omnium (pulls, fetches of announced orders): served once no push waits.
+    Pull,
+}
+
+thread_local! {
+    static CLASS: Cell<Class> = const { Cell::new(Class::Push) };
+}
+
+/// While the returned guard lives, requests this thread sends wait as [`Class::Pull`].
+pub fn pulling() -> ClassGuard {
+    ClassGuard(CLASS.with(|c| c.replace(Class::Pull)))
+}
+
+/// Restores the thread's previous class when dropped.
+pub struct ClassGuard(Class);
+
+impl Drop for ClassGuard {
+    fn drop(&mut self) {
+        CLASS.with(|c| c.set(self.0));
+    }
+}
+
+/// The class of requests sent by this thread now.
+pub fn current_class() -> Class {
+    CLASS.with(|c| c.get())
+}
+
 #[derive(Debug)]
 struct Window {
     /// Requests allowed in flight (at least 1).
@@ -39,6 +75,44 @@ struct Window {
     /// Bumped at each decrease: a 429 to a request sent before the last decrease does not
     /// decrease again (the window halves at most once per round of requests).
     epoch: u64,
+    /// Tickets of callers waiting for a place, in arrival order, per class.
+    push_waiting: VecDeque<u64>,
+    pull_waiting: VecDeque<u64>,
+    next_ticket: u64,
+}
+
+impl Window {
+    fn places(&self) -> usize {
+        self.limit.floor().max(1.0) as usize
+    }
+
+    fn free(&self) -> usize {
+        self.places().saturating_sub(self.in_flight)
+    }
+
+    /// Callers served before the holder of `ticket` of `class`: the pushes before it (all
+    /// of them, for a pull) and the pulls before it.
+    fn ahead(&self, class: Class, ticket: u64) -> usize {
+        let before = |q: &VecDeque<u64>| q.iter().take_while(|t| **t != ticket).count();
+        match class {
+            Class::Push => before(&self.push_waiting),
+            Class::Pull => self.push_waiting.len() + before(&self.pull_waiting),
+        }
+    }
+
+    fn queue(&mut self, class: Class) -> &mut VecDeque<u64> {
+        match class {
+            Class::Push => &mut self.push_waiting,
+            Class::Pull => &mut self.pull_waiting,
+        }
+    }
+
+    fn leave(&mut self, class: Class, ticket: u64) {
+        let q = self.queue(class);
+        if let Some(i) = q.iter().position(|t| *t == ticket) {
+            q.remove(i);
+        }
+    }
 }
 
 pub struct UserGate {
@@ -65,7 +139,8 @@ impl Drop for Permit<'_> {
         let mut w = self.gate.lock();
         w.in_flight = w.in_flight.saturating_sub(1);
         drop(w);
-        self.gate.freed.notify_one();
+        // Every waiter looks: only the one whose turn it is takes the place.
+        self.gate.freed.notify_all();
     }
 }
 
@@ -96,6 +171,9 @@ impl UserGate {
                 limit: USER_CONCURRENCY as f64,
                 in_flight: 0,
                 epoch: 0,
+                push_waiting: VecDeque::new(),
+                pull_waiting: VecDeque::new(),
+                next_ticket: 0,
             }),
             freed: Condvar::new(),
             down: AtomicBool::new(false),
@@ -139,20 +217,40 @@ impl UserGate {
         self.paused_until.fetch_max(until, Ordering::SeqCst);
     }
 
-    /// Waits up to `wait` for a place in the window. `None`: every place stayed taken.
+    /// Waits up to `wait` for a place in the window, in the class of this thread's requests
+    /// ([`pulling`]). `None`: every place stayed taken.
     pub fn acquire(&self, wait: Duration) -> Option<Permit<'_>> {
+        self.acquire_as(current_class(), wait)
+    }
+
+    /// Waits up to `wait` for a place in the window, after every caller that asked before
+    /// in the same class and, for a pull, after every push waiting. `None`: no place came.
+    pub fn acquire_as(&self, class: Class, wait: Duration) -> Option<Permit<'_>> {
         let deadline = Instant::now() + wait;
         let mut w = self.lock();
+        let ticket = w.next_ticket;
+        w.next_ticket += 1;
+        w.queue(class).push_back(ticket);
         loop {
-            if (w.in_flight as f64) < w.limit.floor().max(1.0) {
+            if w.ahead(class, ticket) < w.free() {
+                w.leave(class, ticket);
                 w.in_flight += 1;
-                return Some(Permit {
-                    gate: self,
-                    epoch: w.epoch,
-                });
+                let epoch = w.epoch;
+                let more =
+                    w.free() > 0 && !(w.push_waiting.is_empty() && w.pull_waiting.is_empty());
+                drop(w);
+                if more {
+                    // A place is still free (the window grew): the next in line may take it.
+                    self.freed.notify_all();
+                }
+                return Some(Permit { gate: self, epoch });
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
+                w.leave(class, ticket);
+                drop(w);
+                // Those behind this caller may now be first in line.
+                self.freed.notify_all();
                 return None;
             }
             w = self
@@ -165,7 +263,7 @@ impl UserGate {
 
     /// Requests allowed in flight now.
     pub fn window(&self) -> usize {
-        self.lock().limit.floor().max(1.0) as usize
+        self.lock().places()
     }
 
     /// A client found Omnium unreachable.
@@ -277,6 +375,91 @@ mod tests {
             drop(first);
             assert!(waiter.join().unwrap());
         });
+    }
+
+    /// Waits until `n` callers are queued for a place.
+    fn queued(g: &UserGate, n: usize) {
+        let until = Instant::now() + Duration::from_secs(30);
+        while {
+            let w = g.lock();
+            w.push_waiting.len() + w.pull_waiting.len() < n
+        } {
+            assert!(Instant::now() < until, "callers never queued");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Review: places were taken by whichever waiter woke first (one `notify_one`, and a
+    /// newcomer could take a place freed before the waiters woke), so a till could wait
+    /// through many rounds and a pull take the place a sale had waited for. Now: in order of
+    /// asking, every waiting push before any pull, and a newcomer queues behind the waiters.
+    #[test]
+    fn places_go_in_order_of_asking_and_pushes_before_pulls() {
+        let g = UserGate::private();
+        g.lock().limit = 1.0;
+        let first = g.acquire(Duration::ZERO).unwrap();
+        let order = Mutex::new(Vec::new());
+        std::thread::scope(|s| {
+            let wait_as = |name: &'static str, class: Class| {
+                let (g, order) = (&g, &order);
+                move || {
+                    let p = g
+                        .acquire_as(class, Duration::from_secs(60))
+                        .expect("a place");
+                    order.lock().unwrap().push(name);
+                    // Held a moment: whoever is next must wait for it, not race past.
+                    std::thread::sleep(Duration::from_millis(5));
+                    drop(p);
+                }
+            };
+            let mut n = 0;
+            for (name, class) in [
+                ("pull-1", Class::Pull),
+                ("push-1", Class::Push),
+                ("pull-2", Class::Pull),
+                ("push-2", Class::Push),
+                ("push-3", Class::Push),
+            ] {
+                s.spawn(wait_as(name, class));
+                n += 1;
+                queued(&g, n);
+            }
+            drop(first);
+        });
+        assert_eq!(
+            order.into_inner().unwrap(),
+            ["push-1", "push-2", "push-3", "pull-1", "pull-2"]
+        );
+        // Nobody is left queued, and a caller that gave up left the line.
+        let held = g.acquire(Duration::ZERO).unwrap();
+        assert!(g
+            .acquire_as(Class::Push, Duration::from_millis(20))
+            .is_none());
+        assert_eq!(g.lock().push_waiting.len(), 0);
+        drop(held);
+        assert!(g.acquire_as(Class::Pull, Duration::ZERO).is_some());
+    }
+
+    /// A caller asking while others wait does not jump the line even if a place is free at
+    /// that instant; with more places free than waiters ahead it takes one at once.
+    #[test]
+    fn a_newcomer_queues_behind_waiters_but_not_behind_free_places() {
+        let g = UserGate::private();
+        g.lock().limit = 2.0;
+        {
+            let mut w = g.lock();
+            // One push waits (its wake-up not yet seen) and one place is free.
+            w.push_waiting.push_back(1_000);
+            w.in_flight = 1;
+        }
+        assert!(
+            g.acquire_as(Class::Push, Duration::from_millis(20))
+                .is_none(),
+            "the waiting push goes first"
+        );
+        g.lock().in_flight = 0;
+        let p = g.acquire_as(Class::Push, Duration::ZERO);
+        assert!(p.is_some(), "two free places, one waiter ahead");
     }
 
     #[test]

@@ -691,18 +691,23 @@ impl Store {
                     sort_index: r.get(3)?,
                 })
             })?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            let mut all = rows.collect::<rusqlite::Result<Vec<Category>>>()?;
+            // Names in the cashier's order (store/fold.rs `sort_key`), not bytewise.
+            all.sort_by_cached_key(|c| (c.sort_index, super::fold::sort_key(&c.name), c.id.clone()));
+            Ok(all)
         })
     }
 
-    /// The brands of sellable products (Omnium has no brand entity).
+    /// The brands of sellable products (Omnium has no brand entity), in the cashier's order.
     pub fn brands(&self) -> Result<Vec<String>> {
         self.read(|c| {
             let mut stmt = c.prepare_cached(
                 "SELECT DISTINCT brand FROM product WHERE active = 1 AND brand IS NOT NULL ORDER BY brand",
             )?;
             let rows = stmt.query_map([], |r| r.get(0))?;
-            Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
+            let mut all = rows.collect::<rusqlite::Result<Vec<String>>>()?;
+            all.sort_by_cached_key(|b| super::fold::sort_key(b));
+            Ok(all)
         })
     }
 
@@ -855,8 +860,9 @@ fn text_search(
 }
 
 /// A category's sellable SKUs by name: one range of `category_member` (kept by triggers,
-/// sellable SKUs only), read in name order up to the page and counted on its own, so the cost
-/// follows the page and the category's size, never the catalog's.
+/// sellable SKUs only), read in the order of its sort key (store/fold.rs `sort_key`: case and
+/// marks ignored, Æ Ø Å after Z) up to the page and counted on its own, so the cost follows
+/// the page and the category's size, never the catalog's.
 fn category_listing(
     c: &Connection,
     category: &str,
@@ -865,8 +871,8 @@ fn category_listing(
 ) -> Result<(Vec<ProductView>, u64)> {
     let skus: Vec<String> = c
         .prepare_cached(
-            "SELECT sku FROM category_member WHERE category_id = ?1
-             ORDER BY name, sku LIMIT ?2 OFFSET ?3",
+            "SELECT sku FROM category_member INDEXED BY category_member_by_key
+             WHERE category_id = ?1 ORDER BY sort_key, name, sku LIMIT ?2 OFFSET ?3",
         )?
         .query_map(
             params![category, i64::from(q.limit), i64::from(q.offset)],
@@ -1622,5 +1628,134 @@ mod tests {
         };
         let (items, total) = s.search_products(&q, 0).unwrap();
         assert_eq!((items.len(), total), (1, 1));
+    }
+
+    fn list(s: &Store, category: &str) -> Vec<String> {
+        let q = SearchQuery {
+            category_id: Some(category.into()),
+            limit: 50,
+            ..SearchQuery::default()
+        };
+        let (items, _) = s.search_products(&q, 0).unwrap();
+        items.into_iter().map(|p| p.name).collect()
+    }
+
+    /// Issue 12: a category listed its names bytewise (upper case before lower, "Øl" and
+    /// "Ål" before "banan"'s neighbours in the wrong order, "Épler" after "Zalo"). Now as a
+    /// Norwegian cashier expects, from the index (the query plan sorts nothing).
+    #[test]
+    fn a_category_lists_names_in_norwegian_order_from_its_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("s.db")).unwrap();
+        let names = [
+            "Ål", "øl", "Zalo", "banan", "Æble", "Épler", "eple", "Ärt", "Ørret", "Abc",
+        ];
+        let products: Vec<_> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| sku(&format!("N-{i}"), n, "B", &["frukt"]))
+            .collect();
+        s.apply_products(&products, None).unwrap();
+        assert_eq!(
+            list(&s, "frukt"),
+            ["Abc", "banan", "eple", "Épler", "Zalo", "Æble", "Ärt", "øl", "Ørret", "Ål"]
+        );
+        // A rename moves the product to its new place.
+        s.apply_products(&[sku("N-0", "Aprikos", "B", &["frukt"])], None)
+            .unwrap();
+        assert_eq!(list(&s, "frukt")[..2], ["Abc", "Aprikos"]);
+        let conn = s.conn();
+        let plan: Vec<String> = conn
+            .prepare(
+                "EXPLAIN QUERY PLAN SELECT sku FROM category_member INDEXED BY category_member_by_key
+                 WHERE category_id = ?1 ORDER BY sort_key, name, sku LIMIT 10",
+            )
+            .unwrap()
+            .query_map(["frukt"], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert!(
+            plan.iter().all(|p| !p.contains("TEMP B-TREE")),
+            "the listing is sorted, not read in order: {plan:?}"
+        );
+        drop(conn);
+        let cats = {
+            let c = s.conn();
+            c.execute_batch(
+                "INSERT INTO category (id, name, parent_id, sort_index) VALUES
+                 ('c1', 'Øl', NULL, 0), ('c2', 'brød', NULL, 0), ('c3', 'Ål', NULL, 0), ('c4', 'Zz', NULL, 0)",
+            )
+            .unwrap();
+            drop(c);
+            s.categories().unwrap()
+        };
+        let cat_names: Vec<_> = cats.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(cat_names, ["brød", "Zz", "Øl", "Ål"]);
+    }
+
+    /// Issue 12 leftover: names folded by older rules (before decomposed marks were folded,
+    /// "A\u{30A}lesund" was indexed as "a lesund" and never found as "ålesund") were never
+    /// folded again. The fold version kept beside the index makes the next open fold the
+    /// whole index and the listings' sort keys again, once.
+    #[test]
+    fn an_index_folded_by_older_rules_is_folded_again_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        {
+            let s = Store::open(&path).unwrap();
+            s.apply_products(
+                &[
+                    sku("ALE", "A\u{30A}lesund kart", "Kart", &["kart"]),
+                    sku("BER", "Bergen kart", "Kart", &["kart"]),
+                ],
+                None,
+            )
+            .unwrap();
+            let c = s.conn();
+            // What the rules of version 1 left: the mark split the word; no sort keys (the
+            // column came later); no version kept.
+            c.execute_batch(
+                "DELETE FROM product_fts WHERE rowid = (SELECT rowid FROM product WHERE sku = 'ALE');
+                 INSERT INTO product_fts (rowid, sku, name, ean, brand, gtins)
+                 SELECT rowid, 'ale', 'a lesund kart', NULL, 'kart', '' FROM product WHERE sku = 'ALE';
+                 UPDATE category_member SET sort_key = x'';
+                 DELETE FROM sync_state WHERE key = 'search.fold_version';",
+            )
+            .unwrap();
+            drop(c);
+            assert!(find(&s, "ålesund").is_empty(), "the stale index as it was");
+            drop(s);
+        }
+        let s = Store::open(&path).unwrap();
+        assert_eq!(find(&s, "ålesund"), ["ALE"]);
+        assert_eq!(find(&s, "alesund kart"), ["ALE"]);
+        assert_eq!(list(&s, "kart"), ["Bergen kart", "A\u{30A}lesund kart"]);
+        let kept: String = s
+            .conn()
+            .query_row(
+                "SELECT value FROM sync_state WHERE key = 'search.fold_version'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(kept, super::super::fold::FOLD_VERSION.to_string());
+        // Once: an index already folded by these rules is left alone at the next open.
+        {
+            let c = s.conn();
+            c.execute_batch("UPDATE category_member SET sort_key = x'00' WHERE sku = 'BER'")
+                .unwrap();
+        }
+        drop(s);
+        let s = Store::open(&path).unwrap();
+        let untouched: Vec<u8> = s
+            .conn()
+            .query_row(
+                "SELECT sort_key FROM category_member WHERE sku = 'BER'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(untouched, [0u8]);
     }
 }

@@ -31,6 +31,10 @@ struct Shared {
     /// A checkpoint is due or running: the hook does not lock or signal again meanwhile.
     pending: AtomicBool,
     stop: AtomicBool,
+    /// A checkpoint by the writer (in its commit) failed: the thread logs it, since the
+    /// writer's holder must not (a log callback calling into the library would wait for the
+    /// writer its own thread holds).
+    writer_failed: Mutex<Option<String>>,
     /// Tests hold it to keep the thread from checkpointing.
     #[cfg(test)]
     hold: Mutex<()>,
@@ -57,6 +61,7 @@ impl Checkpointer {
             wake: Condvar::new(),
             pending: AtomicBool::new(false),
             stop: AtomicBool::new(false),
+            writer_failed: Mutex::new(None),
             #[cfg(test)]
             hold: Mutex::new(()),
         });
@@ -72,7 +77,12 @@ impl Checkpointer {
                 // Writes never paused long enough for the thread to finish: copy here, where
                 // no write can come between the checkpoint and the next start of the WAL.
                 if let Err(e) = wal.checkpoint() {
-                    log::debug!("checkpoint by the writer failed: {e}");
+                    *for_hook
+                        .writer_failed
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+                    *for_hook.wanted.lock().unwrap_or_else(|p| p.into_inner()) = true;
+                    for_hook.wake.notify_one();
                 }
             } else if frames >= WAKE_AT_FRAMES && !for_hook.pending.swap(true, Ordering::AcqRel) {
                 *for_hook.wanted.lock().unwrap_or_else(|p| p.into_inner()) = true;
@@ -113,6 +123,14 @@ fn run(shared: &Shared, conn: &Connection) {
                 return;
             }
             *wanted = false;
+        }
+        let failed = shared
+            .writer_failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(e) = failed {
+            log::debug!("checkpoint by the writer failed: {e}");
         }
         #[cfg(test)]
         let _held = shared.hold.lock().unwrap_or_else(|p| p.into_inner());

@@ -205,6 +205,75 @@ pub(crate) fn fts_query(text: &str) -> String {
         .join(" ")
 }
 
+/// The version of the folding rules ([`fold`], [`sort_key`]). What the index holds was
+/// folded by the rules of the version stored beside it (`sync_state` key
+/// [`FOLD_VERSION_KEY`]); a database folded by other rules (or before the version was
+/// kept: rules 1, without decomposed marks) is folded again once, at open
+/// (`schema::migrate`). Bump it with every change to either function's output.
+pub(crate) const FOLD_VERSION: i64 = 2;
+pub(crate) const FOLD_VERSION_KEY: &str = "search.fold_version";
+
+/// The bytes a name sorts by in a listing, as a Norwegian cashier expects: letters without
+/// regard to case; marks dropped (`é` as `e`, `ü` as `u`) except that `æ`, `ø` and `å`
+/// are letters of their own after `z`, in that order (`ä` sorts as `æ`, `ö` as `ø`, as in
+/// Norwegian dictionaries; decomposed `å`, `ä`, `ö` as composed); `ß` as `ss`; spaces and
+/// punctuation before digits, digits before letters; other scripts after Latin, by code
+/// point. Compared bytewise (SQLite's BLOB order), so an index on it is the listing order.
+pub(crate) fn sort_key(text: &str) -> Vec<u8> {
+    const AE: u8 = b'z' + 1;
+    const OE: u8 = b'z' + 2;
+    const AA: u8 = b'z' + 3;
+    let mut key: Vec<u8> = Vec::with_capacity(text.len());
+    // Whether the last byte written is a letter a following combining mark may change.
+    let mut last_letter: Option<u8> = None;
+    for c in text.chars() {
+        if is_combining_mark(c) {
+            // Decomposed text: a ring over `a` is `å`, a diaeresis over `a`/`o` is `æ`/`ø`;
+            // every other mark is dropped like a composed letter's.
+            let replaced = match (last_letter, c) {
+                (Some(b'a'), '\u{30A}') => Some(AA),
+                (Some(b'a'), '\u{308}') => Some(AE),
+                (Some(b'o'), '\u{308}') => Some(OE),
+                _ => None,
+            };
+            if let Some(r) = replaced {
+                if let Some(l) = key.last_mut() {
+                    *l = r;
+                }
+                last_letter = None;
+            }
+            continue;
+        }
+        last_letter = None;
+        for lower in c.to_lowercase() {
+            match lower {
+                'æ' | 'ä' | 'ǽ' | 'ǣ' => key.push(AE),
+                'ø' | 'ö' | 'ǿ' => key.push(OE),
+                'å' | 'ǻ' => key.push(AA),
+                'a'..='z' => {
+                    key.push(lower as u8);
+                    last_letter = Some(lower as u8);
+                }
+                '0'..='9' => key.push(lower as u8),
+                // `İ` lower-cases to `i` and a combining dot.
+                c if is_combining_mark(c) => {}
+                c if c.is_whitespace() => key.push(b' '),
+                c if c.is_ascii() => key.push(b'!'),
+                c => match fold_char(c) {
+                    Some(f) => key.extend_from_slice(f.as_bytes()),
+                    None if c.is_alphanumeric() => {
+                        let mut buf = [0u8; 4];
+                        key.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                    }
+                    // Punctuation and symbols of other blocks: with the ASCII ones.
+                    None => key.push(b'!'),
+                },
+            }
+        }
+    }
+    key
+}
+
 /// Registers `fo_fold(text)` (the index side of [`fold`], used by the search triggers) on a
 /// connection that writes the catalog.
 pub(crate) fn register(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
@@ -217,6 +286,14 @@ pub(crate) fn register(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
             | FunctionFlags::SQLITE_INNOCUOUS,
         // The catalog's text columns hold text (TEXT affinity) or NULL.
         |ctx| Ok(ctx.get::<Option<String>>(0)?.map(|t| fold(&t))),
+    )?;
+    conn.create_scalar_function(
+        "fo_sort_key",
+        1,
+        FunctionFlags::SQLITE_UTF8
+            | FunctionFlags::SQLITE_DETERMINISTIC
+            | FunctionFlags::SQLITE_INNOCUOUS,
+        |ctx| Ok(sort_key(&ctx.get::<Option<String>>(0)?.unwrap_or_default())),
     )
 }
 
@@ -293,6 +370,72 @@ mod tests {
         assert_eq!(fts_query("ラテ"), "\"ラ テ\"*");
         assert_eq!(fts_query("茶la"), "\"茶 la\"*");
         assert_eq!(fts_query("抹茶 ラテ"), "\"抹 茶\"* \"ラ テ\"*");
+    }
+
+    /// Issue 12: listings sorted names bytewise ("Zalo" before "banan", "Øl" before "ål"
+    /// wrong, "Épler" after every ASCII name). A Norwegian cashier expects case ignored,
+    /// marks ignored, and Æ Ø Å after Z in that order.
+    #[test]
+    fn names_sort_as_a_norwegian_cashier_expects() {
+        let mut names = vec![
+            "Ål",
+            "øl",
+            "Zalo",
+            "banan",
+            "Æble",
+            "Épler",
+            "eple",
+            "Abc",
+            "ärt",
+            "Ørret",
+            "Zzz",
+            "10 egg",
+            "2 egg",
+            "Äpple",
+            "Öl",
+            "A\u{30A}s",
+            "aas",
+            "Crème",
+            "creme",
+            "Straße",
+            "strasse",
+            "ost",
+            "Ost",
+            "ås",
+        ];
+        names.sort_by(|a, b| sort_key(a).cmp(&sort_key(b)).then(a.cmp(b)));
+        assert_eq!(
+            names,
+            [
+                "10 egg",
+                "2 egg",
+                "aas",
+                "Abc",
+                "banan",
+                "Crème",
+                "creme",
+                "eple",
+                "Épler",
+                "Ost",
+                "ost",
+                "Straße",
+                "strasse",
+                "Zalo",
+                "Zzz",
+                "Æble",
+                "Äpple",
+                "ärt",
+                "Öl",
+                "øl",
+                "Ørret",
+                "Ål",
+                "A\u{30A}s",
+                "ås",
+            ]
+        );
+        // Whatever the case or composition, one name has one key.
+        assert_eq!(sort_key("ÅS"), sort_key("a\u{30A}s"));
+        assert_eq!(sort_key("BLÅBÆR"), sort_key("blåbær"));
     }
 
     #[test]

@@ -40,6 +40,16 @@ pub(crate) struct Group {
     /// Tests: commits made.
     #[cfg(test)]
     pub(crate) commits: AtomicUsize,
+    /// Tests: the next undo of one caller's savepoint fails.
+    #[cfg(test)]
+    pub(crate) fail_undo: std::sync::atomic::AtomicBool,
+    /// Tests: what [`Group::log_deferred`] logged.
+    #[cfg(test)]
+    pub(crate) logged: Mutex<Vec<String>>,
+    /// Errors found while holding the writer, logged by [`Group::log_deferred`] once it is
+    /// released: a log callback may call into the library, which would wait for the writer
+    /// this thread holds.
+    deferred: Mutex<Vec<String>>,
 }
 
 #[derive(Default)]
@@ -91,16 +101,42 @@ impl Group {
             .and_then(|mut s| s.execute([]))
             .and_then(|_| conn.prepare_cached("RELEASE rec"))
             .and_then(|mut s| s.execute([]));
+        #[cfg(test)]
+        let undone = if self.fail_undo.swap(false, Ordering::SeqCst) {
+            Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR),
+                Some("injected: the savepoint could not be undone".into()),
+            ))
+        } else {
+            undone
+        };
         if let Err(e) = undone {
             // Cannot undo this caller's part alone: nothing of the batch is kept.
             let e = Error::from(e);
-            log::error!(
-                "a recording's rows could not be undone alone; its batch is rolled back: {e}"
-            );
+            self.deferred
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(format!(
+                    "a recording's rows could not be undone alone; its batch is rolled back: {e}"
+                ));
             if !conn.is_autocommit() {
                 let _ = conn.execute_batch("ROLLBACK");
             }
             self.publish(Err(shared_failure(&e)));
+        }
+    }
+
+    /// Logs what was found while the writer was held. Called by a caller that no longer
+    /// holds it.
+    pub(crate) fn log_deferred(&self) {
+        let msgs = std::mem::take(&mut *self.deferred.lock().unwrap_or_else(|p| p.into_inner()));
+        for m in msgs {
+            log::error!("{m}");
+            #[cfg(test)]
+            self.logged
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(m);
         }
     }
 
@@ -298,6 +334,44 @@ mod tests {
         assert!(matches!(a, Ok(Recorded::New(_))), "{a:?}");
         assert!(matches!(b, Err(Error::Conflict(_))), "{b:?}");
         assert_eq!(stored(&store), ["B", "A"]);
+    }
+
+    /// Review (low): an error found while holding the writer was logged there, and a log
+    /// callback calling into the library (to record, to read status) would wait for the
+    /// writer its own thread holds. Logged once the writer is released.
+    #[test]
+    fn an_error_found_under_the_writer_is_logged_after_its_release() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("a.db")).unwrap());
+        let logged = |s: &Store| s.group.logged.lock().unwrap().clone();
+        {
+            // Holding the writer, as a recording caller does: nothing is logged yet.
+            let conn = store.conn();
+            store.group.join(&conn).unwrap();
+            conn.execute_batch("SAVEPOINT rec").unwrap();
+            store.group.fail_undo.store(true, Ordering::SeqCst);
+            store
+                .group
+                .undo_member(&conn, &Error::Internal("refused".into()));
+            assert!(logged(&store).is_empty(), "logged under the writer");
+            store.group.finish(&conn);
+        }
+        store.group.log_deferred();
+        assert_eq!(logged(&store).len(), 1);
+        // Through a recording whose check fails: logged by the time it returns.
+        store.group.fail_undo.store(true, Ordering::SeqCst);
+        let r = store.record(&job("A", "{}"), 1, |_| {
+            Err(Error::Internal("refused".into()))
+        });
+        assert!(r.is_err());
+        let all = logged(&store);
+        assert_eq!(all.len(), 2);
+        assert!(all[1].contains("could not be undone alone"), "{all:?}");
+        // The writer is usable after it.
+        store
+            .record(&job("B", "{}"), 1, |_| Ok(Extras::default()))
+            .unwrap();
+        assert_eq!(stored(&store), ["B"]);
     }
 
     #[test]

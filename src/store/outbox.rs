@@ -353,12 +353,14 @@ impl Store {
             // Another recording caller is about to take the writer: it (or the next one)
             // commits this batch.
             drop(conn);
+            group.log_deferred();
             let recorded = own?;
             group.wait(batch)?;
             return Ok(recorded);
         }
         let finished = group.finish(&conn);
         drop(conn);
+        group.log_deferred();
         let recorded = own?;
         match finished {
             Some((id, result)) if id == batch => {

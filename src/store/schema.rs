@@ -297,6 +297,28 @@ const MIGRATIONS: &[&str] = &[
     INSERT OR IGNORE INTO category_member (category_id, name, sku)
     SELECT pc.category_id, p.name, p.sku FROM product_category pc JOIN product p ON p.sku = pc.product_sku
     WHERE p.active = 1;",
+    // [search] 11: category listings in the order a Norwegian cashier expects (case and marks
+    // ignored, Æ Ø Å after Z): `sort_key` is `fo_sort_key(name)` (store/fold.rs), and the
+    // index (category_id, sort_key) holds the rest of the key (name, sku), so a page is read
+    // in order and never sorted. Existing rows get their key from the fold-version rebuild
+    // that runs right after the migrations (`reindex_if_folded_otherwise`).
+    "ALTER TABLE category_member ADD COLUMN sort_key BLOB NOT NULL DEFAULT x'';
+    CREATE INDEX category_member_by_key ON category_member (category_id, sort_key);
+    DROP TRIGGER category_member_link;
+    CREATE TRIGGER category_member_link AFTER INSERT ON product_category BEGIN
+        INSERT OR IGNORE INTO category_member (category_id, name, sku, sort_key)
+        SELECT new.category_id, p.name, p.sku, fo_sort_key(p.name) FROM product p
+        WHERE p.sku = new.product_sku AND p.active = 1;
+    END;
+    DROP TRIGGER category_member_product;
+    CREATE TRIGGER category_member_product AFTER UPDATE OF name, active ON product
+    WHEN old.name IS NOT new.name OR old.active IS NOT new.active BEGIN
+        DELETE FROM category_member WHERE sku = old.sku AND name = old.name AND category_id IN
+            (SELECT category_id FROM product_category WHERE product_sku = old.sku);
+        INSERT OR IGNORE INTO category_member (category_id, name, sku, sort_key)
+        SELECT pc.category_id, new.name, new.sku, fo_sort_key(new.name) FROM product_category pc
+        WHERE pc.product_sku = new.sku AND new.active = 1;
+    END;",
 ];
 
 pub const LATEST: i64 = MIGRATIONS.len() as i64;
@@ -316,6 +338,42 @@ pub const VACUUM_OWED: &str = "storage.vacuum_owed";
 
 pub fn migrate(conn: &Connection) -> Result<()> {
     migrate_to(conn, LATEST)
+}
+
+/// Folds the search index and the listings' sort keys again when they were made by other
+/// folding rules than this library's ([`super::fold::FOLD_VERSION`], kept in `sync_state`;
+/// none kept: the rules of before decomposed marks were folded, whose names were split at
+/// each mark and never found as typed). One pass over the catalog, in the migration's
+/// transaction: a crash leaves the old index and the old version, and the next open does it.
+fn reindex_if_folded_otherwise(conn: &Connection) -> Result<()> {
+    use super::fold::{FOLD_VERSION, FOLD_VERSION_KEY};
+    use rusqlite::OptionalExtension;
+    let kept: Option<String> = conn
+        .query_row(
+            "SELECT value FROM sync_state WHERE key = ?1",
+            [FOLD_VERSION_KEY],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if kept.as_deref() == Some(FOLD_VERSION.to_string().as_str()) {
+        return Ok(());
+    }
+    conn.execute_batch(
+        "INSERT INTO product_fts (product_fts) VALUES ('delete-all');
+        INSERT INTO product_fts (rowid, sku, name, ean, brand, gtins)
+        SELECT rowid, fo_fold(sku), fo_fold(name), fo_fold(ean), fo_fold(brand), fo_fold(gtins)
+        FROM product WHERE active = 1;
+        UPDATE category_member SET sort_key = fo_sort_key(name);",
+    )?;
+    conn.execute(
+        "INSERT OR REPLACE INTO sync_state (key, value) VALUES (?1, ?2)",
+        rusqlite::params![FOLD_VERSION_KEY, FOLD_VERSION.to_string()],
+    )?;
+    log::info!(
+        "search index folded again by the rules of version {FOLD_VERSION} (was {})",
+        kept.as_deref().unwrap_or("1")
+    );
+    Ok(())
 }
 
 /// Migrates up to `target` (tests build older databases with it).
@@ -344,6 +402,9 @@ pub(crate) fn migrate_to(conn: &Connection, target: i64) -> Result<()> {
             "PRAGMA user_version = {}",
             version.max(target.clamp(0, LATEST))
         ))?;
+        if target >= LATEST {
+            reindex_if_folded_otherwise(conn)?;
+        }
         Ok(())
     })();
     match result {

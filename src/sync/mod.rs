@@ -633,6 +633,8 @@ impl Worker {
 
     /// Fetches orders announced by events, and customers they name. Returns how many.
     fn fetch_step(&mut self) -> usize {
+        // Reads wait behind every sale of the API user waiting for a place (user_gate).
+        let _reading = crate::omnium::user_gate::pulling();
         match inbound::fetch_due(&self.sync) {
             Ok(n) => n,
             Err(f) => {
@@ -644,6 +646,7 @@ impl Worker {
     }
 
     fn pull_step(&mut self) {
+        let _reading = crate::omnium::user_gate::pulling();
         let result = self.puller.step(&self.sync);
         self.sync
             .link
