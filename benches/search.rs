@@ -26,9 +26,10 @@ use flow_omnium::ffi::{
 };
 use flow_omnium::fo_result;
 use flow_omnium::model::catalog::CatalogProduct;
-use flow_omnium::omnium::catalog::{product_rows, CatalogScope};
+use flow_omnium::omnium::catalog::{product_rows, CatalogScope, Product};
 use flow_omnium::sim::{CatalogSpec, SimConfig, Simulator};
 use flow_omnium::store::Store;
+use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::ffi::{c_char, CStr, CString};
@@ -117,7 +118,11 @@ fn fetch_rows(base: &str) -> Vec<CatalogProduct> {
         if items.is_empty() {
             break;
         }
-        out.extend(items.iter().filter_map(|p| product_rows(p, &SCOPE)));
+        out.extend(
+            items
+                .iter()
+                .filter_map(|p| product_rows(&Product::deserialize(p).expect("a product"), &SCOPE)),
+        );
         let id = page["scrollId"].as_str().expect("scrollId").to_string();
         page = read_json(
             &mut agent

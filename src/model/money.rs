@@ -30,7 +30,11 @@ impl Decimal {
 
     /// Parses Omnium's decimal back to minor units, if it is exactly representable.
     pub fn minor_from_json(v: &serde_json::Value, digits: u32) -> Option<i64> {
-        let x = v.as_f64()?;
+        Decimal::minor_from_f64(v.as_f64()?, digits)
+    }
+
+    /// [`Decimal::minor_from_json`] of a number already read.
+    pub fn minor_from_f64(x: f64, digits: u32) -> Option<i64> {
         let scaled = x * 10f64.powi(digits as i32);
         let rounded = scaled.round();
         ((scaled - rounded).abs() < 1e-6 && rounded.abs() < 9e15).then_some(rounded as i64)

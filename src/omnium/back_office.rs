@@ -3,6 +3,7 @@
 //! back, mapped to the POS's terms.
 
 use super::catalog::{time_ms, Page};
+use super::page::cap;
 use super::{classify, encode_component, Created, Failure, OmniumApi};
 use crate::model::money::{minor_digits, Decimal};
 use crate::model::store_events::PushLevel;
@@ -371,10 +372,14 @@ impl OmniumApi {
         }
         // Strict: a 404 or a body that is not a page fails the data set, never reads as
         // "nothing there" (a full resync would sweep on it).
-        Page::strict(
-            self.post_json(&format!("/api/{resource}/Search"), &body)?,
-            &format!("POST /api/{resource}/Search"),
-        )
+        let data_set = if resource == "PurchaseOrders" {
+            "purchase_orders"
+        } else {
+            "orders"
+        };
+        let path = format!("/api/{resource}/Search");
+        self.fetch_page("POST", &path, Some(&body), data_set, cap::ORDERS)?
+            .ok_or_else(|| answered_404(data_set, &format!("POST {path}")))
     }
 }
 
@@ -400,10 +405,15 @@ impl OmniumApi {
             path.push_str("&changedSince=");
             path.push_str(&encode_component(&super::catalog::time_text(ms)));
         }
-        Page::strict(
-            self.get_json(&path)?,
-            "GET /api/Orders/GetOrdersForPickUpPoint",
-        )
+        self.fetch_page("GET", &path, None, "orders", cap::ORDERS)?
+            .ok_or_else(|| answered_404("orders", "GET /api/Orders/GetOrdersForPickUpPoint"))
+    }
+}
+
+fn answered_404(data_set: &str, what: &str) -> Failure {
+    Failure::Rejected {
+        status: 404,
+        message: format!("{data_set}: {what} answered 404"),
     }
 }
 

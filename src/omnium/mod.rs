@@ -4,6 +4,7 @@
 pub mod back_office;
 pub mod catalog;
 pub mod orders;
+pub mod page;
 pub mod transport;
 pub mod user_gate;
 
@@ -370,6 +371,7 @@ impl OmniumApi {
             url: &url,
             bearer: None,
             body: None,
+            max_response_bytes: page::cap::TOKEN,
         };
         // An error about this request may print its URL: mask the secret whatever its length.
         let mask = |m: String| crate::redact::redact_with(&m, &[&self.client_secret]);
@@ -490,7 +492,58 @@ impl OmniumApi {
         path: &str,
         body: Option<(&'static str, &[u8])>,
     ) -> Result<HttpResponse, Failure> {
-        self.send_body(method, path, body.map(|(t, b)| (t, Body::Bytes(b))))
+        self.send_body(
+            method,
+            path,
+            body.map(|(t, b)| (t, Body::Bytes(b))),
+            page::cap::DEFAULT,
+        )
+    }
+
+    /// The body of a 2xx answer to `method path` (a JSON body for POST), at most `cap`
+    /// bytes (the data set's cap, [`page::cap`]); `None` on 404.
+    pub(crate) fn fetch(
+        &self,
+        method: &'static str,
+        path: &str,
+        json: Option<&[u8]>,
+        cap: u64,
+    ) -> Result<Option<HttpResponse>, Failure> {
+        let body = json.map(|b| ("application/json", Body::Bytes(b)));
+        let resp = self.send_body(method, path, body, cap)?;
+        if resp.status == 404 {
+            return Ok(None);
+        }
+        classify(&resp, &format!("{method} {path}"))?;
+        Ok(Some(resp))
+    }
+
+    /// A page of `T` from `method path` (`json`: the body of a POST) under the data set's
+    /// `cap`; `None` on 404. Read straight from the answer's bytes as typed items.
+    pub(crate) fn fetch_page<T: serde::de::DeserializeOwned>(
+        &self,
+        method: &'static str,
+        path: &str,
+        json: Option<&Value>,
+        data_set: &str,
+        cap: u64,
+    ) -> Result<Option<page::Page<T>>, Failure> {
+        let bytes = json.map(to_json).transpose()?;
+        let what = format!("{method} {}", path.split('?').next().unwrap_or(path));
+        let resp = self
+            .fetch(method, path, bytes.as_deref(), cap)
+            .map_err(|f| match f {
+                // Over the cap: the data set fails with its name in the message.
+                Failure::Uncertain(m) if m == transport::too_large(cap) => Failure::Rejected {
+                    status: 0,
+                    message: format!("{data_set}: {what}: {m}"),
+                },
+                f => f,
+            })?;
+        let Some(resp) = resp else {
+            return Ok(None);
+        };
+        page::Page::parse(&resp.body, &what, data_set).map(Some)
     }
 
     /// Sends with the bearer token; on 401 renews the token once and sends again (a
@@ -500,6 +553,7 @@ impl OmniumApi {
         method: &'static str,
         path: &str,
         body: Option<(&'static str, Body<'_>)>,
+        cap: u64,
     ) -> Result<HttpResponse, Failure> {
         // A 429 answered to another thread or till of this API user (or to an earlier step
         // of this job) holds every request, so none arrives inside the Retry-After window.
@@ -527,6 +581,7 @@ impl OmniumApi {
                 url: &url,
                 bearer: Some(token.value.expose()),
                 body: this_body,
+                max_response_bytes: cap,
             };
             let write = changes_state(method, path);
             // A place in the API user's window, then the pause checked again: a 429 may
@@ -544,6 +599,10 @@ impl OmniumApi {
                 self.gate.note_down();
             }
             let mut resp = sent.map_err(net_failure)?;
+            if resp.body.len() as u64 > cap {
+                // A transport that does not stop at the cap itself (a test's, the simulator's).
+                return Err(Failure::Uncertain(transport::too_large(cap)));
+            }
             if write && (400..500).contains(&resp.status) && resp.status != 408 {
                 WRITES_REFUSED.with(|w| w.set(w.get() + 1));
             }
@@ -602,7 +661,7 @@ impl OmniumApi {
         reader: &mut dyn std::io::Read,
     ) -> Result<HttpResponse, Failure> {
         let body = Body::Stream(std::cell::RefCell::new(reader));
-        self.send_body(method, path, Some((content_type, body)))
+        self.send_body(method, path, Some((content_type, body)), page::cap::DEFAULT)
     }
 
     pub(crate) fn send_json(
@@ -674,10 +733,7 @@ impl OmniumApi {
 
     /// A JSON answer to `POST path` with a JSON body; `None` on 404.
     pub fn post_json(&self, path: &str, body: &Value) -> Result<Option<Value>, Failure> {
-        let bytes = serde_json::to_vec(body).map_err(|e| Failure::Rejected {
-            status: 0,
-            message: e.to_string(),
-        })?;
+        let bytes = to_json(body)?;
         let resp = self.send_json("POST", path, &bytes)?;
         if resp.status == 404 {
             return Ok(None);
@@ -728,6 +784,13 @@ fn changes_state(method: &str, path: &str) -> bool {
         || p.ends_with("/searchstores")
         || p.ends_with("/scroll")
         || p.ends_with("/existmany"))
+}
+
+fn to_json(body: &Value) -> Result<Vec<u8>, Failure> {
+    serde_json::to_vec(body).map_err(|e| Failure::Rejected {
+        status: 0,
+        message: e.to_string(),
+    })
 }
 
 fn parse_body(resp: &HttpResponse, path: &str) -> Result<Value, Failure> {

@@ -9,6 +9,9 @@ pub struct HttpRequest<'a, 'b> {
     pub bearer: Option<&'a str>,
     /// Body and its content type.
     pub body: Option<(&'static str, Body<'b>)>,
+    /// An answer's body longer than this is not read ([`too_large`]): each data set has its
+    /// own cap (`omnium::page::cap`).
+    pub max_response_bytes: u64,
 }
 
 /// A request body: bytes in memory, or a reader streamed as it is sent (a receipt PDF).
@@ -51,8 +54,15 @@ pub trait Transport: Send + Sync {
     fn send(&self, req: &HttpRequest<'_, '_>) -> Result<HttpResponse, NetError>;
 }
 
-/// Responses larger than this are refused (a whole Omnium order is far smaller).
-const MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
+/// What an answer over its cap fails with.
+pub fn too_large(cap: u64) -> String {
+    let size = if cap >= 1024 * 1024 {
+        format!("{} MiB", cap / (1024 * 1024))
+    } else {
+        format!("{} KiB", cap / 1024)
+    };
+    format!("the answer is larger than the {size} allowed for this request; not read")
+}
 
 pub struct UreqTransport {
     agent: ureq::Agent,
@@ -138,9 +148,14 @@ impl Transport for UreqTransport {
         let body = resp
             .body_mut()
             .with_config()
-            .limit(MAX_RESPONSE_BYTES)
+            .limit(req.max_response_bytes)
             .read_to_vec()
-            .map_err(|e| classify_error(e, Phase::Body))?;
+            .map_err(|e| match e {
+                ureq::Error::BodyExceedsLimit(_) => {
+                    NetError::Unknown(too_large(req.max_response_bytes))
+                }
+                e => classify_error(e, Phase::Body),
+            })?;
         Ok(HttpResponse {
             status,
             retry_after,

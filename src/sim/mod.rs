@@ -281,6 +281,28 @@ pub enum FaultKind {
     /// Stay silent for `hold_ms` and close, then apply the request (Omnium finished it after
     /// the client gave up).
     ApplyAfterTimeout { hold_ms: u64 },
+    /// Answer 200 with this JSON body instead of the real answer (a hostile or broken
+    /// Omnium: a page over its cap, a field of the wrong type, deep nesting); nothing applied.
+    Body(FaultBody),
+}
+
+/// The body a [`FaultKind::Body`] answers with (shown by its length only: it can be large).
+#[derive(Clone)]
+pub struct FaultBody(pub Arc<Vec<u8>>);
+
+impl std::fmt::Debug for FaultBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Body({} bytes)", self.0.len())
+    }
+}
+
+impl FaultBody {
+    fn response(&self) -> Response {
+        let mut r = Response::text(200, "");
+        r.headers = vec![("Content-Type".into(), "application/json".into())];
+        r.body = self.0.as_ref().clone();
+        r
+    }
 }
 
 impl Fault {
@@ -901,6 +923,7 @@ impl crate::omnium::transport::Transport for InProcess {
         ));
         match fault.kind {
             FaultKind::Status(s) => answer(Response::text(s, "injected fault")),
+            FaultKind::Body(b) => answer(b.response()),
             FaultKind::TooManyRequests { retry_after_secs } => answer(
                 Response::text(429, "Too many requests")
                     .with_header("Retry-After", &retry_after_secs.to_string()),
@@ -1005,6 +1028,7 @@ fn handle(shared: &Arc<Shared>, req: &Request, ctl: &Arc<ServerCtl>) -> Outcome 
     );
     match fault.kind {
         FaultKind::Status(s) => Outcome::Respond(Response::text(s, "injected fault")),
+        FaultKind::Body(b) => Outcome::Respond(b.response()),
         FaultKind::TooManyRequests { retry_after_secs } => {
             st.paused_until = Some(Instant::now() + Duration::from_secs(retry_after_secs));
             // With a skewed Date, Retry-After is an HTTP date on that same skewed clock.

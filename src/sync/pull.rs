@@ -17,7 +17,7 @@
 
 use super::{now_ms, rfc3339, Sync, SyncContext};
 use crate::model::catalog::CatalogProduct;
-use crate::omnium::catalog::{self, CatalogScope, MarketInfo, Page};
+use crate::omnium::catalog::{self, CatalogScope, InventoryItem, MarketInfo, Page, Product};
 use crate::omnium::Failure;
 use crate::store::CursorAdvance;
 use serde_json::json;
@@ -394,17 +394,13 @@ impl Puller {
         let stores: Vec<(String, String)> = page
             .items
             .iter()
-            .filter_map(|s| Some((s["id"].as_str()?.to_string(), s.to_string())))
+            .filter_map(|s| Some((s.id.clone()?, s.raw.get().to_string())))
             .collect();
-        let max = page
-            .items
-            .iter()
-            .filter_map(|s| catalog::time_ms(&s["modified"]))
-            .max();
+        let max = page.items.iter().filter_map(|s| s.modified_ms).max();
         let news = self.news(
             Dataset::Stores,
             cursor,
-            page.items.iter().map(|s| catalog::time_ms(&s["modified"])),
+            page.items.iter().map(|s| s.modified_ms),
         );
         let limit = limit(sync, date, max);
         let resume = finished_resume(sync, limit, max);
@@ -709,46 +705,44 @@ impl Puller {
             None
         };
         let scope = scope(&sync.ctx, market.as_ref());
-        let resource = if dataset == Dataset::Products {
-            "Products"
-        } else {
-            "Inventory"
-        };
         let page = match self
             .scroll
             .as_mut()
             .filter(|s| s.dataset == dataset && s.id.is_some())
         {
-            Some(s) => match sync
-                .api
-                .scroll_next(resource, s.id.as_deref().unwrap_or_default())?
-            {
-                Some(page) => page,
-                None => {
-                    // Expired: start again from the committed cursor.
-                    log::warn!(
-                        "the {} scroll expired; restarting it from the cursor",
-                        dataset.name()
-                    );
-                    s.restarts += 1;
-                    if s.restarts > MAX_SCROLL_RESTARTS {
-                        return Err(Failure::Uncertain(format!(
-                            "the {} scroll keeps expiring",
+            Some(s) => {
+                match ScrollPage::next(sync, dataset, s.id.as_deref().unwrap_or_default())? {
+                    Some(page) => page,
+                    None => {
+                        // Expired: start again from the committed cursor.
+                        log::warn!(
+                            "the {} scroll expired; restarting it from the cursor",
                             dataset.name()
-                        )));
+                        );
+                        s.restarts += 1;
+                        if s.restarts > MAX_SCROLL_RESTARTS {
+                            return Err(Failure::Uncertain(format!(
+                                "the {} scroll keeps expiring",
+                                dataset.name()
+                            )));
+                        }
+                        s.id = None;
+                        return Ok(false);
                     }
-                    s.id = None;
-                    return Ok(false);
                 }
-            },
+            }
             None => {
                 let restarts = self.scroll.as_ref().map_or(0, |s| s.restarts);
                 let (base, from) = delta_from(sync, dataset)?;
                 let from = from.filter(|_| !self.full);
                 let page = if dataset == Dataset::Products {
-                    sync.api.products_scroll_start(from, &scope, SCROLL_TAKE)?
+                    ScrollPage::Products(sync.api.products_scroll_start(
+                        from,
+                        &scope,
+                        SCROLL_TAKE,
+                    )?)
                 } else {
-                    sync.api.inventory_search(&sync.ctx.warehouse_ids, from)?
+                    ScrollPage::Stock(sync.api.inventory_search(&sync.ctx.warehouse_ids, from)?)
                 };
                 self.scroll = Some(Scroll {
                     dataset,
@@ -768,45 +762,44 @@ impl Puller {
         let Some(mut scroll) = self.scroll.take() else {
             return Ok(true);
         };
-        if page.scroll_id.is_some() {
-            scroll.id = page.scroll_id.clone();
+        let (len, scroll_id) = match &page {
+            ScrollPage::Products(p) => (p.items.len(), &p.scroll_id),
+            ScrollPage::Stock(p) => (p.items.len(), &p.scroll_id),
+        };
+        if scroll_id.is_some() {
+            scroll.id = scroll_id.clone();
         }
-        scroll.fetched += page.items.len() as u64;
+        scroll.fetched += len as u64;
         // Read to the empty page even when totalHits says everything came: Omnium asks
         // integrations to finish their scrolls rather than leave them to expire.
-        let done = page.items.is_empty() || page.scroll_id.is_none();
+        let done = len == 0 || scroll_id.is_none();
         if self.full {
-            if dataset == Dataset::Products {
+            match &page {
                 // Every product returned counts as present, whatever its language (one in
                 // another language is not applied, and is swept if it was).
-                self.seen_products.extend(page.items.iter().filter_map(|p| {
-                    p["productId"]
-                        .as_str()
-                        .or(p["id"].as_str())
-                        .map(|id| id.trim().to_string())
-                }));
-            } else {
-                self.seen_stock.extend(
-                    page.items
+                ScrollPage::Products(p) => self
+                    .seen_products
+                    .extend(p.items.iter().filter_map(Product::key)),
+                ScrollPage::Stock(p) => self.seen_stock.extend(
+                    p.items
                         .iter()
                         .filter_map(catalog::stock_level)
                         .map(|l| (l.sku, l.warehouse_id)),
-                );
+                ),
             }
         }
-        let applied = if dataset == Dataset::Products {
-            apply_products_page(sync, &mut scroll, &page, &scope, done)
-        } else {
-            apply_stock_page(sync, &mut scroll, &page, done)
+        let applied = match &page {
+            ScrollPage::Products(p) => apply_products_page(sync, &mut scroll, p, &scope, done),
+            ScrollPage::Stock(p) => apply_stock_page(sync, &mut scroll, p, done),
         };
-        let news = match applied {
-            Ok(_) if dataset == Dataset::Products => self.news(
+        let news = match (applied, &page) {
+            (Ok(_), ScrollPage::Products(p)) => self.news(
                 dataset,
                 scroll.base,
-                page.items.iter().map(|p| catalog::time_ms(&p["modified"])),
+                p.items.iter().map(Product::modified_ms),
             ),
-            Ok(changed) => changed,
-            Err(f) => {
+            (Ok(changed), _) => changed,
+            (Err(f), _) => {
                 self.scroll = Some(scroll);
                 return Err(f);
             }
@@ -1003,10 +996,31 @@ fn page_cursor(
     }
 }
 
+/// One page of the products or the stock scroll, typed.
+enum ScrollPage {
+    Products(Page<Product>),
+    Stock(Page<InventoryItem>),
+}
+
+impl ScrollPage {
+    /// The scroll's next page; `None` when it expired.
+    fn next(sync: &Sync, dataset: Dataset, id: &str) -> Result<Option<ScrollPage>, Failure> {
+        Ok(if dataset == Dataset::Products {
+            sync.api
+                .scroll_next("Products", id)?
+                .map(ScrollPage::Products)
+        } else {
+            sync.api
+                .scroll_next("Inventory", id)?
+                .map(ScrollPage::Stock)
+        })
+    }
+}
+
 fn apply_products_page(
     sync: &Sync,
     scroll: &mut Scroll,
-    page: &Page,
+    page: &Page<Product>,
     scope: &CatalogScope,
     done: bool,
 ) -> Result<usize, Failure> {
@@ -1015,7 +1029,7 @@ fn apply_products_page(
         .iter()
         .filter_map(|p| catalog::product_rows(p, scope))
         .collect();
-    let modified = page.items.iter().map(|p| catalog::time_ms(&p["modified"]));
+    let modified = page.items.iter().map(Product::modified_ms);
     let cursor = page_cursor(sync, scroll, modified.clone(), done);
     let news = rows.len();
     // The store splits the page into short transactions itself (committing whenever a
@@ -1030,7 +1044,7 @@ fn apply_products_page(
 fn apply_stock_page(
     sync: &Sync,
     scroll: &mut Scroll,
-    page: &Page,
+    page: &Page<InventoryItem>,
     done: bool,
 ) -> Result<usize, Failure> {
     let levels: Vec<_> = page.items.iter().filter_map(catalog::stock_level).collect();
