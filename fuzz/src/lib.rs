@@ -597,7 +597,7 @@ pub fn omnium_http(data: &[u8]) {
         5 => drop(api.cancel_order_line("S-1", "1")),
         6 => drop(api.market_info("NOR")),
         7 => drop(api.inventory_levels(&skus, &whs)),
-        8 => drop(api.scroll_next("Products", "scroll-1")),
+        8 => drop(api.scroll_next::<catalog::InventoryItem>("Inventory", "scroll-1")),
         9 => drop(api.products_scroll_start(Some(0), &s, 100)),
         10 => drop(api.categories_page(1)),
         11 => drop(api.search_stores(&whs, None)),
