@@ -2,7 +2,7 @@
 //! click & collect progress, and the inbound orders, customers and purchase orders read
 //! back, mapped to the POS's terms.
 
-use super::catalog::{time_ms, Page};
+use super::catalog::{time_ms, InventoryItem, Page};
 use super::page::cap;
 use super::{classify, encode_component, Created, Failure, OmniumApi};
 use crate::model::money::{minor_digits, Decimal};
@@ -308,24 +308,28 @@ impl OmniumApi {
             encode_component(sku),
             query.join("&")
         );
-        let Some(body) = self.get_json(&path)? else {
+        let Some(resp) = self.fetch("GET", &path, None, cap::INVENTORY)? else {
             return Ok(None);
         };
-        let items = match body {
-            Value::Array(items) => Some(items),
-            Value::Object(mut m) => match m.remove("result") {
-                Some(Value::Array(items)) => Some(items),
-                // One item rather than a list.
-                _ if m.contains_key("sku") => Some(vec![Value::Object(m)]),
-                _ => None,
-            },
-            _ => None,
-        };
-        let Some(items) = items.filter(|items| items.iter().all(Value::is_object)) else {
-            return Err(Failure::Uncertain(format!(
-                "GET /api/Inventory/{{id}} for {sku:?}: not a list of inventory items"
-            )));
-        };
+        // A list (or a page) of items, or one item; anything else is uncertain (asked again
+        // later), with the field of the wrong type named.
+        let what = "GET /api/Inventory/{id}";
+        let items: Vec<InventoryItem> =
+            match Page::<InventoryItem>::parse(&resp.body, what, "stock levels") {
+                Ok(page) => page.items,
+                Err(f) => {
+                    match super::page::parse_one::<InventoryItem>(&resp.body, what, "stock levels")
+                    {
+                        Ok(item) if item.sku.is_some() => vec![item],
+                        _ => {
+                            return Err(match f {
+                                Failure::Rejected { message, .. } => Failure::Uncertain(message),
+                                f => f,
+                            })
+                        }
+                    }
+                }
+            };
         Ok(Some(
             items
                 .iter()
