@@ -89,18 +89,32 @@ impl Group {
         }
     }
 
-    /// After an error in a caller's savepoint: if SQLite rolled the whole transaction back,
-    /// every member so far is failed with `error`; otherwise only the savepoint is undone.
-    pub(crate) fn undo_member(&self, conn: &Connection, error: &Error) {
+    /// Whether the open batch holds no caller's rows yet: its first member needs no
+    /// savepoint, since undoing its part is rolling back the whole transaction. (A
+    /// savepoint copies every page it changes into a sub-journal first: for a lone caller
+    /// that was a tenth of the call.) The caller holds the writer.
+    pub(crate) fn is_empty(&self) -> bool {
+        matches!(self.state().open, Some((_, 0)))
+    }
+
+    /// After an error in a caller's part: if SQLite rolled the whole transaction back,
+    /// every member so far is failed with `error`; if the caller is the batch's first
+    /// member (`alone`: no savepoint), the transaction is rolled back and the batch ends
+    /// with nobody else in it; otherwise only the caller's savepoint is undone.
+    pub(crate) fn undo_member(&self, conn: &Connection, error: &Error, alone: bool) {
         if conn.is_autocommit() {
             self.publish(Err(shared_failure(error)));
             return;
         }
-        let undone = conn
-            .prepare_cached("ROLLBACK TO rec")
-            .and_then(|mut s| s.execute([]))
-            .and_then(|_| conn.prepare_cached("RELEASE rec"))
-            .and_then(|mut s| s.execute([]));
+        let undone = if alone {
+            conn.execute_batch("ROLLBACK")
+        } else {
+            conn.prepare_cached("ROLLBACK TO rec")
+                .and_then(|mut s| s.execute([]))
+                .and_then(|_| conn.prepare_cached("RELEASE rec"))
+                .and_then(|mut s| s.execute([]))
+                .map(|_| ())
+        };
         #[cfg(test)]
         let undone = if self.fail_undo.swap(false, Ordering::SeqCst) {
             Err(rusqlite::Error::SqliteFailure(
@@ -123,6 +137,9 @@ impl Group {
                 let _ = conn.execute_batch("ROLLBACK");
             }
             self.publish(Err(shared_failure(&e)));
+        } else if alone {
+            // Rolled back: the batch held nobody else.
+            self.publish(Err(shared_failure(error)));
         }
     }
 
@@ -352,7 +369,7 @@ mod tests {
             store.group.fail_undo.store(true, Ordering::SeqCst);
             store
                 .group
-                .undo_member(&conn, &Error::Internal("refused".into()));
+                .undo_member(&conn, &Error::Internal("refused".into()), false);
             assert!(logged(&store).is_empty(), "logged under the writer");
             store.group.finish(&conn);
         }
@@ -390,6 +407,38 @@ mod tests {
             .record(&job("Q", "{}"), 1, |_| Ok(Extras::default()))
             .unwrap();
         assert_eq!(stored(&store), ["Q"]);
+    }
+
+    #[test]
+    fn a_lone_callers_failure_after_writing_keeps_none_of_its_rows() {
+        // The first member of a batch works without a savepoint: its failure rolls the
+        // whole transaction back, and the writer is free for the next call.
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("a.db")).unwrap());
+        let err = store
+            .record(&job("F", "{}"), 1, |lookup| {
+                lookup.tx.execute(
+                    "INSERT INTO sync_state (key, value) VALUES ('half', 'done')",
+                    [],
+                )?;
+                Err(Error::InvalidInput("refused after a write".into()))
+            })
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidInput(_)), "{err:?}");
+        assert!(store.group.state().open.is_none());
+        store
+            .record(&job("G", "{}"), 1, |_| Ok(Extras::default()))
+            .unwrap();
+        assert_eq!(stored(&store), ["G"]);
+        let half: i64 = store
+            .conn()
+            .query_row(
+                "SELECT COUNT(*) FROM sync_state WHERE key = 'half'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(half, 0);
     }
 
     #[test]

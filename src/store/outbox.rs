@@ -227,14 +227,18 @@ pub(crate) fn content_hash(content: &str) -> String {
 struct UndoOnUnwind<'a> {
     group: &'a super::group::Group,
     conn: &'a rusqlite::Connection,
+    alone: bool,
     armed: bool,
 }
 
 impl Drop for UndoOnUnwind<'_> {
     fn drop(&mut self) {
         if self.armed {
-            self.group
-                .undo_member(self.conn, &Error::Internal("a recording panicked".into()));
+            self.group.undo_member(
+                self.conn,
+                &Error::Internal("a recording panicked".into()),
+                self.alone,
+            );
             self.group.finish(self.conn);
         }
     }
@@ -321,30 +325,32 @@ impl Store {
         let conn = self.conn_raw();
         group.waiting.fetch_sub(1, Ordering::AcqRel);
         let batch = group.join(&conn)?;
-        let own = match conn
-            .prepare_cached("SAVEPOINT rec")
-            .and_then(|mut s| s.execute([]))
-        {
-            Err(e) => Err(Error::from(e)),
-            Ok(_) => {
+        // The batch's first member works in the transaction itself (undone by rolling it
+        // back); later members each in a savepoint, so that undoing one keeps the others.
+        let alone = group.is_empty();
+        let savepoint = |sql: &str| -> Result<()> {
+            if !alone {
+                conn.prepare_cached(sql)?.execute([])?;
+            }
+            Ok(())
+        };
+        let own = match savepoint("SAVEPOINT rec") {
+            Err(e) => Err(e),
+            Ok(()) => {
                 // Should `check` panic, the guard undoes this caller's part and commits the
                 // others' before the writer is unlocked.
                 let mut guard = UndoOnUnwind {
                     group,
                     conn: &conn,
+                    alone,
                     armed: true,
                 };
                 let own = record_in(&conn, job, now_ms, check);
                 guard.armed = false;
-                let own = own.and_then(|r| {
-                    conn.prepare_cached("RELEASE rec")
-                        .and_then(|mut s| s.execute([]))
-                        .map_err(Error::from)
-                        .map(|_| r)
-                });
+                let own = own.and_then(|r| savepoint("RELEASE rec").map(|_| r));
                 match &own {
                     Ok(_) => group.add_member(),
-                    Err(e) => group.undo_member(&conn, e),
+                    Err(e) => group.undo_member(&conn, e, alone),
                 }
                 own
             }

@@ -319,6 +319,18 @@ const MIGRATIONS: &[&str] = &[
         SELECT pc.category_id, new.name, new.sku, fo_sort_key(new.name) FROM product_category pc
         WHERE pc.product_sku = new.sku AND new.active = 1;
     END;",
+    // [rec] 12: outbox_job's CHECK on `state` as four comparisons instead of `IN (…)`: SQLite
+    // builds a temporary b-tree for an IN list of more than two constants each time the
+    // check runs, i.e. on every insert and every change of state (a twelfth of a recording
+    // call). The same rule, so the stored rows need no rebuild: only the table's text in
+    // the schema changes (SQLite's documented procedure for changing a CHECK), and RESET
+    // reloads it on this connection.
+    "PRAGMA writable_schema = ON;
+    UPDATE sqlite_master SET sql = replace(sql,
+        'CHECK (state IN (''pending'', ''in_flight'', ''delivered'', ''dead''))',
+        'CHECK (state = ''pending'' OR state = ''in_flight'' OR state = ''delivered'' OR state = ''dead'')')
+    WHERE type = 'table' AND name = 'outbox_job';
+    PRAGMA writable_schema = RESET;",
 ];
 
 pub const LATEST: i64 = MIGRATIONS.len() as i64;
@@ -413,5 +425,57 @@ pub(crate) fn migrate_to(conn: &Connection, target: i64) -> Result<()> {
             let _ = conn.execute_batch("ROLLBACK");
             Err(e)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ops(conn: &Connection, sql: &str) -> Vec<String> {
+        conn.prepare(&format!("EXPLAIN {sql}"))
+            .unwrap()
+            .query_map([], |r| r.get::<_, String>(1))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    #[test]
+    fn recording_a_job_builds_no_temporary_btree_and_the_state_check_still_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join("s.db")).unwrap();
+        let insert = "INSERT INTO outbox_job (kind, event_id, entity_id, content, next_attempt_at, created_at)
+                      VALUES ('sale', 'S-1', 'S-1', '{}', 1, 1)";
+        // Upgraded from the version before, as a till's database is.
+        migrate_to(&conn, version_with("writable_schema") - 1).unwrap();
+        assert!(ops(&conn, insert).iter().any(|o| o == "OpenEphemeral"));
+        migrate(&conn).unwrap();
+        assert!(!ops(&conn, insert).iter().any(|o| o == "OpenEphemeral"));
+        let sql: String = conn
+            .query_row(
+                "SELECT sql FROM sqlite_master WHERE name = 'outbox_job'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(sql.contains("CHECK (state = 'pending' OR state = 'in_flight' OR state = 'delivered' OR state = 'dead')"), "{sql}");
+        conn.execute_batch(insert).unwrap();
+        for state in ["in_flight", "delivered", "dead", "pending"] {
+            conn.execute("UPDATE outbox_job SET state = ?1", [state])
+                .unwrap();
+        }
+        let err = conn
+            .execute("UPDATE outbox_job SET state = 'lost'", [])
+            .unwrap_err();
+        assert!(err.to_string().contains("CHECK constraint failed"), "{err}");
+        let ok: String = conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(ok, "ok");
+        // A connection opened afterwards reads the new text too.
+        drop(conn);
+        let again = Connection::open(dir.path().join("s.db")).unwrap();
+        assert!(!ops(&again, insert).iter().any(|o| o == "OpenEphemeral"));
     }
 }
