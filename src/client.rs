@@ -215,12 +215,34 @@ impl Client {
     where
         F: FnOnce(&Lookup) -> Result<Extras>,
     {
-        let canonical = canonical_json(content);
+        self.record_canonical(
+            kind,
+            event_id,
+            entity_id,
+            &canonical_json(content),
+            blob,
+            check,
+        )
+    }
+
+    /// Records an event whose canonical JSON (the stored form) is already written.
+    fn record_canonical<F>(
+        &self,
+        kind: JobKind,
+        event_id: &str,
+        entity_id: &str,
+        canonical: &str,
+        blob: Option<&[u8]>,
+        check: F,
+    ) -> Result<()>
+    where
+        F: FnOnce(&Lookup) -> Result<Extras>,
+    {
         let job = NewJob {
             kind: kind.as_str(),
             event_id,
             entity_id,
-            content: &canonical,
+            content: canonical,
             blob,
         };
         let outcome = self.store.record(&job, self.sync.wall_ms(), check)?;
@@ -251,9 +273,7 @@ impl Client {
     /// Records a sale (CONTRACT §4). Returns once it is durably stored.
     pub fn record_sale(&self, sale_json: &str) -> Result<()> {
         self.check_open()?;
-        let mut value = parse_object(sale_json, "sale")?;
-        Sale::normalize(&mut value, &self.defaults);
-        let sale = Sale::parse(&value)?;
+        let (sale, canonical) = Sale::read(sale_json, &self.defaults)?;
         // The goods leave the selling store's warehouse now; see fo_stock_get's pending.
         let warehouse = self.warehouse_of(&sale.store_id);
         let effects: Vec<StockEffect> = sale
@@ -267,7 +287,7 @@ impl Client {
                 })
             })
             .collect();
-        self.record_checked(JobKind::Sale, &sale.id, &sale.id, &value, |_| {
+        self.record_canonical(JobKind::Sale, &sale.id, &sale.id, &canonical, None, |_| {
             Ok(Extras {
                 effects,
                 extra: None,

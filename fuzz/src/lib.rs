@@ -74,13 +74,29 @@ fn assert_json(bytes: &[u8], what: &str) {
 
 pub fn sale(data: &[u8]) {
     let Some(s) = text(data) else { return };
-    let Ok(mut value) = parse_object(s, "sale") else {
-        return;
+    // The one-pass reader `fo_record_sale` uses agrees with reading the JSON into a tree:
+    // the same error, or the same sale and byte for byte the same stored form.
+    let read = Sale::read(s, &defaults());
+    let mut value = match parse_object(s, "sale") {
+        Ok(value) => value,
+        Err(e) => {
+            let got = read.expect_err("a sale the tree reader refuses");
+            assert_eq!(got.to_string(), e.to_string());
+            return;
+        }
     };
     Sale::normalize(&mut value, &defaults());
-    let Ok(sale) = Sale::parse(&value) else {
-        return;
+    let sale = match Sale::parse(&value) {
+        Ok(sale) => sale,
+        Err(e) => {
+            let got = read.expect_err("a sale the tree reader refuses");
+            assert_eq!(got.to_string(), e.to_string());
+            return;
+        }
     };
+    let (read_sale, canonical) = read.expect("a sale the tree reader accepts");
+    assert_eq!(read_sale, sale);
+    assert_eq!(canonical, canonical_json(&value), "the stored form");
     let again = Sale::parse(&stored(&value)).expect("an accepted sale parses from its stored JSON");
     assert_eq!(again, sale, "the stored sale reads back the same");
     let ctx = OrderContext {

@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use chrono::{DateTime, FixedOffset};
-use serde_json::{Map, Value};
+use serde_json::{Map, Number, Value};
 
 /// The longest id the contract allows, in bytes.
 pub const MAX_ID_BYTES: usize = 128;
@@ -77,142 +77,74 @@ impl<'a> Fields<'a> {
         Error::invalid(self.path(key), "is required")
     }
 
+    /// The value under `key`, for the checks of [`Scalar`].
+    fn scalar(&self, key: &str) -> Scalar<'a> {
+        Scalar::of(self.get(key))
+    }
+
     /// Rejects keys not in `allowed`, naming the first unknown one.
     pub fn deny_unknown(&self, allowed: &[&str]) -> Result<()> {
         match self.obj.keys().find(|k| !allowed.contains(&k.as_str())) {
             None => Ok(()),
-            Some(k) => Err(Error::invalid(
-                self.path(k),
-                format!("unknown field (expected one of: {})", allowed.join(", ")),
-            )),
+            Some(k) => Err(unknown_field(&self.path(k), allowed)),
         }
     }
 
     pub fn str_opt(&self, key: &str) -> Result<Option<&'a str>> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.as_str())),
-            Some(other) => Err(self.wrong(key, "a string", other)),
-        }
+        self.scalar(key).str_opt(|| self.path(key))
     }
 
     /// A non-empty string.
     pub fn text(&self, key: &str) -> Result<&'a str> {
-        self.text_opt(key)?.ok_or_else(|| self.missing(key))
+        self.scalar(key).text(|| self.path(key))
     }
 
     pub fn text_opt(&self, key: &str) -> Result<Option<&'a str>> {
-        match self.str_opt(key)? {
-            Some(s) if s.trim().is_empty() => {
-                Err(Error::invalid(self.path(key), "must not be empty"))
-            }
-            other => Ok(other),
-        }
+        self.scalar(key).text_opt(|| self.path(key))
     }
 
     /// A non-empty string of at most [`MAX_ID_BYTES`] bytes.
     pub fn id(&self, key: &str) -> Result<&'a str> {
-        self.id_opt(key)?.ok_or_else(|| self.missing(key))
+        self.scalar(key).id(|| self.path(key))
     }
 
     pub fn id_opt(&self, key: &str) -> Result<Option<&'a str>> {
-        let Some(s) = self.text_opt(key)? else {
-            return Ok(None);
-        };
-        if s.len() > MAX_ID_BYTES {
-            return Err(Error::invalid(
-                self.path(key),
-                format!("ids are at most {MAX_ID_BYTES} bytes, got {}", s.len()),
-            ));
-        }
-        if s.chars().any(char::is_control) {
-            return Err(Error::invalid(
-                self.path(key),
-                "must not contain control characters",
-            ));
-        }
-        if !s.is_empty() && s.bytes().all(|b| b == b'.') {
-            // "." and ".." are path steps once in a URL (ids travel in Omnium's paths).
-            return Err(Error::invalid(
-                self.path(key),
-                "must not be made only of dots",
-            ));
-        }
-        Ok(Some(s))
+        self.scalar(key).id_opt(|| self.path(key))
     }
 
     /// An integer amount of money in minor units.
     pub fn money(&self, key: &str) -> Result<i64> {
-        self.money_opt(key)?.ok_or_else(|| self.missing(key))
+        self.scalar(key).money(|| self.path(key))
     }
 
     pub fn money_opt(&self, key: &str) -> Result<Option<i64>> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(Value::Number(n)) => match n.as_i64() {
-                Some(v) if v.unsigned_abs() <= MAX_MONEY => Ok(Some(v)),
-                Some(_) => Err(Error::invalid(self.path(key), "amount is out of range")),
-                None => Err(Error::invalid(
-                    self.path(key),
-                    format!("must be an integer in minor units (øre, cents), got {n}"),
-                )),
-            },
-            Some(other) => Err(self.wrong(key, "an integer amount in minor units", other)),
-        }
+        self.scalar(key).money_opt(|| self.path(key))
     }
 
     /// A finite number.
     pub fn number(&self, key: &str) -> Result<f64> {
-        self.number_opt(key)?.ok_or_else(|| self.missing(key))
+        self.scalar(key).number(|| self.path(key))
     }
 
     pub fn number_opt(&self, key: &str) -> Result<Option<f64>> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(Value::Number(n)) => match n.as_f64() {
-                Some(v) if v.is_finite() => Ok(Some(v)),
-                _ => Err(Error::invalid(self.path(key), "must be a finite number")),
-            },
-            Some(other) => Err(self.wrong(key, "a number", other)),
-        }
+        self.scalar(key).number_opt(|| self.path(key))
     }
 
     pub fn bool_opt(&self, key: &str) -> Result<Option<bool>> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(Value::Bool(b)) => Ok(Some(*b)),
-            Some(other) => Err(self.wrong(key, "true or false", other)),
-        }
+        self.scalar(key).bool_opt(|| self.path(key))
     }
 
     pub fn u64_opt(&self, key: &str) -> Result<Option<u64>> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(Value::Number(n)) => n.as_u64().map(Some).ok_or_else(|| {
-                Error::invalid(
-                    self.path(key),
-                    format!("must be a whole number >= 0, got {n}"),
-                )
-            }),
-            Some(other) => Err(self.wrong(key, "a whole number", other)),
-        }
+        self.scalar(key).u64_opt(|| self.path(key))
     }
 
     /// An RFC 3339 time with an offset.
     pub fn time(&self, key: &str) -> Result<DateTime<FixedOffset>> {
-        self.time_opt(key)?.ok_or_else(|| self.missing(key))
+        self.scalar(key).time(|| self.path(key))
     }
 
     pub fn time_opt(&self, key: &str) -> Result<Option<DateTime<FixedOffset>>> {
-        let Some(s) = self.str_opt(key)? else {
-            return Ok(None);
-        };
-        DateTime::parse_from_rfc3339(s).map(Some).map_err(|e| {
-            Error::invalid(
-                self.path(key),
-                format!("expected an RFC 3339 time with an offset, like 2026-11-28T10:15:00+01:00 ({e})"),
-            )
-        })
+        self.scalar(key).time_opt(|| self.path(key))
     }
 
     pub fn object_opt(&self, key: &str) -> Result<Option<Fields<'a>>> {
@@ -279,6 +211,183 @@ impl<'a> Fields<'a> {
                 .map(Some),
             Some(other) => Err(self.wrong(key, "an array of strings", other)),
         }
+    }
+}
+
+/// The error for an unknown key at `path`.
+pub(crate) fn unknown_field(path: &str, allowed: &[&str]) -> Error {
+    Error::invalid(
+        path,
+        format!("unknown field (expected one of: {})", allowed.join(", ")),
+    )
+}
+
+/// One field's value as the checks see it, whether read from a parsed [`Value`] ([`Fields`])
+/// or straight from the text (`model::raw`): one set of rules and messages for both.
+/// `path` names the field in a message and is formatted only on error.
+#[derive(Clone, Copy, Debug)]
+pub enum Scalar<'v> {
+    /// Absent or null: "not given" (null is never a type error).
+    Absent,
+    Bool(bool),
+    Num(&'v Number),
+    Str(&'v str),
+    Array,
+    Object,
+}
+
+impl<'v> Scalar<'v> {
+    pub fn of(value: Option<&'v Value>) -> Scalar<'v> {
+        match value {
+            None | Some(Value::Null) => Scalar::Absent,
+            Some(Value::Bool(b)) => Scalar::Bool(*b),
+            Some(Value::Number(n)) => Scalar::Num(n),
+            Some(Value::String(s)) => Scalar::Str(s),
+            Some(Value::Array(_)) => Scalar::Array,
+            Some(Value::Object(_)) => Scalar::Object,
+        }
+    }
+
+    pub fn type_name(self) -> &'static str {
+        match self {
+            Scalar::Absent => "null",
+            Scalar::Bool(_) => "a boolean",
+            Scalar::Num(_) => "a number",
+            Scalar::Str(_) => "a string",
+            Scalar::Array => "an array",
+            Scalar::Object => "an object",
+        }
+    }
+
+    fn wrong(self, path: impl Fn() -> String, expected: &str) -> Error {
+        Error::invalid(
+            path(),
+            format!("expected {expected}, got {}", self.type_name()),
+        )
+    }
+
+    pub fn str_opt(self, path: impl Fn() -> String) -> Result<Option<&'v str>> {
+        match self {
+            Scalar::Absent => Ok(None),
+            Scalar::Str(s) => Ok(Some(s)),
+            other => Err(other.wrong(path, "a string")),
+        }
+    }
+
+    /// A non-empty string.
+    pub fn text(self, path: impl Fn() -> String) -> Result<&'v str> {
+        self.text_opt(&path)?
+            .ok_or_else(|| Error::invalid(path(), "is required"))
+    }
+
+    pub fn text_opt(self, path: impl Fn() -> String) -> Result<Option<&'v str>> {
+        match self.str_opt(&path)? {
+            Some(s) if s.trim().is_empty() => Err(Error::invalid(path(), "must not be empty")),
+            other => Ok(other),
+        }
+    }
+
+    /// A non-empty string of at most [`MAX_ID_BYTES`] bytes.
+    pub fn id(self, path: impl Fn() -> String) -> Result<&'v str> {
+        self.id_opt(&path)?
+            .ok_or_else(|| Error::invalid(path(), "is required"))
+    }
+
+    pub fn id_opt(self, path: impl Fn() -> String) -> Result<Option<&'v str>> {
+        let Some(s) = self.text_opt(&path)? else {
+            return Ok(None);
+        };
+        if s.len() > MAX_ID_BYTES {
+            return Err(Error::invalid(
+                path(),
+                format!("ids are at most {MAX_ID_BYTES} bytes, got {}", s.len()),
+            ));
+        }
+        if s.chars().any(char::is_control) {
+            return Err(Error::invalid(
+                path(),
+                "must not contain control characters",
+            ));
+        }
+        if !s.is_empty() && s.bytes().all(|b| b == b'.') {
+            // "." and ".." are path steps once in a URL (ids travel in Omnium's paths).
+            return Err(Error::invalid(path(), "must not be made only of dots"));
+        }
+        Ok(Some(s))
+    }
+
+    /// An integer amount of money in minor units.
+    pub fn money(self, path: impl Fn() -> String) -> Result<i64> {
+        self.money_opt(&path)?
+            .ok_or_else(|| Error::invalid(path(), "is required"))
+    }
+
+    pub fn money_opt(self, path: impl Fn() -> String) -> Result<Option<i64>> {
+        match self {
+            Scalar::Absent => Ok(None),
+            Scalar::Num(n) => match n.as_i64() {
+                Some(v) if v.unsigned_abs() <= MAX_MONEY => Ok(Some(v)),
+                Some(_) => Err(Error::invalid(path(), "amount is out of range")),
+                None => Err(Error::invalid(
+                    path(),
+                    format!("must be an integer in minor units (øre, cents), got {n}"),
+                )),
+            },
+            other => Err(other.wrong(path, "an integer amount in minor units")),
+        }
+    }
+
+    /// A finite number.
+    pub fn number(self, path: impl Fn() -> String) -> Result<f64> {
+        self.number_opt(&path)?
+            .ok_or_else(|| Error::invalid(path(), "is required"))
+    }
+
+    pub fn number_opt(self, path: impl Fn() -> String) -> Result<Option<f64>> {
+        match self {
+            Scalar::Absent => Ok(None),
+            Scalar::Num(n) => match n.as_f64() {
+                Some(v) if v.is_finite() => Ok(Some(v)),
+                _ => Err(Error::invalid(path(), "must be a finite number")),
+            },
+            other => Err(other.wrong(path, "a number")),
+        }
+    }
+
+    pub fn bool_opt(self, path: impl Fn() -> String) -> Result<Option<bool>> {
+        match self {
+            Scalar::Absent => Ok(None),
+            Scalar::Bool(b) => Ok(Some(b)),
+            other => Err(other.wrong(path, "true or false")),
+        }
+    }
+
+    pub fn u64_opt(self, path: impl Fn() -> String) -> Result<Option<u64>> {
+        match self {
+            Scalar::Absent => Ok(None),
+            Scalar::Num(n) => n.as_u64().map(Some).ok_or_else(|| {
+                Error::invalid(path(), format!("must be a whole number >= 0, got {n}"))
+            }),
+            other => Err(other.wrong(path, "a whole number")),
+        }
+    }
+
+    /// An RFC 3339 time with an offset.
+    pub fn time(self, path: impl Fn() -> String) -> Result<DateTime<FixedOffset>> {
+        self.time_opt(&path)?
+            .ok_or_else(|| Error::invalid(path(), "is required"))
+    }
+
+    pub fn time_opt(self, path: impl Fn() -> String) -> Result<Option<DateTime<FixedOffset>>> {
+        let Some(s) = self.str_opt(&path)? else {
+            return Ok(None);
+        };
+        DateTime::parse_from_rfc3339(s).map(Some).map_err(|e| {
+            Error::invalid(
+                path(),
+                format!("expected an RFC 3339 time with an offset, like 2026-11-28T10:15:00+01:00 ({e})"),
+            )
+        })
     }
 }
 

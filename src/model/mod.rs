@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod fields;
 pub mod money;
 mod pos_events;
+mod raw;
 pub mod store_events;
 
 pub use pos_events::{CancelLine, Cancellation, Payment, Return, ReturnLine, Sale, SaleLine};

@@ -1,9 +1,11 @@
 //! Sales, returns and cancellations: the immutable events the till records.
 
 use super::fields::{Fields, MAX_MONEY};
+use super::raw::{At, Canon, Field, Got, List, Obj, Shaped, Slots};
 use super::Defaults;
 use crate::error::{Error, Result};
 use chrono::{DateTime, FixedOffset};
+use serde::de::{Deserialize, MapAccess};
 use serde_json::Value;
 use std::collections::HashSet;
 
@@ -103,10 +105,13 @@ const CANCEL_KEYS: &[&str] = &["id", "order_id", "created_at", "reason", "lines"
 const CANCEL_LINE_KEYS: &[&str] = &["line_id", "quantity"];
 
 fn positive_quantity(f: &Fields, key: &str) -> Result<f64> {
-    let q = f.number(key)?;
+    in_quantity_range(f.number(key)?, || f.path(key))
+}
+
+fn in_quantity_range(q: f64, path: impl Fn() -> String) -> Result<f64> {
     if q <= 0.0 || q > MAX_QUANTITY {
         return Err(Error::invalid(
-            f.path(key),
+            path(),
             format!("must be greater than 0 and at most {MAX_QUANTITY}, got {q}"),
         ));
     }
@@ -114,9 +119,13 @@ fn positive_quantity(f: &Fields, key: &str) -> Result<f64> {
 }
 
 fn non_negative_money(f: &Fields, key: &str, value: i64) -> Result<i64> {
+    not_negative(value, || f.path(key))
+}
+
+fn not_negative(value: i64, path: impl Fn() -> String) -> Result<i64> {
     if value < 0 {
         return Err(Error::invalid(
-            f.path(key),
+            path(),
             format!("must not be negative, got {value}"),
         ));
     }
@@ -170,6 +179,26 @@ fn parse_payments(items: Vec<Fields>, owner_id: &str, key: &str) -> Result<Vec<P
 }
 
 impl Sale {
+    /// Reads a sale from the POS's JSON text in one pass (no tree of maps): the validated
+    /// sale and its canonical JSON, the stored form, with the contract's defaults filled
+    /// in. The same sale, errors and canonical text as `fields::parse_object`,
+    /// [`Sale::normalize`], [`Sale::parse`] and `fields::canonical_json` give
+    /// (`tests/sale_parse.rs`, the `sale` fuzz target).
+    pub fn read(text: &str, defaults: &Defaults) -> Result<(Sale, String)> {
+        let slots = match serde_json::from_str::<Shaped<SaleSlots>>(text) {
+            Ok(Shaped::Obj(obj)) => obj,
+            Ok(Shaped::Other(kind)) => {
+                return Err(Error::InvalidJson(format!(
+                    "sale: expected a JSON object, got {kind}"
+                )))
+            }
+            Err(e) => return Err(Error::InvalidJson(format!("sale: not valid JSON: {e}"))),
+        };
+        let sale = Sale::check(&slots, Some(defaults))?;
+        let canonical = slots.slots.canonical(defaults, text.len())?;
+        Ok((sale, canonical))
+    }
+
     /// Fills the defaults the contract names into the raw JSON, so that the stored
     /// content (and the comparison of a repeated id) sees the sale as it will be sent.
     pub fn normalize(value: &mut Value, defaults: &Defaults) {
@@ -187,40 +216,75 @@ impl Sale {
         }
     }
 
+    /// A sale from a parsed (and normalized) value, such as its stored JSON.
     pub fn parse(value: &Value) -> Result<Sale> {
-        let f = Fields::new(value, "sale")?;
-        f.deny_unknown(SALE_KEYS)?;
-        let id = f.id("id")?.to_string();
-        let currency = f.text("currency")?;
+        match Shaped::<SaleSlots>::deserialize(value) {
+            Ok(Shaped::Obj(obj)) => Sale::check(&obj, None),
+            Ok(Shaped::Other(kind)) => Err(Error::InvalidJson(format!(
+                "sale: expected a JSON object, got {kind}"
+            ))),
+            Err(e) => Err(Error::InvalidJson(format!("sale: {e}"))),
+        }
+    }
+
+    /// The contract's rules, checked in a fixed order (so a sale with several faults gets
+    /// the same message however its JSON is laid out). `defaults` fills in what
+    /// [`Sale::normalize`] would.
+    fn check(obj: &Obj<SaleSlots>, defaults: Option<&Defaults>) -> Result<Sale> {
+        let at = At {
+            base: "sale",
+            index: None,
+        };
+        at.deny_unknown(&obj.unknown, SALE_KEYS)?;
+        let f = &obj.slots;
+        let id = Field::new(at, "id", &f.id).id()?.to_string();
+        let currency = Field::new(at, "currency", &f.currency)
+            .or(defaults.map(|d| d.currency.as_str()))
+            .text()?;
         if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
             return Err(Error::invalid(
-                f.path("currency"),
+                at.path("currency"),
                 "must be an ISO 4217 code like \"NOK\"",
             ));
         }
-        let mut line_ids = HashSet::new();
-        let mut lines = Vec::new();
+        let items = at.objects("lines", &f.lines)?;
+        let mut line_ids = HashSet::with_capacity(items.len());
+        let mut lines = Vec::with_capacity(items.len());
         let mut total: i128 = 0;
-        for l in f.objects("lines")? {
-            l.deny_unknown(SALE_LINE_KEYS)?;
-            let line_id = l.id("line_id")?;
-            unique(&mut line_ids, &l, "line_id", line_id)?;
-            let quantity = positive_quantity(&l, "quantity")?;
-            let unit_price = non_negative_money(&l, "unit_price", l.money("unit_price")?)?;
-            let discount =
-                non_negative_money(&l, "discount", l.money_opt("discount")?.unwrap_or(0))?;
+        for (i, item) in items.iter().enumerate() {
+            let at = At {
+                base: "sale.lines",
+                index: Some(i),
+            };
+            at.deny_unknown(&item.unknown, SALE_LINE_KEYS)?;
+            let l = &item.slots;
+            let id_field = Field::new(at, "line_id", &l.line_id);
+            let line_id = id_field.id()?;
+            if !line_ids.insert(line_id) {
+                return Err(Error::invalid(
+                    id_field.path(),
+                    format!("{line_id:?} is used twice"),
+                ));
+            }
+            let q = Field::new(at, "quantity", &l.quantity);
+            let quantity = in_quantity_range(q.number()?, || q.path())?;
+            let p = Field::new(at, "unit_price", &l.unit_price);
+            let unit_price = not_negative(p.money()?, || p.path())?;
+            let d = Field::new(at, "discount", &l.discount);
+            let discount = not_negative(d.money_opt()?.unwrap_or(0), || d.path())?;
             let gross = line_gross(quantity, unit_price)?;
             if discount > gross {
                 return Err(Error::invalid(
-                    l.path("discount"),
+                    d.path(),
                     format!("{discount} is more than the line's total {gross}"),
                 ));
             }
-            let tax_rate = l.number_opt("tax_rate")?;
+            let t = Field::new(at, "tax_rate", &l.tax_rate);
+            let tax_rate = t.number_opt()?;
             if let Some(rate) = tax_rate {
                 if !(0.0..=100.0).contains(&rate) {
                     return Err(Error::invalid(
-                        l.path("tax_rate"),
+                        t.path(),
                         "must be a percentage from 0 to 100",
                     ));
                 }
@@ -228,16 +292,48 @@ impl Sale {
             total += i128::from(gross) - i128::from(discount);
             lines.push(SaleLine {
                 line_id: line_id.to_string(),
-                sku: l.id("sku")?.to_string(),
-                name: l.text_opt("name")?.map(str::to_string),
+                sku: Field::new(at, "sku", &l.sku).id()?.to_string(),
+                name: Field::new(at, "name", &l.name)
+                    .text_opt()?
+                    .map(str::to_string),
                 quantity,
                 unit_price,
                 discount,
                 tax_rate,
             });
         }
-        let rounding = f.money_opt("rounding")?.unwrap_or(0);
-        let payments = parse_payments(f.objects("payments")?, &id, "P")?;
+        let rounding = Field::new(at, "rounding", &f.rounding)
+            .money_opt()?
+            .unwrap_or(0);
+        let items = at.objects("payments", &f.payments)?;
+        let mut payment_ids = HashSet::with_capacity(items.len());
+        let mut payments = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let at = At {
+                base: "sale.payments",
+                index: Some(i),
+            };
+            at.deny_unknown(&item.unknown, PAYMENT_KEYS)?;
+            let p = &item.slots;
+            let pid = match Field::new(at, "id", &p.id).id_opt()? {
+                Some(pid) => pid.to_string(),
+                None => format!("{id}-P-{}", i + 1),
+            };
+            if !payment_ids.insert(pid.clone()) {
+                return Err(Error::invalid(
+                    at.path("id"),
+                    format!("{pid:?} is used twice"),
+                ));
+            }
+            payments.push(Payment {
+                id: pid,
+                method: Field::new(at, "method", &p.method).text()?.to_string(),
+                amount: Field::new(at, "amount", &p.amount).money()?,
+                transaction_id: Field::new(at, "transaction_id", &p.transaction_id)
+                    .id_opt()?
+                    .map(str::to_string),
+            });
+        }
         let paid: i128 = payments.iter().map(|p| i128::from(p.amount)).sum();
         let due = total + i128::from(rounding);
         if due != paid {
@@ -250,11 +346,18 @@ impl Sale {
         }
         Ok(Sale {
             id,
-            created_at: f.time("created_at")?,
-            store_id: f.id("store_id")?.to_string(),
+            created_at: Field::new(at, "created_at", &f.created_at).time()?,
+            store_id: Field::new(at, "store_id", &f.store_id)
+                .or(defaults.map(|d| d.store_id.as_str()))
+                .id()?
+                .to_string(),
             currency: currency.to_string(),
-            customer_id: f.id_opt("customer_id")?.map(str::to_string),
-            salesperson_id: f.id_opt("salesperson_id")?.map(str::to_string),
+            customer_id: Field::new(at, "customer_id", &f.customer_id)
+                .id_opt()?
+                .map(str::to_string),
+            salesperson_id: Field::new(at, "salesperson_id", &f.salesperson_id)
+                .id_opt()?
+                .map(str::to_string),
             rounding,
             lines,
             payments,
@@ -264,6 +367,163 @@ impl Sale {
     pub fn line(&self, line_id: &str) -> Option<&SaleLine> {
         self.lines.iter().find(|l| l.line_id == line_id)
     }
+}
+
+/// A sale's fields as read from its JSON, before the checks.
+#[derive(Default)]
+struct SaleSlots<'de> {
+    id: Got<'de>,
+    created_at: Got<'de>,
+    store_id: Got<'de>,
+    currency: Got<'de>,
+    customer_id: Got<'de>,
+    salesperson_id: Got<'de>,
+    rounding: Got<'de>,
+    lines: List<'de, LineSlots<'de>>,
+    payments: List<'de, PaymentSlots<'de>>,
+}
+
+#[derive(Default)]
+struct LineSlots<'de> {
+    line_id: Got<'de>,
+    sku: Got<'de>,
+    name: Got<'de>,
+    quantity: Got<'de>,
+    unit_price: Got<'de>,
+    discount: Got<'de>,
+    tax_rate: Got<'de>,
+}
+
+#[derive(Default)]
+struct PaymentSlots<'de> {
+    id: Got<'de>,
+    method: Got<'de>,
+    amount: Got<'de>,
+    transaction_id: Got<'de>,
+}
+
+impl<'de> Slots<'de> for SaleSlots<'de> {
+    fn read<A: MapAccess<'de>>(
+        &mut self,
+        key: &str,
+        map: &mut A,
+    ) -> std::result::Result<bool, A::Error> {
+        match key {
+            "id" => self.id = map.next_value()?,
+            "created_at" => self.created_at = map.next_value()?,
+            "store_id" => self.store_id = map.next_value()?,
+            "currency" => self.currency = map.next_value()?,
+            "customer_id" => self.customer_id = map.next_value()?,
+            "salesperson_id" => self.salesperson_id = map.next_value()?,
+            "rounding" => self.rounding = map.next_value()?,
+            "lines" => self.lines = map.next_value()?,
+            "payments" => self.payments = map.next_value()?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+}
+
+impl<'de> Slots<'de> for LineSlots<'de> {
+    fn read<A: MapAccess<'de>>(
+        &mut self,
+        key: &str,
+        map: &mut A,
+    ) -> std::result::Result<bool, A::Error> {
+        match key {
+            "line_id" => self.line_id = map.next_value()?,
+            "sku" => self.sku = map.next_value()?,
+            "name" => self.name = map.next_value()?,
+            "quantity" => self.quantity = map.next_value()?,
+            "unit_price" => self.unit_price = map.next_value()?,
+            "discount" => self.discount = map.next_value()?,
+            "tax_rate" => self.tax_rate = map.next_value()?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+}
+
+impl<'de> Slots<'de> for PaymentSlots<'de> {
+    fn read<A: MapAccess<'de>>(
+        &mut self,
+        key: &str,
+        map: &mut A,
+    ) -> std::result::Result<bool, A::Error> {
+        match key {
+            "id" => self.id = map.next_value()?,
+            "method" => self.method = map.next_value()?,
+            "amount" => self.amount = map.next_value()?,
+            "transaction_id" => self.transaction_id = map.next_value()?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+}
+
+impl SaleSlots<'_> {
+    /// The stored form of a checked sale: what `fields::canonical_json` writes for the
+    /// normalized value (keys sorted at every level, defaults filled in, nulls kept).
+    fn canonical(&self, defaults: &Defaults, size_hint: usize) -> Result<String> {
+        let mut c = Canon::with_capacity(size_hint + 64);
+        let zero = Got::Num(serde_json::Number::from(0));
+        let store_default = Got::Str(std::borrow::Cow::Borrowed(&defaults.store_id));
+        let currency_default = Got::Str(std::borrow::Cow::Borrowed(&defaults.currency));
+        fn or<'a, 'b>(got: &'a Got<'b>, default: &'a Got<'b>) -> &'a Got<'b> {
+            if got.is_none() {
+                default
+            } else {
+                got
+            }
+        }
+        c.open(b'{');
+        c.field("created_at", &self.created_at)?;
+        c.field("currency", or(&self.currency, &currency_default))?;
+        c.field("customer_id", &self.customer_id)?;
+        c.field("id", &self.id)?;
+        c.key("lines");
+        c.open(b'[');
+        for line in list_items(&self.lines) {
+            c.open(b'{');
+            c.field("discount", or(&line.discount, &zero))?;
+            c.field("line_id", &line.line_id)?;
+            c.field("name", &line.name)?;
+            c.field("quantity", &line.quantity)?;
+            c.field("sku", &line.sku)?;
+            c.field("tax_rate", &line.tax_rate)?;
+            c.field("unit_price", &line.unit_price)?;
+            c.close(b'}');
+        }
+        c.close(b']');
+        c.key("payments");
+        c.open(b'[');
+        for p in list_items(&self.payments) {
+            c.open(b'{');
+            c.field("amount", &p.amount)?;
+            c.field("id", &p.id)?;
+            c.field("method", &p.method)?;
+            c.field("transaction_id", &p.transaction_id)?;
+            c.close(b'}');
+        }
+        c.close(b']');
+        c.field("rounding", or(&self.rounding, &zero))?;
+        c.field("salesperson_id", &self.salesperson_id)?;
+        c.field("store_id", or(&self.store_id, &store_default))?;
+        c.close(b'}');
+        c.finish()
+    }
+}
+
+/// The objects of a checked list (a checked sale holds nothing else in it).
+fn list_items<'l, 'de, T>(list: &'l List<'de, T>) -> impl Iterator<Item = &'l T> {
+    let items: &[Shaped<'de, T>] = match list {
+        List::Items(items) => items,
+        _ => &[],
+    };
+    items.iter().filter_map(|i| match i {
+        Shaped::Obj(o) => Some(&o.slots),
+        Shaped::Other(_) => None,
+    })
 }
 
 /// Sets `key` to `default` in every object of the array `list` that lacks it (or has null).
