@@ -982,7 +982,8 @@ fn movement_insert(rows: usize) -> &'static str {
                     })
                     .collect();
                 format!(
-                    "INSERT INTO stock_movement (job_id, line, sku, warehouse_id, quantity) VALUES {}",
+                    // OR ROLLBACK: no statement journal (see `outbox::record_in`).
+                    "INSERT OR ROLLBACK INTO stock_movement (job_id, line, sku, warehouse_id, quantity) VALUES {}",
                     values.join(", ")
                 )
             })

@@ -280,8 +280,13 @@ where
         };
     }
     let Extras { effects, extra } = check(&Lookup { tx })?;
+    // OR ROLLBACK (here and for the movements): a statement that may stop half-way with
+    // ABORT makes SQLite copy every page it changes into a statement journal first, so it
+    // can undo just that statement. Nothing here can break a constraint (the id was looked
+    // up just above, no value is NULL); were it to, the whole batch fails, as a failed
+    // commit does.
     tx.prepare_cached(
-        "INSERT INTO outbox_job (kind, event_id, entity_id, content, extra, next_attempt_at, created_at)
+        "INSERT OR ROLLBACK INTO outbox_job (kind, event_id, entity_id, content, extra, next_attempt_at, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
     )?
     .execute(params![job.kind, job.event_id, job.entity_id, job.content, extra, now_ms])?;
