@@ -95,6 +95,11 @@ pub const MAX_QUANTITY_DECIMALS: u32 = 9;
 /// units. The quantity is taken as its shortest decimal text (0.735, not the nearest
 /// binary fraction), which is what the POS sent.
 pub fn exact_line_total(quantity: f64, unit_price: i64) -> (i128, u32) {
+    if quantity.fract() == 0.0 && quantity.abs() < 1e15 {
+        // A whole quantity (most lines): its decimal text has no fraction digits, so the
+        // product needs no formatting.
+        return ((quantity as i128) * i128::from(unit_price), 0);
+    }
     let text = format!("{quantity}");
     let (int, frac) = text.split_once('.').unwrap_or((&text, ""));
     let frac = &frac[..frac.len().min(MAX_QUANTITY_DECIMALS as usize)];
@@ -128,6 +133,33 @@ mod tests {
             Decimal::new(9_007_199_254_740_993, "NOK").to_string(),
             "90071992547409.93"
         );
+    }
+
+    #[test]
+    fn whole_quantities_take_the_short_way_to_the_same_product() {
+        let by_text = |q: f64, price: i64| {
+            let text = format!("{q}");
+            let digits: i128 = text.parse().unwrap();
+            (digits * i128::from(price), 0)
+        };
+        for q in [
+            0.0,
+            -0.0,
+            1.0,
+            2.0,
+            17.0,
+            1_000_000.0,
+            -3.0,
+            999_999_999_999_999.0,
+        ] {
+            for price in [0, 1, 19950, -7, 9_000_000_000_000_000] {
+                assert_eq!(
+                    exact_line_total(q, price),
+                    by_text(q, price),
+                    "{q} × {price}"
+                );
+            }
+        }
     }
 
     #[test]
