@@ -54,10 +54,13 @@ fn a_burst_of_duplicate_events_fetches_the_order_once() {
     }
     let received = wait_event(&client, "order.received", &id).expect("order.received");
     assert_eq!(received["order_type"], "ClickAndCollect");
-    assert_eq!(
-        route(&sim, "GET /api/Orders/{id}") - before,
-        1,
-        "one fetch for 50 events"
+    // One fetch, and one more (half a second later) when some of the events came while
+    // the first was under way: its answer may predate what they announce.
+    std::thread::sleep(Duration::from_millis(1500));
+    let fetches = route(&sim, "GET /api/Orders/{id}") - before;
+    assert!(
+        (1..=2).contains(&fetches),
+        "{fetches} fetches for 50 events"
     );
     let o = order(&client, &id);
     assert_eq!(o["status"], "New");

@@ -9,6 +9,10 @@ use serde_json::{json, Value};
 
 /// Fetches done per worker round, so a burst of events never starves the outbox.
 const FETCHES_PER_ROUND: usize = 20;
+/// An order announced again while it was being fetched is fetched once more this long
+/// after (the answer may predate the change the event announced); a burst of events meanwhile
+/// costs that one fetch.
+const REFETCH_AFTER_MS: i64 = 500;
 
 /// Stores an order read from Omnium and tells the POS what changed. POS orders are
 /// skipped. An order that is not this store's (sold or picked up here, CONTRACT §9 rule 16)
@@ -91,7 +95,7 @@ pub fn fetch_due(sync: &Sync) -> Result<usize, Failure> {
             .queue_order_fetch_once(&order_id, now)
             .map_err(storage)?;
     }
-    for (order_id, tries) in sync
+    for (order_id, tries, due_at) in sync
         .store
         .due_fetches(FetchQueue::Orders, now, FETCHES_PER_ROUND)
         .map_err(storage)?
@@ -103,7 +107,12 @@ pub fn fetch_due(sync: &Sync) -> Result<usize, Failure> {
                     .settle_awaiting_order(&order_id)
                     .map_err(storage)?;
                 sync.store
-                    .fetch_done(FetchQueue::Orders, &order_id)
+                    .fetch_done(
+                        FetchQueue::Orders,
+                        &order_id,
+                        due_at,
+                        now_ms() + REFETCH_AFTER_MS,
+                    )
                     .map_err(storage)?;
             }
             Ok(None)
@@ -140,14 +149,19 @@ pub fn fetch_due(sync: &Sync) -> Result<usize, Failure> {
                     log::warn!("order {order_id:?} from an event is not in Omnium; dropped");
                 }
                 sync.store
-                    .fetch_done(FetchQueue::Orders, &order_id)
+                    .fetch_done(
+                        FetchQueue::Orders,
+                        &order_id,
+                        due_at,
+                        now_ms() + REFETCH_AFTER_MS,
+                    )
                     .map_err(storage)?;
             }
             Err(f) => retry_or_stop(sync, FetchQueue::Orders, &order_id, tries, f)?,
         }
         done += 1;
     }
-    for (customer_id, tries) in sync
+    for (customer_id, tries, due_at) in sync
         .store
         .due_fetches(FetchQueue::Customers, now, FETCHES_PER_ROUND)
         .map_err(storage)?
@@ -162,7 +176,12 @@ pub fn fetch_due(sync: &Sync) -> Result<usize, Failure> {
             Ok(None) => {
                 log::info!("customer {customer_id:?} named by an order is not in Omnium");
                 sync.store
-                    .fetch_done(FetchQueue::Customers, &customer_id)
+                    .fetch_done(
+                        FetchQueue::Customers,
+                        &customer_id,
+                        due_at,
+                        now_ms() + REFETCH_AFTER_MS,
+                    )
                     .map_err(storage)?;
             }
             Err(f) => retry_or_stop(sync, FetchQueue::Customers, &customer_id, tries, f)?,

@@ -263,12 +263,20 @@ impl Puller {
                 }
                 self.scroll = None;
                 self.reset_search();
-                self.search_type = 0;
                 // A data set that failed is never swept: what was not read is not gone.
                 self.seen_products.clear();
                 self.seen_stock.clear();
-                self.forget_full_read();
-                true
+                if dataset == Dataset::Orders {
+                    // The other order passes still run; the full read of orders is
+                    // incomplete, so none of them removes anything this run (set after
+                    // whatever cleared it, and kept until the last pass ends).
+                    self.full_read_partial = true;
+                    self.next_order_pass_after_failure(sync)?
+                } else {
+                    self.search_type = 0;
+                    self.forget_full_read();
+                    true
+                }
             }
             Err(f) => return Err(f),
         };
@@ -312,6 +320,17 @@ impl Puller {
                 return true;
             }
         }
+    }
+
+    /// After a failed order pass: on to the next pass this run makes (`false`: the orders
+    /// data set goes on), else the orders' full read ends, unswept (`true`).
+    fn next_order_pass_after_failure(&mut self, sync: &Sync) -> Result<bool, Failure> {
+        if self.next_order_pass() {
+            return Ok(false);
+        }
+        self.search_type = 0;
+        self.finish_full_read(sync, Dataset::Orders)?;
+        Ok(true)
     }
 
     fn reset_search(&mut self) {
