@@ -14,7 +14,8 @@
 //! simulator's counters), and a check that every simulator holds exactly the N expected
 //! orders with no duplicate rejected.
 //!
-//! Run: `cargo bench --features sim --bench drain` (`-- loopback` or `-- latency` for one).
+//! Run: `cargo bench --features sim --bench drain` (`-- loopback` or `-- latency` for one;
+//! `-- once=1` for a single library drain on loopback at that concurrency, to profile).
 
 use flow_omnium::ffi::{
     fo_client, fo_client_close, fo_client_open, fo_flush, fo_last_error_message, fo_record_sale,
@@ -149,11 +150,14 @@ fn ours(concurrency: usize, latency_ms: u64) -> Run {
     }
     assert_eq!(sim.stats().requests, 0, "nothing is sent before sync_now");
 
+    // A marker for `strace`/`perf` of `-- once` runs: what follows is the drain.
+    eprintln!("drain starts");
     let start = Instant::now();
     // SAFETY: a live client.
     check(unsafe { fo_sync_now(c) }, "fo_sync_now");
     check(unsafe { fo_flush(c, FLUSH_TIMEOUT_MS) }, "fo_flush");
     let took = start.elapsed();
+    eprintln!("drain ends");
     // SAFETY: opened above, closed once.
     unsafe { fo_client_close(c) };
     finish(&sim, &expected, took)
@@ -340,6 +344,21 @@ fn main() {
         .collect();
     let wants = |part: &str| named.is_empty() || named.iter().any(|n| n == part);
     let mut all = Vec::new();
+    if let Some(concurrency) = named
+        .iter()
+        .find_map(|n| n.strip_prefix("once="))
+        .and_then(|c| c.parse().ok())
+    {
+        // One library drain on loopback, for a profiler or strace (`drain starts` and
+        // `drain ends` on stderr mark the timed part).
+        let run = ours(concurrency, 0);
+        run.describe(&format!("flow-omnium, concurrency {concurrency}"));
+        assert!(
+            run.verified(),
+            "the simulator did not hold exactly the sales sent"
+        );
+        return;
+    }
     if wants("loopback") {
         all.extend(compare("loopback", 0, ROUNDS));
     }

@@ -270,7 +270,7 @@ impl OmniumApi {
         let body = serde_json::to_vec(lines).unwrap_or_default();
         let resp = self.send_json("POST", &path, &body)?;
         match classify(&resp, &format!("POST {path}")) {
-            Ok(()) => Ok(Created::New(Value::Null)),
+            Ok(()) => Ok(Created::New),
             Err(Failure::Rejected {
                 status: 400,
                 message,

@@ -1,7 +1,11 @@
 //! The network seam: one request in, one response or a classified network error out.
 //! `UreqTransport` is the real one; tests may put their own behind the trait.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+use ureq::http::Uri;
+use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
+use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
 pub struct HttpRequest<'a, 'b> {
     pub method: &'static str,
@@ -81,8 +85,22 @@ impl UreqTransport {
         max_connections: usize,
         proxy: Option<ureq::Proxy>,
     ) -> UreqTransport {
+        UreqTransport::with_resolver(
+            timeout,
+            max_connections,
+            proxy,
+            CachedResolver::new(DefaultResolver::default(), NAME_TTL),
+        )
+    }
+
+    fn with_resolver(
+        timeout: Duration,
+        max_connections: usize,
+        proxy: Option<ureq::Proxy>,
+        resolver: impl Resolver,
+    ) -> UreqTransport {
         let connect = timeout.min(Duration::from_secs(10));
-        let agent: ureq::Agent = ureq::Agent::config_builder()
+        let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)
             .proxy(proxy)
@@ -91,9 +109,71 @@ impl UreqTransport {
             .timeout_global(Some(timeout + connect))
             .max_idle_connections_per_host(max_connections + 1)
             .user_agent(concat!("flow-omnium/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .into();
+            .build();
+        let agent = ureq::Agent::with_parts(config, DefaultConnector::new(), resolver);
         UreqTransport { agent }
+    }
+}
+
+/// How long a resolved address of Omnium's host is used before it is looked up again.
+const NAME_TTL: Duration = Duration::from_secs(60);
+
+/// ureq resolves the host before every request, even one that goes out on a kept-alive
+/// connection, and with a timeout set (ours always is) its resolver starts a thread for
+/// each lookup, an IP literal included: a thread and a `getaddrinfo` per request, which at
+/// loopback speed was most of a drained sale's time. This keeps each host's addresses for
+/// [`NAME_TTL`] (as a browser does), so a drain resolves once a minute; a failed lookup is
+/// not kept. The cache is per agent (per client), a few entries (Omnium's host, a proxy
+/// resolving locally). A connection refused at a cached address after Omnium moved is a
+/// "not sent" failure like any other, retried; the next lookup is at most a minute away.
+#[derive(Debug)]
+struct CachedResolver<R> {
+    inner: R,
+    ttl: Duration,
+    /// `scheme://host:port` → the addresses and when they were looked up (monotonic: a
+    /// cache lifetime, not a schedule of the worker's).
+    names: std::sync::Mutex<HashMap<String, (ResolvedSocketAddrs, Instant)>>,
+}
+
+impl<R: Resolver> CachedResolver<R> {
+    fn new(inner: R, ttl: Duration) -> CachedResolver<R> {
+        CachedResolver {
+            inner,
+            ttl,
+            names: std::sync::Mutex::default(),
+        }
+    }
+}
+
+/// More distinct hosts than this (a misconfiguration): the cache starts over.
+const MAX_NAMES: usize = 16;
+
+impl<R: Resolver> Resolver for CachedResolver<R> {
+    fn resolve(
+        &self,
+        uri: &Uri,
+        config: &ureq::config::Config,
+        timeout: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let key = format!(
+            "{}://{}",
+            uri.scheme_str().unwrap_or(""),
+            uri.authority().map_or("", |a| a.as_str())
+        );
+        let names = || self.names.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((addrs, at)) = names().get(&key) {
+            if at.elapsed() < self.ttl {
+                return Ok(addrs.clone());
+            }
+        }
+        // Looked up without holding the lock (it may take up to the timeout).
+        let addrs = self.inner.resolve(uri, config, timeout)?;
+        let mut names = names();
+        if names.len() >= MAX_NAMES {
+            names.clear();
+        }
+        names.insert(key, (addrs.clone(), Instant::now()));
+        Ok(addrs)
     }
 }
 
@@ -208,6 +288,104 @@ mod tests {
 
     fn io(kind: ErrorKind) -> ureq::Error {
         ureq::Error::Io(IoError::new(kind, "x"))
+    }
+
+    /// Counts the lookups that reach the real resolver.
+    #[derive(Debug, Default)]
+    struct Counting {
+        inner: DefaultResolver,
+        lookups: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Resolver for &'static Counting {
+        fn resolve(
+            &self,
+            uri: &Uri,
+            config: &ureq::config::Config,
+            timeout: NextTimeout,
+        ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+            self.lookups
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.inner.resolve(uri, config, timeout)
+        }
+    }
+
+    /// A keep-alive HTTP server answering every GET with 200 "ok"; returns its port.
+    fn keep_alive_server() -> u16 {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                    let mut stream = stream;
+                    loop {
+                        let mut line = String::new();
+                        loop {
+                            line.clear();
+                            match reader.read_line(&mut line) {
+                                Ok(0) | Err(_) => return,
+                                Ok(_) if line == "\r\n" => break,
+                                Ok(_) => {}
+                            }
+                        }
+                        let answer = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if stream.write_all(answer.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        port
+    }
+
+    fn get(t: &UreqTransport, url: &str) {
+        let req = HttpRequest {
+            method: "GET",
+            url,
+            bearer: None,
+            body: None,
+        };
+        let resp = t.send(&req).expect("answered");
+        assert_eq!((resp.status, resp.text().as_str()), (200, "ok"));
+    }
+
+    /// Issue 10 target 5: ureq looked the host up before every request, on a thread of its
+    /// own, even on a kept-alive connection (a thread start per drained sale). A lookup is
+    /// kept for its time to live; another host (or port) is looked up on its own.
+    #[test]
+    fn a_host_is_looked_up_once_per_time_to_live_not_per_request() {
+        let (a, b) = (keep_alive_server(), keep_alive_server());
+        let counting: &'static Counting = Box::leak(Box::default());
+        let t = UreqTransport::with_resolver(
+            Duration::from_secs(10),
+            1,
+            None,
+            CachedResolver::new(counting, NAME_TTL),
+        );
+        let lookups = || counting.lookups.load(std::sync::atomic::Ordering::SeqCst);
+        for _ in 0..5 {
+            get(&t, &format!("http://127.0.0.1:{a}/x"));
+        }
+        assert_eq!(lookups(), 1, "one lookup for five requests to one host");
+        get(&t, &format!("http://127.0.0.1:{b}/y"));
+        assert_eq!(lookups(), 2, "another port is another lookup");
+        // Past its time to live, a name is looked up again.
+        let expiring: &'static Counting = Box::leak(Box::default());
+        let t = UreqTransport::with_resolver(
+            Duration::from_secs(10),
+            1,
+            None,
+            CachedResolver::new(expiring, Duration::ZERO),
+        );
+        get(&t, &format!("http://127.0.0.1:{a}/x"));
+        get(&t, &format!("http://127.0.0.1:{a}/x"));
+        assert_eq!(
+            expiring.lookups.load(std::sync::atomic::Ordering::SeqCst),
+            2
+        );
     }
 
     /// Issue 8 defect 3: only errors before any byte of the request left are "not sent".

@@ -683,7 +683,7 @@ fn deliver_sale(job: &OutboxJob, sale: &Sale, sync: &Sync) -> Result<Option<i64>
         },
     );
     match api.create_pos_order(&sale.id, &body)? {
-        Created::New(_) => Ok(Some(floor)),
+        Created::New => Ok(Some(floor)),
         Created::AlreadyExists(message) => match api.get_order(&sale.id)? {
             Some(order) => {
                 confirm(orders::matches_sale(
@@ -716,7 +716,7 @@ fn deliver_return(job: &OutboxJob, ret: &Return, sync: &Sync) -> Result<Option<i
         .create_return(&ret.sale_id, &body)
         .map_err(|f| lagging(f, "return"))?;
     match created {
-        Created::New(_) => Ok(Some(floor)),
+        Created::New => Ok(Some(floor)),
         // Omnium says it has it but the read-back cannot see it yet (its index lags):
         // tried again later as uncertain, never killed (CONTRACT §9 rule 8).
         Created::AlreadyExists(message) => match api.get_order(&ret.sale_id)? {
