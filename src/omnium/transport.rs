@@ -347,6 +347,7 @@ mod tests {
             url,
             bearer: None,
             body: None,
+            max_response_bytes: 1024,
         };
         let resp = t.send(&req).expect("answered");
         assert_eq!((resp.status, resp.text().as_str()), (200, "ok"));
