@@ -37,7 +37,7 @@ use flow_omnium::fo_result;
 use flow_omnium::model::catalog::CatalogProduct;
 use flow_omnium::omnium::catalog::{product_rows, CatalogScope, Page, Product};
 use flow_omnium::sim::{CatalogSpec, SimConfig, Simulator};
-use flow_omnium::store::Store;
+use flow_omnium::store::{take_writer_wait, Store};
 use flow_omnium::Client;
 use rusqlite::{params, Connection, TransactionBehavior};
 use serde_json::{json, Value};
@@ -1094,15 +1094,18 @@ fn sale_json(id: &str) -> CString {
     CString::new(sale.to_string()).expect("no NUL")
 }
 
-/// One `fo_record_sale`, timed (µs).
-fn record_one(c: *mut fo_client, id: &str) -> f64 {
+/// One `fo_record_sale`, timed (µs), and how much of it was spent blocked on the writer
+/// connection (µs; `store::take_writer_wait`: another transaction held it).
+fn record_one(c: *mut fo_client, id: &str) -> (f64, f64) {
     let sale = sale_json(id);
+    take_writer_wait();
     let start = Instant::now();
     // SAFETY: a live client and a NUL-terminated string.
     let r = unsafe { fo_record_sale(c, sale.as_ptr()) };
     let us = start.elapsed().as_secs_f64() * 1e6;
+    let waited = take_writer_wait().as_secs_f64() * 1e6;
     check(r, "fo_record_sale");
-    us
+    (us, waited)
 }
 
 fn status(c: *mut fo_client) -> Value {
@@ -1120,6 +1123,9 @@ fn status(c: *mut fo_client) -> Value {
 struct RecordRun {
     idle: Latencies,
     during: Latencies,
+    /// Of each call during both: the time blocked on the writer, and the rest.
+    waited: Latencies,
+    own: Latencies,
     took: Duration,
 }
 
@@ -1139,7 +1145,7 @@ fn record_during_sync(sim: &mut ChildSim, dir: &Path) -> RecordRun {
         "fo_client_open",
     );
     let idle: Vec<f64> = (0..DRAIN_JOBS)
-        .map(|i| record_one(c, &format!("Q-{i:06}")))
+        .map(|i| record_one(c, &format!("Q-{i:06}")).0)
         .collect();
     let counter = Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .expect("a read-only look at the database");
@@ -1152,10 +1158,13 @@ fn record_during_sync(sim: &mut ChildSim, dir: &Path) -> RecordRun {
     // SAFETY: a live client.
     check(unsafe { fo_sync_now(c) }, "fo_sync_now");
     let mut during = Vec::new();
+    let mut waits = Vec::new();
     let mut last_check = Instant::now();
     let mut n = 0usize;
     loop {
-        during.push(record_one(c, &format!("R-{n:06}")));
+        let (us, waited) = record_one(c, &format!("R-{n:06}"));
+        during.push(us);
+        waits.push(waited);
         n += 1;
         if last_check.elapsed() >= Duration::from_millis(100) {
             last_check = Instant::now();
@@ -1176,9 +1185,13 @@ fn record_during_sync(sim: &mut ChildSim, dir: &Path) -> RecordRun {
     let took = start.elapsed();
     // SAFETY: opened above, closed once.
     unsafe { fo_client_close(c) };
+    let waited_calls = waits.iter().filter(|w| **w > 0.0).count();
+    let own = during.iter().zip(&waits).map(|(t, w)| t - w).collect();
     let run = RecordRun {
         idle: Latencies::new(idle),
         during: Latencies::new(during),
+        waited: Latencies::new(waits),
+        own: Latencies::new(own),
         took,
     };
     println!(
@@ -1187,6 +1200,12 @@ fn record_during_sync(sim: &mut ChildSim, dir: &Path) -> RecordRun {
     );
     println!("{}", run.idle.line("fo_record_sale, worker stopped"));
     println!("{}", run.during.line("fo_record_sale, during both"));
+    println!("{}", run.waited.line("  of it blocked on the writer"));
+    println!("{}", run.own.line("  of it not blocked"));
+    println!(
+        "  {waited_calls} of {} calls found the writer held by another transaction",
+        run.during.0.len()
+    );
     run
 }
 

@@ -101,8 +101,23 @@ pub(crate) fn advance_in(tx: &Transaction, cursor: Option<&CursorAdvance>) -> Re
 /// the WAL again: the search index and b-tree pages a page of products touches are shared.
 const MAX_BACKGROUND_TX: std::time::Duration = std::time::Duration::from_millis(500);
 
-/// Products written per batch of set-wise statements: a caller waits at most for one batch.
-const UPSERT_BATCH: usize = 32;
+/// What one batch of set-wise product statements should take: a caller that starts waiting
+/// for the writer waits for the rest of one batch (and the commit). Products per batch are
+/// adapted to it as the tables grow and the machine's load changes.
+const BATCH_TARGET: std::time::Duration = std::time::Duration::from_millis(2);
+/// Products in the first batch, and the bounds of the adapted size: at least a few, so the
+/// search index is not flushed for every product; at most a few hundred.
+pub(crate) const FIRST_BATCH: usize = 32;
+const MIN_BATCH: usize = 4;
+const MAX_BATCH: usize = 512;
+
+/// The next batch's size after `took` for `size` products: towards `target`, at most
+/// halved or doubled at a time (one slow batch, the thread preempted, is not a trend).
+fn next_batch(size: usize, took: std::time::Duration, target: std::time::Duration) -> usize {
+    let took = took.as_secs_f64().max(1e-6);
+    let scaled = (size as f64 * target.as_secs_f64() / took).round() as usize;
+    scaled.clamp(size / 2, size * 2).clamp(MIN_BATCH, MAX_BATCH)
+}
 
 /// Temporary tables the products of one batch are staged in (the temp schema: never in the
 /// database file or its WAL).
@@ -375,9 +390,9 @@ impl Store {
     /// Upserts products: their SKUs (a SKU that left the product becomes inactive), their
     /// category links and their price candidates, the cursor with the last of them. A
     /// background write (see [`Store::background_write`]): it commits between two batches
-    /// of `UPSERT_BATCH` products as soon as another caller waits for the connection (or
-    /// after `MAX_BACKGROUND_TX`),
-    /// and goes on in a new transaction, so a long page never holds a record call up. The
+    /// of products (sized to take about `BATCH_TARGET`) as soon as another caller waits for
+    /// the connection (or after `MAX_BACKGROUND_TX`), and goes on in a new transaction, so a
+    /// long page never holds a record call up for more than a batch and a commit. The
     /// cursor commits only with the last product, so a crash between transactions
     /// re-fetches the page (upserts are idempotent).
     pub fn apply_products(
@@ -385,14 +400,21 @@ impl Store {
         products: &[CatalogProduct],
         cursor: Option<&CursorAdvance>,
     ) -> Result<()> {
+        use std::sync::atomic::Ordering;
         let mut rest = products;
         loop {
             let started = std::time::Instant::now();
             let applied = self.background_write(|tx, yield_now| {
                 let mut n = 0;
                 loop {
-                    let take = UPSERT_BATCH.min(rest.len() - n);
+                    let size = self.catalog_batch.load(Ordering::Relaxed);
+                    let take = size.min(rest.len() - n);
+                    let batch_started = std::time::Instant::now();
                     upsert_products(tx, &rest[n..n + take])?;
+                    if take == size {
+                        let next = next_batch(size, batch_started.elapsed(), BATCH_TARGET);
+                        self.catalog_batch.store(next, Ordering::Relaxed);
+                    }
                     n += take;
                     if n == rest.len() || yield_now() || started.elapsed() >= MAX_BACKGROUND_TX {
                         break;
@@ -1226,6 +1248,24 @@ mod tests {
         assert_eq!(s.cursor("products").unwrap().0, Some(77));
         assert_eq!(s.sku_count().unwrap(), 25);
         assert_eq!(synchronous(&s), 2);
+    }
+
+    /// Batches follow their measured time towards the target, by at most a factor of two
+    /// at a time, within bounds (a slow table grows; a preempted batch is not a trend).
+    #[test]
+    fn batch_size_follows_the_time_a_batch_took() {
+        let ms = std::time::Duration::from_millis;
+        assert_eq!(next_batch(32, ms(2), ms(2)), 32);
+        assert_eq!(next_batch(32, ms(3), ms(2)), 21);
+        assert_eq!(next_batch(32, ms(40), ms(2)), 16, "at most halved");
+        assert_eq!(next_batch(32, ms(1), ms(2)), 64);
+        assert_eq!(
+            next_batch(32, std::time::Duration::ZERO, ms(2)),
+            64,
+            "at most doubled"
+        );
+        assert_eq!(next_batch(MIN_BATCH, ms(100), ms(2)), MIN_BATCH);
+        assert_eq!(next_batch(MAX_BATCH, ms(0), ms(2)), MAX_BATCH);
     }
 
     /// Everything a product batch writes, in a comparable form.

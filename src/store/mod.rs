@@ -49,6 +49,9 @@ pub struct Store {
     /// writes and without the writer's lock (see [`Store::checkpoint_aside`]); opened when
     /// first needed. Declared first: dropped before the writer.
     checkpointer: Mutex<Checkpointer>,
+    /// Products per batch of a catalog page, adapted so that one batch takes about
+    /// `catalog::BATCH_TARGET` (see [`Store::apply_products`]).
+    catalog_batch: std::sync::atomic::AtomicUsize,
     conn: Mutex<Connection>,
     /// Threads blocked waiting for `conn` (the till's record calls, the worker's outbox
     /// writes). Background writes (catalog and stock pages) step aside while any wait, and
@@ -144,6 +147,19 @@ struct Checkpointer {
     last: Option<std::time::Instant>,
 }
 
+thread_local! {
+    /// Time this thread spent blocked on the writer's lock (see [`take_writer_wait`]).
+    static WRITER_WAIT: std::cell::Cell<Duration> = const { std::cell::Cell::new(Duration::ZERO) };
+}
+
+/// How long the calling thread was blocked waiting for the writer connection since its
+/// last call of this (zero when the writer was free each time). Benchmarks take it after
+/// each record call to tell waiting for another transaction (a catalog batch, the
+/// worker's commit) from the call's own work and fsync.
+pub fn take_writer_wait() -> Duration {
+    WRITER_WAIT.with(|w| w.replace(Duration::ZERO))
+}
+
 /// Background writes checkpoint at most this often.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
 
@@ -202,6 +218,7 @@ impl Store {
         let wal_thread = checkpoint::Checkpointer::start(&mut conn, &path);
         let store = Store {
             checkpointer: Mutex::new(Checkpointer::default()),
+            catalog_batch: std::sync::atomic::AtomicUsize::new(catalog::FIRST_BATCH),
             conn: Mutex::new(conn),
             waiting: std::sync::atomic::AtomicUsize::new(0),
             relaxed: std::sync::atomic::AtomicBool::new(false),
@@ -249,6 +266,7 @@ impl Store {
     pub(crate) fn alongside(conn: Connection, path: PathBuf) -> Store {
         Store {
             checkpointer: Mutex::new(Checkpointer::default()),
+            catalog_batch: std::sync::atomic::AtomicUsize::new(catalog::FIRST_BATCH),
             conn: Mutex::new(conn),
             waiting: std::sync::atomic::AtomicUsize::new(0),
             relaxed: std::sync::atomic::AtomicBool::new(false),
@@ -374,9 +392,11 @@ impl Store {
             Err(TryLockError::WouldBlock) => {
                 // Announced while blocked: a background write holding the lock commits at
                 // its next product, and none starts until this caller got its turn.
+                let wanted = std::time::Instant::now();
                 self.waiting.fetch_add(1, Ordering::SeqCst);
                 let guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
                 self.waiting.fetch_sub(1, Ordering::SeqCst);
+                WRITER_WAIT.with(|w| w.set(w.get() + wanted.elapsed()));
                 guard
             }
         };
