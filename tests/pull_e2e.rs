@@ -896,3 +896,69 @@ fn punctuation_only_search_text_finds_nothing() {
         "browsing still lists"
     );
 }
+
+/// Issue 12 defect 9: products were fetched whole, so a rich catalog's full pages (1,000
+/// products, each with tens of KiB the till never reads) exceeded the response cap on
+/// every run. The scroll asks Omnium to leave those fields out (`excludedFields`, honoured
+/// by the simulator): a full page of this catalog is over the 32 MiB cap served whole
+/// (about 50 KB a product), a few KB a product without them, and it syncs under the cap. Served whole (an Omnium ignoring the
+/// exclusions), the full resync's products fail visibly in `fo_status` and wipe nothing.
+#[test]
+fn a_rich_catalog_syncs_under_the_response_cap_with_fields_excluded() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim();
+    let loaded = sim.load_catalog(&CatalogSpec {
+        products: 1_000,
+        max_variants: 1,
+        ..CatalogSpec::default()
+    });
+    sim.enrich_products(60_000);
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now().timestamp_millis()));
+    let client = open_clocked(
+        &dir.path().join("pos.db"),
+        &sim,
+        // The simulator (a debug build) takes seconds to write a page this size: the answer,
+        // not a timeout, is what must fail.
+        json!({"sync": {"full_resync_ms": 3_600_000}, "omnium": {"timeout_ms": 60_000}}),
+        clock.clone(),
+    );
+    assert!(
+        pull_until(&client, &sim, &clock, 300_000, loaded.skus),
+        "{}",
+        status(&client)
+    );
+    let failing = |client: &Client| -> Option<Value> {
+        status(client)["failing_datasets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["dataset"] == "products")
+            .cloned()
+    };
+    assert!(failing(&client).is_none(), "{}", status(&client));
+    let sku = sim.sku_ids()[0].clone();
+    assert_eq!(product(&client, &sku)["active"], true);
+
+    // Served whole, the full resync's first page is over the cap.
+    sim.set_exclusions_honoured(false);
+    clock.advance(3_600_000);
+    pull_after(&client, &sim, &clock, 300_000);
+    let f = failing(&client).unwrap_or_else(|| panic!("products failing: {}", status(&client)));
+    assert!(
+        f["last_error"].as_str().unwrap().contains("larger than"),
+        "{f}"
+    );
+    assert_eq!(
+        client.store().sku_count().unwrap() as usize,
+        loaded.skus,
+        "a failed data set wipes nothing"
+    );
+    assert_eq!(product(&client, &sku)["active"], true);
+
+    // Honoured again: the next full resync reads it whole and the report goes.
+    sim.set_exclusions_honoured(true);
+    clock.advance(3_600_000);
+    pull_after(&client, &sim, &clock, 300_000);
+    assert!(failing(&client).is_none(), "{}", status(&client));
+    assert_eq!(client.store().sku_count().unwrap() as usize, loaded.skus);
+}

@@ -975,6 +975,8 @@ pub(crate) struct Scroll {
     pos: usize,
     take: usize,
     last_used: Instant,
+    /// `excludedFields` of the request that opened it.
+    exclusions: Exclusions,
 }
 
 pub(crate) struct Catalog {
@@ -995,6 +997,8 @@ pub(crate) struct Catalog {
     index_seq: HashMap<String, u64>,
     writes: u64,
     pub index_lag_ms: i64,
+    /// The product scroll honours `excludedFields` (off: an Omnium that ignores it).
+    pub honour_exclusions: bool,
     stores: BTreeMap<String, StoredStore>,
     pub markets: Vec<Value>,
     pub scrolls: HashMap<String, Scroll>,
@@ -1040,6 +1044,7 @@ impl Catalog {
             index_seq: HashMap::new(),
             writes: 0,
             index_lag_ms: 0,
+            honour_exclusions: true,
             stores,
             markets: markets_for(cfg),
             scrolls: HashMap::new(),
@@ -1325,6 +1330,41 @@ impl Catalog {
                     .insert(k.clone(), Arc::new(Product::new(doc, stamp)));
                 self.note_product(&k, stamp);
             }
+        }
+    }
+
+    /// Gives every product what a rich catalog carries and a till never reads, about
+    /// `bytes` of it each (without changing `modified`): long descriptions, custom
+    /// properties, tags and the inventory snapshot of `warehouses` warehouses.
+    pub fn enrich_products(&mut self, bytes: usize) {
+        let ids: BTreeSet<String> = self
+            .products
+            .values()
+            .map(|p| p.product_id.clone())
+            .collect();
+        let chunk = |seed: &str, n: usize| -> String {
+            let mut t = String::with_capacity(n + 64);
+            while t.len() < n {
+                t.push_str(seed);
+                t.push_str(" er laget for lange turer i norsk vaer, med tapede sommer. ");
+            }
+            t.truncate(n);
+            t
+        };
+        let each = bytes / 4;
+        for id in ids {
+            self.edit_product_silently(&id, |doc| {
+                doc["description"] = json!(chunk(&id, each));
+                doc["properties"] = json!((0..8)
+                    .map(|i| json!({"key": format!("spec-{i}"), "value": chunk(&id, each / 8)}))
+                    .collect::<Vec<_>>());
+                doc["tags"] = json!((0..each / 64)
+                    .map(|i| format!("tag-{i:05}"))
+                    .collect::<Vec<_>>());
+                doc["inventory"] = json!((0..each / 48)
+                    .map(|i| json!({"warehouseCode": format!("wh-{i:04}"), "quantity": i % 17}))
+                    .collect::<Vec<_>>());
+            });
         }
     }
 
@@ -1703,6 +1743,95 @@ struct ProductQuery {
     product_ids: HashSet<String>,
     only_active: bool,
     deleted: Option<bool>,
+    exclusions: Exclusions,
+}
+
+/// A product scroll's `excludedFields`: what Omnium leaves out of every product it serves
+/// (and of its variants), kept for the scroll's later pages.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Exclusions {
+    /// Field names left out, lower case.
+    fields: Vec<String>,
+}
+
+impl Exclusions {
+    fn parse(b: &Map<String, Value>) -> Result<Exclusions, String> {
+        let e = match b.get("excludedFields") {
+            None | Some(Value::Null) => return Ok(Exclusions::default()),
+            Some(Value::Object(e)) => e,
+            Some(_) => return Err("excludedFields must be an object".into()),
+        };
+        let mut fields = Vec::new();
+        for (flag, names) in [
+            (
+                "isInventoryExcluded",
+                &["inventory", "availableInventory"][..],
+            ),
+            ("isPropertiesExcluded", &["properties"]),
+            ("isPricesExcluded", &["prices"]),
+            ("isVariantsExcluded", &["variants"]),
+            ("isAssetsExcluded", &["assets"]),
+            (
+                "isProductCategoriesExcluded",
+                &["categories", "productCategories"],
+            ),
+        ] {
+            if opt_bool(e, flag)? == Some(true) {
+                fields.extend(names.iter().map(|n| n.to_ascii_lowercase()));
+            }
+        }
+        fields.extend(
+            opt_strings(e, "specificFields")?
+                .into_iter()
+                .map(|n| n.to_ascii_lowercase()),
+        );
+        Ok(Exclusions { fields })
+    }
+
+    fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+
+    /// Whether the field is left out (names compared ignoring ASCII case, no allocation).
+    fn excludes(&self, key: &str) -> bool {
+        self.fields.iter().any(|f| f.eq_ignore_ascii_case(key))
+    }
+}
+
+/// A product (or variant) as served under `excludedFields`: written without copying it.
+struct Slim<'a>(&'a Value, &'a Exclusions);
+
+impl serde::Serialize for Slim<'_> {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        let Value::Object(m) = self.0 else {
+            return self.0.serialize(ser);
+        };
+        let kept = |k: &String| !self.1.excludes(k);
+        let mut map = ser.serialize_map(Some(m.keys().filter(|k| kept(k)).count()))?;
+        for (k, v) in m.iter().filter(|(k, _)| kept(k)) {
+            match v {
+                Value::Array(variants) if k == "variants" => {
+                    struct Variants<'b>(&'b [Value], &'b Exclusions);
+                    impl serde::Serialize for Variants<'_> {
+                        fn serialize<S: serde::Serializer>(
+                            &self,
+                            ser: S,
+                        ) -> Result<S::Ok, S::Error> {
+                            let mut seq = ser.serialize_seq(Some(self.0.len()))?;
+                            for v in self.0 {
+                                seq.serialize_element(&Slim(v, self.1))?;
+                            }
+                            seq.end()
+                        }
+                    }
+                    map.serialize_entry(k, &Variants(variants, self.1))?;
+                }
+                _ => map.serialize_entry(k, v)?,
+            }
+        }
+        map.end()
+    }
 }
 
 impl ProductQuery {
@@ -1729,6 +1858,7 @@ impl ProductQuery {
             product_ids: opt_strings(b, "productIds")?.into_iter().collect(),
             only_active: opt_bool(b, "isActive")? == Some(true),
             deleted: opt_bool(b, "isDeleted")?,
+            exclusions: Exclusions::parse(b)?,
         })
     }
 
@@ -1763,14 +1893,24 @@ impl ProductQuery {
 }
 
 /// `{"result": [...], "totalHits": N, "scrollId": ...}` written straight from the stored documents.
-fn page_response(items: &[&Value], total: usize, scroll_id: Option<&str>) -> Response {
+fn page_response(
+    items: &[&Value],
+    total: usize,
+    scroll_id: Option<&str>,
+    exclusions: &Exclusions,
+) -> Response {
     let mut body = Vec::with_capacity(64 + items.len() * 512);
     body.extend_from_slice(b"{\"result\":[");
     for (i, v) in items.iter().enumerate() {
         if i > 0 {
             body.push(b',');
         }
-        if serde_json::to_writer(&mut body, v).is_err() {
+        let written = if exclusions.is_empty() {
+            serde_json::to_writer(&mut body, v)
+        } else {
+            serde_json::to_writer(&mut body, &Slim(v, exclusions))
+        };
+        if written.is_err() {
             return Response::text(500, "cannot serialise a result");
         }
     }
@@ -1804,11 +1944,22 @@ impl State {
 
     /// Answers the first page; opens a scroll for the rest (always when `always_id`, otherwise
     /// only when the first page does not hold everything).
-    fn open_scroll(&mut self, snapshot: Snapshot, take: usize, always_id: bool) -> Response {
+    fn open_scroll(
+        &mut self,
+        snapshot: Snapshot,
+        take: usize,
+        always_id: bool,
+        exclusions: Exclusions,
+    ) -> Response {
+        let exclusions = if self.catalog.honour_exclusions {
+            exclusions
+        } else {
+            Exclusions::default()
+        };
         let total = snapshot.len();
         let first = total.min(take);
         let id = (always_id || total > take).then(|| format!("{}{}", random_hex(), random_hex()));
-        let resp = page_response(&snapshot.page(0, first), total, id.as_deref());
+        let resp = page_response(&snapshot.page(0, first), total, id.as_deref(), &exclusions);
         self.count_served(snapshot.kind(), first);
         if let Some(id) = id {
             self.stats.scrolls_started += 1;
@@ -1826,6 +1977,7 @@ impl State {
                         pos: first,
                         take,
                         last_used: now,
+                        exclusions,
                     },
                 );
             }
@@ -1857,7 +2009,12 @@ impl State {
         let to = (from + s.take).min(s.snapshot.len());
         s.pos = to;
         s.last_used = now;
-        let resp = page_response(&s.snapshot.page(from, to), s.snapshot.len(), Some(id));
+        let resp = page_response(
+            &s.snapshot.page(from, to),
+            s.snapshot.len(),
+            Some(id),
+            &s.exclusions,
+        );
         if to == from {
             self.catalog.scrolls.remove(id);
         }
@@ -1890,7 +2047,7 @@ impl State {
             Sort::ModifiedAscending => hits.sort_by_key(|p| p.modified_ms),
             Sort::ModifiedDescending => hits.sort_by_key(|p| std::cmp::Reverse(p.modified_ms)),
         }
-        self.open_scroll(Snapshot::Products(hits), q.take, true)
+        self.open_scroll(Snapshot::Products(hits), q.take, true, q.exclusions)
     }
 
     /// `GET /api/ProductCategories?page=&pageSize=`: 1-based pages of at most 1000.
@@ -2044,6 +2201,11 @@ impl State {
             .map(|((sku, wh), item)| stock_json(sku, wh, item, !no_batches))
             .collect();
         let take = self.catalog.page_size;
-        self.open_scroll(Snapshot::Inventory(items), take, false)
+        self.open_scroll(
+            Snapshot::Inventory(items),
+            take,
+            false,
+            Exclusions::default(),
+        )
     }
 }

@@ -1025,3 +1025,44 @@ fn clock_is_strictly_increasing() {
         last = m;
     }
 }
+
+/// `excludedFields` (issue 12): the flags and `specificFields` leave fields out of every
+/// product and variant served, on the scroll's later pages too; the rest is unchanged. An
+/// Omnium that ignores them (`set_exclusions_honoured(false)`) serves everything.
+#[test]
+fn excluded_fields_are_left_out_of_every_page_of_the_scroll() {
+    let (f, summary) = Fixture::with_catalog(&spec(30));
+    f.sim.enrich_products(4_000);
+    let body = json!({"take": 10, "excludedFields": {
+        "isInventoryExcluded": true, "isPropertiesExcluded": true,
+        "specificFields": ["description", "Tags", "ean"]}});
+    let slim = f.scroll("Products", &body);
+    assert_eq!(slim.items.len(), summary.products);
+    assert_eq!(slim.page_sizes, [10, 10, 10, 0]);
+    let full = f.products(&json!({"take": 10}));
+    let mut variants = 0;
+    for (s, w) in slim.items.iter().zip(&full) {
+        assert_eq!(s["id"], w["id"]);
+        for gone in ["inventory", "properties", "description", "tags", "ean"] {
+            assert!(s.get(gone).is_none(), "{gone} served: {s}");
+            assert!(w.get(gone).is_some(), "{gone} missing without exclusions");
+        }
+        for kept in ["name", "prices", "modified", "shortDescription", "skuId"] {
+            assert_eq!(s[kept], w[kept], "{kept}");
+        }
+        for (sv, wv) in s["variants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(w["variants"].as_array().unwrap())
+        {
+            assert!(sv.get("ean").is_none(), "a variant's ean served: {sv}");
+            assert_eq!(sv["skuId"], wv["skuId"]);
+            variants += 1;
+        }
+    }
+    assert!(variants > 0, "the catalog has variants");
+    f.sim.set_exclusions_honoured(false);
+    let ignored = f.products(&body);
+    assert_eq!(ignored, full, "served whole when exclusions are ignored");
+}

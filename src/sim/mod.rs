@@ -588,6 +588,20 @@ impl Simulator {
         lock(&self.shared.state).catalog.set_index_lag(lag);
     }
 
+    /// Gives every loaded product about `bytes` of what a rich catalog carries and a till
+    /// never reads (long descriptions, custom properties, tags, the inventory snapshot),
+    /// without changing `modified`: a full page of 1,000 such products can exceed the
+    /// client's response cap unless the scroll's `excludedFields` leave them out.
+    pub fn enrich_products(&self, bytes: usize) {
+        lock(&self.shared.state).catalog.enrich_products(bytes);
+    }
+
+    /// Whether the product scroll honours `excludedFields` (the default). Off, it serves
+    /// every field whatever the request asks: an Omnium that ignores exclusions.
+    pub fn set_exclusions_honoured(&self, on: bool) {
+        lock(&self.shared.state).catalog.honour_exclusions = on;
+    }
+
     /// Deletes a product for good (every language), as `DELETE /api/Products/{id}` does: no
     /// search, full or delta, returns it again.
     pub fn hard_delete_product(&self, product_id: &str) {
