@@ -191,6 +191,11 @@ const DUE: &str = "state = 'pending' AND next_mono <= ?5
 /// till replays an event (a year; about 100 bytes an event).
 pub const DELIVERED_ID_RETENTION_MS: i64 = 365 * 24 * 3_600_000;
 
+/// Appended to a dead customer version's `last_error` when the newer version that
+/// supersedes it leaves the outbox (see [`Store::purge_delivered`]).
+pub const SUPERSEDED_NOTE: &str =
+    "a newer version of this customer was delivered, so this one cannot be retried";
+
 /// The longest any job waits, whatever the wall clock did (CONTRACT §9 rule 9).
 pub const MAX_WAIT_MS: i64 = 2 * 3_600_000;
 
@@ -850,6 +855,24 @@ impl Store {
             "DELETE FROM delivered_id WHERE delivered_at < ?1",
             [older_than_ms.saturating_sub(DELIVERED_ID_RETENTION_MS)],
         )?;
+        // A dead customer version older than a delivered one about to go is superseded for
+        // good: once the newer row is purged, [`Store::superseded`] could no longer see it,
+        // and the old version retried by hand would overwrite the newer one at Omnium. Its
+        // payload (personal data with nothing left to do) is erased, which keeps it dead
+        // (`erased_dead_job_stays_dead`), and its error says why.
+        tx.prepare_cached(
+            "UPDATE outbox_job SET content = ?2,
+               last_error = CASE WHEN last_error IS NULL OR last_error = '' THEN ?3
+                 WHEN instr(last_error, ?3) > 0 THEN last_error ELSE last_error || '; ' || ?3 END
+             WHERE state = 'dead' AND kind = 'customer' AND EXISTS (SELECT 1 FROM outbox_job n
+               WHERE n.entity_id = outbox_job.entity_id AND n.kind = 'customer'
+                 AND n.id > outbox_job.id AND n.state = 'delivered' AND n.delivered_at < ?1)",
+        )?
+        .execute(params![
+            older_than_ms,
+            r#"{"erased":true}"#,
+            SUPERSEDED_NOTE
+        ])?;
         let n = tx.execute(
             "DELETE FROM outbox_job WHERE state = 'delivered' AND delivered_at < ?1",
             [older_than_ms],
@@ -1092,6 +1115,69 @@ mod tests {
         let old = s.claim_due(30, 10).unwrap();
         assert_eq!(old[0].event_id, "C-1-v1");
         assert!(s.superseded(&old[0]).unwrap(), "retried after v2 landed");
+    }
+
+    /// Issue 8 leftover: a dead customer version retried by hand after the newer version
+    /// that supersedes it was purged (delivered retention) was sent, overwriting the newer
+    /// one at Omnium. It now stays dead, its payload erased, and its error says why.
+    #[test]
+    fn a_dead_customer_version_stays_dead_once_its_newer_version_is_purged() {
+        let (_d, s) = store();
+        let customer = |event: &'static str, entity: &'static str| NewJob {
+            kind: "customer",
+            ..job(event, entity, r#"{"name":"Kari"}"#)
+        };
+        for (v1, entity) in [("C-1-v1", "C-1"), ("C-2-v1", "C-2")] {
+            s.record(&customer(v1, entity), 0, |_| Ok(Extras::default()))
+                .unwrap();
+        }
+        let claimed = s.claim_due(10, 10).unwrap();
+        let dead: Vec<_> = claimed
+            .iter()
+            .map(|j| {
+                JobUpdate::new(
+                    j,
+                    JobFate::Dead {
+                        error: "400".into(),
+                    },
+                )
+            })
+            .collect();
+        s.finish(&dead, 11).unwrap();
+        // C-1 gets a newer version, delivered; C-2 does not.
+        s.record(&customer("C-1-v2", "C-1"), 12, |_| Ok(Extras::default()))
+            .unwrap();
+        let claimed = s.claim_due(20, 10).unwrap();
+        s.finish(
+            &[JobUpdate::new(
+                &claimed[0],
+                JobFate::Delivered { accepted_ms: None },
+            )],
+            21,
+        )
+        .unwrap();
+        // The retention passes: v2's row goes.
+        assert_eq!(s.purge_delivered(100).unwrap(), 1);
+        assert_eq!(s.retry_dead(None, 200).unwrap(), 1, "only C-2's revives");
+        let claimed = s.claim_due(200, 10).unwrap();
+        let ids: Vec<_> = claimed.iter().map(|j| j.event_id.as_str()).collect();
+        assert_eq!(ids, ["C-2-v1"], "C-1's old version is not sent");
+        let dead = s.dead_jobs().unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(state_of(&s, dead[0].id).0, "dead");
+        let (content, error): (String, String) = s
+            .conn()
+            .query_row(
+                "SELECT content, last_error FROM outbox_job WHERE id = ?1",
+                [dead[0].id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(content, r#"{"erased":true}"#, "its personal data goes");
+        assert!(
+            error.starts_with("400; ") && error.ends_with(SUPERSEDED_NOTE),
+            "{error}"
+        );
     }
 
     #[test]
