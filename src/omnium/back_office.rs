@@ -74,21 +74,46 @@ pub fn customer_json(c: &Customer, market_id: &str) -> Value {
     }
 }
 
+/// A private or business customer as Omnium sends it (`OmniumPrivateCustomer`,
+/// `OmniumBusinessCustomer`): only what the till shows. Other fields are skipped unread.
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct OmniumCustomer {
+    pub customer_id: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    /// A business customer's name.
+    pub name: Option<String>,
+    pub tax_id: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub customer_number: Option<String>,
+    pub address: Option<OmniumAddress>,
+}
+
+/// `OmniumAddress`: the lines the till shows.
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct OmniumAddress {
+    pub line1: Option<String>,
+    pub line2: Option<String>,
+    pub postal_code: Option<String>,
+    pub city: Option<String>,
+    pub country_code: Option<String>,
+}
+
 /// A customer read from Omnium, in the POS's terms (as `fo_customer_get` returns it).
-pub fn local_customer(v: &Value, business: bool) -> Value {
-    let a = &v["address"];
-    let address = if a.is_object() {
-        json!({"line1": a["line1"], "line2": a["line2"], "postal_code": a["postalCode"], "city": a["city"],
-               "country_code": a["countryCode"]})
-    } else {
-        Value::Null
-    };
+pub fn local_customer(v: &OmniumCustomer, business: bool) -> Value {
+    let address = v.address.as_ref().map_or(Value::Null, |a| {
+        json!({"line1": a.line1, "line2": a.line2, "postal_code": a.postal_code, "city": a.city,
+               "country_code": a.country_code})
+    });
     json!({
-        "id": v["customerId"], "type": if business { "company" } else { "person" },
-        "first_name": v["firstName"], "last_name": v["lastName"],
-        "company_name": if business { v["name"].clone() } else { Value::Null },
-        "tax_id": v["taxId"], "email": v["email"], "phone": v["phone"], "address": address,
-        "loyalty_id": v["customerNumber"],
+        "id": v.customer_id, "type": if business { "company" } else { "person" },
+        "first_name": v.first_name, "last_name": v.last_name,
+        "company_name": if business { v.name.clone() } else { None },
+        "tax_id": v.tax_id, "email": v.email, "phone": v.phone, "address": address,
+        "loyalty_id": v.customer_number,
     })
 }
 
@@ -244,15 +269,20 @@ impl OmniumApi {
         classify(&resp, &format!("PUT {path}"))
     }
 
-    /// A customer by id: private first, then business. `None` when neither knows it.
-    pub fn get_customer(&self, id: &str) -> Result<Option<(bool, Value)>, Failure> {
+    /// A customer by id: private first, then business. `None` when neither knows it. Read
+    /// typed under the customer cap; a field the till reads with another type is refused,
+    /// named (never quoted: it is personal data).
+    pub fn get_customer(&self, id: &str) -> Result<Option<(bool, OmniumCustomer)>, Failure> {
         let id = encode_component(id);
-        if let Some(v) = self.get_json(&format!("/api/PrivateCustomers/{id}"))? {
-            return Ok(Some((false, v)));
+        for (business, resource) in [(false, "PrivateCustomers"), (true, "BusinessCustomers")] {
+            let path = format!("/api/{resource}/{id}");
+            if let Some(resp) = self.fetch("GET", &path, None, cap::CUSTOMER)? {
+                let what = format!("GET /api/{resource}/{{id}}");
+                let v = super::page::parse_one(&resp.body, &what, "customers")?;
+                return Ok(Some((business, v)));
+            }
         }
-        Ok(self
-            .get_json(&format!("/api/BusinessCustomers/{id}"))?
-            .map(|v| (true, v)))
+        Ok(None)
     }
 
     /// `POST /api/Deliveries/{deliveryId}/ProcessGoodsReception`; a 400 naming the
@@ -438,4 +468,40 @@ pub struct StoreSearch<'a> {
 /// Omnium's `modified` of an order, unix ms.
 pub fn modified_ms(v: &Value) -> Option<i64> {
     time_ms(&v["modified"])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_customer_is_read_typed_and_a_wrong_type_is_named_never_quoted() {
+        let body = br#"{"customerId": "C-1", "firstName": "Kari", "lastName": "Nordmann",
+            "email": "kari@example.no", "phone": "+4791234567", "customerNumber": "L-7",
+            "address": {"line1": "Gate 1", "postalCode": "0150", "city": "Oslo", "countryCode": "NO"},
+            "consents": [{"x": 1}], "bonusPoints": 12}"#;
+        let c: OmniumCustomer =
+            crate::omnium::page::parse_one(body, "GET /api/PrivateCustomers/{id}", "customers")
+                .unwrap();
+        let local = local_customer(&c, false);
+        assert_eq!(local["id"], "C-1");
+        assert_eq!(local["loyalty_id"], "L-7");
+        assert_eq!(local["address"]["postal_code"], "0150");
+        assert_eq!(local["company_name"], Value::Null);
+        let wrong = br#"{"customerId": "C-1", "firstName": "Kari", "phone": 4791234567}"#;
+        let Err(Failure::Rejected { status: 0, message }) =
+            crate::omnium::page::parse_one::<OmniumCustomer>(
+                wrong,
+                "GET /api/PrivateCustomers/{id}",
+                "customers",
+            )
+        else {
+            panic!("a phone number that is not text is refused");
+        };
+        assert_eq!(
+            message,
+            "customers: GET /api/PrivateCustomers/{id}: phone: wrong type, expected a string"
+        );
+        assert!(!message.contains("4791234567"));
+    }
 }

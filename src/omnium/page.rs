@@ -35,6 +35,8 @@ pub mod cap {
     pub const MARKETS: u64 = 2 * MIB;
     /// Anything else: one order, one customer, one invoice, an answer to a write.
     pub const DEFAULT: u64 = 8 * MIB;
+    /// One customer.
+    pub const CUSTOMER: u64 = MIB;
     /// The token endpoint's answer: a token and its lifetime.
     pub const TOKEN: u64 = 64 * 1024;
 }
@@ -270,12 +272,18 @@ pub fn too_deep(text: &[u8], max: usize) -> Option<usize> {
     while i < text.len() {
         match text[i] {
             b'"' => {
+                // Most of a page is text: skip to the closing quote a vector search at a time.
                 i += 1;
-                while i < text.len() && text[i] != b'"' {
-                    if text[i] == b'\\' {
-                        i += 1;
+                loop {
+                    match memchr::memchr2(b'"', b'\\', text.get(i..)?) {
+                        Some(j) if text[i + j] == b'\\' => i += j + 2,
+                        Some(j) => {
+                            i += j;
+                            break;
+                        }
+                        // Unterminated: the parser says what is wrong.
+                        None => return None,
                     }
-                    i += 1;
                 }
             }
             b'[' | b'{' => {
