@@ -869,3 +869,77 @@ fn a_reception_resent_after_a_pull_counted_the_sale_keeps_the_sale() {
     assert_eq!(status(&client)["outbox"]["dead"], 0);
     assert_eq!(sim.stock(&sku, "oslo-1").unwrap().0, 9.0, "4 + 6 − 1");
 }
+
+/// Review (reviewb): the level a reception without a purchase order starts from is read by
+/// id (`GET /api/Inventory/{sku}`); an Omnium or a fake without that read must still get
+/// the reception. A 404 was sent to the search one SKU at a time (two requests per SKU);
+/// any other refusal of the read (405 from a fake that lacks the route, 400 from a front
+/// end refusing the SKU in the path) made the reception dead: the goods never reached
+/// Omnium, for a failed read. Now each such SKU is read through one search of them all.
+#[test]
+fn a_reception_is_delivered_by_an_omnium_without_the_read_by_id() {
+    for refused in [404u16, 405, 400] {
+        let dir = tempfile::tempdir().unwrap();
+        let sim = sim();
+        sim.load_catalog(&CatalogSpec {
+            products: 5,
+            ..Default::default()
+        });
+        let skus = sim.sku_ids();
+        let received: Vec<(String, f64, f64)> = skus[..3]
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.clone(), 2.0 + i as f64, 1.0 + i as f64))
+            .collect();
+        for (sku, level, _) in &received {
+            sim.set_stock(sku, "oslo-1", *level, 0.0);
+        }
+        let client = open(&dir.path().join("pos.db"), &sim, json!({}));
+        for (sku, level, _) in &received {
+            assert!(level_pulled(
+                &client,
+                sku,
+                &format!("\"quantity\":{level:.1}")
+            ));
+        }
+        for (sku, _, _) in &received {
+            // Only the read by id: the stock pull's scroll (`GET /api/Inventory/Scroll/…`)
+            // is left alone.
+            sim.inject(
+                Fault::new(FaultKind::Status(refused), 1_000)
+                    .on_path(&format!("/api/Inventory/{sku}"))
+                    .on_method("GET"),
+            );
+        }
+        let searches = route(&sim, "POST /api/Inventory/Search");
+        let lines: Vec<Value> = received
+            .iter()
+            .map(|(sku, _, q)| json!({"sku": sku, "quantity": q}))
+            .collect();
+        client
+            .record_goods_reception(
+                &json!({"id": format!("GR-NR-{refused}"), "received_at": "2026-11-28T11:00:00+01:00",
+                    "lines": lines})
+                .to_string(),
+            )
+            .unwrap();
+        client.flush(Duration::from_secs(20)).unwrap();
+        assert_eq!(
+            status(&client)["outbox"]["dead"],
+            0,
+            "{refused}: {}",
+            client.dead_jobs_json().unwrap()
+        );
+        for (sku, level, q) in &received {
+            assert_eq!(
+                sim.stock(sku, "oslo-1").unwrap().0,
+                level + q,
+                "{refused}: {sku}"
+            );
+        }
+        // The level before and the read-back: one search each for the three SKUs, not one
+        // per SKU (pulls may search too, so only an upper bound is certain).
+        let used = route(&sim, "POST /api/Inventory/Search") - searches;
+        assert!(used <= 4, "{refused}: {used} searches for 3 SKUs");
+    }
+}

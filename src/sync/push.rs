@@ -450,8 +450,12 @@ fn reception_levels(
 
 /// Omnium's current levels of `skus` in `wh`, each read by id (`GET /api/Inventory/{sku}`),
 /// never through the search index: a level the index shows late can predate a sale Omnium
-/// already took, and the absolute level sent would then overwrite that sale. Only an Omnium
-/// that answers 404 to the read by id (an older API) is asked through the search instead.
+/// already took, and the absolute level sent would then overwrite that sale. A SKU whose
+/// read by id answers 404 (no item, or an Omnium or a fake without the route) is read
+/// through the search instead, all such SKUs in one search (a few hundred at a time);
+/// after any other refusal of that read (405 from an API without the route, 400 from a
+/// front end refusing the SKU in the path), every SKU left goes to the search: a read
+/// refused must not make the reception, a write, dead.
 fn current_levels(
     skus: &[String],
     wh: &str,
@@ -459,14 +463,34 @@ fn current_levels(
 ) -> Result<Vec<crate::model::catalog::StockLevel>, Failure> {
     let whs = [wh.to_string()];
     let mut levels = Vec::new();
+    let mut searched: Vec<String> = Vec::new();
+    let mut by_id = true;
     for sku in skus {
-        match sync.api.inventory_item_levels(sku, &whs)? {
-            Some(found) => levels.extend(found),
-            None => levels.extend(sync.api.inventory_levels(std::slice::from_ref(sku), &whs)?),
+        if !by_id {
+            searched.push(sku.clone());
+            continue;
         }
+        match sync.api.inventory_item_levels(sku, &whs) {
+            Ok(Some(found)) => levels.extend(found),
+            Ok(None) => searched.push(sku.clone()),
+            // classify() leaves 401, 408, 409 and 429 to their own failures.
+            Err(Failure::Rejected { status, message }) if (400..500).contains(&status) => {
+                log::warn!("Omnium refuses the read of a level by id ({message}); its search is used instead");
+                by_id = false;
+                searched.push(sku.clone());
+            }
+            Err(f) => return Err(f),
+        }
+    }
+    for chunk in searched.chunks(LEVELS_SEARCH_MAX) {
+        levels.extend(sync.api.inventory_levels(chunk, &whs)?);
     }
     Ok(levels)
 }
+
+/// SKUs per search in [`current_levels`]: one warehouse, so at most this many items, well
+/// inside the first page (Omnium's inventory search serves up to 1,000 before a scroll).
+const LEVELS_SEARCH_MAX: usize = 500;
 
 /// Omnium's answer to a goods reception carries no time, so the levels it produced are
 /// read back by id (a search could still show the level before the goods): they include
