@@ -109,13 +109,14 @@ impl Fleet {
             .values()
             .map(|t| t.inside_retry_after_within_10ms)
             .sum();
+        let before: u64 = per_till.values().map(|t| t.sent_before_the_429).sum();
         let n = self.tills.len() as f64;
         let per_hour = s.requests as f64 / n / (real_s * self.c / 3600.0);
         let share = 100.0 * s.throttled as f64 / (s.requests.max(1)) as f64;
         // The simulator keeps one order per id; a sale sent again is refused and counted.
         let dups = s.duplicate_orders_rejected;
         println!(
-            "{name:<10} {real_s:>7.1} s real ({:>6.1} min simulated)  {per_hour:>7.1} req/till/h  429 {share:>5.1} %  flushed after {}  duplicates {dups}  inside Retry-After {inside} ({in_transit} within 10 ms of the 429)  tokens {}",
+            "{name:<10} {real_s:>7.1} s real ({:>6.1} min simulated)  {per_hour:>7.1} req/till/h  429 {share:>5.1} %  flushed after {}  duplicates {dups}  inside Retry-After {inside} ({in_transit} within 10 ms of the 429; {before} more sent before the 429 was written)  tokens {}",
             real_s * self.c / 60.0,
             flushed_s.map_or("-".to_string(), |f| format!("{f:.1} s ({:.1} min simulated)", f * self.c / 60.0)),
             s.tokens_issued,

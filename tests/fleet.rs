@@ -44,6 +44,53 @@ fn repeated_429s_grow_the_pause() {
     assert_each_once(&sim, &["G-1".to_string()]);
 }
 
+/// Issue 13 (catch-up tail): a sale turned away with 429 was taken as possibly sent, so it
+/// waited its request timeout and settle margin and was read back (a GET) before going
+/// again: at 50 tills the last sales of the catch-up came tens of seconds after the bucket
+/// had room. A 429 is the limiter turning the request away: after the pause the sale goes
+/// again at once, without a read-back, and lands once.
+#[test]
+fn a_sale_turned_away_with_429_goes_again_without_a_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim();
+    let client = open(
+        &dir.path().join("pos.db"),
+        &sim,
+        // A long timeout: a read-back would have to wait for it (and the settle margin).
+        json!({"omnium": {"max_concurrency": 1, "timeout_ms": 20_000}}),
+    );
+    client.flush(Duration::from_secs(10)).unwrap();
+    sim.inject(
+        Fault::new(
+            FaultKind::TooManyRequests {
+                retry_after_secs: 1,
+            },
+            1,
+        )
+        .on_method("PUT"),
+    );
+    client.record_sale(&sale("T-429", 1)).unwrap();
+    client
+        .flush(Duration::from_secs(15))
+        .expect("sent again after the 1 s pause, not after the 20 s timeout");
+    let stats = sim.stats();
+    assert_eq!(
+        stats
+            .by_route
+            .get("GET /api/Orders/{id}")
+            .copied()
+            .unwrap_or(0),
+        0,
+        "read back: {:?}",
+        stats.by_route
+    );
+    assert_eq!(
+        stats.by_route.get("PUT /api/Orders/PosOrders").copied(),
+        Some(2)
+    );
+    assert_each_once(&sim, &["T-429".to_string()]);
+}
+
 /// A tiny fleet: 5 tills, one API user, limits tight enough to throttle them.
 #[test]
 fn fleet_smoke_five_tills_under_tight_limits() {

@@ -304,6 +304,12 @@ impl OmniumApi {
         WRITES_REFUSED.with(std::cell::Cell::get)
     }
 
+    /// How many of [`OmniumApi::writes_sent`] Omnium answered 429 (this thread): turned away
+    /// by its rate limiter before being handled.
+    pub fn writes_throttled() -> u64 {
+        WRITES_THROTTLED.with(std::cell::Cell::get)
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base_url)
     }
@@ -607,6 +613,9 @@ impl OmniumApi {
             if write && (400..500).contains(&resp.status) && resp.status != 408 {
                 WRITES_REFUSED.with(|w| w.set(w.get() + 1));
             }
+            if write && resp.status == 429 {
+                WRITES_THROTTLED.with(|w| w.set(w.get() + 1));
+            }
             if resp.status == 429 {
                 // Hold every thread and till of this API user at once, before anything else.
                 // One millisecond more: the monotonic clock reads whole milliseconds, rounded
@@ -768,6 +777,7 @@ impl OmniumApi {
 thread_local! {
     static WRITES_SENT: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
     static WRITES_REFUSED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    static WRITES_THROTTLED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
 /// Whether a request may change something in Omnium. Reads sent as POST (searches, the

@@ -2,7 +2,7 @@
 //! chunked request bodies, one-write responses, a "down" mode that refuses connections, and TCP resets.
 
 use std::collections::HashMap;
-use std::io::{self, ErrorKind, Read, Write};
+use std::io::{self, ErrorKind, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -38,6 +38,9 @@ pub(crate) struct Request {
     pub conn_id: u64,
     /// False for `Connection: close` or HTTP/1.0 without `Connection: keep-alive`.
     pub keep_alive: bool,
+    /// When its first byte was read (the limits judge Retry-After by it: a request that
+    /// arrived before a 429 was written was sent before the till could know of it).
+    pub arrived: std::time::Instant,
 }
 
 impl Request {
@@ -65,6 +68,7 @@ impl Request {
             body,
             conn_id: 0,
             keep_alive: true,
+            arrived: std::time::Instant::now(),
         }
     }
 
@@ -417,19 +421,101 @@ struct Conn<'a> {
     stream: TcpStream,
     buf: Vec<u8>,
     ctl: &'a ServerCtl,
+    /// When the first of the buffered bytes reached the socket (see [`Conn::fill`]).
+    buf_since: Option<Instant>,
+}
+
+/// Asks the kernel to stamp each packet received on `stream` with its arrival time.
+#[cfg(target_os = "linux")]
+fn stamp_arrivals(stream: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let on: libc::c_int = 1;
+    // SAFETY: a valid socket descriptor and an int option of the size given.
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn stamp_arrivals(_stream: &TcpStream) {}
+
+/// Reads like `read`, also returning when the kernel received the data (`SO_TIMESTAMPNS`,
+/// wall clock) converted to an `Instant`; `None` when it gave no stamp.
+#[cfg(target_os = "linux")]
+fn read_stamped(stream: &TcpStream, chunk: &mut [u8]) -> io::Result<(usize, Option<Instant>)> {
+    use std::os::fd::AsRawFd;
+    let mut iov = libc::iovec {
+        iov_base: chunk.as_mut_ptr().cast(),
+        iov_len: chunk.len(),
+    };
+    // Room for one timespec control message, aligned for cmsghdr.
+    let mut control = [0u64; 16];
+    // SAFETY: msghdr is plain data; every pointer set below outlives the call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: a valid descriptor; `msg` points at a buffer and control space we own.
+    let n = unsafe { libc::recvmsg(stream.as_raw_fd(), &mut msg, 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut stamp = None;
+    // SAFETY: walking the control messages the kernel wrote into `control`, as CMSG_* allow.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_TIMESTAMPNS
+            {
+                let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
+                let at = std::time::UNIX_EPOCH
+                    + Duration::new(
+                        ts.tv_sec.max(0) as u64,
+                        ts.tv_nsec.clamp(0, 999_999_999) as u32,
+                    );
+                // How long ago, by the wall clock; the same span back on the monotonic one.
+                let ago = std::time::SystemTime::now()
+                    .duration_since(at)
+                    .unwrap_or(Duration::ZERO);
+                stamp = Instant::now().checked_sub(ago);
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+    }
+    Ok((n as usize, stamp))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn read_stamped(mut stream: &TcpStream, chunk: &mut [u8]) -> io::Result<(usize, Option<Instant>)> {
+    use std::io::Read;
+    stream.read(chunk).map(|n| (n, None))
 }
 
 impl Conn<'_> {
-    /// Reads more bytes into the buffer, waking every tick to notice shutdown.
+    /// Reads more bytes into the buffer, waking every tick to notice shutdown. Notes when
+    /// the first byte of an empty buffer arrived: the kernel's stamp of its packet (the
+    /// sender's write, on loopback), or else the time the read returned (later, when this
+    /// thread waited for a CPU).
     fn fill(&mut self) -> Result<(), ReadErr> {
         let mut chunk = [0u8; 16 * 1024];
         loop {
             if self.ctl.is_shutdown() {
                 return Err(ReadErr::Closed);
             }
-            match self.stream.read(&mut chunk) {
-                Ok(0) => return Err(ReadErr::Closed),
-                Ok(n) => {
+            match read_stamped(&self.stream, &mut chunk) {
+                Ok((0, _)) => return Err(ReadErr::Closed),
+                Ok((n, stamp)) => {
+                    if self.buf.is_empty() {
+                        let now = Instant::now();
+                        self.buf_since = Some(stamp.map_or(now, |s| s.min(now)));
+                    }
                     self.buf.extend_from_slice(&chunk[..n]);
                     return Ok(());
                 }
@@ -470,12 +556,18 @@ impl Conn<'_> {
             while self.buf.starts_with(b"\r\n") {
                 self.buf.drain(..2);
             }
+            if self.buf.is_empty() {
+                self.buf_since = None;
+            }
             // A lone "\r" may be half of a CRLF; anything else starts the request.
             if !self.buf.is_empty() && self.buf != b"\r" {
                 break;
             }
             self.fill()?;
         }
+        // When its first byte reached the socket (`fill`). A request that followed another
+        // in the same read has that one's time: it cannot have been sent later than it came.
+        let arrived = self.buf_since.unwrap_or_else(Instant::now);
         let head_end = loop {
             if let Some(i) = find(&self.buf, b"\r\n\r\n") {
                 break i;
@@ -526,6 +618,7 @@ impl Conn<'_> {
             body: Vec::new(),
             conn_id,
             keep_alive: true,
+            arrived,
         };
         req.keep_alive = match req.header("connection") {
             Some(v) if v.eq_ignore_ascii_case("close") => false,
@@ -604,7 +697,9 @@ fn serve_conn(ctl: &Arc<ServerCtl>, stream: TcpStream, conn_id: u64) {
         stream,
         buf: Vec::with_capacity(16 * 1024),
         ctl,
+        buf_since: None,
     };
+    stamp_arrivals(&conn.stream);
     loop {
         let req = match conn.read_request(conn_id) {
             Ok(r) => r,

@@ -37,15 +37,18 @@ pub struct TillStats {
     /// Of those, answered 429 by the limits.
     pub throttled: u64,
     /// Of those, sent while a `Retry-After` this simulator had given this till was still
-    /// running: arrived after the 429 had been written to the till's socket (so the till
-    /// could have read it) and before its `Retry-After` ran out. A request that arrived
-    /// before the 429 was written was sent before the till could know of it and is not
-    /// counted; one sent just before the till read the 429 but arriving after it was
-    /// written is (the count errs on the side of the simulator).
+    /// running: the request's first byte arrived after the 429 had been written to the
+    /// till's socket (so the till could have read it) and before its `Retry-After` ran out.
+    /// One sent just before the till read the 429 but arriving after it was written is
+    /// counted (the count errs on the side of the simulator).
     pub inside_retry_after: u64,
     /// Of those, arrived within 10 ms of the last 429's write: most likely already on their
     /// way (let go by another thread of the till before its code had read the 429).
     pub inside_retry_after_within_10ms: u64,
+    /// Handled while a `Retry-After` of this till ran but arrived (first byte read) before
+    /// the 429 that started it was written: sent before the till could have known of it, so
+    /// not counted above.
+    pub sent_before_the_429: u64,
 }
 
 #[derive(Default)]
@@ -53,6 +56,8 @@ struct Till {
     label: String,
     stats: TillStats,
     retry_until: Option<Instant>,
+    /// When the 429 that started the running pause was written.
+    pause_from: Option<Instant>,
     /// When the last 429 to this till was written.
     throttled_at: Option<Instant>,
 }
@@ -104,8 +109,15 @@ impl Limiter {
     }
 
     /// Decides on an /api request (not the token endpoint) from the till holding `token`, with
-    /// `in_flight` limited requests running (this one included).
-    pub fn admit(&mut self, token: &str, in_flight: u64, now: Instant) -> Verdict {
+    /// `in_flight` limited requests running (this one included), whose first byte arrived at
+    /// `arrived`.
+    pub fn admit(
+        &mut self,
+        token: &str,
+        in_flight: u64,
+        arrived: Instant,
+        now: Instant,
+    ) -> Verdict {
         if !self.tills.contains_key(token) {
             let label = format!("till-{}", self.tills.len() + 1);
             self.tills.insert(
@@ -120,13 +132,17 @@ impl Limiter {
             return Verdict::Pass;
         };
         till.stats.requests += 1;
-        if till.retry_until.is_some_and(|t| now < t) {
-            till.stats.inside_retry_after += 1;
-            if till
-                .throttled_at
-                .is_some_and(|w| now.saturating_duration_since(w).as_millis() <= 10)
-            {
-                till.stats.inside_retry_after_within_10ms += 1;
+        if till.retry_until.is_some_and(|t| arrived < t) {
+            if till.pause_from.is_some_and(|f| arrived >= f) {
+                till.stats.inside_retry_after += 1;
+                if till
+                    .throttled_at
+                    .is_some_and(|w| arrived.saturating_duration_since(w).as_millis() <= 10)
+                {
+                    till.stats.inside_retry_after_within_10ms += 1;
+                }
+            } else {
+                till.stats.sent_before_the_429 += 1;
             }
         }
         let Some(l) = &self.limits else {
@@ -155,8 +171,49 @@ impl Limiter {
     pub fn written(&mut self, token: &str, secs: u64, now: Instant) {
         if let Some(till) = self.tills.get_mut(token) {
             let until = now + std::time::Duration::from_secs(secs);
+            if till.retry_until.is_none_or(|t| t <= now) {
+                till.pause_from = Some(now);
+            }
             till.retry_until = Some(till.retry_until.map_or(until, |t| t.max(until)));
             till.throttled_at = Some(now);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A request judged after a 429 was written but whose first byte had arrived before it
+    /// was sent before the till could know of the 429: counted apart, not as sent inside
+    /// the Retry-After. One arriving after the write is counted, whenever it is judged.
+    #[test]
+    fn inside_retry_after_is_judged_by_arrival_not_by_handling() {
+        let mut l = Limiter::new();
+        l.set(Some(Limits {
+            concurrency: 20,
+            bucket: 1.0,
+            refill_per_sec: 0.001,
+        }));
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        assert!(matches!(l.admit("tok", 1, ms(0), ms(0)), Verdict::Pass));
+        assert!(matches!(
+            l.admit("tok", 1, ms(1), ms(1)),
+            Verdict::Throttle(_)
+        ));
+        l.written("tok", 2, ms(2));
+        // Arrived before the write, handled after it.
+        l.admit("tok", 1, ms(1), ms(5));
+        // Arrived after the write.
+        l.admit("tok", 1, ms(3), ms(3));
+        l.admit("tok", 1, ms(50), ms(50));
+        // After the Retry-After.
+        l.admit("tok", 1, ms(2_100), ms(2_100));
+        let s = &l.till_stats()["till-1"];
+        assert_eq!(s.sent_before_the_429, 1);
+        assert_eq!(s.inside_retry_after, 2);
+        assert_eq!(s.inside_retry_after_within_10ms, 1);
     }
 }

@@ -1005,7 +1005,9 @@ fn handle(shared: &Arc<Shared>, req: &Request, ctl: &Arc<ServerCtl>) -> Outcome 
         let token = req.header("Authorization").unwrap_or_default();
         let token = token.strip_prefix("Bearer ").unwrap_or(token);
         let mut st = lock(&shared.state);
-        if let limits::Verdict::Throttle(secs) = st.limiter.admit(token, l.1, Instant::now()) {
+        if let limits::Verdict::Throttle(secs) =
+            st.limiter.admit(token, l.1, req.arrived, Instant::now())
+        {
             st.stats.throttled += 1;
             let mut resp = Response::text(429, "Too many requests")
                 .with_header("Retry-After", &secs.to_string());

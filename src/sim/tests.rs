@@ -771,12 +771,14 @@ fn token_bucket_answers_429_with_retry_after_and_counts_per_till() {
         inside_retry_after: 1,
         // Sent right after the 429 was read: how soon it arrived is the machine's.
         inside_retry_after_within_10ms: s["till-1"].inside_retry_after_within_10ms,
+        sent_before_the_429: 0,
     };
     let want2 = TillStats {
         requests: 1,
         throttled: 1,
         inside_retry_after: 0,
         inside_retry_after_within_10ms: 0,
+        sent_before_the_429: 0,
     };
     assert_eq!((&s["till-1"], &s["till-2"]), (&want1, &want2));
     assert_eq!(sim.stats().throttled, 3);

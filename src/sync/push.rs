@@ -89,9 +89,11 @@ fn split_private(mut content: Value) -> (Value, serde_json::Map<String, Value>) 
 /// the sale travels, and never counts it twice.
 pub fn deliver(job: &OutboxJob, sync: &Sync) -> Delivery {
     let (before, refused_before) = (OmniumApi::writes_sent(), OmniumApi::writes_refused());
+    let throttled_before = OmniumApi::writes_throttled();
     let mut delivery = deliver_once(job, sync);
     let writes = OmniumApi::writes_sent() - before;
     let refused = OmniumApi::writes_refused() - refused_before;
+    let throttled = OmniumApi::writes_throttled() - throttled_before;
     // A job that never sent before, whose every write of this try was refused with a 4xx,
     // changed nothing: it dies as a rejection and, retried by hand, is sent as new. On a job
     // that sent before, a 4xx proves nothing (the policy reads it back again).
@@ -104,7 +106,16 @@ pub fn deliver(job: &OutboxJob, sync: &Sync) -> Delivery {
                 ..
             })
         );
-    delivery.sent = writes > 0 && !refused_first;
+    // A 429 is Omnium's rate limiter turning the request away before it is handled: a job
+    // that never sent before, whose every write of this try was answered 429, changed
+    // nothing and is sent again after the pause without a read-back (issue 13: each
+    // throttled sale waited its timeout and settle margin, then cost a GET, which made the
+    // fleet's catch-up tail). A 429 on a job that sent before proves nothing of the earlier
+    // send: it is still read back.
+    let throttled_first = !job.uncertain
+        && throttled == writes
+        && matches!(delivery.result, Err(Failure::Throttled { .. }));
+    delivery.sent = writes > 0 && !refused_first && !throttled_first;
     delivery
 }
 
