@@ -901,8 +901,10 @@ fn punctuation_only_search_text_finds_nothing() {
 /// products, each with tens of KiB the till never reads) exceeded the response cap on
 /// every run. The scroll asks Omnium to leave those fields out (`excludedFields`, honoured
 /// by the simulator): a full page of this catalog is over the 32 MiB cap served whole
-/// (about 50 KB a product), a few KB a product without them, and it syncs under the cap. Served whole (an Omnium ignoring the
-/// exclusions), the full resync's products fail visibly in `fo_status` and wipe nothing.
+/// (about 50 KB a product), a few KB a product without them, and it syncs under the cap.
+/// Served whole (an Omnium ignoring the exclusions), the scroll asks for smaller pages and
+/// the full resync still reads everything (a page over the cap at the smallest size fails
+/// the data set and wipes nothing: `hostile_pages`).
 #[test]
 fn a_rich_catalog_syncs_under_the_response_cap_with_fields_excluded() {
     let dir = tempfile::tempdir().unwrap();
@@ -939,19 +941,23 @@ fn a_rich_catalog_syncs_under_the_response_cap_with_fields_excluded() {
     let sku = sim.sku_ids()[0].clone();
     assert_eq!(product(&client, &sku)["active"], true);
 
-    // Served whole, the full resync's first page is over the cap.
+    // Served whole (an Omnium ignoring the exclusions), a page of 1,000 is over the cap.
+    // Review (reviewb): the products data set then failed on every run for good, prices
+    // included, for a catalog that fits the cap in smaller pages. Now the scroll is read
+    // again asking for half as many products a page, and the full resync completes.
     sim.set_exclusions_honoured(false);
+    let scrolls = route(&sim, "POST /api/Products/Scroll");
     clock.advance(3_600_000);
     pull_after(&client, &sim, &clock, 300_000);
-    let f = failing(&client).unwrap_or_else(|| panic!("products failing: {}", status(&client)));
+    assert!(failing(&client).is_none(), "{}", status(&client));
     assert!(
-        f["last_error"].as_str().unwrap().contains("larger than"),
-        "{f}"
+        route(&sim, "POST /api/Products/Scroll") - scrolls >= 2,
+        "the scroll started again in smaller pages"
     );
     assert_eq!(
         client.store().sku_count().unwrap() as usize,
         loaded.skus,
-        "a failed data set wipes nothing"
+        "everything read, nothing swept"
     );
     assert_eq!(product(&client, &sku)["active"], true);
 

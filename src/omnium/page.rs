@@ -41,6 +41,16 @@ pub mod cap {
     pub const TOKEN: u64 = 64 * 1024;
 }
 
+/// Whether `f` is an answer over `cap` (a page of a data set, [`super::OmniumApi::fetch_page`]).
+pub fn too_large_for(f: &Failure, cap: u64) -> bool {
+    match f {
+        Failure::Rejected { status: 0, message } | Failure::Uncertain(message) => {
+            message.ends_with(&super::transport::too_large(cap))
+        }
+        _ => false,
+    }
+}
+
 /// Deeper nesting than this fails the page. Omnium's documents nest less than ten levels
 /// (an order's form, its shipments, their lines, a line's properties).
 pub const MAX_DEPTH: usize = 64;

@@ -29,6 +29,8 @@ const SLOW_DATASET_INTERVAL_MS: i64 = 3_600_000;
 const SCROLL_TAKE: usize = 1000;
 /// An expired scroll is restarted from the cursor at most this many times per run.
 const MAX_SCROLL_RESTARTS: u32 = 3;
+/// The fewest products a scroll page is asked for when pages come over the products cap.
+const MIN_SCROLL_TAKE: usize = 10;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dataset {
@@ -104,6 +106,11 @@ pub struct Puller {
     full_read_partial: bool,
     full_visible_before: Option<i64>,
     full_read_started: Option<i64>,
+    /// Products asked for per scroll page (0: `SCROLL_TAKE`). Halved whenever a page comes
+    /// over the products response cap (a tenant whose products, even with the unread fields
+    /// excluded, are bigger than the cap allows at 1,000 a page: the catalog would otherwise
+    /// never sync again), doubled back after each scroll read to its end.
+    product_take: usize,
     /// This run is a full resync (`sync.full_resync_ms`): data sets are read whole and what
     /// Omnium did not return is removed.
     full: bool,
@@ -730,7 +737,15 @@ impl Puller {
             .filter(|s| s.dataset == dataset && s.id.is_some())
         {
             Some(s) => {
-                match ScrollPage::next(sync, dataset, s.id.as_deref().unwrap_or_default())? {
+                let next = ScrollPage::next(sync, dataset, s.id.as_deref().unwrap_or_default());
+                if let Err(f) = &next {
+                    if shrink_products_page(&mut self.product_take, dataset, f) {
+                        // Read again from the committed cursor, in smaller pages.
+                        s.id = None;
+                        return Ok(false);
+                    }
+                }
+                match next? {
                     Some(page) => page,
                     None => {
                         // Expired: start again from the committed cursor.
@@ -755,11 +770,14 @@ impl Puller {
                 let (base, from) = delta_from(sync, dataset)?;
                 let from = from.filter(|_| !self.full);
                 let page = if dataset == Dataset::Products {
-                    ScrollPage::Products(sync.api.products_scroll_start(
-                        from,
-                        &scope,
-                        SCROLL_TAKE,
-                    )?)
+                    let take = products_take(self.product_take);
+                    match sync.api.products_scroll_start(from, &scope, take) {
+                        Ok(page) => ScrollPage::Products(page),
+                        Err(f) if shrink_products_page(&mut self.product_take, dataset, &f) => {
+                            return Ok(false)
+                        }
+                        Err(f) => return Err(f),
+                    }
                 } else {
                     ScrollPage::Stock(sync.api.inventory_search(&sync.ctx.warehouse_ids, from)?)
                 };
@@ -834,6 +852,11 @@ impl Puller {
             };
             sync.events
                 .push(json!({"type": kind, "dataset": dataset.name(), "count": news}));
+        }
+        if done && dataset == Dataset::Products {
+            // Read to its end: the next scroll tries pages twice as big again, up to the
+            // usual size (pages came over the cap once; they may not any more).
+            self.product_take = (products_take(self.product_take) * 2).min(SCROLL_TAKE);
         }
         if !done {
             self.scroll = Some(scroll);
@@ -1013,6 +1036,34 @@ fn page_cursor(
     } else {
         None
     }
+}
+
+/// Products asked for per scroll page (`product_take` 0: [`SCROLL_TAKE`]).
+fn products_take(product_take: usize) -> usize {
+    if product_take == 0 {
+        SCROLL_TAKE
+    } else {
+        product_take
+    }
+}
+
+/// A products page over its response cap: `true` when the page size was halved (the
+/// scroll is read again in smaller pages); `false` at the smallest page, when the failure
+/// stands (the data set fails in `fo_status`, nothing wiped).
+fn shrink_products_page(product_take: &mut usize, dataset: Dataset, f: &Failure) -> bool {
+    let take = products_take(*product_take);
+    if dataset != Dataset::Products
+        || !crate::omnium::page::too_large_for(f, crate::omnium::page::cap::PRODUCTS)
+        || take <= MIN_SCROLL_TAKE
+    {
+        return false;
+    }
+    *product_take = (take / 2).max(MIN_SCROLL_TAKE);
+    log::warn!(
+        "a products page of {take} came over the response cap; asking for {} a page",
+        *product_take
+    );
+    true
 }
 
 /// One page of the products or the stock scroll, typed.
