@@ -467,4 +467,37 @@ mod tests {
         );
         assert!(store.group.state().open.is_none());
     }
+
+    #[test]
+    fn a_full_disk_in_a_later_members_insert_acknowledges_nobody_whose_rows_are_gone() {
+        // B's outbox insert (OR ROLLBACK: no statement journal) runs out of pages while A's
+        // rows wait in the batch: SQLite rolls the whole transaction back. Whatever each
+        // caller is told must match what is stored: Ok only with its row, and the store
+        // records again once there is room.
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("a.db")).unwrap());
+        {
+            let conn = store.conn();
+            let pages: i64 = conn
+                .query_row("PRAGMA page_count", [], |r| r.get(0))
+                .unwrap();
+            conn.execute_batch(&format!("PRAGMA max_page_count = {}", pages + 8))
+                .unwrap();
+        }
+        let big: &'static str = Box::leak("x".repeat(200_000).into_boxed_str());
+        let (a, b) = a_then_b(&store, ("B", big));
+        assert!(matches!(b, Err(Error::StorageFull(_))), "{b:?}");
+        let kept = stored(&store);
+        assert_eq!(a.is_ok(), kept.contains(&"A".to_string()), "{a:?} {kept:?}");
+        assert!(!kept.contains(&"B".to_string()));
+        assert!(store.group.state().outcomes.is_empty());
+        store
+            .conn()
+            .execute_batch("PRAGMA max_page_count = 1073741823")
+            .unwrap();
+        store
+            .record(&job("C", "{}"), 1, |_| Ok(Extras::default()))
+            .unwrap();
+        assert!(stored(&store).contains(&"C".to_string()));
+    }
 }
