@@ -17,6 +17,34 @@ fn spec(products: usize) -> CatalogSpec {
     }
 }
 
+/// How late `.ci/inbound.sh` lets the simulator's search index show a write: its index lag
+/// (`FO_SIM_INDEX_LAG_MS`) plus how far it stamps stock from orders
+/// (`FO_SIM_STOCK_STAMP_OFFSET_MS`, a sale's stock change is indexed from its stamp); 0
+/// without either.
+fn index_lag_ms() -> i64 {
+    let env = |name: &str| -> i64 {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let lag = env("FO_SIM_INDEX_LAG_MS");
+    if lag > 0 {
+        lag + env("FO_SIM_STOCK_STAMP_OFFSET_MS").abs()
+    } else {
+        0
+    }
+}
+
+/// Lets Omnium's search index catch up with what the test just wrote (nothing to wait for
+/// without lag): the pull that follows sees it, as a pull after the lag does in a store.
+fn after_lag() {
+    let lag = index_lag_ms();
+    if lag > 0 {
+        std::thread::sleep(Duration::from_millis(lag as u64 + 200));
+    }
+}
+
 /// Waits until a pull run has finished with the catalog holding `skus` SKUs.
 fn synced(client: &Client, skus: usize) -> bool {
     wait_until(Duration::from_secs(60), || {
@@ -42,6 +70,7 @@ fn a_first_sync_loads_the_catalog_and_it_is_read_offline() {
     let dir = tempfile::tempdir().unwrap();
     let sim = sim();
     let loaded = sim.load_catalog(&spec(300));
+    after_lag();
     let client = open(
         &dir.path().join("pos.db"),
         &sim,
@@ -145,6 +174,7 @@ fn deltas_bring_changes_deletions_and_price_windows() {
     let dir = tempfile::tempdir().unwrap();
     let sim = sim();
     let loaded = sim.load_catalog(&spec(120));
+    after_lag();
     let client = open(
         &dir.path().join("pos.db"),
         &sim,
@@ -154,6 +184,7 @@ fn deltas_bring_changes_deletions_and_price_windows() {
     // A bulk load stamps every product with one `modified`, so the first delta re-reads
     // them all (modifiedFrom is inclusive); after that only what changed comes back.
     sim.touch_products(2);
+    after_lag();
     client.sync_now().unwrap();
     assert!(wait_until(Duration::from_secs(10), || {
         drain_events(&client)
@@ -167,6 +198,7 @@ fn deltas_bring_changes_deletions_and_price_windows() {
 
     let touched = sim.touch_products(3);
     sim.delete_product(&touched[0]);
+    after_lag();
     client.sync_now().unwrap();
     assert!(wait_until(Duration::from_secs(10), || {
         drain_events(&client)
@@ -201,8 +233,9 @@ fn deltas_bring_changes_deletions_and_price_windows() {
         .unwrap();
     assert_eq!(product(&client, changed_sku)["name"], name_in_omnium);
 
-    // A campaign that opens and closes within seconds, applied without another sync.
-    let now = chrono::Utc::now();
+    // A campaign that opens and closes within seconds, applied without another sync (its
+    // start leaves room for the index lag).
+    let now = chrono::Utc::now() + chrono::Duration::milliseconds(index_lag_ms() + 200);
     let at = |s: i64| {
         (now + chrono::Duration::milliseconds(s))
             .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
@@ -215,6 +248,7 @@ fn deltas_bring_changes_deletions_and_price_windows() {
             {"unitPrice": 199.90, "currencyCode": "NOK", "marketId": "NOR", "validFrom": at(1500), "validUntil": at(3000)}
         ]
     }));
+    after_lag();
     client.sync_now().unwrap();
     assert!(wait_until(Duration::from_secs(10), || client
         .product_json("CAMP")
@@ -241,6 +275,7 @@ fn an_expired_scroll_restarts_from_the_cursor_and_loses_nothing() {
     let loaded = sim.load_catalog(&spec(400));
     // Give every product its own `modified`, as a catalog edited over time has.
     sim.touch_products(400);
+    after_lag();
     let client = open(
         &dir.path().join("pos.db"),
         &sim,
@@ -271,6 +306,7 @@ fn stock_overlay_counts_a_sale_once_until_omnium_counts_it() {
     sim.load_catalog(&spec(20));
     let sku = sim.sku_ids()[0].clone();
     sim.set_stock(&sku, "oslo-1", 10.0, 1.0);
+    after_lag();
     let client = open(
         &dir.path().join("pos.db"),
         &sim,
@@ -313,6 +349,7 @@ fn stock_overlay_counts_a_sale_once_until_omnium_counts_it() {
         (10.0, -2.0, 7.0),
         "still pending: no pulled level counts it yet"
     );
+    after_lag();
     client.sync_now().unwrap();
     assert!(wait_until(Duration::from_secs(10), || stock(&client).0 == 8.0));
     assert_eq!(
@@ -327,6 +364,7 @@ fn stock_overlay_counts_a_sale_once_until_omnium_counts_it() {
         .unwrap();
     assert_eq!(stock(&client), (8.0, 1.0, 8.0));
     client.flush(Duration::from_secs(10)).unwrap();
+    after_lag();
     client.sync_now().unwrap();
     assert!(wait_until(Duration::from_secs(10), || stock(&client).0 == 9.0));
     assert_eq!(stock(&client), (9.0, 0.0, 8.0));
@@ -341,6 +379,7 @@ fn a_10000_product_catalog_syncs_within_the_suite() {
         max_variants: 1,
         ..CatalogSpec::default()
     });
+    after_lag();
     let started = std::time::Instant::now();
     let client = open(&dir.path().join("pos.db"), &sim, json!({}));
     assert!(
@@ -465,6 +504,7 @@ fn pulls_run_on_the_monotonic_clock_whatever_the_wall_clock_does() {
     let dir = tempfile::tempdir().unwrap();
     let sim = sim();
     let loaded = sim.load_catalog(&spec(20));
+    after_lag();
     let clock = Arc::new(ManualClock::new(chrono::Utc::now().timestamp_millis()));
     let client = open_clocked(
         &dir.path().join("pos.db"),
@@ -561,6 +601,7 @@ fn a_data_set_omnium_fails_to_serve_does_not_stop_the_others() {
         flow_omnium::sim::Fault::new(flow_omnium::sim::FaultKind::Status(500), 1000)
             .on_path("SearchStores"),
     );
+    after_lag();
     let client = open(&dir.path().join("pos.db"), &sim, json!({}));
     assert!(
         synced(&client, loaded.skus),
@@ -609,6 +650,7 @@ fn the_shelf_price_is_what_a_walk_in_customer_pays() {
             "prices": [regular.clone(), extra.clone()],
         }));
     }
+    after_lag();
     let client = open(&dir.path().join("pos.db"), &sim, json!({}));
     assert!(wait_until(Duration::from_secs(60), || client
         .product_json("BADDATE")
@@ -633,8 +675,8 @@ fn price_bounds_without_an_offset_are_the_stores_local_time() {
     sim.load_catalog(&spec(5));
     let oslo: chrono_tz::Tz = "Europe/Oslo".parse().unwrap();
     use chrono::TimeZone;
-    // Starts 3 s from now, written as Oslo wall time without an offset.
-    let start = chrono::Utc::now() + chrono::Duration::seconds(3);
+    // Starts 3 s from now (and the index lag), written as Oslo wall time without an offset.
+    let start = chrono::Utc::now() + chrono::Duration::milliseconds(3_000 + index_lag_ms());
     let local = start.with_timezone(&oslo).naive_local();
     let until = local + chrono::Duration::hours(1);
     let fmt = |t: chrono::NaiveDateTime| t.format("%Y-%m-%dT%H:%M:%S%.3f").to_string();
@@ -646,6 +688,7 @@ fn price_bounds_without_an_offset_are_the_stores_local_time() {
             {"unitPrice": 199.00, "currencyCode": "NOK", "marketId": "NOR", "validFrom": fmt(local), "validUntil": fmt(until)}
         ],
     }));
+    after_lag();
     let client = open(
         &dir.path().join("pos.db"),
         &sim,
@@ -719,6 +762,7 @@ fn stock_rows_say_as_of_when_or_that_the_level_is_unknown() {
     let loaded = sim.load_catalog(&spec(10));
     let sku = sim.sku_ids()[0].clone();
     sim.set_stock(&sku, "oslo-1", 7.0, 1.0);
+    after_lag();
     let client = open(
         &dir.path().join("pos.db"),
         &sim,
@@ -762,6 +806,7 @@ fn the_orders_pull_never_re_reads_the_stores_pos_sales() {
     let web = sim.new_web_order("Online", "oslo-1", 1);
     sim.add_web_order(cc.clone());
     sim.add_web_order(web.clone());
+    after_lag();
     // Click & collect orders are searched every run, web orders every other run.
     pull_after(&client, &sim, &clock, 300_000);
     pull_after(&client, &sim, &clock, 300_000);
@@ -881,6 +926,7 @@ fn punctuation_only_search_text_finds_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let sim = sim();
     let loaded = sim.load_catalog(&spec(20));
+    after_lag();
     let client = open(&dir.path().join("pos.db"), &sim, json!({}));
     assert!(synced(&client, loaded.skus));
     for text in ["\"", "*", "--", " - * \" "] {
