@@ -38,6 +38,8 @@ const TARGET_RATIO: f64 = 0.9;
 const ROUNDS: usize = 7;
 const LATENCY_ROUNDS: usize = 3;
 const LATENCY_MS: u64 = 20;
+/// `-- once=N`: the drain is marked on stderr.
+static ONCE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// A balanced 3-line, 2-payment sale (Σ round(q × price) − Σ discount + rounding = Σ payments).
 fn sale_json(id: &str) -> String {
@@ -150,14 +152,19 @@ fn ours(concurrency: usize, latency_ms: u64) -> Run {
     }
     assert_eq!(sim.stats().requests, 0, "nothing is sent before sync_now");
 
-    // A marker for `strace`/`perf` of `-- once` runs: what follows is the drain.
-    eprintln!("drain starts");
+    // A marker for `strace`/`perf` of `-- once=N` runs: what follows is the drain.
+    let once = ONCE.load(std::sync::atomic::Ordering::Relaxed);
+    if once {
+        eprintln!("drain starts");
+    }
     let start = Instant::now();
     // SAFETY: a live client.
     check(unsafe { fo_sync_now(c) }, "fo_sync_now");
     check(unsafe { fo_flush(c, FLUSH_TIMEOUT_MS) }, "fo_flush");
     let took = start.elapsed();
-    eprintln!("drain ends");
+    if once {
+        eprintln!("drain ends");
+    }
     // SAFETY: opened above, closed once.
     unsafe { fo_client_close(c) };
     finish(&sim, &expected, took)
@@ -351,6 +358,7 @@ fn main() {
     {
         // One library drain on loopback, for a profiler or strace (`drain starts` and
         // `drain ends` on stderr mark the timed part).
+        ONCE.store(true, std::sync::atomic::Ordering::Relaxed);
         let run = ours(concurrency, 0);
         run.describe(&format!("flow-omnium, concurrency {concurrency}"));
         assert!(
