@@ -4,6 +4,8 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use ureq::http::Uri;
+// ureq's resolver and connector seams are outside its semver promise: Cargo.lock pins the
+// version, and a ureq update must keep `CachedResolver` compiling (its unit test below).
 use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
 use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
