@@ -6,9 +6,12 @@
 //! transaction and one fsync:
 //!
 //! * A caller takes the writer and, if no batch transaction is open, opens one
-//!   (`BEGIN IMMEDIATE`). Its own work runs in a `SAVEPOINT`: when it fails (a conflict, a
-//!   rule checked against what is recorded) only its own rows are rolled back and only it
-//!   gets the error; the others' rows stay in the batch.
+//!   (`BEGIN IMMEDIATE`). Every rule that can refuse its event (a conflict, a rule checked
+//!   against what is recorded) runs before its rows are written, the check in a
+//!   `SAVEPOINT` when the batch holds others' rows: a refused event undoes only its own
+//!   part and only its caller gets the error; the others' rows stay in the batch. Its rows
+//!   are then written outside any savepoint (a savepoint copies every page it changes
+//!   first); a failure while writing them fails the whole batch, as a failed commit does.
 //! * Then, if other recording callers are already waiting for the writer (and the batch is
 //!   not full), it leaves the commit to them and waits; otherwise it commits the batch (one
 //!   fsync) and tells every member the outcome. A lone caller commits at once: no hop to
@@ -24,6 +27,18 @@ use rusqlite::Connection;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
+
+/// How a failed recording caller's part is undone (see [`Group::undo_member`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Undo {
+    /// It wrote nothing.
+    Nothing,
+    /// Its writes are in the savepoint `rec`, still open.
+    Savepoint,
+    /// Its writes are in the transaction itself: the batch is rolled back, every member
+    /// failed.
+    Batch,
+}
 
 /// At most this many callers share one commit: a steady stream still commits regularly.
 pub const MAX_MEMBERS: usize = 64;
@@ -90,30 +105,29 @@ impl Group {
     }
 
     /// Whether the open batch holds no caller's rows yet: its first member needs no
-    /// savepoint, since undoing its part is rolling back the whole transaction. (A
-    /// savepoint copies every page it changes into a sub-journal first: for a lone caller
-    /// that was a tenth of the call.) The caller holds the writer.
+    /// savepoint, since undoing its part is rolling back the whole transaction. The caller
+    /// holds the writer.
     pub(crate) fn is_empty(&self) -> bool {
         matches!(self.state().open, Some((_, 0)))
     }
 
-    /// After an error in a caller's part: if SQLite rolled the whole transaction back,
-    /// every member so far is failed with `error`; if the caller is the batch's first
-    /// member (`alone`: no savepoint), the transaction is rolled back and the batch ends
-    /// with nobody else in it; otherwise only the caller's savepoint is undone.
-    pub(crate) fn undo_member(&self, conn: &Connection, error: &Error, alone: bool) {
+    /// After an error in a caller's part, undoes it as `undo` says. If SQLite rolled the
+    /// whole transaction back, or `undo` is [`Undo::Batch`], every member so far is failed
+    /// with `error` (nothing of the batch is kept).
+    pub(crate) fn undo_member(&self, conn: &Connection, error: &Error, undo: Undo) {
         if conn.is_autocommit() {
             self.publish(Err(shared_failure(error)));
             return;
         }
-        let undone = if alone {
-            conn.execute_batch("ROLLBACK")
-        } else {
-            conn.prepare_cached("ROLLBACK TO rec")
+        let undone = match undo {
+            Undo::Nothing => return,
+            Undo::Batch => conn.execute_batch("ROLLBACK"),
+            Undo::Savepoint => conn
+                .prepare_cached("ROLLBACK TO rec")
                 .and_then(|mut s| s.execute([]))
                 .and_then(|_| conn.prepare_cached("RELEASE rec"))
                 .and_then(|mut s| s.execute([]))
-                .map(|_| ())
+                .map(|_| ()),
         };
         #[cfg(test)]
         let undone = if self.fail_undo.swap(false, Ordering::SeqCst) {
@@ -137,8 +151,8 @@ impl Group {
                 let _ = conn.execute_batch("ROLLBACK");
             }
             self.publish(Err(shared_failure(&e)));
-        } else if alone {
-            // Rolled back: the batch held nobody else.
+        } else if undo == Undo::Batch {
+            // Rolled back: nothing of the batch is kept.
             self.publish(Err(shared_failure(error)));
         }
     }
@@ -369,7 +383,7 @@ mod tests {
             store.group.fail_undo.store(true, Ordering::SeqCst);
             store
                 .group
-                .undo_member(&conn, &Error::Internal("refused".into()), false);
+                .undo_member(&conn, &Error::Internal("refused".into()), Undo::Savepoint);
             assert!(logged(&store).is_empty(), "logged under the writer");
             store.group.finish(&conn);
         }
@@ -439,6 +453,60 @@ mod tests {
             )
             .unwrap();
         assert_eq!(half, 0);
+    }
+
+    #[test]
+    fn a_failure_while_writing_a_members_rows_fails_the_whole_batch() {
+        // A's rows are in the batch when B's movement insert fails half-way (after B's
+        // outbox row): no savepoint holds B's rows apart, so the batch is rolled back and
+        // both are told; nothing of either is stored.
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("a.db")).unwrap());
+        store
+            .conn()
+            .execute_batch(
+                "CREATE TRIGGER boom BEFORE INSERT ON stock_movement WHEN new.sku = 'BOOM'
+                 BEGIN SELECT RAISE(ABORT, 'injected write failure'); END;",
+            )
+            .unwrap();
+        let (inside, is_inside) = std::sync::mpsc::channel();
+        let s = store.clone();
+        let a = std::thread::spawn(move || {
+            s.record(&job("A", "{}"), 1, |_| {
+                inside.send(()).unwrap();
+                let deadline = Instant::now() + Duration::from_secs(20);
+                while s.group.waiting.load(Ordering::SeqCst) == 0 && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Ok(Extras::default())
+            })
+        });
+        is_inside.recv().unwrap();
+        let s = store.clone();
+        let b = std::thread::spawn(move || {
+            s.record(&job("B", "{}"), 1, |_| {
+                Ok(Extras {
+                    effects: vec![crate::store::StockEffect {
+                        sku: "BOOM".into(),
+                        warehouse_id: "w".into(),
+                        quantity: -1.0,
+                    }],
+                    extra: None,
+                })
+            })
+        });
+        let (a, b) = (a.join().unwrap(), b.join().unwrap());
+        assert!(a.is_err(), "{a:?}");
+        assert!(
+            matches!(&b, Err(e) if e.to_string().contains("injected write failure")),
+            "{b:?}"
+        );
+        assert!(stored(&store).is_empty());
+        assert!(store.group.state().outcomes.is_empty());
+        store
+            .record(&job("C", "{}"), 1, |_| Ok(Extras::default()))
+            .unwrap();
+        assert_eq!(stored(&store), ["C"]);
     }
 
     #[test]

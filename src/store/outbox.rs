@@ -227,12 +227,34 @@ pub(crate) fn content_hash(content: &str) -> String {
     format!("{h:032x}")
 }
 
-/// Ends a recording caller's part in its batch if `check` panics: its savepoint is rolled
-/// back and the batch committed for the others.
+/// How far a recording caller got in the batch's transaction, for undoing its part.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stage {
+    /// Looking up what is recorded: nothing written.
+    Reading,
+    /// Running `check`, which may write (in a savepoint when the batch has other members).
+    Checking,
+    /// Writing the event's rows: undone only by rolling the whole batch back.
+    Writing,
+}
+
+/// What undoing a caller's part at `stage` takes.
+fn undo_for(stage: Stage, alone: bool) -> super::group::Undo {
+    use super::group::Undo;
+    match stage {
+        Stage::Reading => Undo::Nothing,
+        Stage::Checking if !alone => Undo::Savepoint,
+        Stage::Checking | Stage::Writing => Undo::Batch,
+    }
+}
+
+/// Ends a recording caller's part in its batch if it panics: its part is undone and the
+/// batch committed for the others (or, past its checks, failed for all).
 struct UndoOnUnwind<'a> {
     group: &'a super::group::Group,
     conn: &'a rusqlite::Connection,
     alone: bool,
+    stage: &'a std::cell::Cell<Stage>,
     armed: bool,
 }
 
@@ -242,7 +264,7 @@ impl Drop for UndoOnUnwind<'_> {
             self.group.undo_member(
                 self.conn,
                 &Error::Internal("a recording panicked".into()),
-                self.alone,
+                undo_for(self.stage.get(), self.alone),
             );
             self.group.finish(self.conn);
         }
@@ -250,7 +272,21 @@ impl Drop for UndoOnUnwind<'_> {
 }
 
 /// One event's rows, inside the recording batch's transaction (see [`Store::record`]).
-fn record_in<F>(tx: &rusqlite::Connection, job: &NewJob, now_ms: i64, check: F) -> Result<Recorded>
+///
+/// Every rule that can refuse the event (a conflict, `check`) runs before its rows are
+/// written, so refusing it undoes nothing or only `check`'s own writes (its savepoint,
+/// opened only when `savepoint`: other members' rows are in the batch). The rows
+/// themselves are written outside any savepoint: a savepoint, like a statement journal,
+/// copies every page it changes first, and a page split made the copies as costly as the
+/// rows. A failure while writing them fails the batch, as a failed commit does.
+fn record_in<F>(
+    tx: &rusqlite::Connection,
+    job: &NewJob,
+    now_ms: i64,
+    check: F,
+    savepoint: bool,
+    stage: &std::cell::Cell<Stage>,
+) -> Result<Recorded>
 where
     F: FnOnce(&Lookup) -> Result<Extras>,
 {
@@ -284,7 +320,15 @@ where
             )))
         };
     }
+    stage.set(Stage::Checking);
+    if savepoint {
+        tx.prepare_cached("SAVEPOINT rec")?.execute([])?;
+    }
     let Extras { effects, extra } = check(&Lookup { tx })?;
+    if savepoint {
+        tx.prepare_cached("RELEASE rec")?.execute([])?;
+    }
+    stage.set(Stage::Writing);
     // OR ROLLBACK (here and for the movements): a statement that may stop half-way with
     // ABORT makes SQLite copy every page it changes into a statement journal first, so it
     // can undo just that statement. Nothing here can break a constraint (the id was looked
@@ -335,36 +379,26 @@ impl Store {
         let conn = self.conn_raw();
         group.waiting.fetch_sub(1, Ordering::AcqRel);
         let batch = group.join(&conn)?;
-        // The batch's first member works in the transaction itself (undone by rolling it
-        // back); later members each in a savepoint, so that undoing one keeps the others.
+        // The batch's first member needs no savepoint even for `check`: undoing its part
+        // is rolling the transaction back.
         let alone = group.is_empty();
-        let savepoint = |sql: &str| -> Result<()> {
-            if !alone {
-                conn.prepare_cached(sql)?.execute([])?;
-            }
-            Ok(())
+        let stage = std::cell::Cell::new(Stage::Reading);
+        // Should it panic, the guard undoes this caller's part and commits the others'
+        // (or fails them) before the writer is unlocked.
+        let mut guard = UndoOnUnwind {
+            group,
+            conn: &conn,
+            alone,
+            stage: &stage,
+            armed: true,
         };
-        let own = match savepoint("SAVEPOINT rec") {
-            Err(e) => Err(e),
-            Ok(()) => {
-                // Should `check` panic, the guard undoes this caller's part and commits the
-                // others' before the writer is unlocked.
-                let mut guard = UndoOnUnwind {
-                    group,
-                    conn: &conn,
-                    alone,
-                    armed: true,
-                };
-                let own = record_in(&conn, job, now_ms, check);
-                guard.armed = false;
-                let own = own.and_then(|r| savepoint("RELEASE rec").map(|_| r));
-                match &own {
-                    Ok(_) => group.add_member(),
-                    Err(e) => group.undo_member(&conn, e, alone),
-                }
-                own
-            }
-        };
+        let own = record_in(&conn, job, now_ms, check, !alone, &stage);
+        guard.armed = false;
+        drop(guard);
+        match &own {
+            Ok(_) => group.add_member(),
+            Err(e) => group.undo_member(&conn, e, undo_for(stage.get(), alone)),
+        }
         if group.leave_to_next() {
             // Another recording caller is about to take the writer: it (or the next one)
             // commits this batch.
