@@ -535,12 +535,19 @@ impl<'de> serde::Deserialize<'de> for StoreItem {
 
 /// A scroll is stopped after this many pages in one run: 2,000,000 items at the 1,000 a page
 /// asked for, twenty times a 100,000-SKU catalog. An endless scroll must not fill the disk.
+/// A products scroll asked for fewer a page (pages over the response cap, `sync::pull`) may
+/// read proportionally more pages: the same 2,000,000 items.
 pub const MAX_SCROLL_PAGES: u32 = 2_000;
+
+/// The page size [`MAX_SCROLL_PAGES`] is counted at.
+const NOMINAL_TAKE: usize = 1_000;
 
 /// What one scroll (one per resource at a time) has served so far.
 #[derive(Default)]
 pub(crate) struct ScrollTrail {
     pages: u32,
+    /// The page limit of this scroll (0: [`MAX_SCROLL_PAGES`]).
+    max_pages: u32,
     seen: std::collections::HashSet<[u8; 32]>,
 }
 
@@ -566,9 +573,10 @@ impl OmniumApi {
             Some(format!(
                 "the {resource} scroll served a page it had already served; stopped (Omnium answers the same page again)"
             ))
-        } else if trail.pages > MAX_SCROLL_PAGES {
+        } else if trail.pages > trail.max_pages.max(MAX_SCROLL_PAGES) {
             Some(format!(
-                "the {resource} scroll went past {MAX_SCROLL_PAGES} pages in one run; stopped"
+                "the {resource} scroll went past {} pages in one run; stopped",
+                trail.max_pages.max(MAX_SCROLL_PAGES)
             ))
         } else {
             None
@@ -630,6 +638,14 @@ impl OmniumApi {
             page::cap::PRODUCTS,
         )?;
         self.track_scroll("Products", true, &page)?;
+        if take < NOMINAL_TAKE {
+            // Smaller pages: as many items as at the nominal size, not as many pages.
+            let pages = (MAX_SCROLL_PAGES as usize * NOMINAL_TAKE / take.max(1)) as u32;
+            let mut scrolls = self.scrolls.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(trail) = scrolls.get_mut("Products") {
+                trail.max_pages = pages;
+            }
+        }
         Ok(page)
     }
 
@@ -870,6 +886,45 @@ mod scroll_tests {
         assert_eq!(
             fake.pages.load(Ordering::SeqCst),
             u64::from(MAX_SCROLL_PAGES) + 1
+        );
+    }
+
+    /// Review (reviewb): a products scroll asked for smaller pages (its pages came over the
+    /// response cap) was still stopped at 2,000 pages, so a full resync of a catalog over
+    /// 2,000 × the smaller size failed; the limit is the same number of items.
+    #[test]
+    fn a_scroll_of_smaller_pages_may_read_as_many_items() {
+        let (api, fake) = api(false);
+        let mut id = api
+            .products_scroll_start(None, &SCOPE, 500)
+            .unwrap()
+            .scroll_id
+            .unwrap();
+        let mut served: u32 = 1;
+        let err = loop {
+            match api.scroll_next::<Product>("Products", &id) {
+                Ok(Some(page)) => {
+                    served += 1;
+                    id = page.scroll_id.unwrap();
+                }
+                Ok(None) => panic!("the fake never expires"),
+                Err(e) => break e,
+            }
+            assert!(served <= 2 * MAX_SCROLL_PAGES + 1, "not stopped");
+        };
+        assert!(err.to_string().contains("4000 pages"), "{err}");
+        assert_eq!(served, 2 * MAX_SCROLL_PAGES);
+        assert_eq!(
+            fake.pages.load(Ordering::SeqCst),
+            2 * u64::from(MAX_SCROLL_PAGES) + 1
+        );
+        // A scroll at the usual size is back to the usual limit.
+        let first = api.products_scroll_start(None, &SCOPE, 1000).unwrap();
+        assert!(first.scroll_id.is_some());
+        assert_eq!(
+            api.scrolls.lock().unwrap()["Products"].max_pages,
+            0,
+            "a new scroll starts at the usual limit"
         );
     }
 }
