@@ -1202,8 +1202,16 @@ fn a_forked_child_does_not_keep_the_database_locked() {
     reopened.expect("the child forked while the client was open does not hold the lock");
 }
 
-/// The inodes this process holds POSIX locks on, from /proc/locks.
-fn posix_locked_inodes() -> std::collections::BTreeSet<u64> {
+/// The inodes of the files in `dir` this process holds POSIX locks on, from /proc/locks.
+/// Only `dir`'s files: the other tests of this binary run on other threads of the same
+/// process and take and drop locks on their own databases meanwhile.
+fn posix_locked_inodes(dir: &Path) -> std::collections::BTreeSet<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let ours: std::collections::BTreeSet<u64> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok()?.metadata().ok())
+        .map(|m| m.ino())
+        .collect();
     let pid = std::process::id().to_string();
     std::fs::read_to_string("/proc/locks")
         .unwrap()
@@ -1215,6 +1223,7 @@ fn posix_locked_inodes() -> std::collections::BTreeSet<u64> {
                 .then(|| f[5].rsplit(':').next()?.parse().ok())
                 .flatten()
         })
+        .filter(|ino| ours.contains(ino))
         .collect()
 }
 
@@ -1236,7 +1245,7 @@ fn opening_never_drops_sqlite_locks_the_process_holds() {
     let client = Client::open(&offline_config(&db)).unwrap();
     client.record_sale(&sale("S-2", 1)).unwrap();
     let shm = std::fs::metadata(side(&db, "-shm")).unwrap().ino();
-    let before = posix_locked_inodes();
+    let before = posix_locked_inodes(dir.path());
     // SQLite keeps a lock on the -shm while the database is open: another process's
     // connection seeing none would truncate the -shm under this one's mapping (SIGBUS).
     assert!(
@@ -1247,7 +1256,7 @@ fn opening_never_drops_sqlite_locks_the_process_holds() {
     let err = open_err(&db);
     assert!(err.to_string().contains("in use"), "{err}");
     assert_eq!(
-        posix_locked_inodes(),
+        posix_locked_inodes(dir.path()),
         before,
         "no lock dropped by the refused open"
     );
@@ -1262,7 +1271,7 @@ fn opening_never_drops_sqlite_locks_the_process_holds() {
     old.release_lock();
     let file = std::fs::metadata(&db).unwrap().ino();
     assert!(
-        posix_locked_inodes().contains(&file),
+        posix_locked_inodes(dir.path()).contains(&file),
         "SQLite holds the database file"
     );
     for _ in 0..3 {
@@ -1271,13 +1280,13 @@ fn opening_never_drops_sqlite_locks_the_process_holds() {
         // (Polled briefly: the check is that the locks are not lost for good, as they
         // were when the header was read through a descriptor that was then closed.)
         let kept = wait_until(Duration::from_secs(2), || {
-            let held = posix_locked_inodes();
+            let held = posix_locked_inodes(dir.path());
             held.contains(&file) && held.contains(&shm)
         });
         assert!(
             kept,
             "the open kept SQLite's locks: {:?} (file {file}, shm {shm})",
-            posix_locked_inodes()
+            posix_locked_inodes(dir.path())
         );
         drop(next);
     }
