@@ -943,3 +943,45 @@ fn a_reception_is_delivered_by_an_omnium_without_the_read_by_id() {
         assert!(used <= 4, "{refused}: {used} searches for 3 SKUs");
     }
 }
+
+/// Review (reviewb): with neither the read by id nor the search answering (404 to both), a
+/// reception without a purchase order took "no level" for a level of 0 and sent the goods
+/// received as Omnium's whole level (4 on hand, 6 received: Omnium ended at 6, not 10). Not
+/// knowing the level, it now waits and is sent once a level can be read.
+#[test]
+fn a_reception_whose_level_cannot_be_read_is_not_sent_as_the_whole_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim();
+    sim.load_catalog(&CatalogSpec {
+        products: 5,
+        ..Default::default()
+    });
+    let sku = sim.sku_ids()[0].clone();
+    sim.set_stock(&sku, "oslo-1", 4.0, 0.0);
+    let client = open(&dir.path().join("pos.db"), &sim, json!({}));
+    assert!(level_pulled(&client, &sku, "\"quantity\":4.0"));
+    sim.inject(
+        Fault::new(FaultKind::Status(404), 100_000)
+            .on_path(&format!("/api/Inventory/{sku}"))
+            .on_method("GET"),
+    );
+    sim.inject(Fault::new(FaultKind::Status(404), 100_000).on_path("/api/Inventory/Search"));
+    client
+        .record_goods_reception(
+            &json!({"id": "GR-NL", "received_at": "2026-11-28T11:00:00+01:00",
+        "lines": [{"sku": sku, "quantity": 6}]})
+            .to_string(),
+        )
+        .unwrap();
+    assert!(client.flush(Duration::from_secs(3)).is_err(), "not sent");
+    assert_eq!(
+        sim.stock(&sku, "oslo-1").unwrap().0,
+        4.0,
+        "Omnium's level kept"
+    );
+    assert_eq!(status(&client)["outbox"]["dead"], 0);
+    sim.clear_faults();
+    let _ = client.sync_now();
+    client.flush(Duration::from_secs(60)).unwrap();
+    assert_eq!(sim.stock(&sku, "oslo-1").unwrap().0, 10.0, "4 + 6");
+}

@@ -720,7 +720,9 @@ impl OmniumApi {
     }
 
     /// Current levels of some SKUs (`POST /api/Inventory/Search` with `productCodes`). An
-    /// answer that is not a page of levels is uncertain (the job asks again later).
+    /// answer that is not a page of levels, or a 404, is uncertain (the job asks again
+    /// later): never "no levels", which a reception would take for a level of 0 and send
+    /// the goods received as Omnium's whole level.
     pub fn inventory_levels(
         &self,
         skus: &[String],
@@ -740,7 +742,12 @@ impl OmniumApi {
                 Failure::Rejected { status: 0, message } => Failure::Uncertain(message),
                 f => f,
             })?
-            .unwrap_or_default();
+            .ok_or_else(|| {
+                Failure::Uncertain(
+                    "stock levels: POST /api/Inventory/Search answered 404; the levels cannot be read"
+                        .into(),
+                )
+            })?;
         Ok(page.items.iter().filter_map(stock_level).collect())
     }
 
