@@ -7,35 +7,11 @@ mod common;
 
 use common::*;
 use flow_omnium::clock::ManualClock;
-use flow_omnium::sim::{CatalogSpec, Fault, FaultBody, FaultKind, Simulator};
+use flow_omnium::sim::{CatalogSpec, Fault, FaultBody, FaultKind};
 use flow_omnium::Client;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
-
-fn route(sim: &Simulator, r: &str) -> u64 {
-    sim.stats().by_route.get(r).copied().unwrap_or(0)
-}
-
-/// Moves the clock by `ms` (a full resync is due every hour), wakes the worker and waits
-/// for the pull run that is then due to finish (every run ends with the orders search).
-fn pull_after(client: &Client, sim: &Simulator, clock: &ManualClock, ms: i64) {
-    let before = route(sim, "POST /api/Orders/Search");
-    clock.advance(ms);
-    client.wake().unwrap();
-    let mut waited = 0;
-    assert!(
-        wait_until(Duration::from_secs(60), || {
-            waited += 1;
-            if waited % 25 == 0 {
-                clock.advance(1_000);
-                let _ = client.wake();
-            }
-            route(sim, "POST /api/Orders/Search") > before && status(client)["pulling"] == false
-        }),
-        "a pull ran after the clock moved {ms} ms"
-    );
-}
 
 fn failure(client: &Client, dataset: &str) -> Option<String> {
     status(client)["failing_datasets"]

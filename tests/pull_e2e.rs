@@ -404,32 +404,6 @@ fn open_clocked(
     Client::open_with_clock(&config(db, &sim.base_url(), overrides), clock).expect("client opens")
 }
 
-fn route(sim: &flow_omnium::sim::Simulator, r: &str) -> u64 {
-    sim.stats().by_route.get(r).copied().unwrap_or(0)
-}
-
-/// Moves the schedule's clock by `ms`, wakes the worker and waits for the pull run that is
-/// then due to finish (every run ends with the orders search).
-fn pull_after(client: &Client, sim: &flow_omnium::sim::Simulator, clock: &ManualClock, ms: i64) {
-    let before = route(sim, "POST /api/Orders/Search");
-    clock.advance(ms);
-    client.wake().unwrap();
-    // On a loaded machine a request may time out and the run be retried after a back-off on
-    // the same clock: time keeps passing (a second at a time) while the test waits.
-    let mut waited = 0;
-    assert!(
-        wait_until(Duration::from_secs(60), || {
-            waited += 1;
-            if waited % 25 == 0 {
-                clock.advance(1_000);
-                let _ = client.wake();
-            }
-            route(sim, "POST /api/Orders/Search") > before && status(client)["pulling"] == false
-        }),
-        "a pull ran after the clock moved {ms} ms"
-    );
-}
-
 /// Pulls (every `ms`) until the catalog holds `skus` SKUs, at most `tries` runs.
 fn pull_until(
     client: &Client,

@@ -255,3 +255,30 @@ pub fn purchase_order_listed(client: &Client, id: &str) -> bool {
             .any(|p| p["id"] == id)
     })
 }
+
+/// Moves the schedule's clock by `ms`, wakes the worker and waits for the pull run that is
+/// then due to finish (every run ends with the orders search).
+pub fn pull_after(
+    client: &Client,
+    sim: &Simulator,
+    clock: &flow_omnium::clock::ManualClock,
+    ms: i64,
+) {
+    let before = route(sim, "POST /api/Orders/Search");
+    clock.advance(ms);
+    client.wake().unwrap();
+    // On a loaded machine a request may time out and the run be retried after a back-off on
+    // the same clock: time keeps passing (a second at a time) while the test waits.
+    let mut waited = 0;
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            waited += 1;
+            if waited % 25 == 0 {
+                clock.advance(1_000);
+                let _ = client.wake();
+            }
+            route(sim, "POST /api/Orders/Search") > before && status(client)["pulling"] == false
+        }),
+        "a pull ran after the clock moved {ms} ms"
+    );
+}
