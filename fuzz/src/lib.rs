@@ -105,7 +105,8 @@ pub fn sale(data: &[u8]) {
     };
     let body = orders::pos_order_json(&sale, &ctx);
     assert_json(&body, "the PosOrders body");
-    let order: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let order: orders::OmniumOrder =
+        serde_json::from_slice(&body).expect("the sale's own order reads as an Omnium order");
     if let Err(e) = orders::matches_sale(&order, &sale, ctx.terminal_id) {
         panic!("the sale's own order read back is not recognised: {e}");
     }
@@ -238,7 +239,7 @@ pub fn pickup(data: &[u8]) {
     let again =
         Pickup::parse(&stored(&value)).expect("an accepted pickup parses from its stored JSON");
     assert_eq!(again, p, "the stored pickup reads back the same");
-    let omnium: Value = serde_json::from_str(OMNIUM_ORDER).expect("sample order");
+    let omnium: orders::OmniumOrder = serde_json::from_str(OMNIUM_ORDER).expect("sample order");
     let mut local = back_office::local_order(&omnium, "NOK");
     if let Ok((status, targets)) = views::apply_pickup(&mut local, &p) {
         assert!(
@@ -486,15 +487,12 @@ pub fn omnium_catalog(data: &[u8]) {
 /// Orders and purchase orders as Omnium sends them (an order fetched after an event, a
 /// search page, a read-back).
 pub fn omnium_orders(data: &[u8]) {
-    let Ok(v) = serde_json::from_slice::<Value>(data) else {
-        return;
-    };
     let sale = recorded_sale();
-    let page = Page::<Value>::parse(data, "fuzz", "orders").unwrap_or_default();
-    for order in page.items.iter().chain([&v]) {
+    let page = Page::<orders::OmniumOrder>::parse(data, "fuzz", "orders").unwrap_or_default();
+    let one = flow_omnium::omnium::page::parse_one::<orders::OmniumOrder>(data, "fuzz", "orders");
+    for order in page.items.iter().chain(one.as_ref().ok()) {
         let _ = back_office::is_for_store(order, "oslo-1", &["oslo-lager".to_string()]);
-        let _ = back_office::modified_ms(order);
-        let _ = back_office::local_purchase_order(order).to_string();
+        let _ = order.modified_ms();
         let _ = orders::is_canceled(order);
         let _ = orders::has_return(order, "R-1");
         let _ = orders::line_is_canceled(order, "1");
@@ -507,6 +505,12 @@ pub fn omnium_orders(data: &[u8]) {
                 let _ = views::apply_pickup(&mut local, &p);
             }
         }
+    }
+    let pos = Page::<back_office::OmniumPurchaseOrder>::parse(data, "fuzz", "purchase_orders")
+        .unwrap_or_default();
+    for po in &pos.items {
+        let _ = po.modified_ms();
+        let _ = back_office::local_purchase_order(po).to_string();
     }
 }
 
@@ -624,15 +628,17 @@ pub fn omnium_http(data: &[u8]) {
         12 => drop(api.get_customer("C-1")),
         13 => drop(api.invoice_has_file("RC-1", "RC-1.pdf")),
         14 => drop(api.process_goods_reception("D-1", "GR-1", &json!([]))),
-        _ => drop(api.search_for_store(&back_office::StoreSearch {
-            resource: "Orders",
-            store_ids: &["oslo-1".to_string()],
-            order_type: Some("ClickAndCollect"),
-            from_ms: Some(0),
-            page: 0,
-            take: 100,
-            open_only: false,
-        })),
+        _ => drop(
+            api.search_for_store::<orders::OmniumOrder>(&back_office::StoreSearch {
+                resource: "Orders",
+                store_ids: &["oslo-1".to_string()],
+                order_type: Some("ClickAndCollect"),
+                from_ms: Some(0),
+                page: 0,
+                take: 100,
+                open_only: false,
+            }),
+        ),
     }
 }
 

@@ -172,15 +172,29 @@ pub struct Product {
     pub is_deleted: Option<bool>,
     pub status: Option<String>,
     pub market_ids: Option<Vec<Option<String>>>,
+    #[serde(deserialize_with = "categories_skipping_nulls")]
     pub categories: Option<Vec<ProductCategory>>,
     pub category_ids: Option<Vec<Option<String>>>,
+    #[serde(deserialize_with = "assets_skipping_nulls")]
     pub assets: Option<Vec<Asset>>,
     pub main_image_url: Option<String>,
     pub cost: Option<f64>,
     pub cost_currency: Option<String>,
+    #[serde(deserialize_with = "variants_skipping_nulls")]
     pub variants: Option<Vec<Product>>,
+    #[serde(deserialize_with = "prices_skipping_nulls")]
     pub prices: Option<Vec<Price>>,
     pub modified: Option<String>,
+}
+
+// A `null` inside a product's lists is skipped (and logged once per page), never a failed
+// page: the rest of the product and of the page applies. (Lists of text, `gtins`,
+// `marketIds`, `categoryIds`, already take a null as "none".)
+page::null_skipping! {
+    categories_skipping_nulls => "categories",
+    assets_skipping_nulls => "assets",
+    variants_skipping_nulls => "variants",
+    prices_skipping_nulls => "prices",
 }
 
 impl Product {

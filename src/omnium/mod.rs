@@ -700,17 +700,21 @@ impl OmniumApi {
         }
     }
 
-    /// `GET /api/Orders/{id}`; `None` on 404.
-    pub fn get_order(&self, order_id: &str) -> Result<Option<Value>, Failure> {
+    /// `GET /api/Orders/{id}`; `None` on 404. Read typed (only what the till reads of an
+    /// order); an answer that is not such an order (a field of another type, named, never
+    /// quoted) is uncertain: whether a sale, return or cancellation landed cannot be told
+    /// from it, so the caller asks again later.
+    pub fn get_order(&self, order_id: &str) -> Result<Option<orders::OmniumOrder>, Failure> {
         let path = format!("/api/Orders/{}", encode_component(order_id));
-        let resp = self.send("GET", &path, None)?;
-        if resp.status == 404 {
+        let Some(resp) = self.fetch("GET", &path, None, page::cap::DEFAULT)? else {
             return Ok(None);
-        }
-        classify(&resp, &format!("GET {path}"))?;
-        serde_json::from_slice(&resp.body)
+        };
+        page::parse_one(&resp.body, "GET /api/Orders/{id}", "orders")
             .map(Some)
-            .map_err(|e| Failure::Uncertain(format!("GET {path}: response is not JSON: {e}")))
+            .map_err(|f| match f {
+                Failure::Rejected { message, .. } => Failure::Uncertain(message),
+                f => f,
+            })
     }
 
     /// `POST /api/Returns/{orderId}/Return`.

@@ -5,8 +5,135 @@ use crate::model::money::{
     exact_line_total, minor_digits, round_half_away, Decimal, ScaledDecimal,
 };
 use crate::model::{Return, Sale};
-use serde::Serialize;
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
+use serde_json::Number;
+
+/// An order as Omnium sends it (`OmniumOrder`: an order search's page, `GET /api/Orders/{id}`,
+/// the orders for a pickup point), holding only what the till reads: what an inbound order
+/// shows (CONTRACT §5), where it is picked up, and what tells a read-back sale, return or
+/// cancellation from another. Other fields are skipped unread; a field read here with
+/// another type fails the read, named, never quoted (it may be personal data). Numbers the
+/// till hands on as Omnium wrote them (`quantity`) stay JSON numbers, so `2` stays `2`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct OmniumOrder {
+    pub id: Option<String>,
+    pub order_type: Option<String>,
+    pub status: Option<String>,
+    pub store_id: Option<String>,
+    pub customer_id: Option<String>,
+    pub customer_name: Option<String>,
+    pub customer_email: Option<String>,
+    pub customer_phone: Option<String>,
+    pub billing_address: Option<NamedAddress>,
+    pub billing_currency: Option<String>,
+    pub customer_pickup_deadline: Option<String>,
+    pub created: Option<String>,
+    pub modified: Option<String>,
+    pub order_form: Option<OmniumOrderForm>,
+    #[serde(deserialize_with = "shipments_skipping_nulls")]
+    pub shipments: Option<Vec<OmniumShipment>>,
+    #[serde(deserialize_with = "properties_skipping_nulls")]
+    pub properties: Option<Vec<OmniumProperty>>,
+    #[serde(deserialize_with = "return_forms_skipping_nulls")]
+    pub return_order_forms: Option<Vec<OmniumReturnForm>>,
+}
+
+/// An address of which the till reads the name (`billingAddress`).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct NamedAddress {
+    pub name: Option<String>,
+}
+
+/// `OmniumOrderForm`: lines, payments, shipments, total.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct OmniumOrderForm {
+    #[serde(deserialize_with = "lines_skipping_nulls")]
+    pub line_items: Option<Vec<OmniumOrderLine>>,
+    #[serde(deserialize_with = "payments_skipping_nulls")]
+    pub payments: Option<Vec<OmniumPayment>>,
+    #[serde(deserialize_with = "shipments_skipping_nulls")]
+    pub shipments: Option<Vec<OmniumShipment>>,
+    pub total: Option<f64>,
+}
+
+/// `OmniumOrderLine`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct OmniumOrderLine {
+    pub line_item_id: Option<String>,
+    pub code: Option<String>,
+    pub display_name: Option<String>,
+    pub quantity: Option<Number>,
+    pub placed_price: Option<Number>,
+    pub discounted: Option<f64>,
+    pub canceled_quantity: Option<f64>,
+    pub delivered_quantity: Option<f64>,
+    pub ready_for_pickup_quantity: Option<f64>,
+}
+
+/// `OmniumPayment`: what tells a read-back sale's payments from another's.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct OmniumPayment {
+    pub id: Option<String>,
+    pub amount: Option<f64>,
+}
+
+/// `OmniumShipment`: where the order is picked up.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct OmniumShipment {
+    pub pick_up_warehouse_code: Option<String>,
+}
+
+/// `OmniumProperty`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct OmniumProperty {
+    pub key: Option<String>,
+    pub value: Option<String>,
+}
+
+/// A return form on an order: its RMA number.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct OmniumReturnForm {
+    pub rma_number: Option<String>,
+}
+
+// A `null` inside an order's lists is skipped and logged, like a product's.
+super::page::null_skipping! {
+    shipments_skipping_nulls => "shipments",
+    properties_skipping_nulls => "properties",
+    return_forms_skipping_nulls => "returnOrderForms",
+    lines_skipping_nulls => "lineItems",
+    payments_skipping_nulls => "payments",
+}
+
+impl OmniumOrder {
+    /// The order form's lines (none when it has no form or no lines).
+    pub fn lines(&self) -> &[OmniumOrderLine] {
+        self.order_form
+            .as_ref()
+            .and_then(|f| f.line_items.as_deref())
+            .unwrap_or_default()
+    }
+
+    /// Omnium's `modified`, unix ms.
+    pub fn modified_ms(&self) -> Option<i64> {
+        self.modified
+            .as_deref()
+            .and_then(super::catalog::time_str_ms)
+    }
+}
+
+/// A value as JSON text (`null`, `"SKU-9"`, `3`), for a conflict's description.
+fn json_text<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
 
 /// What the mapping needs from the configuration.
 pub struct OrderContext<'a> {
@@ -165,90 +292,97 @@ fn gross_roundoff(sale: &Sale) -> ScaledDecimal {
 /// till has one), lines (id, SKU, quantity, unit price) and payments (id, amount). Another
 /// till's order under the same id is never taken for ours. `Err` describes the difference
 /// (a conflict, reported on the job).
-pub fn matches_sale(order: &Value, sale: &Sale, terminal_id: Option<&str>) -> Result<(), String> {
+pub fn matches_sale(
+    order: &OmniumOrder,
+    sale: &Sale,
+    terminal_id: Option<&str>,
+) -> Result<(), String> {
     let conflict = |what: String| {
         Err(format!(
             "conflict: Omnium already holds an order {:?} that is not this sale ({what})",
             sale.id
         ))
     };
-    let store = order["storeId"].as_str().unwrap_or("");
+    let store = order.store_id.as_deref().unwrap_or("");
     if store != sale.store_id {
         return conflict(format!("store {store:?}, not {:?}", sale.store_id));
     }
     if let Some(ours) = terminal_id {
-        let theirs = order["properties"]
-            .as_array()
-            .into_iter()
+        let theirs = order
+            .properties
+            .iter()
             .flatten()
-            .find(|p| p["key"] == "flowTerminalId")
-            .and_then(|p| p["value"].as_str());
+            .find(|p| p.key.as_deref() == Some("flowTerminalId"))
+            .and_then(|p| p.value.as_deref());
         if theirs != Some(ours) {
             return conflict(format!("terminal {theirs:?}, not {ours:?}"));
         }
     }
     let unit = 10f64.powi(minor_digits(&sale.currency) as i32);
-    let same_money = |v: &Value, minor: i64| {
-        v.as_f64()
-            .is_some_and(|x| (x * unit - minor as f64).abs() < 0.5)
-    };
-    let lines = order["orderForm"]["lineItems"].as_array();
+    let same_money =
+        |v: Option<f64>, minor: i64| v.is_some_and(|x| (x * unit - minor as f64).abs() < 0.5);
+    let lines = order.lines();
     for l in &sale.lines {
         let Some(theirs) = lines
-            .into_iter()
-            .flatten()
-            .find(|t| t["lineItemId"].as_str() == Some(l.line_id.as_str()))
+            .iter()
+            .find(|t| t.line_item_id.as_deref() == Some(l.line_id.as_str()))
         else {
             return conflict(format!("no line {:?}", l.line_id));
         };
-        let quantity_ok = theirs["quantity"]
-            .as_f64()
+        let quantity_ok = theirs
+            .quantity
+            .as_ref()
+            .and_then(Number::as_f64)
             .is_some_and(|q| (q - l.quantity).abs() < 1e-9);
-        if theirs["code"].as_str() != Some(l.sku.as_str())
+        if theirs.code.as_deref() != Some(l.sku.as_str())
             || !quantity_ok
-            || !same_money(&theirs["placedPrice"], l.unit_price)
+            || !same_money(
+                theirs.placed_price.as_ref().and_then(Number::as_f64),
+                l.unit_price,
+            )
         {
             return conflict(format!(
                 "line {:?}: {} × {} at {}, not {} × {} at {} minor units",
                 l.line_id,
-                theirs["quantity"],
-                theirs["code"],
-                theirs["placedPrice"],
+                json_text(&theirs.quantity),
+                json_text(&theirs.code),
+                json_text(&theirs.placed_price),
                 l.quantity,
                 l.sku,
                 l.unit_price
             ));
         }
     }
-    let their_lines = lines.map_or(0, Vec::len);
+    let their_lines = lines.len();
     if their_lines != sale.lines.len() {
         return conflict(format!("{their_lines} line(s), not {}", sale.lines.len()));
     }
-    let payments = order["orderForm"]["payments"].as_array();
-    if payments.map_or(0, Vec::len) != sale.payments.len() {
+    let payments = order
+        .order_form
+        .as_ref()
+        .and_then(|f| f.payments.as_deref())
+        .unwrap_or_default();
+    if payments.len() != sale.payments.len() {
         return conflict(format!(
             "{} payment(s), not {}",
-            payments.map_or(0, Vec::len),
+            payments.len(),
             sale.payments.len()
         ));
     }
     for p in &sale.payments {
         let found = payments
-            .into_iter()
-            .flatten()
-            .find(|t| t["id"].as_str() == Some(p.id.as_str()));
-        if !found.is_some_and(|t| same_money(&t["amount"], p.amount)) {
+            .iter()
+            .find(|t| t.id.as_deref() == Some(p.id.as_str()));
+        if !found.is_some_and(|t| same_money(t.amount, p.amount)) {
             return conflict(format!("payment {:?} differs", p.id));
         }
     }
-    let mut theirs: Vec<(&str, &str)> = order["orderForm"]["lineItems"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let mut theirs: Vec<(&str, &str)> = lines
+        .iter()
         .map(|l| {
             (
-                l["lineItemId"].as_str().unwrap_or(""),
-                l["code"].as_str().unwrap_or(""),
+                l.line_item_id.as_deref().unwrap_or(""),
+                l.code.as_deref().unwrap_or(""),
             )
         })
         .collect();
@@ -334,33 +468,33 @@ pub fn return_json(ret: &Return, store_id: &str, currency: &str) -> Vec<u8> {
 }
 
 /// Whether the order holds a return form with this RMA number.
-pub fn has_return(order: &Value, rma_number: &str) -> bool {
-    order["returnOrderForms"]
-        .as_array()
-        .into_iter()
+pub fn has_return(order: &OmniumOrder, rma_number: &str) -> bool {
+    order
+        .return_order_forms
+        .iter()
         .flatten()
-        .any(|f| f["rmaNumber"].as_str() == Some(rma_number))
+        .any(|f| f.rma_number.as_deref() == Some(rma_number))
 }
 
 /// The status a whole-order cancellation sets.
 pub const CANCELED_STATUS: &str = "OrderCanceled";
 
-pub fn is_canceled(order: &Value) -> bool {
-    order["status"]
-        .as_str()
+pub fn is_canceled(order: &OmniumOrder) -> bool {
+    order
+        .status
+        .as_deref()
         .is_some_and(|s| s.starts_with("OrderCanceled") || s == "Canceled" || s == "Cancelled")
 }
 
 /// Whether the order's line is cancelled in full.
-pub fn line_is_canceled(order: &Value, line_item_id: &str) -> bool {
-    order["orderForm"]["lineItems"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|l| l["lineItemId"].as_str() == Some(line_item_id))
+pub fn line_is_canceled(order: &OmniumOrder, line_item_id: &str) -> bool {
+    order
+        .lines()
+        .iter()
+        .find(|l| l.line_item_id.as_deref() == Some(line_item_id))
         .is_some_and(|l| {
-            let q = l["quantity"].as_f64().unwrap_or(0.0);
-            let c = l["canceledQuantity"].as_f64().unwrap_or(0.0);
+            let q = l.quantity.as_ref().and_then(Number::as_f64).unwrap_or(0.0);
+            let c = l.canceled_quantity.unwrap_or(0.0);
             q > 0.0 && c >= q
         })
 }
@@ -369,6 +503,11 @@ pub fn line_is_canceled(order: &Value, line_item_id: &str) -> bool {
 mod tests {
     use super::*;
     use crate::model::{Defaults, Sale};
+    use serde_json::Value;
+
+    fn typed(v: &Value) -> OmniumOrder {
+        serde_json::from_value(v.clone()).unwrap()
+    }
 
     #[test]
     fn weighed_lines_carry_their_rounding_into_gross_roundoff() {
@@ -433,8 +572,8 @@ mod tests {
         assert_eq!(v["orderForm"]["lineItems"][0]["code"], "SKU-1");
         assert_eq!(v["orderForm"]["payments"][0]["transactionType"], "Sale");
         assert_eq!(v["orderForm"]["payments"][0]["transactionId"], "S-1-P-1");
-        assert!(matches_sale(&v, &sale(), Some("t01")).is_ok());
-        assert!(matches_sale(&v, &sale(), None).is_ok());
+        assert!(matches_sale(&typed(&v), &sale(), Some("t01")).is_ok());
+        assert!(matches_sale(&typed(&v), &sale(), None).is_ok());
     }
 
     /// Issue 8 defect 10: another till's order under the same id is never taken for ours.
@@ -451,7 +590,7 @@ mod tests {
         let differs = |f: &dyn Fn(&mut Value)| {
             let mut other = v.clone();
             f(&mut other);
-            let r = matches_sale(&other, &sale(), Some("t01"));
+            let r = matches_sale(&typed(&other), &sale(), Some("t01"));
             assert!(
                 r.as_ref().is_err_and(|m| m.starts_with("conflict")),
                 "{r:?}"

@@ -89,6 +89,107 @@ struct Wrapper<'a> {
     scroll_id: Option<String>,
 }
 
+/// Lists inside an item whose `null` elements are skipped, not a failed page: a product's
+/// variants, prices, categories, images; an order's lines, shipments, payments. Each skip is
+/// counted under the list's field name and logged once per page by [`Page::parse`] or
+/// [`parse_one`] (`products: POST /api/Products/Scroll: 2 null element(s) in `variants`
+/// skipped`). Use as `#[serde(deserialize_with = "…")]` through [`null_skipping!`].
+pub mod nulls {
+    use serde::de::{Deserialize, Deserializer, SeqAccess, Visitor};
+    use std::cell::RefCell;
+    use std::marker::PhantomData;
+
+    thread_local! {
+        /// Nulls skipped on this thread since the last [`take`], by field name.
+        static SKIPPED: RefCell<Vec<(&'static str, usize)>> = const { RefCell::new(Vec::new()) };
+    }
+
+    fn note(field: &'static str, n: usize) {
+        SKIPPED.with(|s| {
+            let mut s = s.borrow_mut();
+            match s.iter_mut().find(|(f, _)| *f == field) {
+                Some((_, count)) => *count += n,
+                None => s.push((field, n)),
+            }
+        });
+    }
+
+    /// The nulls skipped since the last call, by field name (and forgets them).
+    pub fn take() -> Vec<(&'static str, usize)> {
+        SKIPPED.with(|s| std::mem::take(&mut *s.borrow_mut()))
+    }
+
+    struct List<T>(&'static str, PhantomData<T>);
+
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for List<T> {
+        type Value = Option<Vec<T>>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a list")
+        }
+
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_seq(self)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
+            let mut skipped = 0;
+            while let Some(item) = seq.next_element::<Option<T>>()? {
+                match item {
+                    Some(item) => out.push(item),
+                    None => skipped += 1,
+                }
+            }
+            if skipped > 0 {
+                note(self.0, skipped);
+            }
+            Ok(Some(out))
+        }
+    }
+
+    /// An optional list whose `null` elements are skipped and counted under `field`.
+    pub fn skip<'de, D, T>(d: D, field: &'static str) -> Result<Option<Vec<T>>, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: Deserialize<'de>,
+    {
+        d.deserialize_option(List(field, PhantomData))
+    }
+}
+
+/// Defines `fn $name` for `#[serde(deserialize_with = "$name")]` on an `Option<Vec<T>>`
+/// field: its `null` elements are skipped and counted under `$field` ([`nulls`]).
+macro_rules! null_skipping {
+    ($($name:ident => $field:literal),* $(,)?) => {
+        $(
+            fn $name<'de, D, T>(d: D) -> Result<Option<Vec<T>>, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+                T: serde::Deserialize<'de>,
+            {
+                $crate::omnium::page::nulls::skip(d, $field)
+            }
+        )*
+    };
+}
+pub(crate) use null_skipping;
+
+/// Logs the nulls [`nulls`] skipped while a body was read (once per body, by field).
+fn log_skipped_nulls(what: &str, data_set: &str) {
+    for (field, n) in nulls::take() {
+        log::warn!("{data_set}: {what}: {n} null element(s) in `{field}` skipped");
+    }
+}
+
 /// Why a body is not a page of `T`.
 fn refused(message: String) -> Failure {
     Failure::Rejected { status: 0, message }
@@ -130,8 +231,10 @@ impl<T: DeserializeOwned> Page<T> {
         if !raw.starts_with('[') {
             return Err(not_a_page());
         }
+        nulls::take();
         let items: Vec<T> = serde_json::from_str(raw)
             .map_err(|e| syntax(&e, raw.as_bytes(), what, data_set, prefix))?;
+        log_skipped_nulls(what, data_set);
         use sha2::{Digest, Sha256};
         Ok(Page {
             items,
@@ -153,7 +256,10 @@ pub fn parse_one<T: DeserializeOwned>(
             "{data_set}: {what}: the answer nests deeper than {MAX_DEPTH} levels (at byte {depth}); not read"
         )));
     }
-    serde_json::from_slice(body).map_err(|e| syntax(&e, body, what, data_set, ""))
+    nulls::take();
+    let one = serde_json::from_slice(body).map_err(|e| syntax(&e, body, what, data_set, ""))?;
+    log_skipped_nulls(what, data_set);
+    Ok(one)
 }
 
 /// The error for a body serde refused: the field's path and what was expected, never the

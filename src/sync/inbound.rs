@@ -3,9 +3,10 @@
 
 use super::{now_ms, policy, rfc3339, Sync};
 use crate::omnium::back_office::{self, is_cancel_status, local_customer, local_order};
+use crate::omnium::orders::OmniumOrder;
 use crate::omnium::Failure;
 use crate::store::{FetchQueue, OrderChange};
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// Fetches done per worker round, so a burst of events never starves the outbox.
 const FETCHES_PER_ROUND: usize = 20;
@@ -17,11 +18,11 @@ const REFETCH_AFTER_MS: i64 = 500;
 /// Stores an order read from Omnium and tells the POS what changed. POS orders are
 /// skipped. An order that is not this store's (sold or picked up here, CONTRACT §9 rule 16)
 /// is skipped too, and leaves the till if it was here: it moved to another store.
-pub fn apply_order(sync: &Sync, order: &Value) {
-    let Some(id) = order["id"].as_str() else {
+pub fn apply_order(sync: &Sync, order: &OmniumOrder) {
+    let Some(id) = order.id.as_deref() else {
         return;
     };
-    let order_type = order["orderType"].as_str().unwrap_or("");
+    let order_type = order.order_type.as_deref().unwrap_or("");
     if order_type.eq_ignore_ascii_case("Pos") {
         return;
     }
@@ -30,12 +31,12 @@ pub fn apply_order(sync: &Sync, order: &Value) {
             Ok(Some(_)) => {
                 log::info!(
                     "order {id:?} moved to store {:?}: it leaves this till",
-                    order["storeId"].as_str().unwrap_or("")
+                    order.store_id.as_deref().unwrap_or("")
                 );
                 sync.events.push(json!({
                     "type": "order.updated", "order_id": id, "order_type": order_type,
-                    "status": order["status"], "removed": true, "reason": "moved",
-                    "store_id": order["storeId"], "at": rfc3339(now_ms()),
+                    "status": order.status, "removed": true, "reason": "moved",
+                    "store_id": order.store_id, "at": rfc3339(now_ms()),
                 }));
             }
             Ok(None) => {}
@@ -43,7 +44,7 @@ pub fn apply_order(sync: &Sync, order: &Value) {
         }
         return;
     }
-    let status = order["status"].as_str().unwrap_or("");
+    let status = order.status.as_deref().unwrap_or("");
     let local = local_order(order, &sync.ctx.currency);
     let cancelled = is_cancel_status(status);
     let change = sync.store.put_inbound_order(
@@ -51,7 +52,7 @@ pub fn apply_order(sync: &Sync, order: &Value) {
         order_type,
         status,
         &local.to_string(),
-        back_office::modified_ms(order),
+        order.modified_ms(),
         cancelled,
     );
     let change = match change {
@@ -75,7 +76,7 @@ pub fn apply_order(sync: &Sync, order: &Value) {
     sync.events.push(json!({
         "type": kind, "order_id": id, "order_type": order_type, "status": status, "at": rfc3339(now_ms()),
     }));
-    if let Some(customer) = order["customerId"].as_str().filter(|c| !c.is_empty()) {
+    if let Some(customer) = order.customer_id.as_deref().filter(|c| !c.is_empty()) {
         if let Err(e) = sync.store.queue_customer_fetch(customer, now_ms()) {
             log::error!("cannot queue customer {customer:?}: {e}");
         }

@@ -17,7 +17,9 @@
 
 use super::{now_ms, rfc3339, Sync, SyncContext};
 use crate::model::catalog::CatalogProduct;
+use crate::omnium::back_office::OmniumPurchaseOrder;
 use crate::omnium::catalog::{self, CatalogScope, InventoryItem, MarketInfo, Page, Product};
+use crate::omnium::orders::OmniumOrder;
 use crate::omnium::Failure;
 use crate::store::CursorAdvance;
 use serde_json::json;
@@ -131,6 +133,30 @@ const ORDER_TYPES: [&str; 2] = ["ClickAndCollect", "Online"];
 
 /// The order passes of a run: each of [`ORDER_TYPES`], then the orders picked up here.
 const ORDER_PASSES: usize = ORDER_TYPES.len() + 1;
+
+/// An item of an order or purchase-order search: what paging and a full resync read of it.
+trait SearchItem {
+    fn id(&self) -> Option<&str>;
+    fn modified_ms(&self) -> Option<i64>;
+}
+
+impl SearchItem for OmniumOrder {
+    fn id(&self) -> Option<&str> {
+        self.id.as_deref()
+    }
+    fn modified_ms(&self) -> Option<i64> {
+        OmniumOrder::modified_ms(self)
+    }
+}
+
+impl SearchItem for OmniumPurchaseOrder {
+    fn id(&self) -> Option<&str> {
+        self.id.as_deref()
+    }
+    fn modified_ms(&self) -> Option<i64> {
+        OmniumPurchaseOrder::modified_ms(self)
+    }
+}
 
 /// Pages of the orders picked up here read in one run; the next run continues.
 const MAX_PICKUP_PAGES: u32 = 100;
@@ -483,26 +509,20 @@ impl Puller {
         &mut self,
         sync: &Sync,
         first: bool,
-        items: &[serde_json::Value],
+        items: &[impl SearchItem],
         from: Option<i64>,
     ) -> Option<i64> {
         if first {
             self.search_date = sync.api.answer_date_ms();
             self.note_full_read(sync, self.search_date);
         }
-        let stamps: Vec<Option<i64>> = items
-            .iter()
-            .map(crate::omnium::back_office::modified_ms)
-            .collect();
+        let stamps: Vec<Option<i64>> = items.iter().map(SearchItem::modified_ms).collect();
         self.search_unsorted |= !in_modified_order(&stamps, from);
         let newest = stamps.iter().flatten().copied().max();
         self.search_max = self.search_max.max(newest);
         if self.full {
-            self.seen_ids.extend(
-                items
-                    .iter()
-                    .filter_map(|o| o["id"].as_str().map(str::to_string)),
-            );
+            self.seen_ids
+                .extend(items.iter().filter_map(|o| o.id().map(str::to_string)));
         }
         newest
     }
@@ -531,46 +551,49 @@ impl Puller {
         let from = from.filter(|_| !self.full);
         let first = self.search_key.is_none() && self.search_page == 0;
         let from = self.search_key.or(from);
-        let page = sync
-            .api
-            .search_for_store(&crate::omnium::back_office::StoreSearch {
-                resource,
-                store_ids: &stores,
-                order_type,
-                from_ms: from,
-                page: self.search_page,
-                take: SEARCH_TAKE,
-                open_only: self.full && dataset == Dataset::Orders,
-            })?;
-        let newest = self.note_search_page(sync, first, &page.items, from);
-        if dataset == Dataset::Orders {
+        let search = crate::omnium::back_office::StoreSearch {
+            resource,
+            store_ids: &stores,
+            order_type,
+            from_ms: from,
+            page: self.search_page,
+            take: SEARCH_TAKE,
+            open_only: self.full && dataset == Dataset::Orders,
+        };
+        let (count, newest) = if dataset == Dataset::Orders {
+            let page = sync.api.search_for_store::<OmniumOrder>(&search)?;
+            let newest = self.note_search_page(sync, first, &page.items, from);
             for order in &page.items {
                 super::inbound::apply_order(sync, order);
             }
+            (page.items.len(), newest)
         } else {
+            let page = sync.api.search_for_store::<OmniumPurchaseOrder>(&search)?;
+            let newest = self.note_search_page(sync, first, &page.items, from);
             let pos: Vec<_> = page
                 .items
                 .iter()
                 .filter_map(|p| {
                     Some((
-                        p["id"].as_str()?.to_string(),
-                        p["status"].as_str().map(str::to_string),
+                        p.id.clone()?,
+                        p.status.clone(),
                         crate::omnium::back_office::local_purchase_order(p).to_string(),
-                        crate::omnium::back_office::modified_ms(p),
+                        p.modified_ms(),
                     ))
                 })
                 .collect();
             sync.store
                 .put_purchase_orders(&pos, None)
                 .map_err(storage)?;
-        }
+            (page.items.len(), newest)
+        };
         // Keyset paging in `modified` order: the next page starts at this page's newest
         // `modified` (its ties are read again), so an order modified meanwhile (it moves to
         // the end) never shifts an unread one onto a page already read. A page made
         // entirely of one `modified` pages on by offset within it; so does a search whose
         // pages came out of `modified` order, and its cursor then stays where it was (the
         // next run reads the window again rather than skip what an offset shift hid).
-        let full = page.items.len() >= SEARCH_TAKE as usize;
+        let full = count >= SEARCH_TAKE as usize;
         let capped = (self.search_page + 2) * SEARCH_TAKE > 10_000;
         let done = !full || capped;
         if done {

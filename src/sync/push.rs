@@ -555,7 +555,7 @@ fn deliver_pickup(
             p.order_id, p.id
         ))
     })?;
-    let status = order["status"].as_str().unwrap_or("");
+    let status = order.status.as_deref().unwrap_or("");
     // Already there (an earlier try landed, its answer lost): nothing to send.
     let reached = match p.status {
         PickupStatus::PickedUp if p.lines.is_none() => {
@@ -610,7 +610,7 @@ fn deliver_pickup(
             )?;
         }
         (status, _) => {
-            if order["status"].as_str() != Some(status.omnium_status()) {
+            if order.status.as_deref() != Some(status.omnium_status()) {
                 api.update_order_status(&p.order_id, status.omnium_status())?;
             }
         }
