@@ -1147,8 +1147,12 @@ fn record_during_sync(sim: &mut ChildSim, dir: &Path) -> RecordRun {
     let idle: Vec<f64> = (0..DRAIN_JOBS)
         .map(|i| record_one(c, &format!("Q-{i:06}")).0)
         .collect();
-    let counter = Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .expect("a read-only look at the database");
+    // The catalog lives in its own file beside the database.
+    let counter = Connection::open_with_flags(
+        flow_omnium::store::catalog_path(&db),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .expect("a read-only look at the database");
     let local_skus = || -> usize {
         counter
             .query_row("SELECT count(*) FROM product", [], |r| r.get::<_, i64>(0))

@@ -355,9 +355,12 @@ fn build_db(db: &Path, want_skus: usize) {
 
 /// The sellable SKUs as the queries need them, read back from the database.
 fn read_skus(db: &Path) -> Vec<Sku> {
-    let conn =
-        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .expect("open");
+    // The catalog lives in its own file beside the database.
+    let conn = rusqlite::Connection::open_with_flags(
+        flow_omnium::store::catalog_path(db),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .expect("open");
     let mut stmt = conn
         .prepare("SELECT sku, name, brand, ean, category_ids FROM product WHERE active = 1 ORDER BY rowid")
         .expect("prepare");
@@ -403,6 +406,9 @@ fn main() {
             .expect("build the database in a child");
         assert!(status.success(), "building the database failed");
     }
+    // Opened once first: a kept database of an older version moves its catalog to its own
+    // file, which the reads below use.
+    drop(Store::open(&db).expect("open the database"));
     let products = read_skus(&db);
 
     let config = json!({
@@ -419,8 +425,9 @@ fn main() {
         unsafe { fo_client_open(config.as_ptr(), &mut client) },
         "fo_client_open",
     );
+    // The bare queries run on the catalog's own file.
     let floor_conn = rusqlite::Connection::open_with_flags(
-        &db,
+        flow_omnium::store::catalog_path(&db),
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .expect("floor connection");

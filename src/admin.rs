@@ -317,7 +317,7 @@ impl Admin {
                 "by_kind": by_kind,
             },
             "last_push_at": time(state_ms("last_push_at")?),
-            "last_pull_at": time(state_ms("last_pull_at")?),
+            "last_pull_at": time(self.store.last_pull_at()?),
         }))
     }
 
@@ -480,12 +480,18 @@ impl Admin {
 
     /// The catalog the till reads offline: counts and when each data set was pulled.
     pub fn catalog_stats(&self) -> Result<Value> {
-        let conn = self.store.conn();
+        // On a reader: the catalog file is attached there (its tables and its cursors).
+        self.store.read(|conn| {
         let count = |sql: &str| -> Result<i64> { Ok(conn.query_row(sql, [], |r| r.get(0))?) };
         let mut datasets = Vec::new();
-        let mut stmt = conn.prepare(
-            "SELECT dataset, high_water_ms, last_pull_at, settled FROM pull_cursor ORDER BY dataset",
-        )?;
+        let catalog_cursors = if crate::store::catalog_file::attached(conn)? {
+            " UNION ALL SELECT dataset, high_water_ms, last_pull_at, settled FROM catalog_cursor"
+        } else {
+            ""
+        };
+        let mut stmt = conn.prepare(&format!(
+            "SELECT dataset, high_water_ms, last_pull_at, settled FROM pull_cursor{catalog_cursors} ORDER BY dataset",
+        ))?;
         let rows = stmt.query_map([], |r| {
             Ok(json!({
                 "dataset": r.get::<_, String>(0)?,
@@ -511,6 +517,7 @@ impl Admin {
             "customers": count("SELECT COUNT(*) FROM customer")?,
             "datasets": datasets,
         }))
+        })
     }
 
     /// Stock of a SKU in the given warehouses (every warehouse the database knows for it
@@ -541,10 +548,12 @@ impl Admin {
         } else {
             "PRAGMA quick_check(20)"
         };
-        let conn = self.store.conn();
-        let mut stmt = conn.prepare(pragma)?;
-        let rows = stmt.query_map([], |r| r.get(0))?;
-        Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
+        // On a reader: the catalog file is attached there, and the check covers both files.
+        self.store.read(|conn| {
+            let mut stmt = conn.prepare(pragma)?;
+            let rows = stmt.query_map([], |r| r.get(0))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
+        })
     }
 
     /// Changes since `since`: jobs recorded, delivered, retried or dead, inbound orders
@@ -600,7 +609,11 @@ impl Admin {
                     r.get(0)
                 })
                 .optional()?;
-            let ms = v.and_then(|v| v.parse::<i64>().ok());
+            let mut ms = v.and_then(|v| v.parse::<i64>().ok());
+            if key == "last_pull_at" {
+                // The catalog's pulls stamp the catalog file (read on a reader: `conn` is held).
+                ms = ms.max(self.store.catalog_last_pull_at()?);
+            }
             let old = if key == "last_push_at" {
                 &mut mark.last_push_ms
             } else {

@@ -138,6 +138,16 @@ impl Client {
                 "lost": d.lost,
             }));
         }
+        if let Some(moved) = store.catalog_damage() {
+            // The catalog's own file was damaged: moved aside and pulled again from the
+            // start. It holds no job, so none is salvaged and none lost.
+            sync.events.push(json!({
+                "type": "storage.damaged",
+                "moved_to": moved.file_name().map(|n| n.to_string_lossy().into_owned()),
+                "salvaged": 0,
+                "lost": 0,
+            }));
+        }
         let client = Client {
             defaults: Defaults {
                 store_id: config.store_id.clone(),
@@ -626,7 +636,7 @@ impl Client {
             },
             "next_attempt_at": time(next_attempt),
             "last_push_at": stored_time("last_push_at")?,
-            "last_pull_at": stored_time("last_pull_at")?,
+            "last_pull_at": time(self.store.last_pull_at()?),
             "pulling": link.pulling,
             "failing_datasets": self
                 .store

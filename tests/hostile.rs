@@ -96,7 +96,10 @@ fn every_export_survives_hostile_input_from_c_and_hostile_ids_reach_omnium_uncha
             name.ends_with(".db")
                 || name.ends_with(".db-lock")
                 || name.ends_with(".db-wal")
-                || name.ends_with(".db-shm"),
+                || name.ends_with(".db-shm")
+                || name.ends_with(".db-catalog")
+                || name.ends_with(".db-catalog-wal")
+                || name.ends_with(".db-catalog-shm"),
             "unexpected file {name:?} in the database directory: {names:?}"
         );
     }

@@ -192,6 +192,9 @@ fn every_file_is_owner_only_whatever_the_umask() {
             side(&db, "-wal"),
             side(&db, "-shm"),
             side(&db, "-lock"),
+            side(&db, "-catalog"),
+            side(&db, "-catalog-wal"),
+            side(&db, "-catalog-shm"),
         ] {
             assert_eq!(
                 mode_of(&f),
@@ -766,9 +769,22 @@ fn files_left_readable_by_an_older_version_are_made_owner_only_at_open() {
     let db = dir.path().join("pos.db");
     drop(Store::open(&db).unwrap());
     std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(
+        side(&db, "-catalog"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
     let store = Store::open(&db).unwrap();
     store.set_state("k", "v").unwrap();
-    for f in [db.clone(), side(&db, "-wal"), side(&db, "-shm")] {
+    store.apply_products(&[catalog_product(1)], None).unwrap();
+    for f in [
+        db.clone(),
+        side(&db, "-wal"),
+        side(&db, "-shm"),
+        side(&db, "-catalog"),
+        side(&db, "-catalog-wal"),
+        side(&db, "-catalog-shm"),
+    ] {
         assert_eq!(mode_of(&f), 0o600, "{}", f.display());
     }
 }
@@ -1291,4 +1307,224 @@ fn opening_never_drops_sqlite_locks_the_process_holds() {
         drop(next);
     }
     drop(old);
+}
+
+// ---- The catalog's own file (`<database>-catalog`, issue 10 target 4) ----
+
+fn catalog_product(n: usize) -> flow_omnium::model::catalog::CatalogProduct {
+    use flow_omnium::model::catalog::{CatalogProduct, PriceRow, SkuRow};
+    let sku = format!("SKU-{n}");
+    CatalogProduct {
+        product_id: format!("P-{n}"),
+        skus: vec![SkuRow {
+            sku: sku.clone(),
+            product_id: format!("P-{n}"),
+            name: format!("Genser nummer {n} med et langt navn som fyller sider"),
+            brand: Some("Brand".into()),
+            ean: Some(format!("70{n:011}")),
+            gtins: vec![],
+            category_ids: vec!["C-1".into()],
+            image_urls: vec![],
+            active: true,
+            language: Some("no".into()),
+            cost_price: None,
+        }],
+        prices: vec![PriceRow {
+            sku,
+            unit_price: 100 + n as i64,
+            currency: "NOK".into(),
+            store_specific: false,
+            variant_specific: false,
+            member: false,
+            valid_from: None,
+            valid_until: None,
+        }],
+        modified_ms: Some(1),
+    }
+}
+
+fn products_cursor(ms: i64) -> flow_omnium::store::CursorAdvance<'static> {
+    flow_omnium::store::CursorAdvance {
+        dataset: "products",
+        high_water_ms: Some(ms),
+        now_ms: ms,
+    }
+}
+
+#[test]
+fn a_symlink_at_the_catalog_files_name_is_refused_and_nothing_is_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("pos.db");
+    let target = dir.path().join("elsewhere");
+    std::os::unix::fs::symlink(&target, side(&db, "-catalog")).unwrap();
+    let err = open_err(&db);
+    assert_eq!(err.code(), fo_result::FO_STORAGE);
+    assert!(err.to_string().contains("symbolic link"), "{err}");
+    assert!(Store::open(&db).is_err());
+    assert!(!target.exists(), "nothing created at the link's target");
+    assert_eq!(names_in(dir.path()), ["pos.db-catalog"], "nothing created");
+
+    // Planted beside a database already in use elsewhere: refused as well, the database
+    // itself untouched; a reader never follows it either.
+    let real = dir.path().join("real.db");
+    {
+        let store = Store::open(&real).unwrap();
+        store.apply_products(&[catalog_product(1)], None).unwrap();
+    }
+    let catalog = side(&real, "-catalog");
+    std::fs::rename(&catalog, dir.path().join("moved")).unwrap();
+    std::os::unix::fs::symlink(dir.path().join("moved"), &catalog).unwrap();
+    let before = std::fs::read(&real).unwrap();
+    assert_eq!(open_err(&real).code(), fo_result::FO_STORAGE);
+    assert_eq!(std::fs::read(&real).unwrap(), before);
+    let reader = Store::open_read_only(&real).unwrap();
+    assert!(
+        reader.sku_count().is_err(),
+        "a reader attaching the catalog does not follow the link"
+    );
+}
+
+#[test]
+fn the_catalog_file_named_as_a_database_is_refused_and_left_as_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("pos.db");
+    {
+        let store = Store::open(&db).unwrap();
+        store.apply_products(&[catalog_product(1)], None).unwrap();
+    }
+    let catalog = side(&db, "-catalog");
+    let before = std::fs::read(&catalog).unwrap();
+    let names = names_in(dir.path());
+    let err = open_err(&catalog);
+    assert_eq!(err.code(), fo_result::FO_STORAGE);
+    assert!(
+        err.to_string()
+            .contains("catalog file of a flow-omnium database"),
+        "{err}"
+    );
+    assert!(Store::open(&catalog).is_err());
+    assert_eq!(std::fs::read(&catalog).unwrap(), before);
+    assert_eq!(names_in(dir.path()), names, "nothing created beside it");
+    // And the database it belongs to still opens with it.
+    let store = Store::open(&db).unwrap();
+    assert_eq!(store.sku_count().unwrap(), 1);
+}
+
+/// A second process cannot open the database while the holder has it, so nothing but
+/// the holder writes its catalog file; a tool reads the catalog alongside.
+#[test]
+fn the_catalog_is_held_with_the_database_and_read_alongside() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("pos.db");
+    {
+        let store = Store::open(&db).unwrap();
+        store
+            .apply_products(
+                &[catalog_product(1), catalog_product(2)],
+                Some(&products_cursor(9)),
+            )
+            .unwrap();
+    }
+    let mut holder = spawn_holder(&db, 0o022);
+    let err = open_err(&db);
+    assert!(err.to_string().contains("in use"), "{err}");
+    let reader = Store::open_read_only(&db).unwrap();
+    assert_eq!(reader.sku_count().unwrap(), 2);
+    let p = reader.product("SKU-2", 0).unwrap().expect("SKU-2");
+    assert_eq!(p.price.map(|p| p.unit_price), Some(102));
+    holder.kill_9();
+}
+
+/// Damage to the first page (its header), so SQLite cannot open the file at all.
+fn damage_header(file: &Path) {
+    let mut bytes = std::fs::read(file).unwrap();
+    bytes[..16].copy_from_slice(b"garbage garbage!");
+    std::fs::write(file, bytes).unwrap();
+}
+
+/// Flips the first bytes (the b-tree page header and cell pointers) of a page past the first.
+fn flip_page(file: &Path, page: usize) {
+    let mut bytes = std::fs::read(file).unwrap();
+    let at = page * 4096;
+    for b in &mut bytes[at..at + 1500] {
+        *b ^= 0x5A;
+    }
+    std::fs::write(file, bytes).unwrap();
+}
+
+fn damaged_catalogs(dir: &Path) -> Vec<String> {
+    names_in(dir)
+        .into_iter()
+        .filter(|n| {
+            n.starts_with("pos.db-catalog.damaged-") && !n.ends_with("-wal") && !n.ends_with("-shm")
+        })
+        .collect()
+}
+
+#[test]
+fn a_damaged_catalog_file_is_moved_aside_pulled_again_and_the_till_keeps_selling() {
+    for how in ["header", "page"] {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("pos.db");
+        {
+            let client = Client::open(&offline_config(&db)).unwrap();
+            client.record_sale(&sale("BEFORE-1", 1)).unwrap();
+        }
+        {
+            let store = Store::open(&db).unwrap();
+            let products: Vec<_> = (0..400).map(catalog_product).collect();
+            store
+                .apply_products(&products, Some(&products_cursor(42)))
+                .unwrap();
+            assert_eq!(store.cursor("products").unwrap().0, Some(42));
+        }
+        // Everything into the file itself, so what is damaged below is what SQLite reads
+        // (the last connection's close removes the WAL).
+        rusqlite::Connection::open(side(&db, "-catalog"))
+            .unwrap()
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .unwrap();
+        assert!(!side(&db, "-catalog-wal").exists());
+        let catalog = side(&db, "-catalog");
+        let intact = std::fs::read(&catalog).unwrap();
+        if how == "header" {
+            damage_header(&catalog);
+        } else {
+            flip_page(&catalog, 3);
+        }
+        let damaged = std::fs::read(&catalog).unwrap();
+        let client = Client::open(&offline_config(&db)).expect("the till opens");
+        client.record_sale(&sale("AFTER-1", 1)).unwrap();
+        let moved = damaged_catalogs(dir.path());
+        assert_eq!(moved.len(), 1, "{how}: {:?}", names_in(dir.path()));
+        let moved = dir.path().join(&moved[0]);
+        assert_eq!(
+            std::fs::read(&moved).unwrap(),
+            damaged,
+            "{how}: moved as found"
+        );
+        assert_ne!(intact, damaged);
+        assert_eq!(mode_of(&moved), 0o600);
+        let events = events_of_type(&client, "storage.damaged");
+        assert_eq!(events.len(), 1, "{how}: {events:?}");
+        assert_eq!(
+            events[0]["moved_to"],
+            json!(moved.file_name().unwrap().to_str().unwrap())
+        );
+        assert_eq!(
+            (events[0]["salvaged"].clone(), events[0]["lost"].clone()),
+            (json!(0), json!(0))
+        );
+        drop(client);
+        let store = Store::open(&db).unwrap();
+        assert_eq!(store.sku_count().unwrap(), 0, "{how}: a fresh catalog");
+        assert_eq!(
+            store.cursor("products").unwrap(),
+            (None, false),
+            "{how}: its cursor went with it: the catalog is pulled from the start"
+        );
+        drop(store);
+        let sales: Vec<String> = outbox_of(&db).into_iter().map(|(event, _)| event).collect();
+        assert_eq!(sales, ["BEFORE-1", "AFTER-1"], "{how}: no sale touched");
+    }
 }

@@ -1,6 +1,7 @@
 //! The catalog, prices, stores and stock the till reads offline, applied page by page with
 //! the pull cursor advanced in the same transaction, and read from the reader pool.
 
+use super::catalog_file::is_catalog_dataset;
 use super::Store;
 use crate::error::Result;
 use crate::model::catalog::{CatalogProduct, Category, StockLevel};
@@ -89,6 +90,31 @@ pub(crate) fn advance_in(tx: &Transaction, cursor: Option<&CursorAdvance>) -> Re
         .execute(params![c.dataset, c.high_water_ms, c.now_ms])?;
         tx.prepare_cached(
             "INSERT INTO sync_state (key, value) VALUES ('last_pull_at', ?1)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )?
+        .execute([c.now_ms.to_string()])?;
+    }
+    Ok(())
+}
+
+/// [`advance_in`] for the catalog file's data sets (products, categories): their cursor in
+/// `catalog_cursor` and the time of the last pull in `catalog_state`, in the transaction of
+/// the catalog file that applies the page.
+pub(crate) fn advance_catalog_in(tx: &Transaction, cursor: Option<&CursorAdvance>) -> Result<()> {
+    if let Some(c) = cursor {
+        tx.prepare_cached(
+            "INSERT INTO catalog_cursor (dataset, high_water_ms, last_pull_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (dataset) DO UPDATE SET
+               settled = settled AND excluded.high_water_ms IS NOT NULL
+                         AND excluded.high_water_ms <= catalog_cursor.high_water_ms
+                         OR excluded.high_water_ms IS NULL AND settled,
+               high_water_ms = COALESCE(MAX(excluded.high_water_ms, catalog_cursor.high_water_ms),
+                                        excluded.high_water_ms, catalog_cursor.high_water_ms),
+               last_pull_at = excluded.last_pull_at",
+        )?
+        .execute(params![c.dataset, c.high_water_ms, c.now_ms])?;
+        tx.prepare_cached(
+            "INSERT INTO catalog_state (key, value) VALUES ('last_pull_at', ?1)
              ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         )?
         .execute([c.now_ms.to_string()])?;
@@ -356,35 +382,75 @@ fn json_list(items: &[String]) -> String {
 impl Store {
     /// A data set's high-water mark (Omnium's `modified`, unix ms), if it was ever pulled,
     /// and whether everything up to it is known to be read (see `mark_settled`).
+    /// The catalog's data sets (products, categories) keep theirs in the catalog file.
     pub fn cursor(&self, dataset: &str) -> Result<(Option<i64>, bool)> {
-        Ok(self
-            .conn()
-            .query_row(
-                "SELECT high_water_ms, settled FROM pull_cursor WHERE dataset = ?1",
-                [dataset],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
+        let read = |c: &Connection, table: &str| -> Result<(Option<i64>, bool)> {
+            Ok(c.prepare_cached(&format!(
+                "SELECT high_water_ms, settled FROM {table} WHERE dataset = ?1"
+            ))?
+            .query_row([dataset], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?
             .unwrap_or((None, false)))
+        };
+        if is_catalog_dataset(dataset) {
+            // From a reader: the worker's catalog transaction is never waited for, and what
+            // it committed (the cursor with its page) is what a reader sees.
+            self.read(|c| read(c, "catalog_cursor"))
+        } else {
+            read(&self.conn(), "pull_cursor")
+        }
     }
 
     /// Records that everything up to `high_water_ms` was re-read when Omnium's index had
     /// caught up with it, unless the cursor moved on meanwhile.
     pub fn mark_settled(&self, dataset: &str, high_water_ms: i64) -> Result<()> {
-        self.conn().execute(
-            "UPDATE pull_cursor SET settled = 1 WHERE dataset = ?1 AND high_water_ms = ?2",
-            params![dataset, high_water_ms],
-        )?;
+        if is_catalog_dataset(dataset) {
+            self.catalog()?.execute(
+                "UPDATE catalog_cursor SET settled = 1 WHERE dataset = ?1 AND high_water_ms = ?2",
+                params![dataset, high_water_ms],
+            )?;
+        } else {
+            self.conn().execute(
+                "UPDATE pull_cursor SET settled = 1 WHERE dataset = ?1 AND high_water_ms = ?2",
+                params![dataset, high_water_ms],
+            )?;
+        }
         Ok(())
     }
 
     /// Records that a data set was pulled (and, optionally, its new high-water mark).
     pub fn advance_cursor(&self, cursor: &CursorAdvance) -> Result<()> {
+        if is_catalog_dataset(cursor.dataset) {
+            return self.catalog_write(|tx, _| advance_catalog_in(tx, Some(cursor)));
+        }
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         advance_in(&tx, Some(cursor))?;
         tx.commit()?;
         Ok(())
+    }
+
+    /// When anything was last pulled (unix ms): the later of the main file's and the
+    /// catalog file's stamps.
+    pub fn last_pull_at(&self) -> Result<Option<i64>> {
+        let main: Option<i64> = self.get_state("last_pull_at")?.and_then(|v| v.parse().ok());
+        Ok(main.max(self.catalog_last_pull_at()?))
+    }
+
+    /// When the catalog file's data sets were last pulled (unix ms), read on a reader.
+    pub fn catalog_last_pull_at(&self) -> Result<Option<i64>> {
+        self.read(|c| {
+            if !super::catalog_file::attached(c)? {
+                return Ok(None);
+            }
+            Ok(c.query_row(
+                "SELECT value FROM catalog_state WHERE key = 'last_pull_at'",
+                [],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()?
+            .and_then(|v| v.parse().ok()))
+        })
     }
 
     /// Upserts products: their SKUs (a SKU that left the product becomes inactive), their
@@ -404,7 +470,7 @@ impl Store {
         let mut rest = products;
         loop {
             let started = std::time::Instant::now();
-            let applied = self.background_write(|tx, yield_now| {
+            let applied = self.catalog_write(|tx, yield_now| {
                 let mut n = 0;
                 loop {
                     let size = self.catalog_batch.load(Ordering::Relaxed);
@@ -421,7 +487,7 @@ impl Store {
                     }
                 }
                 if n == rest.len() {
-                    advance_in(tx, cursor)?;
+                    advance_catalog_in(tx, cursor)?;
                 }
                 Ok(n)
             })?;
@@ -435,39 +501,55 @@ impl Store {
     /// After a full read of the catalog: every SKU of a product Omnium did not return (gone,
     /// deleted, out of this market or language) stops being sellable, and its prices and
     /// levels go with it (CONTRACT §9 rule 14). Returns how many SKUs left.
+    ///
+    /// Two transactions, one per file: the catalog's first (SKUs and prices), then the
+    /// levels in the main file, in short background writes. A crash between them leaves
+    /// levels of SKUs no longer sellable; the next full resync removes them (every SKU of
+    /// an unreturned product is named again, sellable or not).
     pub fn sweep_products(&self, seen: &std::collections::HashSet<String>) -> Result<usize> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute_batch(
-            "CREATE TEMP TABLE IF NOT EXISTS seen_product (id TEXT PRIMARY KEY) WITHOUT ROWID;
-             DELETE FROM temp.seen_product;
-             CREATE TEMP TABLE IF NOT EXISTS gone_sku (sku TEXT PRIMARY KEY) WITHOUT ROWID;
-             DELETE FROM temp.gone_sku;",
-        )?;
-        for id in seen {
-            tx.prepare_cached("INSERT OR IGNORE INTO temp.seen_product (id) VALUES (?1)")?
-                .execute([id])?;
+        let (gone, unreturned) = self.catalog_write(|tx, _| {
+            tx.execute_batch(
+                "CREATE TEMP TABLE IF NOT EXISTS seen_product (id TEXT PRIMARY KEY) WITHOUT ROWID;
+                 DELETE FROM temp.seen_product;
+                 CREATE TEMP TABLE IF NOT EXISTS gone_sku (sku TEXT PRIMARY KEY) WITHOUT ROWID;
+                 DELETE FROM temp.gone_sku;",
+            )?;
+            for id in seen {
+                tx.prepare_cached("INSERT OR IGNORE INTO temp.seen_product (id) VALUES (?1)")?
+                    .execute([id])?;
+            }
+            tx.execute(
+                "INSERT INTO temp.gone_sku (sku) SELECT sku FROM product
+                 WHERE product_id NOT IN (SELECT id FROM temp.seen_product)",
+                [],
+            )?;
+            let gone = tx.execute(
+                "UPDATE product SET active = 0 WHERE active = 1 AND sku IN (SELECT sku FROM temp.gone_sku)",
+                [],
+            )?;
+            tx.execute(
+                "DELETE FROM price WHERE sku IN (SELECT sku FROM temp.gone_sku)",
+                [],
+            )?;
+            let unreturned: Vec<String> = tx
+                .prepare("SELECT sku FROM temp.gone_sku")?
+                .query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            tx.execute_batch("DELETE FROM temp.seen_product; DELETE FROM temp.gone_sku;")?;
+            Ok((gone, unreturned))
+        })?;
+        // Their levels, a few hundred SKUs per background write (a recording call waits
+        // for one of them at most).
+        for chunk in unreturned.chunks(256) {
+            let skus = serde_json::to_string(chunk).unwrap_or_else(|_| "[]".into());
+            self.background_write(|tx, _| {
+                tx.prepare_cached(
+                    "DELETE FROM stock_level WHERE sku IN (SELECT value FROM json_each(?1))",
+                )?
+                .execute([&skus])?;
+                Ok(())
+            })?;
         }
-        tx.execute(
-            "INSERT INTO temp.gone_sku (sku) SELECT sku FROM product
-             WHERE product_id NOT IN (SELECT id FROM temp.seen_product)
-               AND (active = 1 OR sku IN (SELECT sku FROM price) OR sku IN (SELECT sku FROM stock_level))",
-            [],
-        )?;
-        let gone = tx.execute(
-            "UPDATE product SET active = 0 WHERE active = 1 AND sku IN (SELECT sku FROM temp.gone_sku)",
-            [],
-        )?;
-        tx.execute(
-            "DELETE FROM price WHERE sku IN (SELECT sku FROM temp.gone_sku)",
-            [],
-        )?;
-        tx.execute(
-            "DELETE FROM stock_level WHERE sku IN (SELECT sku FROM temp.gone_sku)",
-            [],
-        )?;
-        tx.execute_batch("DELETE FROM temp.seen_product; DELETE FROM temp.gone_sku;")?;
-        tx.commit()?;
         Ok(gone)
     }
 
@@ -524,18 +606,16 @@ impl Store {
         categories: &[Category],
         cursor: Option<&CursorAdvance>,
     ) -> Result<()> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute("DELETE FROM category", [])?;
-        for c in categories {
-            tx.prepare_cached(
-                "INSERT OR REPLACE INTO category (id, name, parent_id, sort_index) VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![c.id, c.name, c.parent_id, c.sort_index])?;
-        }
-        advance_in(&tx, cursor)?;
-        tx.commit()?;
-        Ok(())
+        self.catalog_write(|tx, _| {
+            tx.execute("DELETE FROM category", [])?;
+            for c in categories {
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO category (id, name, parent_id, sort_index) VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![c.id, c.name, c.parent_id, c.sort_index])?;
+            }
+            advance_catalog_in(tx, cursor)
+        })
     }
 
     /// Upserts stores as Omnium's JSON, keyed by id.
@@ -1166,18 +1246,76 @@ mod tests {
             .unwrap()
     }
 
-    /// Issue 10 target 4: a record call that waits for the writer goes before a catalog
-    /// page queued for it. With a plain mutex the page (queued first) took the lock first
-    /// and committed everything before the caller got in.
+    fn levels(n: usize) -> Vec<StockLevel> {
+        (0..n)
+            .map(|i| StockLevel {
+                sku: format!("SKU-{i:03}"),
+                ..level(1, 5.0)
+            })
+            .collect()
+    }
+
+    fn level_count(s: &Store) -> i64 {
+        s.read(|c| Ok(c.query_row("SELECT count(*) FROM stock_level", [], |r| r.get(0))?))
+            .unwrap()
+    }
+
+    /// Issue 10 target 4: a catalog page never takes the outbox's writer (it commits on the
+    /// catalog file's own connection), so a page is applied whole while a recording call
+    /// holds the writer. Before the catalog had its own file the page waited for the
+    /// writer (and a record call for the page).
     #[test]
-    fn a_caller_waiting_for_the_writer_goes_before_a_catalog_page() {
+    fn a_catalog_page_commits_while_the_outbox_writer_is_held() {
         let dir = tempfile::tempdir().unwrap();
         let s = std::sync::Arc::new(Store::open(&dir.path().join("a.db")).unwrap());
         let products: Vec<CatalogProduct> = (0..50).map(product).collect();
         let held = s.conn();
+        let (done, applied) = std::sync::mpsc::channel();
         let page = {
             let s = s.clone();
-            std::thread::spawn(move || s.apply_products(&products, None).unwrap())
+            std::thread::spawn(move || {
+                let cursor = CursorAdvance {
+                    dataset: "products",
+                    high_water_ms: Some(5),
+                    now_ms: 1,
+                };
+                s.apply_products(&products, Some(&cursor)).unwrap();
+                s.replace_categories(&[], None).unwrap();
+                s.mark_settled("products", 5).unwrap();
+                let _ = done.send(());
+            })
+        };
+        applied
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the page waited for the outbox's writer");
+        assert_eq!(s.sku_count().unwrap(), 50);
+        assert_eq!(s.cursor("products").unwrap(), (Some(5), true));
+        drop(held);
+        page.join().unwrap();
+        // Nothing of it in the main file.
+        let tables: i64 = s
+            .conn()
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name IN ('product', 'price', 'product_fts')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(tables, 0);
+    }
+
+    /// Issue 10 target 4: a record call that waits for the writer goes before a stock page
+    /// queued for it. With a plain mutex the page (queued first) took the lock first and
+    /// committed everything before the caller got in.
+    #[test]
+    fn a_caller_waiting_for_the_writer_goes_before_a_stock_page() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = std::sync::Arc::new(Store::open(&dir.path().join("a.db")).unwrap());
+        let page_levels = levels(50);
+        let held = s.conn();
+        let page = {
+            let s = s.clone();
+            std::thread::spawn(move || s.apply_stock(&page_levels, None).unwrap())
         };
         // The page is queued for the lock (not counted as a waiting caller).
         std::thread::sleep(std::time::Duration::from_millis(100));
@@ -1185,7 +1323,9 @@ mod tests {
             let s = s.clone();
             std::thread::spawn(move || {
                 s.conn()
-                    .query_row("SELECT count(*) FROM product", [], |r| r.get::<_, i64>(0))
+                    .query_row("SELECT count(*) FROM stock_level", [], |r| {
+                        r.get::<_, i64>(0)
+                    })
                     .unwrap()
             })
         };
@@ -1195,45 +1335,45 @@ mod tests {
         drop(held);
         assert_eq!(caller.join().unwrap(), 0, "the caller went first");
         page.join().unwrap();
-        assert_eq!(s.sku_count().unwrap(), 50);
+        assert_eq!(level_count(&s), 50);
         assert_eq!(synchronous(&s), 2, "FULL again after the page");
     }
 
-    /// A page commits early when a caller starts waiting in the middle of it, and the rest
-    /// follows in later transactions, with the cursor in the last.
+    /// A stock page commits early when a caller starts waiting in the middle of it, and the
+    /// rest follows in later transactions, with the cursor in the last.
     #[test]
-    fn a_page_commits_early_for_a_caller_and_the_cursor_comes_with_the_last_product() {
+    fn a_page_commits_early_for_a_caller_and_the_cursor_comes_with_the_last_level() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(&dir.path().join("a.db")).unwrap();
         let cursor = CursorAdvance {
-            dataset: "products",
+            dataset: "stock",
             high_water_ms: Some(77),
             now_ms: 1,
         };
-        // As if a caller were waiting throughout: one transaction per product, each seeing
+        // As if a caller were waiting throughout: one transaction per level, each seeing
         // the cursor unmoved until the last.
         s.yield_always
             .store(true, std::sync::atomic::Ordering::SeqCst);
-        let products: Vec<CatalogProduct> = (0..25).map(product).collect();
+        let page_levels = levels(25);
         let s = std::sync::Arc::new(s);
         let watcher = {
             let s = s.clone();
             std::thread::spawn(move || {
-                // Reads (another connection) see whole products, and no cursor before all.
+                // Reads (another connection) see no cursor before all levels.
                 let mut seen = Vec::new();
                 loop {
                     let (n, c) = s
                         .read(|c| {
                             // One statement: one snapshot.
                             Ok(c.query_row(
-                                "SELECT (SELECT count(*) FROM product),
-                                        (SELECT high_water_ms FROM pull_cursor WHERE dataset = 'products')",
+                                "SELECT (SELECT count(*) FROM stock_level),
+                                        (SELECT high_water_ms FROM pull_cursor WHERE dataset = 'stock')",
                                 [],
                                 |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?)),
                             )?)
                         })
                         .unwrap();
-                    assert!(c.is_none() || n == 25, "{n} products with the cursor moved");
+                    assert!(c.is_none() || n == 25, "{n} levels with the cursor moved");
                     seen.push(n);
                     if n == 25 {
                         return seen;
@@ -1242,11 +1382,11 @@ mod tests {
                 }
             })
         };
-        s.apply_products(&products, Some(&cursor)).unwrap();
+        s.apply_stock(&page_levels, Some(&cursor)).unwrap();
         let seen = watcher.join().unwrap();
         assert!(seen.iter().all(|&n| (0..=25).contains(&n)));
-        assert_eq!(s.cursor("products").unwrap().0, Some(77));
-        assert_eq!(s.sku_count().unwrap(), 25);
+        assert_eq!(s.cursor("stock").unwrap().0, Some(77));
+        assert_eq!(level_count(&s), 25);
         assert_eq!(synchronous(&s), 2);
     }
 
@@ -1270,7 +1410,7 @@ mod tests {
 
     /// Everything a product batch writes, in a comparable form.
     fn dump(s: &Store) -> Vec<String> {
-        let c = s.conn();
+        let c = s.catalog().unwrap();
         let mut out = Vec::new();
         for sql in [
             "SELECT sku || '|' || product_id || '|' || name || '|' || IFNULL(brand, '-') || '|' ||
@@ -1347,7 +1487,7 @@ mod tests {
         let one = Store::open(&dir.path().join("one.db")).unwrap();
         let batch = Store::open(&dir.path().join("batch.db")).unwrap();
         for page in &pages {
-            one.background_write(|tx, _| {
+            one.catalog_write(|tx, _| {
                 for p in page {
                     upsert_product(tx, p)?;
                 }
@@ -1355,7 +1495,7 @@ mod tests {
             })
             .unwrap();
             batch
-                .background_write(|tx, _| upsert_products(tx, page))
+                .catalog_write(|tx, _| upsert_products(tx, page))
                 .unwrap();
             assert_eq!(dump(&one), dump(&batch));
         }
@@ -1589,14 +1729,17 @@ mod tests {
             limit: 50,
             ..SearchQuery::default()
         };
+        // On a reader, as the till reads it (the catalog file attached).
         let listing = |s: &Store| -> (Vec<String>, u64, usize) {
-            let conn = s.conn();
-            let mut out = None;
-            let ops = vm_kilo_ops(&conn, || {
-                out = Some(category_listing(&conn, "small", &q, 0).unwrap())
-            });
-            let (items, total) = out.unwrap();
-            (items.into_iter().map(|p| p.sku).collect(), total, ops)
+            s.read(|conn| {
+                let mut out = None;
+                let ops = vm_kilo_ops(conn, || {
+                    out = Some(category_listing(conn, "small", &q, 0).unwrap())
+                });
+                let (items, total) = out.unwrap();
+                Ok((items.into_iter().map(|p| p.sku).collect(), total, ops))
+            })
+            .unwrap()
         };
         let mut products = vec![
             sku("S-2", "Bukse", "A", &["small", "big"]),
@@ -1705,7 +1848,8 @@ mod tests {
         s.apply_products(&[sku("N-0", "Aprikos", "B", &["frukt"])], None)
             .unwrap();
         assert_eq!(list(&s, "frukt")[..2], ["Abc", "Aprikos"]);
-        let conn = s.conn();
+        // Planned on a reader, where the catalog file is attached.
+        let conn = super::super::open_reader(s.path()).unwrap();
         let plan: Vec<String> = conn
             .prepare(
                 "EXPLAIN QUERY PLAN SELECT sku FROM category_member INDEXED BY category_member_by_key
@@ -1722,7 +1866,7 @@ mod tests {
         );
         drop(conn);
         let cats = {
-            let c = s.conn();
+            let c = s.catalog().unwrap();
             c.execute_batch(
                 "INSERT INTO category (id, name, parent_id, sort_index) VALUES
                  ('c1', 'Øl', NULL, 0), ('c2', 'brød', NULL, 0), ('c3', 'Ål', NULL, 0), ('c4', 'Zz', NULL, 0)",
@@ -1753,7 +1897,7 @@ mod tests {
                 None,
             )
             .unwrap();
-            let c = s.conn();
+            let c = s.catalog().unwrap();
             // What the rules of version 1 left: the mark split the word; no sort keys (the
             // column came later); no version kept.
             c.execute_batch(
@@ -1761,7 +1905,7 @@ mod tests {
                  INSERT INTO product_fts (rowid, sku, name, ean, brand, gtins)
                  SELECT rowid, 'ale', 'a lesund kart', NULL, 'kart', '' FROM product WHERE sku = 'ALE';
                  UPDATE category_member SET sort_key = x'';
-                 DELETE FROM sync_state WHERE key = 'search.fold_version';",
+                 DELETE FROM catalog_state WHERE key = 'search.fold_version';",
             )
             .unwrap();
             drop(c);
@@ -1773,9 +1917,10 @@ mod tests {
         assert_eq!(find(&s, "alesund kart"), ["ALE"]);
         assert_eq!(list(&s, "kart"), ["Bergen kart", "A\u{30A}lesund kart"]);
         let kept: String = s
-            .conn()
+            .catalog()
+            .unwrap()
             .query_row(
-                "SELECT value FROM sync_state WHERE key = 'search.fold_version'",
+                "SELECT value FROM catalog_state WHERE key = 'search.fold_version'",
                 [],
                 |r| r.get(0),
             )
@@ -1783,14 +1928,15 @@ mod tests {
         assert_eq!(kept, super::super::fold::FOLD_VERSION.to_string());
         // Once: an index already folded by these rules is left alone at the next open.
         {
-            let c = s.conn();
+            let c = s.catalog().unwrap();
             c.execute_batch("UPDATE category_member SET sort_key = x'00' WHERE sku = 'BER'")
                 .unwrap();
         }
         drop(s);
         let s = Store::open(&path).unwrap();
         let untouched: Vec<u8> = s
-            .conn()
+            .catalog()
+            .unwrap()
             .query_row(
                 "SELECT sort_key FROM category_member WHERE sku = 'BER'",
                 [],

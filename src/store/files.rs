@@ -134,6 +134,11 @@ pub fn inspect(path: &Path) -> Result<Existing> {
     match id {
         APPLICATION_ID => Ok(Existing::Ours),
         0 => Ok(Existing::Untagged),
+        super::catalog_file::CATALOG_APPLICATION_ID => Err(Error::Storage(format!(
+            "{} is the catalog file of a flow-omnium database, not a database; it was left as it is \
+             (give the database's own path as database_path)",
+            path.display()
+        ))),
         _ => Err(Error::Storage(format!(
             "{} is another application's SQLite database (application id {id:#x}); it was left as it is",
             path.display()
@@ -153,7 +158,7 @@ static HEADS: std::sync::Mutex<Vec<((u64, u64), File)>> = std::sync::Mutex::new(
 
 /// The first 100 bytes of `path` (fewer if it is shorter), read without ever closing a
 /// descriptor of it (see [`HEADS`]).
-fn read_head(path: &Path) -> std::io::Result<Vec<u8>> {
+pub(crate) fn read_head(path: &Path) -> std::io::Result<Vec<u8>> {
     let mut heads = HEADS.lock().unwrap_or_else(|p| p.into_inner());
     let meta = std::fs::symlink_metadata(path)?;
     let key = key_of(&meta);

@@ -4,6 +4,7 @@
 
 mod back_office;
 mod catalog;
+pub mod catalog_file;
 mod checkpoint;
 pub mod files;
 mod fold;
@@ -35,6 +36,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+pub use catalog_file::{catalog_path, CATALOG_APPLICATION_ID};
 pub use files::{DbLock, APPLICATION_ID};
 
 pub use salvage::DamageReport;
@@ -53,6 +55,12 @@ pub struct Store {
     /// `catalog::BATCH_TARGET` (see [`Store::apply_products`]).
     catalog_batch: std::sync::atomic::AtomicUsize,
     conn: Mutex<Connection>,
+    /// The catalog file's writer (`<database>-catalog`, see [`catalog_file`]): the worker's
+    /// catalog pages commit on it, never on `conn`. `None` for a store opened alongside (a
+    /// tool), which only reads the catalog.
+    catalog: Mutex<Option<Connection>>,
+    /// Set when the catalog file found at open was damaged: where it was moved.
+    catalog_damage: Option<PathBuf>,
     /// Threads blocked waiting for `conn` (the till's record calls, the worker's outbox
     /// writes). Background writes (catalog and stock pages) step aside while any wait, and
     /// commit early when one starts waiting, so a record call never queues behind a page
@@ -181,6 +189,8 @@ impl Store {
         if files::held_here(&path) {
             return Err(files::in_use(&path));
         }
+        // A symlink at the catalog file's name is refused too, before anything changes.
+        catalog_file::check_path(&path)?;
         // Refused before anything is created beside it (not even the lock file).
         if files::inspect(&path)? == files::Existing::Untagged {
             probe_untagged(&path)?;
@@ -215,11 +225,17 @@ impl Store {
         };
         let damage = replace::take_report(&conn)?;
         files::make_private(&path)?;
+        // The catalog's own file: opened (made, or moved aside and made again when damaged)
+        // under the lock, after the main file (an older database's catalog was copied into
+        // it by the migration above).
+        let (catalog, catalog_damage) = catalog_file::open_writer(&path)?;
         let wal_thread = checkpoint::Checkpointer::start(&mut conn, &path);
         let store = Store {
             checkpointer: Mutex::new(Checkpointer::default()),
             catalog_batch: std::sync::atomic::AtomicUsize::new(catalog::FIRST_BATCH),
             conn: Mutex::new(conn),
+            catalog: Mutex::new(Some(catalog)),
+            catalog_damage,
             waiting: std::sync::atomic::AtomicUsize::new(0),
             relaxed: std::sync::atomic::AtomicBool::new(false),
             #[cfg(test)]
@@ -268,6 +284,8 @@ impl Store {
             checkpointer: Mutex::new(Checkpointer::default()),
             catalog_batch: std::sync::atomic::AtomicUsize::new(catalog::FIRST_BATCH),
             conn: Mutex::new(conn),
+            catalog: Mutex::new(None),
+            catalog_damage: None,
             waiting: std::sync::atomic::AtomicUsize::new(0),
             relaxed: std::sync::atomic::AtomicBool::new(false),
             #[cfg(test)]
@@ -360,12 +378,53 @@ impl Store {
                 .unwrap_or_else(|p| p.into_inner())
                 .take(),
         );
+        // The catalog's writer is closed with it (its WAL checkpointed into the file): the
+        // next client of this database, in this process or another, opens its own.
+        drop(
+            self.catalog
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take(),
+        );
         self.lock.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
 
     /// What was done at open when the file found was damaged (the `storage.damaged` event).
     pub fn damage(&self) -> Option<&DamageReport> {
         self.damage.as_ref()
+    }
+
+    /// Where the catalog file was moved when it was found damaged at open (it is pulled
+    /// again from the start).
+    pub fn catalog_damage(&self) -> Option<&Path> {
+        self.catalog_damage.as_deref()
+    }
+
+    /// The catalog file's writer (see [`catalog_file`]). A store opened alongside (a tool)
+    /// has none: catalog writes fail there.
+    pub(crate) fn catalog(&self) -> Result<CatalogGuard<'_>> {
+        let guard = self.catalog.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.is_none() {
+            return Err(Error::Storage(
+                "this database was opened for reading: the catalog cannot be written".into(),
+            ));
+        }
+        Ok(CatalogGuard(guard))
+    }
+
+    /// Runs `f` in one write transaction of the catalog file (at `synchronous = NORMAL`:
+    /// a power cut may lose the last such commits, never half of one, and their cursors go
+    /// with them). `f` gets the same "commit early" question as [`Store::background_write`];
+    /// nobody records on this connection, so it is asked only to keep transactions short.
+    pub(crate) fn catalog_write<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction, &dyn Fn() -> bool) -> Result<T>,
+    ) -> Result<T> {
+        let mut conn = self.catalog()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let value = f(&tx, &|| false)?;
+        tx.commit()?;
+        Ok(value)
     }
 
     pub fn path(&self) -> &Path {
@@ -566,6 +625,22 @@ impl Drop for Store {
     }
 }
 
+/// The catalog file's writer, held (see [`Store::catalog`]).
+pub(crate) struct CatalogGuard<'a>(MutexGuard<'a, Option<Connection>>);
+
+impl std::ops::Deref for CatalogGuard<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.0.as_ref().expect("checked when taken")
+    }
+}
+
+impl std::ops::DerefMut for CatalogGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Connection {
+        self.0.as_mut().expect("checked when taken")
+    }
+}
+
 enum Opened {
     Damaged(String),
     Failed(Error),
@@ -603,6 +678,9 @@ fn open_reader(path: &Path) -> Result<Connection> {
     let c = Connection::open_with_flags(path, BASE_FLAGS | OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     c.busy_timeout(BUSY_TIMEOUT)?;
     c.execute_batch("PRAGMA query_only = ON")?;
+    // The catalog file, read-only, as `catalog`: unqualified catalog table names resolve
+    // there (they are unique across the two files).
+    catalog_file::attach(&c, path)?;
     // A search alone runs a dozen distinct statements: with rusqlite's default of 16 the
     // reads evicted each other and SQL was parsed again on most calls.
     c.set_prepared_statement_cache_capacity(64);
@@ -639,9 +717,27 @@ fn open_checked(path: &Path) -> std::result::Result<Connection, Opened> {
         return Err(Opened::Damaged(format!("integrity check: {check}")));
     }
     let fresh: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let split = schema::split_version();
+    if (2..split).contains(&fresh) {
+        // The catalog is in this file (a database from before the split): brought to the
+        // version before the split, copied to the catalog file, then dropped here by the
+        // split's migration. A crash before that commits copies again next time.
+        schema::migrate_to(&conn, split - 1)?;
+        if let Err(e) = catalog_file::copy_from_main(path) {
+            // Re-pullable: the till opens and sells, the catalog is pulled again from the
+            // cursors the catalog file holds (none unless an earlier copy committed).
+            log::error!(
+                "the catalog of {} could not be copied to its own file ({e}); it is pulled again from Omnium",
+                path.display()
+            );
+        }
+    }
     schema::migrate(&conn)?;
     if fresh == 0 {
-        // A new database has deleted nothing: nothing to rewrite.
+        // A new database has deleted nothing but the catalog tables its first migrations
+        // made and the split dropped (their pages are free): rewritten now, while that is
+        // a few pages, so a new file starts without them.
+        conn.execute_batch("VACUUM")?;
         conn.execute(
             "DELETE FROM sync_state WHERE key = ?1",
             [schema::VACUUM_OWED],

@@ -331,7 +331,40 @@ const MIGRATIONS: &[&str] = &[
         'CHECK (state = ''pending'' OR state = ''in_flight'' OR state = ''delivered'' OR state = ''dead'')')
     WHERE type = 'table' AND name = 'outbox_job';
     PRAGMA writable_schema = RESET;",
+    // [catfile] 13: the catalog lives in its own file, `<database>-catalog` (store/catalog_file.rs,
+    // issue 10 target 4). `catalog_file::copy_from_main` copied it there before this runs
+    // (a crash in between leaves this version unapplied and copies again). Dropped here with
+    // `secure_delete` on (their pages zeroed), then the file is rewritten once (VACUUM) so it
+    // does not keep the catalog's size in free pages.
+    "-- [catfile] the catalog moved to <database>-catalog
+    DROP TRIGGER IF EXISTS product_fts_insert;
+    DROP TRIGGER IF EXISTS product_fts_delete;
+    DROP TRIGGER IF EXISTS product_fts_update;
+    DROP TRIGGER IF EXISTS category_member_link;
+    DROP TRIGGER IF EXISTS category_member_unlink;
+    DROP TRIGGER IF EXISTS category_member_product;
+    DROP TRIGGER IF EXISTS category_member_product_gone;
+    DROP TABLE IF EXISTS product_fts;
+    DROP TABLE IF EXISTS category_member;
+    DROP TABLE IF EXISTS product_category;
+    DROP TABLE IF EXISTS price;
+    DROP TABLE IF EXISTS product;
+    DROP TABLE IF EXISTS category;
+    DELETE FROM pull_cursor WHERE dataset IN ('products', 'categories');
+    DELETE FROM sync_state WHERE key = 'search.fold_version';
+    INSERT INTO sync_state (key, value) VALUES ('storage.vacuum_owed', '1')
+    ON CONFLICT (key) DO UPDATE SET value = excluded.value;",
 ];
+
+/// The version that moved the catalog to its own file: a database below it (and at least
+/// at 2, which created the catalog tables) has its catalog in the main file.
+pub(crate) fn split_version() -> i64 {
+    MIGRATIONS
+        .iter()
+        .position(|m| m.starts_with(super::catalog_file::SPLIT_MARK))
+        .map(|i| i as i64 + 1)
+        .expect("the split migration is in the list")
+}
 
 pub const LATEST: i64 = MIGRATIONS.len() as i64;
 
@@ -352,45 +385,10 @@ pub fn migrate(conn: &Connection) -> Result<()> {
     migrate_to(conn, LATEST)
 }
 
-/// Folds the search index and the listings' sort keys again when they were made by other
-/// folding rules than this library's ([`super::fold::FOLD_VERSION`], kept in `sync_state`;
-/// none kept: the rules of before decomposed marks were folded, whose names were split at
-/// each mark and never found as typed). One pass over the catalog, in the migration's
-/// transaction: a crash leaves the old index and the old version, and the next open does it.
-fn reindex_if_folded_otherwise(conn: &Connection) -> Result<()> {
-    use super::fold::{FOLD_VERSION, FOLD_VERSION_KEY};
-    use rusqlite::OptionalExtension;
-    let kept: Option<String> = conn
-        .query_row(
-            "SELECT value FROM sync_state WHERE key = ?1",
-            [FOLD_VERSION_KEY],
-            |r| r.get(0),
-        )
-        .optional()?;
-    if kept.as_deref() == Some(FOLD_VERSION.to_string().as_str()) {
-        return Ok(());
-    }
-    conn.execute_batch(
-        "INSERT INTO product_fts (product_fts) VALUES ('delete-all');
-        INSERT INTO product_fts (rowid, sku, name, ean, brand, gtins)
-        SELECT rowid, fo_fold(sku), fo_fold(name), fo_fold(ean), fo_fold(brand), fo_fold(gtins)
-        FROM product WHERE active = 1;
-        UPDATE category_member SET sort_key = fo_sort_key(name);",
-    )?;
-    conn.execute(
-        "INSERT OR REPLACE INTO sync_state (key, value) VALUES (?1, ?2)",
-        rusqlite::params![FOLD_VERSION_KEY, FOLD_VERSION.to_string()],
-    )?;
-    log::info!(
-        "search index folded again by the rules of version {FOLD_VERSION} (was {})",
-        kept.as_deref().unwrap_or("1")
-    );
-    Ok(())
-}
-
 /// Migrates up to `target` (tests build older databases with it).
 pub(crate) fn migrate_to(conn: &Connection, target: i64) -> Result<()> {
-    // The search triggers call it: every connection that migrates may write the catalog.
+    // The search triggers of the catalog tables (migrations 10 and 11, before they moved
+    // to their own file) call it.
     super::fold::register(conn)?;
     conn.execute_batch("BEGIN IMMEDIATE")?;
     let result = (|| {
@@ -414,9 +412,6 @@ pub(crate) fn migrate_to(conn: &Connection, target: i64) -> Result<()> {
             "PRAGMA user_version = {}",
             version.max(target.clamp(0, LATEST))
         ))?;
-        if target >= LATEST {
-            reindex_if_folded_otherwise(conn)?;
-        }
         Ok(())
     })();
     match result {

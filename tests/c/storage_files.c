@@ -1,7 +1,9 @@
 /*
  * The storage rules through C: one client per database ("in use"), a file that is not a
- * database left alone, fo_forget_customer, and a forked child that does not keep the
- * database locked after the parent closes its client.
+ * database left alone, fo_forget_customer, a forked child that does not keep the
+ * database locked after the parent closes its client, and the catalog's own file
+ * (`<db>-catalog`): owner-only under umask 000, a symlink at its name refused, and the file
+ * itself refused as a database_path.
  * Usage: storage_files <db_path> <not_a_database_path>
  */
 #define _POSIX_C_SOURCE 200809L
@@ -9,6 +11,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -47,9 +50,19 @@ int main(int argc, char **argv) {
   }
   char config[2048];
   config_for(config, sizeof config, argv[1]);
+  /* Every file the library makes is owner-only whatever the umask. */
+  umask(0);
   fo_client *c = NULL;
   EXPECT(fo_client_open(config, &c), FO_OK);
   if (c == NULL) return 1;
+
+  /* The catalog's own file beside the database, owner-only like the database. */
+  char catalog[1100];
+  snprintf(catalog, sizeof catalog, "%s-catalog", argv[1]);
+  struct stat st;
+  CHECK(stat(argv[1], &st) == 0 && (st.st_mode & 0777) == 0600, "the database is 0600");
+  CHECK(stat(catalog, &st) == 0, "the catalog file exists beside the database");
+  CHECK((st.st_mode & 0777) == 0600, "the catalog file is 0600 under umask 000");
 
   /* A second client on the same database is refused while the first holds it. */
   fo_client *second = NULL;
@@ -98,6 +111,25 @@ int main(int argc, char **argv) {
   fo_client *none = NULL;
   EXPECT(fo_client_open(other, &none), FO_STORAGE);
   CHECK(strstr(fo_last_error_message(), "not a SQLite database") != NULL, "the message says why");
+
+  /* The catalog file named as a database: refused, not made into one. */
+  char as_db[2048];
+  config_for(as_db, sizeof as_db, catalog);
+  EXPECT(fo_client_open(as_db, &none), FO_STORAGE);
+  CHECK(strstr(fo_last_error_message(), "catalog file") != NULL, "the message says why");
+
+  /* A symlink at another database's catalog name: refused, nothing created. */
+  char linked_db[1100], linked_catalog[1200], target[1100];
+  snprintf(linked_db, sizeof linked_db, "%s.linked", argv[1]);
+  snprintf(linked_catalog, sizeof linked_catalog, "%s-catalog", linked_db);
+  snprintf(target, sizeof target, "%s.elsewhere", argv[1]);
+  CHECK(symlink(target, linked_catalog) == 0, "symlink");
+  char linked[2048];
+  config_for(linked, sizeof linked, linked_db);
+  EXPECT(fo_client_open(linked, &none), FO_STORAGE);
+  CHECK(strstr(fo_last_error_message(), "symbolic link") != NULL, "the message says why");
+  CHECK(access(target, F_OK) != 0, "nothing created at the link's target");
+  CHECK(access(linked_db, F_OK) != 0, "no database created");
 
   printf("%s\n", failures == 0 ? "storage_files.c: all passed" : "storage_files.c: FAILED");
   return failures == 0 ? 0 : 1;

@@ -1,0 +1,768 @@
+//! The catalog in its own database file, `<database>-catalog` (issue 10 target 4): products,
+//! SKUs, prices, categories, `category_member`, the search index and the catalog's own pull
+//! cursors (`catalog_cursor`, committed with the data they cover). It has its own writer
+//! connection (the worker's) and its own WAL at `synchronous = NORMAL`, so a catalog batch
+//! never holds the outbox's writer lock and a recorded sale's fsync never carries catalog
+//! pages. Readers `ATTACH` it read-only as `catalog`; table names are unique across the two
+//! files, so unqualified names resolve in either.
+//!
+//! Stock levels and movements stay in the main file: a level and the deletion of the
+//! movements it counted commit in one transaction (SQLite commits across attached WAL
+//! databases atomically per file only).
+//!
+//! Storage rules, as for the main file: created owner-only (0600, `-wal` and `-shm` follow),
+//! chmodded at open; a symlink at its name refuses the open (checked before anything is
+//! changed, and SQLite opens it `NOFOLLOW`, the readers' `ATTACH` too); never a URI; opened
+//! only under the main file's lock (`<database>-lock`), so no second client writes it; it
+//! carries its own application id ("FOMC"), so naming it as a `database_path` is refused as
+//! not a flow-omnium database; `secure_delete` on. Everything in it can be pulled again, so
+//! a damaged one (it fails to open or its `quick_check`, or is not a SQLite file) is moved
+//! aside to `<database>-catalog.damaged-<time>` (never deleted), a fresh one is created and
+//! pulled from the start (its cursors went with it); the till keeps selling meanwhile.
+//!
+//! A database from before (the catalog in the main file) migrates once at open: the main
+//! file is brought to the schema version before [`SPLIT_MARK`]'s migration, the catalog is
+//! copied across in one transaction of the catalog file (its search index and listings
+//! rebuilt by the catalog's triggers), then the main file's migration drops the tables. The
+//! main file's `user_version` is the mark: a crash before the drop committed finds the old
+//! version and the tables still there, and copies again (the copy first empties the catalog
+//! file, so it is redone, never doubled).
+
+use super::files::{self, side_file};
+use super::{crash_point, expect_pragma, Opened, BASE_FLAGS, BUSY_TIMEOUT};
+use crate::error::{Error, Result};
+use rusqlite::config::DbConfig;
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use std::path::{Path, PathBuf};
+
+/// `PRAGMA application_id` of a catalog file ("FOMC"): not the main file's, so the catalog
+/// is never opened as a database of its own.
+pub const CATALOG_APPLICATION_ID: i64 = 0x464F_4D43;
+
+/// The data sets whose cursors live in the catalog file.
+pub(crate) const CATALOG_DATASETS: [&str; 2] = ["products", "categories"];
+
+/// Whether `dataset`'s cursor is in the catalog file.
+pub(crate) fn is_catalog_dataset(dataset: &str) -> bool {
+    CATALOG_DATASETS.contains(&dataset)
+}
+
+/// Text of the main file's migration that drops the catalog tables (its version is found by
+/// it, so migrations added before it by others renumber nothing here).
+pub(crate) const SPLIT_MARK: &str = "-- [catfile] the catalog moved to <database>-catalog";
+
+/// `<database>-catalog`.
+pub fn catalog_path(db: &Path) -> PathBuf {
+    side_file(db, "-catalog")
+}
+
+/// The catalog file's schema: the catalog tables as the main file's migrations 2, 7, 10 and
+/// 11 left them, plus its cursors and its own key/value state.
+const CATALOG_MIGRATIONS: &[&str] = &[
+    // 1
+    "CREATE TABLE product (
+        sku TEXT PRIMARY KEY,
+        product_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        brand TEXT,
+        ean TEXT,
+        gtins TEXT NOT NULL,
+        category_ids TEXT NOT NULL,
+        image_urls TEXT NOT NULL,
+        active INTEGER NOT NULL,
+        language TEXT,
+        cost_price INTEGER
+    );
+    CREATE INDEX product_by_product_id ON product (product_id);
+    CREATE INDEX product_by_ean ON product (ean);
+    CREATE INDEX product_by_brand_name ON product (brand, active, name);
+    CREATE INDEX product_by_active_name ON product (active, name);
+    CREATE TABLE product_category (
+        product_sku TEXT NOT NULL REFERENCES product (sku) ON DELETE CASCADE,
+        category_id TEXT NOT NULL,
+        PRIMARY KEY (product_sku, category_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX product_category_by_category ON product_category (category_id, product_sku);
+    CREATE TABLE price (
+        sku TEXT NOT NULL REFERENCES product (sku) ON DELETE CASCADE,
+        unit_price INTEGER NOT NULL,
+        currency TEXT NOT NULL,
+        store_specific INTEGER NOT NULL,
+        variant_specific INTEGER NOT NULL,
+        valid_from INTEGER,
+        valid_until INTEGER,
+        member INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX price_by_sku ON price (sku);
+    CREATE TABLE category (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        parent_id TEXT,
+        sort_index INTEGER NOT NULL
+    );
+    CREATE VIRTUAL TABLE product_fts USING fts5 (
+        sku, name, ean, brand, gtins,
+        content = '', contentless_delete = 1,
+        tokenize = 'unicode61 remove_diacritics 2', prefix = '1 2 3'
+    );
+    INSERT INTO product_fts (product_fts, rank) VALUES ('rank', 'bm25(10.0, 4.0, 10.0, 2.0, 6.0)');
+    CREATE TRIGGER product_fts_insert AFTER INSERT ON product WHEN new.active = 1 BEGIN
+        INSERT INTO product_fts (rowid, sku, name, ean, brand, gtins)
+        VALUES (new.rowid, fo_fold(new.sku), fo_fold(new.name), fo_fold(new.ean),
+                fo_fold(new.brand), fo_fold(new.gtins));
+    END;
+    CREATE TRIGGER product_fts_delete AFTER DELETE ON product WHEN old.active = 1 BEGIN
+        DELETE FROM product_fts WHERE rowid = old.rowid;
+    END;
+    CREATE TRIGGER product_fts_update AFTER UPDATE OF sku, name, ean, brand, gtins, active ON product
+    WHEN (old.active = 1 OR new.active = 1)
+      AND (old.active IS NOT new.active OR old.sku IS NOT new.sku OR old.name IS NOT new.name
+        OR old.ean IS NOT new.ean OR old.brand IS NOT new.brand OR old.gtins IS NOT new.gtins) BEGIN
+        DELETE FROM product_fts WHERE old.active = 1 AND rowid = old.rowid;
+        INSERT INTO product_fts (rowid, sku, name, ean, brand, gtins)
+        SELECT new.rowid, fo_fold(new.sku), fo_fold(new.name), fo_fold(new.ean),
+               fo_fold(new.brand), fo_fold(new.gtins) WHERE new.active = 1;
+    END;
+    CREATE TABLE category_member (
+        category_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        sku TEXT NOT NULL,
+        sort_key BLOB NOT NULL DEFAULT x'',
+        PRIMARY KEY (category_id, name, sku)
+    ) WITHOUT ROWID;
+    CREATE INDEX category_member_by_key ON category_member (category_id, sort_key);
+    CREATE TRIGGER category_member_link AFTER INSERT ON product_category BEGIN
+        INSERT OR IGNORE INTO category_member (category_id, name, sku, sort_key)
+        SELECT new.category_id, p.name, p.sku, fo_sort_key(p.name) FROM product p
+        WHERE p.sku = new.product_sku AND p.active = 1;
+    END;
+    CREATE TRIGGER category_member_unlink AFTER DELETE ON product_category BEGIN
+        DELETE FROM category_member WHERE category_id = old.category_id AND sku = old.product_sku
+          AND name = (SELECT name FROM product WHERE sku = old.product_sku);
+    END;
+    CREATE TRIGGER category_member_product AFTER UPDATE OF name, active ON product
+    WHEN old.name IS NOT new.name OR old.active IS NOT new.active BEGIN
+        DELETE FROM category_member WHERE sku = old.sku AND name = old.name AND category_id IN
+            (SELECT category_id FROM product_category WHERE product_sku = old.sku);
+        INSERT OR IGNORE INTO category_member (category_id, name, sku, sort_key)
+        SELECT pc.category_id, new.name, new.sku, fo_sort_key(new.name) FROM product_category pc
+        WHERE pc.product_sku = new.sku AND new.active = 1;
+    END;
+    -- Before the row goes (its links cascade after it, when its name can no longer be read).
+    CREATE TRIGGER category_member_product_gone BEFORE DELETE ON product BEGIN
+        DELETE FROM category_member WHERE sku = old.sku AND name = old.name AND category_id IN
+            (SELECT category_id FROM product_category WHERE product_sku = old.sku);
+    END;
+    -- The catalog's pull cursors (products, categories), committed with the pages they cover.
+    CREATE TABLE catalog_cursor (
+        dataset TEXT PRIMARY KEY,
+        high_water_ms INTEGER,
+        last_pull_at INTEGER,
+        settled INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE catalog_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+];
+
+const CATALOG_LATEST: i64 = CATALOG_MIGRATIONS.len() as i64;
+
+/// Refuses a symlink (or anything but a regular file) at the catalog's name, before the
+/// open changes anything: rule 12 holds for the second file as for the first.
+pub(super) fn check_path(db: &Path) -> Result<()> {
+    let cat = catalog_path(db);
+    match std::fs::symlink_metadata(&cat) {
+        Ok(m) if m.file_type().is_symlink() => Err(Error::Storage(format!(
+            "the catalog file {} is a symbolic link; refusing to follow it (remove it: the catalog is pulled again)",
+            cat.display()
+        ))),
+        Ok(m) if !m.is_file() => Err(Error::Storage(format!(
+            "the catalog file {} is not a regular file",
+            cat.display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Opens (creating, or replacing when damaged) the catalog's writer. The caller holds the
+/// database's lock. Returns the connection and, when the file found was damaged, the name
+/// it was moved to.
+pub(super) fn open_writer(db: &Path) -> Result<(Connection, Option<PathBuf>)> {
+    check_path(db)?;
+    let cat = catalog_path(db);
+    let found = match inspect(&cat)? {
+        Found::Usable => None,
+        Found::Damaged(reason) => Some(reason),
+    };
+    let moved = match found {
+        Some(reason) => Some(replace(&cat, &reason)?),
+        None => None,
+    };
+    if std::fs::symlink_metadata(&cat).is_err() {
+        fresh(&cat)?;
+    }
+    match open_checked(&cat) {
+        Ok(conn) => {
+            files::make_private(&cat)?;
+            Ok((conn, moved))
+        }
+        Err(Opened::Damaged(reason)) if moved.is_none() => {
+            let moved = replace(&cat, &reason)?;
+            fresh(&cat)?;
+            match open_checked(&cat) {
+                Ok(conn) => {
+                    files::make_private(&cat)?;
+                    Ok((conn, Some(moved)))
+                }
+                Err(Opened::Damaged(r)) => Err(Error::Storage(format!(
+                    "the catalog file {} was damaged ({reason}) and moved aside, but a fresh one fails too: {r}",
+                    cat.display()
+                ))),
+                Err(Opened::Failed(e)) => Err(e),
+            }
+        }
+        Err(Opened::Damaged(r)) => Err(Error::Storage(format!(
+            "a fresh catalog file {} fails to open: {r}",
+            cat.display()
+        ))),
+        Err(Opened::Failed(e)) => Err(e),
+    }
+}
+
+enum Found {
+    Usable,
+    Damaged(String),
+}
+
+/// What is at the catalog's name, read without changing it: nothing, or an empty file, or a
+/// catalog, is usable; anything else there is a catalog file damaged beyond SQLite's own
+/// checks (the name is ours: `<database>-catalog`).
+fn inspect(cat: &Path) -> Result<Found> {
+    let head = match files::read_head(cat) {
+        Ok(h) => h,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Found::Usable),
+        Err(e) => {
+            return Err(Error::Storage(format!(
+                "cannot read the catalog file {}: {e}",
+                cat.display()
+            )))
+        }
+    };
+    if head.is_empty() {
+        return Ok(Found::Usable);
+    }
+    if !head.starts_with(files::SQLITE_HEADER) {
+        return Ok(Found::Damaged("not a SQLite file".into()));
+    }
+    if head.len() >= 72 {
+        let id = i64::from(u32::from_be_bytes([head[68], head[69], head[70], head[71]]));
+        if id != CATALOG_APPLICATION_ID && id != 0 {
+            return Ok(Found::Damaged(format!("application id {id:#x}")));
+        }
+    }
+    Ok(Found::Usable)
+}
+
+/// Moves a damaged catalog file (with its `-wal` and `-shm`) to
+/// `<database>-catalog.damaged-<UTC time>`, never deleting anything. Returns the new name.
+fn replace(cat: &Path, reason: &str) -> Result<PathBuf> {
+    use crate::clock::Clock;
+    let now = crate::clock::SystemClock.wall_ms();
+    let stamp = chrono::DateTime::from_timestamp_millis(now)
+        .unwrap_or_default()
+        .format("%Y%m%dT%H%M%S%.3fZ")
+        .to_string();
+    let target = files::aside_name(cat, &stamp);
+    files::move_aside(cat, &target)?;
+    crash_point("catalog:moved");
+    log::error!(
+        "the catalog file {} was damaged ({reason}); moved to {}, a fresh one is pulled from Omnium \
+         (the till keeps selling meanwhile)",
+        cat.display(),
+        target.display()
+    );
+    Ok(target)
+}
+
+/// Creates an empty catalog file (0600). A `-wal` or `-shm` left without their file (a
+/// move aside cut short moves them first, so only foreign hands leave one) is moved aside
+/// too: SQLite would otherwise replay that WAL into the fresh file.
+fn fresh(cat: &Path) -> Result<()> {
+    let orphan = ["-wal", "-shm"]
+        .iter()
+        .any(|s| std::fs::symlink_metadata(side_file(cat, s)).is_ok());
+    if orphan {
+        replace(cat, "a -wal or -shm without its catalog file")?;
+    }
+    files::create_private(cat)?;
+    files::sync_dir(cat.parent().unwrap_or(Path::new("/")))
+}
+
+/// Opens the catalog file read-write with its pragmas read back, checks it, migrates it.
+fn open_checked(cat: &Path) -> std::result::Result<Connection, Opened> {
+    let flags = BASE_FLAGS | OpenFlags::SQLITE_OPEN_READ_WRITE;
+    let conn = Connection::open_with_flags(cat, flags).map_err(|e| {
+        Opened::Failed(Error::Storage(format!(
+            "cannot open the catalog file {}: {e}",
+            cat.display()
+        )))
+    })?;
+    // A damaged file is moved aside as found: no checkpoint of its WAL into it on close.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let app: i64 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
+    if app != CATALOG_APPLICATION_ID && app != 0 {
+        return Err(Opened::Damaged(format!("application id {app:#x}")));
+    }
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    expect_pragma("journal_mode", &mode.to_ascii_lowercase(), "wal")?;
+    // Data Omnium can send again: a power cut loses at most the last commits, and their
+    // cursors with them (a WAL commit is atomic), so they are pulled again.
+    conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")?;
+    let sync: i64 = conn.query_row("PRAGMA synchronous", [], |r| r.get(0))?;
+    expect_pragma("synchronous", &sync.to_string(), "1")?;
+    let fk: i64 = conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0))?;
+    expect_pragma("foreign_keys", &fk.to_string(), "1")?;
+    // A first sync's transactions grow the WAL; it is cut back to 8 MiB after the
+    // checkpoints that reset it.
+    conn.execute_batch(
+        "PRAGMA cache_size = -16384; PRAGMA temp_store = MEMORY; PRAGMA journal_size_limit = 8388608",
+    )?;
+    conn.execute_batch("PRAGMA secure_delete = ON")?;
+    let secure: i64 = conn.query_row("PRAGMA secure_delete", [], |r| r.get(0))?;
+    expect_pragma("secure_delete", &secure.to_string(), "1")?;
+    if !conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)? {
+        return Err(Opened::Failed(Error::Storage(
+            "SQLite refused the query planner stability guarantee".into(),
+        )));
+    }
+    // Never creates or writes another file through ATTACH (the copy from the main file
+    // attaches it read-only).
+    attach_config(&conn, ATTACH_CREATE, false)?;
+    let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
+    if check != "ok" {
+        return Err(Opened::Damaged(format!("integrity check: {check}")));
+    }
+    super::fold::register(&conn)?;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version > CATALOG_LATEST {
+        // A newer flow-omnium's catalog: moved aside and pulled again (nothing is lost).
+        return Err(Opened::Damaged(format!(
+            "schema version {version}, newer than this library's {CATALOG_LATEST}"
+        )));
+    }
+    migrate(&conn, version)?;
+    reindex_if_folded_otherwise(&conn)?;
+    if version != CATALOG_LATEST {
+        // What the migration wrote goes into the file now: the WAL does not start out
+        // holding a copy of the schema.
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    }
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, false)?;
+    Ok(conn)
+}
+
+fn migrate(conn: &Connection, version: i64) -> Result<()> {
+    if version == CATALOG_LATEST {
+        return Ok(());
+    }
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let result = (|| {
+        for sql in CATALOG_MIGRATIONS.iter().skip(version as usize) {
+            conn.execute_batch(sql)?;
+        }
+        if version == 0 {
+            // A new catalog is folded by this library's rules.
+            conn.execute(
+                "INSERT OR REPLACE INTO catalog_state (key, value) VALUES (?1, ?2)",
+                rusqlite::params![
+                    super::fold::FOLD_VERSION_KEY,
+                    super::fold::FOLD_VERSION.to_string()
+                ],
+            )?;
+        }
+        conn.execute_batch(&format!(
+            "PRAGMA user_version = {CATALOG_LATEST}; PRAGMA application_id = {CATALOG_APPLICATION_ID};"
+        ))?;
+        Ok(())
+    })();
+    match result {
+        Ok(()) => Ok(conn.execute_batch("COMMIT")?),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+/// Folds the search index and the listings' sort keys again when another version's rules
+/// made them (see `schema.rs`'s history): one pass, in one transaction.
+pub(super) fn reindex_if_folded_otherwise(conn: &Connection) -> Result<()> {
+    use super::fold::{FOLD_VERSION, FOLD_VERSION_KEY};
+    let kept: Option<String> = conn
+        .query_row(
+            "SELECT value FROM catalog_state WHERE key = ?1",
+            [FOLD_VERSION_KEY],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if kept.as_deref() == Some(FOLD_VERSION.to_string().as_str()) {
+        return Ok(());
+    }
+    conn.execute_batch(
+        "BEGIN IMMEDIATE;
+        INSERT INTO product_fts (product_fts) VALUES ('delete-all');
+        INSERT INTO product_fts (rowid, sku, name, ean, brand, gtins)
+        SELECT rowid, fo_fold(sku), fo_fold(name), fo_fold(ean), fo_fold(brand), fo_fold(gtins)
+        FROM product WHERE active = 1;
+        UPDATE category_member SET sort_key = fo_sort_key(name);",
+    )?;
+    let done = conn
+        .execute(
+            "INSERT OR REPLACE INTO catalog_state (key, value) VALUES (?1, ?2)",
+            rusqlite::params![FOLD_VERSION_KEY, FOLD_VERSION.to_string()],
+        )
+        .and_then(|_| conn.execute_batch("COMMIT"));
+    if let Err(e) = done {
+        let _ = conn.execute_batch("ROLLBACK");
+        return Err(e.into());
+    }
+    log::info!(
+        "search index folded again by the rules of version {FOLD_VERSION} (was {})",
+        kept.as_deref().unwrap_or("1")
+    );
+    Ok(())
+}
+
+/// Copies the catalog of a database from before the split (its tables in the main file,
+/// `main` at the schema version just before [`SPLIT_MARK`]'s) into the catalog file, in one
+/// transaction of the catalog file. The main file's migration that drops the tables comes
+/// after; a crash before it commits copies again at the next open. The caller holds the
+/// database's lock.
+pub(super) fn copy_from_main(db: &Path) -> Result<()> {
+    let started = std::time::Instant::now();
+    let (cat, _) = open_writer(db)?;
+    // Read-only: nothing the copy does can write the main file.
+    attach_config(&cat, ATTACH_WRITE, false)?;
+    cat.execute(
+        "ATTACH DATABASE CAST(?1 AS TEXT) AS old",
+        [db.as_os_str().as_encoded_bytes()],
+    )?;
+    // This one commit is synced: the main file's copy is dropped right after it.
+    cat.execute_batch("PRAGMA synchronous = FULL")?;
+    let copied = (|| -> Result<i64> {
+        cat.execute_batch("BEGIN IMMEDIATE")?;
+        let r = (|| -> Result<i64> {
+            // Redone after a crash: what an earlier copy left goes first.
+            cat.execute_batch(
+                "DELETE FROM main.product_category;
+                 DELETE FROM main.price;
+                 DELETE FROM main.product;
+                 DELETE FROM main.category_member;
+                 INSERT INTO main.product_fts (product_fts) VALUES ('delete-all');
+                 DELETE FROM main.category;
+                 DELETE FROM main.catalog_cursor;
+                 INSERT INTO main.product (rowid, sku, product_id, name, brand, ean, gtins,
+                                           category_ids, image_urls, active, language, cost_price)
+                 SELECT rowid, sku, product_id, name, brand, ean, gtins, category_ids,
+                        image_urls, active, language, cost_price
+                 FROM old.product ORDER BY rowid;
+                 INSERT OR IGNORE INTO main.product_category (product_sku, category_id)
+                 SELECT product_sku, category_id FROM old.product_category
+                 WHERE product_sku IN (SELECT sku FROM main.product);
+                 INSERT INTO main.price (sku, unit_price, currency, store_specific,
+                                         variant_specific, valid_from, valid_until, member)
+                 SELECT sku, unit_price, currency, store_specific, variant_specific,
+                        valid_from, valid_until, member
+                 FROM old.price WHERE sku IN (SELECT sku FROM main.product);
+                 INSERT INTO main.category (id, name, parent_id, sort_index)
+                 SELECT id, name, parent_id, sort_index FROM old.category;
+                 INSERT INTO main.catalog_cursor (dataset, high_water_ms, last_pull_at, settled)
+                 SELECT dataset, high_water_ms, last_pull_at, settled FROM old.pull_cursor
+                 WHERE dataset IN ('products', 'categories');",
+            )?;
+            cat.execute(
+                "INSERT OR REPLACE INTO main.catalog_state (key, value) VALUES (?1, ?2)",
+                rusqlite::params![
+                    super::fold::FOLD_VERSION_KEY,
+                    super::fold::FOLD_VERSION.to_string()
+                ],
+            )?;
+            Ok(cat.query_row("SELECT COUNT(*) FROM main.product", [], |r| r.get(0))?)
+        })();
+        match r {
+            Ok(n) => {
+                cat.execute_batch("COMMIT")?;
+                Ok(n)
+            }
+            Err(e) => {
+                let _ = cat.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    })();
+    let _ = cat.execute_batch("DETACH DATABASE old");
+    let n = copied?;
+    crash_point("catalog:copied");
+    log::info!(
+        "the catalog ({n} SKUs) moved to its own file {} ({} ms)",
+        catalog_path(db).display(),
+        started.elapsed().as_millis()
+    );
+    Ok(())
+}
+
+/// Attaches the catalog file to a reader connection as `catalog`, read-only (never created:
+/// a database whose catalog is still in the main file, as an operator tool may find one
+/// before the client's first open after an upgrade, reads it there).
+pub(super) fn attach(conn: &Connection, db: &Path) -> Result<()> {
+    let cat = catalog_path(db);
+    match std::fs::symlink_metadata(&cat) {
+        Ok(m) if m.is_file() => {}
+        _ => return Ok(()),
+    }
+    attach_config(conn, ATTACH_CREATE, false)?;
+    attach_config(conn, ATTACH_WRITE, false)?;
+    // The path's bytes as text (a path need not be UTF-8); never read as a URI (the
+    // connection has no SQLITE_OPEN_URI and SQLite is built without SQLITE_USE_URI), and
+    // opened NOFOLLOW like the connection's own file.
+    conn.execute(
+        "ATTACH DATABASE CAST(?1 AS TEXT) AS catalog",
+        [cat.as_os_str().as_encoded_bytes()],
+    )?;
+    Ok(())
+}
+
+/// Whether `conn` has the catalog file attached (a reader) as `catalog`.
+pub(crate) fn attached(conn: &Connection) -> Result<bool> {
+    Ok(conn
+        .query_row(
+            "SELECT 1 FROM pragma_database_list WHERE name = 'catalog'",
+            [],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
+}
+
+/// `SQLITE_DBCONFIG_ENABLE_ATTACH_CREATE` and `_WRITE` (SQLite 3.49; rusqlite names them
+/// only with its `modern_sqlite` feature).
+const ATTACH_CREATE: std::ffi::c_int = 1020;
+const ATTACH_WRITE: std::ffi::c_int = 1021;
+
+/// Sets one of the ATTACH switches and reads it back (the bundled SQLite has them; one
+/// that does not is an error, never a silent write through ATTACH).
+fn attach_config(conn: &Connection, op: std::ffi::c_int, on: bool) -> Result<()> {
+    let mut now: std::ffi::c_int = -1;
+    // SAFETY: the connection's handle is valid for the call; this op takes an int and an
+    // int pointer, as passed.
+    let rc = unsafe {
+        rusqlite::ffi::sqlite3_db_config(conn.handle(), op, std::ffi::c_int::from(on), &mut now)
+    };
+    if rc != rusqlite::ffi::SQLITE_OK || now != std::ffi::c_int::from(on) {
+        return Err(Error::Storage(format!(
+            "SQLite refused to set ATTACH option {op} (rc {rc}, now {now})"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{schema, SearchQuery, Store, APPLICATION_ID};
+
+    /// A database as the versions before the split left it: the catalog in the main file.
+    fn single_file(db: &Path) {
+        let conn = Connection::open(db).unwrap();
+        conn.execute_batch("PRAGMA journal_mode = WAL").unwrap();
+        schema::migrate_to(&conn, schema::split_version() - 1).unwrap();
+        conn.execute_batch(&format!(
+            "PRAGMA application_id = {APPLICATION_ID};
+             INSERT INTO product (sku, product_id, name, brand, ean, gtins, category_ids, image_urls, active)
+             VALUES ('G-1', 'P-1', 'Gløgg Straße', 'Ærlig', '7001', '', '[\"jul\"]', '[]', 1),
+                    ('G-2', 'P-2', 'Gløgg alkoholfri', 'Ærlig', NULL, '', '[\"jul\"]', '[]', 0),
+                    ('K-1', 'P-3', 'Kaffe', 'Friele', '7003', '', '[\"jul\"]', '[]', 1);
+             INSERT INTO product_category (product_sku, category_id)
+             VALUES ('G-1', 'jul'), ('G-2', 'jul'), ('K-1', 'jul');
+             INSERT INTO price (sku, unit_price, currency, store_specific, variant_specific, member)
+             VALUES ('G-1', 9900, 'NOK', 0, 0, 0), ('G-1', 8900, 'NOK', 0, 0, 1);
+             INSERT INTO category (id, name, parent_id, sort_index) VALUES ('jul', 'Jul', NULL, 0);
+             INSERT INTO pull_cursor (dataset, high_water_ms, last_pull_at, settled)
+             VALUES ('products', 500, 600, 1), ('categories', NULL, 600, 0), ('stock', 700, 800, 1);
+             INSERT INTO stock_level (sku, warehouse_id, quantity, reserved, modified_ms)
+             VALUES ('G-1', 'oslo-1', 4, 0, 1);
+             INSERT INTO sync_state (key, value) VALUES ('search.fold_version', '2');"
+        ))
+        .unwrap();
+    }
+
+    fn table_in_main(s: &Store, name: &str) -> bool {
+        s.conn()
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = ?1",
+                [name],
+                |r| r.get::<_, i64>(0),
+            )
+            .unwrap()
+            > 0
+    }
+
+    /// What the till reads after the move: the same catalog, prices, listings, cursors, and
+    /// nothing of it left in the main file.
+    fn moved_intact(s: &Store) {
+        let p = s.product("G-1", 0).unwrap().expect("G-1");
+        assert_eq!(p.price.map(|p| p.unit_price), Some(9900));
+        assert_eq!(p.member_price.map(|p| p.unit_price), Some(8900));
+        let text = SearchQuery {
+            text: Some("glogg".into()),
+            limit: 10,
+            ..SearchQuery::default()
+        };
+        let (found, _) = s.search_products(&text, 0).unwrap();
+        assert_eq!(
+            found.iter().map(|p| p.sku.as_str()).collect::<Vec<_>>(),
+            ["G-1"]
+        );
+        let listing = SearchQuery {
+            category_id: Some("jul".into()),
+            limit: 10,
+            ..SearchQuery::default()
+        };
+        let (listed, total) = s.search_products(&listing, 0).unwrap();
+        assert_eq!(total, 2);
+        assert_eq!(
+            listed.iter().map(|p| p.sku.as_str()).collect::<Vec<_>>(),
+            ["G-1", "K-1"]
+        );
+        assert_eq!(s.categories().unwrap().len(), 1);
+        assert_eq!(s.cursor("products").unwrap(), (Some(500), true));
+        assert_eq!(s.cursor("categories").unwrap(), (None, false));
+        assert_eq!(
+            s.cursor("stock").unwrap(),
+            (Some(700), true),
+            "stays in main"
+        );
+        let stock = s.stock("G-1", &["oslo-1".to_string()]).unwrap().unwrap();
+        assert_eq!(stock.warehouses[0].quantity, 4.0);
+        let prices: i64 = s
+            .catalog()
+            .unwrap()
+            .query_row("SELECT count(*) FROM price", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(prices, 2, "copied once");
+        for t in [
+            "product",
+            "price",
+            "product_fts",
+            "category",
+            "category_member",
+        ] {
+            assert!(!table_in_main(s, t), "{t} left in the main file");
+        }
+        let main_cursors: i64 = s
+            .conn()
+            .query_row(
+                "SELECT count(*) FROM pull_cursor WHERE dataset IN ('products', 'categories')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(main_cursors, 0);
+        let app: i64 = s
+            .catalog()
+            .unwrap()
+            .query_row("PRAGMA application_id", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(app, CATALOG_APPLICATION_ID);
+    }
+
+    #[test]
+    fn a_single_file_database_moves_its_catalog_to_its_own_file_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("pos.db");
+        single_file(&db);
+        let s = Store::open(&db).unwrap();
+        moved_intact(&s);
+        assert_eq!(
+            s.get_state(schema::VACUUM_OWED).unwrap(),
+            None,
+            "the main file was rewritten without the catalog's pages"
+        );
+        drop(s);
+        // The next open copies nothing again (the main file has no catalog left).
+        let s = Store::open(&db).unwrap();
+        moved_intact(&s);
+    }
+
+    /// Not a test on its own: opens the database named by `FO_CATFILE_DB` (the crash test
+    /// below runs it with `FO_TEST_CRASH_AT` set).
+    #[test]
+    #[ignore = "run as a child process by the migration crash test"]
+    fn child_opens_a_single_file_database() {
+        let db = std::env::var_os("FO_CATFILE_DB").expect("FO_CATFILE_DB");
+        let _ = Store::open(Path::new(&db));
+    }
+
+    fn open_and_crash_at(db: &Path, point: &str) -> Option<i32> {
+        use std::os::unix::process::{CommandExt, ExitStatusExt};
+        let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+        cmd.args([
+            "--ignored",
+            "--exact",
+            "store::catalog_file::tests::child_opens_a_single_file_database",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("FO_CATFILE_DB", db)
+        .env("FO_TEST_CRASH_AT", point)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+        // SAFETY: only setrlimit (async-signal-safe) between fork and exec: no core file.
+        unsafe {
+            cmd.pre_exec(|| {
+                let none = libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
+                libc::setrlimit(libc::RLIMIT_CORE, &none);
+                Ok(())
+            });
+        }
+        cmd.status().unwrap().signal()
+    }
+
+    /// Killed after the copy committed and before the main file dropped its tables: the
+    /// main file's version is the mark, the next open copies again (not twice over) and
+    /// drops. Killed twice in a row there: the same.
+    #[test]
+    fn a_crash_between_the_copy_and_the_drop_copies_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("pos.db");
+        single_file(&db);
+        for _ in 0..2 {
+            assert_eq!(
+                open_and_crash_at(&db, "catalog:copied"),
+                Some(libc::SIGABRT),
+                "the child must abort at the crash point"
+            );
+            let main = Connection::open_with_flags(&db, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+            let (version, products): (i64, i64) = main
+                .query_row(
+                    "SELECT (SELECT user_version FROM pragma_user_version),
+                            (SELECT count(*) FROM product)",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .unwrap();
+            assert_eq!((version, products), (schema::split_version() - 1, 3));
+            let cat =
+                Connection::open_with_flags(catalog_path(&db), OpenFlags::SQLITE_OPEN_READ_ONLY)
+                    .unwrap();
+            let copied: i64 = cat
+                .query_row("SELECT count(*) FROM price", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(copied, 2, "the copy committed before the crash");
+        }
+        let s = Store::open(&db).unwrap();
+        moved_intact(&s);
+    }
+}
