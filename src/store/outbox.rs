@@ -8,6 +8,7 @@
 use super::{StockEffect, Store};
 use crate::error::{Error, Result};
 use rusqlite::{params, OptionalExtension, Row, Transaction, TransactionBehavior};
+use std::collections::HashMap;
 
 pub struct NewJob<'a> {
     pub kind: &'a str,
@@ -209,11 +210,18 @@ fn now_wall_ms(store: &Store) -> i64 {
         .wall_ms()
 }
 
-fn delivered_hash(tx: &Transaction, job_id: i64) -> Result<String> {
-    let content: String = tx
-        .prepare_cached("SELECT content FROM outbox_job WHERE id = ?1")?
-        .query_row([job_id], |r| r.get(0))?;
-    Ok(content_hash(&content))
+/// Job ids as a JSON array, for `IN (SELECT value FROM json_each(?))` (one statement for a
+/// whole batch).
+fn id_list(ids: impl Iterator<Item = i64>) -> String {
+    let mut s = String::from("[");
+    for (i, id) in ids.enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(&id.to_string());
+    }
+    s.push(']');
+    s
 }
 
 /// The content hash kept in `delivered_id`: FNV-1a, 128 bits, hex. It tells "the same
@@ -511,12 +519,17 @@ impl Store {
             )?;
             rows.collect::<rusqlite::Result<Vec<_>>>()?
         };
-        {
-            let mut mark = tx.prepare_cached(
-                "UPDATE outbox_job SET state = 'in_flight', claim = ?2 WHERE id = ?1",
-            )?;
+        // One statement for the whole batch: each statement that changes `state` (under
+        // its CHECK and triggers) journals every page it touches first, so one per job cost
+        // the index's pages once per job.
+        if !jobs.is_empty() {
+            let ids = id_list(jobs.iter().map(|j| j.id));
+            tx.prepare_cached(
+                "UPDATE outbox_job SET state = 'in_flight', claim = ?2
+                 WHERE id IN (SELECT value FROM json_each(?1))",
+            )?
+            .execute(params![ids, token])?;
             for job in &mut jobs {
-                mark.execute(params![job.id, token])?;
                 job.claim = token;
             }
         }
@@ -528,17 +541,8 @@ impl Store {
     /// process's monotonic clock: due in what their wall-clock schedule says, never more than
     /// the cap (a wall clock that was a year fast or has been stepped back), never less than
     /// 0; an uncertain one is read back a settle time from now (its request, if any, left
-    /// before this moment). The worker calls it every round; it writes nothing when every
-    /// row is armed.
-    pub fn arm_schedules(&self, now_ms: i64) -> Result<()> {
-        let mono = self.mono_ms();
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        self.arm_in(&tx, now_ms, mono)?;
-        tx.commit()?;
-        Ok(())
-    }
-
+    /// before this moment). Each claim does it first, in its transaction (the worker claims
+    /// every round); it writes nothing when every row is armed.
     fn arm_in(&self, tx: &Transaction, now_ms: i64, mono: i64) -> Result<()> {
         tx.prepare_cached(
             "UPDATE outbox_job SET sched_epoch = ?1, settle_from = ?2,
@@ -665,68 +669,80 @@ impl Store {
     /// Each update applies only while its job is still in flight under the update's claim:
     /// a late result from a try whose claim was since given up (recovered as uncertain, and
     /// perhaps claimed and delivered again) changes nothing. Returns how many applied.
+    ///
+    /// The delivered jobs (nearly every job of a drain) are applied together, a few
+    /// statements for the whole batch; each statement that changes `state` (under its CHECK
+    /// and triggers) first journals every page it touches, so one per job cost most of the
+    /// commit. Other fates are one statement per job.
     pub fn finish(&self, updates: &[JobUpdate], now_ms: i64) -> Result<usize> {
         self.fail_point(super::WriteOp::Finish)?;
         let mono = self.mono_ms();
         let epoch = self.epoch();
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut delivered_any = false;
+        // Where each job stands now, and its content (for the delivered record's hash).
+        let mut held: HashMap<i64, (bool, Option<i64>, String)> = HashMap::new();
+        {
+            let mut stmt = tx.prepare_cached(
+                "SELECT id, state = 'in_flight', claim, content FROM outbox_job
+                 WHERE id IN (SELECT value FROM json_each(?1))",
+            )?;
+            let rows = stmt.query_map([id_list(updates.iter().map(|u| u.job_id))], |r| {
+                Ok((r.get::<_, i64>(0)?, (r.get(1)?, r.get(2)?, r.get(3)?)))
+            })?;
+            for row in rows {
+                let (id, at) = row?;
+                held.insert(id, at);
+            }
+        }
         let mut applied = 0;
         // Logged after the commit, with the connection free: a log callback may call back
         // into the library on this thread (fo_record_*), which would wait for this lock.
         let mut dropped = Vec::new();
+        // (job id, content hash, accepted) of the delivered jobs.
+        let mut delivered: Vec<(i64, String, i64)> = Vec::new();
         for u in updates {
-            let ours: bool = tx
-                .prepare_cached(
-                    "SELECT EXISTS (SELECT 1 FROM outbox_job WHERE id = ?1 AND state = 'in_flight' AND claim = ?2)",
-                )?
-                .query_row(params![u.job_id, u.claim], |r| r.get(0))?;
-            if !ours {
+            // Taken out once applied: a second update of the same job in one call finds it
+            // no longer held, as it would after the first was applied.
+            let ours = match held.remove(&u.job_id) {
+                Some((true, Some(claim), content)) if claim == u.claim => Some(content),
+                Some(other) => {
+                    held.insert(u.job_id, other);
+                    None
+                }
+                None => None,
+            };
+            let Some(content) = ours else {
                 dropped.push(format!(
                     "job {}: an outcome of a claim no longer held was dropped ({:?})",
                     u.job_id, u.fate
                 ));
                 continue;
-            }
+            };
+            held.insert(u.job_id, (false, None, String::new()));
             applied += 1;
             if let Some(step) = u.step {
                 tx.prepare_cached("UPDATE outbox_job SET step = MAX(step, ?2) WHERE id = ?1")?
                     .execute(params![u.job_id, step])?;
             }
-            if u.sent && !matches!(u.fate, JobFate::Delivered { .. }) {
-                tx.prepare_cached("UPDATE outbox_job SET uncertain = 1 WHERE id = ?1")?
-                    .execute([u.job_id])?;
-            }
-            // Whatever the fate, no request of this try leaves after now (monotonic).
-            tx.prepare_cached(
-                "UPDATE outbox_job SET settle_from = ?2, sched_epoch = ?3, claim = NULL WHERE id = ?1",
-            )?
-            .execute(params![u.job_id, mono, epoch])?;
+            // Whatever the fate, no request of this try leaves after now (monotonic): each
+            // statement below sets `settle_from` (?2) and the schedule's epoch (?3), and gives
+            // the claim up. A try that let a request leave keeps the job uncertain unless it
+            // was delivered (`sent`, ?4).
             match &u.fate {
                 JobFate::Delivered { accepted_ms } => {
-                    delivered_any = true;
-                    // Before the state changes (a trigger may erase a forgotten customer's
-                    // content then); customers and stock pushes are state, not events.
-                    tx.prepare_cached(
-                        "INSERT OR REPLACE INTO delivered_id (kind, event_id, content_hash, delivered_at)
-                         SELECT kind, event_id, ?3, ?2 FROM outbox_job
-                         WHERE id = ?1 AND kind NOT IN ('customer', 'stock_push')",
-                    )?
-                    .execute(params![u.job_id, now_ms, delivered_hash(&tx, u.job_id)?])?;
-                    Store::mark_movements_delivered(&tx, u.job_id, accepted_ms.unwrap_or(now_ms))?;
-                    // The PDF now lives in Omnium; only the job row stays for the retention.
-                    tx.prepare_cached("DELETE FROM receipt_pdf WHERE job_id = ?1")?
-                        .execute([u.job_id])?;
-                    tx.prepare_cached(
-                        "UPDATE outbox_job SET state = 'delivered', uncertain = 0, delivered_at = ?2,
-                         last_attempt_at = ?2 WHERE id = ?1",
-                    )?
-                    .execute(params![u.job_id, now_ms])?;
+                    delivered.push((
+                        u.job_id,
+                        content_hash(&content),
+                        accepted_ms.unwrap_or(now_ms),
+                    ));
                 }
                 JobFate::Released => {
-                    tx.prepare_cached("UPDATE outbox_job SET state = 'pending' WHERE id = ?1")?
-                        .execute([u.job_id])?;
+                    tx.prepare_cached(
+                        "UPDATE outbox_job SET state = 'pending', uncertain = (uncertain OR ?4),
+                         settle_from = ?2, sched_epoch = ?3, claim = NULL WHERE id = ?1",
+                    )?
+                    .execute(params![u.job_id, mono, epoch, u.sent])?;
                 }
                 JobFate::Retry {
                     at,
@@ -738,12 +754,16 @@ impl Store {
                     // on the monotonic clock.
                     tx.prepare_cached(
                         "UPDATE outbox_job SET state = 'pending', tries = tries + 1,
-                         attempts = attempts + ?2, uncertain = (uncertain OR ?3),
-                         next_attempt_at = ?4, last_attempt_at = ?5, last_error = ?6,
-                         next_mono = ?7 WHERE id = ?1",
+                         attempts = attempts + ?5, uncertain = (uncertain OR ?4 OR ?6),
+                         next_attempt_at = ?7, last_attempt_at = ?8, last_error = ?9,
+                         next_mono = ?10, settle_from = ?2, sched_epoch = ?3, claim = NULL
+                         WHERE id = ?1",
                     )?
                     .execute(params![
                         u.job_id,
+                        mono,
+                        epoch,
+                        u.sent,
                         *counted as i64,
                         uncertain,
                         at,
@@ -755,13 +775,46 @@ impl Store {
                 JobFate::Dead { error } => {
                     tx.prepare_cached(
                         "UPDATE outbox_job SET state = 'dead', attempts = attempts + 1, tries = tries + 1,
-                         last_attempt_at = ?2, dead_at = ?2, last_error = ?3 WHERE id = ?1",
+                         uncertain = (uncertain OR ?4), last_attempt_at = ?5, dead_at = ?5,
+                         last_error = ?6, settle_from = ?2, sched_epoch = ?3, claim = NULL
+                         WHERE id = ?1",
                     )?
-                    .execute(params![u.job_id, now_ms, error])?;
+                    .execute(params![u.job_id, mono, epoch, u.sent, now_ms, error])?;
                 }
             }
         }
-        if delivered_any {
+        if !delivered.is_empty() {
+            let ids = id_list(delivered.iter().map(|d| d.0));
+            // Before the state changes (a trigger may erase a forgotten customer's content
+            // then); customers and stock pushes are state, not events.
+            let hashes = serde_json::to_string(
+                &delivered
+                    .iter()
+                    .map(|(id, hash, _)| (id, hash))
+                    .collect::<Vec<_>>(),
+            )
+            .map_err(|e| Error::Internal(format!("delivered ids: {e}")))?;
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO delivered_id (kind, event_id, content_hash, delivered_at)
+                 SELECT j.kind, j.event_id, d.value ->> 1, ?2
+                 FROM json_each(?1) d JOIN outbox_job j ON j.id = d.value ->> 0
+                 WHERE j.kind NOT IN ('customer', 'stock_push')",
+            )?
+            .execute(params![hashes, now_ms])?;
+            for (id, _, accepted) in &delivered {
+                Store::mark_movements_delivered(&tx, *id, *accepted)?;
+            }
+            // The PDF now lives in Omnium; only the job row stays for the retention.
+            tx.prepare_cached(
+                "DELETE FROM receipt_pdf WHERE job_id IN (SELECT value FROM json_each(?1))",
+            )?
+            .execute([&ids])?;
+            tx.prepare_cached(
+                "UPDATE outbox_job SET state = 'delivered', uncertain = 0, delivered_at = ?2,
+                 last_attempt_at = ?2, settle_from = ?3, sched_epoch = ?4, claim = NULL
+                 WHERE id IN (SELECT value FROM json_each(?1))",
+            )?
+            .execute(params![ids, now_ms, mono, epoch])?;
             tx.prepare_cached(
                 "INSERT INTO sync_state (key, value) VALUES ('last_push_at', ?1)
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -785,6 +838,30 @@ impl Store {
                                    CASE WHEN uncertain THEN settle_from + ?1 ELSE next_mono END)
                             ELSE next_attempt_at END)
                  FROM outbox_job j WHERE state = 'pending' AND NOT {HELD_BEHIND_EARLIER}"
+            ))?
+            .query_row(
+                params![
+                    self.settle_ms(),
+                    self.epoch(),
+                    now_wall_ms(self),
+                    self.mono_ms()
+                ],
+                |r| r.get(0),
+            )?)
+    }
+
+    /// Whether a pending job that is not held behind another is due now: what
+    /// `next_due_at() <= now` says, without reading every pending job (it stops at the first
+    /// due one).
+    pub fn any_due(&self) -> Result<bool> {
+        Ok(self
+            .conn()
+            .prepare_cached(&format!(
+                "SELECT EXISTS (SELECT 1 FROM outbox_job j WHERE state = 'pending'
+                   AND CASE WHEN sched_epoch = ?2
+                         THEN MAX(next_mono, CASE WHEN uncertain THEN settle_from + ?1 ELSE next_mono END) <= ?4
+                         ELSE next_attempt_at <= ?3 END
+                   AND NOT {HELD_BEHIND_EARLIER})"
             ))?
             .query_row(
                 params![
@@ -1323,6 +1400,124 @@ mod tests {
         assert_eq!(s.finish(std::slice::from_ref(&late), 5).unwrap(), 0);
         assert_eq!(state_of(&s, old.id), ("delivered".into(), false));
         assert!(!s.save_step(&old, 2).unwrap(), "nor does a late step");
+    }
+
+    /// Issue 10 target 5: a batch's outcomes are applied a few statements for the whole
+    /// batch; each fate still lands on its own job, only under its claim, once.
+    #[test]
+    fn a_batch_of_mixed_outcomes_lands_each_on_its_job() {
+        let (_d, s) = store();
+        for id in ["S-1", "S-2", "S-3", "S-4", "S-5"] {
+            s.record(&job(id, id, &format!(r#"{{"id":"{id}"}}"#)), 0, |_| {
+                Ok(Extras::default())
+            })
+            .unwrap();
+        }
+        let jobs = s.claim_due(1, 10).unwrap();
+        assert_eq!(jobs.len(), 5);
+        assert!(jobs.iter().all(|j| j.claim == jobs[0].claim));
+        let delivered = |j: &OutboxJob| {
+            JobUpdate::new(
+                j,
+                JobFate::Delivered {
+                    accepted_ms: Some(7),
+                },
+            )
+        };
+        let mut stale = jobs[4].clone();
+        stale.claim += 1_000;
+        let updates = [
+            delivered(&jobs[0]),
+            JobUpdate {
+                sent: true,
+                ..JobUpdate::new(
+                    &jobs[1],
+                    JobFate::Retry {
+                        at: 100,
+                        counted: true,
+                        uncertain: false,
+                        error: "HTTP 503".into(),
+                    },
+                )
+            },
+            JobUpdate::new(
+                &jobs[2],
+                JobFate::Dead {
+                    error: "HTTP 400".into(),
+                },
+            ),
+            delivered(&jobs[3]),
+            // Applied once: a second outcome of the same job in the call is dropped.
+            JobUpdate::new(&jobs[3], JobFate::Released),
+            // Not under the claim that holds it.
+            delivered(&stale),
+        ];
+        assert_eq!(s.finish(&updates, 5).unwrap(), 4);
+        assert_eq!(state_of(&s, jobs[0].id), ("delivered".into(), false));
+        assert_eq!(state_of(&s, jobs[1].id), ("pending".into(), true));
+        assert_eq!(state_of(&s, jobs[2].id), ("dead".into(), false));
+        assert_eq!(state_of(&s, jobs[3].id), ("delivered".into(), false));
+        assert_eq!(state_of(&s, jobs[4].id), ("in_flight".into(), false));
+        let (attempts, claim): (u32, Option<i64>) = s
+            .conn()
+            .query_row(
+                "SELECT attempts, claim FROM outbox_job WHERE id = ?1",
+                [jobs[1].id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((attempts, claim), (1, None));
+        // The compact record of each delivered event, with its own content's hash.
+        for j in [&jobs[0], &jobs[3]] {
+            let hash: String = s
+                .conn()
+                .query_row(
+                    "SELECT content_hash FROM delivered_id WHERE kind = 'sale' AND event_id = ?1",
+                    [&j.event_id],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(hash, content_hash(&j.content));
+        }
+        let records: i64 = s
+            .conn()
+            .query_row("SELECT COUNT(*) FROM delivered_id", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(records, 2);
+    }
+
+    /// `any_due` says what `next_due_at() <= now` says.
+    #[test]
+    fn any_due_agrees_with_the_next_due_time() {
+        use crate::clock::Clock;
+        let (_d, s) = store();
+        let clock = manual(&s, 1_000);
+        let agree = |s: &Store, wall: i64| {
+            let due = s.next_due_at().unwrap().is_some_and(|t| t <= wall);
+            assert_eq!(s.any_due().unwrap(), due);
+            due
+        };
+        assert!(!agree(&s, clock.wall_ms()), "nothing pending");
+        s.record(&job("S-1", "S-1", "{}"), 1_000, |_| Ok(Extras::default()))
+            .unwrap();
+        // Behind S-1 (same entity): never due while S-1 is not delivered.
+        s.record(&job("R-1", "S-1", "{}"), 1_000, |_| Ok(Extras::default()))
+            .unwrap();
+        assert!(agree(&s, clock.wall_ms()), "recorded, not armed yet");
+        let claimed = s.claim_due(1_000, 1).unwrap().remove(0);
+        assert!(!agree(&s, clock.wall_ms()), "the other waits behind it");
+        let retry = JobFate::Retry {
+            at: 61_000,
+            counted: false,
+            uncertain: false,
+            error: "HTTP 503".into(),
+        };
+        s.finish(&[JobUpdate::new(&claimed, retry)], 1_000).unwrap();
+        assert!(!agree(&s, clock.wall_ms()), "armed, a minute ahead");
+        clock.advance(59_999);
+        assert!(!agree(&s, clock.wall_ms()));
+        clock.advance(1);
+        assert!(agree(&s, clock.wall_ms()), "its minute has passed");
     }
 
     /// Issue 8 defect 2: a try that sent a request keeps the job "check first", whatever

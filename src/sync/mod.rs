@@ -453,7 +453,9 @@ impl Worker {
         self.recover_stranded();
         let now = sync.wall_ms();
         let mono = sync.mono_ms();
-        sync.store.arm_schedules(now)?;
+        // Schedules of another epoch are armed by the claim below, in its transaction (a
+        // separate pass here cost a second scan of every pending job per round); nothing
+        // before it reads them.
         if sync_now {
             // Only an outage's back-off may be cut short. A Retry-After is Omnium's word, and
             // refused credentials stay refused until their back-off passes (each retry sends
@@ -619,11 +621,7 @@ impl Worker {
             self.fetch_step();
         }
         // Pending sales go before pulls: a pull page only once no job is due.
-        let more_due = sync
-            .store
-            .next_due_at()?
-            .is_some_and(|t| t <= sync.wall_ms());
-        if self.gate == Gate::Open && self.puller.is_running() && !more_due {
+        if self.gate == Gate::Open && self.puller.is_running() && !sync.store.any_due()? {
             self.pull_step();
         }
         *sync.progress.lock().unwrap_or_else(|p| p.into_inner()) += 1;
