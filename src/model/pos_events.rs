@@ -227,6 +227,20 @@ impl Sale {
         }
     }
 
+    /// [`Sale::parse`] of a stored sale's JSON text, read in one pass without building a
+    /// tree of maps (the worker reads each sale it sends). The same sale: both read the
+    /// same slots and check them with the same rules (`tests/sale_parse.rs` holds the
+    /// text and tree readers to the same answers).
+    pub fn parse_stored(text: &str) -> Result<Sale> {
+        match serde_json::from_str::<Shaped<SaleSlots>>(text) {
+            Ok(Shaped::Obj(obj)) => Sale::check(&obj, None),
+            Ok(Shaped::Other(kind)) => Err(Error::InvalidJson(format!(
+                "sale: expected a JSON object, got {kind}"
+            ))),
+            Err(e) => Err(Error::InvalidJson(format!("sale: {e}"))),
+        }
+    }
+
     /// The contract's rules, checked in a fixed order (so a sale with several faults gets
     /// the same message however its JSON is laid out). `defaults` fills in what
     /// [`Sale::normalize`] would.
@@ -686,6 +700,27 @@ mod tests {
             store_id: "oslo-1".into(),
             currency: "NOK".into(),
         }
+    }
+
+    /// The worker's one-pass read of a stored sale gives the sale the tree reader gives,
+    /// and refuses what it refuses.
+    #[test]
+    fn a_stored_sale_read_in_one_pass_is_the_sale_the_tree_reader_gives() {
+        let (_, stored) = Sale::read(&sale_json().to_string(), &defaults()).unwrap();
+        let tree: Value = serde_json::from_str(&stored).unwrap();
+        assert_eq!(
+            Sale::parse_stored(&stored).unwrap(),
+            Sale::parse(&tree).unwrap()
+        );
+        let mut bad = tree.clone();
+        bad["lines"][0]["quantity"] = json!("two");
+        let text = bad.to_string();
+        assert_eq!(
+            Sale::parse_stored(&text).unwrap_err().to_string(),
+            Sale::parse(&bad).unwrap_err().to_string()
+        );
+        assert!(Sale::parse_stored("[1]").is_err());
+        assert!(Sale::parse_stored("{").is_err());
     }
 
     fn sale_json() -> Value {

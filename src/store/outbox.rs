@@ -80,21 +80,23 @@ pub struct OutboxJob {
 }
 
 impl OutboxJob {
+    /// A row of `SELECT {JOB_COLUMNS}`, by position (a lookup by name compares the names of
+    /// every column, for each field of each row).
     fn from_row(r: &Row) -> rusqlite::Result<OutboxJob> {
         Ok(OutboxJob {
-            id: r.get("id")?,
-            kind: r.get("kind")?,
-            event_id: r.get("event_id")?,
-            entity_id: r.get("entity_id")?,
-            content: r.get("content")?,
-            attempts: r.get("attempts")?,
-            tries: r.get("tries")?,
-            uncertain: r.get("uncertain")?,
-            last_attempt_at: r.get("last_attempt_at")?,
-            created_at: r.get("created_at")?,
-            step: r.get("step")?,
-            extra: r.get("extra")?,
-            claim: r.get::<_, Option<i64>>("claim")?.unwrap_or(0),
+            id: r.get(0)?,
+            kind: r.get(1)?,
+            event_id: r.get(2)?,
+            entity_id: r.get(3)?,
+            content: r.get(4)?,
+            attempts: r.get(5)?,
+            tries: r.get(6)?,
+            uncertain: r.get(7)?,
+            last_attempt_at: r.get(8)?,
+            created_at: r.get(9)?,
+            step: r.get(10)?,
+            extra: r.get(11)?,
+            claim: r.get::<_, Option<i64>>(12)?.unwrap_or(0),
         })
     }
 }
@@ -178,6 +180,7 @@ pub struct DeadJob {
     pub dead_at: Option<i64>,
 }
 
+/// The columns [`OutboxJob::from_row`] reads, in its order.
 const JOB_COLUMNS: &str =
     "id, kind, event_id, entity_id, content, attempts, tries, uncertain, last_attempt_at, created_at, step, extra, claim";
 
