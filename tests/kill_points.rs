@@ -148,3 +148,149 @@ fn a_worker_killed_at_each_point_of_delivery_delivers_everything_once() {
         acked.len()
     );
 }
+
+/// Runs in the child: opens a client on `FO_KILL_DB` and waits until a pull has ended with
+/// `FO_KILL_SKUS` SKUs local and the catalog's index built, then prints `SYNCED`.
+#[test]
+fn catalog_child_process() {
+    let Ok(url) = std::env::var("FO_KILL_CATALOG_URL") else {
+        return;
+    };
+    let db = std::env::var("FO_KILL_DB").unwrap();
+    let skus: u64 = std::env::var("FO_KILL_SKUS").unwrap().parse().unwrap();
+    let cfg = config(
+        Path::new(&db),
+        &url,
+        // Short: a till that has pulled before starts after a random part of it.
+        json!({"sync": {"pull_interval_ms": 2_000}}),
+    );
+    let client = flow_omnium::Client::open(&cfg).unwrap();
+    let synced = wait_until(Duration::from_secs(120), || {
+        let s = status(&client);
+        // Not pulling and synced before: also true at the start of a second run, so the
+        // build that run owes must be done too.
+        client.store().sku_count().unwrap() == skus
+            && s["pulling"] == false
+            && s["last_pull_at"].is_string()
+            && client
+                .store()
+                .get_state("catalog.build_owed")
+                .unwrap()
+                .is_none()
+    });
+    if synced {
+        // On a line of its own (the harness has printed the test's name without one).
+        println!("\nSYNCED");
+    } else {
+        eprintln!(
+            "NOT SYNCED: {} of {skus}: {}",
+            client.store().sku_count().unwrap(),
+            client.status_json().unwrap()
+        );
+    }
+}
+
+/// Issue 10 target 6: a first sync writes bare tables and builds its search index and
+/// listings at the end. Killed in the middle of the sync, between its last page and the
+/// build, or in the middle of the build, the next run ends with every SKU found by search
+/// through the index (the build redone) and the schema whole.
+#[test]
+fn a_first_sync_killed_before_or_during_its_index_build_ends_with_every_sku_found() {
+    let sim = Simulator::start(SimConfig::default()).unwrap();
+    sim.set_scroll_page_size(50);
+    sim.load_catalog(&CatalogSpec {
+        products: 300,
+        max_variants: 2,
+        ..CatalogSpec::default()
+    });
+    let skus = sim.sku_ids();
+    let run = |db: &Path, kill_at: Option<&str>| -> (bool, bool) {
+        let exe = std::env::current_exe().unwrap();
+        let mut cmd = Command::new(exe);
+        cmd.args([
+            "catalog_child_process",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("FO_KILL_CATALOG_URL", sim.base_url())
+        .env("FO_KILL_DB", db)
+        .env("FO_KILL_SKUS", skus.len().to_string())
+        .env_remove("FO_TEST_KILL_AT")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        if let Some(at) = kill_at {
+            cmd.env("FO_TEST_KILL_AT", at);
+        }
+        let out = cmd.output().unwrap();
+        let synced = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .any(|l| l == "SYNCED");
+        if !synced && kill_at.is_none() {
+            eprintln!(
+                "{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        (synced, out.status.signal() == Some(9))
+    };
+    let reference = {
+        let dir = tempfile::tempdir().unwrap();
+        let (synced, killed) = run(&dir.path().join("pos.db"), None);
+        assert!(synced && !killed);
+        schema_of(&dir.path().join("pos.db"))
+    };
+    for point in ["mid_scroll:2", "before_catalog_build", "mid_catalog_build"] {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("pos.db");
+        let (synced, killed) = run(&db, Some(point));
+        assert!(killed && !synced, "not killed at {point}");
+        {
+            let store = flow_omnium::store::Store::open(&db).unwrap();
+            assert!(
+                store.catalog_build_owed().unwrap(),
+                "{point}: the build is still owed"
+            );
+        }
+        let (synced, killed) = run(&db, None);
+        assert!(synced && !killed, "{point}: the second run synced");
+        let store = flow_omnium::store::Store::open(&db).unwrap();
+        assert_eq!(
+            store.get_state("catalog.build_owed").unwrap(),
+            None,
+            "{point}"
+        );
+        for sku in &skus {
+            let q = flow_omnium::store::SearchQuery {
+                text: Some(sku.clone()),
+                limit: 5,
+                ..Default::default()
+            };
+            let (items, _) = store.search_products(&q, 0).unwrap();
+            assert!(
+                items.first().is_some_and(|p| &p.sku == sku),
+                "{point}: {sku} not found first by search"
+            );
+        }
+        drop(store);
+        assert_eq!(schema_of(&db), reference, "{point}");
+    }
+}
+
+/// The names and SQL of the schema objects of the database's catalog file.
+fn schema_of(db: &Path) -> Vec<String> {
+    let cat = std::path::PathBuf::from(format!("{}-catalog", db.display()));
+    let c = rusqlite::Connection::open_with_flags(cat, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .unwrap();
+    let rows = c
+        .prepare(
+            "SELECT name || ': ' || sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY name",
+        )
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    rows
+}

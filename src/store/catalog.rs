@@ -697,6 +697,11 @@ impl Store {
             {
                 return Ok((Vec::new(), 0));
             }
+            // Until the search index and listings are built after a first sync (or a
+            // re-fold), the tables are searched directly (store/deferred.rs).
+            if super::deferred::owed(c)?.is_some() {
+                return super::deferred::search_unindexed(c, q, now_ms);
+            }
             let fts = q.text.as_deref().map(fts_query).filter(|s| !s.is_empty());
             let mut filter = String::from("p.active = 1");
             if fts.is_some() {
@@ -995,7 +1000,7 @@ fn category_listing(
 
 use super::fold::fts_query;
 
-fn product_view(c: &Connection, sku: &str, now_ms: i64) -> Result<Option<ProductView>> {
+pub(super) fn product_view(c: &Connection, sku: &str, now_ms: i64) -> Result<Option<ProductView>> {
     let row = c
         .prepare_cached(
             "SELECT sku, product_id, name, brand, ean, category_ids, image_urls, active, cost_price
@@ -1881,8 +1886,9 @@ mod tests {
 
     /// Issue 12 leftover: names folded by older rules (before decomposed marks were folded,
     /// "A\u{30A}lesund" was indexed as "a lesund" and never found as "ålesund") were never
-    /// folded again. The fold version kept beside the index makes the next open fold the
-    /// whole index and the listings' sort keys again, once.
+    /// folded again. The fold version kept beside the index makes the next open set the
+    /// index aside for the worker to fold again (the whole index and the listings' sort
+    /// keys, once), searches reading the tables meanwhile.
     #[test]
     fn an_index_folded_by_older_rules_is_folded_again_once() {
         let dir = tempfile::tempdir().unwrap();
@@ -1913,9 +1919,28 @@ mod tests {
             drop(s);
         }
         let s = Store::open(&path).unwrap();
-        assert_eq!(find(&s, "ålesund"), ["ALE"]);
-        assert_eq!(find(&s, "alesund kart"), ["ALE"]);
-        assert_eq!(list(&s, "kart"), ["Bergen kart", "A\u{30A}lesund kart"]);
+        // Not folded by the open (it took 6.6 s at 100,000 products): set aside for the
+        // worker, and searched from the tables, folded by these rules, meanwhile.
+        let stale = |s: &Store| -> i64 {
+            s.catalog()
+                .unwrap()
+                .query_row(
+                    "SELECT COUNT(*) FROM product_fts WHERE product_fts MATCH 'alesund'",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap()
+        };
+        assert_eq!(stale(&s), 0, "the open folded the index");
+        assert!(s.catalog_build_owed().unwrap());
+        for _ in 0..2 {
+            assert_eq!(find(&s, "ålesund"), ["ALE"]);
+            assert_eq!(find(&s, "alesund kart"), ["ALE"]);
+            assert_eq!(list(&s, "kart"), ["Bergen kart", "A\u{30A}lesund kart"]);
+            // Then built by the worker's step.
+            s.finish_catalog_build().unwrap();
+        }
+        assert_eq!(stale(&s), 1);
         let kept: String = s
             .catalog()
             .unwrap()

@@ -366,6 +366,11 @@ fn migrate(conn: &Connection, version: i64) -> Result<()> {
     }
     conn.execute_batch("BEGIN IMMEDIATE")?;
     let result = (|| {
+        if version > 0 && super::deferred::build_in(conn)? {
+            // A migration may rewrite what a first sync set aside: put it back first (a
+            // catalog upgraded in the middle of its first sync; store/deferred.rs).
+            log::info!("catalog search index built before migrating");
+        }
         for sql in CATALOG_MIGRATIONS.iter().skip(version as usize) {
             conn.execute_batch(sql)?;
         }
@@ -393,8 +398,9 @@ fn migrate(conn: &Connection, version: i64) -> Result<()> {
     }
 }
 
-/// Folds the search index and the listings' sort keys again when another version's rules
-/// made them (see `schema.rs`'s history): one pass, in one transaction.
+/// Has the search index and the listings' sort keys folded again when another version's
+/// rules made them (see `schema.rs`'s history): not here, but by the worker's build (the
+/// same mark as a first sync's, store/deferred.rs), set in one transaction.
 pub(super) fn reindex_if_folded_otherwise(conn: &Connection) -> Result<()> {
     use super::fold::{FOLD_VERSION, FOLD_VERSION_KEY};
     let kept: Option<String> = conn
@@ -407,28 +413,37 @@ pub(super) fn reindex_if_folded_otherwise(conn: &Connection) -> Result<()> {
     if kept.as_deref() == Some(FOLD_VERSION.to_string().as_str()) {
         return Ok(());
     }
-    conn.execute_batch(
-        "BEGIN IMMEDIATE;
-        INSERT INTO product_fts (product_fts) VALUES ('delete-all');
-        INSERT INTO product_fts (rowid, sku, name, ean, brand, gtins)
-        SELECT rowid, fo_fold(sku), fo_fold(name), fo_fold(ean), fo_fold(brand), fo_fold(gtins)
-        FROM product WHERE active = 1;
-        UPDATE category_member SET sort_key = fo_sort_key(name);",
-    )?;
-    let done = conn
-        .execute(
-            "INSERT OR REPLACE INTO catalog_state (key, value) VALUES (?1, ?2)",
-            rusqlite::params![FOLD_VERSION_KEY, FOLD_VERSION.to_string()],
-        )
-        .and_then(|_| conn.execute_batch("COMMIT"));
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let done = (|| -> Result<()> {
+        if super::deferred::owed(conn)?.is_some() {
+            // The build already owed folds by these rules and records their version.
+            return Ok(());
+        }
+        let empty: bool = conn.query_row("SELECT NOT EXISTS (SELECT 1 FROM product)", [], |r| {
+            r.get(0)
+        })?;
+        if empty {
+            conn.execute(
+                "INSERT OR REPLACE INTO catalog_state (key, value) VALUES (?1, ?2)",
+                rusqlite::params![FOLD_VERSION_KEY, FOLD_VERSION.to_string()],
+            )?;
+            return Ok(());
+        }
+        // Not in the open (folding 100,000 products took 6.6 s of it): the index is set
+        // aside as for a first sync (store/deferred.rs), searches read the tables folded by
+        // these rules, and the worker builds it again and records the version.
+        super::deferred::defer_in(conn)?;
+        log::info!(
+            "search index to be folded again by the rules of version {FOLD_VERSION} (was {}) by the worker",
+            kept.as_deref().unwrap_or("1")
+        );
+        Ok(())
+    })()
+    .and_then(|()| Ok(conn.execute_batch("COMMIT")?));
     if let Err(e) = done {
         let _ = conn.execute_batch("ROLLBACK");
-        return Err(e.into());
+        return Err(e);
     }
-    log::info!(
-        "search index folded again by the rules of version {FOLD_VERSION} (was {})",
-        kept.as_deref().unwrap_or("1")
-    );
     Ok(())
 }
 

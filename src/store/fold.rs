@@ -191,6 +191,16 @@ pub(crate) fn fold(text: &str) -> String {
 /// together without a space in between (a CJK run, "抹茶latte") must match as a phrase.
 /// Empty when nothing searchable was typed.
 pub(crate) fn fts_query(text: &str) -> String {
+    query_groups(text)
+        .iter()
+        .map(|g| format!("\"{}\"*", g.join(" ")))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// What the cashier typed as [`fts_query`] groups it: each group's tokens must follow each
+/// other in one column, its last one as a prefix; every group must match.
+pub(crate) fn query_groups(text: &str) -> Vec<Vec<String>> {
     let mut groups: Vec<Vec<String>> = Vec::new();
     for t in tokens(text) {
         match groups.last_mut() {
@@ -199,10 +209,24 @@ pub(crate) fn fts_query(text: &str) -> String {
         }
     }
     groups
-        .iter()
-        .map(|g| format!("\"{}\"*", g.join(" ")))
-        .collect::<Vec<_>>()
-        .join(" ")
+}
+
+/// Whether `groups` ([`query_groups`]) match a row whose columns' folded tokens are
+/// `columns`, as the FTS5 query [`fts_query`] makes of them matches the index: each group a
+/// phrase inside one column (its tokens in a row, the last one a prefix), any column.
+pub(crate) fn groups_match(groups: &[Vec<String>], columns: &[Vec<String>]) -> bool {
+    groups.iter().all(|g| {
+        let Some((last, head)) = g.split_last() else {
+            return true;
+        };
+        columns.iter().any(|col| {
+            col.len() >= g.len()
+                && (0..=col.len() - g.len()).any(|i| {
+                    head.iter().zip(&col[i..]).all(|(q, t)| q == t)
+                        && col[i + head.len()].starts_with(last.as_str())
+                })
+        })
+    })
 }
 
 /// The version of the folding rules ([`fold`], [`sort_key`]). What the index holds was

@@ -6,6 +6,7 @@ mod back_office;
 mod catalog;
 pub mod catalog_file;
 mod checkpoint;
+mod deferred;
 pub mod files;
 mod fold;
 mod group;

@@ -278,6 +278,12 @@ impl Sync {
         // interval: a chain's tills opening at the same minute must not pull all at once.
         // A new till (no catalog yet) pulls at once.
         if matches!(self.store.cursor("products"), Ok((Some(_), _))) {
+            // A search index left to build (a crash at the end of a first sync, or a
+            // re-fold set aside at open) is built now rather than after that delay:
+            // searches read the tables until then (store/deferred.rs).
+            if let Err(e) = self.store.finish_catalog_build() {
+                log::error!("cannot build the catalog's search index: {e}");
+            }
             let delay =
                 policy::first_pull_delay_ms(self.pull_interval_ms, worker.jitter.next_unit());
             worker

@@ -313,6 +313,14 @@ impl Puller {
             }
             Err(f) => return Err(f),
         };
+        if finished && dataset == Dataset::Products {
+            // Read to its end or failed: what a first sync (or a re-fold) set aside is
+            // built now (restarted here after a crash; searches read the tables meanwhile).
+            super::kill_point("before_catalog_build");
+            if let Err(e) = sync.store.finish_catalog_build() {
+                log::error!("cannot build the catalog's search index: {e}");
+            }
+        }
         if finished {
             self.queue.pop_front();
             if self.queue.is_empty() {
@@ -793,6 +801,11 @@ impl Puller {
                 let (base, from) = delta_from(sync, dataset)?;
                 let from = from.filter(|_| !self.full);
                 let page = if dataset == Dataset::Products {
+                    if from.is_none() {
+                        // A first sync into an empty catalog writes bare tables; the search
+                        // index and listings are built once at the end of this step.
+                        sync.store.begin_catalog_build().map_err(storage)?;
+                    }
                     let take = products_take(self.product_take);
                     match sync.api.products_scroll_start(from, &scope, take) {
                         Ok(page) => ScrollPage::Products(page),

@@ -1,0 +1,624 @@
+//! The search index, the category listings and the secondary indexes, built once after a
+//! first sync instead of row by row during it (issue 10 target 6).
+//!
+//! Row by row, every SKU a first sync writes goes into the FTS5 index (five columns, prefix
+//! indexes 1–3), into `category_member` through one trigger program per category link, and
+//! into three name/brand/EAN indexes at random places: together most of the apply time.
+//! A first sync into an empty catalog ([`Store::begin_catalog_build`]) sets those triggers
+//! and indexes aside, in one transaction with a mark (`catalog_state` [`BUILD_OWED_KEY`],
+//! holding their SQL as `sqlite_master` had it), and writes the bare tables. At the end of
+//! the pull's products step ([`Store::finish_catalog_build`]) the search index and
+//! `category_member` are filled from the tables in one pass, the indexes are created (one
+//! sort each) and the triggers put back, the mark cleared last. Later (delta) syncs write
+//! through the incremental triggers again.
+//!
+//! Crash safety: the mark commits with the objects' removal and is cleared in the
+//! transaction that puts the last of them back, so a crash anywhere leaves it set. While
+//! it is set, readers that see it (in the same snapshot as the rows) search the tables
+//! directly ([`search_unindexed`]: the same folding and matching, slower, unranked), and
+//! the next products step of the worker builds again from the start. A re-fold of the
+//! index by newer folding rules ([`super::fold::FOLD_VERSION`]) uses the same mark, so
+//! opening a database never folds the catalog itself.
+
+use super::catalog::{product_view, ProductView, SearchQuery};
+use super::fold;
+use super::Store;
+use crate::error::Result;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+
+/// `catalog_state` key present while the build is owed. Its value: the JSON list of the schema
+/// objects set aside, `[type, name, sql]` each, recreated by the build.
+pub(crate) const BUILD_OWED_KEY: &str = "catalog.build_owed";
+
+/// What row-by-row writes maintain and a first sync does without: the search index's and
+/// the category listings' triggers, and the indexes no statement of the sync's writes reads
+/// (`product_by_product_id` and `price_by_sku` stay: the upserts read them).
+const DEFERRED: [&str; 12] = [
+    "product_fts_insert",
+    "product_fts_delete",
+    "product_fts_update",
+    "category_member_link",
+    "category_member_unlink",
+    "category_member_product",
+    "category_member_product_gone",
+    "product_by_ean",
+    "product_by_brand_name",
+    "product_by_active_name",
+    "category_member_by_key",
+    "product_category_by_category",
+];
+
+/// Products whose index entries one statement of the build writes.
+const FILL_ROWS: i64 = 2_000;
+/// The longest one transaction of the build runs when no caller waits for the writer.
+const BUILD_TX: std::time::Duration = std::time::Duration::from_millis(500);
+
+type Object = (String, String, String);
+
+/// The build's mark, if it is owed (read in the caller's snapshot).
+pub(crate) fn owed(c: &Connection) -> Result<Option<String>> {
+    Ok(
+        c.prepare_cached("SELECT value FROM catalog_state WHERE key = ?1")?
+            .query_row([BUILD_OWED_KEY], |r| r.get(0))
+            .optional()?,
+    )
+}
+
+fn objects(mark: &str) -> Result<Vec<Object>> {
+    serde_json::from_str(mark).map_err(|e| {
+        crate::error::Error::Storage(format!("the catalog build's mark cannot be read: {e}"))
+    })
+}
+
+fn exists(c: &Connection, name: &str) -> Result<bool> {
+    Ok(
+        c.prepare_cached("SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = ?1)")?
+            .query_row([name], |r| r.get(0))?,
+    )
+}
+
+/// Sets the deferred objects aside and writes the mark, in the caller's transaction.
+pub(crate) fn defer_in(c: &Connection) -> Result<()> {
+    let names = serde_json::to_string(&DEFERRED).unwrap_or_default();
+    let objects: Vec<Object> = c
+        .prepare(
+            "SELECT type, name, sql FROM sqlite_master
+             WHERE name IN (SELECT value FROM json_each(?1)) AND sql IS NOT NULL
+             ORDER BY type = 'trigger', name",
+        )?
+        .query_map([names], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mark = serde_json::to_string(&objects).unwrap_or_default();
+    c.execute(
+        "INSERT INTO catalog_state (key, value) VALUES (?1, ?2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        [BUILD_OWED_KEY, &mark],
+    )?;
+    for (kind, name, _) in &objects {
+        let kind = if kind == "trigger" {
+            "TRIGGER"
+        } else {
+            "INDEX"
+        };
+        c.execute_batch(&format!("DROP {kind} \"{name}\""))?;
+    }
+    Ok(())
+}
+
+/// Empties what the build fills (a build cut short left part of it).
+fn start_over(c: &Connection) -> Result<()> {
+    c.execute_batch(
+        "INSERT INTO product_fts (product_fts) VALUES ('delete-all');
+         DELETE FROM category_member;",
+    )?;
+    Ok(())
+}
+
+/// Fills the search index for the products with rowids in `(after, upto]`.
+fn fill(c: &Connection, after: i64, upto: i64) -> Result<()> {
+    c.prepare_cached(
+        "INSERT INTO product_fts (rowid, sku, name, ean, brand, gtins)
+         SELECT rowid, fo_fold(sku), fo_fold(name), fo_fold(ean), fo_fold(brand), fo_fold(gtins)
+         FROM product WHERE rowid > ?1 AND rowid <= ?2 AND active = 1",
+    )?
+    .execute([after, upto])?;
+    Ok(())
+}
+
+/// Fills `category_member` for one category (`None`: all), in its key's order: appended
+/// to the b-tree rather than inserted at random places (that took three times as long).
+fn fill_members(c: &Connection, category: Option<&str>) -> Result<()> {
+    const SELECT: &str = "INSERT OR IGNORE INTO category_member (category_id, name, sku, sort_key)
+         SELECT pc.category_id, p.name, p.sku, fo_sort_key(p.name)
+         FROM product_category pc {} CROSS JOIN product p ON p.sku = pc.product_sku
+         WHERE p.active = 1";
+    // The links drive the join (CROSS JOIN keeps that order): with the name index in
+    // place, SQLite read all sellable products by name for each category instead.
+    match category {
+        Some(category) => c
+            .prepare_cached(&format!(
+                "{} AND pc.category_id = ?1 ORDER BY p.name, p.sku",
+                SELECT.replace("{}", "INDEXED BY product_category_by_category")
+            ))?
+            .execute([category])?,
+        None => c
+            .prepare_cached(&format!(
+                "{} ORDER BY pc.category_id, p.name, p.sku",
+                SELECT.replace("{}", "")
+            ))?
+            .execute([])?,
+    };
+    Ok(())
+}
+
+/// The last rowid of the next `FILL_ROWS` products after `after`, if any.
+fn next_upto(c: &Connection, after: i64) -> Result<Option<i64>> {
+    Ok(c.prepare_cached(
+        "SELECT MAX(rowid) FROM (SELECT rowid FROM product WHERE rowid > ?1 ORDER BY rowid LIMIT ?2)",
+    )?
+    .query_row([after, FILL_ROWS], |r| r.get(0))?)
+}
+
+/// Puts back the objects of `kind` that are not there, in the mark's order.
+fn restore(c: &Connection, objects: &[Object], kind: &str) -> Result<()> {
+    for (k, name, sql) in objects.iter().filter(|o| o.0 == kind) {
+        debug_assert_eq!(k, kind);
+        if !exists(c, name)? {
+            c.execute_batch(sql)?;
+        }
+    }
+    Ok(())
+}
+
+/// The build's last step: the triggers back, the folding rules recorded, the mark cleared.
+fn conclude(c: &Connection, objects: &[Object]) -> Result<()> {
+    restore(c, objects, "trigger")?;
+    c.execute(
+        "INSERT OR REPLACE INTO catalog_state (key, value) VALUES (?1, ?2)",
+        [fold::FOLD_VERSION_KEY, &fold::FOLD_VERSION.to_string()],
+    )?;
+    c.execute("DELETE FROM catalog_state WHERE key = ?1", [BUILD_OWED_KEY])?;
+    Ok(())
+}
+
+/// The whole build in the caller's transaction (before migrations run on a database whose
+/// build is owed: a migration may rewrite the objects set aside). `false`: none was owed.
+pub(crate) fn build_in(c: &Connection) -> Result<bool> {
+    let Some(mark) = owed(c)? else {
+        return Ok(false);
+    };
+    let objects = objects(&mark)?;
+    start_over(c)?;
+    fill(c, i64::MIN, i64::MAX)?;
+    fill_members(c, None)?;
+    restore(c, &objects, "index")?;
+    conclude(c, &objects)?;
+    Ok(true)
+}
+
+impl Store {
+    /// Before the first page of a products read: on an empty catalog, sets the search index,
+    /// the listings and the secondary indexes aside until [`Store::finish_catalog_build`]
+    /// (see the module doc). Returns whether the build is owed now (also when it already
+    /// was); a catalog that holds products is left as it is.
+    pub fn begin_catalog_build(&self) -> Result<bool> {
+        let mut conn = self.catalog()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if owed(&tx)?.is_some() {
+            return Ok(true);
+        }
+        let empty: bool = tx.query_row("SELECT NOT EXISTS (SELECT 1 FROM product)", [], |r| {
+            r.get(0)
+        })?;
+        if !empty {
+            return Ok(false);
+        }
+        defer_in(&tx)?;
+        tx.commit()?;
+        log::info!("first sync: the search index and listings are built once it has ended");
+        Ok(true)
+    }
+
+    /// Builds what [`Store::begin_catalog_build`] (or a re-fold) set aside, if anything:
+    /// the search index and `category_member` filled from the tables in background
+    /// transactions of the catalog file, then the indexes, then the
+    /// triggers with the mark cleared. Returns whether it built. Restarts from the start
+    /// after a crash (the mark stays until the last step).
+    pub fn finish_catalog_build(&self) -> Result<bool> {
+        self.finish_build()
+    }
+
+    /// Whether the search index's build is owed (searches read the tables meanwhile).
+    pub fn catalog_build_owed(&self) -> Result<bool> {
+        Ok(self.read(owed)?.is_some())
+    }
+
+    fn finish_build(&self) -> Result<bool> {
+        let Some(mark) = self.read(owed)? else {
+            return Ok(false);
+        };
+        let objects = objects(&mark)?;
+        let started = std::time::Instant::now();
+        self.catalog_write(|tx, _| start_over(tx))?;
+        let mut after = i64::MIN;
+        loop {
+            let (upto, done) = self.catalog_write(|tx, yield_now| {
+                let began = std::time::Instant::now();
+                let mut after = after;
+                loop {
+                    let Some(upto) = next_upto(tx, after)? else {
+                        return Ok((after, true));
+                    };
+                    fill(tx, after, upto)?;
+                    after = upto;
+                    if yield_now() || began.elapsed() >= BUILD_TX {
+                        return Ok((after, false));
+                    }
+                }
+            })?;
+            after = upto;
+            crate::sync::kill_point("mid_catalog_build");
+            if done {
+                break;
+            }
+        }
+        // The indexes, one transaction each (one sort of its table), the listings' own
+        // last: the listings are filled a category at a time through the links' index.
+        let indexes: Vec<&Object> = objects.iter().filter(|o| o.0 == "index").collect();
+        let (members_key, others): (Vec<&Object>, Vec<&Object>) = indexes
+            .into_iter()
+            .partition(|o| o.1 == "category_member_by_key");
+        for index in others {
+            self.catalog_write(|tx, _| restore(tx, std::slice::from_ref(index), "index"))?;
+        }
+        let categories: Vec<String> = self.read(|c| {
+            Ok(
+                c.prepare("SELECT DISTINCT category_id FROM product_category")?
+                    .query_map([], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?,
+            )
+        })?;
+        let mut rest = &categories[..];
+        while !rest.is_empty() {
+            let n = self.catalog_write(|tx, yield_now| {
+                let began = std::time::Instant::now();
+                let mut n = 0;
+                while let Some(category) = rest.get(n) {
+                    fill_members(tx, Some(category))?;
+                    n += 1;
+                    if yield_now() || began.elapsed() >= BUILD_TX {
+                        break;
+                    }
+                }
+                Ok(n)
+            })?;
+            rest = &rest[n..];
+        }
+        for index in members_key {
+            self.catalog_write(|tx, _| restore(tx, std::slice::from_ref(index), "index"))?;
+        }
+        self.catalog_write(|tx, _| conclude(tx, &objects))?;
+        log::info!(
+            "catalog search index and listings built in {} ms",
+            started.elapsed().as_millis()
+        );
+        Ok(true)
+    }
+}
+
+/// A search while the build is owed: the sellable products (of the category and brand
+/// asked) scanned, their columns folded and matched as the FTS5 query would match the
+/// index. Text hits come exact SKU or EAN first, then by name (not ranked); listings in the
+/// order the indexed ones use. Slower than the index (a scan of the catalog per query), but
+/// only during a first sync or a re-fold.
+pub(crate) fn search_unindexed(
+    c: &Connection,
+    q: &SearchQuery,
+    now_ms: i64,
+) -> Result<(Vec<ProductView>, u64)> {
+    let groups = q
+        .text
+        .as_deref()
+        .map(fold::query_groups)
+        .filter(|g| !g.is_empty());
+    let exact = q.text.as_deref().map(str::trim).unwrap_or("");
+    let mut sql =
+        String::from("SELECT p.rowid, p.sku, p.name, p.ean, p.brand, p.gtins FROM product p");
+    let mut named: Vec<(&str, &dyn rusqlite::ToSql)> = Vec::new();
+    if let Some(cat) = &q.category_id {
+        sql.push_str(
+            " JOIN product_category pc ON pc.product_sku = p.sku AND pc.category_id = :cat",
+        );
+        named.push((":cat", cat));
+    }
+    sql.push_str(" WHERE p.active = 1");
+    if let Some(brand) = &q.brand {
+        sql.push_str(" AND p.brand = :brand");
+        named.push((":brand", brand));
+    }
+    struct Hit {
+        rowid: i64,
+        sku: String,
+        name: String,
+        exact: bool,
+    }
+    let mut hits = Vec::new();
+    let mut stmt = c.prepare_cached(&sql)?;
+    let mut rows = stmt.query(&named[..])?;
+    let folded = |v: Option<String>| -> Vec<String> {
+        fold::tokens(v.as_deref().unwrap_or_default())
+            .into_iter()
+            .map(|t| t.text)
+            .collect()
+    };
+    while let Some(r) = rows.next()? {
+        let sku: String = r.get(1)?;
+        let name: String = r.get(2)?;
+        let ean: Option<String> = r.get(3)?;
+        let mut is_exact = false;
+        if let Some(g) = &groups {
+            let columns = [
+                folded(Some(sku.clone())),
+                folded(Some(name.clone())),
+                folded(ean.clone()),
+                folded(r.get(4)?),
+                folded(r.get(5)?),
+            ];
+            if !fold::groups_match(g, &columns) {
+                continue;
+            }
+            is_exact = !exact.is_empty() && (sku == exact || ean.as_deref() == Some(exact));
+        }
+        hits.push(Hit {
+            rowid: r.get(0)?,
+            sku,
+            name,
+            exact: is_exact,
+        });
+    }
+    if groups.is_some() {
+        hits.sort_by(|a, b| (!a.exact, &a.name, a.rowid).cmp(&(!b.exact, &b.name, b.rowid)));
+    } else if q.category_id.is_some() && q.brand.is_none() {
+        hits.sort_by_cached_key(|h| (fold::sort_key(&h.name), h.name.clone(), h.sku.clone()));
+    } else {
+        hits.sort_by(|a, b| (&a.name, a.rowid).cmp(&(&b.name, b.rowid)));
+    }
+    let total = hits.len() as u64;
+    let mut items = Vec::new();
+    for h in hits.iter().skip(q.offset as usize).take(q.limit as usize) {
+        if let Some(p) = product_view(c, &h.sku, now_ms)? {
+            items.push(p);
+        }
+    }
+    Ok((items, total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::catalog::{CatalogProduct, SkuRow};
+
+    const WORDS: [&str; 12] = [
+        "Blåbær", "genser", "Ærfugl", "Straße", "ull", "jakke", "Øl", "sokker", "抹茶", "lue",
+        "blabaer", "Gensere",
+    ];
+
+    fn products() -> Vec<CatalogProduct> {
+        (0..240)
+            .map(|i| {
+                let id = format!("P-{i}");
+                let skus = (0..1 + i % 3)
+                    .map(|v| SkuRow {
+                        sku: format!("SKU-{i}-{v}"),
+                        product_id: id.clone(),
+                        name: format!(
+                            "{} {} {}",
+                            WORDS[i % 12],
+                            WORDS[(i / 12 + v) % 12],
+                            ["S", "M", "XL"][v]
+                        ),
+                        brand: Some(["Nora", "Tine", "Fjord"][i % 3].into()),
+                        ean: Some(format!("70{:011}", i * 10 + v)),
+                        gtins: vec![format!("07{:011}", i * 10 + v)],
+                        category_ids: vec![format!("c{}", i % 5), format!("c{}", i % 7 + 5)],
+                        image_urls: Vec::new(),
+                        active: (i + v) % 11 != 0,
+                        language: Some("no".into()),
+                        cost_price: None,
+                    })
+                    .collect();
+                CatalogProduct {
+                    product_id: id,
+                    skus,
+                    prices: Vec::new(),
+                    modified_ms: None,
+                }
+            })
+            .collect()
+    }
+
+    fn queries() -> Vec<SearchQuery> {
+        let mut out = Vec::new();
+        let q = |text: Option<&str>, cat: Option<&str>, brand: Option<&str>, offset| SearchQuery {
+            text: text.map(str::to_string),
+            category_id: cat.map(str::to_string),
+            brand: brand.map(str::to_string),
+            limit: 500,
+            offset,
+        };
+        for t in [
+            "b",
+            "bl",
+            "blå",
+            "blabaer",
+            "blaab",
+            "gen",
+            "genser s",
+            "genser m",
+            "ærf",
+            "arfugl",
+            "strasse",
+            "抹",
+            "抹茶",
+            "sku",
+            "SKU-17-1",
+            "sku 17",
+            "7000000000171",
+            "0700000",
+            "xl",
+            "zzz",
+            "nora",
+        ] {
+            out.push(q(Some(t), None, None, 0));
+            out.push(q(Some(t), Some("c2"), None, 0));
+            out.push(q(Some(t), None, Some("Tine"), 0));
+        }
+        for c in ["c0", "c3", "c9", "none"] {
+            out.push(q(None, Some(c), None, 0));
+            out.push(q(None, Some(c), None, 7));
+            out.push(q(None, Some(c), Some("Fjord"), 0));
+        }
+        out.push(q(None, None, Some("Nora"), 0));
+        out
+    }
+
+    /// Each query's hits (SKUs) and total; the order kept where it is not a ranking.
+    fn answers(s: &Store) -> Vec<(Vec<String>, u64)> {
+        queries()
+            .iter()
+            .map(|q| {
+                let (items, total) = s.search_products(q, 0).unwrap();
+                let mut skus: Vec<String> = items.into_iter().map(|p| p.sku).collect();
+                if q.text.is_some() {
+                    skus.sort();
+                }
+                (skus, total)
+            })
+            .collect()
+    }
+
+    fn schema(s: &Store) -> Vec<(String, String)> {
+        let c = s.catalog().unwrap();
+        let rows = c
+            .prepare("SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY name")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        rows
+    }
+
+    /// A first sync writes bare tables and builds once at its end; searches during it answer
+    /// what the incremental index answers for the same rows, and after it the same schema
+    /// and answers as an incremental sync, and later writes go through the triggers again.
+    #[test]
+    fn a_first_sync_builds_at_its_end_and_answers_alike_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let reference = Store::open(&dir.path().join("ref.db")).unwrap();
+        let s = Store::open(&dir.path().join("s.db")).unwrap();
+        let schema_before = schema(&s);
+        assert!(s.begin_catalog_build().unwrap());
+        assert!(s
+            .catalog()
+            .unwrap()
+            .query_row(
+                "SELECT NOT EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'product_fts_insert')",
+                [],
+                |r| r.get::<_, bool>(0)
+            )
+            .unwrap());
+        let all = products();
+        for (i, chunk) in all.chunks(60).enumerate() {
+            s.apply_products(chunk, None).unwrap();
+            reference.apply_products(chunk, None).unwrap();
+            assert_eq!(answers(&s), answers(&reference), "after page {i}");
+        }
+        // Nothing of the index was written row by row.
+        let indexed: i64 = s
+            .catalog()
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM category_member", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(indexed, 0);
+        assert!(s.begin_catalog_build().unwrap(), "still owed");
+        assert!(s.finish_catalog_build().unwrap());
+        assert!(owed(&s.catalog().unwrap()).unwrap().is_none());
+        assert!(!s.finish_catalog_build().unwrap(), "built once");
+        assert_eq!(schema(&s), schema_before);
+        assert_eq!(answers(&s), answers(&reference));
+        // Ranked text results in the same order as the incremental index's.
+        for text in ["genser", "blå", "ull lue", "SKU-17-1"] {
+            let q = SearchQuery {
+                text: Some(text.into()),
+                limit: 50,
+                ..SearchQuery::default()
+            };
+            let a: Vec<_> = s.search_products(&q, 0).unwrap().0;
+            let b: Vec<_> = reference.search_products(&q, 0).unwrap().0;
+            assert_eq!(a, b, "{text}");
+        }
+        // A delta afterwards: renamed, deactivated, relinked, through the triggers.
+        let mut delta = vec![all[17].clone(), all[18].clone()];
+        delta[0].skus[0].name = "Votter Gråstein".into();
+        delta[1].skus[0].active = false;
+        delta[1].skus[0].category_ids = vec!["c9".into()];
+        for st in [&s, &reference] {
+            st.apply_products(&delta, None).unwrap();
+        }
+        assert!(s.begin_catalog_build().is_ok_and(|owed| !owed), "not empty");
+        assert_eq!(answers(&s), answers(&reference));
+        let q = SearchQuery {
+            text: Some("grastein".into()),
+            limit: 5,
+            ..SearchQuery::default()
+        };
+        assert_eq!(s.search_products(&q, 0).unwrap().1, 1);
+    }
+
+    /// A build cut short (the mark still set, part of the index written) is redone whole;
+    /// the build in one transaction (run before a catalog migration) does the same.
+    #[test]
+    fn a_build_cut_short_is_redone_and_one_in_a_transaction_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let reference = Store::open(&dir.path().join("ref.db")).unwrap();
+        reference.apply_products(&products(), None).unwrap();
+        {
+            let s = Store::open(&path).unwrap();
+            assert!(s.begin_catalog_build().unwrap());
+            s.apply_products(&products(), None).unwrap();
+            // What a kill between two of the build's transactions leaves.
+            let c = s.catalog().unwrap();
+            start_over(&c).unwrap();
+            fill(&c, i64::MIN, 100).unwrap();
+            let objects = objects(&owed(&c).unwrap().unwrap()).unwrap();
+            restore(&c, &objects[..1], "index").unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        assert!(owed(&s.catalog().unwrap()).unwrap().is_some());
+        assert_eq!(answers(&s), answers(&reference), "searched unindexed");
+        assert!(s.finish_catalog_build().unwrap());
+        assert_eq!(answers(&s), answers(&reference));
+        assert_eq!(schema(&s), schema(&reference));
+        drop(s);
+        // Owed again, then built whole in one transaction (as before a migration).
+        let s = Store::open(&path).unwrap();
+        s.catalog()
+            .unwrap()
+            .execute_batch("DELETE FROM product")
+            .unwrap();
+        assert!(s.begin_catalog_build().unwrap());
+        s.apply_products(&products(), None).unwrap();
+        {
+            let mut c = s.catalog().unwrap();
+            let tx = c.transaction().unwrap();
+            assert!(build_in(&tx).unwrap());
+            assert!(!build_in(&tx).unwrap());
+            tx.commit().unwrap();
+        }
+        assert!(owed(&s.catalog().unwrap()).unwrap().is_none());
+        assert_eq!(schema(&s), schema(&reference));
+        assert_eq!(answers(&s), answers(&reference));
+    }
+}
