@@ -690,6 +690,79 @@ mod tests {
         assert_eq!(app, CATALOG_APPLICATION_ID);
     }
 
+    /// Every catalog query of the till, planned on a reader (the catalog file attached, the
+    /// names unqualified): each reads through its index, none scans a catalog table.
+    #[test]
+    fn catalog_queries_plan_with_their_indexes_through_attach() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("pos.db");
+        single_file(&db);
+        let s = Store::open(&db).unwrap();
+        let reader = crate::store::open_reader(&db).unwrap();
+        assert!(attached(&reader).unwrap());
+        for (sql, index) in [
+            (
+                "SELECT sku, product_id, name FROM product WHERE sku = 'G-1'",
+                "sqlite_autoindex_product_1",
+            ),
+            (
+                "SELECT rowid FROM product INDEXED BY product_by_ean WHERE ean = '7001' AND active = 1 LIMIT 1",
+                "product_by_ean",
+            ),
+            (
+                "SELECT unit_price FROM price WHERE sku = 'G-1'",
+                "price_by_sku",
+            ),
+            (
+                "SELECT p.sku FROM product p WHERE p.active = 1 AND p.brand = 'Ærlig' ORDER BY p.name, p.rowid LIMIT 10",
+                "product_by_brand_name",
+            ),
+            (
+                "SELECT p.sku FROM product p WHERE p.active = 1 ORDER BY p.name, p.rowid LIMIT 10",
+                "product_by_active_name",
+            ),
+            (
+                "SELECT sku FROM category_member INDEXED BY category_member_by_key
+                 WHERE category_id = 'jul' ORDER BY sort_key, name, sku LIMIT 10",
+                "category_member_by_key",
+            ),
+            (
+                "SELECT p.sku FROM product_category pc JOIN product p ON p.sku = pc.product_sku
+                 WHERE p.active = 1 AND pc.category_id = 'jul' AND p.brand = 'Ærlig' LIMIT 10",
+                "product_by_brand_name",
+            ),
+            (
+                "SELECT p.sku FROM product_fts f JOIN product p ON p.rowid = f.rowid
+                 WHERE p.active = 1 AND f.product_fts MATCH 'glogg*' LIMIT 10",
+                "INTEGER PRIMARY KEY",
+            ),
+            (
+                "SELECT EXISTS (SELECT 1 FROM product WHERE sku = 'G-1')
+                     OR EXISTS (SELECT 1 FROM stock_level WHERE sku = 'G-1')",
+                "sqlite_autoindex_product_1",
+            ),
+        ] {
+            let plan: Vec<String> = reader
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap()
+                .query_map([], |r| r.get::<_, String>(3))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap();
+            assert!(
+                plan.iter().any(|p| p.contains(index)),
+                "{sql}: {plan:?} does not use {index}"
+            );
+            assert!(
+                !plan.iter().any(|p| p.starts_with("SCAN")
+                    && !p.contains("VIRTUAL TABLE")
+                    && !p.contains("CONSTANT ROW")),
+                "{sql}: a catalog table is scanned: {plan:?}"
+            );
+        }
+        drop(s);
+    }
+
     #[test]
     fn a_single_file_database_moves_its_catalog_to_its_own_file_once() {
         let dir = tempfile::tempdir().unwrap();
