@@ -148,120 +148,131 @@ struct Property<'a> {
     value: &'a str,
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct PosOrder<'a> {
-    id: &'a str,
-    order_number: &'a str,
-    market_id: &'a str,
-    store_id: &'a str,
-    order_type: &'static str,
-    billing_currency: &'a str,
-    created: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    customer_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    sales_person_id: Option<&'a str>,
-    order_origin: &'static str,
-    properties: Vec<Property<'a>>,
-    order_form: OrderForm<'a>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct OrderForm<'a> {
-    line_items: Vec<OrderLine<'a>>,
-    payments: Vec<OrderPayment<'a>>,
-    gross_roundoff: ScaledDecimal,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct OrderLine<'a> {
-    line_item_id: &'a str,
-    code: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    display_name: Option<&'a str>,
-    quantity: f64,
-    placed_price: Decimal,
-    discounted: Decimal,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tax_rate: Option<f64>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct OrderPayment<'a> {
-    id: &'a str,
-    payment_method_name: &'a str,
-    payment_type: &'a str,
-    transaction_id: &'a str,
-    /// A POS payment is captured at the till.
-    transaction_type: &'static str,
-    status: &'static str,
-    amount: Decimal,
-    paid_date: String,
-}
-
 /// The body of `PUT /api/Orders/PosOrders` for a sale: `id` and `orderNumber` are the sale id.
+///
+/// Written by hand (the worker builds one per sale it sends; serde's derived writer escaped
+/// every key and built each decimal as a string it then re-parsed): the same bytes as
+/// `serde_json::to_vec` of the order's structs (unit test `the_hand_written_body_is_the_serde_body`).
+/// Strings and floats go through serde_json, so their escaping and formatting are serde's.
 pub fn pos_order_json(sale: &Sale, ctx: &OrderContext) -> Vec<u8> {
-    let money = |minor: i64| Decimal::new(minor, &sale.currency);
+    let digits = minor_digits(&sale.currency);
     let created = sale.created_at.to_rfc3339();
-    let mut properties = vec![Property {
-        key: "flowOrigin",
-        value: "flow-omnium",
-    }];
-    if let Some(t) = ctx.terminal_id {
-        properties.push(Property {
-            key: "flowTerminalId",
-            value: t,
-        });
+    let mut w = Vec::with_capacity(600 + 200 * sale.lines.len() + 250 * sale.payments.len());
+    w.extend_from_slice(b"{\"id\":");
+    json_str(&mut w, &sale.id);
+    w.extend_from_slice(b",\"orderNumber\":");
+    json_str(&mut w, &sale.id);
+    w.extend_from_slice(b",\"marketId\":");
+    json_str(&mut w, ctx.market_id);
+    w.extend_from_slice(b",\"storeId\":");
+    json_str(&mut w, &sale.store_id);
+    w.extend_from_slice(b",\"orderType\":\"Pos\",\"billingCurrency\":");
+    json_str(&mut w, &sale.currency);
+    w.extend_from_slice(b",\"created\":");
+    json_str(&mut w, &created);
+    if let Some(c) = &sale.customer_id {
+        w.extend_from_slice(b",\"customerId\":");
+        json_str(&mut w, c);
     }
-    let order = PosOrder {
-        id: &sale.id,
-        order_number: &sale.id,
-        market_id: ctx.market_id,
-        store_id: &sale.store_id,
-        order_type: "Pos",
-        billing_currency: &sale.currency,
-        created: created.clone(),
-        customer_id: sale.customer_id.as_deref(),
-        sales_person_id: sale.salesperson_id.as_deref(),
-        order_origin: "POS",
-        properties,
-        order_form: OrderForm {
-            line_items: sale
-                .lines
-                .iter()
-                .map(|l| OrderLine {
-                    line_item_id: &l.line_id,
-                    code: &l.sku,
-                    display_name: l.name.as_deref(),
-                    quantity: l.quantity,
-                    placed_price: money(l.unit_price),
-                    discounted: money(l.discount),
-                    tax_rate: l.tax_rate,
-                })
-                .collect(),
-            payments: sale
-                .payments
-                .iter()
-                .map(|p| OrderPayment {
-                    id: &p.id,
-                    payment_method_name: &p.method,
-                    payment_type: &p.method,
-                    transaction_id: p.transaction_id.as_deref().unwrap_or(&p.id),
-                    transaction_type: "Sale",
-                    status: "Processed",
-                    amount: money(p.amount),
-                    paid_date: created.clone(),
-                })
-                .collect(),
-            gross_roundoff: gross_roundoff(sale),
-        },
-    };
-    // Serializing plain structs of strings and numbers cannot fail.
-    serde_json::to_vec(&order).unwrap_or_default()
+    if let Some(p) = &sale.salesperson_id {
+        w.extend_from_slice(b",\"salesPersonId\":");
+        json_str(&mut w, p);
+    }
+    w.extend_from_slice(
+        b",\"orderOrigin\":\"POS\",\"properties\":[{\"key\":\"flowOrigin\",\"value\":\"flow-omnium\"}",
+    );
+    if let Some(t) = ctx.terminal_id {
+        w.extend_from_slice(b",{\"key\":\"flowTerminalId\",\"value\":");
+        json_str(&mut w, t);
+        w.push(b'}');
+    }
+    w.extend_from_slice(b"],\"orderForm\":{\"lineItems\":[");
+    for (i, l) in sale.lines.iter().enumerate() {
+        if i > 0 {
+            w.push(b',');
+        }
+        w.extend_from_slice(b"{\"lineItemId\":");
+        json_str(&mut w, &l.line_id);
+        w.extend_from_slice(b",\"code\":");
+        json_str(&mut w, &l.sku);
+        if let Some(name) = &l.name {
+            w.extend_from_slice(b",\"displayName\":");
+            json_str(&mut w, name);
+        }
+        w.extend_from_slice(b",\"quantity\":");
+        json_f64(&mut w, l.quantity);
+        w.extend_from_slice(b",\"placedPrice\":");
+        write_decimal(&mut w, i128::from(l.unit_price), digits);
+        w.extend_from_slice(b",\"discounted\":");
+        write_decimal(&mut w, i128::from(l.discount), digits);
+        if let Some(rate) = l.tax_rate {
+            w.extend_from_slice(b",\"taxRate\":");
+            json_f64(&mut w, rate);
+        }
+        w.push(b'}');
+    }
+    w.extend_from_slice(b"],\"payments\":[");
+    for (i, p) in sale.payments.iter().enumerate() {
+        if i > 0 {
+            w.push(b',');
+        }
+        w.extend_from_slice(b"{\"id\":");
+        json_str(&mut w, &p.id);
+        w.extend_from_slice(b",\"paymentMethodName\":");
+        json_str(&mut w, &p.method);
+        w.extend_from_slice(b",\"paymentType\":");
+        json_str(&mut w, &p.method);
+        w.extend_from_slice(b",\"transactionId\":");
+        json_str(&mut w, p.transaction_id.as_deref().unwrap_or(&p.id));
+        w.extend_from_slice(b",\"transactionType\":\"Sale\",\"status\":\"Processed\",\"amount\":");
+        write_decimal(&mut w, i128::from(p.amount), digits);
+        w.extend_from_slice(b",\"paidDate\":");
+        json_str(&mut w, &created);
+        w.push(b'}');
+    }
+    w.extend_from_slice(b"],\"grossRoundoff\":");
+    let roundoff = gross_roundoff(sale);
+    write_decimal(&mut w, roundoff.value, roundoff.scale);
+    w.extend_from_slice(b"}}");
+    w
+}
+
+/// A string as serde_json writes it (its escaping).
+fn json_str(w: &mut Vec<u8>, s: &str) {
+    // Writing a string into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *w, s);
+}
+
+/// A float as serde_json writes it (`2.0`, `0.5`; not finite: `null`).
+fn json_f64(w: &mut Vec<u8>, x: f64) {
+    let _ = serde_json::to_writer(&mut *w, &x);
+}
+
+/// `value / 10^scale` as JSON number text, exactly: what `decimal_text` gives (the raw
+/// number serde writes for a [`ScaledDecimal`]), without a string in between.
+fn write_decimal(w: &mut Vec<u8>, value: i128, scale: u32) {
+    if value < 0 {
+        w.push(b'-');
+    }
+    let abs = value.unsigned_abs();
+    let unit = 10u128.pow(scale);
+    write_digits(w, abs / unit, 1);
+    if scale > 0 {
+        w.push(b'.');
+        write_digits(w, abs % unit, scale as usize);
+    }
+}
+
+/// `n` in decimal, zero-padded to at least `width` digits.
+fn write_digits(w: &mut Vec<u8>, mut n: u128, width: usize) {
+    let mut buf = [0u8; 40];
+    let mut at = buf.len();
+    while n > 0 || buf.len() - at < width {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    w.extend_from_slice(&buf[at..]);
 }
 
 /// The till rounds each line to whole minor units (the balance rule); Omnium recomputes
@@ -499,6 +510,129 @@ pub fn line_is_canceled(order: &OmniumOrder, line_item_id: &str) -> bool {
         })
 }
 
+/// The order's structs as serde wrote them, before [`pos_order_json`] wrote the same
+/// bytes by hand: the reference its test compares with.
+#[cfg(test)]
+mod serde_reference {
+    use super::*;
+
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct PosOrder<'a> {
+        id: &'a str,
+        order_number: &'a str,
+        market_id: &'a str,
+        store_id: &'a str,
+        order_type: &'static str,
+        billing_currency: &'a str,
+        created: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        customer_id: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        sales_person_id: Option<&'a str>,
+        order_origin: &'static str,
+        properties: Vec<Property<'a>>,
+        order_form: OrderForm<'a>,
+    }
+
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct OrderForm<'a> {
+        line_items: Vec<OrderLine<'a>>,
+        payments: Vec<OrderPayment<'a>>,
+        gross_roundoff: ScaledDecimal,
+    }
+
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct OrderLine<'a> {
+        line_item_id: &'a str,
+        code: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        display_name: Option<&'a str>,
+        quantity: f64,
+        placed_price: Decimal,
+        discounted: Decimal,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        tax_rate: Option<f64>,
+    }
+
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct OrderPayment<'a> {
+        id: &'a str,
+        payment_method_name: &'a str,
+        payment_type: &'a str,
+        transaction_id: &'a str,
+        /// A POS payment is captured at the till.
+        transaction_type: &'static str,
+        status: &'static str,
+        amount: Decimal,
+        paid_date: String,
+    }
+
+    /// The body as serde wrote it before [`pos_order_json`] wrote it by hand.
+    pub(super) fn serde_pos_order_json(sale: &Sale, ctx: &OrderContext) -> Vec<u8> {
+        let money = |minor: i64| Decimal::new(minor, &sale.currency);
+        let created = sale.created_at.to_rfc3339();
+        let mut properties = vec![Property {
+            key: "flowOrigin",
+            value: "flow-omnium",
+        }];
+        if let Some(t) = ctx.terminal_id {
+            properties.push(Property {
+                key: "flowTerminalId",
+                value: t,
+            });
+        }
+        let order = PosOrder {
+            id: &sale.id,
+            order_number: &sale.id,
+            market_id: ctx.market_id,
+            store_id: &sale.store_id,
+            order_type: "Pos",
+            billing_currency: &sale.currency,
+            created: created.clone(),
+            customer_id: sale.customer_id.as_deref(),
+            sales_person_id: sale.salesperson_id.as_deref(),
+            order_origin: "POS",
+            properties,
+            order_form: OrderForm {
+                line_items: sale
+                    .lines
+                    .iter()
+                    .map(|l| OrderLine {
+                        line_item_id: &l.line_id,
+                        code: &l.sku,
+                        display_name: l.name.as_deref(),
+                        quantity: l.quantity,
+                        placed_price: money(l.unit_price),
+                        discounted: money(l.discount),
+                        tax_rate: l.tax_rate,
+                    })
+                    .collect(),
+                payments: sale
+                    .payments
+                    .iter()
+                    .map(|p| OrderPayment {
+                        id: &p.id,
+                        payment_method_name: &p.method,
+                        payment_type: &p.method,
+                        transaction_id: p.transaction_id.as_deref().unwrap_or(&p.id),
+                        transaction_type: "Sale",
+                        status: "Processed",
+                        amount: money(p.amount),
+                        paid_date: created.clone(),
+                    })
+                    .collect(),
+                gross_roundoff: gross_roundoff(sale),
+            },
+        };
+        // Serializing plain structs of strings and numbers cannot fail.
+        serde_json::to_vec(&order).unwrap_or_default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -533,6 +667,51 @@ mod tests {
         .unwrap();
         // 2932.65 → 2933 (+0.35 øre), 2197.65 → 2198 (+0.35 øre), rounding −1 øre: −0.30 øre.
         assert!(text.contains(r#""grossRoundoff":-0.00300"#), "{text}");
+    }
+
+    /// Issue 10 target 5: the hand-written body is byte for byte what serde wrote, for
+    /// sales with and without the optional fields, escapes, non-ASCII text, weighed lines,
+    /// a negative roundoff, a currency without minor units, and with and without a terminal.
+    #[test]
+    fn the_hand_written_body_is_the_serde_body() {
+        let sales = [
+            serde_json::json!({"id": "S-1", "created_at": "2026-11-28T10:15:00+01:00",
+                "lines": [{"line_id": "1", "sku": "SKU-1", "quantity": 3, "unit_price": 19990, "discount": 70}],
+                "payments": [{"method": "Card", "amount": 59900}]}),
+            serde_json::json!({"id": "S-\"2\"\\ø/<>", "created_at": "2026-11-28T23:59:59.123-05:00",
+                "customer_id": "C-ÆØÅ", "salesperson_id": "E\u{2028}12", "rounding": -7,
+                "lines": [{"line_id": "l1", "sku": "A/ß", "name": "Kaffe «mørk»\t\u{7f} \u{1F600}", "quantity": 0.735,
+                           "unit_price": 3990, "discount": 0, "tax_rate": 15},
+                          {"line_id": "2", "sku": "B", "quantity": 1, "unit_price": 1, "discount": 0,
+                           "tax_rate": 12.5}],
+                "payments": [{"id": "P1", "method": "Kort", "amount": 2926, "transaction_id": "tx\"1"},
+                             {"id": "P2", "method": "Cash", "amount": 1}]}),
+            serde_json::json!({"id": "J-1", "created_at": "2026-11-28T10:15:00Z", "currency": "JPY",
+                "lines": [{"line_id": "1", "sku": "X", "quantity": 2, "unit_price": 1500, "discount": 100}],
+                "payments": [{"method": "Cash", "amount": 2900}]}),
+        ];
+        for mut v in sales {
+            Sale::normalize(
+                &mut v,
+                &Defaults {
+                    store_id: "oslo-\u{e6}".into(),
+                    currency: "NOK".into(),
+                },
+            );
+            let sale = Sale::parse(&v).unwrap_or_else(|e| panic!("{e}: {v}"));
+            for terminal_id in [None, Some("t\"01")] {
+                let ctx = OrderContext {
+                    market_id: "NOR",
+                    terminal_id,
+                };
+                let ours = pos_order_json(&sale, &ctx);
+                let serde = super::serde_reference::serde_pos_order_json(&sale, &ctx);
+                assert_eq!(
+                    String::from_utf8(ours).unwrap(),
+                    String::from_utf8(serde).unwrap()
+                );
+            }
+        }
     }
 
     fn sale() -> Sale {
