@@ -511,7 +511,7 @@ impl Admin {
             "categories": count("SELECT COUNT(*) FROM category")?,
             "stores": count("SELECT COUNT(*) FROM store")?,
             "stock_levels": count("SELECT COUNT(*) FROM stock_level")?,
-            "stock_movements_pending": count("SELECT COUNT(*) FROM stock_movement WHERE counted_after_ms IS NULL")?,
+            "stock_movements_pending": count("SELECT COUNT(*) FROM stock_movement_all WHERE counted_after_ms IS NULL")?,
             "inbound_orders": count("SELECT COUNT(*) FROM inbound_order")?,
             "purchase_orders": count("SELECT COUNT(*) FROM purchase_order")?,
             "customers": count("SELECT COUNT(*) FROM customer")?,
@@ -527,7 +527,7 @@ impl Admin {
             let conn = self.store.conn();
             let mut stmt = conn.prepare(
                 "SELECT warehouse_id FROM stock_level WHERE sku = ?1
-                 UNION SELECT warehouse_id FROM stock_movement WHERE sku = ?1 ORDER BY 1",
+                 UNION SELECT warehouse_id FROM stock_movement_all WHERE sku = ?1 ORDER BY 1",
             )?;
             let rows = stmt.query_map([sku], |r| r.get(0))?;
             rows.collect::<rusqlite::Result<Vec<String>>>()?

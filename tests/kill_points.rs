@@ -294,3 +294,139 @@ fn schema_of(db: &Path) -> Vec<String> {
         .unwrap();
     rows
 }
+
+/// Runs in the child of the expansion test: records `FO_KILL_SALES` 3-line sales from
+/// `FO_KILL_FIRST` (and a restocked return of line 2 of every other one) for a till whose
+/// Omnium never answers, printing `ACK <id>` after each, then gives the worker time to
+/// expand their stock movements (it is killed in the middle of doing so).
+#[test]
+fn expansion_child_process() {
+    let Ok(db) = std::env::var("FO_EXPAND_CHILD_DB") else {
+        return;
+    };
+    let first: usize = std::env::var("FO_KILL_FIRST").unwrap().parse().unwrap();
+    let sales: usize = std::env::var("FO_KILL_SALES").unwrap().parse().unwrap();
+    let client = flow_omnium::Client::open(&unreachable_config(Path::new(&db))).unwrap();
+    for i in first..first + sales {
+        let id = format!("S-{i}");
+        client.record_sale(&sale(&id, 3)).unwrap();
+        println!("ACK {id}");
+        if i % 2 == 0 {
+            let r = format!("R-{i}");
+            client.record_return(&return_of(&r, &id, "2")).unwrap();
+            println!("ACK {r}");
+        }
+        // Each sale may wake the worker: kills land at different points of the batch.
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+}
+
+/// A till whose Omnium refuses connections: nothing is delivered or counted, so each
+/// acknowledged sale stays pending in `fo_stock_get` for good.
+fn unreachable_config(db: &Path) -> String {
+    config(
+        db,
+        "http://127.0.0.1:9",
+        json!({"omnium": {"timeout_ms": 500}, "sync": {"pull_interval_ms": 3_600_000}}),
+    )
+}
+
+/// (sales, returns) the database holds.
+fn recorded(db: &Path) -> (usize, usize) {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let count = |kind: &str| {
+        conn.query_row(
+            "SELECT COUNT(*) FROM outbox_job WHERE kind = ?1",
+            [kind],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap() as usize
+    };
+    (count("sale"), count("return"))
+}
+
+/// `pending` per SKU-0..2 in the store's warehouse.
+fn pending(client: &flow_omnium::Client) -> [f64; 3] {
+    std::array::from_fn(|i| {
+        let v: serde_json::Value =
+            serde_json::from_str(&client.stock_json(&format!("SKU-{i}")).unwrap()).unwrap();
+        v["warehouses"][0]["pending"].as_f64().unwrap()
+    })
+}
+
+/// Issue 10 target 1: a sale's stock movements are recorded as one row and expanded into a
+/// row per line later, by the worker. Killed (SIGKILL) in the middle of expansions, again
+/// and again, a sale or return is still counted exactly once in `fo_stock_get`, right after
+/// each kill and once everything is expanded: an expansion that wrote its rows and kept the
+/// recorded row (or removed it first) across the kill would count it twice (or never).
+#[test]
+fn a_worker_killed_while_expanding_stock_movements_counts_each_sale_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("pos.db");
+    let exe = std::env::current_exe().unwrap();
+    let (mut sales, mut returns, mut kills, mut next) = (0_usize, 0_usize, 0, 1);
+    for round in 0..6 {
+        let out = Command::new(&exe)
+            .args([
+                "expansion_child_process",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("FO_EXPAND_CHILD_DB", &db)
+            .env("FO_KILL_FIRST", next.to_string())
+            .env("FO_KILL_SALES", "12")
+            .env(
+                "FO_TEST_KILL_AT",
+                format!("mid_expansion:{}", 1 + round % 3),
+            )
+            .env_remove("FO_KILL_CHILD_URL")
+            .stderr(Stdio::null())
+            .output()
+            .unwrap();
+        next += 12;
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            match line.strip_prefix("ACK ") {
+                Some(id) if id.starts_with("S-") => sales += 1,
+                Some(_) => returns += 1,
+                None => {}
+            }
+        }
+        if out.status.signal() == Some(9) {
+            kills += 1;
+        }
+        // Right after the kill, with whatever was expanded or not: every sale and return
+        // the database holds (a kill may land after a commit, before its ACK) counted once.
+        let (s, r) = recorded(&db);
+        assert!(s >= sales && r >= returns, "acknowledged and lost");
+        let client = flow_omnium::Client::open(&unreachable_config(&db)).unwrap();
+        let (s, r) = (s as f64, r as f64);
+        assert_eq!(pending(&client), [-s, -s + r, -s], "after round {round}");
+        client.close();
+    }
+    let (sales, returns) = recorded(&db);
+    assert!(
+        kills >= 3,
+        "killed in the middle of an expansion only {kills} times"
+    );
+    // Everything expanded by the worker, nothing counted twice or lost.
+    let client = flow_omnium::Client::open(&unreachable_config(&db)).unwrap();
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            conn.query_row("SELECT COUNT(*) FROM stock_movement_todo", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .unwrap()
+                == 0
+        }),
+        "the worker never expanded the recorded movements"
+    );
+    let rows: i64 = conn
+        .query_row("SELECT COUNT(*) FROM stock_movement", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows as usize, 3 * sales + returns);
+    let (s, r) = (sales as f64, returns as f64);
+    assert_eq!(pending(&client), [-s, -s + r, -s]);
+}

@@ -40,6 +40,11 @@ impl Lookup<'_> {
     /// Queues absolute levels; an older count never replaces a newer one. Makes sure one
     /// stock-push job is waiting to send them.
     pub fn push_levels(&self, levels: &[PushLevel], now_ms: i64) -> Result<()> {
+        // The count marks movements by SKU (any job's): recorded ones are expanded first,
+        // so none waiting to be expanded is ever counted.
+        if !levels.is_empty() {
+            super::Store::expand_all_movements(self.tx)?;
+        }
         for l in levels {
             self.tx
                 .prepare_cached(
@@ -96,7 +101,7 @@ impl Lookup<'_> {
         let pending: f64 = self
             .tx
             .prepare_cached(
-                "SELECT COALESCE(SUM(quantity), 0) FROM stock_movement WHERE sku = ?1 AND warehouse_id = ?2
+                "SELECT COALESCE(SUM(quantity), 0) FROM stock_movement_all WHERE sku = ?1 AND warehouse_id = ?2
                  AND NOT (counted_after_ms IS NOT NULL AND ?3 IS NOT NULL AND counted_after_ms <= ?3)",
             )?
             .query_row(params![sku, warehouse_id, modified], |r| r.get(0))?;

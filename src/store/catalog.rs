@@ -834,7 +834,7 @@ impl Store {
                 .prepare_cached(
                     "SELECT EXISTS (SELECT 1 FROM product WHERE sku = ?1)
                          OR EXISTS (SELECT 1 FROM stock_level WHERE sku = ?1)
-                         OR EXISTS (SELECT 1 FROM stock_movement WHERE sku = ?1)",
+                         OR EXISTS (SELECT 1 FROM stock_movement_all WHERE sku = ?1)",
                 )?
                 .query_row([sku], |r| r.get(0))?;
             if !known {
@@ -853,7 +853,7 @@ impl Store {
                 // accepted the sale (see sync::push for why that is the test).
                 let pending: f64 = c
                     .prepare_cached(
-                        "SELECT COALESCE(SUM(quantity), 0) FROM stock_movement WHERE sku = ?1 AND warehouse_id = ?2
+                        "SELECT COALESCE(SUM(quantity), 0) FROM stock_movement_all WHERE sku = ?1 AND warehouse_id = ?2
                          AND NOT (counted_after_ms IS NOT NULL AND ?3 IS NOT NULL AND counted_after_ms <= ?3)",
                     )?
                     .query_row(params![sku, wh, modified], |r| r.get(0))?;
@@ -1070,77 +1070,168 @@ pub(super) fn product_view(c: &Connection, sku: &str, now_ms: i64) -> Result<Opt
     Ok(Some(view))
 }
 
-/// Rows per INSERT of stock movements, largest first.
-const MOVEMENT_ROWS_PER_INSERT: [usize; 3] = [16, 4, 1];
+/// Expands recorded stock movements (`stock_movement_todo`, one row per job) into
+/// `stock_movement` rows (one per line, `line` = index in the effects) and deletes the rows
+/// expanded, for the jobs `WHERE` picks (`{}` in both: a condition on `job_id`). Both in the
+/// caller's transaction: the movements are expanded whole or not at all, so a crash at any
+/// point leaves each one counted once, in one table or the other.
+const EXPAND_MOVEMENTS: [&str; 2] = [
+    "INSERT INTO stock_movement (job_id, line, sku, warehouse_id, quantity)
+     SELECT t.job_id, e.key, json_extract(e.value, '$[0]'), json_extract(e.value, '$[1]'),
+            json_extract(e.value, '$[2]')
+     FROM stock_movement_todo t, json_each(t.effects) e WHERE t.{}",
+    "DELETE FROM stock_movement_todo WHERE {}",
+];
 
-/// `INSERT INTO stock_movement … VALUES` with `rows` rows: parameters 4i+1..4i+4 are row i's
-/// line, SKU, warehouse and quantity, the last one the job id.
-fn movement_insert(rows: usize) -> &'static str {
-    static SQL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+/// [`EXPAND_MOVEMENTS`] for jobs `?1..=?2`, and for the jobs of a JSON list of ids `?1`.
+fn expand_sql(by_ids: bool) -> &'static [String; 2] {
+    static SQL: std::sync::OnceLock<[[String; 2]; 2]> = std::sync::OnceLock::new();
     let all = SQL.get_or_init(|| {
-        MOVEMENT_ROWS_PER_INSERT
-            .iter()
-            .map(|&n| {
-                let job = 4 * n + 1;
-                let values: Vec<String> = (0..n)
-                    .map(|i| {
-                        let p = 4 * i;
-                        format!("(?{job}, ?{}, ?{}, ?{}, ?{})", p + 1, p + 2, p + 3, p + 4)
-                    })
-                    .collect();
-                format!(
-                    // OR ROLLBACK: no statement journal (see `outbox::record_in`).
-                    "INSERT OR ROLLBACK INTO stock_movement (job_id, line, sku, warehouse_id, quantity) VALUES {}",
-                    values.join(", ")
-                )
-            })
-            .collect()
+        [
+            "job_id BETWEEN ?1 AND ?2",
+            "job_id IN (SELECT value FROM json_each(?1))",
+        ]
+        .map(|cond| EXPAND_MOVEMENTS.map(|sql| sql.replace("{}", cond)))
     });
-    let i = MOVEMENT_ROWS_PER_INSERT
-        .iter()
-        .position(|&n| n == rows)
-        .unwrap_or(MOVEMENT_ROWS_PER_INSERT.len() - 1);
-    &all[i]
+    &all[usize::from(by_ids)]
+}
+
+/// Jobs whose movements one expansion takes at most (bounds how long it holds the writer).
+pub(crate) const EXPAND_BATCH: i64 = 512;
+
+/// A job's stock effects as stored until expanded: `[[sku, warehouse_id, quantity], …]`.
+/// Quantities are written in their shortest exact form and read back to the same value.
+pub(crate) fn effects_json(effects: &[StockEffect]) -> Result<String> {
+    let mut out = Vec::with_capacity(2 + effects.len() * 40);
+    out.push(b'[');
+    for (i, e) in effects.iter().enumerate() {
+        if !e.quantity.is_finite() {
+            // As before (a NOT NULL column refused it): never stored.
+            return Err(crate::error::Error::InvalidInput(format!(
+                "a stock movement of {:?} has no finite quantity",
+                e.sku
+            )));
+        }
+        if i > 0 {
+            out.push(b',');
+        }
+        out.push(b'[');
+        serde_json::to_writer(&mut out, &e.sku).map_err(internal)?;
+        out.push(b',');
+        serde_json::to_writer(&mut out, &e.warehouse_id).map_err(internal)?;
+        out.push(b',');
+        serde_json::to_writer(&mut out, &e.quantity).map_err(internal)?;
+        out.push(b']');
+    }
+    out.push(b']');
+    String::from_utf8(out).map_err(internal)
+}
+
+fn internal(e: impl std::fmt::Display) -> crate::error::Error {
+    crate::error::Error::Internal(format!("stock movements: {e}"))
 }
 
 impl Store {
-    /// Stamps a delivered job's stock movements with the instant Omnium accepted it.
+    /// Stamps a delivered job's stock movements with the instant Omnium accepted it (its
+    /// recorded movements are expanded first: a movement waiting to be expanded is never
+    /// counted, so the purge of counted ones never needs to look at them).
     pub(crate) fn mark_movements_delivered(
         tx: &Transaction,
         job_id: i64,
         accepted_ms: i64,
     ) -> Result<()> {
+        Self::expand_movements_of(tx, job_id, job_id)?;
         tx.prepare_cached("UPDATE stock_movement SET counted_after_ms = ?2 WHERE job_id = ?1")?
             .execute(params![job_id, accepted_ms])?;
         Ok(())
     }
 
+    /// Records a job's stock effects on the recording path: one row, expanded later (see
+    /// [`Store::expand_movements_of`]). Nothing is written for a job without effects.
     pub(crate) fn insert_movements(
         tx: &rusqlite::Connection,
         job_id: i64,
         effects: &[StockEffect],
     ) -> Result<()> {
-        // Several rows per statement (fixed sizes, so each statement is prepared once): each
-        // statement executed costs more than the row it adds.
-        let mut line = 0;
-        while line < effects.len() {
-            let left = effects.len() - line;
-            let rows = MOVEMENT_ROWS_PER_INSERT
-                .into_iter()
-                .find(|&n| n <= left)
-                .unwrap_or(1);
-            let mut stmt = tx.prepare_cached(movement_insert(rows))?;
-            for (i, e) in effects[line..line + rows].iter().enumerate() {
-                let at = 4 * i;
-                stmt.raw_bind_parameter(at + 1, (line + i) as i64)?;
-                stmt.raw_bind_parameter(at + 2, e.sku.as_str())?;
-                stmt.raw_bind_parameter(at + 3, e.warehouse_id.as_str())?;
-                stmt.raw_bind_parameter(at + 4, e.quantity)?;
-            }
-            stmt.raw_bind_parameter(4 * rows + 1, job_id)?;
-            stmt.raw_execute()?;
-            line += rows;
+        if effects.is_empty() {
+            return Ok(());
         }
+        let json = effects_json(effects)?;
+        // OR ROLLBACK: no statement journal (see `outbox::record_in`).
+        tx.prepare_cached(
+            "INSERT OR ROLLBACK INTO stock_movement_todo (job_id, effects) VALUES (?1, ?2)",
+        )?
+        .execute(params![job_id, json])?;
+        Ok(())
+    }
+
+    /// Expands the recorded movements of jobs `first..=last` (see [`EXPAND_MOVEMENTS`]) in
+    /// the caller's transaction; returns the rows written.
+    pub(crate) fn expand_movements_of(
+        tx: &rusqlite::Connection,
+        first: i64,
+        last: i64,
+    ) -> Result<usize> {
+        let [insert, delete] = expand_sql(false);
+        let rows = tx.prepare_cached(insert)?.execute(params![first, last])?;
+        if rows > 0 {
+            // Rows written, the recorded ones not deleted yet: a kill here rolls back both.
+            crate::sync::kill_point("mid_expansion");
+        }
+        tx.prepare_cached(delete)?.execute(params![first, last])?;
+        Ok(rows)
+    }
+
+    /// As [`Store::expand_movements_of`], for the jobs of a JSON list of ids (a claim).
+    pub(crate) fn expand_movements_of_ids(tx: &rusqlite::Connection, ids: &str) -> Result<usize> {
+        let [insert, delete] = expand_sql(true);
+        let rows = tx.prepare_cached(insert)?.execute([ids])?;
+        if rows > 0 {
+            crate::sync::kill_point("mid_expansion");
+        }
+        tx.prepare_cached(delete)?.execute([ids])?;
+        Ok(rows)
+    }
+
+    /// Expands the oldest recorded movements, at most `EXPAND_BATCH` jobs, in the caller's
+    /// transaction; returns whether any were left unexpanded.
+    pub(crate) fn expand_movements_batch(tx: &rusqlite::Connection) -> Result<bool> {
+        let last: Option<i64> = tx
+            .prepare_cached(
+                "SELECT job_id FROM stock_movement_todo ORDER BY job_id LIMIT 1 OFFSET ?1",
+            )?
+            .query_row([EXPAND_BATCH - 1], |r| r.get(0))
+            .optional()?;
+        Self::expand_movements_of(tx, i64::MIN, last.unwrap_or(i64::MAX))?;
+        Ok(last.is_some()
+            && tx
+                .prepare_cached("SELECT EXISTS (SELECT 1 FROM stock_movement_todo)")?
+                .query_row([], |r| r.get(0))?)
+    }
+
+    /// Expands every recorded movement in the caller's transaction (before a change that
+    /// counts movements by SKU rather than by job: an inventory count).
+    pub(crate) fn expand_all_movements(tx: &rusqlite::Connection) -> Result<()> {
+        Self::expand_movements_of(tx, i64::MIN, i64::MAX)?;
+        Ok(())
+    }
+
+    /// Expands recorded movements in short transactions of their own, taken as background
+    /// work (never ahead of a waiting recording call) at `synchronous = NORMAL`: an
+    /// expansion changes no count, so losing the last ones to a power cut loses nothing
+    /// (WAL commits are whole; a later FULL commit makes them durable). The worker runs it
+    /// while it claims nothing, so readers have few rows to expand on the fly.
+    pub fn expand_movements_aside(&self) -> Result<()> {
+        let any = self.read(|c| {
+            Ok(
+                c.prepare_cached("SELECT EXISTS (SELECT 1 FROM stock_movement_todo)")?
+                    .query_row([], |r| r.get::<_, bool>(0))?,
+            )
+        })?;
+        if !any {
+            return Ok(());
+        }
+        while self.background_write(|tx, _| Self::expand_movements_batch(tx))? {}
         Ok(())
     }
 }
@@ -1969,5 +2060,171 @@ mod tests {
             )
             .unwrap();
         assert_eq!(untouched, [0u8]);
+    }
+
+    /// Every (line, SKU, warehouse, quantity bits) of a job's movements, through the view
+    /// every reader uses.
+    fn movement_rows(s: &Store, job_id: i64) -> Vec<(i64, String, String, u64)> {
+        let conn = s.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT line, sku, warehouse_id, quantity FROM stock_movement_all
+                 WHERE job_id = ?1 ORDER BY line",
+            )
+            .unwrap();
+        let rows = stmt
+            .query_map([job_id], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get::<_, f64>(3)?.to_bits(),
+                ))
+            })
+            .unwrap();
+        rows.collect::<rusqlite::Result<Vec<_>>>().unwrap()
+    }
+
+    /// Issue 10 target 1: movements recorded as one row read back exactly what was recorded
+    /// (every quantity to the bit, any SKU text), before and after their expansion into
+    /// rows, and an expansion rolled back (a crash) leaves them as they were.
+    #[test]
+    fn recorded_movements_read_back_exactly_before_and_after_expansion() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("a.db")).unwrap();
+        let mut quantities = vec![
+            -1.0,
+            2.0,
+            -0.1,
+            0.3,
+            -1.0 / 3.0,
+            1e-9,
+            -123_456.789,
+            2.675,
+            1e15 + 0.5,
+            0.1 + 0.2,
+            f64::MIN_POSITIVE,
+            5e-324,
+            -f64::MAX,
+            9_007_199_254_740_993.0,
+        ];
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        while quantities.len() < 3_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let q = match quantities.len() % 3 {
+                0 => f64::from_bits(x),
+                1 => (x % 2_000_001) as f64 / 1_000.0 - 1_000.0,
+                _ => (x % 10_000) as f64 / 7.0,
+            };
+            if q.is_finite() && q != 0.0 {
+                quantities.push(q);
+            }
+        }
+        let effects: Vec<StockEffect> = quantities
+            .iter()
+            .enumerate()
+            .map(|(i, &q)| StockEffect {
+                sku: format!("SKU \"{i}\" ø\u{1}\\"),
+                warehouse_id: if i % 2 == 0 { "oslo-1" } else { "w\t2" }.into(),
+                quantity: q,
+            })
+            .collect();
+        let job = NewJob {
+            kind: "sale",
+            event_id: "S1",
+            entity_id: "S1",
+            content: "{}",
+            blob: None,
+        };
+        let recorded = s
+            .record(&job, 0, |_| {
+                Ok(crate::store::Extras {
+                    effects: effects.clone(),
+                    extra: None,
+                })
+            })
+            .unwrap();
+        let crate::store::Recorded::New(id) = recorded else {
+            panic!("{recorded:?}")
+        };
+        let expected: Vec<(i64, String, String, u64)> = effects
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                (
+                    i as i64,
+                    e.sku.clone(),
+                    e.warehouse_id.clone(),
+                    e.quantity.to_bits(),
+                )
+            })
+            .collect();
+        let count = |table: &str| -> i64 {
+            s.conn()
+                .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(
+            (count("stock_movement_todo"), count("stock_movement")),
+            (1, 0)
+        );
+        assert_eq!(movement_rows(&s, id), expected);
+        {
+            // Expanded, then a crash before the commit: rolled back whole.
+            let mut conn = s.conn();
+            let tx = conn.transaction().unwrap();
+            Store::expand_movements_of(&tx, id, id).unwrap();
+            drop(tx);
+        }
+        assert_eq!(
+            (count("stock_movement_todo"), count("stock_movement")),
+            (1, 0)
+        );
+        assert_eq!(movement_rows(&s, id), expected);
+        s.expand_movements_aside().unwrap();
+        assert_eq!(
+            (count("stock_movement_todo"), count("stock_movement")),
+            (0, expected.len() as i64)
+        );
+        assert_eq!(movement_rows(&s, id), expected);
+    }
+
+    /// A job leaves `pending` with its movements expanded (delivery and read-backs count
+    /// them by job), and the stock overlay reads the same before and after.
+    #[test]
+    fn a_claim_expands_the_movements_of_what_it_claims() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("a.db")).unwrap();
+        let job = NewJob {
+            kind: "sale",
+            event_id: "S1",
+            entity_id: "S1",
+            content: "{}",
+            blob: None,
+        };
+        s.record(&job, 0, |_| {
+            Ok(crate::store::Extras {
+                effects: vec![StockEffect {
+                    sku: "SKU-1".into(),
+                    warehouse_id: "oslo-1".into(),
+                    quantity: -2.0,
+                }],
+                extra: None,
+            })
+        })
+        .unwrap();
+        assert_eq!(read(&s), (0.0, -2.0));
+        let todo = |s: &Store| -> i64 {
+            s.conn()
+                .query_row("SELECT COUNT(*) FROM stock_movement_todo", [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(todo(&s), 1);
+        let claimed = s.claim_due(1, 10).unwrap();
+        assert_eq!(claimed.len(), 1);
+        assert_eq!(todo(&s), 0);
+        assert_eq!(read(&s), (0.0, -2.0));
     }
 }

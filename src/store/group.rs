@@ -465,7 +465,7 @@ mod tests {
         store
             .conn()
             .execute_batch(
-                "CREATE TRIGGER boom BEFORE INSERT ON stock_movement WHEN new.sku = 'BOOM'
+                "CREATE TRIGGER boom BEFORE INSERT ON stock_movement_todo WHEN new.effects LIKE '%BOOM%'
                  BEGIN SELECT RAISE(ABORT, 'injected write failure'); END;",
             )
             .unwrap();

@@ -522,6 +522,10 @@ impl Store {
             )?;
             rows.collect::<rusqlite::Result<Vec<_>>>()?
         };
+        // A job leaves `pending` only with its stock movements expanded: whatever counts or
+        // reads them by job from here on (delivery, read-back, stock floor) finds rows. The
+        // oldest others go with them, so readers have few left to expand on the fly.
+        Store::expand_movements_batch(&tx)?;
         // One statement for the whole batch: each statement that changes `state` (under
         // its CHECK and triggers) journals every page it touches first, so one per job cost
         // the index's pages once per job.
@@ -532,6 +536,7 @@ impl Store {
                  WHERE id IN (SELECT value FROM json_each(?1))",
             )?
             .execute(params![ids, token])?;
+            Store::expand_movements_of_ids(&tx, &ids)?;
             for job in &mut jobs {
                 job.claim = token;
             }
@@ -589,7 +594,7 @@ impl Store {
         Ok(self
             .conn()
             .prepare_cached(
-                "SELECT j.kind || ' ' || j.event_id FROM stock_movement m JOIN outbox_job j ON j.id = m.job_id
+                "SELECT j.kind || ' ' || j.event_id FROM stock_movement_all m JOIN outbox_job j ON j.id = m.job_id
                  WHERE m.sku = ?2 AND m.warehouse_id = ?3 AND m.job_id != ?1
                    AND (j.state = 'in_flight' OR (j.state = 'pending' AND j.uncertain))
                    AND (j.kind != 'goods_reception' OR j.id < ?1)
@@ -615,7 +620,7 @@ impl Store {
             })?;
         let mut open = Vec::new();
         let mut stmt = conn.prepare_cached(
-            "SELECT DISTINCT m.job_id FROM stock_movement m JOIN outbox_job j ON j.id = m.job_id
+            "SELECT DISTINCT m.job_id FROM stock_movement_all m JOIN outbox_job j ON j.id = m.job_id
              WHERE m.sku = ?2 AND m.warehouse_id = ?3 AND m.job_id != ?1 AND j.state <> 'delivered'",
         )?;
         for sku in skus {
@@ -645,7 +650,7 @@ impl Store {
         Ok(self
             .conn()
             .prepare_cached(
-                "SELECT COALESCE(SUM(m.quantity), 0) FROM stock_movement m JOIN outbox_job j ON j.id = m.job_id
+                "SELECT COALESCE(SUM(m.quantity), 0) FROM stock_movement_all m JOIN outbox_job j ON j.id = m.job_id
                  WHERE m.sku = ?2 AND m.warehouse_id = ?3 AND m.job_id != ?1 AND j.state = 'delivered'
                    AND (j.id > ?4 OR j.id IN (SELECT value FROM json_each(?5)))",
             )?
@@ -1019,7 +1024,7 @@ impl Store {
         Ok(self
             .conn()
             .prepare_cached(
-                "SELECT MAX(l.modified_ms) FROM stock_movement m
+                "SELECT MAX(l.modified_ms) FROM stock_movement_all m
                  JOIN stock_level l ON l.sku = m.sku AND l.warehouse_id = m.warehouse_id
                  WHERE m.job_id = ?1",
             )?
@@ -1030,7 +1035,7 @@ impl Store {
     pub fn movement_items(&self, job_id: i64) -> Result<Vec<(String, String)>> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
-            "SELECT DISTINCT sku, warehouse_id FROM stock_movement WHERE job_id = ?1 ORDER BY warehouse_id, sku",
+            "SELECT DISTINCT sku, warehouse_id FROM stock_movement_all WHERE job_id = ?1 ORDER BY warehouse_id, sku",
         )?;
         let rows = stmt.query_map([job_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)

@@ -311,6 +311,22 @@ fn copy_movements(old: &Connection, tx: &Connection, job_id: i64) {
             )
             .and_then(|mut s| s.execute(params![job_id, line, sku, warehouse, quantity, counted]));
     }
+    // Recorded and not expanded yet (absent from a database of before schema 13).
+    let todo: rusqlite::Result<Option<String>> = old
+        .prepare_cached("SELECT effects FROM stock_movement_todo WHERE job_id = ?1")
+        .and_then(|mut s| s.query_row([job_id], |r| r.get(0)).optional());
+    if let Ok(Some(effects)) = todo {
+        // Expanded here (what cannot be read is left out, as above): a damaged row kept
+        // for later would stop every expansion after it.
+        let _ = tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO stock_movement (job_id, line, sku, warehouse_id, quantity)
+                 SELECT ?1, e.key, json_extract(e.value, '$[0]'), json_extract(e.value, '$[1]'),
+                        json_extract(e.value, '$[2]')
+                 FROM json_each(?2) e WHERE json_type(e.value, '$[2]') IN ('integer', 'real')",
+            )
+            .and_then(|mut s| s.execute(params![job_id, effects]));
+    }
 }
 
 /// Levels a flow-master store has not pushed yet (the stock-push job sends these).

@@ -354,6 +354,21 @@ const MIGRATIONS: &[&str] = &[
     DELETE FROM sync_state WHERE key = 'search.fold_version';
     INSERT INTO sync_state (key, value) VALUES ('storage.vacuum_owed', '1')
     ON CONFLICT (key) DO UPDATE SET value = excluded.value;",
+    // [recrows] 14: a job's stock movements are recorded as one row (its effects, a JSON
+    // array of `[sku, warehouse_id, quantity]`, line = index) and expanded into
+    // `stock_movement` rows later, in one transaction that also deletes the row (the
+    // worker, or any writer transaction that changes movements). Readers see both through
+    // `stock_movement_all`; a row here is never counted (counting expands it first).
+    "CREATE TABLE stock_movement_todo (
+        job_id INTEGER PRIMARY KEY,
+        effects TEXT NOT NULL
+    );
+    CREATE VIEW stock_movement_all AS
+        SELECT job_id, line, sku, warehouse_id, quantity, counted_after_ms FROM stock_movement
+        UNION ALL
+        SELECT t.job_id, e.key, json_extract(e.value, '$[0]'), json_extract(e.value, '$[1]'),
+               json_extract(e.value, '$[2]'), NULL
+        FROM stock_movement_todo t, json_each(t.effects) e;",
 ];
 
 /// The version that moved the catalog to its own file: a database below it (and at least
