@@ -238,11 +238,21 @@ fn upsert_products(tx: &Transaction, products: &[CatalogProduct]) -> Result<()> 
          ON CONFLICT (sku) DO UPDATE SET product_id = excluded.product_id, name = excluded.name,
            brand = excluded.brand, ean = excluded.ean, gtins = excluded.gtins,
            category_ids = excluded.category_ids, image_urls = excluded.image_urls,
-           active = excluded.active, language = excluded.language, cost_price = excluded.cost_price",
+           active = excluded.active, language = excluded.language, cost_price = excluded.cost_price
+         -- A delta re-reads many unchanged products: their rows are not written again.
+         WHERE (product.product_id, product.name, product.brand, product.ean, product.gtins,
+                product.category_ids, product.image_urls, product.active, product.language,
+                product.cost_price)
+           IS NOT (excluded.product_id, excluded.name, excluded.brand, excluded.ean,
+                   excluded.gtins, excluded.category_ids, excluded.image_urls, excluded.active,
+                   excluded.language, excluded.cost_price)",
     )?
     .execute([])?;
+    // Links and prices set-wise, only what changed: the links and price rows a SKU keeps
+    // stay as they are (no delete and insert again of the same rows).
     tx.prepare_cached(
-        "DELETE FROM product_category WHERE product_sku IN (SELECT sku FROM temp.stage_sku)",
+        "DELETE FROM product_category WHERE product_sku IN (SELECT sku FROM temp.stage_sku)
+           AND (product_sku, category_id) NOT IN (SELECT sku, category_id FROM temp.stage_category)",
     )?
     .execute([])?;
     tx.prepare_cached(
@@ -250,14 +260,27 @@ fn upsert_products(tx: &Transaction, products: &[CatalogProduct]) -> Result<()> 
          SELECT sku, category_id FROM temp.stage_category ORDER BY rowid",
     )?
     .execute([])?;
-    tx.prepare_cached("DELETE FROM price WHERE sku IN (SELECT sku FROM temp.stage_sku)")?
-        .execute([])?;
+    tx.prepare_cached(
+        "DELETE FROM price WHERE sku IN (SELECT sku FROM temp.stage_sku) AND NOT EXISTS
+           (SELECT 1 FROM temp.stage_price s WHERE s.sku = price.sku
+              AND (s.unit_price, s.currency, s.store_specific, s.variant_specific, s.valid_from,
+                   s.valid_until, s.member)
+               IS (price.unit_price, price.currency, price.store_specific,
+                   price.variant_specific, price.valid_from, price.valid_until, price.member))",
+    )?
+    .execute([])?;
     tx.prepare_cached(
         "INSERT INTO price (sku, unit_price, currency, store_specific, variant_specific,
                             valid_from, valid_until, member)
          SELECT sku, unit_price, currency, store_specific, variant_specific, valid_from,
                 valid_until, member
-         FROM temp.stage_price ORDER BY rowid",
+         FROM temp.stage_price s WHERE NOT EXISTS
+           (SELECT 1 FROM price p WHERE p.sku = s.sku
+              AND (p.unit_price, p.currency, p.store_specific, p.variant_specific, p.valid_from,
+                   p.valid_until, p.member)
+               IS (s.unit_price, s.currency, s.store_specific, s.variant_specific, s.valid_from,
+                   s.valid_until, s.member))
+         ORDER BY s.rowid",
     )?
     .execute([])?;
     tx.execute_batch(
@@ -1714,6 +1737,67 @@ mod tests {
             prices: Vec::new(),
             modified_ms: None,
         }
+    }
+
+    /// Issue 10 target 6: a delta re-reads products that did not change; their SKU rows,
+    /// category links and prices are not written again (every one was deleted and inserted,
+    /// or updated to the same values), and a change writes only what changed.
+    #[test]
+    fn a_delta_of_unchanged_products_writes_no_row_and_a_change_only_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("s.db")).unwrap();
+        let price = |unit_price, member, valid_from| crate::model::catalog::PriceRow {
+            sku: "A-1".into(),
+            unit_price,
+            currency: "NOK".into(),
+            store_specific: false,
+            variant_specific: true,
+            member,
+            valid_from,
+            valid_until: None,
+        };
+        let mut products = vec![
+            sku("A-1", "Genser", "Nora", &["c1", "c2"]),
+            sku("A-2", "Lue", "Nora", &["c1"]),
+        ];
+        products[0].prices = vec![price(100, false, None), price(80, true, Some(5))];
+        s.apply_products(&products, None).unwrap();
+        let writes = |s: &Store| -> i64 {
+            s.catalog()
+                .unwrap()
+                .query_row("SELECT n FROM temp.writes", [], |r| r.get(0))
+                .unwrap()
+        };
+        {
+            let c = s.catalog().unwrap();
+            let mut sql = String::from(
+                "CREATE TEMP TABLE writes (n INTEGER NOT NULL); INSERT INTO temp.writes VALUES (0);",
+            );
+            for table in ["product", "product_category", "price"] {
+                for event in ["INSERT", "UPDATE", "DELETE"] {
+                    sql.push_str(&format!(
+                        "CREATE TEMP TRIGGER w_{table}_{event} AFTER {event} ON main.{table}
+                         BEGIN UPDATE temp.writes SET n = n + 1; END;"
+                    ));
+                }
+            }
+            c.execute_batch(&sql).unwrap();
+        }
+        s.apply_products(&products, None).unwrap();
+        assert_eq!(writes(&s), 0, "unchanged rows written again");
+        products[0].skus[0].name = "Genser ull".into();
+        products[0].prices[1].unit_price = 90;
+        products[1].skus[0].category_ids = vec!["c3".into()];
+        s.apply_products(&products, None).unwrap();
+        // A-1's name, A-2's row (its category list), a price out and in, a link out and in.
+        assert_eq!(writes(&s), 6);
+        let a1 = s.product("A-1", 10).unwrap().unwrap();
+        assert_eq!(a1.name, "Genser ull");
+        assert_eq!(a1.price.map(|p| p.unit_price), Some(100));
+        assert_eq!(a1.member_price.map(|p| p.unit_price), Some(90));
+        assert_eq!(list(&s, "c1"), ["Genser ull"]);
+        assert_eq!(list(&s, "c3"), ["Lue"]);
+        assert_eq!(find(&s, "genser ull"), ["A-1"]);
     }
 
     fn find(s: &Store, text: &str) -> Vec<String> {
