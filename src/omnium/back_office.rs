@@ -332,9 +332,8 @@ impl OmniumApi {
         let id = encode_component(id);
         for (business, resource) in [(false, "PrivateCustomers"), (true, "BusinessCustomers")] {
             let path = format!("/api/{resource}/{id}");
-            if let Some(resp) = self.fetch("GET", &path, None, cap::CUSTOMER)? {
-                let what = format!("GET /api/{resource}/{{id}}");
-                let v = super::page::parse_one(&resp.body, &what, "customers")?;
+            let what = format!("GET /api/{resource}/{{id}}");
+            if let Some(v) = self.fetch_one(&path, &what, "customers", cap::CUSTOMER)? {
                 return Ok(Some((business, v)));
             }
         }

@@ -526,7 +526,8 @@ impl OmniumApi {
     }
 
     /// A page of `T` from `method path` (`json`: the body of a POST) under the data set's
-    /// `cap`; `None` on 404. Read straight from the answer's bytes as typed items.
+    /// `cap`; `None` on 404. Parsed as typed items from the body as it arrives, never held
+    /// whole ([`page::Page::read`]).
     pub(crate) fn fetch_page<T: serde::de::DeserializeOwned>(
         &self,
         method: &'static str,
@@ -537,8 +538,42 @@ impl OmniumApi {
     ) -> Result<Option<page::Page<T>>, Failure> {
         let bytes = json.map(to_json).transpose()?;
         let what = format!("{method} {}", path.split('?').next().unwrap_or(path));
-        let resp = self
-            .fetch(method, path, bytes.as_deref(), cap)
+        let Some(body) = self.fetch_open(method, path, bytes.as_deref(), &what, data_set, cap)?
+        else {
+            return Ok(None);
+        };
+        page::Page::read(body, cap, &what, data_set).map(Some)
+    }
+
+    /// One document of `T` from `GET path` (`what`: the request as errors name it) under
+    /// `cap`; `None` on 404. Parsed typed from the body as it arrives ([`page::read_one`]).
+    pub(crate) fn fetch_one<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        what: &str,
+        data_set: &str,
+        cap: u64,
+    ) -> Result<Option<T>, Failure> {
+        let Some(body) = self.fetch_open("GET", path, None, what, data_set, cap)? else {
+            return Ok(None);
+        };
+        page::read_one(body, cap, what, data_set).map(Some)
+    }
+
+    /// The body of a 2xx answer to `method path`, to read as it arrives; `None` on 404.
+    /// Any other answer is classified as [`OmniumApi::fetch`] does.
+    fn fetch_open(
+        &self,
+        method: &'static str,
+        path: &str,
+        json: Option<&[u8]>,
+        what: &str,
+        data_set: &str,
+        cap: u64,
+    ) -> Result<Option<Box<dyn std::io::Read>>, Failure> {
+        let body = json.map(|b| ("application/json", Body::Bytes(b)));
+        let (resp, reader) = self
+            .send_any(method, path, body, cap, true)
             .map_err(|f| match f {
                 // Over the cap: the data set fails with its name in the message.
                 Failure::Uncertain(m) if m == transport::too_large(cap) => Failure::Rejected {
@@ -547,10 +582,13 @@ impl OmniumApi {
                 },
                 f => f,
             })?;
-        let Some(resp) = resp else {
+        if resp.status == 404 {
             return Ok(None);
-        };
-        page::Page::parse(&resp.body, &what, data_set).map(Some)
+        }
+        classify(&resp, &format!("{method} {path}"))?;
+        Ok(Some(reader.unwrap_or_else(|| {
+            Box::new(std::io::Cursor::new(resp.body.clone()))
+        })))
     }
 
     /// Sends with the bearer token; on 401 renews the token once and sends again (a
@@ -562,6 +600,21 @@ impl OmniumApi {
         body: Option<(&'static str, Body<'_>)>,
         cap: u64,
     ) -> Result<HttpResponse, Failure> {
+        self.send_any(method, path, body, cap, false)
+            .map(|(resp, _)| resp)
+    }
+
+    /// [`OmniumApi::send_body`]; with `open`, a 2xx answer's body is left to read as it
+    /// arrives (the reader returned, the response's `body` empty), while any other answer's
+    /// is read whole (its reason, under `cap`) as without.
+    fn send_any(
+        &self,
+        method: &'static str,
+        path: &str,
+        body: Option<(&'static str, Body<'_>)>,
+        cap: u64,
+        open: bool,
+    ) -> Result<(HttpResponse, Option<Box<dyn std::io::Read>>), Failure> {
         // A 429 answered to another thread or till of this API user (or to an earlier step
         // of this job) holds every request, so none arrives inside the Retry-After window.
         self.check_pause()?;
@@ -598,14 +651,18 @@ impl OmniumApi {
                 held: true,
             })?;
             self.check_pause()?;
-            let sent = self.transport.send(&req);
+            let sent = if open {
+                self.transport.open(&req).and_then(|o| opened(o, cap))
+            } else {
+                self.transport.send(&req).map(|r| (r, None))
+            };
             if write && !matches!(sent, Err(NetError::NotSent(_))) {
                 WRITES_SENT.with(|w| w.set(w.get() + 1));
             }
             if matches!(sent, Err(NetError::NotSent(_))) {
                 self.gate.note_down();
             }
-            let mut resp = sent.map_err(net_failure)?;
+            let (mut resp, reader) = sent.map_err(net_failure)?;
             if resp.body.len() as u64 > cap {
                 // A transport that does not stop at the cap itself (a test's, the simulator's).
                 return Err(Failure::Uncertain(transport::too_large(cap)));
@@ -645,7 +702,7 @@ impl OmniumApi {
                 return Err(redirected(&what, resp.status, method != "GET"));
             }
             if resp.status != 401 {
-                return Ok(resp);
+                return Ok((resp, reader));
             }
             if renewed {
                 break;
@@ -706,13 +763,11 @@ impl OmniumApi {
     /// from it, so the caller asks again later.
     pub fn get_order(&self, order_id: &str) -> Result<Option<orders::OmniumOrder>, Failure> {
         let path = format!("/api/Orders/{}", encode_component(order_id));
-        let Some(resp) = self.fetch("GET", &path, None, page::cap::DEFAULT)? else {
-            return Ok(None);
-        };
-        page::parse_one(&resp.body, "GET /api/Orders/{id}", "orders")
-            .map(Some)
+        self.fetch_one(&path, "GET /api/Orders/{id}", "orders", page::cap::DEFAULT)
             .map_err(|f| match f {
-                Failure::Rejected { message, .. } => Failure::Uncertain(message),
+                // Not what Omnium said of the request (that keeps its status): what the
+                // till could not read of the answer.
+                Failure::Rejected { status: 0, message } => Failure::Uncertain(message),
                 f => f,
             })
     }
@@ -776,6 +831,32 @@ impl OmniumApi {
         let resp = self.send("POST", &path, None)?;
         classify(&resp, &format!("POST {path}"))
     }
+}
+
+/// An answer opened for reading as it arrives: a 2xx answer's reader, or any other answer
+/// read whole under `cap` (its reason is read from it), as `send` would.
+fn opened(
+    o: transport::OpenResponse,
+    cap: u64,
+) -> Result<(HttpResponse, Option<Box<dyn std::io::Read>>), NetError> {
+    use std::io::Read;
+    let mut resp = HttpResponse {
+        status: o.status,
+        retry_after: o.retry_after,
+        date: o.date,
+        body: Vec::new(),
+    };
+    if (200..300).contains(&o.status) {
+        return Ok((resp, Some(o.body)));
+    }
+    o.body
+        .take(cap.saturating_add(1))
+        .read_to_end(&mut resp.body)
+        .map_err(|e| NetError::Unknown(redact(&e.to_string())))?;
+    if resp.body.len() as u64 > cap {
+        return Err(NetError::Unknown(transport::too_large(cap)));
+    }
+    Ok((resp, None))
 }
 
 thread_local! {
@@ -1163,6 +1244,68 @@ mod tests {
             proxy: None,
         };
         OmniumApi::with_transport(&cfg, fake.clone()).with_clock(clock.clone())
+    }
+
+    /// Answers a token, then `status` and `body` to everything else.
+    struct Canned {
+        status: u16,
+        body: &'static str,
+    }
+
+    impl Transport for Canned {
+        fn send(&self, req: &HttpRequest<'_, '_>) -> Result<HttpResponse, NetError> {
+            let (status, body) = if req.url.contains("/api/token") {
+                (200, r#"{"accessToken": "t", "expiresIn": 3600}"#)
+            } else {
+                (self.status, self.body)
+            };
+            Ok(HttpResponse {
+                status,
+                retry_after: None,
+                date: None,
+                body: body.as_bytes().to_vec(),
+            })
+        }
+    }
+
+    fn canned(status: u16, body: &'static str) -> OmniumApi {
+        let cfg = OmniumConfig {
+            base_url: "https://omnium.test".into(),
+            client_id: "id".into(),
+            client_secret: Secret::new("secret-of-the-test"),
+            timeout_ms: 1000,
+            max_concurrency: 4,
+            proxy: None,
+        };
+        OmniumApi::with_transport(&cfg, Arc::new(Canned { status, body }))
+    }
+
+    /// An order read back (did a sale, a return, a cancellation land?) that the till cannot
+    /// read is uncertain, asked again later, its field named and never quoted; what Omnium
+    /// says of the request itself keeps its status.
+    #[test]
+    fn an_order_read_back_with_a_wrong_type_is_uncertain_and_a_refusal_stays_one() {
+        let api = canned(
+            200,
+            r#"{"id": "S-1", "storeId": "oslo-1", "customerPhone": 4791234567}"#,
+        );
+        let Err(Failure::Uncertain(m)) = api.get_order("S-1") else {
+            panic!("uncertain");
+        };
+        assert_eq!(
+            m,
+            "orders: GET /api/Orders/{id}: customerPhone: wrong type, expected a string"
+        );
+        let order = canned(200, r#"{"id": "S-1", "storeId": "oslo-1", "extra": [1]}"#)
+            .get_order("S-1")
+            .unwrap()
+            .unwrap();
+        assert_eq!(order.store_id.as_deref(), Some("oslo-1"));
+        assert!(matches!(
+            canned(403, r#"{"message": "no access"}"#).get_order("S-1"),
+            Err(Failure::Rejected { status: 403, .. })
+        ));
+        assert!(matches!(canned(404, "").get_order("S-1"), Ok(None)));
     }
 
     #[test]

@@ -6,10 +6,14 @@
 //! panic and never a partial page.
 
 use super::Failure;
-use serde::de::DeserializeOwned;
+use serde::de::{
+    self, DeserializeOwned, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor,
+};
 use serde::Deserialize;
-use serde_json::value::RawValue;
 use serde_json::Value;
+use std::cell::Cell;
+use std::io::Read;
+use std::marker::PhantomData;
 
 const MIB: u64 = 1024 * 1024;
 
@@ -77,23 +81,6 @@ impl<T> Default for Page<T> {
     }
 }
 
-/// The wrapper around the list; other fields (`facets`, `isValid`) are skipped unread.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Wrapper<'a> {
-    #[serde(borrow, default)]
-    result: Option<&'a RawValue>,
-    #[serde(default)]
-    total_hits: Option<u64>,
-    #[serde(default)]
-    scroll_id: Option<String>,
-}
-
-/// Lists inside an item whose `null` elements are skipped, not a failed page: a product's
-/// variants, prices, categories, images; an order's lines, shipments, payments. Each skip is
-/// counted under the list's field name and logged once per page by [`Page::parse`] or
-/// [`parse_one`] (`products: POST /api/Products/Scroll: 2 null element(s) in `variants`
-/// skipped`). Use as `#[serde(deserialize_with = "…")]` through [`null_skipping!`].
 pub mod nulls {
     use serde::de::{Deserialize, Deserializer, SeqAccess, Visitor};
     use std::cell::RefCell;
@@ -195,79 +182,228 @@ fn refused(message: String) -> Failure {
     Failure::Rejected { status: 0, message }
 }
 
-impl<T: DeserializeOwned> Page<T> {
-    /// Reads a page from an answer's body: a list, or an object whose `result` is a list.
-    /// `what` names the request, `data_set` the data set (both in every error). Anything
-    /// else (an error body, HTML from a proxy, a list of the wrong items) is a failure, never
-    /// an empty page, so a data set Omnium failed to serve never wipes local data.
-    pub fn parse(body: &[u8], what: &str, data_set: &str) -> Result<Page<T>, Failure> {
-        if let Some(depth) = too_deep(body, MAX_DEPTH) {
-            return Err(refused(format!(
-                "{data_set}: {what}: the answer nests deeper than {MAX_DEPTH} levels \
-                 (at byte {depth}); not read"
-            )));
-        }
-        let not_a_page = || {
-            Failure::Uncertain(format!(
-                "{data_set}: {what}: the answer is not a page of results"
-            ))
-        };
-        let start = body.iter().position(|b| !b.is_ascii_whitespace());
-        let (list, total_hits, scroll_id, prefix) = match start.map(|i| body[i]) {
-            Some(b'[') => {
-                let list: &RawValue = serde_json::from_slice(body)
-                    .map_err(|e| syntax(&e, body, what, data_set, ""))?;
-                (list, None, None, "")
-            }
-            Some(b'{') => {
-                let w: Wrapper = serde_json::from_slice(body)
-                    .map_err(|e| syntax(&e, body, what, data_set, ""))?;
-                let list = w.result.ok_or_else(not_a_page)?;
-                (list, w.total_hits, w.scroll_id, "result")
-            }
-            _ => return Err(not_a_page()),
-        };
-        let raw = list.get();
-        if !raw.starts_with('[') {
-            return Err(not_a_page());
-        }
-        nulls::take();
-        let items: Vec<T> = serde_json::from_str(raw)
-            .map_err(|e| syntax(&e, raw.as_bytes(), what, data_set, prefix))?;
-        log_skipped_nulls(what, data_set);
-        use sha2::{Digest, Sha256};
-        Ok(Page {
-            items,
-            total_hits,
-            scroll_id: scroll_id.filter(|s| !s.is_empty()),
-            fingerprint: Sha256::digest(raw.as_bytes()).into(),
-        })
+/// The keys of a page's wrapper the till reads; other fields (`facets`, `isValid`) are
+/// skipped unread.
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "camelCase")]
+enum WrapperField {
+    Result,
+    TotalHits,
+    ScrollId,
+    #[serde(other)]
+    Other,
+}
+
+/// A page's parts: its items, `totalHits`, `scrollId`.
+type Parts<T> = (Vec<T>, Option<u64>, Option<String>);
+
+/// The page: a list, or an object whose `result` is a list. Anything else in `result` (null,
+/// an object, a string) sets `not_a_page`.
+struct PageSeed<'a, T> {
+    not_a_page: &'a Cell<bool>,
+    item: PhantomData<T>,
+}
+
+impl<'de, T: Deserialize<'de>> DeserializeSeed<'de> for PageSeed<'_, T> {
+    type Value = Parts<T>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Parts<T>, D::Error> {
+        d.deserialize_any(self)
     }
 }
 
-/// A body that must be one JSON document of type `T` (a market list, one order).
+fn items<'de, T: Deserialize<'de>, A: SeqAccess<'de>>(mut seq: A) -> Result<Vec<T>, A::Error> {
+    let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+    while let Some(item) = seq.next_element()? {
+        out.push(item);
+    }
+    Ok(out)
+}
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for PageSeed<'_, T> {
+    type Value = Parts<T>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a page of results")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Parts<T>, A::Error> {
+        Ok((items(seq)?, None, None))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Parts<T>, A::Error> {
+        let (mut result, mut total_hits, mut scroll_id) = (None, None, None);
+        while let Some(key) = map.next_key::<WrapperField>()? {
+            match key {
+                WrapperField::Result if result.is_some() => {
+                    return Err(de::Error::duplicate_field("result"))
+                }
+                WrapperField::Result => {
+                    result = Some(map.next_value_seed(ListSeed {
+                        not_a_page: self.not_a_page,
+                        item: PhantomData::<T>,
+                    })?);
+                }
+                WrapperField::TotalHits if total_hits.is_some() => {
+                    return Err(de::Error::duplicate_field("totalHits"))
+                }
+                WrapperField::TotalHits => total_hits = Some(map.next_value::<Option<u64>>()?),
+                WrapperField::ScrollId if scroll_id.is_some() => {
+                    return Err(de::Error::duplicate_field("scrollId"))
+                }
+                WrapperField::ScrollId => scroll_id = Some(map.next_value::<Option<String>>()?),
+                WrapperField::Other => {
+                    map.next_value::<de::IgnoredAny>()?;
+                }
+            }
+        }
+        let Some(items) = result else {
+            self.not_a_page.set(true);
+            return Err(de::Error::custom("no result list"));
+        };
+        Ok((items, total_hits.flatten(), scroll_id.flatten()))
+    }
+}
+
+/// The `result` of a page's wrapper: a list of `T`; anything else sets `not_a_page`.
+struct ListSeed<'a, T> {
+    not_a_page: &'a Cell<bool>,
+    item: PhantomData<T>,
+}
+
+impl<'de, T: Deserialize<'de>> DeserializeSeed<'de> for ListSeed<'_, T> {
+    type Value = Vec<T>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Vec<T>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'a, T> ListSeed<'a, T> {
+    fn not_a_list<E: de::Error>(self) -> Result<Vec<T>, E> {
+        self.not_a_page.set(true);
+        Err(E::custom("result is not a list"))
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for ListSeed<'_, T> {
+    type Value = Vec<T>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a list")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Vec<T>, A::Error> {
+        items(seq)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<Vec<T>, A::Error> {
+        self.not_a_list()
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Vec<T>, E> {
+        self.not_a_list()
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Vec<T>, E> {
+        self.not_a_list()
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Vec<T>, E> {
+        self.not_a_list()
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Vec<T>, E> {
+        self.not_a_list()
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Vec<T>, E> {
+        self.not_a_list()
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Vec<T>, E> {
+        self.not_a_list()
+    }
+}
+
+impl<T: DeserializeOwned> Page<T> {
+    /// Reads a page from an answer's body held in memory ([`Page::read`] without a cap).
+    pub fn parse(body: &[u8], what: &str, data_set: &str) -> Result<Page<T>, Failure> {
+        Page::read(body, u64::MAX, what, data_set)
+    }
+
+    /// Reads a page from an answer's body as it arrives: a list, or an object whose
+    /// `result` is a list. The body is never held whole: it is read 64 KiB at a time, each
+    /// piece checked (the data set's `cap`, the nesting limit) and fingerprinted before serde
+    /// parses it. `what` names the request, `data_set` the data set (both in every error).
+    /// Anything else (an error body, HTML from a proxy, a list of the wrong items) is a
+    /// failure, never an empty page, so a data set Omnium failed to serve never wipes local
+    /// data. A body over `cap` fails with [`super::transport::too_large`] (so
+    /// [`too_large_for`] tells it), whatever was parsed of it before.
+    pub fn read(body: impl Read, cap: u64, what: &str, data_set: &str) -> Result<Page<T>, Failure> {
+        let mut scan = Scan::new(body, cap, true);
+        let not_a_page = Cell::new(false);
+        nulls::take();
+        let parsed = {
+            let mut de = serde_json::Deserializer::from_reader(&mut scan);
+            PageSeed {
+                not_a_page: &not_a_page,
+                item: PhantomData::<T>,
+            }
+            .deserialize(&mut de)
+            .and_then(|parts| de.end().map(|()| parts))
+        };
+        match parsed {
+            Ok((items, total_hits, scroll_id)) => {
+                log_skipped_nulls(what, data_set);
+                Ok(Page {
+                    items,
+                    total_hits,
+                    scroll_id: scroll_id.filter(|s| !s.is_empty()),
+                    fingerprint: scan.fingerprint(),
+                })
+            }
+            Err(e) => Err(scan.refusal(&e, what, data_set, Some(not_a_page.get()))),
+        }
+    }
+}
+
+/// A body held in memory that must be one JSON document of type `T` ([`read_one`]).
 pub fn parse_one<T: DeserializeOwned>(
     body: &[u8],
     what: &str,
     data_set: &str,
 ) -> Result<T, Failure> {
-    if let Some(depth) = too_deep(body, MAX_DEPTH) {
-        return Err(refused(format!(
-            "{data_set}: {what}: the answer nests deeper than {MAX_DEPTH} levels (at byte {depth}); not read"
-        )));
-    }
+    read_one(body, u64::MAX, what, data_set)
+}
+
+/// A body that must be one JSON document of type `T` (a market list, one order), read as
+/// it arrives under `cap` and the nesting limit, like a page ([`Page::read`]).
+pub fn read_one<T: DeserializeOwned>(
+    body: impl Read,
+    cap: u64,
+    what: &str,
+    data_set: &str,
+) -> Result<T, Failure> {
+    let mut scan = Scan::new(body, cap, false);
     nulls::take();
-    let one = serde_json::from_slice(body).map_err(|e| syntax(&e, body, what, data_set, ""))?;
-    log_skipped_nulls(what, data_set);
-    Ok(one)
+    let parsed = {
+        let mut de = serde_json::Deserializer::from_reader(&mut scan);
+        T::deserialize(&mut de).and_then(|one| de.end().map(|()| one))
+    };
+    match parsed {
+        Ok(one) => {
+            log_skipped_nulls(what, data_set);
+            Ok(one)
+        }
+        Err(e) => Err(scan.refusal(&e, what, data_set, None)),
+    }
 }
 
 /// The error for a body serde refused: the field's path and what was expected, never the
 /// value (an error body or a customer's data could be quoted).
-fn syntax(e: &serde_json::Error, text: &[u8], what: &str, data_set: &str, prefix: &str) -> Failure {
+fn syntax(e: &serde_json::Error, path: &str, what: &str, data_set: &str) -> Failure {
     use serde_json::error::Category;
-    let at = offset(text, e.line(), e.column());
-    let path = path_at(text, at, prefix);
     let field = if path.is_empty() {
         String::new()
     } else {
@@ -305,115 +441,417 @@ fn syntax(e: &serde_json::Error, text: &[u8], what: &str, data_set: &str, prefix
     }
 }
 
-/// The byte offset of serde's (1-based) line and column.
-fn offset(text: &[u8], line: usize, column: usize) -> usize {
-    let mut start = 0;
-    for _ in 1..line {
-        match text[start..].iter().position(|&b| b == b'\n') {
-            Some(i) => start += i + 1,
-            None => break,
-        }
-    }
-    (start + column.saturating_sub(1)).min(text.len())
+/// Bytes read from the answer, checked and handed to serde at a time.
+const CHUNK: usize = 64 * 1024;
+
+/// Why [`Scan`] stopped reading.
+#[derive(Clone, Debug)]
+enum Stop {
+    OverCap,
+    /// Nesting deeper than [`MAX_DEPTH`], at this byte of the answer.
+    TooDeep(u64),
+    /// The answer broke off (a timeout, a reset): redacted.
+    Read(String),
 }
 
-/// The path of the value at `at` in a JSON text (`result[3].variants[0].ean`), read by a
-/// scan with an explicit stack (no recursion, whatever the nesting).
-fn path_at(text: &[u8], at: usize, prefix: &str) -> String {
-    enum Frame {
-        Object(Option<String>),
-        List(usize),
+/// An object's latest key as sent (its first 64 bytes).
+#[derive(Clone)]
+struct Key {
+    bytes: [u8; 64],
+    len: u8,
+    seen: bool,
+}
+
+impl Key {
+    const NONE: Key = Key {
+        bytes: [0; 64],
+        len: 0,
+        seen: false,
+    };
+
+    fn push(&mut self, more: &[u8]) {
+        let at = usize::from(self.len);
+        let n = more.len().min(64 - at);
+        self.bytes[at..at + n].copy_from_slice(&more[..n]);
+        self.len += n as u8;
     }
-    let mut stack: Vec<Frame> = Vec::new();
-    let mut expect_key = false;
-    let mut i = 0;
-    let end = at.min(text.len());
-    while i < end {
-        match text[i] {
-            b'"' => {
-                let start = i + 1;
-                i += 1;
-                while i < text.len() && text[i] != b'"' {
-                    if text[i] == b'\\' {
-                        i += 1;
-                    }
+
+    fn text(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+#[derive(Clone)]
+enum Frame {
+    Object(Key),
+    /// The index of the current element.
+    List(usize),
+}
+
+/// Where a scan of a JSON text is: the containers open (an object with its latest key, a
+/// list with its current index), inside a string or not, the line. Enough to name the path
+/// of the value at an error (`result[3].variants[0].ean`) and to find the page's list.
+#[derive(Clone)]
+struct Structure {
+    frames: Vec<Frame>,
+    in_string: bool,
+    /// After a backslash inside a string.
+    escaped: bool,
+    /// The string being read is a key: its bytes go to the innermost object's key.
+    key_string: bool,
+    expect_key: bool,
+    /// Bytes scanned, the line they end on (1-based, as serde counts) and where it began.
+    offset: u64,
+    line: usize,
+    line_start: u64,
+    /// The first byte that is not white space.
+    first: Option<u8>,
+    /// While the page's list is being fingerprinted: its depth.
+    hashing: Option<usize>,
+    hashed: bool,
+}
+
+impl Structure {
+    fn new() -> Structure {
+        Structure {
+            frames: Vec::new(),
+            in_string: false,
+            escaped: false,
+            key_string: false,
+            expect_key: false,
+            offset: 0,
+            line: 1,
+            line_start: 0,
+            first: None,
+            hashing: None,
+            hashed: false,
+        }
+    }
+
+    fn key_bytes(&mut self, bytes: &[u8]) {
+        if self.key_string {
+            if let Some(Frame::Object(key)) = self.frames.last_mut() {
+                key.push(bytes);
+            }
+        }
+    }
+
+    /// Whether a list opening here is the page's: the body itself, or the top object's
+    /// `result` (a key with an escape in it might be `result` too: serde decodes it).
+    fn at_page_list(&self) -> bool {
+        match self.frames.as_slice() {
+            [] => true,
+            [Frame::Object(key)] => {
+                !self.expect_key
+                    && key.seen
+                    && (key.text() == b"result" || key.text().contains(&b'\\'))
+            }
+            _ => false,
+        }
+    }
+
+    /// Scans `bytes`, the next of the text: the bytes of the page's list go to `hash`.
+    /// `Err` with the offset of the first bracket nesting deeper than [`MAX_DEPTH`].
+    fn feed(&mut self, bytes: &[u8], mut hash: Option<&mut sha2::Sha256>) -> Result<(), u64> {
+        use sha2::Digest;
+        let mut hash_from = self.hashing.map(|_| 0);
+        let mut i = 0;
+        while i < bytes.len() {
+            if self.in_string {
+                if self.escaped {
+                    self.escaped = false;
+                    self.key_bytes(&bytes[i..=i]);
                     i += 1;
+                    continue;
                 }
-                if expect_key {
-                    if let Some(Frame::Object(key)) = stack.last_mut() {
-                        let k = &text[start..i.min(text.len())];
-                        *key = Some(String::from_utf8_lossy(k).chars().take(64).collect());
+                // Most of a page is text: to its end a vector search at a time.
+                match memchr::memchr2(b'"', b'\\', &bytes[i..]) {
+                    None => {
+                        self.key_bytes(&bytes[i..]);
+                        i = bytes.len();
                     }
-                    expect_key = false;
+                    Some(j) => {
+                        let at = i + j;
+                        self.key_bytes(&bytes[i..at]);
+                        if bytes[at] == b'\\' {
+                            self.key_bytes(b"\\");
+                            self.escaped = true;
+                        } else {
+                            self.in_string = false;
+                            self.key_string = false;
+                        }
+                        i = at + 1;
+                    }
                 }
+                continue;
             }
-            b'{' => {
-                stack.push(Frame::Object(None));
-                expect_key = true;
+            let b = bytes[i];
+            if self.first.is_none() && !b.is_ascii_whitespace() {
+                self.first = Some(b);
             }
-            b'[' => stack.push(Frame::List(0)),
-            b'}' | b']' => {
-                stack.pop();
-            }
-            b',' => match stack.last_mut() {
-                Some(Frame::List(n)) => *n += 1,
-                Some(Frame::Object(_)) => expect_key = true,
-                None => {}
-            },
-            _ => {}
-        }
-        i += 1;
-    }
-    let mut path = prefix.to_string();
-    for frame in &stack {
-        match frame {
-            Frame::List(n) => path.push_str(&format!("[{n}]")),
-            Frame::Object(Some(k)) => {
-                if !path.is_empty() {
-                    path.push('.');
+            match b {
+                b'"' => {
+                    self.in_string = true;
+                    if self.expect_key {
+                        self.expect_key = false;
+                        if let Some(Frame::Object(key)) = self.frames.last_mut() {
+                            *key = Key::NONE;
+                            key.seen = true;
+                            self.key_string = true;
+                        }
+                    }
                 }
-                path.push_str(k);
+                b'{' | b'[' => {
+                    if b == b'[' && !self.hashed && self.hashing.is_none() && self.at_page_list() {
+                        self.hashing = Some(self.frames.len() + 1);
+                        hash_from = Some(i);
+                    }
+                    if b == b'{' {
+                        self.frames.push(Frame::Object(Key::NONE));
+                        self.expect_key = true;
+                    } else {
+                        self.frames.push(Frame::List(0));
+                    }
+                    if self.frames.len() > MAX_DEPTH {
+                        return Err(self.offset + i as u64);
+                    }
+                }
+                b'}' | b']' => {
+                    self.frames.pop();
+                    if self.hashing == Some(self.frames.len() + 1) {
+                        if let (Some(h), Some(from)) = (hash.as_deref_mut(), hash_from) {
+                            h.update(&bytes[from..=i]);
+                        }
+                        self.hashing = None;
+                        self.hashed = true;
+                        hash_from = None;
+                    }
+                }
+                b',' => match self.frames.last_mut() {
+                    Some(Frame::List(n)) => *n += 1,
+                    Some(Frame::Object(_)) => self.expect_key = true,
+                    None => {}
+                },
+                b'\n' => {
+                    self.line += 1;
+                    self.line_start = self.offset + i as u64 + 1;
+                }
+                _ => {}
             }
-            Frame::Object(None) => {}
+            i += 1;
         }
+        if let (Some(h), Some(from)) = (hash, hash_from) {
+            h.update(&bytes[from..]);
+        }
+        self.offset += bytes.len() as u64;
+        Ok(())
     }
-    path
+
+    /// The path of the value being read (`result[3].variants[0].ean`).
+    fn path(&self) -> String {
+        let mut path = String::new();
+        for frame in &self.frames {
+            match frame {
+                Frame::List(n) => path.push_str(&format!("[{n}]")),
+                Frame::Object(key) if key.seen => {
+                    if !path.is_empty() {
+                        path.push('.');
+                    }
+                    path.push_str(&String::from_utf8_lossy(key.text()));
+                }
+                Frame::Object(_) => {}
+            }
+        }
+        path
+    }
 }
 
-/// The byte offset where the nesting first goes deeper than `max`, if it does (strings are
-/// skipped: brackets inside them do not count).
-pub fn too_deep(text: &[u8], max: usize) -> Option<usize> {
-    let mut depth = 0usize;
-    let mut i = 0;
-    while i < text.len() {
-        match text[i] {
-            b'"' => {
-                // Most of a page is text: skip to the closing quote a vector search at a time.
-                i += 1;
-                loop {
-                    match memchr::memchr2(b'"', b'\\', text.get(i..)?) {
-                        Some(j) if text[i + j] == b'\\' => i += j + 2,
-                        Some(j) => {
-                            i += j;
-                            break;
-                        }
-                        // Unterminated: the parser says what is wrong.
-                        None => return None,
-                    }
-                }
-            }
-            b'[' | b'{' => {
-                depth += 1;
-                if depth > max {
-                    return Some(i);
-                }
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
+/// The reader serde parses an answer from: it takes the body [`CHUNK`] bytes at a time,
+/// stops past `cap` (reported as over the cap, not as broken JSON), scans each piece before
+/// serde sees it (the nesting limit, the page's list fingerprinted by SHA-256 as it passes)
+/// and keeps the last two pieces, so an error serde reports by line and column can be named
+/// by its path. Nothing more of the body is held.
+struct Scan<R> {
+    inner: R,
+    cap: u64,
+    taken: u64,
+    /// The piece serde is reading, and how far.
+    buf: Vec<u8>,
+    pos: usize,
+    /// The piece before it (its bytes and where the scan was at its start).
+    prev: Vec<u8>,
+    prev_start: Option<Structure>,
+    /// Where the scan was at the start of `buf`, and is at its end.
+    start: Structure,
+    state: Structure,
+    hash: Option<sha2::Sha256>,
+    stop: Option<Stop>,
+    done: bool,
+}
+
+impl<R: Read> Scan<R> {
+    fn new(inner: R, cap: u64, fingerprint: bool) -> Scan<R> {
+        use sha2::Digest;
+        Scan {
+            inner,
+            cap,
+            taken: 0,
+            buf: Vec::new(),
+            pos: 0,
+            prev: Vec::new(),
+            prev_start: None,
+            start: Structure::new(),
+            state: Structure::new(),
+            hash: fingerprint.then(sha2::Sha256::new),
+            stop: None,
+            done: false,
         }
-        i += 1;
     }
-    None
+
+    fn stopped(&mut self, stop: Stop) -> std::io::Error {
+        self.stop = Some(stop);
+        std::io::Error::other("the answer was not read further")
+    }
+
+    /// The next piece of the body, scanned.
+    fn fill(&mut self) -> std::io::Result<()> {
+        if self.stop.is_some() {
+            return Err(std::io::Error::other("the answer was not read further"));
+        }
+        std::mem::swap(&mut self.buf, &mut self.prev);
+        self.prev_start = Some(std::mem::replace(&mut self.start, self.state.clone()));
+        self.buf.clear();
+        self.buf.resize(CHUNK, 0);
+        self.pos = 0;
+        let mut len = 0;
+        while len < CHUNK && !self.done {
+            match self.inner.read(&mut self.buf[len..]) {
+                Ok(0) => self.done = true,
+                Ok(n) => len += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.buf.truncate(len);
+                    let why = crate::redact::redact(&e.to_string());
+                    return Err(self.stopped(Stop::Read(why)));
+                }
+            }
+        }
+        self.buf.truncate(len);
+        self.taken += len as u64;
+        if self.taken > self.cap {
+            return Err(self.stopped(Stop::OverCap));
+        }
+        if let Err(at) = self.state.feed(&self.buf, self.hash.as_mut()) {
+            return Err(self.stopped(Stop::TooDeep(at)));
+        }
+        Ok(())
+    }
+
+    /// SHA-256 of the page's list as sent (zeros when there was none).
+    fn fingerprint(&mut self) -> [u8; 32] {
+        use sha2::Digest;
+        match self.hash.take() {
+            Some(h) if self.state.hashed => h.finalize().into(),
+            _ => [0; 32],
+        }
+    }
+
+    /// The path of the value at serde's `line` and `column` (1-based: the byte serde had
+    /// read last), if it is in the last two pieces read.
+    fn path_at(&self, line: usize, column: usize) -> Option<String> {
+        let pieces = [
+            (self.prev_start.as_ref(), self.prev.as_slice()),
+            (Some(&self.start), self.buf.as_slice()),
+        ];
+        for (start, bytes) in pieces {
+            let Some(start) = start else { continue };
+            let line_start = if line == start.line {
+                start.line_start
+            } else if line > start.line {
+                let Some(nl) = memchr::memchr_iter(b'\n', bytes).nth(line - start.line - 1) else {
+                    continue;
+                };
+                start.offset + nl as u64 + 1
+            } else {
+                continue;
+            };
+            let at = (line_start + column as u64).saturating_sub(1);
+            if at < start.offset || at > start.offset + bytes.len() as u64 {
+                continue;
+            }
+            let mut replay = start.clone();
+            replay.hashing = None;
+            // Nesting was checked when the piece was read.
+            let _ = replay.feed(&bytes[..(at - start.offset) as usize], None);
+            return Some(replay.path());
+        }
+        None
+    }
+
+    /// What a body serde refused (or the scan stopped) fails with. `page`: whether the
+    /// body was to be a page, and whether its `result` was not a list.
+    fn refusal(
+        &self,
+        e: &serde_json::Error,
+        what: &str,
+        data_set: &str,
+        page: Option<bool>,
+    ) -> Failure {
+        match &self.stop {
+            Some(Stop::OverCap) => {
+                return refused(format!(
+                    "{data_set}: {what}: {}",
+                    super::transport::too_large(self.cap)
+                ))
+            }
+            Some(Stop::TooDeep(at)) => {
+                return refused(format!(
+                    "{data_set}: {what}: the answer nests deeper than {MAX_DEPTH} levels \
+                     (at byte {at}); not read"
+                ))
+            }
+            Some(Stop::Read(why)) => {
+                return Failure::Uncertain(format!("{data_set}: {what}: {why}"))
+            }
+            None => {}
+        }
+        if let Some(not_a_list) = page {
+            if not_a_list || !matches!(self.state.first, Some(b'[' | b'{')) {
+                return Failure::Uncertain(format!(
+                    "{data_set}: {what}: the answer is not a page of results"
+                ));
+            }
+        }
+        let path = match e.classify() {
+            serde_json::error::Category::Data => {
+                self.path_at(e.line(), e.column()).unwrap_or_default()
+            }
+            _ => String::new(),
+        };
+        syntax(e, &path, what, data_set)
+    }
+}
+
+impl<R: Read> Read for Scan<R> {
+    #[inline]
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        // serde_json reads a byte at a time.
+        if let (Some(b), [slot]) = (self.buf.get(self.pos), &mut *out) {
+            *slot = *b;
+            self.pos += 1;
+            return Ok(1);
+        }
+        if self.pos == self.buf.len() {
+            if self.done && self.stop.is_none() {
+                return Ok(0);
+            }
+            self.fill()?;
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
 }
 
 #[cfg(test)]
@@ -529,16 +967,19 @@ mod tests {
         // Brackets inside strings do not count.
         let text = format!(r#"{{"result": [{{"sku": "{}"}}]}}"#, "[".repeat(1000));
         assert_eq!(parse(&text).unwrap().items.len(), 1);
-        assert!(too_deep(
-            format!("{}{}", "[".repeat(64), "]".repeat(64)).as_bytes(),
-            64
-        )
-        .is_none());
-        assert!(too_deep(
-            format!("{}{}", "[".repeat(65), "]".repeat(65)).as_bytes(),
-            64
-        )
-        .is_some());
+        // 64 levels are read, 65 are not.
+        let nested = |n: usize| {
+            format!(
+                r#"{{"result": [{{"sku": "A", "x": {}{}}}]}}"#,
+                "[".repeat(n),
+                "]".repeat(n)
+            )
+        };
+        assert_eq!(parse(&nested(61)).unwrap().items.len(), 1);
+        assert!(matches!(
+            parse(&nested(62)),
+            Err(Failure::Rejected { message, .. }) if message.contains("deeper than 64")
+        ));
     }
 
     #[test]
@@ -551,5 +992,146 @@ mod tests {
             parse(r#"[{"sku": "A"},]"#),
             Err(Failure::Uncertain(_))
         ));
+    }
+
+    /// Hands out the body a few bytes at a time (a socket's pieces), then, optionally, fails
+    /// (a connection reset mid-answer).
+    struct Trickle<'a> {
+        body: &'a [u8],
+        at: usize,
+        step: usize,
+        fail_at: Option<usize>,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            if self.fail_at.is_some_and(|f| self.at >= f) {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "connection reset by peer",
+                ));
+            }
+            let n = self.step.min(out.len()).min(self.body.len() - self.at);
+            out[..n].copy_from_slice(&self.body[self.at..self.at + n]);
+            self.at += n;
+            Ok(n)
+        }
+    }
+
+    fn trickle(body: &[u8], step: usize, fail_at: Option<usize>) -> Trickle<'_> {
+        Trickle {
+            body,
+            at: 0,
+            step,
+            fail_at,
+        }
+    }
+
+    /// A page of `n` items, each with a name of `size` bytes, `bad` of them with a wrong
+    /// type in its second line.
+    fn big_page(n: usize, size: usize, bad: Option<usize>) -> String {
+        let items: Vec<String> = (0..n)
+            .map(|i| {
+                let ean = if Some(i) == bad { "7".to_string() } else { r#""7""#.to_string() };
+                format!(
+                    "{{\"sku\": \"S-{i}\", \"name\": \"{}\",\n \"lines\": [{{\"ean\": \"1\"}}, {{\"ean\": {ean}}}]}}",
+                    "x".repeat(size)
+                )
+            })
+            .collect();
+        format!(
+            "{{\"totalHits\": {n},\n \"result\": [{}],\n \"scrollId\": \"s-9\"}}",
+            items.join(",\n")
+        )
+    }
+
+    /// Issue 11 item 10: a page is parsed from the body as it arrives, in pieces of any
+    /// size, to the same items and the same fingerprint (SHA-256 of the `result` list's
+    /// bytes as sent) as from memory; a field of the wrong type far into it is named by
+    /// its path whatever piece it came in.
+    #[test]
+    fn a_page_read_as_it_arrives_is_the_same_page() {
+        use sha2::{Digest, Sha256};
+        let text = big_page(300, 700, None);
+        let whole = parse(&text).unwrap();
+        let list_start = text.find("\"result\": [").unwrap() + "\"result\": ".len();
+        let list_end = text.rfind("],").unwrap() + 1;
+        let expected: [u8; 32] = Sha256::digest(&text.as_bytes()[list_start..list_end]).into();
+        assert_eq!(whole.fingerprint, expected);
+        assert_eq!(whole.items.len(), 300);
+        for step in [1, 7, 4096, 1 << 20] {
+            let page: Page<Item> = Page::read(
+                trickle(text.as_bytes(), step, None),
+                u64::MAX,
+                "GET /x",
+                "things",
+            )
+            .unwrap();
+            assert_eq!(page.items.len(), 300, "{step}");
+            assert_eq!(page.items[299].sku.as_deref(), Some("S-299"));
+            assert_eq!(page.fingerprint, expected, "{step}");
+            assert_eq!(
+                (page.total_hits, page.scroll_id.as_deref()),
+                (Some(300), Some("s-9"))
+            );
+        }
+        // Items 280 and 3, far past the first 64 KiB piece and in it.
+        for bad in [280, 3] {
+            let text = big_page(300, 700, Some(bad));
+            for step in [1, 1000, 1 << 20] {
+                let Err(Failure::Rejected { status: 0, message }) = Page::<Item>::read(
+                    trickle(text.as_bytes(), step, None),
+                    u64::MAX,
+                    "GET /x",
+                    "things",
+                ) else {
+                    panic!("a wrong type is refused");
+                };
+                assert_eq!(
+                    message,
+                    format!(
+                        "things: GET /x: result[{bad}].lines[1].ean: wrong type, expected a string"
+                    ),
+                    "{step}"
+                );
+            }
+        }
+    }
+
+    /// A body longer than its cap is stopped there (never read further) and told apart
+    /// from broken JSON: the data set's "over the cap" failure, which asks for smaller
+    /// pages. An answer that breaks off is uncertain, never an empty page.
+    #[test]
+    fn a_body_over_its_cap_is_stopped_there_and_reported_as_such() {
+        let text = big_page(300, 700, None);
+        let cap = 100 * 1024;
+        let mut body = trickle(text.as_bytes(), 4096, None);
+        let Err(f) = Page::<Item>::read(&mut body, cap, "GET /x", "things") else {
+            panic!("over the cap");
+        };
+        assert!(too_large_for(&f, cap), "{f:?}");
+        assert!(
+            f.to_string()
+                .contains("things: GET /x: the answer is larger than the 100 KiB"),
+            "{f}"
+        );
+        assert!(
+            body.at as u64 <= cap + CHUNK as u64,
+            "read {} bytes",
+            body.at
+        );
+        // Exactly at the cap is allowed.
+        let exact = Page::<Item>::read(text.as_bytes(), text.len() as u64, "GET /x", "things");
+        assert_eq!(exact.unwrap().items.len(), 300);
+        let broken = Page::<Item>::read(
+            trickle(text.as_bytes(), 4096, Some(150_000)),
+            u64::MAX,
+            "GET /x",
+            "things",
+        );
+        let Err(Failure::Uncertain(m)) = broken else {
+            panic!("an answer that broke off is uncertain: {broken:?}");
+        };
+        assert!(m.contains("reset"), "{m}");
     }
 }

@@ -56,8 +56,32 @@ pub enum NetError {
     Unknown(String),
 }
 
+/// An answer whose body is still to be read, as it arrives ([`Transport::open`]).
+pub struct OpenResponse {
+    pub status: u16,
+    pub retry_after: Option<String>,
+    pub date: Option<String>,
+    /// The body, not limited: whoever reads it stops at its cap.
+    pub body: Box<dyn std::io::Read>,
+}
+
 pub trait Transport: Send + Sync {
+    /// The answer with its body read whole, up to `req.max_response_bytes` ([`too_large`]
+    /// past it).
     fn send(&self, req: &HttpRequest<'_, '_>) -> Result<HttpResponse, NetError>;
+
+    /// The answer with its body left to read as it arrives (a page parsed from the socket,
+    /// never held whole). By default [`Transport::send`], its body then read from memory
+    /// (transports of tests, which answer from memory anyway).
+    fn open(&self, req: &HttpRequest<'_, '_>) -> Result<OpenResponse, NetError> {
+        let mut resp = self.send(req)?;
+        Ok(OpenResponse {
+            status: resp.status,
+            retry_after: resp.retry_after.take(),
+            date: resp.date.take(),
+            body: Box::new(std::io::Cursor::new(std::mem::take(&mut resp.body))),
+        })
+    }
 }
 
 /// What an answer over its cap fails with.
@@ -179,8 +203,12 @@ impl<R: Resolver> Resolver for CachedResolver<R> {
     }
 }
 
-impl Transport for UreqTransport {
-    fn send(&self, req: &HttpRequest<'_, '_>) -> Result<HttpResponse, NetError> {
+impl UreqTransport {
+    /// Sends the request; the answer's status line and headers have arrived, its body not.
+    fn exchange(
+        &self,
+        req: &HttpRequest<'_, '_>,
+    ) -> Result<ureq::http::Response<ureq::Body>, NetError> {
         let auth = req
             .bearer
             .map(|t| zeroize::Zeroizing::new(format!("Bearer {t}")));
@@ -215,18 +243,63 @@ impl Transport for UreqTransport {
                 }
             }
         };
-        let mut resp = result.map_err(|e| classify_error(e, Phase::Exchange))?;
+        result.map_err(|e| classify_error(e, Phase::Exchange))
+    }
+}
+
+/// A header's value, if it is text.
+fn header(resp: &ureq::http::Response<ureq::Body>, name: &str) -> Option<String> {
+    resp.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// A body reader whose errors are classified as [`UreqTransport::send`]'s are: after the
+/// status line, so "unknown", redacted.
+struct BodyReader(ureq::BodyReader<'static>);
+
+impl std::io::Read for BodyReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!(
+                    "the answer broke off: {}",
+                    crate::redact::redact(&e.to_string())
+                ),
+            )
+        })
+    }
+}
+
+impl Transport for UreqTransport {
+    fn open(&self, req: &HttpRequest<'_, '_>) -> Result<OpenResponse, NetError> {
+        let resp = self.exchange(req)?;
+        // An answer that says it is over the cap is not read at all (one that does not say
+        // is stopped at the cap by its reader).
+        let length = header(&resp, "content-length").and_then(|l| l.trim().parse::<u64>().ok());
+        if length.is_some_and(|l| l > req.max_response_bytes) {
+            return Err(NetError::Unknown(too_large(req.max_response_bytes)));
+        }
+        let (status, retry_after, date) = (
+            resp.status().as_u16(),
+            header(&resp, "retry-after"),
+            header(&resp, "date"),
+        );
+        Ok(OpenResponse {
+            status,
+            retry_after,
+            date,
+            body: Box::new(BodyReader(resp.into_body().into_reader())),
+        })
+    }
+
+    fn send(&self, req: &HttpRequest<'_, '_>) -> Result<HttpResponse, NetError> {
+        let mut resp = self.exchange(req)?;
         let status = resp.status().as_u16();
-        let retry_after = resp
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let date = resp
-            .headers()
-            .get("date")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+        let retry_after = header(&resp, "retry-after");
+        let date = header(&resp, "date");
         let body = resp
             .body_mut()
             .with_config()

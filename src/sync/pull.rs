@@ -113,6 +113,11 @@ pub struct Puller {
     /// excluded, are bigger than the cap allows at 1,000 a page: the catalog would otherwise
     /// never sync again), doubled back after each scroll read to its end.
     product_take: usize,
+    /// Orders or purchase orders asked for per search page (0: [`SEARCH_TAKE`]): 100, then
+    /// 50, then 10 while pages come over the orders response cap (orders with hundreds of
+    /// lines), back to 100 when the search ends. Each size divides the one before, so a
+    /// search paging by offset goes on at the same item.
+    order_take: u32,
     /// This run is a full resync (`sync.full_resync_ms`): data sets are read whole and what
     /// Omnium did not return is removed.
     full: bool,
@@ -375,6 +380,7 @@ impl Puller {
     }
 
     fn reset_search(&mut self) {
+        self.order_take = 0;
         self.search_unsorted = false;
         self.search_page = 0;
         self.search_max = None;
@@ -509,6 +515,26 @@ impl Puller {
         Ok(true)
     }
 
+    /// An order or purchase-order page over the orders response cap: the same page is
+    /// asked for again in smaller pages (at the same item: the page number scales), down
+    /// to 10 a page; `false` when `f` is another failure or the pages are already that
+    /// small (the data set then fails, named).
+    fn shrink_orders_page(&mut self, what: &str, f: &Failure) -> bool {
+        let take = orders_take(self.order_take);
+        let Some(&smaller) = ORDER_TAKES.iter().find(|&&t| t < take) else {
+            return false;
+        };
+        if !crate::omnium::page::too_large_for(f, crate::omnium::page::cap::ORDERS) {
+            return false;
+        }
+        self.search_page *= take / smaller;
+        self.order_take = smaller;
+        log::warn!(
+            "a page of {take} {what} came over the response cap; asking for {smaller} a page"
+        );
+        true
+    }
+
     /// What every page of a search notes, whichever search it is: on the first page Omnium's
     /// `Date` (the window's end) and the start of a full read; whether the page came in
     /// `modified` order after `from`; the newest stamp so far; and, in a full resync, the ids
@@ -559,24 +585,31 @@ impl Puller {
         let from = from.filter(|_| !self.full);
         let first = self.search_key.is_none() && self.search_page == 0;
         let from = self.search_key.or(from);
+        let take = orders_take(self.order_take);
         let search = crate::omnium::back_office::StoreSearch {
             resource,
             store_ids: &stores,
             order_type,
             from_ms: from,
             page: self.search_page,
-            take: SEARCH_TAKE,
+            take,
             open_only: self.full && dataset == Dataset::Orders,
         };
         let (count, newest) = if dataset == Dataset::Orders {
-            let page = sync.api.search_for_store::<OmniumOrder>(&search)?;
+            let page = match sync.api.search_for_store::<OmniumOrder>(&search) {
+                Err(f) if self.shrink_orders_page(dataset.name(), &f) => return Ok(false),
+                page => page?,
+            };
             let newest = self.note_search_page(sync, first, &page.items, from);
             for order in &page.items {
                 super::inbound::apply_order(sync, order);
             }
             (page.items.len(), newest)
         } else {
-            let page = sync.api.search_for_store::<OmniumPurchaseOrder>(&search)?;
+            let page = match sync.api.search_for_store::<OmniumPurchaseOrder>(&search) {
+                Err(f) if self.shrink_orders_page(dataset.name(), &f) => return Ok(false),
+                page => page?,
+            };
             let newest = self.note_search_page(sync, first, &page.items, from);
             let pos: Vec<_> = page
                 .items
@@ -601,8 +634,8 @@ impl Puller {
         // entirely of one `modified` pages on by offset within it; so does a search whose
         // pages came out of `modified` order, and its cursor then stays where it was (the
         // next run reads the window again rather than skip what an offset shift hid).
-        let full = count >= SEARCH_TAKE as usize;
-        let capped = (self.search_page + 2) * SEARCH_TAKE > 10_000;
+        let full = count >= take as usize;
+        let capped = (self.search_page + 2) * take > 10_000;
         let done = !full || capped;
         if done {
             let limit = limit(sync, self.search_date, self.search_max);
@@ -712,18 +745,23 @@ impl Puller {
         let key = self.search_key.or(from);
         let places = store_and_warehouses(&sync.ctx);
         // `changedSince` is exclusive: one millisecond earlier reads the key's ties again.
-        let page = sync.api.orders_for_pickup_point(
+        let take = orders_take(self.order_take);
+        let page = match sync.api.orders_for_pickup_point(
             &places,
             key.map(|k| k.saturating_sub(1)),
             self.search_page + 1,
-            SEARCH_TAKE,
-        )?;
+            take,
+        ) {
+            Err(f) if self.shrink_orders_page("orders picked up here", &f) => return Ok(false),
+            page => page?,
+        };
         let newest = self.note_search_page(sync, first, &page.items, key);
         for order in &page.items {
             super::inbound::apply_order(sync, order);
         }
-        let full = page.items.len() >= SEARCH_TAKE as usize;
-        let capped = self.search_page + 1 >= MAX_PICKUP_PAGES;
+        let full = page.items.len() >= take as usize;
+        // The same number of orders whatever the page size.
+        let capped = (self.search_page + 1) * take >= MAX_PICKUP_PAGES * SEARCH_TAKE;
         if full && !capped {
             if !self.search_unsorted && newest.is_some_and(|n| Some(n) > key) {
                 self.search_key = newest;
@@ -1073,6 +1111,18 @@ fn page_cursor(
         None
     }
 }
+
+/// Orders or purchase orders asked for per search page (`order_take` 0: [`SEARCH_TAKE`]).
+fn orders_take(order_take: u32) -> u32 {
+    if order_take == 0 {
+        SEARCH_TAKE
+    } else {
+        order_take
+    }
+}
+
+/// The page sizes an order search shrinks through (each divides the one before).
+const ORDER_TAKES: [u32; 3] = [SEARCH_TAKE, 50, 10];
 
 /// Products asked for per scroll page (`product_take` 0: [`SCROLL_TAKE`]).
 fn products_take(product_take: usize) -> usize {
