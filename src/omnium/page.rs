@@ -6,14 +6,11 @@
 //! panic and never a partial page.
 
 use super::Failure;
-use serde::de::{
-    self, DeserializeOwned, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor,
-};
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
-use std::cell::Cell;
 use std::io::Read;
-use std::marker::PhantomData;
 
 const MIB: u64 = 1024 * 1024;
 
@@ -182,150 +179,6 @@ fn refused(message: String) -> Failure {
     Failure::Rejected { status: 0, message }
 }
 
-/// The keys of a page's wrapper the till reads; other fields (`facets`, `isValid`) are
-/// skipped unread.
-#[derive(Deserialize)]
-#[serde(field_identifier, rename_all = "camelCase")]
-enum WrapperField {
-    Result,
-    TotalHits,
-    ScrollId,
-    #[serde(other)]
-    Other,
-}
-
-/// A page's parts: its items, `totalHits`, `scrollId`.
-type Parts<T> = (Vec<T>, Option<u64>, Option<String>);
-
-/// The page: a list, or an object whose `result` is a list. Anything else in `result` (null,
-/// an object, a string) sets `not_a_page`.
-struct PageSeed<'a, T> {
-    not_a_page: &'a Cell<bool>,
-    item: PhantomData<T>,
-}
-
-impl<'de, T: Deserialize<'de>> DeserializeSeed<'de> for PageSeed<'_, T> {
-    type Value = Parts<T>;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Parts<T>, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-fn items<'de, T: Deserialize<'de>, A: SeqAccess<'de>>(mut seq: A) -> Result<Vec<T>, A::Error> {
-    let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
-    while let Some(item) = seq.next_element()? {
-        out.push(item);
-    }
-    Ok(out)
-}
-
-impl<'de, T: Deserialize<'de>> Visitor<'de> for PageSeed<'_, T> {
-    type Value = Parts<T>;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a page of results")
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Parts<T>, A::Error> {
-        Ok((items(seq)?, None, None))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Parts<T>, A::Error> {
-        let (mut result, mut total_hits, mut scroll_id) = (None, None, None);
-        while let Some(key) = map.next_key::<WrapperField>()? {
-            match key {
-                WrapperField::Result if result.is_some() => {
-                    return Err(de::Error::duplicate_field("result"))
-                }
-                WrapperField::Result => {
-                    result = Some(map.next_value_seed(ListSeed {
-                        not_a_page: self.not_a_page,
-                        item: PhantomData::<T>,
-                    })?);
-                }
-                WrapperField::TotalHits if total_hits.is_some() => {
-                    return Err(de::Error::duplicate_field("totalHits"))
-                }
-                WrapperField::TotalHits => total_hits = Some(map.next_value::<Option<u64>>()?),
-                WrapperField::ScrollId if scroll_id.is_some() => {
-                    return Err(de::Error::duplicate_field("scrollId"))
-                }
-                WrapperField::ScrollId => scroll_id = Some(map.next_value::<Option<String>>()?),
-                WrapperField::Other => {
-                    map.next_value::<de::IgnoredAny>()?;
-                }
-            }
-        }
-        let Some(items) = result else {
-            self.not_a_page.set(true);
-            return Err(de::Error::custom("no result list"));
-        };
-        Ok((items, total_hits.flatten(), scroll_id.flatten()))
-    }
-}
-
-/// The `result` of a page's wrapper: a list of `T`; anything else sets `not_a_page`.
-struct ListSeed<'a, T> {
-    not_a_page: &'a Cell<bool>,
-    item: PhantomData<T>,
-}
-
-impl<'de, T: Deserialize<'de>> DeserializeSeed<'de> for ListSeed<'_, T> {
-    type Value = Vec<T>;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Vec<T>, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'a, T> ListSeed<'a, T> {
-    fn not_a_list<E: de::Error>(self) -> Result<Vec<T>, E> {
-        self.not_a_page.set(true);
-        Err(E::custom("result is not a list"))
-    }
-}
-
-impl<'de, T: Deserialize<'de>> Visitor<'de> for ListSeed<'_, T> {
-    type Value = Vec<T>;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a list")
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Vec<T>, A::Error> {
-        items(seq)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<Vec<T>, A::Error> {
-        self.not_a_list()
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<Vec<T>, E> {
-        self.not_a_list()
-    }
-
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Vec<T>, E> {
-        self.not_a_list()
-    }
-
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Vec<T>, E> {
-        self.not_a_list()
-    }
-
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Vec<T>, E> {
-        self.not_a_list()
-    }
-
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Vec<T>, E> {
-        self.not_a_list()
-    }
-
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Vec<T>, E> {
-        self.not_a_list()
-    }
-}
-
 impl<T: DeserializeOwned> Page<T> {
     /// Reads a page from an answer's body held in memory ([`Page::read`] without a cap).
     pub fn parse(body: &[u8], what: &str, data_set: &str) -> Result<Page<T>, Failure> {
@@ -334,38 +187,137 @@ impl<T: DeserializeOwned> Page<T> {
 
     /// Reads a page from an answer's body as it arrives: a list, or an object whose
     /// `result` is a list. The body is never held whole: it is read 64 KiB at a time, each
-    /// piece checked (the data set's `cap`, the nesting limit) and fingerprinted before serde
-    /// parses it. `what` names the request, `data_set` the data set (both in every error).
-    /// Anything else (an error body, HTML from a proxy, a list of the wrong items) is a
-    /// failure, never an empty page, so a data set Omnium failed to serve never wipes local
-    /// data. A body over `cap` fails with [`super::transport::too_large`] (so
+    /// piece checked (the data set's `cap`, the nesting limit) and fingerprinted, and each
+    /// item of the list parsed from its own bytes as soon as they are in (serde's slice
+    /// parser, the fast one); what is around the list (`totalHits`, `scrollId`) is kept
+    /// apart and parsed at the end. `what` names the request, `data_set` the data set (both
+    /// in every error). Anything else (an error body, HTML from a proxy, a list of the wrong
+    /// items) is a failure, never an empty page, so a data set Omnium failed to serve never
+    /// wipes local data. A body over `cap` fails with [`super::transport::too_large`] (so
     /// [`too_large_for`] tells it), whatever was parsed of it before.
     pub fn read(body: impl Read, cap: u64, what: &str, data_set: &str) -> Result<Page<T>, Failure> {
         let mut scan = Scan::new(body, cap, true);
-        let not_a_page = Cell::new(false);
+        let mut seg = Segments::default();
+        let mut items: Vec<T> = Vec::new();
         nulls::take();
-        let parsed = {
-            let mut de = serde_json::Deserializer::from_reader(&mut scan);
-            PageSeed {
-                not_a_page: &not_a_page,
-                item: PhantomData::<T>,
+        loop {
+            if scan.fill_with(Some(&mut seg)).is_err() {
+                return Err(scan.stopped_failure(what, data_set));
             }
-            .deserialize(&mut de)
-            .and_then(|parts| de.end().map(|()| parts))
+            let prefix = if scan.state.first == Some(b'{') {
+                "result"
+            } else {
+                ""
+            };
+            let mut start = 0;
+            for &end in &seg.ends {
+                let item = &seg.done[start..end];
+                start = end;
+                match serde_json::from_slice::<T>(item) {
+                    Ok(v) => items.push(v),
+                    Err(e) => {
+                        let prefix = format!("{prefix}[{}]", items.len());
+                        return Err(refusal_in(&e, item, &prefix, what, data_set));
+                    }
+                }
+            }
+            seg.done.clear();
+            seg.ends.clear();
+            if scan.buf.is_empty() && scan.done {
+                break;
+            }
+        }
+        let not_a_page = || {
+            Failure::Uncertain(format!(
+                "{data_set}: {what}: the answer is not a page of results"
+            ))
         };
-        match parsed {
-            Ok((items, total_hits, scroll_id)) => {
-                log_skipped_nulls(what, data_set);
-                Ok(Page {
-                    items,
-                    total_hits,
-                    scroll_id: scroll_id.filter(|s| !s.is_empty()),
-                    fingerprint: scan.fingerprint(),
-                })
+        let outer = seg.outer.as_slice();
+        let start = outer.iter().position(|b| !b.is_ascii_whitespace());
+        let (list, total_hits, scroll_id, prefix) = match start.map(|i| outer[i]) {
+            Some(b'[') => {
+                let list: &RawValue = serde_json::from_slice(outer)
+                    .map_err(|e| refusal_in(&e, outer, "", what, data_set))?;
+                (list, None, None, "")
             }
-            Err(e) => Err(scan.refusal(&e, what, data_set, Some(not_a_page.get()))),
+            Some(b'{') => {
+                let w: Wrapper = serde_json::from_slice(outer)
+                    .map_err(|e| refusal_in(&e, outer, "", what, data_set))?;
+                let list = w.result.ok_or_else(not_a_page)?;
+                (list, w.total_hits, w.scroll_id, "result")
+            }
+            _ => return Err(not_a_page()),
+        };
+        let raw = list.get();
+        if !raw.starts_with('[') {
+            return Err(not_a_page());
+        }
+        let fingerprint = if scan.state.hashed {
+            // The list was read item by item above: what is left of it here is `[]`.
+            scan.fingerprint()
+        } else {
+            // A `result` key written with escapes: serde found the list the scan did not
+            // (it stayed around the list, whole); read from there.
+            items = serde_json::from_str(raw)
+                .map_err(|e| refusal_in(&e, raw.as_bytes(), prefix, what, data_set))?;
+            use sha2::{Digest, Sha256};
+            Sha256::digest(raw.as_bytes()).into()
+        };
+        log_skipped_nulls(what, data_set);
+        Ok(Page {
+            items,
+            total_hits,
+            scroll_id: scroll_id.filter(|s| !s.is_empty()),
+            fingerprint,
+        })
+    }
+}
+
+/// The wrapper around a page's list (the list itself read apart: here `[]`); other fields
+/// (`facets`, `isValid`) are skipped unread.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Wrapper<'a> {
+    #[serde(borrow, default)]
+    result: Option<&'a RawValue>,
+    #[serde(default)]
+    total_hits: Option<u64>,
+    #[serde(default)]
+    scroll_id: Option<String>,
+}
+
+/// The failure for `text` (an item of a page, or what is around the list) that serde
+/// refused: the field named by its path under `prefix` (`result[3]`).
+fn refusal_in(
+    e: &serde_json::Error,
+    text: &[u8],
+    prefix: &str,
+    what: &str,
+    data_set: &str,
+) -> Failure {
+    let at = offset(text, e.line(), e.column());
+    let mut replay = Structure::new();
+    // Nesting was checked as the text arrived.
+    let _ = replay.feed(&text[..at], None, None);
+    let inner = replay.path();
+    let path = if inner.is_empty() || prefix.is_empty() || inner.starts_with('[') {
+        format!("{prefix}{inner}")
+    } else {
+        format!("{prefix}.{inner}")
+    };
+    syntax(e, &path, what, data_set)
+}
+
+/// The byte offset of serde's (1-based) line and column in `text` (a slice parsed whole).
+fn offset(text: &[u8], line: usize, column: usize) -> usize {
+    let mut start = 0;
+    for _ in 1..line {
+        match text[start..].iter().position(|&b| b == b'\n') {
+            Some(i) => start += i + 1,
+            None => break,
         }
     }
+    (start + column.saturating_sub(1)).min(text.len())
 }
 
 /// A body held in memory that must be one JSON document of type `T` ([`read_one`]).
@@ -396,7 +348,7 @@ pub fn read_one<T: DeserializeOwned>(
             log_skipped_nulls(what, data_set);
             Ok(one)
         }
-        Err(e) => Err(scan.refusal(&e, what, data_set, None)),
+        Err(e) => Err(scan.refusal(&e, what, data_set)),
     }
 }
 
@@ -488,6 +440,31 @@ enum Frame {
     List(usize),
 }
 
+/// A page's list cut into its items as the body arrives ([`Page::read`]).
+#[derive(Default)]
+struct Segments {
+    /// The bytes around the page's list, the list itself left as `[]`.
+    outer: Vec<u8>,
+    /// The item being read: its bytes so far (from earlier pieces), whether one is open,
+    /// whether a comma came last.
+    partial: Vec<u8>,
+    in_item: bool,
+    after_comma: bool,
+    /// Items read whole and not yet parsed: their bytes end to end, and where each ends.
+    done: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Segments {
+    /// The item being read ends with `tail` (empty between two commas: serde refuses it).
+    fn finish_item(&mut self, tail: &[u8]) {
+        self.done.append(&mut self.partial);
+        self.done.extend_from_slice(tail);
+        self.ends.push(self.done.len());
+        self.in_item = false;
+    }
+}
+
 /// Where a scan of a JSON text is: the containers open (an object with its latest key, a
 /// list with its current index), inside a string or not, the line. Enough to name the path
 /// of the value at an error (`result[3].variants[0].ean`) and to find the page's list.
@@ -537,24 +514,28 @@ impl Structure {
     }
 
     /// Whether a list opening here is the page's: the body itself, or the top object's
-    /// `result` (a key with an escape in it might be `result` too: serde decodes it).
+    /// `result` (written plainly: one written with escapes is found by serde, [`Page::read`]).
     fn at_page_list(&self) -> bool {
         match self.frames.as_slice() {
             [] => true,
-            [Frame::Object(key)] => {
-                !self.expect_key
-                    && key.seen
-                    && (key.text() == b"result" || key.text().contains(&b'\\'))
-            }
+            [Frame::Object(key)] => !self.expect_key && key.seen && key.text() == b"result",
             _ => false,
         }
     }
 
-    /// Scans `bytes`, the next of the text: the bytes of the page's list go to `hash`.
-    /// `Err` with the offset of the first bracket nesting deeper than [`MAX_DEPTH`].
-    fn feed(&mut self, bytes: &[u8], mut hash: Option<&mut sha2::Sha256>) -> Result<(), u64> {
+    /// Scans `bytes`, the next of the text: the bytes of the page's list go to `hash`, and
+    /// to `seg` cut into items (the rest to its `outer`). `Err` with the offset of the first
+    /// bracket nesting deeper than [`MAX_DEPTH`].
+    fn feed(
+        &mut self,
+        bytes: &[u8],
+        mut hash: Option<&mut sha2::Sha256>,
+        mut seg: Option<&mut Segments>,
+    ) -> Result<(), u64> {
         use sha2::Digest;
         let mut hash_from = self.hashing.map(|_| 0);
+        let mut outer_from = self.hashing.is_none().then_some(0);
+        let mut item_from = seg.as_deref().filter(|s| s.in_item).map(|_| 0);
         let mut i = 0;
         while i < bytes.len() {
             if self.in_string {
@@ -589,6 +570,28 @@ impl Structure {
             if self.first.is_none() && !b.is_ascii_whitespace() {
                 self.first = Some(b);
             }
+            // Directly inside the page's list: items start and end here.
+            let in_list = self.hashing.is_some_and(|d| d == self.frames.len());
+            if let (true, Some(s)) = (in_list, seg.as_deref_mut()) {
+                match b {
+                    b',' => {
+                        let from = item_from.take().unwrap_or(i);
+                        s.finish_item(&bytes[from..i]);
+                        s.after_comma = true;
+                    }
+                    b']' | b'}' if s.in_item || s.after_comma => {
+                        let from = item_from.take().unwrap_or(i);
+                        s.finish_item(&bytes[from..i]);
+                    }
+                    b']' | b'}' => {}
+                    _ if !s.in_item && !b.is_ascii_whitespace() => {
+                        s.in_item = true;
+                        s.after_comma = false;
+                        item_from = Some(i);
+                    }
+                    _ => {}
+                }
+            }
             match b {
                 b'"' => {
                     self.in_string = true;
@@ -605,6 +608,10 @@ impl Structure {
                     if b == b'[' && !self.hashed && self.hashing.is_none() && self.at_page_list() {
                         self.hashing = Some(self.frames.len() + 1);
                         hash_from = Some(i);
+                        if let Some(s) = seg.as_deref_mut() {
+                            s.outer
+                                .extend_from_slice(&bytes[outer_from.take().unwrap_or(i)..=i]);
+                        }
                     }
                     if b == b'{' {
                         self.frames.push(Frame::Object(Key::NONE));
@@ -625,6 +632,7 @@ impl Structure {
                         self.hashing = None;
                         self.hashed = true;
                         hash_from = None;
+                        outer_from = Some(i);
                     }
                 }
                 b',' => match self.frames.last_mut() {
@@ -642,6 +650,14 @@ impl Structure {
         }
         if let (Some(h), Some(from)) = (hash, hash_from) {
             h.update(&bytes[from..]);
+        }
+        if let Some(s) = seg {
+            if let Some(from) = outer_from {
+                s.outer.extend_from_slice(&bytes[from..]);
+            }
+            if let Some(from) = item_from {
+                s.partial.extend_from_slice(&bytes[from..]);
+            }
         }
         self.offset += bytes.len() as u64;
         Ok(())
@@ -715,6 +731,12 @@ impl<R: Read> Scan<R> {
 
     /// The next piece of the body, scanned.
     fn fill(&mut self) -> std::io::Result<()> {
+        self.fill_with(None)
+    }
+
+    /// [`Scan::fill`], the page's list cut into items in `seg`. At the end of the body the
+    /// piece is empty (and `done` set).
+    fn fill_with(&mut self, seg: Option<&mut Segments>) -> std::io::Result<()> {
         if self.stop.is_some() {
             return Err(std::io::Error::other("the answer was not read further"));
         }
@@ -741,7 +763,7 @@ impl<R: Read> Scan<R> {
         if self.taken > self.cap {
             return Err(self.stopped(Stop::OverCap));
         }
-        if let Err(at) = self.state.feed(&self.buf, self.hash.as_mut()) {
+        if let Err(at) = self.state.feed(&self.buf, self.hash.as_mut(), seg) {
             return Err(self.stopped(Stop::TooDeep(at)));
         }
         Ok(())
@@ -782,45 +804,17 @@ impl<R: Read> Scan<R> {
             let mut replay = start.clone();
             replay.hashing = None;
             // Nesting was checked when the piece was read.
-            let _ = replay.feed(&bytes[..(at - start.offset) as usize], None);
+            let _ = replay.feed(&bytes[..(at - start.offset) as usize], None, None);
             return Some(replay.path());
         }
         None
     }
 
-    /// What a body serde refused (or the scan stopped) fails with. `page`: whether the
-    /// body was to be a page, and whether its `result` was not a list.
-    fn refusal(
-        &self,
-        e: &serde_json::Error,
-        what: &str,
-        data_set: &str,
-        page: Option<bool>,
-    ) -> Failure {
-        match &self.stop {
-            Some(Stop::OverCap) => {
-                return refused(format!(
-                    "{data_set}: {what}: {}",
-                    super::transport::too_large(self.cap)
-                ))
-            }
-            Some(Stop::TooDeep(at)) => {
-                return refused(format!(
-                    "{data_set}: {what}: the answer nests deeper than {MAX_DEPTH} levels \
-                     (at byte {at}); not read"
-                ))
-            }
-            Some(Stop::Read(why)) => {
-                return Failure::Uncertain(format!("{data_set}: {what}: {why}"))
-            }
-            None => {}
-        }
-        if let Some(not_a_list) = page {
-            if not_a_list || !matches!(self.state.first, Some(b'[' | b'{')) {
-                return Failure::Uncertain(format!(
-                    "{data_set}: {what}: the answer is not a page of results"
-                ));
-            }
+    /// What a body serde read through the scan ([`read_one`]) and refused, or the scan
+    /// stopped, fails with.
+    fn refusal(&self, e: &serde_json::Error, what: &str, data_set: &str) -> Failure {
+        if self.stop.is_some() {
+            return self.stopped_failure(what, data_set);
         }
         let path = match e.classify() {
             serde_json::error::Category::Data => {
@@ -829,6 +823,22 @@ impl<R: Read> Scan<R> {
             _ => String::new(),
         };
         syntax(e, &path, what, data_set)
+    }
+
+    /// Why the scan stopped reading (over the cap, too deep, broken off).
+    fn stopped_failure(&self, what: &str, data_set: &str) -> Failure {
+        match &self.stop {
+            Some(Stop::OverCap) => refused(format!(
+                "{data_set}: {what}: {}",
+                super::transport::too_large(self.cap)
+            )),
+            Some(Stop::TooDeep(at)) => refused(format!(
+                "{data_set}: {what}: the answer nests deeper than {MAX_DEPTH} levels \
+                 (at byte {at}); not read"
+            )),
+            Some(Stop::Read(why)) => Failure::Uncertain(format!("{data_set}: {what}: {why}")),
+            None => Failure::Uncertain(format!("{data_set}: {what}: the answer was not read")),
+        }
     }
 }
 
@@ -1133,5 +1143,37 @@ mod tests {
             panic!("an answer that broke off is uncertain: {broken:?}");
         };
         assert!(m.contains("reset"), "{m}");
+    }
+
+    /// The list is cut into items by a scan: brackets, commas and quotes inside text do not
+    /// cut; an empty item, a second `result`, a `result` written with escapes are what
+    /// serde makes of them.
+    #[test]
+    fn items_are_cut_where_serde_would_read_them() {
+        let p = parse(r#"[{"sku": "a,]b[\"x}{"}, {"sku": "B"} ]"#).unwrap();
+        assert_eq!(p.items.len(), 2);
+        assert_eq!(p.items[0].sku.as_deref(), Some("a,]b[\"x}{"));
+        assert_eq!(parse("[ ]").unwrap().items.len(), 0);
+        assert_eq!(parse(r#"{"result": []}"#).unwrap().items.len(), 0);
+        for broken in [
+            r#"[{"sku": "A"},,{"sku": "B"}]"#,
+            r#"[,]"#,
+            r#"[{"sku": "A"} {"sku": "B"}]"#,
+        ] {
+            assert!(
+                matches!(parse(broken), Err(Failure::Uncertain(_))),
+                "{broken}"
+            );
+        }
+        let escaped = parse(r#"{"res\u0075lt": [{"sku": "A"}], "totalHits": 1}"#).unwrap();
+        let plain = parse(r#"{"result": [{"sku": "A"}], "totalHits": 1}"#).unwrap();
+        assert_eq!(escaped.items[0].sku.as_deref(), Some("A"));
+        assert_eq!(escaped.fingerprint, plain.fingerprint);
+        let Err(Failure::Rejected { message, .. }) =
+            parse(r#"{"result": [{"sku": "A"}], "result": []}"#)
+        else {
+            panic!("a second result is refused");
+        };
+        assert!(message.contains("duplicate field `result`"), "{message}");
     }
 }
