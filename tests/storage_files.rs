@@ -1528,3 +1528,62 @@ fn a_damaged_catalog_file_is_moved_aside_pulled_again_and_the_till_keeps_selling
         assert_eq!(sales, ["BEFORE-1", "AFTER-1"], "{how}: no sale touched");
     }
 }
+
+/// Review (reviewa): a flow-omnium database found at the catalog's name (another till's
+/// `database_path` happens to be `<this database>-catalog`) is somebody's outbox, not a
+/// damaged catalog: it is refused (`FO_STORAGE`) and left exactly where it is, even when its
+/// client holds it, never moved aside as damaged.
+#[test]
+fn a_database_at_the_catalog_files_name_is_refused_and_never_moved() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("pos.db");
+    let other = side(&db, "-catalog");
+    let holder = Client::open(&offline_config(&other)).unwrap();
+    holder.record_sale(&sale("OTHER-1", 1)).unwrap();
+    let names = names_in(dir.path());
+    let err = open_err(&db);
+    assert_eq!(err.code(), fo_result::FO_STORAGE, "{err}");
+    assert!(Store::open(&db).is_err());
+    assert!(other.exists(), "the other till's database stays at its name");
+    assert_eq!(moved_beside(dir.path(), &names), Vec::<String>::new());
+    holder.record_sale(&sale("OTHER-2", 1)).unwrap();
+    drop(holder);
+    let sales: Vec<String> = outbox_of(&other)
+        .into_iter()
+        .map(|(event, _)| event)
+        .collect();
+    assert_eq!(sales, ["OTHER-1", "OTHER-2"]);
+
+    // Its id only in its WAL (not yet in the file, as just after it was made): the same.
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("pos.db");
+    let other = side(&db, "-catalog");
+    let young = rusqlite::Connection::open(&other).unwrap();
+    young
+        .execute_batch(&format!(
+            "PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0;
+             PRAGMA application_id = {};
+             CREATE TABLE outbox_job (id INTEGER PRIMARY KEY);",
+            flow_omnium::store::APPLICATION_ID
+        ))
+        .unwrap();
+    let head = std::fs::read(&other).unwrap();
+    assert!(head.len() < 72 || head[68..72] == [0; 4], "the id only in the WAL");
+    let names = names_in(dir.path());
+    let err = open_err(&db);
+    assert_eq!(err.code(), fo_result::FO_STORAGE, "{err}");
+    assert!(err.to_string().contains("is a flow-omnium database"), "{err}");
+    assert!(other.exists());
+    assert_eq!(moved_beside(dir.path(), &names), Vec::<String>::new());
+    drop(young);
+}
+
+/// Names in `dir` that were not in `before`, but for the refused database's own files (it
+/// may be made before its catalog is opened): what an open moved aside or made elsewhere.
+fn moved_beside(dir: &Path, before: &[String]) -> Vec<String> {
+    names_in(dir)
+        .into_iter()
+        .filter(|n| !before.contains(n))
+        .filter(|n| !["pos.db", "pos.db-lock", "pos.db-wal", "pos.db-shm"].contains(&n.as_str()))
+        .collect()
+}

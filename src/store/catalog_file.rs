@@ -178,7 +178,13 @@ pub(super) fn check_path(db: &Path) -> Result<()> {
             "the catalog file {} is not a regular file",
             cat.display()
         ))),
-        _ => Ok(()),
+        // Another database at its name is refused before anything is made beside it (one
+        // whose id is still only in its WAL is refused when the catalog is opened).
+        Ok(_) => match inspect(&cat) {
+            Err(e) => Err(e),
+            Ok(_) => Ok(()),
+        },
+        Err(_) => Ok(()),
     }
 }
 
@@ -254,11 +260,26 @@ fn inspect(cat: &Path) -> Result<Found> {
     }
     if head.len() >= 72 {
         let id = i64::from(u32::from_be_bytes([head[68], head[69], head[70], head[71]]));
+        if id == files::APPLICATION_ID {
+            return Err(a_database_at_the_name(cat));
+        }
         if id != CATALOG_APPLICATION_ID && id != 0 {
             return Ok(Found::Damaged(format!("application id {id:#x}")));
         }
     }
     Ok(Found::Usable)
+}
+
+/// A flow-omnium database (another till's `database_path`, perhaps held by its client right
+/// now) found at the catalog's name: its outbox is somebody's sales, never a damaged catalog
+/// to move aside. Refused, left as it is (review: it was moved aside as damaged, and the other
+/// till's undelivered sales with it).
+fn a_database_at_the_name(cat: &Path) -> Error {
+    Error::Storage(format!(
+        "{} is a flow-omnium database, not this database's catalog file; it was left as it is \
+         (two databases must not be named <name> and <name>-catalog)",
+        cat.display()
+    ))
 }
 
 /// Moves a damaged catalog file (with its `-wal` and `-shm`) to
@@ -309,6 +330,10 @@ fn open_checked(cat: &Path) -> std::result::Result<Connection, Opened> {
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     let app: i64 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
+    if app == files::APPLICATION_ID {
+        // Read through its WAL: a database just made has its id there, not yet in the file.
+        return Err(Opened::Failed(a_database_at_the_name(cat)));
+    }
     if app != CATALOG_APPLICATION_ID && app != 0 {
         return Err(Opened::Damaged(format!("application id {app:#x}")));
     }
