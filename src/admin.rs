@@ -549,11 +549,17 @@ impl Admin {
             "PRAGMA quick_check(20)"
         };
         // On a reader: the catalog file is attached there, and the check covers both files.
-        self.store.read(|conn| {
+        let mut rows = self.store.read(|conn| {
             let mut stmt = conn.prepare(pragma)?;
             let rows = stmt.query_map([], |r| r.get(0))?;
             Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
-        })
+        })?;
+        // A catalog file the reader could not attach (damaged) is reported, not skipped.
+        if let Some(why) = crate::store::catalog_file::unreadable(&self.path) {
+            rows.retain(|r| r != "ok");
+            rows.push(why);
+        }
+        Ok(rows)
     }
 
     /// Changes since `since`: jobs recorded, delivered, retried or dead, inbound orders

@@ -1544,7 +1544,10 @@ fn a_database_at_the_catalog_files_name_is_refused_and_never_moved() {
     let err = open_err(&db);
     assert_eq!(err.code(), fo_result::FO_STORAGE, "{err}");
     assert!(Store::open(&db).is_err());
-    assert!(other.exists(), "the other till's database stays at its name");
+    assert!(
+        other.exists(),
+        "the other till's database stays at its name"
+    );
     assert_eq!(moved_beside(dir.path(), &names), Vec::<String>::new());
     holder.record_sale(&sale("OTHER-2", 1)).unwrap();
     drop(holder);
@@ -1568,11 +1571,17 @@ fn a_database_at_the_catalog_files_name_is_refused_and_never_moved() {
         ))
         .unwrap();
     let head = std::fs::read(&other).unwrap();
-    assert!(head.len() < 72 || head[68..72] == [0; 4], "the id only in the WAL");
+    assert!(
+        head.len() < 72 || head[68..72] == [0; 4],
+        "the id only in the WAL"
+    );
     let names = names_in(dir.path());
     let err = open_err(&db);
     assert_eq!(err.code(), fo_result::FO_STORAGE, "{err}");
-    assert!(err.to_string().contains("is a flow-omnium database"), "{err}");
+    assert!(
+        err.to_string().contains("is a flow-omnium database"),
+        "{err}"
+    );
     assert!(other.exists());
     assert_eq!(moved_beside(dir.path(), &names), Vec::<String>::new());
     drop(young);
@@ -1586,4 +1595,37 @@ fn moved_beside(dir: &Path, before: &[String]) -> Vec<String> {
         .filter(|n| !before.contains(n))
         .filter(|n| !["pos.db", "pos.db-lock", "pos.db-wal", "pos.db-shm"].contains(&n.as_str()))
         .collect()
+}
+
+/// Review (reviewa): a damaged catalog file (found by the operator before the POS's next
+/// start, which moves it aside) does not blind the CLI to the main file: `status` still
+/// counts the outbox, and the integrity check reports the catalog file as damaged instead
+/// of failing. Before, every read through a reader attached the damaged file, and SQLite
+/// loads every attached schema for any statement: "file is not a database" for all of it.
+#[test]
+fn a_damaged_catalog_file_does_not_blind_the_operator_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("pos.db");
+    {
+        let client = Client::open(&offline_config(&db)).unwrap();
+        client.record_sale(&sale("S-1", 1)).unwrap();
+    }
+    {
+        let store = Store::open(&db).unwrap();
+        store
+            .apply_products(&[catalog_product(1)], Some(&products_cursor(5)))
+            .unwrap();
+    }
+    damage_header(&side(&db, "-catalog"));
+    let admin = flow_omnium::admin::Admin::open(&db, false).unwrap();
+    let status = admin.status().expect("status reads the main file");
+    assert_eq!(status["outbox"]["pending"], json!(1), "{status}");
+    let rows = admin
+        .integrity(false)
+        .expect("the check reports, not fails");
+    assert_ne!(rows, ["ok"]);
+    assert!(rows.iter().any(|r| r.contains("catalog")), "{rows:?}");
+    // A reader of the client's kind still reads the main file.
+    let reader = Store::open_read_only(&db).unwrap();
+    assert!(reader.last_pull_at().is_ok());
 }

@@ -564,11 +564,55 @@ pub(super) fn attach(conn: &Connection, db: &Path) -> Result<()> {
     // The path's bytes as text (a path need not be UTF-8); never read as a URI (the
     // connection has no SQLITE_OPEN_URI and SQLite is built without SQLITE_USE_URI), and
     // opened NOFOLLOW like the connection's own file.
-    conn.execute(
-        "ATTACH DATABASE CAST(?1 AS TEXT) AS catalog",
-        [cat.as_os_str().as_encoded_bytes()],
-    )?;
-    Ok(())
+    // SQLite loads every attached schema for any statement: a catalog file that cannot be
+    // read (damaged; the client moves it aside at its next open) would fail the reads of
+    // the main file too (outbox, stock, orders, the CLI's status). Left detached then:
+    // catalog reads fail ("no such table"), the rest reads on.
+    let attached = conn
+        .execute(
+            "ATTACH DATABASE CAST(?1 AS TEXT) AS catalog",
+            [cat.as_os_str().as_encoded_bytes()],
+        )
+        .and_then(|_| conn.query_row("SELECT count(*) FROM catalog.sqlite_schema", [], |_| Ok(())));
+    match attached {
+        Ok(()) => Ok(()),
+        Err(e) if damage(&e) => {
+            log::warn!(
+                "the catalog file {} cannot be read ({e}); read without it",
+                cat.display()
+            );
+            if self::attached(conn)? {
+                conn.execute_batch("DETACH DATABASE catalog")?;
+            }
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Whether `e` says a file is damaged (not a database, or corrupt).
+fn damage(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt)
+    )
+}
+
+/// Why the catalog file beside `db` cannot be read, if it is there and cannot (what
+/// [`attach`] leaves detached): for the operator's integrity check.
+pub fn unreadable(db: &Path) -> Option<String> {
+    let cat = catalog_path(db);
+    match std::fs::symlink_metadata(&cat) {
+        Ok(m) if m.is_file() => {}
+        _ => return None,
+    }
+    let conn = Connection::open_with_flags(&cat, BASE_FLAGS | OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .and_then(|c| {
+            c.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))?;
+            Ok(c)
+        });
+    conn.err()
+        .map(|e| format!("the catalog file {}: {e}", cat.display()))
 }
 
 /// Whether `conn` has the catalog file attached (a reader) as `catalog`.
