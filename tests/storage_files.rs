@@ -1629,3 +1629,33 @@ fn a_damaged_catalog_file_does_not_blind_the_operator_cli() {
     let reader = Store::open_read_only(&db).unwrap();
     assert!(reader.last_pull_at().is_ok());
 }
+
+/// Review (reviewa): the report of a damaged main file is taken (deleted from the fresh
+/// file) only once the open cannot fail any more. Before, the catalog file was opened after
+/// the report was taken: a catalog open that failed (here its `-wal` name is a directory)
+/// failed the open with the report gone, and the next open queued no `storage.damaged`.
+#[test]
+fn a_failed_catalog_open_does_not_lose_the_damaged_databases_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("pos.db");
+    {
+        let client = Client::open(&offline_config(&db)).unwrap();
+        for i in 0..40 {
+            client.record_sale(&sale(&format!("S-{i}"), 1)).unwrap();
+        }
+    }
+    flip_page(&db, 3);
+    let blocker = side(&db, "-catalog-wal");
+    std::fs::create_dir(&blocker).unwrap();
+    assert!(Client::open(&offline_config(&db)).is_err());
+    std::fs::remove_dir(&blocker).unwrap();
+    let client = Client::open(&offline_config(&db)).expect("opens once the catalog can");
+    let events = events_of_type(&client, "storage.damaged");
+    assert!(
+        events.iter().any(|e| e["moved_to"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("pos.db.damaged-")),
+        "the main file's damage is reported: {events:?}"
+    );
+}

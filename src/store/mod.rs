@@ -224,12 +224,14 @@ impl Store {
             }
             Err(Opened::Failed(e)) => return Err(e),
         };
-        let damage = replace::take_report(&conn)?;
         files::make_private(&path)?;
         // The catalog's own file: opened (made, or moved aside and made again when damaged)
         // under the lock, after the main file (an older database's catalog was copied into
         // it by the migration above).
         let (catalog, catalog_damage) = catalog_file::open_writer(&path)?;
+        // Taken (deleted from the file) last: an open that fails before here keeps the
+        // report of a replaced file for the next open to queue.
+        let damage = replace::take_report(&conn)?;
         let wal_thread = checkpoint::Checkpointer::start(&mut conn, &path);
         let store = Store {
             checkpointer: Mutex::new(Checkpointer::default()),
