@@ -23,7 +23,7 @@
 //! A database from before (the catalog in the main file) migrates once at open: the main
 //! file is brought to the schema version before [`SPLIT_MARK`]'s migration, the catalog is
 //! copied across in one transaction of the catalog file (its search index and listings
-//! rebuilt by the catalog's triggers), then the main file's migration drops the tables. The
+//! left for the worker to build, store/deferred.rs), then the main file's migration drops the tables. The
 //! main file's `user_version` is the mark: a crash before the drop committed finds the old
 //! version and the tables still there, and copies again (the copy first empties the catalog
 //! file, so it is redone, never doubled).
@@ -499,8 +499,16 @@ pub(super) fn copy_from_main(db: &Path) -> Result<()> {
                  DELETE FROM main.category_member;
                  INSERT INTO main.product_fts (product_fts) VALUES ('delete-all');
                  DELETE FROM main.category;
-                 DELETE FROM main.catalog_cursor;
-                 INSERT INTO main.product (rowid, sku, product_id, name, brand, ean, gtins,
+                 DELETE FROM main.catalog_cursor;",
+            )?;
+            // Copied as a first sync writes (store/deferred.rs): without the search index,
+            // listings and name indexes, which the worker builds once at its start, not
+            // row by row inside this open. Searches read the tables until then.
+            if super::deferred::owed(&cat)?.is_none() {
+                super::deferred::defer_in(&cat)?;
+            }
+            cat.execute_batch(
+                "INSERT INTO main.product (rowid, sku, product_id, name, brand, ean, gtins,
                                            category_ids, image_urls, active, language, cost_price)
                  SELECT rowid, sku, product_id, name, brand, ean, gtins, category_ids,
                         image_urls, active, language, cost_price
@@ -767,6 +775,10 @@ mod tests {
         let db = dir.path().join("pos.db");
         single_file(&db);
         let s = Store::open(&db).unwrap();
+        // The copy leaves the search index and name indexes to the worker's build at its
+        // start (store/deferred.rs); searches read the tables until then.
+        assert!(s.catalog_build_owed().unwrap());
+        assert!(s.finish_catalog_build().unwrap());
         let reader = crate::store::open_reader(&db).unwrap();
         assert!(attached(&reader).unwrap());
         for (sql, index) in [
