@@ -570,7 +570,7 @@ impl OmniumApi {
         what: &str,
         data_set: &str,
         cap: u64,
-    ) -> Result<Option<Box<dyn std::io::Read>>, Failure> {
+    ) -> Result<Option<Box<dyn std::io::Read + '_>>, Failure> {
         let body = json.map(|b| ("application/json", Body::Bytes(b)));
         let (resp, reader) = self
             .send_any(method, path, body, cap, true)
@@ -614,7 +614,7 @@ impl OmniumApi {
         body: Option<(&'static str, Body<'_>)>,
         cap: u64,
         open: bool,
-    ) -> Result<(HttpResponse, Option<Box<dyn std::io::Read>>), Failure> {
+    ) -> Result<(HttpResponse, Option<Box<dyn std::io::Read + '_>>), Failure> {
         // A 429 answered to another thread or till of this API user (or to an earlier step
         // of this job) holds every request, so none arrives inside the Retry-After window.
         self.check_pause()?;
@@ -685,7 +685,15 @@ impl OmniumApi {
             } else if resp.status < 500 {
                 permit.answered();
             }
-            drop(permit);
+            // A body still to be read keeps its place in the window until it is read (the
+            // answer is still arriving); any other answer gives it back now.
+            let permit = match reader {
+                Some(_) => Some(permit),
+                None => {
+                    drop(permit);
+                    None
+                }
+            };
             self.note_answer(resp.status, write);
             if let Some(at) = resp
                 .date
@@ -702,6 +710,12 @@ impl OmniumApi {
                 return Err(redirected(&what, resp.status, method != "GET"));
             }
             if resp.status != 401 {
+                let reader = reader.map(|body| {
+                    Box::new(Arriving {
+                        body,
+                        _place: permit,
+                    }) as Box<dyn std::io::Read + '_>
+                });
                 return Ok((resp, reader));
             }
             if renewed {
@@ -830,6 +844,19 @@ impl OmniumApi {
         );
         let resp = self.send("POST", &path, None)?;
         classify(&resp, &format!("POST {path}"))
+    }
+}
+
+/// An answer's body read as it arrives, holding the request's place in the API user's window
+/// until it is dropped.
+struct Arriving<'a> {
+    body: Box<dyn std::io::Read>,
+    _place: Option<user_gate::Permit<'a>>,
+}
+
+impl std::io::Read for Arriving<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.body.read(buf)
     }
 }
 
@@ -1318,6 +1345,41 @@ mod tests {
             Err(Failure::Rejected { status: 403, .. })
         ));
         assert!(matches!(canned(404, "").get_order("S-1"), Ok(None)));
+    }
+
+    /// A page read as it arrives keeps its request's place in the API user's window until
+    /// it is read: another request does not start while the answer is still coming.
+    #[test]
+    fn a_page_still_arriving_keeps_its_place_in_the_window() {
+        let api = canned(200, r#"{"result": []}"#);
+        let places = |api: &OmniumApi| {
+            // Held until all are counted.
+            std::iter::from_fn(|| api.gate.acquire(std::time::Duration::ZERO))
+                .take(1000)
+                .collect::<Vec<_>>()
+                .len()
+        };
+        let what = "POST /api/Orders/Search";
+        let body = api
+            .fetch_open(
+                "POST",
+                "/api/Orders/Search",
+                Some(b"{}"),
+                what,
+                "orders",
+                1024,
+            )
+            .unwrap()
+            .unwrap();
+        // The window as the answer left it (an answer may widen it).
+        let window = api.gate.window();
+        assert_eq!(
+            places(&api),
+            window - 1,
+            "the page being read holds a place"
+        );
+        drop(body);
+        assert_eq!(places(&api), window);
     }
 
     #[test]
