@@ -9,7 +9,7 @@ use crate::model::store_events::{
 };
 use crate::model::{Cancellation, Defaults, JobKind, Return, Sale};
 use crate::omnium::OmniumApi;
-use crate::store::{Extras, Lookup, NewJob, PushLevel, StockEffect, Store};
+use crate::store::{Extras, Lookup, NewJob, PushLevel, StockEffects, Store};
 use crate::sync::policy::RetryPolicy;
 use crate::sync::push::SyncContext;
 use crate::sync::{now_ms, rfc3339, Sync};
@@ -286,17 +286,12 @@ impl Client {
         let (sale, canonical) = Sale::read(sale_json, &self.defaults)?;
         // The goods leave the selling store's warehouse now; see fo_stock_get's pending.
         let warehouse = self.warehouse_of(&sale.store_id);
-        let effects: Vec<StockEffect> = sale
-            .lines
-            .iter()
-            .filter_map(|l| {
-                Some(StockEffect {
-                    sku: l.sku.clone(),
-                    warehouse_id: warehouse?.to_string(),
-                    quantity: -l.quantity,
-                })
-            })
-            .collect();
+        let mut effects = StockEffects::with_capacity(sale.lines.len());
+        if let Some(warehouse) = warehouse {
+            for l in &sale.lines {
+                effects.push(&l.sku, warehouse, -l.quantity);
+            }
+        }
         self.record_canonical(JobKind::Sale, &sale.id, &sale.id, &canonical, None, |_| {
             Ok(Extras {
                 effects,
@@ -325,18 +320,12 @@ impl Client {
                 .filter_map(|v: Value| Return::parse(&v).ok())
                 .collect::<Vec<_>>();
             ret.check_against(&sale, &earlier)?;
-            let effects = ret
-                .lines
-                .iter()
-                .filter(|l| l.restock)
-                .filter_map(|l| {
-                    sale.line(&l.line_id).map(|sold| StockEffect {
-                        sku: sold.sku.clone(),
-                        warehouse_id: warehouse.clone(),
-                        quantity: l.quantity,
-                    })
-                })
-                .collect();
+            let mut effects = StockEffects::default();
+            for l in ret.lines.iter().filter(|l| l.restock) {
+                if let Some(sold) = sale.line(&l.line_id) {
+                    effects.push(&sold.sku, &warehouse, l.quantity);
+                }
+            }
             Ok(Extras {
                 effects,
                 extra: None,
@@ -458,15 +447,10 @@ impl Client {
         let mut over = Vec::new();
         let over_ref = &mut over;
         self.record_checked(JobKind::GoodsReception, &r.id, &entity, &value, |lookup| {
-            let effects = r
-                .lines
-                .iter()
-                .map(|l| StockEffect {
-                    sku: l.sku.clone(),
-                    warehouse_id: r.warehouse_id.clone(),
-                    quantity: l.quantity,
-                })
-                .collect();
+            let mut effects = StockEffects::with_capacity(r.lines.len());
+            for l in &r.lines {
+                effects.push(&l.sku, &r.warehouse_id, l.quantity);
+            }
             let Some(po_id) = &r.purchase_order_id else {
                 // No purchase order: the absolute levels are worked out when it is sent
                 // (sync/push.rs), from Omnium's level then, not from this moment's.
@@ -557,7 +541,7 @@ impl Client {
             let (status, targets) = views::apply_pickup(&mut order, &p)?;
             lookup.set_inbound_order(&p.order_id, &status, &order.to_string())?;
             Ok(Extras {
-                effects: Vec::new(),
+                effects: StockEffects::default(),
                 extra: Some(json!({ "_targets": targets }).to_string()),
             })
         })

@@ -1122,32 +1122,77 @@ fn expand_sql(by_ids: bool) -> &'static [String; 2] {
 /// Jobs whose movements one expansion takes at most (bounds how long it holds the writer).
 pub(crate) const EXPAND_BATCH: i64 = 512;
 
-/// A job's stock effects as stored until expanded: `[[sku, warehouse_id, quantity], …]`.
+/// A job's effects on local stock, held as they are stored until expanded: the JSON array
+/// `[[sku, warehouse_id, quantity], …]`, a line's number its index. Written as each effect is
+/// added, so recording builds no list of them (nor copies of their strings) first.
 /// Quantities are written in their shortest exact form and read back to the same value.
-pub(crate) fn effects_json(effects: &[StockEffect]) -> Result<String> {
-    let mut out = Vec::with_capacity(2 + effects.len() * 40);
-    out.push(b'[');
-    for (i, e) in effects.iter().enumerate() {
-        if !e.quantity.is_finite() {
-            // As before (a NOT NULL column refused it): never stored.
-            return Err(crate::error::Error::InvalidInput(format!(
-                "a stock movement of {:?} has no finite quantity",
-                e.sku
-            )));
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StockEffects {
+    /// `[...]` once one effect is in, empty before.
+    json: Vec<u8>,
+    lines: usize,
+    /// The SKU of a quantity that was not finite: refused when stored, as before (a NOT
+    /// NULL column refused the NULL SQLite makes of a NaN).
+    not_finite: Option<String>,
+}
+
+impl StockEffects {
+    pub fn with_capacity(lines: usize) -> StockEffects {
+        StockEffects {
+            json: Vec::with_capacity(if lines == 0 { 0 } else { 2 + 48 * lines }),
+            ..StockEffects::default()
         }
-        if i > 0 {
+    }
+
+    pub fn push(&mut self, sku: &str, warehouse_id: &str, quantity: f64) {
+        if !quantity.is_finite() {
+            self.not_finite.get_or_insert_with(|| sku.to_string());
+            return;
+        }
+        let out = &mut self.json;
+        if out.pop().is_some() {
             out.push(b',');
+        } else {
+            out.push(b'[');
         }
         out.push(b'[');
-        serde_json::to_writer(&mut out, &e.sku).map_err(internal)?;
+        // Writing into a Vec cannot fail, and a &str and a finite f64 always serialize.
+        let _ = serde_json::to_writer(&mut *out, sku);
         out.push(b',');
-        serde_json::to_writer(&mut out, &e.warehouse_id).map_err(internal)?;
+        let _ = serde_json::to_writer(&mut *out, warehouse_id);
         out.push(b',');
-        serde_json::to_writer(&mut out, &e.quantity).map_err(internal)?;
-        out.push(b']');
+        let _ = serde_json::to_writer(&mut *out, &quantity);
+        out.extend_from_slice(b"]]");
+        self.lines += 1;
     }
-    out.push(b']');
-    String::from_utf8(out).map_err(internal)
+
+    pub fn len(&self) -> usize {
+        self.lines
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lines == 0 && self.not_finite.is_none()
+    }
+
+    /// The stored form (see [`StockEffects`]).
+    pub(crate) fn json(&self) -> Result<&str> {
+        if let Some(sku) = &self.not_finite {
+            return Err(crate::error::Error::InvalidInput(format!(
+                "a stock movement of {sku:?} has no finite quantity"
+            )));
+        }
+        std::str::from_utf8(&self.json).map_err(internal)
+    }
+}
+
+impl From<Vec<StockEffect>> for StockEffects {
+    fn from(effects: Vec<StockEffect>) -> StockEffects {
+        let mut out = StockEffects::with_capacity(effects.len());
+        for e in &effects {
+            out.push(&e.sku, &e.warehouse_id, e.quantity);
+        }
+        out
+    }
 }
 
 fn internal(e: impl std::fmt::Display) -> crate::error::Error {
@@ -1174,12 +1219,12 @@ impl Store {
     pub(crate) fn insert_movements(
         tx: &rusqlite::Connection,
         job_id: i64,
-        effects: &[StockEffect],
+        effects: &StockEffects,
     ) -> Result<()> {
         if effects.is_empty() {
             return Ok(());
         }
-        let json = effects_json(effects)?;
+        let json = effects.json()?;
         // OR ROLLBACK: no statement journal (see `outbox::record_in`).
         tx.prepare_cached(
             "INSERT OR ROLLBACK INTO stock_movement_todo (job_id, effects) VALUES (?1, ?2)",
@@ -1295,7 +1340,7 @@ mod tests {
         };
         s.record(&job, 0, |_| {
             Ok(crate::store::Extras {
-                effects: vec![effect],
+                effects: vec![effect].into(),
                 extra: None,
             })
         })
@@ -2225,7 +2270,7 @@ mod tests {
         let recorded = s
             .record(&job, 0, |_| {
                 Ok(crate::store::Extras {
-                    effects: effects.clone(),
+                    effects: effects.clone().into(),
                     extra: None,
                 })
             })
@@ -2294,7 +2339,8 @@ mod tests {
                     sku: "SKU-1".into(),
                     warehouse_id: "oslo-1".into(),
                     quantity: -2.0,
-                }],
+                }]
+                .into(),
                 extra: None,
             })
         })
@@ -2310,5 +2356,30 @@ mod tests {
         assert_eq!(claimed.len(), 1);
         assert_eq!(todo(&s), 0);
         assert_eq!(read(&s), (0.0, -2.0));
+    }
+
+    /// The stored form is the JSON array of `[sku, warehouse, quantity]` (any text escaped);
+    /// a quantity that is not finite is refused when stored, never written as `null`.
+    #[test]
+    fn stock_effects_are_written_as_json_and_refuse_what_is_not_finite() {
+        let mut e = StockEffects::with_capacity(2);
+        assert!(e.is_empty());
+        assert_eq!(e.json().unwrap(), "");
+        e.push("A\"1", "w\n", -1.5);
+        e.push("B", "w", 2.0);
+        assert_eq!(e.len(), 2);
+        let v: serde_json::Value = serde_json::from_str(e.json().unwrap()).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!([["A\"1", "w\n", -1.5], ["B", "w", 2.0]])
+        );
+        e.push("C", "w", f64::NAN);
+        assert!(!e.is_empty());
+        assert!(
+            matches!(e.json(), Err(crate::error::Error::InvalidInput(m)) if m.contains("\"C\""))
+        );
+        let mut only_nan = StockEffects::default();
+        only_nan.push("D", "w", f64::INFINITY);
+        assert!(!only_nan.is_empty() && only_nan.json().is_err());
     }
 }

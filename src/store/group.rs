@@ -490,7 +490,8 @@ mod tests {
                         sku: "BOOM".into(),
                         warehouse_id: "w".into(),
                         quantity: -1.0,
-                    }],
+                    }]
+                    .into(),
                     extra: None,
                 })
             })

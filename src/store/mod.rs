@@ -22,7 +22,8 @@ pub mod sqlite_heap;
 pub use schema::LATEST as SCHEMA_VERSION;
 
 pub use catalog::{
-    CursorAdvance, PriceView, ProductView, SearchQuery, StockEffect, StockView, WarehouseStock,
+    CursorAdvance, PriceView, ProductView, SearchQuery, StockEffect, StockEffects, StockView,
+    WarehouseStock,
 };
 
 pub use outbox::{

@@ -5,7 +5,7 @@
 //! A job is due only when every earlier job of the same entity (the order it concerns) is
 //! delivered, which keeps per-order order without holding up other orders.
 
-use super::{StockEffect, Store};
+use super::{StockEffects, Store};
 use crate::error::{Error, Result};
 use rusqlite::{params, OptionalExtension, Row, Transaction, TransactionBehavior};
 use std::collections::HashMap;
@@ -24,7 +24,7 @@ pub struct NewJob<'a> {
 /// What a recording check adds to the event: its stock effect and worked-out extras.
 #[derive(Debug, Default)]
 pub struct Extras {
-    pub effects: Vec<StockEffect>,
+    pub effects: StockEffects,
     pub extra: Option<String>,
 }
 
@@ -1634,11 +1634,12 @@ mod tests {
         let content = r#"{"id":"S-1","lines":[1]}"#;
         s.record(&job("S-1", "S-1", content), 0, |_| {
             Ok(Extras {
-                effects: vec![StockEffect {
+                effects: vec![crate::store::StockEffect {
                     sku: "SKU-1".into(),
                     warehouse_id: "oslo-1".into(),
                     quantity: -1.0,
-                }],
+                }]
+                .into(),
                 extra: None,
             })
         })
