@@ -182,9 +182,11 @@ pub fn local_order(o: &OmniumOrder, fallback_currency: &str) -> Value {
             .map(|l| {
                 let q = number(&l.quantity).unwrap_or(0.0) - l.canceled_quantity.unwrap_or(0.0);
                 let p = minor(number(&l.placed_price)).unwrap_or(0) as f64;
-                (q * p).round() as i64 - minor(l.discounted).unwrap_or(0)
+                // Saturating: a hostile quantity (1e300) saturates its line, and two such
+                // lines must not overflow the total (a panic in a debug build).
+                ((q * p).round() as i64).saturating_sub(minor(l.discounted).unwrap_or(0))
             })
-            .sum()
+            .fold(0, i64::saturating_add)
     });
     let total = minor(form.and_then(|f| f.total)).or(computed);
     let name = o
@@ -556,6 +558,27 @@ mod tests {
             "customers: GET /api/PrivateCustomers/{id}: phone: wrong type, expected a string"
         );
         assert!(!message.contains("4791234567"));
+    }
+
+    /// Review: hostile quantities saturate the computed total instead of overflowing it
+    /// (two lines of 1e300 panicked in a debug build, the worker's pull round with them).
+    #[test]
+    fn hostile_quantities_saturate_the_computed_total() {
+        let o: OmniumOrder = serde_json::from_value(json!({"id": "WEB-9",
+            "orderForm": {"lineItems": [
+                {"lineItemId": "1", "quantity": 1e300, "placedPrice": 1, "discounted": -5},
+                {"lineItemId": "2", "quantity": 1e300, "placedPrice": 1},
+                {"lineItemId": "3", "quantity": -1e300, "placedPrice": 1},
+                {"lineItemId": "4", "quantity": -1e300, "placedPrice": 1, "discounted": 5}]}}))
+        .unwrap();
+        let local = local_order(&o, "NOK");
+        assert_eq!(local["total"], json!(i64::MIN), "{local}");
+        let o: OmniumOrder = serde_json::from_value(json!({"id": "WEB-9",
+            "orderForm": {"lineItems": [
+                {"lineItemId": "1", "quantity": 1e300, "placedPrice": 1},
+                {"lineItemId": "2", "quantity": 1e300, "placedPrice": 1}]}}))
+        .unwrap();
+        assert_eq!(local_order(&o, "NOK")["total"], json!(i64::MAX));
     }
 
     /// An order is read typed; the till's JSON of it is what the `Value` mapping made
