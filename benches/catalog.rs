@@ -1178,10 +1178,10 @@ fn record_during_sync(sim: &mut ChildSim, dir: &Path) -> RecordRun {
     let mut last_check = Instant::now();
     let mut n = 0usize;
     loop {
-        let (us, waited) = record_one(c, &format!("R-{n:06}"));
-        during.push(us);
-        waits.push(waited);
-        n += 1;
+        // Checked a pause after the last sale, not right after recording it: the drain is
+        // done when it has delivered what was recorded (read on a reader, the status never
+        // waits for the worker's transactions, so a sale recorded a microsecond before
+        // would always still be pending).
         if last_check.elapsed() >= Duration::from_millis(100) {
             last_check = Instant::now();
             let st = status(c);
@@ -1196,6 +1196,10 @@ fn record_during_sync(sim: &mut ChildSim, dir: &Path) -> RecordRun {
                 local_skus()
             );
         }
+        let (us, waited) = record_one(c, &format!("R-{n:06}"));
+        during.push(us);
+        waits.push(waited);
+        n += 1;
         std::thread::sleep(RECORD_EVERY);
     }
     let took = start.elapsed();
