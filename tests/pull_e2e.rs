@@ -546,15 +546,16 @@ fn a_write_the_index_shows_late_is_pulled_with_its_original_modified() {
     let client = open_clocked(
         &dir.path().join("pos.db"),
         &sim,
-        json!({"sync": {"pull_interval_ms": 300_000, "pull_overlap_ms": 10_000}}),
+        json!({"sync": {"pull_interval_ms": 300_000, "pull_overlap_ms": 60_000}}),
         clock.clone(),
     );
     assert!(pull_until(&client, &sim, &clock, 300_000, loaded.skus));
-    // Long enough that the pull below ends before it passes on a loaded machine (1.2 s was
-    // not: the write became visible mid-pull in one loaded run), and inside the overlap.
-    sim.set_index_lag_ms(5_000);
-    // Written now, visible to searches only in 5 s; an unrelated change after it is
-    // visible at once (a shard that caught up sooner).
+    // Held back far longer than any pull takes on a loaded machine (a time-based lag of 1.2 s,
+    // then 5 s, became visible mid-pull in loaded runs), then released by hand well inside
+    // the 60 s overlap.
+    sim.set_index_lag_ms(600_000);
+    // Written now, visible to searches only once the index catches up; an unrelated change
+    // after it is visible at once (a shard that caught up sooner).
     sim.upsert_product(json!({"productId": "LATE", "name": "Sent indeksert", "language": "no"}));
     sim.set_index_lag_ms(0);
     sim.touch_products(1);
@@ -563,7 +564,7 @@ fn a_write_the_index_shows_late_is_pulled_with_its_original_modified() {
         client.product_json("LATE").is_err(),
         "not visible to the search yet"
     );
-    std::thread::sleep(Duration::from_millis(5_500));
+    sim.index_catch_up();
     pull_after(&client, &sim, &clock, 300_000);
     assert_eq!(product(&client, "LATE")["name"], "Sent indeksert");
 }

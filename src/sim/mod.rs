@@ -588,6 +588,13 @@ impl Simulator {
         lock(&self.shared.state).catalog.set_index_lag(lag);
     }
 
+    /// The search index catches up now: every write still waiting out its lag becomes
+    /// visible (with its original `modified`), as if the lag had passed. Lets a test hold a
+    /// write back for as long as it needs, whatever the machine's load, then release it.
+    pub fn index_catch_up(&self) {
+        lock(&self.shared.state).catalog.refresh_index(i64::MAX);
+    }
+
     /// Gives every loaded product about `bytes` of what a rich catalog carries and a till
     /// never reads (long descriptions, custom properties, tags, the inventory snapshot),
     /// without changing `modified`: a full page of 1,000 such products can exceed the
