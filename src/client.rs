@@ -573,6 +573,9 @@ impl Client {
         self.sync.nudge();
         loop {
             if !self.store.has_pending()? {
+                // Settled as soon as the outcomes commit: let the worker queue their events
+                // (`job.dead`) so that a POS reading events after the flush finds them.
+                self.sync.wait_reported(deadline);
                 return Ok(());
             }
             let left = deadline.saturating_duration_since(Instant::now());

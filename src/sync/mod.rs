@@ -16,9 +16,9 @@ use policy::{Jitter, RetryPolicy, Signal};
 use push::{Delivery, SyncContext};
 use serde_json::json;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Jobs claimed per round trip to the database (two commits per batch, not per job).
 const BATCH: usize = 256;
@@ -116,6 +116,13 @@ pub struct Sync {
     /// Batches finished; flush waiters watch it.
     progress: Mutex<u64>,
     progressed: Condvar,
+    /// Odd while a batch's outcomes are being committed and its `job.dead` events are not
+    /// queued yet: `fo_flush` sees the jobs settled as soon as the commit lands, and waits for
+    /// this to turn even so that the events of what it waited for are there when it returns.
+    reporting: AtomicU64,
+    /// The worker thread's pthread id once it runs (0 before): `wait_reported` must not wait
+    /// for the worker on the worker's own thread.
+    worker_thread: AtomicU64,
 }
 
 impl Sync {
@@ -146,6 +153,8 @@ impl Sync {
             link: Mutex::default(),
             progress: Mutex::new(0),
             progressed: Condvar::new(),
+            reporting: AtomicU64::new(0),
+            worker_thread: AtomicU64::new(0),
         }
     }
 
@@ -210,6 +219,26 @@ impl Sync {
         self.link.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// Waits, at most until `deadline`, until no batch's outcomes are committed without their
+    /// events queued (see `reporting`). Returns at once on the worker's own thread (a log
+    /// callback calling `fo_flush` while the worker reports).
+    pub fn wait_reported(&self, deadline: Instant) {
+        // pthread_self, not std::thread::current(): that panics on a thread whose
+        // thread-locals are gone (a call from a pthread_key destructor).
+        // SAFETY: pthread_self only reads the calling thread's id.
+        let me = unsafe { libc::pthread_self() } as usize as u64;
+        if self.worker_thread.load(Ordering::SeqCst) == me {
+            return;
+        }
+        while self.reporting.load(Ordering::SeqCst) % 2 == 1 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            self.wait_progress(left.min(Duration::from_millis(5)));
+        }
+    }
+
     /// Waits until the worker finishes another batch, or `timeout`.
     pub fn wait_progress(&self, timeout: Duration) {
         let guard = self.progress.lock().unwrap_or_else(|p| p.into_inner());
@@ -265,6 +294,9 @@ impl Sync {
 
     /// The worker thread's body.
     pub fn run(self: Arc<Self>) {
+        // SAFETY: pthread_self only reads the calling thread's id.
+        let me = unsafe { libc::pthread_self() } as usize as u64;
+        self.worker_thread.store(me, Ordering::SeqCst);
         let mut worker = Worker::new(self.clone(), Jitter::seeded());
         log::info!("sync worker started");
         // Another till of this API user finding Omnium back ends this one's outage back-off.
@@ -423,6 +455,15 @@ impl Worker {
 
     /// Records a batch's outcomes, then reports its dead jobs.
     fn record(&mut self, batch: Unrecorded) -> crate::error::Result<()> {
+        /// Marks the outcomes reported when dropped, whatever happens in between (a panic).
+        struct Reporting<'a>(&'a AtomicU64);
+        impl Drop for Reporting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        self.sync.reporting.fetch_add(1, Ordering::SeqCst);
+        let _reporting = Reporting(&self.sync.reporting);
         if let Err(e) = self.sync.store.finish(&batch.updates, batch.finished) {
             self.unrecorded = Some(batch);
             return Err(e);
