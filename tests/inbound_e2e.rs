@@ -121,12 +121,18 @@ fn the_full_resync_removes_orders_and_purchase_orders_omnium_no_longer_returns()
     // While the purchase orders' search fails, nothing of them is wiped.
     sim.inject(Fault::new(FaultKind::Status(403), 1_000_000).on_path("/api/PurchaseOrders/Search"));
     let mut events = Vec::new();
+    // The event is queued just after the sweep commits: wait for both, not only the removal.
+    let told = |events: &[Value]| {
+        events
+            .iter()
+            .any(|e| e["type"] == "order.updated" && e["order_id"] == cc.as_str())
+    };
     assert!(
         wait_until(Duration::from_secs(20), || {
             events.extend(drain_events(&client));
-            !has_order(&client, &cc)
+            !has_order(&client, &cc) && told(&events)
         }),
-        "the deleted order stays: {events:?}"
+        "the deleted order stays, or no event said so: {events:?}"
     );
     assert!(has_order(&client, &online), "the other order stays");
     let e = events

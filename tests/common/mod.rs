@@ -268,13 +268,14 @@ pub fn pull_after(
     clock.advance(ms);
     client.wake().unwrap();
     // On a loaded machine a request may time out and the run be retried after a back-off on
-    // the same clock: time keeps passing (a second at a time) while the test waits.
+    // the same clock (1 minute, then 2, with jitter): time keeps passing, 5 s every half
+    // second or so, while the test waits (1 s at a time outran the 60 s wait in a loaded run).
     let mut waited = 0;
     assert!(
-        wait_until(Duration::from_secs(60), || {
+        wait_until(Duration::from_secs(90), || {
             waited += 1;
             if waited % 25 == 0 {
-                clock.advance(1_000);
+                clock.advance(5_000);
                 let _ = client.wake();
             }
             route(sim, "POST /api/Orders/Search") > before && status(client)["pulling"] == false
