@@ -529,8 +529,13 @@ impl Store {
     /// levels in the main file, in short background writes. A crash between them leaves
     /// levels of SKUs no longer sellable; the next full resync removes them (every SKU of
     /// an unreturned product is named again, sellable or not).
+    ///
+    /// The catalog's transaction is synced (FULL), unlike other catalog pages: nothing
+    /// re-reads it after a power cut (no cursor), and the main file's "resync done" stamp
+    /// follows it at FULL, so a lost sweep would keep removed products sellable until the
+    /// next full resync.
     pub fn sweep_products(&self, seen: &std::collections::HashSet<String>) -> Result<usize> {
-        let (gone, unreturned) = self.catalog_write(|tx, _| {
+        let (gone, unreturned) = self.catalog_write_synced(|tx, _| {
             tx.execute_batch(
                 "CREATE TEMP TABLE IF NOT EXISTS seen_product (id TEXT PRIMARY KEY) WITHOUT ROWID;
                  DELETE FROM temp.seen_product;
