@@ -76,47 +76,40 @@ pub struct StockEffect {
 }
 
 pub(crate) fn advance_in(tx: &Transaction, cursor: Option<&CursorAdvance>) -> Result<()> {
-    if let Some(c) = cursor {
-        tx.prepare_cached(
-            "INSERT INTO pull_cursor (dataset, high_water_ms, last_pull_at) VALUES (?1, ?2, ?3)
-             ON CONFLICT (dataset) DO UPDATE SET
-               settled = settled AND excluded.high_water_ms IS NOT NULL
-                         AND excluded.high_water_ms <= pull_cursor.high_water_ms
-                         OR excluded.high_water_ms IS NULL AND settled,
-               high_water_ms = COALESCE(MAX(excluded.high_water_ms, pull_cursor.high_water_ms),
-                                        excluded.high_water_ms, pull_cursor.high_water_ms),
-               last_pull_at = excluded.last_pull_at",
-        )?
-        .execute(params![c.dataset, c.high_water_ms, c.now_ms])?;
-        tx.prepare_cached(
-            "INSERT INTO sync_state (key, value) VALUES ('last_pull_at', ?1)
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        )?
-        .execute([c.now_ms.to_string()])?;
-    }
-    Ok(())
+    advance_cursor(tx, cursor, "pull_cursor", "sync_state")
 }
 
 /// [`advance_in`] for the catalog file's data sets (products, categories): their cursor in
 /// `catalog_cursor` and the time of the last pull in `catalog_state`, in the transaction of
 /// the catalog file that applies the page.
 pub(crate) fn advance_catalog_in(tx: &Transaction, cursor: Option<&CursorAdvance>) -> Result<()> {
+    advance_cursor(tx, cursor, "catalog_cursor", "catalog_state")
+}
+
+/// Moves a data set's cursor in `cursors` and stamps `last_pull_at` in `state`: the main
+/// file's tables or the catalog file's, which have the same shape.
+fn advance_cursor(
+    tx: &Transaction,
+    cursor: Option<&CursorAdvance>,
+    cursors: &str,
+    state: &str,
+) -> Result<()> {
     if let Some(c) = cursor {
-        tx.prepare_cached(
-            "INSERT INTO catalog_cursor (dataset, high_water_ms, last_pull_at) VALUES (?1, ?2, ?3)
+        tx.prepare_cached(&format!(
+            "INSERT INTO {cursors} (dataset, high_water_ms, last_pull_at) VALUES (?1, ?2, ?3)
              ON CONFLICT (dataset) DO UPDATE SET
                settled = settled AND excluded.high_water_ms IS NOT NULL
-                         AND excluded.high_water_ms <= catalog_cursor.high_water_ms
+                         AND excluded.high_water_ms <= {cursors}.high_water_ms
                          OR excluded.high_water_ms IS NULL AND settled,
-               high_water_ms = COALESCE(MAX(excluded.high_water_ms, catalog_cursor.high_water_ms),
-                                        excluded.high_water_ms, catalog_cursor.high_water_ms),
-               last_pull_at = excluded.last_pull_at",
-        )?
+               high_water_ms = COALESCE(MAX(excluded.high_water_ms, {cursors}.high_water_ms),
+                                        excluded.high_water_ms, {cursors}.high_water_ms),
+               last_pull_at = excluded.last_pull_at"
+        ))?
         .execute(params![c.dataset, c.high_water_ms, c.now_ms])?;
-        tx.prepare_cached(
-            "INSERT INTO catalog_state (key, value) VALUES ('last_pull_at', ?1)
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        )?
+        tx.prepare_cached(&format!(
+            "INSERT INTO {state} (key, value) VALUES ('last_pull_at', ?1)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+        ))?
         .execute([c.now_ms.to_string()])?;
     }
     Ok(())
