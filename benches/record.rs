@@ -13,7 +13,8 @@
 //! litequeue, at their default durability and with synchronous=FULL, plus a Python sqlite3
 //! floor) fed the same JSON, from a venv the bench makes under `target/bench-peers` (pip
 //! install of the two packages; when Python, the venv or the registry fails it says why and
-//! goes on). Last, many callers: 1 thread, then 8 threads recording at once on one client
+//! goes on), and a Rust durable queue (`benches/peers-rust`: queue-file, its own workspace,
+//! built under `target/bench-peers-rust` on a full run). Last, many callers: 1 thread, then 8 threads recording at once on one client
 //! (group commit), throughput and p99 per call.
 //!
 //! Run: `cargo bench --features sim --bench record` (`-- --quick` for a smoke run; CI runs
@@ -464,9 +465,104 @@ fn peers(
             );
         }
     }
-    println!(
-        "  Rust durable queue: not run (no such crate is a dependency of this build; see README)"
-    );
+    rust_peer(&out_dir, sz, smoke, payload_file, ours, floor);
+}
+
+/// benches/peers-rust (queue-file, its own workspace so that the library never depends on
+/// it), built into target/bench-peers-rust on a full run; a smoke run uses it only if built.
+fn peers_rust(smoke: bool) -> Result<PathBuf, String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let target = root.join("target/bench-peers-rust");
+    let binary = target.join("release/flow-omnium-peers");
+    if smoke {
+        return if binary.exists() {
+            Ok(binary)
+        } else {
+            Err("the smoke run builds no peer (a full run does)".into())
+        };
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args(["build", "--release", "--quiet", "--manifest-path"])
+        .arg(root.join("benches/peers-rust/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target)
+        .output()
+        .map_err(|e| format!("cargo: {e}"))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = err.lines().rev().take(3).collect();
+        return Err(format!(
+            "building benches/peers-rust failed: {}",
+            tail.join(" | ")
+        ));
+    }
+    Ok(binary)
+}
+
+/// The Rust durable queue (queue-file) on the same payloads, after the Python peers; its
+/// ratio is to the Rust floor of this run (both Rust, both one fsync or more per call).
+fn rust_peer(
+    out_dir: &Path,
+    sz: Sizes,
+    smoke: bool,
+    payload_file: &Path,
+    ours: (f64, f64),
+    floor: (f64, f64),
+) {
+    let binary = match peers_rust(smoke) {
+        Ok(b) => b,
+        Err(why) => {
+            println!("  Rust durable queue not run: {why}");
+            return;
+        }
+    };
+    let out = Command::new(&binary)
+        .arg(out_dir)
+        .arg(payload_file)
+        .args([sz.warmup, sz.blocks, sz.block].map(|n| n.to_string()))
+        .output();
+    let out = match out {
+        Ok(o) if o.status.success() => o,
+        Ok(o) => {
+            let err = String::from_utf8_lossy(&o.stderr);
+            println!("  Rust durable queue failed: {}", err.trim());
+            return;
+        }
+        Err(e) => {
+            println!("  Rust durable queue not run: {}: {e}", binary.display());
+            return;
+        }
+    };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(v) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        let durable = v["full"].as_bool() == Some(true);
+        let name = format!(
+            "{} ({})",
+            v["peer"].as_str().unwrap_or("?"),
+            if durable { "default" } else { "sync off" }
+        );
+        let median = v["median_us"].as_f64().unwrap_or(f64::NAN);
+        let p99 = v["p99_us"].as_f64().unwrap_or(f64::NAN);
+        let sync = if durable { "fsync" } else { "none" };
+        println!(
+            "  {name:<44} {sync:>6} {median:>10.1} {p99:>10.1} {:>12.2} {:>12.2}",
+            ours.0 / median,
+            median / floor.0
+        );
+        if durable {
+            println!(
+                "  target median ≤ the Rust durable queue: {} (ours {:.1} µs, queue-file {median:.1} µs, \
+                 {}; its ratio to the Rust floor {:.2})",
+                verdict(ours.0 <= median),
+                ours.0,
+                v["durability"].as_str().unwrap_or("?"),
+                median / floor.0
+            );
+        }
+    }
 }
 
 /// A client handle shared by the recording threads (the C API allows calls from any thread).
