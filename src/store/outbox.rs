@@ -191,6 +191,15 @@ const JOB_COLUMNS: &str =
 const DUE: &str = "state = 'pending' AND next_mono <= ?5
      AND (NOT uncertain OR settle_from <= ?5 - ?4)";
 
+/// When a pending job `j` falls due, as a wall-clock time (unix ms): a job armed in this
+/// process's epoch by its monotonic schedule (and, while uncertain, not before its read-back
+/// settles), one of an earlier epoch by its stored wall time. Parameters: ?1 the settle
+/// margin, ?2 this epoch, ?3 the wall clock now, ?4 the monotonic clock now. The one
+/// definition of "due" for [`Store::next_due_at`] and [`Store::any_due`] (`<= ?3`).
+const DUE_AT: &str = "CASE WHEN sched_epoch = ?2
+       THEN ?3 - ?4 + MAX(next_mono, CASE WHEN uncertain THEN settle_from + ?1 ELSE next_mono END)
+       ELSE next_attempt_at END";
+
 /// How long the compact record of a delivered event outlives its job: far longer than any
 /// till replays an event (a year; about 100 bytes an event).
 pub const DELIVERED_ID_RETENTION_MS: i64 = 365 * 24 * 3_600_000;
@@ -837,17 +846,15 @@ impl Store {
         Ok(applied)
     }
 
-    /// When the next pending job that is not held behind another falls due.
-    /// When the next pending job is due. Read on a reader (a walk of every pending job:
+    /// When the next pending job that is not held behind another falls due (wall-clock
+    /// unix ms, [`DUE_AT`]). Read on a reader (a walk of every pending job:
     /// on the writer it held record calls up during a drain; see [`Store::counts`]).
     pub fn next_due_at(&self) -> Result<Option<i64>> {
         self.read(|conn| {
             Ok(conn
                 .prepare_cached(&format!(
-                    "SELECT MIN(CASE WHEN sched_epoch = ?2 THEN ?3 - ?4 + MAX(next_mono,
-                                   CASE WHEN uncertain THEN settle_from + ?1 ELSE next_mono END)
-                            ELSE next_attempt_at END)
-                 FROM outbox_job j WHERE state = 'pending' AND NOT {HELD_BEHIND_EARLIER}"
+                    "SELECT MIN({DUE_AT}) FROM outbox_job j
+                     WHERE state = 'pending' AND NOT {HELD_BEHIND_EARLIER}"
                 ))?
                 .query_row(
                     params![
@@ -869,10 +876,7 @@ impl Store {
             .conn()
             .prepare_cached(&format!(
                 "SELECT EXISTS (SELECT 1 FROM outbox_job j WHERE state = 'pending'
-                   AND CASE WHEN sched_epoch = ?2
-                         THEN MAX(next_mono, CASE WHEN uncertain THEN settle_from + ?1 ELSE next_mono END) <= ?4
-                         ELSE next_attempt_at <= ?3 END
-                   AND NOT {HELD_BEHIND_EARLIER})"
+                   AND {DUE_AT} <= ?3 AND NOT {HELD_BEHIND_EARLIER})"
             ))?
             .query_row(
                 params![
