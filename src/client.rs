@@ -571,16 +571,28 @@ impl Client {
         self.start_worker()?;
         let deadline = Instant::now() + timeout;
         self.sync.nudge();
+        // Called on the worker's own thread (a log callback of a line the worker logged):
+        // the worker is stopped in that callback, so waiting for it would stall every
+        // delivery for the whole timeout (review of the flush fix: a callback flushing with
+        // a long timeout held the worker that long). Checked once, never waited.
+        let on_worker = self.sync.on_worker_thread();
         loop {
             if !self.store.has_pending()? {
                 // Settled as soon as the outcomes commit: let the worker queue their events
                 // (`job.dead`) so that a POS reading events after the flush finds them.
                 self.sync.wait_reported(deadline);
-                return Ok(());
+                // Closed during that wait: FO_CLOSED, as documented.
+                return self.check_open();
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+            if left.is_zero() || on_worker {
                 let pending = self.store.counts()?.pending;
+                if on_worker {
+                    return Err(Error::Timeout(format!(
+                        "{pending} job(s) still pending; fo_flush called on the sync thread \
+                         (from a log callback) cannot wait for it"
+                    )));
+                }
                 return Err(Error::Timeout(format!(
                     "{pending} job(s) still pending after {} ms",
                     timeout.as_millis()

@@ -52,6 +52,13 @@ fn closing_from_the_callback_on_the_sync_thread_does_not_wait_for_itself() {
     run("close_in_callback");
 }
 
+/// Review of the flush fix: a log callback calling fo_flush on the sync thread with jobs
+/// pending waited its whole timeout for itself, holding every delivery that long.
+#[test]
+fn flushing_from_the_callback_on_the_sync_thread_does_not_wait_for_itself() {
+    run("flush_in_callback");
+}
+
 #[test]
 fn every_kind_of_export_is_safe_from_a_thread_local_destructor() {
     run("tls_destructor");

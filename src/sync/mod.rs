@@ -219,18 +219,30 @@ impl Sync {
         self.link.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Waits, at most until `deadline`, until no batch's outcomes are committed without their
-    /// events queued (see `reporting`). Returns at once on the worker's own thread (a log
-    /// callback calling `fo_flush` while the worker reports).
-    pub fn wait_reported(&self, deadline: Instant) {
+    /// Whether the caller runs on this client's worker thread (a log callback the worker's
+    /// own line called): nothing there may wait for the worker, which is stopped in it.
+    pub fn on_worker_thread(&self) -> bool {
         // pthread_self, not std::thread::current(): that panics on a thread whose
         // thread-locals are gone (a call from a pthread_key destructor).
         // SAFETY: pthread_self only reads the calling thread's id.
         let me = unsafe { libc::pthread_self() } as usize as u64;
-        if self.worker_thread.load(Ordering::SeqCst) == me {
+        self.worker_thread.load(Ordering::SeqCst) == me
+    }
+
+    /// Waits, at most until `deadline`, until the batch whose outcomes are being committed
+    /// now (if any: see `reporting`) has its events queued. Only that batch: one started
+    /// after it is not waited for (under a steady drain the counter is odd much of the
+    /// time). Returns at once on the worker's own thread (a log callback calling
+    /// `fo_flush` while the worker reports) and when the client is closing.
+    pub fn wait_reported(&self, deadline: Instant) {
+        if self.on_worker_thread() {
             return;
         }
-        while self.reporting.load(Ordering::SeqCst) % 2 == 1 {
+        let seen = self.reporting.load(Ordering::SeqCst);
+        if seen % 2 == 0 {
+            return;
+        }
+        while self.reporting.load(Ordering::SeqCst) == seen && !self.is_shutting_down() {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return;
@@ -338,6 +350,8 @@ impl Sync {
             }
         }
         log::info!("sync worker stopped");
+        // A thread made later may get this id: it is not the worker.
+        self.worker_thread.store(0, Ordering::SeqCst);
     }
 }
 

@@ -11,6 +11,8 @@
  *   log_replace_waits  fo_set_log_callback returns only when no call of the old callback
  *                      is running on another thread; none starts after it returned
  *   close_in_callback  the log callback closes the client from the sync thread
+ *   flush_in_callback  the log callback calls fo_flush on the sync thread with jobs pending:
+ *                      it returns at once (FO_TIMEOUT), never holding the sync thread
  *   tls_destructor     every kind of export from a pthread_key destructor
  *   tls_destructor_autostart  the same with a running sync worker: close from the
  *                      destructor joins it and releases the database (reopen works)
@@ -381,6 +383,54 @@ static int close_in_callback(const char *dir) {
   return 0;
 }
 
+/* --------------------------------------------------------- flush_in_callback */
+
+static fo_client *flushing_client = NULL;
+static atomic_int flushed_in_callback = 0;
+static _Atomic double flush_seconds = -1.0;
+static atomic_int flush_result = -1;
+
+static void flush_from_sync_thread(void *user_data, int level, const char *message) {
+  (void)user_data;
+  (void)level;
+  (void)message;
+  if (pthread_equal(pthread_self(), main_thread)) return;
+  if (atomic_exchange(&flushed_in_callback, 1)) return;
+  double start = now_s();
+  /* Jobs are pending (Omnium is unreachable): waiting here would hold the sync thread, the
+   * only one that delivers, for the whole 60 s. */
+  atomic_store(&flush_result, (int)fo_flush(flushing_client, 60000));
+  atomic_store(&flush_seconds, now_s() - start);
+}
+
+static int flush_in_callback(const char *dir) {
+  make_config(dir, "flush.db", 0);
+  main_thread = pthread_self();
+  fo_client *c = NULL;
+  EXPECT(fo_client_open(config, &c), FO_OK);
+  if (c == NULL) return 1;
+  flushing_client = c;
+  char sale[1024];
+  sale_json(sale, sizeof sale, "F", 1);
+  EXPECT(fo_record_sale(c, sale), FO_OK);
+  fo_set_log_callback(flush_from_sync_thread, NULL, 5);
+  /* Starts the sync thread, whose first line reaches the callback on that thread. */
+  EXPECT(fo_sync_now(c), FO_OK);
+  double start = now_s();
+  while (atomic_load(&flush_seconds) < 0 && now_s() - start < 90) sleep_ms(10);
+  double took = atomic_load(&flush_seconds);
+  CHECK(took >= 0, "the callback flushed");
+  CHECK(took < 10.0, "fo_flush on the sync thread waited %.1f s for itself", took);
+  CHECK(atomic_load(&flush_result) == FO_TIMEOUT, "fo_flush on the sync thread gave %s",
+        fo_result_name((fo_result)atomic_load(&flush_result)));
+  fo_set_log_callback(NULL, NULL, 0);
+  /* From any other thread it waits as usual: the sale is still pending. */
+  EXPECT(fo_flush(c, 200), FO_TIMEOUT);
+  fo_client_close(c);
+  EXPECT(fo_flush(c, 0), FO_CLOSED);
+  return 0;
+}
+
 /* ------------------------------------------------------------ tls_destructor */
 
 static pthread_key_t key;
@@ -568,6 +618,8 @@ int main(int argc, char **argv) {
     rc = log_replace_waits(dir);
   else if (strcmp(scenario, "close_in_callback") == 0)
     rc = close_in_callback(dir);
+  else if (strcmp(scenario, "flush_in_callback") == 0)
+    rc = flush_in_callback(dir);
   else if (strcmp(scenario, "tls_destructor") == 0)
     rc = tls_destructor(dir, 0);
   else if (strcmp(scenario, "tls_destructor_autostart") == 0)
