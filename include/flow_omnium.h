@@ -626,7 +626,9 @@ enum fo_result fo_sync_now(struct fo_client *c);
 // Threads: any thread, at the same time as any other call on the same client; a call racing
 // with `fo_client_close` returns its normal result or `FO_CLOSED`.
 // Blocks: up to `timeout_ms` milliseconds (0: checks once and returns), returning early once
-// nothing is pending or the client is closed.
+// nothing is pending or the client is closed. Called from a log callback on the sync thread
+// (the library's own line), it checks once and never waits: the sync thread cannot deliver
+// while it is inside the callback (`FO_TIMEOUT` when anything is pending).
 // Pointers: `c` is a handle from `fo_client_open` (after `fo_client_close` it may still be
 // passed: `FO_CLOSED`).
 //
