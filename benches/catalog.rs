@@ -406,6 +406,7 @@ fn initial_sync(sim: &mut ChildSim, db: &Path) -> SyncRun {
     let sim_hwm_before = proc_status_bytes(sim_pid, "VmHWM");
 
     let sampler = RssSampler::start(sim.pid());
+    timing_start();
     let start = Instant::now();
     let client = Client::open(&config).expect("Client::open");
     loop {
@@ -425,6 +426,7 @@ fn initial_sync(sim: &mut ChildSim, db: &Path) -> SyncRun {
         std::thread::sleep(Duration::from_millis(10));
     }
     let took = start.elapsed();
+    let breakdown = timing_breakdown(start, start + took);
     let (peak_rss, sim_peak) = sampler.finish();
     let run = SyncRun {
         took,
@@ -454,6 +456,8 @@ fn initial_sync(sim: &mut ChildSim, db: &Path) -> SyncRun {
         stats.requests
     );
     println!("{}", stats.routes());
+    let floor = fetch_floor(&sim.base_url());
+    print_breakdown(took, &breakdown, &floor);
     println!("  memory, this process (the client; no catalog held by the bench yet):");
     println!(
         "    before Client::open            VmRSS {:>7.1} MB   VmHWM {:>7.1} MB",
@@ -487,6 +491,284 @@ fn initial_sync(sim: &mut ChildSim, db: &Path) -> SyncRun {
         delta_mb(sim_peak, sim_before)
     );
     run
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1b. Where the first sync's time goes
+
+/// The pull's timing lines (`flow_omnium::sync::pull::TIMING_TARGET`, debug level), kept
+/// with when they came; every other log line is dropped.
+struct TimingLog {
+    lines: std::sync::Mutex<Vec<(Instant, String)>>,
+}
+
+impl log::Log for TimingLog {
+    fn enabled(&self, meta: &log::Metadata) -> bool {
+        meta.target() == flow_omnium::sync::pull::TIMING_TARGET
+    }
+
+    fn log(&self, record: &log::Record) {
+        if self.enabled(record.metadata()) {
+            let line = record.args().to_string();
+            self.lines
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((Instant::now(), line));
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+static TIMING: TimingLog = TimingLog {
+    lines: std::sync::Mutex::new(Vec::new()),
+};
+
+/// Installs [`TIMING`] (once) and forgets what it held.
+fn timing_start() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        if log::set_logger(&TIMING).is_ok() {
+            log::set_max_level(log::LevelFilter::Debug);
+        }
+    });
+    TIMING
+        .lines
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clear();
+}
+
+/// The first sync's time, by part, from the pull's timing lines.
+#[derive(Default)]
+struct Breakdown {
+    /// Pages, fetch (request, body and parse), apply time, and the part of the fetch the
+    /// worker waited for (all of it unless fetched on another thread during an apply), per
+    /// data set.
+    products: (usize, Duration, Duration, Duration),
+    stock: (usize, Duration, Duration, Duration),
+    build: Duration,
+    /// From the start to the first products page fetched (token, market, stores,
+    /// categories, the scroll's start).
+    before_products: Duration,
+    /// From the last timing line to when the bench saw the sync done (the orders and
+    /// purchase-order searches, the status poll every 10 ms).
+    after_last: Duration,
+}
+
+fn micros_after(line: &str, key: &str) -> Duration {
+    let rest = line.split(key).nth(1).unwrap_or("");
+    let n: u64 = rest
+        .split_whitespace()
+        .next()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0);
+    Duration::from_micros(n)
+}
+
+fn timing_breakdown(start: Instant, end: Instant) -> Breakdown {
+    let lines = TIMING.lines.lock().unwrap_or_else(|p| p.into_inner());
+    let mut b = Breakdown::default();
+    let mut first_products: Option<Instant> = None;
+    for (at, line) in lines.iter() {
+        let fetch = micros_after(line, "fetched in ");
+        let waited = micros_after(line, "waited ");
+        let apply = micros_after(line, "applied in ");
+        let part = if line.starts_with("products page") {
+            first_products.get_or_insert(at.checked_sub(waited + apply).unwrap_or(*at));
+            &mut b.products
+        } else if line.starts_with("stock page") {
+            &mut b.stock
+        } else {
+            b.build += micros_after(line, "built in ");
+            continue;
+        };
+        part.0 += 1;
+        part.1 += fetch;
+        part.2 += apply;
+        part.3 += waited;
+    }
+    b.before_products =
+        first_products.map_or(Duration::ZERO, |f| f.saturating_duration_since(start));
+    b.after_last = lines
+        .last()
+        .map_or(Duration::ZERO, |(at, _)| end.saturating_duration_since(*at));
+    b
+}
+
+/// The floor of fetching: the library's own product scroll (same body: its excluded fields,
+/// language, page size) and stock scroll, read with a plain ureq loop, each body read whole
+/// and dropped. Then, apart, the CPU of parsing the product pages as the pull does
+/// (`Page::parse` and `product_rows`), outside the fetch's clock.
+struct FetchFloor {
+    product_pages: usize,
+    product_bytes: usize,
+    products: Duration,
+    stock_pages: usize,
+    stock_bytes: usize,
+    stock: Duration,
+    parse: Duration,
+}
+
+fn fetch_floor(base: &str) -> FetchFloor {
+    let agent = ureq::Agent::new_with_defaults();
+    let (token, _) = read_json(
+        &mut agent
+            .post(format!(
+                "{base}/api/token?clientId=sim-client&clientSecret=sim-secret&returnAsJson=true"
+            ))
+            .send_empty()
+            .expect("token"),
+    );
+    let bearer = format!("Bearer {}", token["accessToken"].as_str().expect("token"));
+    let mut f = FetchFloor {
+        product_pages: 0,
+        product_bytes: 0,
+        products: Duration::ZERO,
+        stock_pages: 0,
+        stock_bytes: 0,
+        stock: Duration::ZERO,
+        parse: Duration::ZERO,
+    };
+    let scroll_id = |body: &[u8]| -> Option<String> {
+        // The id is in the last bytes: `…,"scrollId":"…"}`.
+        let tail = &body[body.len().saturating_sub(200)..];
+        let text = String::from_utf8_lossy(tail);
+        let at = text.rfind("\"scrollId\":\"")? + "\"scrollId\":\"".len();
+        Some(text[at..].split('"').next()?.to_string())
+    };
+    for resource in ["Products", "Inventory"] {
+        let first = if resource == "Products" {
+            json!({
+                "marketId": "NOR", "storeId": "oslo-1", "isUnionDeltaQuery": true,
+                "isFacetsDisabled": true, "sortOrder": "ModifiedAscending", "take": SCROLL_TAKE,
+                "excludedFields": flow_omnium::omnium::catalog::product_exclusions(),
+                "productLanguage": "no",
+            })
+        } else {
+            json!({"warehouseCodes": ["oslo-1"], "isBatchesExcluded": true})
+        };
+        let path = if resource == "Products" {
+            "Products/Scroll"
+        } else {
+            "Inventory/Search"
+        };
+        // Only the requests are on this clock (the parse below is not).
+        let started = Instant::now();
+        let mut body = read_bytes(
+            &mut agent
+                .post(format!("{base}/api/{path}"))
+                .header("Authorization", &bearer)
+                .send_json(first)
+                .expect("scroll start"),
+        );
+        let mut clock = started.elapsed();
+        loop {
+            let empty = body.starts_with(b"{\"result\":[]");
+            if resource == "Products" {
+                f.product_pages += 1;
+                f.product_bytes += body.len();
+                let parse = Instant::now();
+                let page = Page::<Product>::parse(&body, "GET /api/Products/Scroll", "products")
+                    .expect("a page of products");
+                let rows: Vec<CatalogProduct> = page
+                    .items
+                    .iter()
+                    .filter_map(|p| product_rows(p, &SCOPE))
+                    .collect();
+                drop(rows);
+                f.parse += parse.elapsed();
+            } else {
+                f.stock_pages += 1;
+                f.stock_bytes += body.len();
+            }
+            let Some(id) = scroll_id(&body).filter(|_| !empty) else {
+                break;
+            };
+            drop(body);
+            let started_get = Instant::now();
+            body = read_bytes(
+                &mut agent
+                    .get(format!("{base}/api/{resource}/Scroll/{id}"))
+                    .header("Authorization", &bearer)
+                    .call()
+                    .expect("scroll page"),
+            );
+            clock += started_get.elapsed();
+        }
+        if resource == "Products" {
+            f.products = clock;
+        } else {
+            f.stock = clock;
+        }
+    }
+    f
+}
+
+fn print_breakdown(took: Duration, b: &Breakdown, floor: &FetchFloor) {
+    let s = |d: Duration| d.as_secs_f64();
+    let accounted = b.before_products
+        + b.products.3
+        + b.products.2
+        + b.build
+        + b.stock.3
+        + b.stock.2
+        + b.after_last;
+    println!(
+        "  where the {:.2} s went (the pull's timing lines, debug level):",
+        s(took)
+    );
+    println!(
+        "    start → first products page (token, market, stores, categories)  {:>6.2} s",
+        s(b.before_products)
+    );
+    println!(
+        "    {:>3} products pages: fetched and parsed  {:>6.2} s   applied  {:>6.2} s   \
+         waited for pages {:>6.2} s",
+        b.products.0,
+        s(b.products.1),
+        s(b.products.2),
+        s(b.products.3)
+    );
+    println!(
+        "    the search index and listings built at the end             {:>6.2} s",
+        s(b.build)
+    );
+    println!(
+        "    {:>3} stock pages: fetched and parsed     {:>6.2} s   applied  {:>6.2} s   \
+         waited for pages {:>6.2} s",
+        b.stock.0,
+        s(b.stock.1),
+        s(b.stock.2),
+        s(b.stock.3)
+    );
+    println!(
+        "    last page → sync seen done (orders, purchase orders, 10 ms poll) {:>6.2} s",
+        s(b.after_last)
+    );
+    println!(
+        "    not accounted (the worker between pages)                         {:>6.2} s",
+        s(took.saturating_sub(accounted))
+    );
+    println!("  floor, a plain ureq loop over the same scrolls (bodies read and dropped):");
+    println!(
+        "    {:>3} products pages, {:.1} MB  {:>6.2} s   ({:.0} MB/s; the simulator renders \
+         each page)",
+        floor.product_pages,
+        mb(floor.product_bytes as u64),
+        s(floor.products),
+        mb(floor.product_bytes as u64) / s(floor.products)
+    );
+    println!(
+        "    {:>3} stock pages, {:.1} MB     {:>6.2} s",
+        floor.stock_pages,
+        mb(floor.stock_bytes as u64),
+        s(floor.stock)
+    );
+    println!(
+        "    parsing the products pages into rows as the pull does (one thread, apart) {:>6.2} s",
+        s(floor.parse)
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -25,6 +25,11 @@ use crate::store::CursorAdvance;
 use serde_json::json;
 use std::collections::VecDeque;
 
+/// The log target of the pull's timing lines (debug level): per scroll page the time to
+/// fetch and parse it and the time to apply it, and the time of the catalog's build after
+/// a first sync. `benches/catalog.rs -- sync` reads them for its breakdown.
+pub const TIMING_TARGET: &str = "flow_omnium::sync::pull::timing";
+
 /// Stores and categories change rarely; they are pulled at most this often unless asked.
 const SLOW_DATASET_INTERVAL_MS: i64 = 3_600_000;
 /// Page size asked of Omnium's scrolls.
@@ -127,6 +132,22 @@ pub struct Puller {
     /// The newest `modified` already announced per data set, so a window re-read does not
     /// announce the same change twice.
     announced: std::collections::HashMap<&'static str, i64>,
+    /// The scroll's next page, fetched (and parsed) on another thread while this one
+    /// applied the page before it; taken by the next step instead of asking again.
+    ahead: Option<Ahead>,
+}
+
+/// A scroll page fetched ahead: asked for with `id` while the page before it was applied.
+/// Only in memory: the cursor covers what was applied, so a crash or an aborted run
+/// forgets it and reads it again from the cursor, as it would a page not yet fetched.
+struct Ahead {
+    dataset: Dataset,
+    id: String,
+    page: Result<Option<ScrollPage>, Failure>,
+    /// How long the request took, and how long of it the worker waited once its own
+    /// apply was done.
+    fetched_in: std::time::Duration,
+    waited: std::time::Duration,
 }
 
 /// Purchase orders change seldom: pulled on every this-many-th run (and when asked).
@@ -243,6 +264,7 @@ impl Puller {
     pub fn abort(&mut self, retry_at: i64) {
         self.queue.clear();
         self.scroll = None;
+        self.ahead = None;
         self.reset_search();
         self.search_type = 0;
         self.full = false;
@@ -300,6 +322,7 @@ impl Puller {
                     log::warn!("cannot record that {name} failed: {e}");
                 }
                 self.scroll = None;
+                self.ahead = None;
                 self.reset_search();
                 // A data set that failed is never swept: what was not read is not gone.
                 self.seen_products.clear();
@@ -322,8 +345,15 @@ impl Puller {
             // Read to its end or failed: what a first sync (or a re-fold) set aside is
             // built now (restarted here after a crash; searches read the tables meanwhile).
             super::kill_point("before_catalog_build");
-            if let Err(e) = sync.store.finish_catalog_build() {
-                log::error!("cannot build the catalog's search index: {e}");
+            let started = std::time::Instant::now();
+            match sync.store.finish_catalog_build() {
+                Ok(true) => log::debug!(
+                    target: TIMING_TARGET,
+                    "catalog build: built in {} us",
+                    started.elapsed().as_micros()
+                ),
+                Ok(false) => {}
+                Err(e) => log::error!("cannot build the catalog's search index: {e}"),
             }
         }
         if finished {
@@ -800,13 +830,27 @@ impl Puller {
             None
         };
         let scope = scope(&sync.ctx, market.as_ref());
+        let fetch_started = std::time::Instant::now();
+        // (request and parse, how long the worker waited for it)
+        let mut fetch_times = None;
         let page = match self
             .scroll
             .as_mut()
             .filter(|s| s.dataset == dataset && s.id.is_some())
         {
             Some(s) => {
-                let next = ScrollPage::next(sync, dataset, s.id.as_deref().unwrap_or_default());
+                let id = s.id.as_deref().unwrap_or_default();
+                let next = match self
+                    .ahead
+                    .take()
+                    .filter(|a| a.dataset == dataset && a.id == id)
+                {
+                    Some(a) => {
+                        fetch_times = Some((a.fetched_in, a.waited));
+                        a.page
+                    }
+                    None => ScrollPage::next(sync, dataset, id),
+                };
                 if let Err(f) = &next {
                     if shrink_products_page(&mut self.product_take, dataset, f) {
                         // Read again from the committed cursor, in smaller pages.
@@ -835,6 +879,7 @@ impl Puller {
                 }
             }
             None => {
+                self.ahead = None;
                 let restarts = self.scroll.as_ref().map_or(0, |s| s.restarts);
                 let (base, from) = delta_from(sync, dataset)?;
                 let from = from.filter(|_| !self.full);
@@ -870,6 +915,10 @@ impl Puller {
                 page
             }
         };
+        let (fetched_in, waited) = fetch_times.unwrap_or_else(|| {
+            let took = fetch_started.elapsed();
+            (took, took)
+        });
         let Some(mut scroll) = self.scroll.take() else {
             return Ok(true);
         };
@@ -899,10 +948,53 @@ impl Puller {
                 ),
             }
         }
-        let applied = match &page {
-            ScrollPage::Products(p) => apply_products_page(sync, &mut scroll, p, &scope, done),
-            ScrollPage::Stock(p) => apply_stock_page(sync, &mut scroll, p, done),
+        let apply_started = std::time::Instant::now();
+        let apply = |scroll: &mut Scroll| match &page {
+            ScrollPage::Products(p) => apply_products_page(sync, scroll, p, &scope, done),
+            ScrollPage::Stock(p) => apply_stock_page(sync, scroll, p, done),
         };
+        // The next page is fetched and parsed on another thread while this one is applied
+        // (the simulator on its own core, the parse beside the SQLite work): one page ahead
+        // at most, so memory stays bounded. Not in the deterministic simulation, which runs
+        // the worker on one thread.
+        let next_id = scroll.id.clone().filter(|_| !done && !sync.simulated);
+        let (applied, applied_in) = match next_id {
+            Some(id) => std::thread::scope(|threads| {
+                let fetch = threads.spawn(|| {
+                    // Reads wait behind the sales of the API user, as on the worker.
+                    let _reading = crate::omnium::user_gate::pulling();
+                    let started = std::time::Instant::now();
+                    let page = ScrollPage::next(sync, dataset, &id);
+                    (page, started.elapsed())
+                });
+                let applied = apply(&mut scroll);
+                let applied_in = apply_started.elapsed();
+                let join_started = std::time::Instant::now();
+                let (page, fetched_in) = fetch
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p));
+                self.ahead = Some(Ahead {
+                    dataset,
+                    id: id.clone(),
+                    page,
+                    fetched_in,
+                    waited: join_started.elapsed(),
+                });
+                (applied, applied_in)
+            }),
+            None => {
+                let applied = apply(&mut scroll);
+                (applied, apply_started.elapsed())
+            }
+        };
+        log::debug!(
+            target: TIMING_TARGET,
+            "{} page: {len} items, fetched in {} us, waited {} us, applied in {} us",
+            dataset.name(),
+            fetched_in.as_micros(),
+            waited.as_micros(),
+            applied_in.as_micros()
+        );
         let news = match (applied, &page) {
             (Ok(_), ScrollPage::Products(p)) => self.news(
                 dataset,
