@@ -138,7 +138,7 @@ impl Client {
                 "lost": d.lost,
             }));
         }
-        if let Some(moved) = store.catalog_damage() {
+        for moved in store.catalog_damage() {
             // The catalog's own file was damaged: moved aside and pulled again from the
             // start. It holds no job, so none is salvaged and none lost.
             sync.events.push(json!({

@@ -1532,6 +1532,55 @@ fn a_damaged_catalog_file_is_moved_aside_pulled_again_and_the_till_keeps_selling
     }
 }
 
+/// Review: a kill right after a damaged catalog file was moved aside lost its
+/// `storage.damaged` event (the next open found no catalog file and made one quietly). The
+/// move is noted in the main file before it is made: killed before the move or right after
+/// it, the next open reports the one file moved aside, once.
+#[test]
+fn a_kill_around_a_damaged_catalogs_move_still_reports_it_once() {
+    for point in ["catalog:noted", "catalog:moved"] {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("pos.db");
+        {
+            let client = Client::open(&offline_config(&db)).unwrap();
+            client.record_sale(&sale("BEFORE-1", 1)).unwrap();
+        }
+        rusqlite::Connection::open(side(&db, "-catalog"))
+            .unwrap()
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .unwrap();
+        damage_header(&side(&db, "-catalog"));
+        let damaged = std::fs::read(side(&db, "-catalog")).unwrap();
+        assert_eq!(
+            open_and_crash_at(&db, point),
+            Some(libc::SIGABRT),
+            "{point}: the child must abort there"
+        );
+        let moved_by_child = damaged_catalogs(dir.path());
+        assert_eq!(
+            moved_by_child.len(),
+            usize::from(point == "catalog:moved"),
+            "{point}: {:?}",
+            names_in(dir.path())
+        );
+        let client = Client::open(&offline_config(&db)).expect("the till opens");
+        let moved = damaged_catalogs(dir.path());
+        assert_eq!(moved.len(), 1, "{point}: {:?}", names_in(dir.path()));
+        assert_eq!(std::fs::read(dir.path().join(&moved[0])).unwrap(), damaged);
+        let events = events_of_type(&client, "storage.damaged");
+        assert_eq!(events.len(), 1, "{point}: {events:?}");
+        assert_eq!(events[0]["moved_to"], json!(moved[0]), "{point}");
+        client.record_sale(&sale("AFTER-1", 1)).unwrap();
+        drop(client);
+        let client = Client::open(&offline_config(&db)).unwrap();
+        assert_eq!(
+            events_of_type(&client, "storage.damaged"),
+            Vec::<serde_json::Value>::new(),
+            "{point}: reported once"
+        );
+    }
+}
+
 /// Review (reviewa): a flow-omnium database found at the catalog's name (another till's
 /// `database_path` happens to be `<this database>-catalog`) is somebody's outbox, not a
 /// damaged catalog: it is refused (`FO_STORAGE`) and left exactly where it is, even when its

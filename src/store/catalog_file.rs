@@ -188,10 +188,16 @@ pub(super) fn check_path(db: &Path) -> Result<()> {
     }
 }
 
+/// `sync_state` key of the main file listing the names the catalog file was moved to (JSON
+/// array), written before each move and taken by the open that queues their
+/// `storage.damaged` events ([`take_moved`]): a kill right after a move, or a move made by
+/// the one-time copy out of a single-file database, still reports it.
+pub(crate) const MOVED_KEY: &str = "storage.damaged.catalog";
+
 /// Opens (creating, or replacing when damaged) the catalog's writer. The caller holds the
-/// database's lock. Returns the connection and, when the file found was damaged, the name
-/// it was moved to.
-pub(super) fn open_writer(db: &Path) -> Result<(Connection, Option<PathBuf>)> {
+/// database's lock; `main` is the database's writer, where each move aside is noted before
+/// it is made ([`MOVED_KEY`]). Returns the connection.
+pub(super) fn open_writer(db: &Path, main: &Connection) -> Result<Connection> {
     check_path(db)?;
     let cat = catalog_path(db);
     let found = match inspect(&cat)? {
@@ -199,24 +205,24 @@ pub(super) fn open_writer(db: &Path) -> Result<(Connection, Option<PathBuf>)> {
         Found::Damaged(reason) => Some(reason),
     };
     let moved = match found {
-        Some(reason) => Some(replace(&cat, &reason)?),
+        Some(reason) => Some(replace(&cat, &reason, main)?),
         None => None,
     };
     if std::fs::symlink_metadata(&cat).is_err() {
-        fresh(&cat)?;
+        fresh(&cat, main)?;
     }
     match open_checked(&cat) {
         Ok(conn) => {
             files::make_private(&cat)?;
-            Ok((conn, moved))
+            Ok(conn)
         }
         Err(Opened::Damaged(reason)) if moved.is_none() => {
-            let moved = replace(&cat, &reason)?;
-            fresh(&cat)?;
+            replace(&cat, &reason, main)?;
+            fresh(&cat, main)?;
             match open_checked(&cat) {
                 Ok(conn) => {
                     files::make_private(&cat)?;
-                    Ok((conn, Some(moved)))
+                    Ok(conn)
                 }
                 Err(Opened::Damaged(r)) => Err(Error::Storage(format!(
                     "the catalog file {} was damaged ({reason}) and moved aside, but a fresh one fails too: {r}",
@@ -283,8 +289,10 @@ fn a_database_at_the_name(cat: &Path) -> Error {
 }
 
 /// Moves a damaged catalog file (with its `-wal` and `-shm`) to
-/// `<database>-catalog.damaged-<UTC time>`, never deleting anything. Returns the new name.
-fn replace(cat: &Path, reason: &str) -> Result<PathBuf> {
+/// `<database>-catalog.damaged-<UTC time>`, never deleting anything. The new name is noted
+/// in the main file first (committed before the first rename), so the `storage.damaged`
+/// event outlives a kill at any point of the move. Returns the new name.
+fn replace(cat: &Path, reason: &str, main: &Connection) -> Result<PathBuf> {
     use crate::clock::Clock;
     let now = crate::clock::SystemClock.wall_ms();
     let stamp = chrono::DateTime::from_timestamp_millis(now)
@@ -292,6 +300,8 @@ fn replace(cat: &Path, reason: &str) -> Result<PathBuf> {
         .format("%Y%m%dT%H%M%S%.3fZ")
         .to_string();
     let target = files::aside_name(cat, &stamp);
+    note_moved(main, &target)?;
+    crash_point("catalog:noted");
     files::move_aside(cat, &target)?;
     crash_point("catalog:moved");
     log::error!(
@@ -303,15 +313,65 @@ fn replace(cat: &Path, reason: &str) -> Result<PathBuf> {
     Ok(target)
 }
 
+/// Appends `target`'s file name to the main file's list of catalog moves ([`MOVED_KEY`]),
+/// in one committed statement.
+fn note_moved(main: &Connection, target: &Path) -> Result<()> {
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    main.execute(
+        "INSERT INTO sync_state (key, value) VALUES (?1, json_array(?2))
+         ON CONFLICT (key) DO UPDATE SET value = json_insert(
+             CASE WHEN json_valid(value) THEN value ELSE '[]' END, '$[#]', ?2)",
+        [MOVED_KEY, &name],
+    )?;
+    Ok(())
+}
+
+/// Takes (reads and deletes) the catalog moves noted in the main file: the files they name
+/// that exist (a name noted by an open killed before its move is dropped), beside `db`.
+pub(super) fn take_moved(main: &Connection, db: &Path) -> Result<Vec<PathBuf>> {
+    let noted: Option<String> = main
+        .query_row(
+            "SELECT value FROM sync_state WHERE key = ?1",
+            [MOVED_KEY],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(noted) = noted else {
+        return Ok(Vec::new());
+    };
+    let names: Vec<String> = serde_json::from_str(&noted).unwrap_or_default();
+    let dir = db.parent().unwrap_or(Path::new("/"));
+    let mut moved: Vec<PathBuf> = Vec::new();
+    for name in names {
+        // Only a name of ours, beside the database (the value is our own, but it is read
+        // back from a file).
+        if name.contains('/') || name.is_empty() {
+            continue;
+        }
+        let path = dir.join(&name);
+        let there = ["", "-wal", "-shm"]
+            .iter()
+            .any(|s| std::fs::symlink_metadata(side_file(&path, s)).is_ok());
+        if there && !moved.contains(&path) {
+            moved.push(path);
+        }
+    }
+    main.execute("DELETE FROM sync_state WHERE key = ?1", [MOVED_KEY])?;
+    Ok(moved)
+}
+
 /// Creates an empty catalog file (0600). A `-wal` or `-shm` left without their file (a
 /// move aside cut short moves them first, so only foreign hands leave one) is moved aside
 /// too: SQLite would otherwise replay that WAL into the fresh file.
-fn fresh(cat: &Path) -> Result<()> {
+fn fresh(cat: &Path, main: &Connection) -> Result<()> {
     let orphan = ["-wal", "-shm"]
         .iter()
         .any(|s| std::fs::symlink_metadata(side_file(cat, s)).is_ok());
     if orphan {
-        replace(cat, "a -wal or -shm without its catalog file")?;
+        replace(cat, "a -wal or -shm without its catalog file", main)?;
     }
     files::create_private(cat)?;
     files::sync_dir(cat.parent().unwrap_or(Path::new("/")))
@@ -476,10 +536,11 @@ pub(super) fn reindex_if_folded_otherwise(conn: &Connection) -> Result<()> {
 /// `main` at the schema version just before [`SPLIT_MARK`]'s) into the catalog file, in one
 /// transaction of the catalog file. The main file's migration that drops the tables comes
 /// after; a crash before it commits copies again at the next open. The caller holds the
-/// database's lock.
-pub(super) fn copy_from_main(db: &Path) -> Result<()> {
+/// database's lock; `main` is its writer (a catalog file found damaged here is moved aside
+/// and noted there, reported by the open: [`take_moved`]).
+pub(super) fn copy_from_main(db: &Path, main: &Connection) -> Result<()> {
     let started = std::time::Instant::now();
-    let (cat, _) = open_writer(db)?;
+    let cat = open_writer(db, main)?;
     // Read-only: nothing the copy does can write the main file.
     attach_config(&cat, ATTACH_WRITE, false)?;
     cat.execute(
@@ -860,6 +921,33 @@ mod tests {
         // The next open copies nothing again (the main file has no catalog left).
         let s = Store::open(&db).unwrap();
         moved_intact(&s);
+    }
+
+    /// Review: a catalog file found damaged while a single-file database's catalog is
+    /// copied out of it was moved aside by the copy without a word (the open that followed
+    /// found a fresh file): the move is reported like any other, and the copy goes on into
+    /// a fresh file.
+    #[test]
+    fn a_damaged_catalog_found_by_the_copy_out_of_a_single_file_database_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("pos.db");
+        single_file(&db);
+        let garbage = b"not a catalog, not even SQLite: damaged beyond repair".repeat(100);
+        std::fs::write(catalog_path(&db), &garbage).unwrap();
+        let s = Store::open(&db).unwrap();
+        let moved = s.catalog_damage().to_vec();
+        assert_eq!(moved.len(), 1, "{moved:?}");
+        assert!(moved[0]
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("pos.db-catalog.damaged-"));
+        assert_eq!(std::fs::read(&moved[0]).unwrap(), garbage, "moved as found");
+        moved_intact(&s);
+        drop(s);
+        // Reported once: the next open has nothing to report.
+        let s = Store::open(&db).unwrap();
+        assert!(s.catalog_damage().is_empty());
     }
 
     /// Not a test on its own: opens the database named by `FO_CATFILE_DB` (the crash test

@@ -62,7 +62,7 @@ pub struct Store {
     /// tool), which only reads the catalog.
     catalog: Mutex<Option<Connection>>,
     /// Set when the catalog file found at open was damaged: where it was moved.
-    catalog_damage: Option<PathBuf>,
+    catalog_damage: Vec<PathBuf>,
     /// Threads blocked waiting for `conn` (the till's record calls, the worker's outbox
     /// writes). Background writes (catalog and stock pages) step aside while any wait, and
     /// commit early when one starts waiting, so a record call never queues behind a page
@@ -229,10 +229,13 @@ impl Store {
         // The catalog's own file: opened (made, or moved aside and made again when damaged)
         // under the lock, after the main file (an older database's catalog was copied into
         // it by the migration above).
-        let (catalog, catalog_damage) = catalog_file::open_writer(&path)?;
+        let catalog = catalog_file::open_writer(&path, &conn)?;
         // Taken (deleted from the file) last: an open that fails before here keeps the
-        // report of a replaced file for the next open to queue.
+        // report of a replaced file for the next open to queue. The catalog's moves too
+        // (noted before each move: by this open, by the copy out of a single-file
+        // database, or by an open killed right after its move).
         let damage = replace::take_report(&conn)?;
+        let catalog_damage = catalog_file::take_moved(&conn, &path)?;
         let wal_thread = checkpoint::Checkpointer::start(&mut conn, &path);
         let store = Store {
             checkpointer: Mutex::new(Checkpointer::default()),
@@ -289,7 +292,7 @@ impl Store {
             catalog_batch: std::sync::atomic::AtomicUsize::new(catalog::FIRST_BATCH),
             conn: Mutex::new(conn),
             catalog: Mutex::new(None),
-            catalog_damage: None,
+            catalog_damage: Vec::new(),
             waiting: std::sync::atomic::AtomicUsize::new(0),
             relaxed: std::sync::atomic::AtomicBool::new(false),
             #[cfg(test)]
@@ -398,10 +401,11 @@ impl Store {
         self.damage.as_ref()
     }
 
-    /// Where the catalog file was moved when it was found damaged at open (it is pulled
-    /// again from the start).
-    pub fn catalog_damage(&self) -> Option<&Path> {
-        self.catalog_damage.as_deref()
+    /// Where the catalog file was moved when it was found damaged (at this open, at an
+    /// open killed right after the move, or during the copy out of a single-file
+    /// database): it is pulled again from the start. Usually none or one.
+    pub fn catalog_damage(&self) -> &[PathBuf] {
+        &self.catalog_damage
     }
 
     /// The catalog file's writer (see [`catalog_file`]). A store opened alongside (a tool)
@@ -749,7 +753,7 @@ fn open_checked(path: &Path) -> std::result::Result<Connection, Opened> {
         // version before the split, copied to the catalog file, then dropped here by the
         // split's migration. A crash before that commits copies again next time.
         schema::migrate_to(&conn, split - 1)?;
-        if let Err(e) = catalog_file::copy_from_main(path) {
+        if let Err(e) = catalog_file::copy_from_main(path, &conn) {
             // Re-pullable: the till opens and sells, the catalog is pulled again from the
             // cursors the catalog file holds (none unless an earlier copy committed).
             log::error!(
