@@ -27,7 +27,11 @@
 //!    would stretch the sync instead.)
 //!
 //! Run: `cargo bench --features sim --bench catalog` (all five), or name the parts to run:
-//! `cargo bench --features sim --bench catalog -- sync apply reads idle record`.
+//! `cargo bench --features sim --bench catalog -- sync apply reads idle record`. `-- record
+//! trace` also traces every hold of the outbox's writer over 1 ms during part 5 (by caller,
+//! split into the holder's CPU, its time preempted and the rest) and prints what the
+//! longest-blocked recording calls waited behind. `FO_BENCH_DIR=/dev/shm` puts the databases
+//! on a tmpfs.
 
 use flow_omnium::ffi::{
     fo_client, fo_client_close, fo_client_open, fo_last_error_message, fo_product_get,
@@ -37,7 +41,9 @@ use flow_omnium::fo_result;
 use flow_omnium::model::catalog::CatalogProduct;
 use flow_omnium::omnium::catalog::{product_rows, CatalogScope, Page, Product};
 use flow_omnium::sim::{CatalogSpec, SimConfig, Simulator};
-use flow_omnium::store::{take_writer_wait, Store};
+use flow_omnium::store::{
+    take_writer_holds, take_writer_wait, trace_writer_holds, Store, WriterHold,
+};
 use flow_omnium::Client;
 use rusqlite::{params, Connection, TransactionBehavior};
 use serde_json::{json, Value};
@@ -1423,7 +1429,7 @@ struct RecordRun {
     took: Duration,
 }
 
-fn record_during_sync(sim: &mut ChildSim, dir: &Path) -> RecordRun {
+fn record_during_sync(sim: &mut ChildSim, dir: &Path, trace: bool) -> RecordRun {
     let skus = sim.count("skus");
     let db = dir.join("record.db");
     let config = client_config(
@@ -1452,11 +1458,16 @@ fn record_during_sync(sim: &mut ChildSim, dir: &Path) -> RecordRun {
             .query_row("SELECT count(*) FROM product", [], |r| r.get::<_, i64>(0))
             .unwrap_or(0) as usize
     };
+    if trace {
+        trace_writer_holds(Some(TRACE_HOLDS_OVER));
+    }
     let start = Instant::now();
     // SAFETY: a live client.
     check(unsafe { fo_sync_now(c) }, "fo_sync_now");
     let mut during = Vec::new();
     let mut waits = Vec::new();
+    // Each call's start (since `start`), its time and its wait, for the trace.
+    let mut calls: Vec<(Duration, f64, f64)> = Vec::new();
     let mut last_check = Instant::now();
     let mut n = 0usize;
     loop {
@@ -1478,13 +1489,22 @@ fn record_during_sync(sim: &mut ChildSim, dir: &Path) -> RecordRun {
                 local_skus()
             );
         }
+        let at = start.elapsed();
         let (us, waited) = record_one(c, &format!("R-{n:06}"));
+        calls.push((at, us, waited));
         during.push(us);
         waits.push(waited);
         n += 1;
         std::thread::sleep(RECORD_EVERY);
     }
     let took = start.elapsed();
+    let holds = if trace {
+        let h = take_writer_holds();
+        trace_writer_holds(None);
+        h
+    } else {
+        Vec::new()
+    };
     // SAFETY: opened above, closed once.
     unsafe { fo_client_close(c) };
     let waited_calls = waits.iter().filter(|w| **w > 0.0).count();
@@ -1508,7 +1528,115 @@ fn record_during_sync(sim: &mut ChildSim, dir: &Path) -> RecordRun {
         "  {waited_calls} of {} calls found the writer held by another transaction",
         run.during.0.len()
     );
+    if trace {
+        print_holds(&holds, &calls);
+    }
     run
+}
+
+/// With `trace`: holds of the outbox's writer longer than this are recorded during part 5.
+const TRACE_HOLDS_OVER: Duration = Duration::from_millis(1);
+
+/// The function of the library around a traced hold's caller line (read from the source).
+fn caller_name(h: &WriterHold) -> String {
+    let file = h.caller.file();
+    let line = h.caller.line() as usize;
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+    let name = std::fs::read_to_string(&path).ok().and_then(|text| {
+        let lines: Vec<&str> = text.lines().take(line).collect();
+        lines.iter().rev().find_map(|l| {
+            let at = l.find("fn ")?;
+            let rest = &l[at + 3..];
+            let end = rest.find(|c: char| !(c.is_alphanumeric() || c == '_'))?;
+            (end > 0).then(|| rest[..end].to_string())
+        })
+    });
+    let short = file.rsplit('/').next().unwrap_or(file);
+    format!("{} ({short}:{line})", name.unwrap_or_default())
+}
+
+/// The trace of part 5: holds of the outbox's writer over `TRACE_HOLDS_OVER`, by caller
+/// (times in ms), then what each of the longest-blocked recording calls waited behind.
+fn print_holds(holds: &[WriterHold], calls: &[(Duration, f64, f64)]) {
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let mut by: BTreeMap<String, Vec<&WriterHold>> = BTreeMap::new();
+    for h in holds {
+        by.entry(caller_name(h)).or_default().push(h);
+    }
+    let mut rows: Vec<_> = by.into_iter().collect();
+    rows.sort_by(|a, b| {
+        let sum = |v: &[&WriterHold]| v.iter().map(|h| h.held).sum::<Duration>();
+        sum(&b.1).cmp(&sum(&a.1))
+    });
+    println!(
+        "  holds of the outbox writer over {} ms during the run, by caller (ms; cpu = the \
+         holder's CPU time, preempted = runnable without a CPU, the rest = off CPU otherwise: \
+         I/O, locks):",
+        TRACE_HOLDS_OVER.as_millis()
+    );
+    println!(
+        "  {:<44} {:>6} {:>7} {:>7} {:>7} {:>8} {:>6} {:>10} {:>6} {:>9}",
+        "caller",
+        "holds",
+        "p50",
+        "p99",
+        "max",
+        "sum",
+        "cpu%",
+        "preempted%",
+        "rest%",
+        "caller waited"
+    );
+    for (name, v) in &rows {
+        let held = Latencies::new(v.iter().map(|h| ms(h.held)).collect());
+        let sum: f64 = held.0.iter().sum();
+        let cpu: f64 = v.iter().map(|h| ms(h.cpu)).sum();
+        let pre: f64 = v.iter().map(|h| ms(h.run_delay)).sum();
+        let rest = (sum - cpu - pre).max(0.0);
+        println!(
+            "  {name:<44} {:>6} {:>7.1} {:>7.1} {:>7.1} {:>8.0} {:>6.0} {:>10.0} {:>6.0} {:>9}",
+            v.len(),
+            held.pct(0.5),
+            held.pct(0.99),
+            held.pct(1.0),
+            sum,
+            100.0 * cpu / sum,
+            100.0 * pre / sum,
+            100.0 * rest / sum,
+            v.iter().filter(|h| h.waited_for).count()
+        );
+    }
+    let mut slow: Vec<_> = calls.iter().filter(|c| c.2 >= 1000.0).collect();
+    slow.sort_by(|a, b| b.2.total_cmp(&a.2));
+    println!("  the recording calls blocked longest, and the holds that ended while they waited:");
+    for (at, us, waited) in slow.iter().take(12) {
+        let from = *at;
+        let to = *at + Duration::from_secs_f64(us / 1e6);
+        let behind: Vec<String> = holds
+            .iter()
+            .filter(|h| h.at + h.held > from && h.at + h.held <= to && h.at < to)
+            .map(|h| {
+                format!(
+                    "{} {:.1} ms (cpu {:.1}, preempted {:.1})",
+                    caller_name(h),
+                    ms(h.held),
+                    ms(h.cpu),
+                    ms(h.run_delay)
+                )
+            })
+            .collect();
+        println!(
+            "    at {:>7.3} s: {:>6.1} ms, blocked {:>6.1} ms behind {}",
+            from.as_secs_f64(),
+            us / 1e3,
+            waited / 1e3,
+            if behind.is_empty() {
+                "(no hold over the threshold)".to_string()
+            } else {
+                behind.join("; ")
+            }
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1669,7 +1797,10 @@ fn main() {
              {DRAIN_JOBS} sales run",
             RECORD_EVERY.as_millis()
         );
-        let run = record_during_sync(&mut sim, dir.path());
+        // `-- record trace`: also trace the holds of the outbox's writer (adds a few µs to
+        // each hold: compare figures of runs without it).
+        let trace = named.iter().any(|n| n == "trace");
+        let run = record_during_sync(&mut sim, dir.path(), trace);
         rows.push((
             "record p99 during sync + drain".into(),
             format!(

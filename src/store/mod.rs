@@ -10,6 +10,7 @@ mod deferred;
 pub mod files;
 mod fold;
 mod group;
+mod holds;
 mod outbox;
 mod replace;
 mod salvage;
@@ -42,6 +43,9 @@ pub use catalog_file::{catalog_path, CATALOG_APPLICATION_ID};
 pub use files::{DbLock, APPLICATION_ID};
 
 pub use salvage::DamageReport;
+
+use holds::WriterGuard;
+pub use holds::{take_writer_holds, trace_writer_holds, WriterHold};
 
 /// How long a writer waits for another process's lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -463,16 +467,19 @@ impl Store {
 
     /// The writer, with no recording batch open on it: one left open by recording callers
     /// is committed (and its members told) first.
-    pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
+    #[track_caller]
+    pub(crate) fn conn(&self) -> WriterGuard<'_> {
         let conn = self.conn_raw();
         self.group.finish(&conn);
         conn
     }
 
     /// The writer as it is (a recording batch may be open on it; see [`Store::conn`]).
-    fn conn_raw(&self) -> MutexGuard<'_, Connection> {
+    #[track_caller]
+    fn conn_raw(&self) -> WriterGuard<'_> {
         use std::sync::atomic::Ordering;
         use std::sync::TryLockError;
+        let caller = std::panic::Location::caller();
         // A panic while holding the lock leaves SQLite consistent (transactions roll back
         // on drop), so a poisoned lock is safe to reuse.
         let guard = match self.conn.try_lock() {
@@ -497,7 +504,7 @@ impl Store {
                 Err(e) => panic!("the database cannot be set back to synchronous=FULL: {e}"),
             }
         }
-        guard
+        WriterGuard::new(guard, &self.waiting, caller)
     }
 
     /// Whether the writer's commits wake the checkpoint thread (its WAL hook is installed).
@@ -518,7 +525,9 @@ impl Store {
     /// each other, never make a record call wait longer than one of them. A caller that
     /// keeps the connection busy cannot starve the worker: after `BACKGROUND_MAX_DEFER`
     /// it queues like anyone else.
-    pub(crate) fn conn_background(&self) -> MutexGuard<'_, Connection> {
+    #[track_caller]
+    pub(crate) fn conn_background(&self) -> WriterGuard<'_> {
+        let caller = std::panic::Location::caller();
         let started = std::time::Instant::now();
         loop {
             if !self.callers_waiting() || started.elapsed() >= BACKGROUND_MAX_DEFER {
@@ -526,6 +535,7 @@ impl Store {
                 if !self.callers_waiting() || started.elapsed() >= BACKGROUND_MAX_DEFER {
                     // A recording batch left open for a caller still on its way is
                     // committed first: no background transaction runs inside one.
+                    let guard = WriterGuard::new(guard, &self.waiting, caller);
                     self.group.finish(&guard);
                     return guard;
                 }
@@ -543,6 +553,7 @@ impl Store {
     /// own end). What is lost is pulled again from the cursor it committed with. The
     /// connection is back at `synchronous = FULL` before the lock is released, whatever `f`
     /// returned, or this errs and the next use sets it again.
+    #[track_caller]
     pub(crate) fn background_write<T>(
         &self,
         f: impl FnOnce(&rusqlite::Transaction, &dyn Fn() -> bool) -> Result<T>,

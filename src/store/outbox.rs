@@ -486,6 +486,7 @@ impl Store {
     }
 
     /// Runs `f` in one write transaction (for state that is not an outbox event).
+    #[track_caller]
     pub fn write<T>(&self, f: impl FnOnce(&Lookup) -> Result<T>) -> Result<T> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
