@@ -850,6 +850,10 @@ pub(crate) struct Product {
     pub price_times: Vec<i128>,
     /// Sellable SKUs: active variants, or the product's own `skuId` when it has no variants.
     pub skus: Vec<String>,
+    /// The document as last served, with the exclusions it was served with, when the
+    /// catalog keeps what it rendered (`Catalog::keep_rendered`). A changed product is a
+    /// new `Product`, so this never outlives the document it renders.
+    rendered: std::sync::OnceLock<(Exclusions, Box<[u8]>)>,
 }
 
 impl Product {
@@ -899,6 +903,7 @@ impl Product {
             deleted,
             price_times,
             skus,
+            rendered: std::sync::OnceLock::new(),
         }
     }
 
@@ -961,6 +966,23 @@ impl Snapshot {
             Snapshot::Inventory(v) => v[from..to].iter().collect(),
         }
     }
+
+    /// The page's response; products from their kept bytes when `keep_rendered`.
+    fn page_response(
+        &self,
+        from: usize,
+        to: usize,
+        scroll_id: Option<&str>,
+        exclusions: &Exclusions,
+        keep_rendered: bool,
+    ) -> Response {
+        match self {
+            Snapshot::Products(v) if keep_rendered => {
+                rendered_page_response(&v[from..to], self.len(), scroll_id, exclusions)
+            }
+            _ => page_response(&self.page(from, to), self.len(), scroll_id, exclusions),
+        }
+    }
 }
 
 /// A write on its way to the search index.
@@ -999,6 +1021,10 @@ pub(crate) struct Catalog {
     pub index_lag_ms: i64,
     /// The product scroll honours `excludedFields` (off: an Omnium that ignores it).
     pub honour_exclusions: bool,
+    /// Each product's document is rendered once (per set of exclusions) and its bytes kept
+    /// for later scrolls: a benchmark's simulator then spends no CPU rendering JSON while
+    /// the client is timed (a real Omnium does not run on the till's cores).
+    pub keep_rendered: bool,
     stores: BTreeMap<String, StoredStore>,
     pub markets: Vec<Value>,
     pub scrolls: HashMap<String, Scroll>,
@@ -1045,6 +1071,7 @@ impl Catalog {
             writes: 0,
             index_lag_ms: 0,
             honour_exclusions: true,
+            keep_rendered: false,
             stores,
             markets: markets_for(cfg),
             scrolls: HashMap::new(),
@@ -1748,7 +1775,7 @@ struct ProductQuery {
 
 /// A product scroll's `excludedFields`: what Omnium leaves out of every product it serves
 /// (and of its variants), kept for the scroll's later pages.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct Exclusions {
     /// Field names left out, lower case.
     fields: Vec<String>,
@@ -1922,6 +1949,56 @@ fn page_response(
     r
 }
 
+/// [`page_response`] from each product's kept bytes, rendered (and kept) on first use; a
+/// product kept under other exclusions is rendered afresh.
+fn rendered_page_response(
+    items: &[Arc<Product>],
+    total: usize,
+    scroll_id: Option<&str>,
+    exclusions: &Exclusions,
+) -> Response {
+    use std::borrow::Cow;
+    // Empty when it cannot be serialised (a document is never empty).
+    let render = |p: &Product| -> Vec<u8> {
+        if exclusions.is_empty() {
+            serde_json::to_vec(&p.doc).unwrap_or_default()
+        } else {
+            serde_json::to_vec(&Slim(&p.doc, exclusions)).unwrap_or_default()
+        }
+    };
+    let mut body = Vec::with_capacity(64 + items.len() * 512);
+    body.extend_from_slice(b"{\"result\":[");
+    for (i, p) in items.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        let bytes = match p.rendered.get() {
+            Some((e, kept)) if e == exclusions => Cow::Borrowed(&kept[..]),
+            Some(_) => Cow::Owned(render(p)),
+            None => {
+                let (e, kept) = p
+                    .rendered
+                    .get_or_init(|| (exclusions.clone(), render(p).into_boxed_slice()));
+                if e == exclusions {
+                    Cow::Borrowed(&kept[..])
+                } else {
+                    Cow::Owned(render(p))
+                }
+            }
+        };
+        if bytes.is_empty() {
+            return Response::text(500, "cannot serialise a result");
+        }
+        body.extend_from_slice(&bytes);
+    }
+    body.extend_from_slice(format!("],\"totalHits\":{total},\"scrollId\":").as_bytes());
+    body.extend_from_slice(json!(scroll_id).to_string().as_bytes());
+    body.push(b'}');
+    let mut r = Response::json(200, &Value::Null);
+    r.body = body;
+    r
+}
+
 // ---------------------------------------------------------------------------------------------
 // Endpoints
 
@@ -1959,7 +2036,13 @@ impl State {
         let total = snapshot.len();
         let first = total.min(take);
         let id = (always_id || total > take).then(|| format!("{}{}", random_hex(), random_hex()));
-        let resp = page_response(&snapshot.page(0, first), total, id.as_deref(), &exclusions);
+        let resp = snapshot.page_response(
+            0,
+            first,
+            id.as_deref(),
+            &exclusions,
+            self.catalog.keep_rendered,
+        );
         self.count_served(snapshot.kind(), first);
         if let Some(id) = id {
             self.stats.scrolls_started += 1;
@@ -2009,11 +2092,12 @@ impl State {
         let to = (from + s.take).min(s.snapshot.len());
         s.pos = to;
         s.last_used = now;
-        let resp = page_response(
-            &s.snapshot.page(from, to),
-            s.snapshot.len(),
+        let resp = s.snapshot.page_response(
+            from,
+            to,
             Some(id),
             &s.exclusions,
+            self.catalog.keep_rendered,
         );
         if to == from {
             self.catalog.scrolls.remove(id);

@@ -1066,3 +1066,42 @@ fn excluded_fields_are_left_out_of_every_page_of_the_scroll() {
     let ignored = f.products(&body);
     assert_eq!(ignored, full, "served whole when exclusions are ignored");
 }
+
+/// `keep_rendered_products` (for benchmarks) serves the same pages as rendering each time:
+/// under the scroll's exclusions, under other exclusions than the ones kept, and after a
+/// product changed (a new document, rendered afresh).
+#[test]
+fn kept_renderings_serve_the_same_pages_as_fresh_ones() {
+    let (f, _) = Fixture::with_catalog(&spec(40));
+    let slim = json!({"take": 15, "excludedFields": {
+        "isInventoryExcluded": true, "isPropertiesExcluded": true,
+        "specificFields": ["description"]}});
+    let whole = json!({"take": 15});
+    let fresh = |f: &Fixture| {
+        f.sim.keep_rendered_products(false);
+        let pages = (f.products(&slim), f.products(&whole));
+        f.sim.keep_rendered_products(true);
+        pages
+    };
+    let before = fresh(&f);
+    assert!(before.0 != before.1, "the exclusions change what is served");
+    f.sim.keep_rendered_products(true);
+    for _ in 0..2 {
+        assert_eq!(
+            f.products(&slim),
+            before.0,
+            "kept under the scroll's exclusions"
+        );
+        assert_eq!(f.products(&whole), before.1, "kept under other exclusions");
+    }
+    let touched = f.sim.touch_products(5);
+    assert_eq!(touched.len(), 5);
+    let after = fresh(&f);
+    assert!(after.0 != before.0, "the change is served");
+    assert_eq!(
+        f.products(&slim),
+        after.0,
+        "a changed product is rendered afresh"
+    );
+    assert_eq!(f.products(&whole), after.1);
+}

@@ -603,6 +603,14 @@ impl Simulator {
         lock(&self.shared.state).catalog.enrich_products(bytes);
     }
 
+    /// Whether each product's document is rendered once per set of exclusions and its
+    /// bytes kept for later scrolls (off by default). A benchmark turns it on and reads the
+    /// catalog once before timing, so the simulator's JSON rendering does not share the
+    /// client's cores while it is timed.
+    pub fn keep_rendered_products(&self, on: bool) {
+        lock(&self.shared.state).catalog.keep_rendered = on;
+    }
+
     /// Whether the product scroll honours `excludedFields` (the default). Off, it serves
     /// every field whatever the request asks: an Omnium that ignores exclusions.
     pub fn set_exclusions_honoured(&self, on: bool) {
