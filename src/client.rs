@@ -283,19 +283,21 @@ impl Client {
     /// Records a sale (CONTRACT §4). Returns once it is durably stored.
     pub fn record_sale(&self, sale_json: &str) -> Result<()> {
         self.check_open()?;
-        let (sale, canonical) = Sale::read(sale_json, &self.defaults)?;
-        // The goods leave the selling store's warehouse now; see fo_stock_get's pending.
-        let warehouse = self.warehouse_of(&sale.store_id);
-        let mut effects = StockEffects::with_capacity(sale.lines.len());
-        if let Some(warehouse) = warehouse {
-            for l in &sale.lines {
-                effects.push(&l.sku, warehouse, -l.quantity);
+        // The sale is read as a view into `sale_json`: none of its strings is copied.
+        Sale::read_with(sale_json, &self.defaults, |sale, canonical| {
+            // The goods leave the selling store's warehouse now; see fo_stock_get's pending.
+            let warehouse = self.warehouse_of(sale.store_id);
+            let mut effects = StockEffects::with_capacity(sale.lines.len());
+            if let Some(warehouse) = warehouse {
+                for l in &sale.lines {
+                    effects.push(l.sku, warehouse, -l.quantity);
+                }
             }
-        }
-        self.record_canonical(JobKind::Sale, &sale.id, &sale.id, &canonical, None, |_| {
-            Ok(Extras {
-                effects,
-                extra: None,
+            self.record_canonical(JobKind::Sale, sale.id, sale.id, &canonical, None, |_| {
+                Ok(Extras {
+                    effects,
+                    extra: None,
+                })
             })
         })
     }

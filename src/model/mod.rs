@@ -7,10 +7,13 @@ pub mod catalog;
 pub mod fields;
 pub mod money;
 mod pos_events;
-mod raw;
+pub(crate) mod raw;
 pub mod store_events;
 
-pub use pos_events::{CancelLine, Cancellation, Payment, Return, ReturnLine, Sale, SaleLine};
+pub use pos_events::{
+    CancelLine, Cancellation, Payment, PaymentView, Return, ReturnLine, Sale, SaleLine,
+    SaleLineView, SaleView,
+};
 
 /// What the parser needs from the configuration to fill defaults.
 #[derive(Clone, Debug)]

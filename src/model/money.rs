@@ -100,11 +100,53 @@ pub fn exact_line_total(quantity: f64, unit_price: i64) -> (i128, u32) {
         // product needs no formatting.
         return ((quantity as i128) * i128::from(unit_price), 0);
     }
+    // The text in a buffer on the stack (a quantity's fits unless it is tiny or huge) and
+    // its digits taken as they are read: the same number as the text-and-parse below.
+    let mut buf = [0u8; 64];
+    let mut w: &mut [u8] = &mut buf;
+    let written = std::io::Write::write_fmt(&mut w, format_args!("{quantity}")).is_ok();
+    let len = 64 - w.len();
+    if written {
+        if let Some(product) = digits_times(&buf[..len], unit_price) {
+            return product;
+        }
+    }
     let text = format!("{quantity}");
     let (int, frac) = text.split_once('.').unwrap_or((&text, ""));
     let frac = &frac[..frac.len().min(MAX_QUANTITY_DECIMALS as usize)];
     let digits: i128 = format!("{int}{frac}").parse().unwrap_or(0);
     (digits * i128::from(unit_price), frac.len() as u32)
+}
+
+/// [`exact_line_total`] of a quantity's text `[-]digits[.digits]`: `None` for any other
+/// text or on overflow (the caller then takes the slow way, which gives 0 for those).
+fn digits_times(text: &[u8], unit_price: i64) -> Option<(i128, u32)> {
+    let (negative, text) = match text.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, text),
+    };
+    let mut digits: i128 = 0;
+    let mut scale: Option<u32> = None;
+    for &b in text {
+        match b {
+            b'0'..=b'9' => {
+                if scale == Some(MAX_QUANTITY_DECIMALS) {
+                    continue;
+                }
+                digits = digits.checked_mul(10)?.checked_add(i128::from(b - b'0'))?;
+                if let Some(s) = &mut scale {
+                    *s += 1;
+                }
+            }
+            b'.' if scale.is_none() => scale = Some(0),
+            _ => return None,
+        }
+    }
+    let digits = if negative { -digits } else { digits };
+    Some((
+        digits.checked_mul(i128::from(unit_price))?,
+        scale.unwrap_or(0),
+    ))
 }
 
 /// Rounds `value / 10^scale` to a whole number, half away from zero.
@@ -170,6 +212,56 @@ mod tests {
         assert_eq!(exact_line_total(2.0, 19950), (39900, 0));
         assert_eq!(exact_line_total(0.1, 3), (3, 1));
         assert_eq!(decimal_text(-35, 4), "-0.0035");
+    }
+
+    #[test]
+    fn fractional_quantities_read_on_the_stack_give_the_product_of_their_text() {
+        // The text-and-parse way the stack reading replaced.
+        let by_text = |q: f64, price: i64| {
+            let text = format!("{q}");
+            let (int, frac) = text.split_once('.').unwrap_or((&text, ""));
+            let frac = &frac[..frac.len().min(MAX_QUANTITY_DECIMALS as usize)];
+            let digits: i128 = format!("{int}{frac}").parse().unwrap_or(0);
+            Some((digits.checked_mul(i128::from(price))?, frac.len() as u32))
+        };
+        let mut bits: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut quantities = vec![
+            0.5,
+            0.735,
+            0.1,
+            -0.5,
+            -2.25,
+            1e-7,
+            1e-300,
+            123_456.789_012_345,
+            0.333_333_333_333,
+            4_503_599_627_370_495.5,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            1e300,
+            5e-324,
+        ];
+        for _ in 0..3_000 {
+            bits ^= bits << 13;
+            bits ^= bits >> 7;
+            bits ^= bits << 17;
+            quantities.push(f64::from_bits(bits));
+            quantities.push((bits % 10_000_000) as f64 / 1000.0);
+        }
+        for q in quantities {
+            for price in [0, 1, 19950, -7, 9_000_000_000_000_000] {
+                // Whole quantities take the other way (tested above); a product past i128
+                // cannot be a sale's (quantity and price are bounded long before).
+                if q.fract() == 0.0 && q.abs() < 1e15 {
+                    continue;
+                }
+                let Some(expected) = by_text(q, price) else {
+                    continue;
+                };
+                assert_eq!(exact_line_total(q, price), expected, "{q} × {price}");
+            }
+        }
     }
 
     #[test]

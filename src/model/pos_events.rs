@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use chrono::{DateTime, FixedOffset};
 use serde::de::{Deserialize, MapAccess};
 use serde_json::Value;
+use std::borrow::Cow;
 use std::collections::HashSet;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -185,6 +186,19 @@ impl Sale {
     /// [`Sale::normalize`], [`Sale::parse`] and `fields::canonical_json` give
     /// (`tests/sale_parse.rs`, the `sale` fuzz target).
     pub fn read(text: &str, defaults: &Defaults) -> Result<(Sale, String)> {
+        Sale::read_with(text, defaults, |sale, canonical| {
+            Ok((sale.to_owned(), canonical))
+        })
+    }
+
+    /// [`Sale::read`] handing `f` the checked sale as a view into the text (no string of
+    /// it copied) and its canonical JSON: what recording needs, without an owned [`Sale`]
+    /// (its strings were a fifth of a 20-line recording call's instructions).
+    pub fn read_with<R>(
+        text: &str,
+        defaults: &Defaults,
+        f: impl FnOnce(&SaleView<'_>, String) -> Result<R>,
+    ) -> Result<R> {
         let slots = match serde_json::from_str::<Shaped<SaleSlots>>(text) {
             Ok(Shaped::Obj(obj)) => obj,
             Ok(Shaped::Other(kind)) => {
@@ -196,7 +210,7 @@ impl Sale {
         };
         let sale = Sale::check(&slots, Some(defaults))?;
         let canonical = slots.slots.canonical(defaults, text.len())?;
-        Ok((sale, canonical))
+        f(&sale, canonical)
     }
 
     /// Fills the defaults the contract names into the raw JSON, so that the stored
@@ -219,7 +233,7 @@ impl Sale {
     /// A sale from a parsed (and normalized) value, such as its stored JSON.
     pub fn parse(value: &Value) -> Result<Sale> {
         match Shaped::<SaleSlots>::deserialize(value) {
-            Ok(Shaped::Obj(obj)) => Sale::check(&obj, None),
+            Ok(Shaped::Obj(obj)) => Sale::check(&obj, None).map(|s| s.to_owned()),
             Ok(Shaped::Other(kind)) => Err(Error::InvalidJson(format!(
                 "sale: expected a JSON object, got {kind}"
             ))),
@@ -233,7 +247,7 @@ impl Sale {
     /// text and tree readers to the same answers).
     pub fn parse_stored(text: &str) -> Result<Sale> {
         match serde_json::from_str::<Shaped<SaleSlots>>(text) {
-            Ok(Shaped::Obj(obj)) => Sale::check(&obj, None),
+            Ok(Shaped::Obj(obj)) => Sale::check(&obj, None).map(|s| s.to_owned()),
             Ok(Shaped::Other(kind)) => Err(Error::InvalidJson(format!(
                 "sale: expected a JSON object, got {kind}"
             ))),
@@ -244,14 +258,14 @@ impl Sale {
     /// The contract's rules, checked in a fixed order (so a sale with several faults gets
     /// the same message however its JSON is laid out). `defaults` fills in what
     /// [`Sale::normalize`] would.
-    fn check(obj: &Obj<SaleSlots>, defaults: Option<&Defaults>) -> Result<Sale> {
+    fn check<'g>(obj: &'g Obj<SaleSlots>, defaults: Option<&'g Defaults>) -> Result<SaleView<'g>> {
         let at = At {
             base: "sale",
             index: None,
         };
         at.deny_unknown(&obj.unknown, SALE_KEYS)?;
         let f = &obj.slots;
-        let id = Field::new(at, "id", &f.id).id()?.to_string();
+        let id = Field::new(at, "id", &f.id).id()?;
         let currency = Field::new(at, "currency", &f.currency)
             .or(defaults.map(|d| d.currency.as_str()))
             .text()?;
@@ -262,8 +276,13 @@ impl Sale {
             ));
         }
         let items = at.objects("lines", &f.lines)?;
-        let mut line_ids = HashSet::with_capacity(items.len());
-        let mut lines = Vec::with_capacity(items.len());
+        // A short list is searched (no hashing); a long one hashed.
+        let mut line_ids = HashSet::with_capacity(if items.len() > SHORT_LIST {
+            items.len()
+        } else {
+            0
+        });
+        let mut lines: Vec<SaleLineView> = Vec::with_capacity(items.len());
         let mut total: i128 = 0;
         for (i, item) in items.iter().enumerate() {
             let at = At {
@@ -274,7 +293,12 @@ impl Sale {
             let l = &item.slots;
             let id_field = Field::new(at, "line_id", &l.line_id);
             let line_id = id_field.id()?;
-            if !line_ids.insert(line_id) {
+            let twice = if items.len() > SHORT_LIST {
+                !line_ids.insert(line_id)
+            } else {
+                lines.iter().any(|l| l.line_id == line_id)
+            };
+            if twice {
                 return Err(Error::invalid(
                     id_field.path(),
                     format!("{line_id:?} is used twice"),
@@ -304,12 +328,10 @@ impl Sale {
                 }
             }
             total += i128::from(gross) - i128::from(discount);
-            lines.push(SaleLine {
-                line_id: line_id.to_string(),
-                sku: Field::new(at, "sku", &l.sku).id()?.to_string(),
-                name: Field::new(at, "name", &l.name)
-                    .text_opt()?
-                    .map(str::to_string),
+            lines.push(SaleLineView {
+                line_id,
+                sku: Field::new(at, "sku", &l.sku).id()?,
+                name: Field::new(at, "name", &l.name).text_opt()?,
                 quantity,
                 unit_price,
                 discount,
@@ -320,8 +342,12 @@ impl Sale {
             .money_opt()?
             .unwrap_or(0);
         let items = at.objects("payments", &f.payments)?;
-        let mut payment_ids = HashSet::with_capacity(items.len());
-        let mut payments = Vec::with_capacity(items.len());
+        let mut payment_ids = HashSet::with_capacity(if items.len() > SHORT_LIST {
+            items.len()
+        } else {
+            0
+        });
+        let mut payments: Vec<PaymentView> = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
             let at = At {
                 base: "sale.payments",
@@ -329,23 +355,26 @@ impl Sale {
             };
             at.deny_unknown(&item.unknown, PAYMENT_KEYS)?;
             let p = &item.slots;
-            let pid = match Field::new(at, "id", &p.id).id_opt()? {
-                Some(pid) => pid.to_string(),
-                None => format!("{id}-P-{}", i + 1),
+            let pid: Cow<str> = match Field::new(at, "id", &p.id).id_opt()? {
+                Some(pid) => Cow::Borrowed(pid),
+                None => Cow::Owned(format!("{id}-P-{}", i + 1)),
             };
-            if !payment_ids.insert(pid.clone()) {
+            let twice = if items.len() > SHORT_LIST {
+                !payment_ids.insert(pid.clone())
+            } else {
+                payments.iter().any(|p| p.id == pid)
+            };
+            if twice {
                 return Err(Error::invalid(
                     at.path("id"),
                     format!("{pid:?} is used twice"),
                 ));
             }
-            payments.push(Payment {
+            payments.push(PaymentView {
                 id: pid,
-                method: Field::new(at, "method", &p.method).text()?.to_string(),
+                method: Field::new(at, "method", &p.method).text()?,
                 amount: Field::new(at, "amount", &p.amount).money()?,
-                transaction_id: Field::new(at, "transaction_id", &p.transaction_id)
-                    .id_opt()?
-                    .map(str::to_string),
+                transaction_id: Field::new(at, "transaction_id", &p.transaction_id).id_opt()?,
             });
         }
         let paid: i128 = payments.iter().map(|p| i128::from(p.amount)).sum();
@@ -358,20 +387,15 @@ impl Sale {
                 ),
             ));
         }
-        Ok(Sale {
+        Ok(SaleView {
             id,
             created_at: Field::new(at, "created_at", &f.created_at).time()?,
             store_id: Field::new(at, "store_id", &f.store_id)
                 .or(defaults.map(|d| d.store_id.as_str()))
-                .id()?
-                .to_string(),
-            currency: currency.to_string(),
-            customer_id: Field::new(at, "customer_id", &f.customer_id)
-                .id_opt()?
-                .map(str::to_string),
-            salesperson_id: Field::new(at, "salesperson_id", &f.salesperson_id)
-                .id_opt()?
-                .map(str::to_string),
+                .id()?,
+            currency,
+            customer_id: Field::new(at, "customer_id", &f.customer_id).id_opt()?,
+            salesperson_id: Field::new(at, "salesperson_id", &f.salesperson_id).id_opt()?,
             rounding,
             lines,
             payments,
@@ -380,6 +404,83 @@ impl Sale {
 
     pub fn line(&self, line_id: &str) -> Option<&SaleLine> {
         self.lines.iter().find(|l| l.line_id == line_id)
+    }
+}
+
+/// Up to this many lines (or payments), a repeated id is found by comparing with those
+/// before it; beyond, by hashing.
+const SHORT_LIST: usize = 32;
+
+/// A checked sale whose strings are borrowed from the JSON text it was read from (see
+/// [`Sale::read_with`]); [`SaleView::to_owned`] is the [`Sale`].
+#[derive(Debug)]
+pub struct SaleView<'a> {
+    pub id: &'a str,
+    pub created_at: DateTime<FixedOffset>,
+    pub store_id: &'a str,
+    pub currency: &'a str,
+    pub customer_id: Option<&'a str>,
+    pub salesperson_id: Option<&'a str>,
+    pub rounding: i64,
+    pub lines: Vec<SaleLineView<'a>>,
+    pub payments: Vec<PaymentView<'a>>,
+}
+
+/// A [`SaleLine`] borrowed from the text.
+#[derive(Debug)]
+pub struct SaleLineView<'a> {
+    pub line_id: &'a str,
+    pub sku: &'a str,
+    pub name: Option<&'a str>,
+    pub quantity: f64,
+    pub unit_price: i64,
+    pub discount: i64,
+    pub tax_rate: Option<f64>,
+}
+
+/// A [`Payment`] borrowed from the text (an id the sale did not give is made up).
+#[derive(Debug)]
+pub struct PaymentView<'a> {
+    pub id: Cow<'a, str>,
+    pub method: &'a str,
+    pub amount: i64,
+    pub transaction_id: Option<&'a str>,
+}
+
+impl SaleView<'_> {
+    pub fn to_owned(&self) -> Sale {
+        Sale {
+            id: self.id.to_string(),
+            created_at: self.created_at,
+            store_id: self.store_id.to_string(),
+            currency: self.currency.to_string(),
+            customer_id: self.customer_id.map(str::to_string),
+            salesperson_id: self.salesperson_id.map(str::to_string),
+            rounding: self.rounding,
+            lines: self
+                .lines
+                .iter()
+                .map(|l| SaleLine {
+                    line_id: l.line_id.to_string(),
+                    sku: l.sku.to_string(),
+                    name: l.name.map(str::to_string),
+                    quantity: l.quantity,
+                    unit_price: l.unit_price,
+                    discount: l.discount,
+                    tax_rate: l.tax_rate,
+                })
+                .collect(),
+            payments: self
+                .payments
+                .iter()
+                .map(|p| Payment {
+                    id: p.id.to_string(),
+                    method: p.method.to_string(),
+                    amount: p.amount,
+                    transaction_id: p.transaction_id.map(str::to_string),
+                })
+                .collect(),
+        }
     }
 }
 

@@ -528,12 +528,15 @@ impl Canon {
             self.out.extend_from_slice(b"null");
             return Ok(());
         }
+        if let Got::Str(s) = got {
+            push_json_str(&mut self.out, s);
+            return Ok(());
+        }
         let mut ser = serde_json::Serializer::new(&mut self.out);
         let written = match got {
-            Got::Null | Got::Absent => Ok(()),
+            Got::Null | Got::Absent | Got::Str(_) => Ok(()),
             Got::Bool(b) => serde::Serialize::serialize(b, &mut ser),
             Got::Num(n) => serde::Serialize::serialize(n, &mut ser),
-            Got::Str(s) => serde::Serialize::serialize(&**s, &mut ser),
             // A valid record holds no array or object where a scalar belongs.
             Got::Array | Got::Object => {
                 return Err(Error::Internal(
@@ -555,5 +558,20 @@ impl Canon {
 
     pub(crate) fn finish(self) -> Result<String> {
         String::from_utf8(self.out).map_err(|e| Error::Internal(format!("canonical JSON: {e}")))
+    }
+}
+
+/// Appends `s` as a JSON string, exactly as `serde_json` writes it: a string with nothing
+/// to escape (no `"`, `\\` or control character, the usual case) is copied as it is,
+/// any other goes through `serde_json`.
+pub(crate) fn push_json_str(out: &mut Vec<u8>, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        // Writing into a Vec cannot fail, and a &str always serializes.
+        let _ = serde_json::to_writer(&mut *out, s);
     }
 }

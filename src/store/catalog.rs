@@ -1155,9 +1155,9 @@ impl StockEffects {
         }
         out.push(b'[');
         // Writing into a Vec cannot fail, and a &str and a finite f64 always serialize.
-        let _ = serde_json::to_writer(&mut *out, sku);
+        crate::model::raw::push_json_str(out, sku);
         out.push(b',');
-        let _ = serde_json::to_writer(&mut *out, warehouse_id);
+        crate::model::raw::push_json_str(out, warehouse_id);
         out.push(b',');
         let _ = serde_json::to_writer(&mut *out, &quantity);
         out.extend_from_slice(b"]]");
