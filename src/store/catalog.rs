@@ -413,7 +413,8 @@ impl Store {
             // it committed (the cursor with its page) is what a reader sees.
             self.read(|c| read(c, "catalog_cursor"))
         } else {
-            read(&self.conn(), "pull_cursor")
+            // Also on a reader: the cursors are committed with what they cover.
+            self.read(|c| read(c, "pull_cursor"))
         }
     }
 
