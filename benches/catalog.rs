@@ -173,6 +173,19 @@ impl RssSampler {
     }
 }
 
+/// This thread's CPU time (less sensitive than the wall clock to the other processes on
+/// this machine's two cores).
+fn thread_cpu() -> Duration {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec to fill.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    assert_eq!(rc, 0, "clock_gettime");
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
 /// xorshift64*: deterministic picks without a crate.
 struct Rng(u64);
 
@@ -717,6 +730,24 @@ fn fetch_floor(base: &str) -> FetchFloor {
     f
 }
 
+/// The catalog build's steps, from the timing lines.
+fn print_build_steps() {
+    let lines = TIMING.lines.lock().unwrap_or_else(|p| p.into_inner());
+    let steps: Vec<String> = lines
+        .iter()
+        .filter_map(|(_, l)| l.strip_prefix("catalog build step: "))
+        .map(|l| {
+            let (what, rest) = l.rsplit_once(" in ").unwrap_or((l, ""));
+            let wall = micros_after(l, " in ").as_secs_f64();
+            let cpu = micros_after(rest, "CPU ").as_secs_f64();
+            format!("{what} {wall:.2} (CPU {cpu:.2})")
+        })
+        .collect();
+    if !steps.is_empty() {
+        println!("    the build's steps, wall (CPU) s: {}", steps.join(", "));
+    }
+}
+
 fn print_breakdown(took: Duration, b: &Breakdown, floor: &FetchFloor) {
     let s = |d: Duration| d.as_secs_f64();
     let accounted = b.before_products
@@ -746,6 +777,7 @@ fn print_breakdown(took: Duration, b: &Breakdown, floor: &FetchFloor) {
         "    the search index and listings built at the end             {:>6.2} s",
         s(b.build)
     );
+    print_build_steps();
     println!(
         "    {:>3} stock pages: fetched and parsed     {:>6.2} s   applied  {:>6.2} s   \
          waited for pages {:>6.2} s",
@@ -871,6 +903,8 @@ fn fetch_rows(base: &str) -> Fetched {
 /// A library apply run: how far it got, and the time after each chunk.
 struct LibraryRun {
     products: usize,
+    /// This thread's CPU time for the whole run (rows and build).
+    cpu: Duration,
     /// (SKUs applied so far, time since the start) after each chunk.
     progress: Vec<(usize, Duration)>,
 }
@@ -911,9 +945,11 @@ impl LibraryRun {
 /// (the build's time counts).
 fn apply_library(products: &[CatalogProduct], db: &Path, budget: Duration) -> LibraryRun {
     let start = Instant::now();
+    let cpu_start = thread_cpu();
     let store = Store::open(db).expect("Store::open");
     let mut run = LibraryRun {
         products: 0,
+        cpu: Duration::ZERO,
         progress: Vec::new(),
     };
     // As a first sync does: bare tables, then the search index and listings in one pass.
@@ -929,11 +965,19 @@ fn apply_library(products: &[CatalogProduct], db: &Path, budget: Duration) -> Li
         }
     }
     let build = Instant::now();
+    let cpu_build = thread_cpu();
+    timing_start();
     assert!(store.finish_catalog_build().expect("finish_catalog_build"));
+    let cpu_end = thread_cpu();
     println!(
-        "  (of the library's time: the search index and listings built at the end in {:.2} s)",
-        build.elapsed().as_secs_f64()
+        "  (of the library's time: the search index and listings built at the end in {:.2} s; \
+         this thread's CPU: rows {:.2} s, build {:.2} s)",
+        build.elapsed().as_secs_f64(),
+        (cpu_build - cpu_start).as_secs_f64(),
+        (cpu_end - cpu_build).as_secs_f64()
     );
+    run.cpu = cpu_end - cpu_start;
+    print_build_steps();
     if let Some(last) = run.progress.last_mut() {
         last.1 = start.elapsed();
     }
@@ -959,6 +1003,7 @@ const FLOOR_SCHEMA: &str = "
 /// rest as one JSON text) and of each price, keyed by (sku, its n-th price).
 fn apply_floor(products: &[CatalogProduct], db: &Path) -> Duration {
     let start = Instant::now();
+    let cpu_start = thread_cpu();
     let mut conn = Connection::open(db).expect("open");
     let mode: String = conn
         .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
@@ -1019,6 +1064,10 @@ fn apply_floor(products: &[CatalogProduct], db: &Path) -> Duration {
         }
         tx.commit().expect("COMMIT");
     }
+    println!(
+        "  (floor: this thread's CPU {:.2} s)",
+        (thread_cpu() - cpu_start).as_secs_f64()
+    );
     start.elapsed()
 }
 

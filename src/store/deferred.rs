@@ -239,7 +239,18 @@ impl Store {
         };
         let objects = objects(&mark)?;
         let started = std::time::Instant::now();
+        let cpu = super::holds::thread_cpu;
+        let step = |what: &str, (since, cpu_since): (std::time::Instant, std::time::Duration)| {
+            log::debug!(
+                target: crate::sync::pull::TIMING_TARGET,
+                "catalog build step: {what} in {} us (this thread's CPU {} us)",
+                since.elapsed().as_micros(),
+                cpu().saturating_sub(cpu_since).as_micros()
+            );
+            (std::time::Instant::now(), cpu())
+        };
         self.catalog_write(|tx, _| start_over(tx))?;
+        let mut since = (std::time::Instant::now(), cpu());
         let mut after = i64::MIN;
         loop {
             let (upto, done) = self.catalog_write(|tx, yield_now| {
@@ -262,6 +273,7 @@ impl Store {
                 break;
             }
         }
+        since = step("search index", since);
         // The indexes, one transaction each (one sort of its table), the listings' own
         // last: the listings are filled a category at a time through the links' index.
         let indexes: Vec<&Object> = objects.iter().filter(|o| o.0 == "index").collect();
@@ -270,6 +282,7 @@ impl Store {
             .partition(|o| o.1 == "category_member_by_key");
         for index in others {
             self.catalog_write(|tx, _| restore(tx, std::slice::from_ref(index), "index"))?;
+            since = step(&format!("index {}", index.1), since);
         }
         let categories: Vec<String> = self.read(|c| {
             Ok(
@@ -294,10 +307,13 @@ impl Store {
             })?;
             rest = &rest[n..];
         }
+        since = step("listings", since);
         for index in members_key {
             self.catalog_write(|tx, _| restore(tx, std::slice::from_ref(index), "index"))?;
+            since = step(&format!("index {}", index.1), since);
         }
         self.catalog_write(|tx, _| conclude(tx, &objects))?;
+        step("triggers back", since);
         log::info!(
             "catalog search index and listings built in {} ms",
             started.elapsed().as_millis()
