@@ -597,9 +597,20 @@ impl Store {
     /// it never waits for readers or the writer and copies what it can. At most every
     /// `CHECKPOINT_EVERY`; a failure is only logged (the WAL thread, `checkpoint.rs`, remains).
     pub(crate) fn checkpoint_aside(&self) {
+        self.checkpoint_aside_if(true);
+    }
+
+    /// As [`Store::checkpoint_aside`], whenever it was last done: before a checkpoint that
+    /// must run on the writer (`truncate_wal`), so that one has only the pages committed
+    /// since left to copy. Returns whether every page of the WAL is now in the database.
+    pub(crate) fn copy_wal_aside(&self) -> bool {
+        self.checkpoint_aside_if(false)
+    }
+
+    fn checkpoint_aside_if(&self, throttled: bool) -> bool {
         let mut cp = self.checkpointer.lock().unwrap_or_else(|p| p.into_inner());
-        if cp.last.is_some_and(|t| t.elapsed() < CHECKPOINT_EVERY) {
-            return;
+        if throttled && cp.last.is_some_and(|t| t.elapsed() < CHECKPOINT_EVERY) {
+            return false;
         }
         cp.last = Some(std::time::Instant::now());
         if cp.conn.is_none() {
@@ -608,13 +619,18 @@ impl Store {
                 Ok(c) => cp.conn = Some(c),
                 Err(e) => {
                     log::warn!("cannot open a connection to checkpoint the WAL: {e}");
-                    return;
+                    return false;
                 }
             }
         }
-        if let Some(c) = &cp.conn {
-            if let Err(e) = c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+        let Some(c) = &cp.conn else { return false };
+        match c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        }) {
+            Ok((log, copied)) => log == copied,
+            Err(e) => {
                 log::warn!("WAL checkpoint failed: {e}");
+                false
             }
         }
     }
@@ -1090,6 +1106,50 @@ mod tests {
     }
 
     use super::*;
+
+    /// Issue 10 target 4: the WAL's pages are copied into the database without the writer
+    /// (the truncation after erasing personal data does it first, and then has nothing left
+    /// to copy and sync with the writer held).
+    #[test]
+    fn the_wal_is_copied_aside_while_the_writer_is_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(Store::open(&dir.path().join("a.db")).unwrap());
+        let wal_thread = store.wal_thread.lock().unwrap();
+        let thread_held = wal_thread.as_ref().expect("a checkpoint thread").hold();
+        store
+            .write(|l| {
+                l.tx.execute("CREATE TABLE big (b BLOB NOT NULL)", [])?;
+                Ok(())
+            })
+            .unwrap();
+        // About 1,500 pages in 30 commits, none copied yet (the thread is held).
+        for _ in 0..30 {
+            store
+                .write(|l| {
+                    l.tx.execute("INSERT INTO big (b) VALUES (zeroblob(200000))", [])?;
+                    Ok(())
+                })
+                .unwrap();
+        }
+        let writer = store.conn();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let copier = {
+            let s = store.clone();
+            std::thread::spawn(move || {
+                let _ = tx.send(s.copy_wal_aside());
+            })
+        };
+        let copied = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("copying the WAL waited for the writer");
+        assert!(
+            copied,
+            "every page of the WAL copied while the writer was held"
+        );
+        drop(writer);
+        copier.join().unwrap();
+        drop(thread_held);
+    }
 
     /// Issue 10 target 4: reading a stored value (the status poll's stamps) never waits
     /// for the writer. Before, `get_state` read on the writer and waited here.
