@@ -33,6 +33,8 @@ pub struct Client {
     store: Arc<Store>,
     sync: Arc<Sync>,
     worker: Mutex<Option<JoinHandle<()>>>,
+    /// The thread that builds an owed search index (store/deferred.rs); joined at close.
+    builder: Mutex<Option<JoinHandle<()>>>,
     closed: AtomicBool,
 }
 
@@ -129,6 +131,26 @@ impl Client {
             clock,
         );
         let sync = Arc::new(if simulated { sync.simulated() } else { sync });
+        let mut builder = None;
+        if !simulated {
+            // The search index a first sync, a re-fold or the single-file copy left owed is
+            // built on a thread of its own (store/deferred.rs): never inside this open nor
+            // on the worker, and with `sync.autostart` false too. The deterministic
+            // simulation builds on its worker's steps instead.
+            store.catalog_builder_starting();
+            let s = store.clone();
+            match std::thread::Builder::new()
+                .name("flow-omnium-index".into())
+                .spawn(move || s.run_catalog_builder())
+            {
+                Ok(handle) => builder = Some(handle),
+                Err(e) => {
+                    // Built on the worker's kicks then, on its thread, as before.
+                    store.catalog_builder_failed();
+                    log::error!("cannot start the catalog's index thread: {e}");
+                }
+            }
+        }
         if let Some(d) = store.damage() {
             // CONTRACT §9 rule 4: the till goes on selling on a fresh file; the POS is told.
             sync.events.push(json!({
@@ -157,6 +179,7 @@ impl Client {
             store,
             sync,
             worker: Mutex::new(None),
+            builder: Mutex::new(builder),
             closed: AtomicBool::new(false),
         };
         if client.config.sync.autostart {
@@ -732,6 +755,24 @@ impl Client {
         self.sync.shutdown();
         // A thread waiting in fo_next_event returns FO_CLOSED now, not at its timeout.
         self.sync.events.close();
+        // The index build stops (its statement interrupted and rolled back, the mark kept
+        // for the next open) and its thread is joined, so it keeps no part of the store
+        // open after the close; from that thread itself (a log callback) it ends on return.
+        self.store.stop_catalog_build();
+        if let Some(builder) = self
+            .builder
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            use std::os::unix::thread::JoinHandleExt;
+            // SAFETY: pthread_equal and pthread_self only compare/read thread ids.
+            let on_builder =
+                unsafe { libc::pthread_equal(builder.as_pthread_t(), libc::pthread_self()) != 0 };
+            if !on_builder {
+                let _ = builder.join();
+            }
+        }
         let handle = self.worker.lock().unwrap_or_else(|p| p.into_inner()).take();
         // Closed from the worker's own thread (a log callback called fo_client_close): it
         // cannot wait for itself; it stops once the callback returns, and is joined then.

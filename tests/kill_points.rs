@@ -168,15 +168,11 @@ fn catalog_child_process() {
     let synced = wait_until(Duration::from_secs(120), || {
         let s = status(&client);
         // Not pulling and synced before: also true at the start of a second run, so the
-        // build that run owes must be done too.
+        // build that run owes must be done too (on its own thread, after the pull).
         client.store().sku_count().unwrap() == skus
             && s["pulling"] == false
             && s["last_pull_at"].is_string()
-            && client
-                .store()
-                .get_state("catalog.build_owed")
-                .unwrap()
-                .is_none()
+            && !client.store().catalog_build_owed().unwrap()
     });
     if synced {
         // On a line of its own (the harness has printed the test's name without one).
@@ -256,11 +252,7 @@ fn a_first_sync_killed_before_or_during_its_index_build_ends_with_every_sku_foun
         let (synced, killed) = run(&db, None);
         assert!(synced && !killed, "{point}: the second run synced");
         let store = flow_omnium::store::Store::open(&db).unwrap();
-        assert_eq!(
-            store.get_state("catalog.build_owed").unwrap(),
-            None,
-            "{point}"
-        );
+        assert!(!store.catalog_build_owed().unwrap(), "{point}");
         for sku in &skus {
             let q = flow_omnium::store::SearchQuery {
                 text: Some(sku.clone()),

@@ -484,6 +484,8 @@ impl Store {
         cursor: Option<&CursorAdvance>,
     ) -> Result<()> {
         use std::sync::atomic::Ordering;
+        // Product rows change: a background index build in progress stops (deferred.rs).
+        self.pause_catalog_build();
         let mut rest = products;
         loop {
             let started = std::time::Instant::now();
@@ -529,6 +531,7 @@ impl Store {
     /// follows it at FULL, so a lost sweep would keep removed products sellable until the
     /// next full resync.
     pub fn sweep_products(&self, seen: &std::collections::HashSet<String>) -> Result<usize> {
+        self.pause_catalog_build();
         let (gone, unreturned) = self.catalog_write_synced(|tx, _| {
             tx.execute_batch(
                 "CREATE TEMP TABLE IF NOT EXISTS seen_product (id TEXT PRIMARY KEY) WITHOUT ROWID;

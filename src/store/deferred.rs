@@ -19,12 +19,27 @@
 //! the next products step of the worker builds again from the start. A re-fold of the
 //! index by newer folding rules ([`super::fold::FOLD_VERSION`]) uses the same mark, so
 //! opening a database never folds the catalog itself.
+//!
+//! When and where it runs: on a thread of its own ([`Store::run_catalog_builder`], started
+//! by the client at open), never on the worker (queued sales never wait for it) nor inside
+//! a POS call. It is kicked at open and at the end of each products step, and looks again
+//! after [`QUIET`] without product writes (a products step that ended in an outage). Its
+//! transactions are short and yield: a thread that waits for the catalog's writer interrupts
+//! the statement in progress (`sqlite3_interrupt`: a big index sort is rolled back and
+//! redone after), and a write of product rows ([`Store::pause_catalog_build`], a products
+//! page or the resync's sweep) stops the build, which starts again from the mark once the
+//! writes end (rows it had indexed may have changed under it). A close stops it the same
+//! way and waits only for that rollback; the mark stays, so the next open builds again.
+//! In the deterministic simulation (no builder thread) a kick builds on the caller's thread.
 
 use super::catalog::{product_view, ProductView, SearchQuery};
 use super::fold;
 use super::Store;
 use crate::error::Result;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
 
 /// `catalog_state` key present while the build is owed. Its value: the JSON list of the schema
 /// objects set aside, `[type, name, sql]` each, recreated by the build.
@@ -53,7 +68,72 @@ const FILL_ROWS: i64 = 2_000;
 /// The longest one transaction of the build runs when no caller waits for the writer.
 const BUILD_TX: std::time::Duration = std::time::Duration::from_millis(500);
 
+/// The builder looks for an owed build this long after the last product write even
+/// without a kick (a products step cut short by an outage never kicks it).
+const QUIET: Duration = Duration::from_secs(20);
+
 type Object = (String, String, String);
+
+/// The background build's controls (one per store; see the module doc).
+#[derive(Default)]
+pub(crate) struct BuildCtl {
+    /// Bumped before every write of product rows: a build that sees it move stops.
+    writes: AtomicU64,
+    /// Threads blocked waiting for the catalog's writer: the build commits and steps aside.
+    pub(crate) waiting: AtomicUsize,
+    state: Mutex<BuildState>,
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct BuildState {
+    /// A builder thread serves kicks (without one a kick builds on the caller's thread).
+    thread: bool,
+    kicked: bool,
+    stop: bool,
+    /// Set while the builder is inside a transaction of the catalog's writer: what
+    /// interrupts its statement. Cleared (under this lock) before it commits.
+    interrupt: Option<rusqlite::InterruptHandle>,
+    /// The builder's transaction was interrupted since it began (its error is that).
+    interrupted: bool,
+}
+
+impl BuildCtl {
+    fn state(&self) -> std::sync::MutexGuard<'_, BuildState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Interrupts the builder's statement, if it is inside a transaction (under the lock
+    /// that it clears the handle under, so nothing else's statement is ever interrupted).
+    pub(crate) fn interrupt(&self) {
+        let mut st = self.state();
+        if let Some(h) = &st.interrupt {
+            h.interrupt();
+            st.interrupted = true;
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        self.state().stop
+    }
+}
+
+/// How a build in the background ended.
+enum Built {
+    Done,
+    NotOwed,
+    /// Product rows were written meanwhile: started again once those writes end.
+    Paused,
+    /// The client is closing.
+    Stopped,
+}
+
+/// One step of the build: done, or the build must pause or stop first.
+enum Step<T> {
+    Done(T),
+    Paused,
+    Stopped,
+}
 
 /// The build's mark, if it is owed (read in the caller's snapshot).
 pub(crate) fn owed(c: &Connection) -> Result<Option<String>> {
@@ -219,13 +299,14 @@ impl Store {
         Ok(true)
     }
 
-    /// Builds what [`Store::begin_catalog_build`] (or a re-fold) set aside, if anything:
-    /// the search index and `category_member` filled from the tables in background
-    /// transactions of the catalog file, then the indexes, then the
-    /// triggers with the mark cleared. Returns whether it built. Restarts from the start
-    /// after a crash (the mark stays until the last step).
+    /// Builds what [`Store::begin_catalog_build`] (or a re-fold) set aside, if anything,
+    /// on the caller's thread: the search index and `category_member` filled from the
+    /// tables in transactions of the catalog file, then the indexes, then the triggers with
+    /// the mark cleared. Returns whether it built. Restarts from the start after a crash
+    /// (the mark stays until the last step). The client builds on its own thread instead
+    /// ([`Store::run_catalog_builder`]).
     pub fn finish_catalog_build(&self) -> Result<bool> {
-        self.finish_build()
+        Ok(matches!(self.build_steps(false)?, Built::Done))
     }
 
     /// Whether the search index's build is owed (searches read the tables meanwhile).
@@ -233,14 +314,179 @@ impl Store {
         Ok(self.read(owed)?.is_some())
     }
 
-    fn finish_build(&self) -> Result<bool> {
-        let Some(mark) = self.read(owed)? else {
-            return Ok(false);
+    /// Asks for the owed build (if any) to run now: on the builder thread when one runs,
+    /// else here (the deterministic simulation).
+    pub fn kick_catalog_build(&self) -> Result<()> {
+        let mut st = self.build.state();
+        if st.thread {
+            st.kicked = true;
+            drop(st);
+            self.build.wake.notify_all();
+            return Ok(());
+        }
+        drop(st);
+        self.finish_catalog_build().map(|_| ())
+    }
+
+    /// Called before product rows are written (a products page, the resync's sweep): a
+    /// build in progress stops (its statement interrupted, rolled back) and starts again
+    /// once the writes end.
+    pub(crate) fn pause_catalog_build(&self) {
+        self.build.writes.fetch_add(1, Ordering::SeqCst);
+        self.build.interrupt();
+    }
+
+    /// Stops the builder thread (the client closes): its statement is interrupted, it
+    /// leaves at its next check, the mark stays for the next open.
+    pub(crate) fn stop_catalog_build(&self) {
+        self.build.state().stop = true;
+        self.build.interrupt();
+        self.build.wake.notify_all();
+    }
+
+    /// The builder thread could not be started: kicks build on their caller's thread.
+    pub(crate) fn catalog_builder_failed(&self) {
+        let mut st = self.build.state();
+        st.thread = false;
+        st.kicked = false;
+    }
+
+    /// Marks a builder thread as serving kicks, with a first kick waiting (called before
+    /// the thread starts, so no kick in between builds on its caller's thread).
+    pub(crate) fn catalog_builder_starting(&self) {
+        let mut st = self.build.state();
+        st.thread = true;
+        st.kicked = true;
+    }
+
+    /// The builder thread's body: builds when kicked (or after [`QUIET`] with no product
+    /// write) while a build is owed, until the store stops it. Lowered to nice 10: it only
+    /// catches searches up and must not take a core from recording on a small till.
+    pub fn run_catalog_builder(&self) {
+        // SAFETY: setpriority on this thread's own id (gettid) changes nothing else.
+        unsafe {
+            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+            libc::setpriority(libc::PRIO_PROCESS, tid, 10);
+        }
+        let mut seen = self.build.writes.load(Ordering::SeqCst);
+        loop {
+            {
+                let mut st = self.build.state();
+                loop {
+                    if st.stop {
+                        st.thread = false;
+                        return;
+                    }
+                    if std::mem::take(&mut st.kicked) {
+                        break;
+                    }
+                    let (next, waited) = self
+                        .build
+                        .wake
+                        .wait_timeout(st, QUIET)
+                        .unwrap_or_else(|p| p.into_inner());
+                    st = next;
+                    if waited.timed_out() {
+                        let now = self.build.writes.load(Ordering::SeqCst);
+                        if now == seen {
+                            break;
+                        }
+                        seen = now;
+                    }
+                }
+            }
+            let started = std::time::Instant::now();
+            match self.build_steps(true) {
+                Ok(Built::Done) => {
+                    log::debug!(
+                        target: crate::sync::pull::TIMING_TARGET,
+                        "catalog build: built in {} us",
+                        started.elapsed().as_micros()
+                    );
+                    log::info!(
+                        "catalog search index and listings built in {} ms (in the background)",
+                        started.elapsed().as_millis()
+                    )
+                }
+                Ok(Built::NotOwed) => {}
+                Ok(Built::Paused) => log::debug!(
+                    "catalog index build paused by a products page; it starts again after the pull"
+                ),
+                Ok(Built::Stopped) => {}
+                Err(_) if self.build.stopping() => {}
+                Err(e) => log::error!("cannot build the catalog's search index: {e}"),
+            }
+            seen = self.build.writes.load(Ordering::SeqCst);
+        }
+    }
+
+    /// Runs one step of the build in a transaction of the catalog file. In the background
+    /// (`bg`), first lets waiting writers go and checks for product writes since the build
+    /// began (`writes`, under the writer's lock) and for a stop; an interrupted statement
+    /// is retried unless one of those is why. `f` gets "commit now" for its loop.
+    fn build_step<T>(
+        &self,
+        bg: bool,
+        writes: u64,
+        mut f: impl FnMut(&rusqlite::Transaction, &dyn Fn() -> bool) -> Result<T>,
+    ) -> Result<Step<T>> {
+        let ctl = &self.build;
+        let moved = || ctl.writes.load(Ordering::SeqCst) != writes;
+        loop {
+            if bg {
+                while ctl.waiting.load(Ordering::SeqCst) > 0 && !ctl.stopping() {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                if ctl.stopping() {
+                    return Ok(Step::Stopped);
+                }
+                if moved() {
+                    return Ok(Step::Paused);
+                }
+            }
+            let r = self.catalog_write(|tx, _| {
+                if !bg {
+                    return f(tx, &|| false).map(Some);
+                }
+                if moved() {
+                    return Ok(None);
+                }
+                {
+                    let mut st = ctl.state();
+                    st.interrupt = Some(tx.get_interrupt_handle());
+                    st.interrupted = false;
+                }
+                let yield_now =
+                    || moved() || ctl.waiting.load(Ordering::SeqCst) > 0 || ctl.stopping();
+                let out = f(tx, &yield_now);
+                ctl.state().interrupt = None;
+                out.map(Some)
+            });
+            match r {
+                Ok(Some(v)) => return Ok(Step::Done(v)),
+                Ok(None) => return Ok(Step::Paused),
+                Err(_) if bg && ctl.stopping() => return Ok(Step::Stopped),
+                Err(_) if bg && moved() => return Ok(Step::Paused),
+                // Interrupted for a thread that waited for the writer: once it is through.
+                Err(_) if bg && std::mem::take(&mut ctl.state().interrupted) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn build_steps(&self, bg: bool) -> Result<Built> {
+        let writes = self.build.writes.load(Ordering::SeqCst);
+        // Read on the catalog's writer, not a reader: the builder opens no connection of
+        // its own (a reader opened by it would be the main file's last connection to close
+        // at times, and a read-only one neither checkpoints nor removes the WAL).
+        let mark = owed(&*self.catalog()?)?;
+        let Some(mark) = mark else {
+            return Ok(Built::NotOwed);
         };
         let objects = objects(&mark)?;
         let started = std::time::Instant::now();
         let cpu = super::holds::thread_cpu;
-        let step = |what: &str, (since, cpu_since): (std::time::Instant, std::time::Duration)| {
+        let timed = |what: &str, (since, cpu_since): (std::time::Instant, std::time::Duration)| {
             log::debug!(
                 target: crate::sync::pull::TIMING_TARGET,
                 "catalog build step: {what} in {} us (this thread's CPU {} us)",
@@ -249,11 +495,31 @@ impl Store {
             );
             (std::time::Instant::now(), cpu())
         };
-        self.catalog_write(|tx, _| start_over(tx))?;
+        macro_rules! step {
+            ($f:expr) => {
+                match self.build_step(bg, writes, $f)? {
+                    Step::Done(v) => v,
+                    Step::Paused => return Ok(Built::Paused),
+                    Step::Stopped => return Ok(Built::Stopped),
+                }
+            };
+        }
+        let still_owed = step!(|tx, _| {
+            // The mark is read again under the writer's lock: a build that ended meanwhile
+            // (on another thread) is not redone.
+            if owed(tx)?.is_none() {
+                return Ok(false);
+            }
+            start_over(tx)?;
+            Ok(true)
+        });
+        if !still_owed {
+            return Ok(Built::NotOwed);
+        }
         let mut since = (std::time::Instant::now(), cpu());
         let mut after = i64::MIN;
         loop {
-            let (upto, done) = self.catalog_write(|tx, yield_now| {
+            let (upto, done) = step!(|tx, yield_now| {
                 let began = std::time::Instant::now();
                 let mut after = after;
                 loop {
@@ -266,14 +532,14 @@ impl Store {
                         return Ok((after, false));
                     }
                 }
-            })?;
+            });
             after = upto;
             crate::sync::kill_point("mid_catalog_build");
             if done {
                 break;
             }
         }
-        since = step("search index", since);
+        since = timed("search index", since);
         // The indexes, one transaction each (one sort of its table), the listings' own
         // last: the listings are filled a category at a time through the links' index.
         let indexes: Vec<&Object> = objects.iter().filter(|o| o.0 == "index").collect();
@@ -281,19 +547,18 @@ impl Store {
             .into_iter()
             .partition(|o| o.1 == "category_member_by_key");
         for index in others {
-            self.catalog_write(|tx, _| restore(tx, std::slice::from_ref(index), "index"))?;
-            since = step(&format!("index {}", index.1), since);
+            step!(|tx, _| restore(tx, std::slice::from_ref(index), "index"));
+            since = timed(&format!("index {}", index.1), since);
         }
-        let categories: Vec<String> = self.read(|c| {
-            Ok(
-                c.prepare("SELECT DISTINCT category_id FROM product_category")?
-                    .query_map([], |r| r.get(0))?
-                    .collect::<rusqlite::Result<_>>()?,
-            )
-        })?;
+        let categories: Vec<String> = step!(|tx, _| {
+            Ok(tx
+                .prepare("SELECT DISTINCT category_id FROM product_category")?
+                .query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?)
+        });
         let mut rest = &categories[..];
         while !rest.is_empty() {
-            let n = self.catalog_write(|tx, yield_now| {
+            let n = step!(|tx, yield_now| {
                 let began = std::time::Instant::now();
                 let mut n = 0;
                 while let Some(category) = rest.get(n) {
@@ -304,21 +569,23 @@ impl Store {
                     }
                 }
                 Ok(n)
-            })?;
+            });
             rest = &rest[n..];
         }
-        since = step("listings", since);
+        since = timed("listings", since);
         for index in members_key {
-            self.catalog_write(|tx, _| restore(tx, std::slice::from_ref(index), "index"))?;
-            since = step(&format!("index {}", index.1), since);
+            step!(|tx, _| restore(tx, std::slice::from_ref(index), "index"));
+            since = timed(&format!("index {}", index.1), since);
         }
-        self.catalog_write(|tx, _| conclude(tx, &objects))?;
-        step("triggers back", since);
-        log::info!(
-            "catalog search index and listings built in {} ms",
-            started.elapsed().as_millis()
-        );
-        Ok(true)
+        step!(|tx, _| conclude(tx, &objects));
+        timed("triggers back", since);
+        if !bg {
+            log::info!(
+                "catalog search index and listings built in {} ms",
+                started.elapsed().as_millis()
+            );
+        }
+        Ok(Built::Done)
     }
 }
 
@@ -590,6 +857,130 @@ mod tests {
             ..SearchQuery::default()
         };
         assert_eq!(s.search_products(&q, 0).unwrap().1, 1);
+    }
+
+    /// The build on its own thread while product rows are written beside it (deltas renaming,
+    /// deactivating and relinking products, as a pull does): every write stops it, it starts
+    /// again once they end, and what it builds answers as the incremental index does.
+    #[test]
+    fn a_background_build_beside_product_writes_ends_as_the_incremental_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let reference = Store::open(&dir.path().join("ref.db")).unwrap();
+        let s = std::sync::Arc::new(Store::open(&dir.path().join("s.db")).unwrap());
+        assert!(s.begin_catalog_build().unwrap());
+        let all: Vec<CatalogProduct> = (0..10)
+            .flat_map(|_| products())
+            .enumerate()
+            .map(|(n, mut p)| {
+                p.product_id = format!("P-{n}");
+                for (v, sku) in p.skus.iter_mut().enumerate() {
+                    sku.sku = format!("SKU-{n}-{v}");
+                    sku.product_id = p.product_id.clone();
+                }
+                p
+            })
+            .collect();
+        s.apply_products(&all, None).unwrap();
+        reference.apply_products(&all, None).unwrap();
+        s.catalog_builder_starting();
+        let builder = s.clone();
+        let thread = std::thread::spawn(move || builder.run_catalog_builder());
+        for round in 0..40 {
+            let mut delta: Vec<CatalogProduct> = all
+                .iter()
+                .skip(round * 37 % 2000)
+                .take(25)
+                .cloned()
+                .collect();
+            for (i, p) in delta.iter_mut().enumerate() {
+                let sku = &mut p.skus[0];
+                sku.name = format!("Votter {round} {i} {}", sku.name);
+                sku.active = (round + i) % 5 != 0;
+                sku.category_ids = vec![format!("c{}", (round + i) % 9)];
+            }
+            s.apply_products(&delta, None).unwrap();
+            reference.apply_products(&delta, None).unwrap();
+            if round % 10 == 0 {
+                s.kick_catalog_build().unwrap();
+            }
+        }
+        s.kick_catalog_build().unwrap();
+        let start = std::time::Instant::now();
+        while s.catalog_build_owed().unwrap() {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(120),
+                "never built"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(schema(&s), schema(&reference));
+        assert_eq!(answers(&s), answers(&reference));
+        for text in ["votter 3", "votter 39 1", "genser", "blå"] {
+            let q = SearchQuery {
+                text: Some(text.into()),
+                limit: 5000,
+                ..SearchQuery::default()
+            };
+            let mut a: Vec<_> = s
+                .search_products(&q, 0)
+                .unwrap()
+                .0
+                .into_iter()
+                .map(|p| p.sku)
+                .collect();
+            let mut b: Vec<_> = reference
+                .search_products(&q, 0)
+                .unwrap()
+                .0
+                .into_iter()
+                .map(|p| p.sku)
+                .collect();
+            a.sort();
+            b.sort();
+            assert_eq!(a, b, "{text}");
+        }
+        s.stop_catalog_build();
+        thread.join().unwrap();
+    }
+
+    /// A close stops a build in progress: it leaves the mark (built again by the next
+    /// builder), never half an index with the mark cleared.
+    #[test]
+    fn a_stopped_background_build_leaves_the_mark_and_is_built_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let reference = Store::open(&dir.path().join("ref.db")).unwrap();
+        reference.apply_products(&products(), None).unwrap();
+        {
+            let s = std::sync::Arc::new(Store::open(&path).unwrap());
+            assert!(s.begin_catalog_build().unwrap());
+            s.apply_products(&products(), None).unwrap();
+            s.catalog_builder_starting();
+            let builder = s.clone();
+            let thread = std::thread::spawn(move || builder.run_catalog_builder());
+            s.release_lock();
+            thread.join().unwrap();
+        }
+        let s = std::sync::Arc::new(Store::open(&path).unwrap());
+        let owed_now = s.catalog_build_owed().unwrap();
+        if owed_now {
+            assert_eq!(answers(&s), answers(&reference), "searched unindexed");
+        }
+        s.catalog_builder_starting();
+        let builder = s.clone();
+        let thread = std::thread::spawn(move || builder.run_catalog_builder());
+        let start = std::time::Instant::now();
+        while s.catalog_build_owed().unwrap() {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(120),
+                "never built"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(answers(&s), answers(&reference));
+        assert_eq!(schema(&s), schema(&reference));
+        s.stop_catalog_build();
+        thread.join().unwrap();
     }
 
     /// A build cut short (the mark still set, part of the index written) is redone whole;

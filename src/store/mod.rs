@@ -67,6 +67,8 @@ pub struct Store {
     catalog: Mutex<Option<Connection>>,
     /// Set when the catalog file found at open was damaged: where it was moved.
     catalog_damage: Vec<PathBuf>,
+    /// The owed search index build's controls (store/deferred.rs: its own thread).
+    build: deferred::BuildCtl,
     /// Threads blocked waiting for `conn` (the till's record calls, the worker's outbox
     /// writes). Background writes (catalog and stock pages) step aside while any wait, and
     /// commit early when one starts waiting, so a record call never queues behind a page
@@ -247,6 +249,7 @@ impl Store {
             conn: Mutex::new(conn),
             catalog: Mutex::new(Some(catalog)),
             catalog_damage,
+            build: deferred::BuildCtl::default(),
             waiting: std::sync::atomic::AtomicUsize::new(0),
             relaxed: std::sync::atomic::AtomicBool::new(false),
             #[cfg(test)]
@@ -297,6 +300,7 @@ impl Store {
             conn: Mutex::new(conn),
             catalog: Mutex::new(None),
             catalog_damage: Vec::new(),
+            build: deferred::BuildCtl::default(),
             waiting: std::sync::atomic::AtomicUsize::new(0),
             relaxed: std::sync::atomic::AtomicBool::new(false),
             #[cfg(test)]
@@ -382,6 +386,9 @@ impl Store {
     /// Lets another client open the database: called once this client's worker has stopped
     /// and no call may write any more (a closed client whose handle lives on).
     pub fn release_lock(&self) {
+        // The index build first: its statement is interrupted, so taking the catalog's
+        // writer below waits only for that rollback.
+        self.stop_catalog_build();
         // The checkpoint thread's connection goes first (it stops between checkpoints).
         drop(
             self.wal_thread
@@ -415,7 +422,20 @@ impl Store {
     /// The catalog file's writer (see [`catalog_file`]). A store opened alongside (a tool)
     /// has none: catalog writes fail there.
     pub(crate) fn catalog(&self) -> Result<CatalogGuard<'_>> {
-        let guard = self.catalog.lock().unwrap_or_else(|p| p.into_inner());
+        use std::sync::atomic::Ordering;
+        let guard = match self.catalog.try_lock() {
+            Ok(guard) => guard,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                // The background index build holds it: its statement is interrupted (and
+                // redone after), so no writer waits for a whole index sort.
+                self.build.waiting.fetch_add(1, Ordering::SeqCst);
+                self.build.interrupt();
+                let guard = self.catalog.lock().unwrap_or_else(|p| p.into_inner());
+                self.build.waiting.fetch_sub(1, Ordering::SeqCst);
+                guard
+            }
+        };
         if guard.is_none() {
             return Err(Error::Storage(
                 "this database was opened for reading: the catalog cannot be written".into(),

@@ -324,9 +324,10 @@ impl Sync {
         // A new till (no catalog yet) pulls at once.
         if matches!(self.store.cursor("products"), Ok((Some(_), _))) {
             // A search index left to build (a crash at the end of a first sync, or a
-            // re-fold set aside at open) is built now rather than after that delay:
-            // searches read the tables until then (store/deferred.rs).
-            if let Err(e) = self.store.finish_catalog_build() {
+            // re-fold set aside at open) is built now, on the builder's thread, rather
+            // than after that delay: searches read the tables until then
+            // (store/deferred.rs).
+            if let Err(e) = self.store.kick_catalog_build() {
                 log::error!("cannot build the catalog's search index: {e}");
             }
             let delay =

@@ -343,17 +343,11 @@ impl Puller {
         };
         if finished && dataset == Dataset::Products {
             // Read to its end or failed: what a first sync (or a re-fold) set aside is
-            // built now (restarted here after a crash; searches read the tables meanwhile).
+            // built now (restarted after a crash; searches read the tables meanwhile), on
+            // the builder's own thread (store/deferred.rs), never on this worker.
             super::kill_point("before_catalog_build");
-            let started = std::time::Instant::now();
-            match sync.store.finish_catalog_build() {
-                Ok(true) => log::debug!(
-                    target: TIMING_TARGET,
-                    "catalog build: built in {} us",
-                    started.elapsed().as_micros()
-                ),
-                Ok(false) => {}
-                Err(e) => log::error!("cannot build the catalog's search index: {e}"),
+            if let Err(e) = sync.store.kick_catalog_build() {
+                log::error!("cannot build the catalog's search index: {e}");
             }
         }
         if finished {
