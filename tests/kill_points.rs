@@ -1,7 +1,8 @@
 //! Kill the worker, not just the recorder (issue 8): a child process records sales and
 //! receipts and delivers them to a simulator that deduplicates nothing, and is SIGKILLed at a
 //! named point of delivery (`FO_TEST_KILL_AT`, see `flow_omnium::sync::kill_point`): after
-//! a claim, after requests were sent and before their outcomes were recorded, between a
+//! a claim, after requests were sent and before their outcomes were recorded, while a
+//! batch is sent with the previous batch's outcomes not committed yet, between a
 //! receipt's invoice and its PDF, in the middle of a catalog scroll. Each point is hit many
 //! times over one database; a last child drains. Every sale the children acknowledged reaches
 //! Omnium once, every receipt has one PDF.
@@ -110,13 +111,23 @@ fn a_worker_killed_at_each_point_of_delivery_delivers_everything_once() {
         "after_send",
         "between_invoice_and_file",
         "mid_scroll",
+        // A batch's requests leaving while the previous batch's outcomes are not committed
+        // (the pipelined drain, issue 10 target 5). Last: a child it does not kill syncs the
+        // whole catalog, and `mid_scroll` needs a first sync to kill.
+        "mid_pipeline",
     ];
     for round in 0..5 {
         for point in points {
-            // Each point hit a different number of times into the run.
-            let at = format!("{point}:{}", 1 + round % 3);
-            let (ids, killed) = child(&sim, &db, Some(&at), next, 4);
-            next += 4;
+            // Each point hit a different number of times into the run. A pipeline needs a
+            // second batch claimed while the first is sent: more sales, recorded while the
+            // worker drains, make one likely.
+            let (at, sales) = if point == "mid_pipeline" {
+                (format!("{point}:{}", 1 + round % 2), 12)
+            } else {
+                (format!("{point}:{}", 1 + round % 3), 4)
+            };
+            let (ids, killed) = child(&sim, &db, Some(&at), next, sales);
+            next += sales;
             acked.extend(ids);
             if killed {
                 *kills.entry(point).or_insert(0) += 1;

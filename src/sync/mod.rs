@@ -30,7 +30,8 @@ const STORAGE_RETRY_MS: u64 = 1_000;
 /// Test hook (feature `sim` only): with `FO_TEST_KILL_AT=<point>[:<n>]` in the environment,
 /// the process SIGKILLs itself the `n`-th time (default 1st) the worker reaches `point`:
 /// `after_claim` (jobs committed in flight, nothing sent), `after_send` (requests sent,
-/// outcomes not recorded), `between_invoice_and_file` (a receipt's invoice landed, its PDF
+/// outcomes not recorded), `mid_pipeline` (a batch's requests leaving while the previous
+/// batch's outcomes are about to commit), `between_invoice_and_file` (a receipt's invoice landed, its PDF
 /// not sent), `mid_scroll` (a catalog page applied, the scroll not finished),
 /// `mid_expansion` (a job's recorded stock movements written as rows, not yet removed).
 /// `tests/kill_points.rs` kills a delivering process at each, many times.
@@ -251,6 +252,12 @@ impl Sync {
         }
     }
 
+    /// Wakes whoever waits for the worker's next batch (`fo_flush`).
+    fn note_progress(&self) {
+        *self.progress.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        self.progressed.notify_all();
+    }
+
     /// Waits until the worker finishes another batch, or `timeout`.
     pub fn wait_progress(&self, timeout: Duration) {
         let guard = self.progress.lock().unwrap_or_else(|p| p.into_inner());
@@ -364,6 +371,67 @@ struct Unrecorded {
     dead: Vec<(OutboxJob, String)>,
 }
 
+/// What a sent batch said about Omnium, acted on once its outcomes are decided.
+struct BatchSignal {
+    only_waited: bool,
+    answered: bool,
+    failed: usize,
+    strongest: (Signal, String),
+}
+
+/// Claims the next batch: up to [`BATCH`] due jobs while Omnium is reachable, one (the
+/// probe) otherwise. Customers travel 100 a call: when one is due, its calls are filled with
+/// the others that are, though sales recorded between them come first in the queue.
+fn claim_batch(sync: &Sync, now: i64, open: bool) -> crate::error::Result<Vec<OutboxJob>> {
+    let limit = if open { BATCH } else { 1 };
+    let mut jobs = sync.store.claim_due(now, limit)?;
+    if open && jobs.iter().any(|j| j.kind == JobKind::Customer.as_str()) {
+        jobs.extend(sync.store.claim_due_of_kind(
+            now,
+            2 * CUSTOMER_BATCH,
+            JobKind::Customer.as_str(),
+        )?);
+    }
+    Ok(jobs)
+}
+
+/// Commits a batch's outcomes, then reports its dead jobs. The outcomes the database
+/// refused are given back with the error.
+#[allow(clippy::result_large_err)]
+fn commit_outcomes(
+    sync: &Sync,
+    batch: Unrecorded,
+) -> Result<(), (Unrecorded, crate::error::Error)> {
+    /// Marks the outcomes reported when dropped, whatever happens in between (a panic).
+    struct Reporting<'a>(&'a AtomicU64);
+    impl Drop for Reporting<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    sync.reporting.fetch_add(1, Ordering::SeqCst);
+    let reporting = Reporting(&sync.reporting);
+    if let Err(e) = sync.store.finish(&batch.updates, batch.finished) {
+        return Err((batch, e));
+    }
+    for (job, error) in batch.dead {
+        log::error!(
+            "job {} ({} {:?}) is dead: {error}",
+            job.id,
+            job.kind,
+            job.event_id
+        );
+        sync.events.push(json!({
+            "type": "job.dead", "job_id": job.id.to_string(), "kind": job.kind,
+            "entity_id": job.entity_id, "event_id": job.event_id, "error": error,
+            "at": rfc3339(batch.finished),
+        }));
+    }
+    drop(reporting);
+    sync.note_progress();
+    Ok(())
+}
+
 /// The worker's state between rounds. The thread in [`Sync::run`] is a thin loop around
 /// [`Worker::step`]; the deterministic simulation drives the same steps itself.
 pub struct Worker {
@@ -468,35 +536,26 @@ impl Worker {
         }
     }
 
-    /// Records a batch's outcomes, then reports its dead jobs.
+    /// Records a batch's outcomes, then reports its dead jobs; outcomes the database
+    /// refused are kept, to be recorded first next round.
     fn record(&mut self, batch: Unrecorded) -> crate::error::Result<()> {
-        /// Marks the outcomes reported when dropped, whatever happens in between (a panic).
-        struct Reporting<'a>(&'a AtomicU64);
-        impl Drop for Reporting<'_> {
-            fn drop(&mut self) {
-                self.0.fetch_add(1, Ordering::SeqCst);
+        commit_outcomes(&self.sync, batch).map_err(|(batch, e)| {
+            self.keep_unrecorded(batch);
+            e
+        })
+    }
+
+    /// Keeps outcomes the database refused (with any already kept: two batches of one
+    /// pipelined round can both be refused).
+    fn keep_unrecorded(&mut self, batch: Unrecorded) {
+        match &mut self.unrecorded {
+            Some(kept) => {
+                kept.updates.extend(batch.updates);
+                kept.dead.extend(batch.dead);
+                kept.finished = kept.finished.max(batch.finished);
             }
+            None => self.unrecorded = Some(batch),
         }
-        self.sync.reporting.fetch_add(1, Ordering::SeqCst);
-        let _reporting = Reporting(&self.sync.reporting);
-        if let Err(e) = self.sync.store.finish(&batch.updates, batch.finished) {
-            self.unrecorded = Some(batch);
-            return Err(e);
-        }
-        for (job, error) in batch.dead {
-            log::error!(
-                "job {} ({} {:?}) is dead: {error}",
-                job.id,
-                job.kind,
-                job.event_id
-            );
-            self.sync.events.push(json!({
-                "type": "job.dead", "job_id": job.id.to_string(), "kind": job.kind,
-                "entity_id": job.entity_id, "event_id": job.event_id, "error": error,
-                "at": rfc3339(batch.finished),
-            }));
-        }
-        Ok(())
     }
 
     /// Learns whether Omnium is reachable at start-up by fetching a token (not rate-limited).
@@ -548,17 +607,7 @@ impl Worker {
         self.puller.maybe_start(sync_now, sync);
         sync.link.lock().unwrap_or_else(|p| p.into_inner()).pulling = self.puller.is_running();
         // While Omnium is down, one job at a time probes it; the rest wait untouched.
-        let limit = if self.gate == Gate::Open { BATCH } else { 1 };
-        let mut jobs = sync.store.claim_due(now, limit)?;
-        // Customers travel 100 a call: when one is due, fill its calls with the others that
-        // are, though sales recorded between them come first in the queue.
-        if self.gate == Gate::Open && jobs.iter().any(|j| j.kind == JobKind::Customer.as_str()) {
-            jobs.extend(sync.store.claim_due_of_kind(
-                now,
-                2 * CUSTOMER_BATCH,
-                JobKind::Customer.as_str(),
-            )?);
-        }
+        let jobs = claim_batch(sync, now, self.gate == Gate::Open)?;
         if jobs.is_empty() {
             if self.gate == Gate::Throttled {
                 // The pause is over. A 429 is an answer: Omnium was reachable and the token
@@ -588,8 +637,106 @@ impl Worker {
             return Ok(());
         }
         kill_point("after_claim");
-        let results = self.send_batch(&jobs);
-        kill_point("after_send");
+        // Batches are pipelined (issue 10 target 5): while a batch's requests leave (on
+        // other threads), this thread commits the previous batch's outcomes and claims the
+        // next batch. What keeps it exactly once (CONTRACT §9 rule 8):
+        // - the next batch's claim is committed (its jobs durably in flight) before any of
+        //   its requests leaves: it is sent only after this step's database work is over;
+        // - no job is in two batches: a claim takes pending jobs only, and a sent batch's
+        //   jobs stay in flight until its outcomes commit; a job behind one of them (the same
+        //   order) is not due until that one is delivered, so it waits for a later claim;
+        // - a batch's outcomes commit while the next batch is sent, i.e. later than before.
+        //   A crash before they commit leaves its jobs in flight, which the next open
+        //   puts back as uncertain: each is read back (GET) before anything is sent again,
+        //   so the crash costs a read-back, never a duplicate (`tests/kill_points.rs`,
+        //   `mid_pipeline`). A failed commit keeps them (`unrecorded`), recorded first.
+        let mut batch = jobs;
+        // The previous batch's outcomes, not committed yet.
+        let mut outcomes: Option<Unrecorded> = None;
+        let mut failure = None;
+        loop {
+            let claim_next = self.gate == Gate::Open && !sync.is_shutting_down();
+            let previous = outcomes.take();
+            let beside = (previous.is_some() || claim_next).then_some(|| {
+                let committed = match previous {
+                    Some(b) => {
+                        kill_point("mid_pipeline");
+                        commit_outcomes(sync, b)
+                    }
+                    None => Ok(()),
+                };
+                // Nothing new is claimed after a refused commit: the round stops.
+                let next = if claim_next && committed.is_ok() {
+                    claim_batch(sync, sync.wall_ms(), true).inspect(|next| {
+                        if !next.is_empty() {
+                            kill_point("after_claim");
+                        }
+                    })
+                } else {
+                    Ok(Vec::new())
+                };
+                (committed, next)
+            });
+            let (results, db) = self.send_batch(&batch, beside);
+            kill_point("after_send");
+            let (committed, next) = db.unwrap_or((Ok(()), Ok(Vec::new())));
+            if let Err((refused, e)) = committed {
+                self.keep_unrecorded(refused);
+                failure = Some(e);
+            }
+            let mut next = match next {
+                Ok(next) => next,
+                Err(e) => {
+                    failure.get_or_insert(e);
+                    Vec::new()
+                }
+            };
+            let (mut done, said) = self.outcomes(&batch, results);
+            self.after_batch(said);
+            if failure.is_none() && self.gate == Gate::Open && !next.is_empty() {
+                // A few fetches between push batches: none starves another.
+                self.fetch_step();
+            }
+            if failure.is_some() || self.gate != Gate::Open || sync.is_shutting_down() {
+                // Claimed beside this batch and not sent (Omnium stopped answering, a
+                // commit was refused, the client closes): back to pending as they were.
+                for job in next.drain(..) {
+                    done.updates
+                        .push(JobUpdate::new(&job, crate::store::JobFate::Released));
+                }
+            }
+            outcomes = Some(done);
+            if next.is_empty() {
+                break;
+            }
+            batch = next;
+        }
+        if let Some(done) = outcomes {
+            self.record(done)?;
+        }
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        // One pull page (and a few fetches) between push batches: none starves another.
+        if self.gate == Gate::Open {
+            self.fetch_step();
+        }
+        // Pending sales go before pulls: a pull page only once no job is due.
+        if self.gate == Gate::Open && self.puller.is_running() && !sync.store.any_due()? {
+            self.pull_step();
+        }
+        sync.note_progress();
+        Ok(())
+    }
+
+    /// The fates of a sent batch's jobs (nothing committed yet).
+    fn outcomes(
+        &mut self,
+        jobs: &[OutboxJob],
+        results: Vec<Option<Delivery>>,
+    ) -> (Unrecorded, BatchSignal) {
+        let sync = self.sync.clone();
+        let sync = &*sync;
         // Jobs that only waited for others sent nothing: they say nothing about Omnium, and
         // must not stand in for the outage probe.
         let only_waited = results.iter().all(|r| {
@@ -625,7 +772,8 @@ impl Worker {
             failed += usize::from(matches!(&result, Err(Failure::Uncertain(_))));
             let accepted_ms = result.as_ref().ok().copied().flatten();
             let result = result.map(|_| ());
-            let since = self.tried_since(job, mono, now);
+            // Claimed before this batch was sent: its try is dated from the claim's clock.
+            let since = self.tried_since(job, finished_mono, finished);
             let (mut fate, signal) = policy::decide(
                 job,
                 &result,
@@ -661,11 +809,31 @@ impl Worker {
                 ..JobUpdate::new(job, fate)
             });
         }
-        self.record(Unrecorded {
-            updates,
-            finished,
-            dead,
-        })?;
+        (
+            Unrecorded {
+                updates,
+                finished,
+                dead,
+            },
+            BatchSignal {
+                only_waited,
+                answered,
+                failed,
+                strongest,
+            },
+        )
+    }
+
+    /// Acts on what a sent batch said about Omnium (the gate, the throttle streak).
+    fn after_batch(&mut self, said: BatchSignal) {
+        let BatchSignal {
+            only_waited,
+            answered,
+            failed,
+            strongest,
+        } = said;
+        let sync = self.sync.clone();
+        let mono = sync.mono_ms();
         if answered && strongest.0 == Signal::None {
             self.throttle_streak = self.throttle_streak.saturating_sub(1);
         }
@@ -685,17 +853,6 @@ impl Worker {
             ),
             s => self.signal(s, &strongest.1),
         }
-        // One pull page (and a few fetches) between push batches: none starves another.
-        if self.gate == Gate::Open {
-            self.fetch_step();
-        }
-        // Pending sales go before pulls: a pull page only once no job is due.
-        if self.gate == Gate::Open && self.puller.is_running() && !sync.store.any_due()? {
-            self.pull_step();
-        }
-        *sync.progress.lock().unwrap_or_else(|p| p.into_inner()) += 1;
-        sync.progressed.notify_all();
-        Ok(())
     }
 
     /// Fetches orders announced by events, and customers they name. Returns how many.
@@ -762,8 +919,7 @@ impl Worker {
                     .abort(mono.saturating_add(pause_left + retry as i64));
             }
         }
-        *self.sync.progress.lock().unwrap_or_else(|p| p.into_inner()) += 1;
-        self.sync.progressed.notify_all();
+        self.sync.note_progress();
     }
 
     fn open_gate(&mut self) {
@@ -843,7 +999,16 @@ impl Worker {
     /// Sends the batch on up to `concurrency` threads. Customers of one type travel
     /// together (up to 100 a call). A job is left untried (`None`) when an earlier answer in
     /// the batch said to stop: unreachable, 429 or refused credentials.
-    fn send_batch(&self, jobs: &[OutboxJob]) -> Vec<Option<Delivery>> {
+    ///
+    /// `beside` (the database work of a pipelined round) runs on this thread while the
+    /// requests leave from others, and its result is returned with the batch's. Driven step
+    /// by step (the deterministic simulation), it runs first and the batch after it, on this
+    /// thread: the same order of effects, without a race.
+    fn send_batch<R>(
+        &self,
+        jobs: &[OutboxJob],
+        beside: Option<impl FnOnce() -> R>,
+    ) -> (Vec<Option<Delivery>>, Option<R>) {
         let sync = &*self.sync;
         let groups = group_jobs(jobs);
         let next = AtomicUsize::new(0);
@@ -874,20 +1039,26 @@ impl Worker {
                 *slots[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(outcome);
             }
         };
-        let threads = sync.concurrency.min(groups.len());
-        if threads <= 1 {
-            work();
-        } else {
-            std::thread::scope(|s| {
+        let threads = sync.concurrency.min(groups.len()).max(1);
+        let mut beside_result = None;
+        match beside {
+            Some(beside) if sync.simulated => {
+                beside_result = Some(beside());
+                work();
+            }
+            None if threads <= 1 => work(),
+            beside => std::thread::scope(|s| {
                 for _ in 0..threads {
-                    s.spawn(work);
+                    s.spawn(sending(&work));
                 }
-            });
+                beside_result = beside.map(|f| f());
+            }),
         }
-        slots
+        let results = slots
             .into_iter()
             .map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()))
-            .collect()
+            .collect();
+        (results, beside_result)
     }
 
     /// The "now" retention is judged from: the wall clock, but never ahead of Omnium's
@@ -933,6 +1104,13 @@ impl Worker {
         self.sync.store.erase_expired(wall)?;
         Ok(())
     }
+}
+
+/// The body of a thread sending a batch's requests (a function of its own, so a profile
+/// can select it: `--toggle-collect='flow_omnium::sync::sending*'`).
+#[inline(never)]
+fn sending<'a>(work: &'a (impl Fn() + std::marker::Sync)) -> impl FnOnce() + Send + 'a {
+    move || work()
 }
 
 /// Customers per `AddOrUpdateMany` call (Omnium's limit).
