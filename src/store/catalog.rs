@@ -1202,20 +1202,6 @@ fn internal(e: impl std::fmt::Display) -> crate::error::Error {
 }
 
 impl Store {
-    /// Stamps a delivered job's stock movements with the instant Omnium accepted it (its
-    /// recorded movements are expanded first: a movement waiting to be expanded is never
-    /// counted, so the purge of counted ones never needs to look at them).
-    pub(crate) fn mark_movements_delivered(
-        tx: &Transaction,
-        job_id: i64,
-        accepted_ms: i64,
-    ) -> Result<()> {
-        Self::expand_movements_of(tx, job_id, job_id)?;
-        tx.prepare_cached("UPDATE stock_movement SET counted_after_ms = ?2 WHERE job_id = ?1")?
-            .execute(params![job_id, accepted_ms])?;
-        Ok(())
-    }
-
     /// Records a job's stock effects on the recording path: one row, expanded later (see
     /// [`Store::expand_movements_of`]). Nothing is written for a job without effects.
     pub(crate) fn insert_movements(
