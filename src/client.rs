@@ -774,8 +774,8 @@ impl Client {
             }
         }
         let handle = self.worker.lock().unwrap_or_else(|p| p.into_inner()).take();
-        // Closed from the worker's own thread (a log callback called fo_client_close): it
-        // cannot wait for itself; it stops once the callback returns, and is joined then.
+        // Closed from the worker's own thread, or a thread sending its batch (a log callback
+        // called fo_client_close): it cannot wait for itself; it stops once the callback returns, and is joined then.
         // Compared by pthread identity, not `std::thread::current()`: that panics on a
         // thread whose thread-locals are already destroyed (a close from a pthread_key
         // destructor), which would abandon the close halfway.
@@ -783,7 +783,7 @@ impl Client {
             use std::os::unix::thread::JoinHandleExt;
             // SAFETY: pthread_equal and pthread_self only compare/read thread ids.
             unsafe { libc::pthread_equal(h.as_pthread_t(), libc::pthread_self()) != 0 }
-        });
+        }) || self.sync.on_worker_thread();
         let wait = wait && !on_worker;
         if let Some(handle) = handle {
             let deadline = if !wait {
@@ -1001,6 +1001,52 @@ impl Drop for Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A log callback calling `fo_flush` on a thread that sends one of the worker's
+    /// batches (the drain sends from threads of its own, issue 10 target 5) must not wait
+    /// for that batch, which waits for the callback: it checks once and returns, as on the
+    /// worker's own thread. Before, it waited its whole timeout.
+    #[test]
+    fn a_flush_from_a_thread_sending_a_batch_does_not_wait_for_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = json!({
+            "database_path": dir.path().join("c.db"), "store_id": "oslo-1",
+            "market_id": "NOR", "currency": "NOK",
+            "omnium": {"base_url": "http://127.0.0.1:9", "client_id": "c",
+                       "client_secret": "not-a-real-secret"},
+            "sync": {"autostart": false},
+        });
+        let client = Client::open(&config.to_string()).unwrap();
+        client
+            .record_sale(
+                &json!({"id": "S-1", "created_at": "2026-11-28T10:15:00+01:00",
+                    "lines": [{"line_id": "1", "sku": "SKU-1", "name": "Item", "quantity": 1,
+                               "unit_price": 10_000, "tax_rate": 25}],
+                    "payments": [{"id": "P1", "method": "Card", "amount": 10_000}]})
+                .to_string(),
+            )
+            .unwrap();
+        let outcome = Mutex::new(None);
+        let started = Instant::now();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                crate::sync::sending_thread(&client.sync, &|| {
+                    assert!(client.sync.on_worker_thread());
+                    *outcome.lock().unwrap() = Some(client.flush(Duration::from_secs(60)));
+                });
+                assert!(!client.sync.on_worker_thread(), "marked only while sending");
+            });
+        });
+        let outcome = outcome.into_inner().unwrap().unwrap();
+        assert!(matches!(outcome, Err(Error::Timeout(_))), "{outcome:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "waited {:?}",
+            started.elapsed()
+        );
+        assert!(!client.sync.on_worker_thread());
+        client.close();
+    }
 
     /// `fo_sync_now`/`fo_flush` racing with close: whichever order they run in, no worker
     /// is started once close has begun (the check is made under the worker slot's lock).

@@ -220,14 +220,19 @@ impl Sync {
         self.link.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Whether the caller runs on this client's worker thread (a log callback the worker's
-    /// own line called): nothing there may wait for the worker, which is stopped in it.
+    /// Whether the caller runs on this client's worker thread, or on a thread sending one
+    /// of its batches (a log callback the worker's own line called): nothing there may wait
+    /// for the worker, which is stopped in it (the batch being sent, and with it the round,
+    /// waits for that thread).
     pub fn on_worker_thread(&self) -> bool {
         // pthread_self, not std::thread::current(): that panics on a thread whose
         // thread-locals are gone (a call from a pthread_key destructor).
         // SAFETY: pthread_self only reads the calling thread's id.
         let me = unsafe { libc::pthread_self() } as usize as u64;
         self.worker_thread.load(Ordering::SeqCst) == me
+            || SENDING_FOR
+                .try_with(|s| s.get() == self as *const Sync as usize)
+                .unwrap_or(false)
     }
 
     /// Waits, at most until `deadline`, until the batch whose outcomes are being committed
@@ -1049,7 +1054,7 @@ impl Worker {
             None if threads <= 1 => work(),
             beside => std::thread::scope(|s| {
                 for _ in 0..threads {
-                    s.spawn(sending(&work));
+                    s.spawn(|| sending_thread(sync, &work));
                 }
                 beside_result = beside.map(|f| f());
             }),
@@ -1106,11 +1111,19 @@ impl Worker {
     }
 }
 
-/// The body of a thread sending a batch's requests (a function of its own, so a profile
-/// can select it: `--toggle-collect='flow_omnium::sync::sending*'`).
+thread_local! {
+    /// The address of the [`Sync`] whose batch this thread is sending; 0 elsewhere.
+    static SENDING_FOR: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// The body of a thread sending a batch's requests: marked as the worker's own while it
+/// runs ([`Sync::on_worker_thread`]). A function of its own, so a profile can select it
+/// (`--toggle-collect='*sending_thread*'`).
 #[inline(never)]
-fn sending<'a>(work: &'a (impl Fn() + std::marker::Sync)) -> impl FnOnce() + Send + 'a {
-    move || work()
+pub(crate) fn sending_thread(sync: &Sync, work: &(impl Fn() + std::marker::Sync)) {
+    SENDING_FOR.with(|s| s.set(sync as *const Sync as usize));
+    work();
+    SENDING_FOR.with(|s| s.set(0));
 }
 
 /// Customers per `AddOrUpdateMany` call (Omnium's limit).
