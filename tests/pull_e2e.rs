@@ -991,3 +991,37 @@ fn a_rich_catalog_syncs_under_the_response_cap_with_fields_excluded() {
     assert!(failing(&client).is_none(), "{}", status(&client));
     assert_eq!(client.store().sku_count().unwrap() as usize, loaded.skus);
 }
+
+/// The pull fetches a scroll's next page while it applies the page before (one ahead): each
+/// page is still asked for once and applied once, in order, with its cursor. 25-product pages
+/// with a little latency, so that fetches and applies overlap many times.
+#[test]
+fn pages_fetched_ahead_are_each_asked_for_once_and_all_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sim();
+    sim.set_scroll_page_size(25);
+    sim.set_latency_ms(2);
+    let loaded = sim.load_catalog(&spec(300));
+    sim.touch_products(300);
+    after_lag();
+    sim.reset_stats();
+    let client = open(
+        &dir.path().join("pos.db"),
+        &sim,
+        json!({"sync": {"pull_overlap_ms": 0}}),
+    );
+    assert!(synced(&client, loaded.skus));
+    let stats = sim.stats();
+    let gets = stats
+        .by_route
+        .get("GET /api/Products/Scroll/{scrollId}")
+        .copied()
+        .unwrap_or(0);
+    // 300 products in pages of 25: the first page answers the POST, 11 more and the empty
+    // last page answer GETs.
+    assert_eq!(gets, 12, "{stats:?}");
+    assert_eq!(stats.products_served, loaded.products as u64, "{stats:?}");
+    assert_eq!(stats.expired_scroll_requests, 0, "{stats:?}");
+    let cursor = client.store().cursor("products").unwrap().0;
+    assert!(cursor.is_some(), "the scroll's end moved the cursor");
+}
