@@ -698,13 +698,37 @@ impl Store {
     }
 
     pub fn product(&self, sku: &str, now_ms: i64) -> Result<Option<ProductView>> {
-        self.read(|c| snapshot(c, || product_view(c, sku, now_ms)))
+        let read = self.read(|c| snapshot(c, || product_view(c, sku, now_ms)));
+        if let Err(e) = &read {
+            // A corrupt catalog is moved aside and pulled again at the next open.
+            self.note_catalog_damage(e);
+        }
+        read
     }
 
     /// Full-text search over SKU, name, EAN, GTINs and brand (prefix matching, ranked; an
     /// exact SKU or EAN first), among sellable products. Returns one page and the total.
     pub fn search_products(&self, q: &SearchQuery, now_ms: i64) -> Result<(Vec<ProductView>, u64)> {
-        self.read(|c| snapshot(c, || self.search_in(c, q, now_ms)))
+        match self.read(|c| snapshot(c, || self.search_in(c, q, now_ms))) {
+            Err(e) if super::catalog_file::looks_corrupt(&e) => {
+                // The catalog is moved aside and pulled again at the next open; until then
+                // the tables are searched without the index (damage in the index's own
+                // tables leaves them readable), or the first error stands.
+                self.note_catalog_damage(&e);
+                let nothing_searchable = q
+                    .text
+                    .as_deref()
+                    .is_some_and(|t| !t.trim().is_empty() && fts_query(t).is_empty());
+                if nothing_searchable {
+                    return Ok((Vec::new(), 0));
+                }
+                self.read(|c| {
+                    snapshot(c, || super::deferred::search_unindexed(c, q, now_ms))
+                })
+                .map_err(|_| e)
+            }
+            other => other,
+        }
     }
 
     fn search_in(

@@ -194,16 +194,66 @@ pub(super) fn check_path(db: &Path) -> Result<()> {
 /// the one-time copy out of a single-file database, still reports it.
 pub(crate) const MOVED_KEY: &str = "storage.damaged.catalog";
 
+/// `sync_state` key of the main file set when a catalog read or write failed as corrupt
+/// while the client ran ([`Store::note_catalog_damage`]): the next open moves the catalog
+/// aside and pulls it again, whatever its checks say (damage can hide from them: rows gone
+/// from the search index's own tables pass `integrity_check` and still fail a search).
+pub(crate) const SEEN_KEY: &str = "catalog.damage_seen";
+
+/// Whether `e` is SQLite saying a file is damaged (the library's errors carry SQLite's
+/// message: `SQLITE_CORRUPT`, FTS5's own corruption reports, `SQLITE_NOTADB`).
+pub(crate) fn looks_corrupt(e: &Error) -> bool {
+    match e {
+        Error::Storage(m) => {
+            m.contains("database disk image is malformed")
+                || m.contains("fts5: corruption")
+                || m.contains("file is not a database")
+        }
+        _ => false,
+    }
+}
+
+impl super::Store {
+    /// A catalog read or write failed as corrupt: noted once in the main file (the next
+    /// open moves the catalog file aside and pulls it again) and logged. Called with no
+    /// connection held; it takes the writer once, the first time only.
+    pub(crate) fn note_catalog_damage(&self, e: &Error) {
+        use std::sync::atomic::Ordering;
+        if !looks_corrupt(e) || self.catalog_damage_seen.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        log::error!(
+            "the catalog file is damaged ({e}); searches read its tables without the index, \
+             and the next open moves it aside and pulls the catalog again"
+        );
+        if let Err(w) = self.set_state(SEEN_KEY, &e.to_string()) {
+            log::warn!("cannot note the catalog's damage: {w}");
+            self.catalog_damage_seen.store(false, Ordering::SeqCst);
+        }
+    }
+}
+
 /// Opens (creating, or replacing when damaged) the catalog's writer. The caller holds the
 /// database's lock; `main` is the database's writer, where each move aside is noted before
 /// it is made ([`MOVED_KEY`]). Returns the connection.
 pub(super) fn open_writer(db: &Path, main: &Connection) -> Result<Connection> {
     check_path(db)?;
     let cat = catalog_path(db);
+    let seen: Option<String> = main
+        .query_row("SELECT value FROM sync_state WHERE key = ?1", [SEEN_KEY], |r| {
+            r.get(0)
+        })
+        .optional()?;
     let found = match inspect(&cat)? {
+        Found::Usable if seen.is_some() && std::fs::symlink_metadata(&cat).is_ok() => Some(
+            format!("found corrupt while in use: {}", seen.as_deref().unwrap_or_default()),
+        ),
         Found::Usable => None,
         Found::Damaged(reason) => Some(reason),
     };
+    if seen.is_some() && found.is_none() {
+        main.execute("DELETE FROM sync_state WHERE key = ?1", [SEEN_KEY])?;
+    }
     let moved = match found {
         Some(reason) => Some(replace(&cat, &reason, main)?),
         None => None,
@@ -314,19 +364,31 @@ fn replace(cat: &Path, reason: &str, main: &Connection) -> Result<PathBuf> {
 }
 
 /// Appends `target`'s file name to the main file's list of catalog moves ([`MOVED_KEY`]),
-/// in one committed statement.
+/// and clears a damage seen while in use ([`SEEN_KEY`]: this move acts on it), in one
+/// committed transaction.
 fn note_moved(main: &Connection, target: &Path) -> Result<()> {
     let name = target
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    main.execute(
-        "INSERT INTO sync_state (key, value) VALUES (?1, json_array(?2))
-         ON CONFLICT (key) DO UPDATE SET value = json_insert(
-             CASE WHEN json_valid(value) THEN value ELSE '[]' END, '$[#]', ?2)",
-        [MOVED_KEY, &name],
-    )?;
-    Ok(())
+    main.execute_batch("BEGIN IMMEDIATE")?;
+    let noted = (|| -> Result<()> {
+        main.execute(
+            "INSERT INTO sync_state (key, value) VALUES (?1, json_array(?2))
+             ON CONFLICT (key) DO UPDATE SET value = json_insert(
+                 CASE WHEN json_valid(value) THEN value ELSE '[]' END, '$[#]', ?2)",
+            [MOVED_KEY, &name],
+        )?;
+        main.execute("DELETE FROM sync_state WHERE key = ?1", [SEEN_KEY])?;
+        Ok(())
+    })();
+    match noted {
+        Ok(()) => Ok(main.execute_batch("COMMIT")?),
+        Err(e) => {
+            let _ = main.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
 }
 
 /// Takes (reads and deletes) the catalog moves noted in the main file: the files they name

@@ -69,6 +69,9 @@ pub struct Store {
     catalog_damage: Vec<PathBuf>,
     /// The owed search index build's controls (store/deferred.rs: its own thread).
     build: deferred::BuildCtl,
+    /// A catalog read or write failed as corrupt (noted once: see
+    /// [`Store::note_catalog_damage`]).
+    catalog_damage_seen: std::sync::atomic::AtomicBool,
     /// Threads blocked waiting for `conn` (the till's record calls, the worker's outbox
     /// writes). Background writes (catalog and stock pages) step aside while any wait, and
     /// commit early when one starts waiting, so a record call never queues behind a page
@@ -250,6 +253,7 @@ impl Store {
             catalog: Mutex::new(Some(catalog)),
             catalog_damage,
             build: deferred::BuildCtl::default(),
+            catalog_damage_seen: std::sync::atomic::AtomicBool::new(false),
             waiting: std::sync::atomic::AtomicUsize::new(0),
             relaxed: std::sync::atomic::AtomicBool::new(false),
             #[cfg(test)]
@@ -301,6 +305,7 @@ impl Store {
             catalog: Mutex::new(None),
             catalog_damage: Vec::new(),
             build: deferred::BuildCtl::default(),
+            catalog_damage_seen: std::sync::atomic::AtomicBool::new(false),
             waiting: std::sync::atomic::AtomicUsize::new(0),
             relaxed: std::sync::atomic::AtomicBool::new(false),
             #[cfg(test)]
@@ -452,11 +457,18 @@ impl Store {
         &self,
         f: impl FnOnce(&rusqlite::Transaction, &dyn Fn() -> bool) -> Result<T>,
     ) -> Result<T> {
-        let mut conn = self.catalog()?;
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let value = f(&tx, &|| false)?;
-        tx.commit()?;
-        Ok(value)
+        let written = (|| {
+            let mut conn = self.catalog()?;
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let value = f(&tx, &|| false)?;
+            tx.commit()?;
+            Ok(value)
+        })();
+        // With the catalog's writer let go: a corrupt catalog is moved aside at the next open.
+        if let Err(e) = &written {
+            self.note_catalog_damage(e);
+        }
+        written
     }
 
     /// As [`Store::catalog_write`], with this one commit synced (`synchronous = FULL`), then
@@ -476,6 +488,10 @@ impl Store {
             Ok(value)
         })();
         let back = conn.execute_batch("PRAGMA synchronous = NORMAL");
+        drop(conn);
+        if let Err(e) = &result {
+            self.note_catalog_damage(e);
+        }
         let value = result?;
         back?;
         Ok(value)
