@@ -561,10 +561,7 @@ impl Admin {
         }
         // Damage the client met while running (a search or a pull failing as corrupt),
         // which the checks above may not see: moved aside at the client's next open.
-        if let Some(why) = self
-            .store
-            .get_state(crate::store::catalog_file::SEEN_KEY)?
-        {
+        if let Some(why) = self.store.get_state(crate::store::catalog_file::SEEN_KEY)? {
             rows.retain(|r| r != "ok");
             rows.push(format!(
                 "the catalog file was found corrupt while in use ({why}); the client's next open moves it aside and pulls the catalog again"

@@ -722,10 +722,8 @@ impl Store {
                 if nothing_searchable {
                     return Ok((Vec::new(), 0));
                 }
-                self.read(|c| {
-                    snapshot(c, || super::deferred::search_unindexed(c, q, now_ms))
-                })
-                .map_err(|_| e)
+                self.read(|c| snapshot(c, || super::deferred::search_unindexed(c, q, now_ms)))
+                    .map_err(|_| e)
             }
             other => other,
         }

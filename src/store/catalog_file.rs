@@ -240,14 +240,19 @@ pub(super) fn open_writer(db: &Path, main: &Connection) -> Result<Connection> {
     check_path(db)?;
     let cat = catalog_path(db);
     let seen: Option<String> = main
-        .query_row("SELECT value FROM sync_state WHERE key = ?1", [SEEN_KEY], |r| {
-            r.get(0)
-        })
+        .query_row(
+            "SELECT value FROM sync_state WHERE key = ?1",
+            [SEEN_KEY],
+            |r| r.get(0),
+        )
         .optional()?;
     let found = match inspect(&cat)? {
-        Found::Usable if seen.is_some() && std::fs::symlink_metadata(&cat).is_ok() => Some(
-            format!("found corrupt while in use: {}", seen.as_deref().unwrap_or_default()),
-        ),
+        Found::Usable if seen.is_some() && std::fs::symlink_metadata(&cat).is_ok() => {
+            Some(format!(
+                "found corrupt while in use: {}",
+                seen.as_deref().unwrap_or_default()
+            ))
+        }
         Found::Usable => None,
         Found::Damaged(reason) => Some(reason),
     };

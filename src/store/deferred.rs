@@ -1017,7 +1017,8 @@ mod tests {
             let admin = crate::admin::Admin::open(&path, false).unwrap();
             let rows = admin.integrity(false).unwrap();
             assert!(
-                rows.iter().any(|r| r.contains("found corrupt while in use")),
+                rows.iter()
+                    .any(|r| r.contains("found corrupt while in use")),
                 "{rows:?}"
             );
         }
