@@ -9,14 +9,21 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 fn run(scenario: &str) {
+    run_with(scenario, |_| None);
+}
+
+/// Runs `scenario`; `config` may make a client config (given the scenario's directory),
+/// passed as the program's third argument.
+fn run_with(scenario: &str, config: impl FnOnce(&std::path::Path) -> Option<String>) {
     static EXE: OnceLock<std::path::PathBuf> = OnceLock::new();
     let exe = EXE.get_or_init(|| compile_c(&["tests/c/abi_safety.c"], "fo_abi_safety"));
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(exe)
-        .arg(scenario)
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let mut cmd = Command::new(exe);
+    cmd.arg(scenario).arg(dir.path());
+    if let Some(config) = config(dir.path()) {
+        cmd.arg(config);
+    }
+    let out = cmd.output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -57,6 +64,33 @@ fn closing_from_the_callback_on_the_sync_thread_does_not_wait_for_itself() {
 #[test]
 fn flushing_from_the_callback_on_the_sync_thread_does_not_wait_for_itself() {
     run("flush_in_callback");
+}
+
+/// Review of the pipelined pull (3780b71): the next scroll page is fetched on a thread the
+/// sync thread waits for; fo_flush from a log callback there waited its whole timeout,
+/// holding every delivery that long.
+#[test]
+fn flushing_from_the_callback_on_the_page_fetching_thread_does_not_wait_for_the_worker() {
+    let sim = sim();
+    // Several pages: the second is fetched while the first is applied, and answered 401
+    // once (the client renews its token and logs it there).
+    sim.load_catalog(&flow_omnium::sim::CatalogSpec {
+        products: 30,
+        ..flow_omnium::sim::CatalogSpec::default()
+    });
+    sim.set_scroll_page_size(10);
+    sim.inject(
+        flow_omnium::sim::Fault::new(flow_omnium::sim::FaultKind::Status(401), 1)
+            .on_method("GET")
+            .on_path("/api/Products/Scroll/"),
+    );
+    run_with("flush_in_fetch_callback", |dir| {
+        Some(config(
+            &dir.join("fetch.db"),
+            &sim.base_url(),
+            serde_json::json!({}),
+        ))
+    });
 }
 
 #[test]

@@ -901,8 +901,9 @@ pub unsafe extern "C" fn fo_sync_now(c: *mut fo_client) -> fo_result {
 /// with `fo_client_close` returns its normal result or `FO_CLOSED`.
 /// Blocks: up to `timeout_ms` milliseconds (0: checks once and returns), returning early once
 /// nothing is pending or the client is closed. Called from a log callback on the sync thread
-/// (the library's own line), it checks once and never waits: the sync thread cannot deliver
-/// while it is inside the callback (`FO_TIMEOUT` when anything is pending).
+/// (the library's own line), or on a thread the sync thread waits for (the one fetching the
+/// next catalog page, those sending a batch), it checks once and never waits: the sync thread
+/// cannot deliver until the callback returns (`FO_TIMEOUT` when anything is pending).
 /// Pointers: `c` is a handle from `fo_client_open` (after `fo_client_close` it may still be
 /// passed: `FO_CLOSED`).
 ///

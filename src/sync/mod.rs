@@ -1126,6 +1126,24 @@ pub(crate) fn sending_thread(sync: &Sync, work: &(impl Fn() + std::marker::Sync)
     SENDING_FOR.with(|s| s.set(0));
 }
 
+/// Runs `f` on a thread the worker waits for (the pull's next page fetched ahead) marked as
+/// the worker's own, as a sending thread is ([`Sync::on_worker_thread`]): a log callback
+/// there calling `fo_flush` checks once instead of waiting for the worker that waits for it.
+pub(crate) fn joined_by_worker<T>(sync: &Sync, f: impl FnOnce() -> T) -> T {
+    struct Unmark(usize);
+    impl Drop for Unmark {
+        fn drop(&mut self) {
+            let _ = SENDING_FOR.try_with(|s| s.set(self.0));
+        }
+    }
+    let _unmark = Unmark(
+        SENDING_FOR
+            .try_with(|s| s.replace(sync as *const Sync as usize))
+            .unwrap_or(0),
+    );
+    f()
+}
+
 /// Customers per `AddOrUpdateMany` call (Omnium's limit).
 const CUSTOMER_BATCH: usize = 100;
 

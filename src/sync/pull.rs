@@ -954,12 +954,16 @@ impl Puller {
         let next_id = scroll.id.clone().filter(|_| !done && !sync.simulated);
         let (applied, applied_in) = match next_id {
             Some(id) => std::thread::scope(|threads| {
+                // The worker waits for this thread: marked as its own, so a log callback
+                // here calling fo_flush does not wait for the worker (review of 3780b71).
                 let fetch = threads.spawn(|| {
-                    // Reads wait behind the sales of the API user, as on the worker.
-                    let _reading = crate::omnium::user_gate::pulling();
-                    let started = std::time::Instant::now();
-                    let page = ScrollPage::next(sync, dataset, &id);
-                    (page, started.elapsed())
+                    super::joined_by_worker(sync, || {
+                        // Reads wait behind the sales of the API user, as on the worker.
+                        let _reading = crate::omnium::user_gate::pulling();
+                        let started = std::time::Instant::now();
+                        let page = ScrollPage::next(sync, dataset, &id);
+                        (page, started.elapsed())
+                    })
                 });
                 let applied = apply(&mut scroll);
                 let applied_in = apply_started.elapsed();

@@ -13,6 +13,9 @@
  *   close_in_callback  the log callback closes the client from the sync thread
  *   flush_in_callback  the log callback calls fo_flush on the sync thread with jobs pending:
  *                      it returns at once (FO_TIMEOUT), never holding the sync thread
+ *   flush_in_fetch_callback  (with a config naming the simulator, harness-made) the same
+ *                      from the thread that fetches the next scroll page while the sync
+ *                      thread applies one and then waits for it
  *   tls_destructor     every kind of export from a pthread_key destructor
  *   tls_destructor_autostart  the same with a running sync worker: close from the
  *                      destructor joins it and releases the database (reopen works)
@@ -431,6 +434,58 @@ static int flush_in_callback(const char *dir) {
   return 0;
 }
 
+/* -------------------------------------------------- flush_in_fetch_callback */
+
+static fo_client *fetching_client = NULL;
+static atomic_int fetch_flushed = 0;
+static _Atomic double fetch_flush_seconds = -1.0;
+static atomic_int fetch_flush_result = -1;
+static atomic_int fetch_record_result = -1;
+
+/* The harness makes Omnium answer the first request for a next scroll page 401: the line
+ * about renewing the token comes from the thread that fetches that page while the sync
+ * thread applies the page before it, and then waits for it. */
+static void flush_from_fetch_thread(void *user_data, int level, const char *message) {
+  (void)user_data;
+  (void)level;
+  if (strstr(message, "renewing the token once") == NULL) return;
+  if (pthread_equal(pthread_self(), main_thread)) return;
+  if (atomic_exchange(&fetch_flushed, 1)) return;
+  char sale[1024];
+  sale_json(sale, sizeof sale, "FF", 1);
+  atomic_store(&fetch_record_result, (int)fo_record_sale(fetching_client, sale));
+  double start = now_s();
+  /* The sale is pending and the sync thread waits for this one: waiting here would hold
+   * every delivery for the whole 30 s. */
+  atomic_store(&fetch_flush_result, (int)fo_flush(fetching_client, 30000));
+  atomic_store(&fetch_flush_seconds, now_s() - start);
+}
+
+static int flush_in_fetch_callback(const char *config_json) {
+  main_thread = pthread_self();
+  fo_set_log_callback(flush_from_fetch_thread, NULL, 3);
+  fo_client *c = NULL;
+  fetching_client = NULL;
+  EXPECT(fo_client_open(config_json, &c), FO_OK);
+  if (c == NULL) return 1;
+  fetching_client = c;
+  EXPECT(fo_sync_now(c), FO_OK);
+  double start = now_s();
+  while (atomic_load(&fetch_flush_seconds) < 0 && now_s() - start < 90) sleep_ms(10);
+  double took = atomic_load(&fetch_flush_seconds);
+  CHECK(took >= 0, "the callback flushed on the fetch thread");
+  CHECK(took < 10.0, "fo_flush on the fetch thread waited %.1f s for the sync thread", took);
+  CHECK(atomic_load(&fetch_record_result) == FO_OK, "record in the callback gave %s",
+        fo_result_name((fo_result)atomic_load(&fetch_record_result)));
+  CHECK(atomic_load(&fetch_flush_result) == FO_TIMEOUT, "fo_flush on the fetch thread gave %s",
+        fo_result_name((fo_result)atomic_load(&fetch_flush_result)));
+  fo_set_log_callback(NULL, NULL, 0);
+  /* From the host's own thread it waits as usual, and the sale is delivered. */
+  EXPECT(fo_flush(c, 60000), FO_OK);
+  fo_client_close(c);
+  return 0;
+}
+
 /* ------------------------------------------------------------ tls_destructor */
 
 static pthread_key_t key;
@@ -602,8 +657,8 @@ static int inputs(const char *dir) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 3) {
-    fprintf(stderr, "usage: %s <scenario> <dir>\n", argv[0]);
+  if (argc != 3 && argc != 4) {
+    fprintf(stderr, "usage: %s <scenario> <dir> [config]\n", argv[0]);
     return 2;
   }
   alarm(120);
@@ -620,6 +675,8 @@ int main(int argc, char **argv) {
     rc = close_in_callback(dir);
   else if (strcmp(scenario, "flush_in_callback") == 0)
     rc = flush_in_callback(dir);
+  else if (strcmp(scenario, "flush_in_fetch_callback") == 0 && argc == 4)
+    rc = flush_in_fetch_callback(argv[3]);
   else if (strcmp(scenario, "tls_destructor") == 0)
     rc = tls_destructor(dir, 0);
   else if (strcmp(scenario, "tls_destructor_autostart") == 0)
