@@ -490,31 +490,51 @@ impl Store {
         loop {
             let started = std::time::Instant::now();
             let applied = self.catalog_write(|tx, yield_now| {
-                let mut n = 0;
-                loop {
-                    let size = self.catalog_batch.load(Ordering::Relaxed);
-                    let take = size.min(rest.len() - n);
-                    let batch_started = std::time::Instant::now();
-                    upsert_products(tx, &rest[n..n + take])?;
-                    if take == size {
-                        let next = next_batch(size, batch_started.elapsed(), BATCH_TARGET);
-                        self.catalog_batch.store(next, Ordering::Relaxed);
-                    }
-                    n += take;
-                    if n == rest.len() || yield_now() || started.elapsed() >= MAX_BACKGROUND_TX {
-                        break;
-                    }
-                }
-                if n == rest.len() {
-                    advance_catalog_in(tx, cursor)?;
-                }
-                Ok(n)
+                self.apply_products_in(tx, yield_now, rest, cursor, started)
             })?;
             rest = &rest[applied..];
             if rest.is_empty() {
                 return Ok(());
             }
         }
+    }
+
+    /// One transaction of [`Store::apply_products`]: products of `rest` until a caller
+    /// waits or `MAX_BACKGROUND_TX` passed since `started`, the cursor with the last.
+    /// Returns how many were written.
+    pub(super) fn apply_products_in(
+        &self,
+        tx: &rusqlite::Transaction,
+        yield_now: &dyn Fn() -> bool,
+        rest: &[CatalogProduct],
+        cursor: Option<&CursorAdvance>,
+        started: std::time::Instant,
+    ) -> Result<usize> {
+        use std::sync::atomic::Ordering;
+        // Under the catalog's writer, as each of a page's transactions begins: a background
+        // build that began after the mark made before the first one (between two of them)
+        // stops at its next step too, instead of indexing rows this one changes after it
+        // read them (review of cdb96fd).
+        self.note_product_write();
+        let mut n = 0;
+        loop {
+            let size = self.catalog_batch.load(Ordering::Relaxed);
+            let take = size.min(rest.len() - n);
+            let batch_started = std::time::Instant::now();
+            upsert_products(tx, &rest[n..n + take])?;
+            if take == size {
+                let next = next_batch(size, batch_started.elapsed(), BATCH_TARGET);
+                self.catalog_batch.store(next, Ordering::Relaxed);
+            }
+            n += take;
+            if n == rest.len() || yield_now() || started.elapsed() >= MAX_BACKGROUND_TX {
+                break;
+            }
+        }
+        if n == rest.len() {
+            advance_catalog_in(tx, cursor)?;
+        }
+        Ok(n)
     }
 
     /// After a full read of the catalog: every SKU of a product Omnium did not return (gone,
@@ -533,6 +553,8 @@ impl Store {
     pub fn sweep_products(&self, seen: &std::collections::HashSet<String>) -> Result<usize> {
         self.pause_catalog_build();
         let (gone, unreturned) = self.catalog_write_synced(|tx, _| {
+            // Again under the writer's lock (see `apply_products_in`).
+            self.note_product_write();
             tx.execute_batch(
                 "CREATE TEMP TABLE IF NOT EXISTS seen_product (id TEXT PRIMARY KEY) WITHOUT ROWID;
                  DELETE FROM temp.seen_product;

@@ -336,6 +336,14 @@ impl Store {
         self.build.interrupt();
     }
 
+    /// Called under the catalog's writer by each transaction that writes product rows: a
+    /// build whose step runs next sees the count moved and stops, even one that began after
+    /// [`Store::pause_catalog_build`] was called for the same write (which happens before
+    /// the writer is taken, and only once for a page of several transactions).
+    pub(crate) fn note_product_write(&self) {
+        self.build.writes.fetch_add(1, Ordering::SeqCst);
+    }
+
     /// Stops the builder thread (the client closes): its statement is interrupted, it
     /// leaves at its next check, the mark stays for the next open.
     pub(crate) fn stop_catalog_build(&self) {
@@ -941,6 +949,37 @@ mod tests {
         }
         s.stop_catalog_build();
         thread.join().unwrap();
+    }
+
+    /// Review of cdb96fd: `apply_products` marked its write once, before its first
+    /// transaction; a build that began after that mark (between two transactions of one
+    /// page) read the moved count as its own start, so the page's next transaction wrote
+    /// product rows under it (the triggers set aside) and the build went on, leaving the
+    /// rows it had already indexed with their old text. Each transaction marks the write
+    /// under the writer's lock now: the build's next step pauses.
+    #[test]
+    fn a_products_transaction_during_a_background_build_pauses_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("s.db")).unwrap();
+        assert!(s.begin_catalog_build().unwrap());
+        s.apply_products(&products(), None).unwrap();
+        // A page under way: its mark made, a build begins (reading the count), then the
+        // page's next transaction.
+        s.pause_catalog_build();
+        let began = s.build.writes.load(Ordering::SeqCst);
+        let mut renamed = products()[..1].to_vec();
+        renamed[0].skus[0].name = "Zebraskjorte".into();
+        let n = s
+            .catalog_write(|tx, yield_now| {
+                s.apply_products_in(tx, yield_now, &renamed, None, std::time::Instant::now())
+            })
+            .unwrap();
+        assert_eq!(n, 1);
+        let step = s.build_step(true, began, |_, _| Ok(())).unwrap();
+        assert!(
+            matches!(step, Step::Paused),
+            "the build went on over a product write it did not see"
+        );
     }
 
     /// A close stops a build in progress: it leaves the mark (built again by the next
