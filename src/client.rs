@@ -769,8 +769,19 @@ impl Client {
             // SAFETY: pthread_equal and pthread_self only compare/read thread ids.
             let on_builder =
                 unsafe { libc::pthread_equal(builder.as_pthread_t(), libc::pthread_self()) != 0 };
-            if !on_builder {
-                let _ = builder.join();
+            // From the worker's thread (a log callback) the builder may wait for the
+            // catalog's writer this thread holds: not waited for, it ends on its own.
+            if !on_builder && !self.sync.on_worker_thread() {
+                // Bounded: it stops within one rolled-back statement, unless it waits for
+                // the catalog's writer held by the thread closing (a log callback of the
+                // worker's inside a catalog write); then it ends on its own.
+                let deadline = Instant::now() + CLOSE_WAIT;
+                while !builder.is_finished() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                if builder.is_finished() {
+                    let _ = builder.join();
+                }
             }
         }
         let handle = self.worker.lock().unwrap_or_else(|p| p.into_inner()).take();

@@ -318,6 +318,11 @@ impl Store {
     /// else here (the deterministic simulation).
     pub fn kick_catalog_build(&self) -> Result<()> {
         let mut st = self.build.state();
+        if st.stop {
+            // Closing: never built on the caller's thread (the worker's last step would
+            // hold the close for the whole build); the mark waits for the next open.
+            return Ok(());
+        }
         if st.thread {
             st.kicked = true;
             drop(st);
@@ -372,6 +377,7 @@ impl Store {
     /// catches searches up and must not take a core from recording on a small till.
     pub fn run_catalog_builder(&self) {
         // SAFETY: setpriority on this thread's own id (gettid) changes nothing else.
+        #[cfg(target_os = "linux")]
         unsafe {
             let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
             libc::setpriority(libc::PRIO_PROCESS, tid, 10);
@@ -404,7 +410,16 @@ impl Store {
                 }
             }
             let started = std::time::Instant::now();
-            match self.build_steps(true) {
+            // A bug in one build must not end the thread (kicks would go unserved until
+            // the next open): logged, and the mark waits for the next kick.
+            let built =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.build_steps(true)))
+                    .unwrap_or_else(|_| {
+                        Err(crate::error::Error::Internal(
+                            "a bug was caught in the catalog's index build".into(),
+                        ))
+                    });
+            match built {
                 Ok(Built::Done) => {
                     log::debug!(
                         target: crate::sync::pull::TIMING_TARGET,
