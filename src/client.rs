@@ -271,6 +271,25 @@ impl Client {
     where
         F: FnOnce(&Lookup) -> Result<Extras>,
     {
+        self.record_canonical_announced(kind, event_id, entity_id, canonical, blob, check, None)
+    }
+
+    /// [`Client::record_canonical`] for a caller announced to the store before it read its
+    /// event ([`Store::coming`]).
+    #[allow(clippy::too_many_arguments)]
+    fn record_canonical_announced<F>(
+        &self,
+        kind: JobKind,
+        event_id: &str,
+        entity_id: &str,
+        canonical: &str,
+        blob: Option<&[u8]>,
+        check: F,
+        coming: Option<crate::store::Coming<'_>>,
+    ) -> Result<()>
+    where
+        F: FnOnce(&Lookup) -> Result<Extras>,
+    {
         let job = NewJob {
             kind: kind.as_str(),
             event_id,
@@ -278,7 +297,9 @@ impl Client {
             content: canonical,
             blob,
         };
-        let outcome = self.store.record(&job, self.sync.wall_ms(), check)?;
+        let outcome = self
+            .store
+            .record_announced(&job, self.sync.wall_ms(), check, coming)?;
         if let crate::store::Recorded::New(_) = outcome {
             self.sync.nudge();
         }
@@ -306,6 +327,9 @@ impl Client {
     /// Records a sale (CONTRACT §4). Returns once it is durably stored.
     pub fn record_sale(&self, sale_json: &str) -> Result<()> {
         self.check_open()?;
+        // On its way to the writer: a batch being committed by another caller waits for
+        // this one (see store::group). Dropped unused if the sale is refused.
+        let coming = self.store.coming();
         // The sale is read as a view into `sale_json`: none of its strings is copied.
         Sale::read_with(sale_json, &self.defaults, |sale, canonical| {
             // The goods leave the selling store's warehouse now; see fo_stock_get's pending.
@@ -316,12 +340,20 @@ impl Client {
                     effects.push(l.sku, warehouse, -l.quantity);
                 }
             }
-            self.record_canonical(JobKind::Sale, sale.id, sale.id, &canonical, None, |_| {
-                Ok(Extras {
-                    effects,
-                    extra: None,
-                })
-            })
+            self.record_canonical_announced(
+                JobKind::Sale,
+                sale.id,
+                sale.id,
+                &canonical,
+                None,
+                |_| {
+                    Ok(Extras {
+                        effects,
+                        extra: None,
+                    })
+                },
+                Some(coming),
+            )
         })
     }
 

@@ -512,7 +512,9 @@ impl Canon {
         self.first = false;
     }
 
-    /// `"key":` (keys are plain ASCII names: no escaping needed).
+    /// `"key":` (keys are plain ASCII names: no escaping needed). Inlined, so that each
+    /// key, a literal, is copied as a constant.
+    #[inline(always)]
     pub(crate) fn key(&mut self, key: &str) {
         self.sep();
         self.out.push(b'"');
@@ -528,9 +530,22 @@ impl Canon {
             self.out.extend_from_slice(b"null");
             return Ok(());
         }
-        if let Got::Str(s) = got {
-            push_json_str(&mut self.out, s);
-            return Ok(());
+        match got {
+            Got::Str(s) => {
+                push_json_str(&mut self.out, s);
+                return Ok(());
+            }
+            // Integers as serde_json writes them (itoa's digits), without a serializer.
+            Got::Num(n) if n.is_u64() || n.is_i64() => {
+                if let Some(u) = n.as_u64() {
+                    push_u64(&mut self.out, u);
+                } else if let Some(i) = n.as_i64() {
+                    self.out.push(b'-');
+                    push_u64(&mut self.out, i.unsigned_abs());
+                }
+                return Ok(());
+            }
+            _ => {}
         }
         let mut ser = serde_json::Serializer::new(&mut self.out);
         let written = match got {
@@ -548,6 +563,7 @@ impl Canon {
     }
 
     /// `"key":value` for a present slot, nothing for an absent one.
+    #[inline(always)]
     pub(crate) fn field(&mut self, key: &str, got: &Got) -> Result<()> {
         if matches!(got, Got::Absent) {
             return Ok(());
@@ -573,5 +589,60 @@ pub(crate) fn push_json_str(out: &mut Vec<u8>, s: &str) {
     } else {
         // Writing into a Vec cannot fail, and a &str always serializes.
         let _ = serde_json::to_writer(&mut *out, s);
+    }
+}
+
+/// Appends `u` in decimal.
+fn push_u64(out: &mut Vec<u8>, mut u: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (u % 10) as u8;
+        u /= 10;
+        if u == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_written_as_serde_json_writes_them() {
+        let mut numbers: Vec<Number> = [0u64, 1, 9, 10, 99, 100, 12_345, u64::MAX, i64::MAX as u64]
+            .into_iter()
+            .map(Number::from)
+            .collect();
+        numbers.extend([-1i64, -10, -19_950, i64::MIN].map(Number::from));
+        numbers.extend([0.5, -2.25, 1e-7, 1.5e300].map(|f| Number::from_f64(f).unwrap()));
+        let strings = [
+            "",
+            "plain",
+            "a\"b",
+            "back\\slash",
+            "tab\t",
+            "\u{1}",
+            "ø/æ\u{7f}",
+        ];
+        let gots = numbers
+            .into_iter()
+            .map(Got::Num)
+            .chain(strings.iter().map(|s| Got::Str(Cow::Borrowed(*s))))
+            .chain([Got::Bool(true), Got::Null]);
+        for got in gots {
+            let mut c = Canon::with_capacity(0);
+            c.value(&got).unwrap();
+            let expected = match &got {
+                Got::Num(n) => serde_json::to_string(n).unwrap(),
+                Got::Str(s) => serde_json::to_string(s).unwrap(),
+                Got::Bool(b) => serde_json::to_string(b).unwrap(),
+                _ => "null".to_string(),
+            };
+            assert_eq!(c.finish().unwrap(), expected, "{got:?}");
+        }
     }
 }

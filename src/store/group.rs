@@ -22,6 +22,7 @@
 //! * Anyone else who takes the writer (the worker) first commits an open batch the same way,
 //!   so no other transaction ever runs inside one.
 
+use super::Store;
 use crate::error::{Error, Result};
 use rusqlite::Connection;
 use std::collections::HashMap;
@@ -47,6 +48,12 @@ pub const MAX_MEMBERS: usize = 64;
 pub(crate) struct Group {
     /// Recording callers waiting for the writer's lock (counted before they lock it).
     pub(crate) waiting: AtomicUsize,
+    /// Recording callers on their way to the writer: announced ([`Store::coming`]) before
+    /// they read and check their event, so a batch is not committed just before they
+    /// arrive (on a machine with fewer cores than callers, their reading staggers their
+    /// arrival). Each leaves this count only after it is counted in `waiting`, or, if it
+    /// never comes, after committing a batch left open for it (see [`Coming`]).
+    pub(crate) coming: AtomicUsize,
     state: Mutex<State>,
     done: Condvar,
     /// Tests: the next commit fails as a full disk would (and is rolled back).
@@ -176,7 +183,10 @@ impl Group {
     pub(crate) fn leave_to_next(&self) -> bool {
         match self.state().open {
             Some((_, members)) => {
-                members > 0 && members < MAX_MEMBERS && self.waiting.load(Ordering::Acquire) > 0
+                members > 0
+                    && members < MAX_MEMBERS
+                    && (self.waiting.load(Ordering::Acquire) > 0
+                        || self.coming.load(Ordering::Acquire) > 0)
             }
             None => false,
         }
@@ -257,6 +267,55 @@ impl Group {
     }
 }
 
+/// A recording caller announced on its way to the writer (see [`Group::coming`]). Handed to
+/// [`Store::record_announced`], which counts it as waiting first and then lets it go. Dropped
+/// without coming (its event refused before it reached the writer, or a panic), it commits
+/// a batch that may have been left open for it, so no member waits for a caller that never
+/// comes.
+pub struct Coming<'s> {
+    pub(crate) store: &'s Store,
+    pub(crate) armed: bool,
+}
+
+impl Coming<'_> {
+    /// It is counted in `waiting` now: it leaves the count of callers on their way.
+    pub(crate) fn arrived(mut self) {
+        self.armed = false;
+        self.store.group.coming.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Drop for Coming<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let group = &self.store.group;
+        group.coming.fetch_sub(1, Ordering::AcqRel);
+        // A batch left open for this caller is committed by whoever comes next, or else by
+        // this one (taking the writer commits an open batch first).
+        let open = group.state().open.is_some_and(|(_, members)| members > 0);
+        if open
+            && group.waiting.load(Ordering::Acquire) == 0
+            && group.coming.load(Ordering::Acquire) == 0
+        {
+            drop(self.store.conn());
+            group.log_deferred();
+        }
+    }
+}
+
+impl Store {
+    /// Announces a recording caller on its way to the writer (see [`Group::coming`]).
+    pub fn coming(&self) -> Coming<'_> {
+        self.group.coming.fetch_add(1, Ordering::AcqRel);
+        Coming {
+            store: self,
+            armed: true,
+        }
+    }
+}
+
 /// The error every member of a failed batch gets: the same kind (a full disk stays
 /// `StorageFull`), saying it was the shared commit.
 fn shared_failure(e: &Error) -> Error {
@@ -332,6 +391,74 @@ mod tests {
             "one commit for both"
         );
         assert_eq!(stored(&store), ["A", "B"]);
+    }
+
+    /// Spawns A recording while `coming` (another caller, announced) is on its way, and
+    /// waits until A has left the open batch to it (A's rows in, the writer free).
+    fn a_leaves_its_batch_open(store: &Arc<Store>) -> std::thread::JoinHandle<Result<Recorded>> {
+        let s = store.clone();
+        let a = std::thread::spawn(move || {
+            s.record(&job("A", "{\"a\":1}"), 1, |_| Ok(Extras::default()))
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let left = store.group.state().open.is_some_and(|(_, m)| m == 1)
+                && store.conn.try_lock().is_ok();
+            if left {
+                break;
+            }
+            assert!(Instant::now() < deadline, "A never left its batch open");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        a
+    }
+
+    #[test]
+    fn a_batch_waits_for_an_announced_caller_and_shares_its_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("a.db")).unwrap());
+        // B announced itself (it is still reading its event) before A took the writer.
+        let coming = store.coming();
+        let a = a_leaves_its_batch_open(&store);
+        assert_eq!(store.group.commits.load(Ordering::SeqCst), 0);
+        assert!(
+            !a.is_finished(),
+            "A returned before its rows were committed"
+        );
+        let b = store.record_announced(
+            &job("B", "{\"b\":1}"),
+            1,
+            |_| Ok(Extras::default()),
+            Some(coming),
+        );
+        assert!(matches!(b, Ok(Recorded::New(_))), "{b:?}");
+        let a = a.join().unwrap();
+        assert!(matches!(a, Ok(Recorded::New(_))), "{a:?}");
+        assert_eq!(
+            store.group.commits.load(Ordering::SeqCst),
+            1,
+            "one commit for both"
+        );
+        assert_eq!(stored(&store), ["A", "B"]);
+        assert_eq!(store.group.coming.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn an_announced_caller_that_never_comes_commits_the_batch_left_for_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("a.db")).unwrap());
+        let coming = store.coming();
+        let a = a_leaves_its_batch_open(&store);
+        // Its event is refused before it reaches the writer: dropping it commits A's batch.
+        drop(coming);
+        let a = a.join().unwrap();
+        assert!(matches!(a, Ok(Recorded::New(_))), "{a:?}");
+        assert_eq!(store.group.commits.load(Ordering::SeqCst), 1);
+        assert_eq!(store.group.coming.load(Ordering::SeqCst), 0);
+        // Durable: read on a connection of its own.
+        drop(store);
+        let again = Store::open(&dir.path().join("a.db")).unwrap();
+        assert_eq!(stored(&again), ["A"]);
     }
 
     #[test]

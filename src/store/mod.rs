@@ -10,6 +10,7 @@ mod deferred;
 pub mod files;
 mod fold;
 mod group;
+pub use group::Coming;
 mod holds;
 mod outbox;
 mod replace;

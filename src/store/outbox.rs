@@ -393,9 +393,28 @@ impl Store {
     where
         F: FnOnce(&Lookup) -> Result<Extras>,
     {
+        self.record_announced(job, now_ms, check, None)
+    }
+
+    /// [`Store::record`] for a caller announced earlier ([`Store::coming`]).
+    pub fn record_announced<F>(
+        &self,
+        job: &NewJob,
+        now_ms: i64,
+        check: F,
+        coming: Option<super::group::Coming<'_>>,
+    ) -> Result<Recorded>
+    where
+        F: FnOnce(&Lookup) -> Result<Extras>,
+    {
         use std::sync::atomic::Ordering;
         let group = &self.group;
         group.waiting.fetch_add(1, Ordering::AcqRel);
+        // Counted as waiting before it stops being on its way: a holder of the writer never
+        // sees it in neither count while it is still coming.
+        if let Some(c) = coming {
+            c.arrived();
+        }
         let conn = self.conn_raw();
         group.waiting.fetch_sub(1, Ordering::AcqRel);
         let batch = group.join(&conn)?;
