@@ -483,7 +483,6 @@ impl Store {
         products: &[CatalogProduct],
         cursor: Option<&CursorAdvance>,
     ) -> Result<()> {
-        use std::sync::atomic::Ordering;
         // Product rows change: a background index build in progress stops (deferred.rs).
         self.pause_catalog_build();
         let mut rest = products;
