@@ -785,6 +785,9 @@ impl Client {
             return;
         }
         self.sync.shutdown();
+        // One deadline for the builder and the worker: the close returns within CLOSE_WAIT
+        // (plus the release), not one wait after the other.
+        let closing_by = Instant::now() + CLOSE_WAIT;
         // A thread waiting in fo_next_event returns FO_CLOSED now, not at its timeout.
         self.sync.events.close();
         // The index build stops (its statement interrupted and rolled back, the mark kept
@@ -803,11 +806,13 @@ impl Client {
                 unsafe { libc::pthread_equal(builder.as_pthread_t(), libc::pthread_self()) != 0 };
             // From the worker's thread (a log callback) the builder may wait for the
             // catalog's writer this thread holds: not waited for, it ends on its own.
-            if !on_builder && !self.sync.on_worker_thread() {
+            // A close that does not wait (fo_client_close_without_waiting) does not wait
+            // for it either.
+            if wait && !on_builder && !self.sync.on_worker_thread() {
                 // Bounded: it stops within one rolled-back statement, unless it waits for
                 // the catalog's writer held by the thread closing (a log callback of the
                 // worker's inside a catalog write); then it ends on its own.
-                let deadline = Instant::now() + CLOSE_WAIT;
+                let deadline = closing_by;
                 while !builder.is_finished() && Instant::now() < deadline {
                     std::thread::sleep(Duration::from_millis(5));
                 }
@@ -829,11 +834,7 @@ impl Client {
         }) || self.sync.on_worker_thread();
         let wait = wait && !on_worker;
         if let Some(handle) = handle {
-            let deadline = if !wait {
-                Instant::now()
-            } else {
-                Instant::now() + CLOSE_WAIT
-            };
+            let deadline = if !wait { Instant::now() } else { closing_by };
             while !handle.is_finished() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(10));
             }

@@ -476,13 +476,31 @@ impl Store {
                 }
                 {
                     let mut st = ctl.state();
+                    // A stop that came while this thread waited for the writer found no
+                    // statement to interrupt (the handle was not set yet): checked under the
+                    // lock it sets the handle under, so the step does not run in full after it.
+                    if st.stop {
+                        return Err(crate::error::Error::Internal(
+                            "the catalog build was stopped".into(),
+                        ));
+                    }
                     st.interrupt = Some(tx.get_interrupt_handle());
                     st.interrupted = false;
                 }
+                // Cleared however `f` ends, a panic included (the builder survives one): a
+                // handle left behind would interrupt whatever statement the catalog's writer
+                // runs next whenever a thread waits for it.
+                struct Disarm<'a>(&'a BuildCtl);
+                impl Drop for Disarm<'_> {
+                    fn drop(&mut self) {
+                        self.0.state().interrupt = None;
+                    }
+                }
+                let disarm = Disarm(ctl);
                 let yield_now =
                     || moved() || ctl.waiting.load(Ordering::SeqCst) > 0 || ctl.stopping();
                 let out = f(tx, &yield_now);
-                ctl.state().interrupt = None;
+                drop(disarm);
                 out.map(Some)
             });
             match r {
@@ -995,6 +1013,66 @@ mod tests {
             matches!(step, Step::Paused),
             "the build went on over a product write it did not see"
         );
+    }
+
+    /// Review of da34be6: a stop (a close) that came while the builder waited for the
+    /// catalog's writer found no statement to interrupt, and the builder then ran its whole
+    /// step (an index sort on a big catalog) after it, holding the close's `release_lock`.
+    #[test]
+    fn a_stop_while_the_builder_waits_for_the_writer_runs_no_step() {
+        use std::sync::atomic::AtomicBool;
+        use std::sync::Arc;
+        let dir = tempfile::tempdir().unwrap();
+        let s = Arc::new(Store::open(&dir.path().join("s.db")).unwrap());
+        let began = s.build.writes.load(Ordering::SeqCst);
+        let held = s.catalog().unwrap();
+        let ran = Arc::new(AtomicBool::new(false));
+        let builder = {
+            let (s, ran) = (s.clone(), ran.clone());
+            std::thread::spawn(move || {
+                let step = s.build_step(true, began, |_, _| {
+                    ran.store(true, Ordering::SeqCst);
+                    Ok(())
+                });
+                matches!(step, Ok(Step::Stopped))
+            })
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while s.build.waiting.load(Ordering::SeqCst) == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the builder never waited"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        s.stop_catalog_build();
+        drop(held);
+        let stopped = builder.join().unwrap();
+        assert!(!ran.load(Ordering::SeqCst), "the step ran after the stop");
+        assert!(stopped);
+    }
+
+    /// Review of da34be6: the builder survives a panic in a step, but the step's interrupt
+    /// handle stayed set, so any thread waiting for the catalog's writer afterwards
+    /// interrupted whatever statement the writer's holder (the worker) was running.
+    #[test]
+    fn a_panic_in_a_build_step_leaves_no_interrupt_handle_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("s.db")).unwrap();
+        let began = s.build.writes.load(Ordering::SeqCst);
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            s.build_step(true, began, |_, _| -> Result<()> {
+                panic!("a bug in a build step")
+            })
+        }));
+        assert!(r.is_err());
+        assert!(
+            s.build.state().interrupt.is_none(),
+            "an interrupt handle was left set by the panicked step"
+        );
+        // The writer is usable after it.
+        s.catalog_write(|tx, _| Ok(tx.execute_batch("SELECT 1")?))
+            .unwrap();
     }
 
     /// A close stops a build in progress: it leaves the mark (built again by the next
