@@ -28,6 +28,7 @@ use rusqlite::Connection;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 /// How a failed recording caller's part is undone (see [`Group::undo_member`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,6 +44,11 @@ pub(crate) enum Undo {
 
 /// At most this many callers share one commit: a steady stream still commits regularly.
 pub const MAX_MEMBERS: usize = 64;
+
+/// How long a member that left its batch open waits for a caller still on its way before it
+/// takes the writer and commits the batch itself: a slow caller (a huge sale being read, a
+/// preempted thread) costs the others at most this, never its whole reading.
+pub const COMING_WAIT: Duration = Duration::from_millis(2);
 
 #[derive(Default)]
 pub(crate) struct Group {
@@ -65,6 +71,9 @@ pub(crate) struct Group {
     /// Tests: the next undo of one caller's savepoint fails.
     #[cfg(test)]
     pub(crate) fail_undo: std::sync::atomic::AtomicBool,
+    /// Tests: a longer [`COMING_WAIT`] (a test that steps through a batch left open).
+    #[cfg(test)]
+    pub(crate) coming_wait: Mutex<Option<Duration>>,
     /// Tests: what [`Group::log_deferred`] logged.
     #[cfg(test)]
     pub(crate) logged: Mutex<Vec<String>>,
@@ -185,8 +194,10 @@ impl Group {
             Some((_, members)) => {
                 members > 0
                     && members < MAX_MEMBERS
-                    && (self.waiting.load(Ordering::Acquire) > 0
-                        || self.coming.load(Ordering::Acquire) > 0)
+                    // `coming` first: a caller leaves it only after entering `waiting`, so
+                    // one on its way is never missed in both.
+                    && (self.coming.load(Ordering::Acquire) > 0
+                        || self.waiting.load(Ordering::Acquire) > 0)
             }
             None => false,
         }
@@ -231,9 +242,10 @@ impl Group {
         }
     }
 
-    /// Waits until batch `id` is finished and returns its outcome. The caller is a member
-    /// that left the commit to another and holds nothing.
-    pub(crate) fn wait(&self, id: u64) -> Result<()> {
+    /// Waits until batch `id` is finished and returns its outcome, or `None` if it is still
+    /// open at `deadline`. The caller is a member that left the commit to another and holds
+    /// nothing.
+    pub(crate) fn wait_until(&self, id: u64, deadline: Option<Instant>) -> Option<Result<()>> {
         let mut s = self.state();
         loop {
             if s.open.map(|(open, _)| open) != Some(id) {
@@ -243,15 +255,27 @@ impl Group {
                     if *left == 0 {
                         s.outcomes.remove(&id);
                     }
-                    return out;
+                    return Some(out);
                 }
                 // Finished by the member that committed it, which counted this one: only
                 // reachable if the outcome was collected already, which cannot happen.
-                return Err(Error::Internal(format!(
+                return Some(Err(Error::Internal(format!(
                     "the outcome of commit batch {id} is missing"
-                )));
+                ))));
             }
-            s = self.done.wait(s).unwrap_or_else(|p| p.into_inner());
+            s = match deadline {
+                None => self.done.wait(s).unwrap_or_else(|p| p.into_inner()),
+                Some(at) => {
+                    let left = at.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return None;
+                    }
+                    self.done
+                        .wait_timeout(s, left)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0
+                }
+            };
         }
     }
 
@@ -296,8 +320,8 @@ impl Drop for Coming<'_> {
         // this one (taking the writer commits an open batch first).
         let open = group.state().open.is_some_and(|(_, members)| members > 0);
         if open
-            && group.waiting.load(Ordering::Acquire) == 0
             && group.coming.load(Ordering::Acquire) == 0
+            && group.waiting.load(Ordering::Acquire) == 0
         {
             drop(self.store.conn());
             group.log_deferred();
@@ -306,6 +330,32 @@ impl Drop for Coming<'_> {
 }
 
 impl Store {
+    /// Waits for batch `id`, which this member left open to a caller waiting for the writer
+    /// or on its way to it: if it is still open after [`COMING_WAIT`], that caller is slow
+    /// (or never comes), and this member takes the writer, which commits the open batch
+    /// (see [`Store::conn`]), then collects its outcome.
+    pub(crate) fn wait_for_batch(&self, id: u64) -> Result<()> {
+        #[cfg(test)]
+        let wait = self
+            .group
+            .coming_wait
+            .lock()
+            .unwrap()
+            .unwrap_or(COMING_WAIT);
+        #[cfg(not(test))]
+        let wait = COMING_WAIT;
+        if let Some(out) = self.group.wait_until(id, Some(Instant::now() + wait)) {
+            return out;
+        }
+        drop(self.conn());
+        self.group.log_deferred();
+        self.group.wait_until(id, None).unwrap_or_else(|| {
+            Err(Error::Internal(format!(
+                "the wait for commit batch {id} ended without its outcome"
+            )))
+        })
+    }
+
     /// Announces a recording caller on its way to the writer (see [`Group::coming`]).
     pub fn coming(&self) -> Coming<'_> {
         self.group.coming.fetch_add(1, Ordering::AcqRel);
@@ -331,7 +381,6 @@ mod tests {
     use super::*;
     use crate::store::{Extras, NewJob, Recorded, Store};
     use std::sync::Arc;
-    use std::time::{Duration, Instant};
 
     fn job<'a>(id: &'a str, content: &'a str) -> NewJob<'a> {
         NewJob {
@@ -417,7 +466,9 @@ mod tests {
     fn a_batch_waits_for_an_announced_caller_and_shares_its_commit() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(&dir.path().join("a.db")).unwrap());
-        // B announced itself (it is still reading its event) before A took the writer.
+        // B announced itself (it is still reading its event) before A took the writer; A
+        // waits for it as long as the test needs.
+        *store.group.coming_wait.lock().unwrap() = Some(Duration::from_secs(600));
         let coming = store.coming();
         let a = a_leaves_its_batch_open(&store);
         assert_eq!(store.group.commits.load(Ordering::SeqCst), 0);
@@ -443,10 +494,48 @@ mod tests {
         assert_eq!(store.group.coming.load(Ordering::SeqCst), 0);
     }
 
+    /// Review of 7f41a99: a caller announced but slow to arrive (a huge sale being read, a
+    /// preempted thread) held every batch member until it came; a member now waits
+    /// `COMING_WAIT` at most, then commits the batch itself.
+    #[test]
+    fn a_caller_slow_to_arrive_holds_the_batch_only_briefly() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("a.db")).unwrap());
+        let coming = store.coming();
+        let s = store.clone();
+        let a = std::thread::spawn(move || {
+            s.record(&job("A", "{\"a\":1}"), 1, |_| Ok(Extras::default()))
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !a.is_finished() {
+            assert!(
+                Instant::now() < deadline,
+                "A waited for a caller that did not come"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(matches!(a.join().unwrap(), Ok(Recorded::New(_))));
+        assert_eq!(store.group.commits.load(Ordering::SeqCst), 1);
+        // The slow caller arrives later and commits on its own.
+        let b = store.record_announced(
+            &job("B", "{\"b\":1}"),
+            1,
+            |_| Ok(Extras::default()),
+            Some(coming),
+        );
+        assert!(matches!(b, Ok(Recorded::New(_))), "{b:?}");
+        assert_eq!(store.group.commits.load(Ordering::SeqCst), 2);
+        assert_eq!(store.group.coming.load(Ordering::SeqCst), 0);
+        drop(store);
+        let again = Store::open(&dir.path().join("a.db")).unwrap();
+        assert_eq!(stored(&again), ["A", "B"]);
+    }
+
     #[test]
     fn an_announced_caller_that_never_comes_commits_the_batch_left_for_it() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(&dir.path().join("a.db")).unwrap());
+        *store.group.coming_wait.lock().unwrap() = Some(Duration::from_secs(600));
         let coming = store.coming();
         let a = a_leaves_its_batch_open(&store);
         // Its event is refused before it reaches the writer: dropping it commits A's batch.

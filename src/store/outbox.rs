@@ -444,7 +444,7 @@ impl Store {
             drop(conn);
             group.log_deferred();
             let recorded = own?;
-            group.wait(batch)?;
+            self.wait_for_batch(batch)?;
             return Ok(recorded);
         }
         let finished = group.finish(&conn);
