@@ -436,7 +436,9 @@ static int flush_in_callback(const char *dir) {
 
 /* -------------------------------------------------- flush_in_fetch_callback */
 
-static fo_client *fetching_client = NULL;
+/* Atomic: the sync thread starts inside fo_client_open, so its fetch thread can log before
+ * the main thread stores the handle fo_client_open returned. */
+static _Atomic(fo_client *) fetching_client = NULL;
 static atomic_int fetch_flushed = 0;
 static _Atomic double fetch_flush_seconds = -1.0;
 static atomic_int fetch_flush_result = -1;
@@ -451,13 +453,16 @@ static void flush_from_fetch_thread(void *user_data, int level, const char *mess
   if (strstr(message, "renewing the token once") == NULL) return;
   if (pthread_equal(pthread_self(), main_thread)) return;
   if (atomic_exchange(&fetch_flushed, 1)) return;
+  /* The handle, once fo_client_open has returned it to the main thread. */
+  fo_client *c = NULL;
+  for (int i = 0; i < 10000 && (c = atomic_load(&fetching_client)) == NULL; i++) sleep_ms(1);
   char sale[1024];
   sale_json(sale, sizeof sale, "FF", 1);
-  atomic_store(&fetch_record_result, (int)fo_record_sale(fetching_client, sale));
+  atomic_store(&fetch_record_result, (int)fo_record_sale(c, sale));
   double start = now_s();
   /* The sale is pending and the sync thread waits for this one: waiting here would hold
    * every delivery for the whole 30 s. */
-  atomic_store(&fetch_flush_result, (int)fo_flush(fetching_client, 30000));
+  atomic_store(&fetch_flush_result, (int)fo_flush(c, 30000));
   atomic_store(&fetch_flush_seconds, now_s() - start);
 }
 
@@ -465,10 +470,10 @@ static int flush_in_fetch_callback(const char *config_json) {
   main_thread = pthread_self();
   fo_set_log_callback(flush_from_fetch_thread, NULL, 3);
   fo_client *c = NULL;
-  fetching_client = NULL;
+  atomic_store(&fetching_client, NULL);
   EXPECT(fo_client_open(config_json, &c), FO_OK);
   if (c == NULL) return 1;
-  fetching_client = c;
+  atomic_store(&fetching_client, c);
   EXPECT(fo_sync_now(c), FO_OK);
   double start = now_s();
   while (atomic_load(&fetch_flush_seconds) < 0 && now_s() - start < 90) sleep_ms(10);
